@@ -1,0 +1,3 @@
+//! The `swarmer` binary: command-line parsing and terminal output around the `swarmer` library.
+
+fn main() {}

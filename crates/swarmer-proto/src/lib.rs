@@ -1,0 +1,19 @@
+//! The sans-IO core of swarmer: every BitTorrent codec and decision, with no sockets, no clock and
+//! no tasks. Callers pass bytes and the current time in and drain actions out.
+//!
+//! The crate follows BEP 3 (the BitTorrent protocol) and the BEPs cited in each module.
+
+pub mod bencode;
+pub mod bitfield;
+pub mod layout;
+pub mod metainfo;
+pub mod picker;
+pub mod torrent;
+pub mod tracker;
+pub mod wire;
+
+mod ids;
+
+pub use bitfield::Bitfield;
+pub use ids::{InfoHash, PeerId};
+pub use layout::{BlockRef, FileIndex, Layout, LayoutError, PieceIndex, BLOCK_SIZE};
