@@ -5,6 +5,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod digest;
 pub mod layout;
 pub mod metainfo;
 pub mod picker;
