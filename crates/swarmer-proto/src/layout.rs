@@ -28,6 +28,11 @@ impl PieceIndex {
     }
 }
 
+/// Builds a piece index without a layout. Crate-internal: only for tables that were sized by a layout.
+pub(crate) fn piece_index_unchecked(i: u32) -> PieceIndex {
+    PieceIndex(i)
+}
+
 /// The index of a file in the torrent's file list (including BEP 47 padding files), known to be in range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileIndex(u32);
