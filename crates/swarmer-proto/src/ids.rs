@@ -62,7 +62,12 @@ impl PeerId {
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Most clients put a readable prefix first; show it, then the rest as hex.
-        let printable = self.0.iter().take_while(|b| b.is_ascii_graphic()).count().min(8);
+        let printable = self
+            .0
+            .iter()
+            .take_while(|b| b.is_ascii_graphic())
+            .count()
+            .min(8);
         write!(
             f,
             "PeerId({}{})",

@@ -83,7 +83,9 @@ pub enum LayoutError {
     #[error("piece length is 0")]
     ZeroPieceLength,
     /// `piece length` exceeds [`MAX_PIECE_LENGTH`].
-    #[error("piece length {0} bytes is larger than the supported maximum of {MAX_PIECE_LENGTH} bytes")]
+    #[error(
+        "piece length {0} bytes is larger than the supported maximum of {MAX_PIECE_LENGTH} bytes"
+    )]
     PieceLengthTooLarge(u64),
     /// The files add up to zero bytes: there is nothing to download.
     #[error("the torrent's files are all empty")]
@@ -249,7 +251,9 @@ impl Layout {
     pub fn slices(&self, offset: u64, length: u64) -> impl Iterator<Item = FileSlice> + '_ {
         let end = offset.saturating_add(length).min(self.total_length);
         // The first file whose end is past `offset`.
-        let first = self.files.partition_point(|f| f.offset + f.length <= offset);
+        let first = self
+            .files
+            .partition_point(|f| f.offset + f.length <= offset);
         self.files[first..]
             .iter()
             .enumerate()

@@ -17,4 +17,4 @@ mod ids;
 
 pub use bitfield::Bitfield;
 pub use ids::{InfoHash, PeerId};
-pub use layout::{BlockRef, FileIndex, Layout, LayoutError, PieceIndex, BLOCK_SIZE};
+pub use layout::{BLOCK_SIZE, BlockRef, FileIndex, Layout, LayoutError, PieceIndex};

@@ -234,7 +234,10 @@ impl Picker {
             // Least-requested blocks first.
             candidates.sort_by_key(|b| self.partials[&b.piece].blocks[b.index_in_piece() as usize]);
             for block in candidates.into_iter().take(max - (out.len() - start)) {
-                let part = self.partials.get_mut(&block.piece).expect("candidate is partial");
+                let part = self
+                    .partials
+                    .get_mut(&block.piece)
+                    .expect("candidate is partial");
                 part.blocks[block.index_in_piece() as usize] += 1;
                 out.push(block);
             }
@@ -361,7 +364,11 @@ impl Picker {
             .filter(|s| **s == PieceState::Missing)
             .count();
         assert_eq!(missing, self.unstarted, "unstarted count");
-        let have = self.state.iter().filter(|s| **s == PieceState::Have).count();
+        let have = self
+            .state
+            .iter()
+            .filter(|s| **s == PieceState::Have)
+            .count();
         assert_eq!(have as u32, self.have_count, "have count");
         let free: usize = self
             .partials
@@ -372,12 +379,18 @@ impl Picker {
         for (piece, part) in &self.partials {
             assert_eq!(self.state[piece.as_usize()], PieceState::Partial);
             let received = part.blocks.iter().filter(|b| **b == RECEIVED).count();
-            assert_eq!(received as u32, part.received, "received count of {piece:?}");
+            assert_eq!(
+                received as u32, part.received,
+                "received count of {piece:?}"
+            );
         }
         for (i, s) in self.state.iter().enumerate() {
             if *s == PieceState::Partial {
                 let p = PieceIndex::from_picker(i as u32);
-                assert!(self.partials.contains_key(&p), "partial {i} has no block state");
+                assert!(
+                    self.partials.contains_key(&p),
+                    "partial {i} has no block state"
+                );
             }
         }
     }
@@ -429,7 +442,10 @@ mod tests {
         p.add_availability(&bits(4, &[0, 1, 3]));
         p.add_availability(&bits(4, &[0]));
         let all = Bitfield::full(4);
-        let order: Vec<u32> = pick(&mut p, &all, 4).iter().map(|b| b.piece.get()).collect();
+        let order: Vec<u32> = pick(&mut p, &all, 4)
+            .iter()
+            .map(|b| b.piece.get())
+            .collect();
         assert_eq!(order[0], 2);
         assert_eq!(order[3], 0);
         assert!(order[1..3].contains(&1) && order[1..3].contains(&3));
@@ -439,13 +455,20 @@ mod tests {
     fn ties_are_broken_randomly_but_deterministically_per_seed() {
         let layout = Layout::new(u64::from(BLOCK_SIZE), [64 * u64::from(BLOCK_SIZE)]).unwrap();
         let first_pick = |seed| {
-            let mut p = Picker::new(&layout, &Bitfield::new(64), &mut SmallRng::seed_from_u64(seed));
+            let mut p = Picker::new(
+                &layout,
+                &Bitfield::new(64),
+                &mut SmallRng::seed_from_u64(seed),
+            );
             p.add_availability(&Bitfield::full(64));
             pick(&mut p, &Bitfield::full(64), 1)[0].piece.get()
         };
         assert_eq!(first_pick(1), first_pick(1));
         let distinct: std::collections::HashSet<u32> = (0..20).map(first_pick).collect();
-        assert!(distinct.len() > 5, "tie-breaks are not random: {distinct:?}");
+        assert!(
+            distinct.len() > 5,
+            "tie-breaks are not random: {distinct:?}"
+        );
     }
 
     #[test]
@@ -511,7 +534,13 @@ mod tests {
         assert!(!p.in_endgame());
         let mut again = Vec::new();
         let dropped = blocks[2];
-        p.pick(&all, 4, true, |b| b != dropped && blocks.contains(&b), &mut again);
+        p.pick(
+            &all,
+            4,
+            true,
+            |b| b != dropped && blocks.contains(&b),
+            &mut again,
+        );
         assert_eq!(again, vec![dropped]);
         p.check_invariants();
     }
@@ -537,7 +566,10 @@ mod tests {
             let mut c = Vec::new();
             p.pick(&all, 10, true, |_| false, &mut c);
         }
-        assert!(a.iter().all(|blk| p.request_count(*blk) <= MAX_ENDGAME_DUPLICATES));
+        assert!(
+            a.iter()
+                .all(|blk| p.request_count(*blk) <= MAX_ENDGAME_DUPLICATES)
+        );
         p.check_invariants();
     }
 

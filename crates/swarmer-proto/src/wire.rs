@@ -17,7 +17,11 @@ pub enum Message<'a> {
     Have(u32),
     Bitfield(&'a [u8]),
     Request(BlockRequest),
-    Piece { index: u32, begin: u32, data: &'a [u8] },
+    Piece {
+        index: u32,
+        begin: u32,
+        data: &'a [u8],
+    },
     Cancel(BlockRequest),
     Port(u16),
     Suggest(u32),
@@ -25,8 +29,14 @@ pub enum Message<'a> {
     HaveNone,
     Reject(BlockRequest),
     AllowedFast(u32),
-    Extended { id: u8, payload: &'a [u8] },
-    Unknown { id: u8, payload: &'a [u8] },
+    Extended {
+        id: u8,
+        payload: &'a [u8],
+    },
+    Unknown {
+        id: u8,
+        payload: &'a [u8],
+    },
 }
 pub struct Handshake {
     pub reserved: [u8; 8],
