@@ -1,2 +1,13 @@
 //! swarmer, the embeddable BitTorrent client library: a [`Session`] hosts torrents, talks to trackers and
-//! peers with tokio, and reports progress and events. The protocol logic lives in `swarmer-proto`.
+//! peers with tokio, and reports progress. The protocol logic lives in `swarmer-proto`, which this crate
+//! drives: see ARCHITECTURE.md for the map.
+
+mod peer;
+mod peer_book;
+mod session;
+pub mod storage;
+mod torrent;
+pub mod tracker;
+
+pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
+pub use torrent::{Progress, TorrentError, TorrentState};

@@ -1,0 +1,59 @@
+//! `swarmer info`: what a .torrent file contains, for people.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::download::{human_bytes, read_metainfo};
+
+pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let m = read_metainfo(path)?;
+    let layout = &m.info.layout;
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "name:        {}", m.info.name);
+    let _ = writeln!(out, "info hash:   {}", m.info_hash);
+    let _ = writeln!(
+        out,
+        "size:        {} ({} bytes)",
+        human_bytes(layout.total_length()),
+        layout.total_length()
+    );
+    let _ = writeln!(
+        out,
+        "pieces:      {} x {} ({} bytes)",
+        layout.piece_count(),
+        human_bytes(u64::from(layout.piece_length())),
+        layout.piece_length()
+    );
+    let _ = writeln!(out, "private:     {}", if m.info.private { "yes" } else { "no" });
+    if let Some(c) = &m.comment {
+        let _ = writeln!(out, "comment:     {c}");
+    }
+    if let Some(c) = &m.created_by {
+        let _ = writeln!(out, "created by:  {c}");
+    }
+    let _ = writeln!(out, "trackers:");
+    if m.announce_tiers.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for (i, tier) in m.announce_tiers.iter().enumerate() {
+        for url in tier {
+            let _ = writeln!(out, "  tier {i}: {url}");
+        }
+    }
+    let files: Vec<_> = m.info.files.iter().filter(|f| !f.padding).collect();
+    let _ = writeln!(out, "files:       {}", files.len());
+    for (i, f) in m.info.files.iter().enumerate() {
+        if f.padding {
+            continue;
+        }
+        let _ = writeln!(out, "  [{i}] {} ({} bytes)", f.path.join("/"), f.length);
+    }
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
+}

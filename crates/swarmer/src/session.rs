@@ -1,0 +1,367 @@
+//! The [`Session`]: one listening socket, one peer id and one tracker client shared by many torrents,
+//! each run by its own owner task. Incoming connections are routed to their torrent by the info hash in
+//! their handshake (BEP 3, "handshake").
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::torrent::{Config as EngineConfig, Torrent};
+use swarmer_proto::{Bitfield, InfoHash, PeerId};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::storage::{Storage, StorageError};
+use crate::torrent::{Command, Progress, TorrentError, TorrentState, TorrentTask};
+use crate::tracker::{
+    AnnouncerConfig, TrackerClient, TrackerClientConfig, TransferStats, spawn_announcer,
+};
+
+/// Settings of a [`Session`].
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The local address for the listener, outgoing peer connections and tracker requests; `None` lets
+    /// the system choose. Trackers record the source address of an announce, so on a machine with
+    /// several addresses this decides under which one peers will find us.
+    pub bind_ip: Option<IpAddr>,
+    /// TCP port to listen on for peers (0: any free port).
+    pub listen_port: u16,
+    /// Most connections per torrent (BEP 3 leaves this to the client; 80 by default).
+    pub max_peers_per_torrent: usize,
+    /// Most connection attempts in progress at once per torrent.
+    pub max_half_open: usize,
+    /// Time allowed for a TCP connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for the peer's handshake after connecting.
+    pub handshake_timeout: Duration,
+    /// Tracker client settings.
+    pub tracker: TrackerClientConfig,
+    /// Download engine settings.
+    pub engine: EngineConfig,
+    /// `numwant` sent to trackers.
+    pub num_want: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            bind_ip: None,
+            listen_port: 6881,
+            max_peers_per_torrent: 80,
+            max_half_open: 20,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            tracker: TrackerClientConfig::default(),
+            engine: EngineConfig::default(),
+            num_want: 80,
+        }
+    }
+}
+
+/// Why a session could not start or take a torrent.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The tracker client could not be built.
+    #[error("cannot set up the tracker client: {0}")]
+    Tracker(String),
+    /// The torrent is already in the session.
+    #[error("torrent {0} is already added")]
+    Duplicate(InfoHash),
+    /// The torrent's files could not be created or opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub(crate) struct SessionShared {
+    pub(crate) peer_id: PeerId,
+    pub(crate) config: SessionConfig,
+    pub(crate) listen_addr: SocketAddr,
+    torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
+}
+
+/// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use swarmer::{Session, SessionConfig};
+/// use swarmer_proto::metainfo::Metainfo;
+///
+/// let metainfo = Metainfo::from_bytes(&std::fs::read("ubuntu.torrent")?)?;
+/// let session = Session::new(SessionConfig::default()).await?;
+/// let mut torrent = session.add_torrent(metainfo, "downloads".as_ref()).await?;
+/// let mut progress = torrent.progress();
+/// tokio::spawn(async move {
+///     while progress.changed().await.is_ok() {
+///         let p = progress.borrow().clone();
+///         println!("{}/{} bytes verified", p.verified_bytes, p.total_bytes);
+///     }
+/// });
+/// torrent.wait_complete().await?;
+/// torrent.stop().await?;
+/// # Ok(()) }
+/// ```
+pub struct Session {
+    shared: Arc<SessionShared>,
+    tracker: TrackerClient,
+    listener: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts a session: generates a peer id (`-SW0100-` and 12 random bytes) and binds the listener.
+    ///
+    /// Errors: the port is taken or the bind address is not local ([`SessionError::Listen`]).
+    pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
+        let ip = config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let addr = SocketAddr::new(ip, config.listen_port);
+        let listener = bind_listener(addr).map_err(|source| SessionError::Listen { addr, source })?;
+        let listen_addr = listener
+            .local_addr()
+            .map_err(|source| SessionError::Listen { addr, source })?;
+        let mut tracker_config = config.tracker.clone();
+        tracker_config.bind = config.bind_ip;
+        let tracker =
+            TrackerClient::new(tracker_config).map_err(|e| SessionError::Tracker(e.to_string()))?;
+        let shared = Arc::new(SessionShared {
+            peer_id: PeerId::generate(&mut rand::thread_rng()),
+            config,
+            listen_addr,
+            torrents: Mutex::new(HashMap::new()),
+        });
+        let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(Session {
+            shared,
+            tracker,
+            listener,
+        })
+    }
+
+    /// The address peers can reach us at (the port is the real one when 0 was asked for).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a
+    /// multi-file one as `output_dir/name/...`) and starts downloading it.
+    ///
+    /// Errors: the torrent is already added; its files cannot be created ([`SessionError::Storage`]).
+    pub async fn add_torrent(
+        &self,
+        metainfo: Metainfo,
+        output_dir: &Path,
+    ) -> Result<TorrentHandle, SessionError> {
+        let info_hash = metainfo.info_hash;
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        {
+            let mut torrents = self.shared.torrents.lock().expect("lock poisoned");
+            if torrents.contains_key(&info_hash) {
+                return Err(SessionError::Duplicate(info_hash));
+            }
+            torrents.insert(info_hash, cmd_tx.clone());
+        }
+        let metainfo = Arc::new(metainfo);
+        let storage = {
+            let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
+            tokio::task::spawn_blocking(move || Storage::create(&root, &m.info))
+                .await
+                .expect("storage creation panicked")
+        };
+        let storage = match storage {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.shared.torrents.lock().expect("lock poisoned").remove(&info_hash);
+                return Err(e.into());
+            }
+        };
+        let layout = metainfo.info.layout.clone();
+        let have = Bitfield::new(layout.piece_count() as usize);
+        let engine = Torrent::new(layout, have, self.shared.config.engine.clone(), rand::random());
+        let stats = engine.stats();
+        let (stats_tx, stats_rx) = watch::channel(TransferStats {
+            uploaded: 0,
+            downloaded: 0,
+            left: stats.left,
+        });
+        let announcer = spawn_announcer(
+            self.tracker.clone(),
+            AnnouncerConfig {
+                tiers: metainfo.announce_tiers.clone(),
+                info_hash,
+                peer_id: self.shared.peer_id,
+                port: self.shared.listen_addr.port(),
+                num_want: self.shared.config.num_want,
+            },
+            stats_rx,
+        );
+        let (progress_tx, progress_rx) = watch::channel(Progress {
+            state: TorrentState::Downloading,
+            total_bytes: metainfo.info.layout.total_length(),
+            verified_bytes: stats.verified,
+            downloaded_bytes: 0,
+            wasted_bytes: 0,
+            uploaded_bytes: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            peers: 0,
+            pieces_have: 0,
+            piece_count: metainfo.info.layout.piece_count(),
+            hash_failures: 0,
+        });
+        let task = TorrentTask {
+            shared: Arc::clone(&self.shared),
+            metainfo,
+            storage,
+            engine,
+            announcer,
+            stats_tx,
+            progress_tx,
+            commands: cmd_rx,
+        };
+        let shared = Arc::clone(&self.shared);
+        let task = tokio::spawn(async move {
+            let result = task.run().await;
+            shared.torrents.lock().expect("lock poisoned").remove(&info_hash);
+            result
+        });
+        Ok(TorrentHandle {
+            info_hash,
+            progress: progress_rx,
+            commands: cmd_tx,
+            task: Some(task),
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
+    loop {
+        let (mut stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut buf = BytesMut::with_capacity(4096);
+            let timeout = shared.config.handshake_timeout;
+            let handshake =
+                match crate::peer::read_any_handshake(&mut stream, &mut buf, timeout).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::debug!(%addr, "incoming connection dropped: {e}");
+                        return;
+                    }
+                };
+            let torrent = shared
+                .torrents
+                .lock()
+                .expect("lock poisoned")
+                .get(&handshake.info_hash)
+                .cloned();
+            match torrent {
+                Some(t) => {
+                    let _ = t
+                        .send(Command::Incoming {
+                            stream,
+                            buf,
+                            handshake,
+                            addr,
+                        })
+                        .await;
+                }
+                None => tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent"),
+            }
+        });
+    }
+}
+
+/// A torrent in a [`Session`].
+pub struct TorrentHandle {
+    info_hash: InfoHash,
+    progress: watch::Receiver<Progress>,
+    commands: mpsc::Sender<Command>,
+    task: Option<JoinHandle<Result<(), TorrentError>>>,
+}
+
+impl TorrentHandle {
+    /// The torrent's info hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// A receiver of progress snapshots: `changed().await` wakes on every change.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// Waits until every piece is verified and flushed to disk.
+    ///
+    /// Errors: the torrent failed with a local error (disk full, permission denied).
+    pub async fn wait_complete(&mut self) -> Result<(), TorrentError> {
+        let mut progress = self.progress.clone();
+        loop {
+            match &progress.borrow_and_update().state {
+                TorrentState::Complete => return Ok(()),
+                TorrentState::Failed(_) | TorrentState::Stopped => return self.join().await,
+                TorrentState::Downloading => {}
+            }
+            if progress.changed().await.is_err() {
+                return self.join().await;
+            }
+        }
+    }
+
+    /// Stops the torrent: closes connections, finishes pieces being verified, flushes files and
+    /// announces `stopped` to the trackers (bounded by the tracker client's timeouts).
+    pub async fn stop(mut self) -> Result<(), TorrentError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<(), TorrentError> {
+        match self.task.take() {
+            Some(task) => task.await.map_err(|_| TorrentError::TaskGone)?,
+            None => Ok(()),
+        }
+    }
+}
