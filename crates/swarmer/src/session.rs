@@ -331,6 +331,12 @@ impl TorrentHandle {
         self.progress.clone()
     }
 
+    /// Adds peer addresses to dial, as if a tracker had returned them (for example from a magnet link's
+    /// `x.pe`, or a user's list). Addresses beyond the torrent's bound of known peers are ignored.
+    pub async fn add_peers(&self, peers: Vec<SocketAddr>) {
+        let _ = self.commands.send(Command::AddPeers(peers)).await;
+    }
+
     /// Waits until every piece is verified and flushed to disk.
     ///
     /// Errors: the torrent failed with a local error (disk full, permission denied).

@@ -83,6 +83,7 @@ pub(crate) enum Command {
         handshake: Handshake,
         addr: SocketAddr,
     },
+    AddPeers(Vec<SocketAddr>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -208,6 +209,10 @@ impl Running {
                 }
                 command = self.t.commands.recv() => match command {
                     Some(Command::Incoming { stream, buf, handshake, addr }) => self.accept(stream, buf, handshake, addr),
+                    Some(Command::AddPeers(peers)) => {
+                        self.book.add(peers);
+                        self.connect_more();
+                    }
                     Some(Command::Stop(done)) => {
                         self.state = TorrentState::Stopped;
                         let _ = done.send(());

@@ -1,0 +1,271 @@
+//! Whole-client tests on loopback against scripted peers: an honest seeder, a seeder that lies about
+//! piece data, one that announces a 4 GiB message, and one for another torrent. They exercise the
+//! session, connection tasks, engine, verification and storage together, without a tracker.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmer::{Session, SessionConfig};
+use swarmer_proto::metainfo::{FileEntry, Info, Metainfo};
+use swarmer_proto::wire::{Handshake, Message, max_message_len, reserved_bytes};
+use swarmer_proto::{InfoHash, Layout, PeerId, digest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    /// Flips a byte in every block it sends.
+    Liar,
+    /// Announces a message of 4 GiB after the handshake.
+    Giant,
+    /// Answers with a handshake for another torrent.
+    WrongTorrent,
+}
+
+struct Fixture {
+    metainfo: Metainfo,
+    content: Arc<Vec<u8>>,
+}
+
+/// A multi-file torrent with nested directories, a 0-byte file, a file smaller than a piece and pieces
+/// spanning file boundaries; content is a deterministic pseudo-random sequence.
+fn fixture(piece_length: u32) -> Fixture {
+    let files: Vec<(Vec<&str>, u64)> = vec![
+        (vec!["a.bin"], 100_000),
+        (vec!["empty.txt"], 0),
+        (vec!["sub", "small.txt"], 1_000),
+        (vec!["sub", "deeper", "big.bin"], 300_000),
+    ];
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let mut x: u32 = 0x1234_5678;
+    let content: Vec<u8> = (0..total)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let layout = Layout::new(u64::from(piece_length), files.iter().map(|f| f.1)).unwrap();
+    let piece_hashes = layout
+        .pieces()
+        .map(|p| {
+            let start = layout.piece_offset(p) as usize;
+            digest::sha1(&content[start..start + layout.piece_len(p) as usize])
+        })
+        .collect();
+    let info = Info {
+        name: "fixture".into(),
+        piece_length,
+        piece_hashes,
+        files: files
+            .iter()
+            .map(|(path, length)| FileEntry {
+                path: std::iter::once("fixture")
+                    .chain(path.iter().copied())
+                    .map(String::from)
+                    .collect(),
+                length: *length,
+                padding: false,
+            })
+            .collect(),
+        multi_file: true,
+        private: false,
+        layout,
+    };
+    let metainfo = Metainfo {
+        info_hash: InfoHash(digest::sha1(b"loopback fixture")),
+        info,
+        announce_tiers: vec![],
+        comment: None,
+        created_by: None,
+        creation_date: None,
+    };
+    Fixture {
+        metainfo,
+        content: Arc::new(content),
+    }
+}
+
+/// Starts a scripted peer on its own loopback address (bans are per address) and returns its address.
+async fn spawn_peer(f: &Fixture, behaviour: Behaviour) -> SocketAddr {
+    let ip = match behaviour {
+        Behaviour::Honest => "127.0.0.2",
+        Behaviour::Liar => "127.0.0.3",
+        Behaviour::Giant => "127.0.0.4",
+        Behaviour::WrongTorrent => "127.0.0.5",
+    };
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info_hash = f.metainfo.info_hash;
+    let layout = f.metainfo.info.layout.clone();
+    let content = Arc::clone(&f.content);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (layout, content) = (layout.clone(), Arc::clone(&content));
+            tokio::spawn(serve(stream, info_hash, layout, content, behaviour));
+        }
+    });
+    addr
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    info_hash: InfoHash,
+    layout: Layout,
+    content: Arc<Vec<u8>>,
+    behaviour: Behaviour,
+) -> std::io::Result<()> {
+    let mut hs = [0u8; 68];
+    stream.read_exact(&mut hs).await?;
+    let theirs = Handshake::decode(&hs).unwrap().unwrap();
+    assert_eq!(theirs.info_hash, info_hash);
+    let ours = Handshake {
+        reserved: reserved_bytes(false, false, false),
+        info_hash: if behaviour == Behaviour::WrongTorrent {
+            InfoHash([9; 20])
+        } else {
+            info_hash
+        },
+        peer_id: PeerId(*b"-XX0001-scriptedpeer"),
+    };
+    stream.write_all(&ours.encode()).await?;
+    if behaviour == Behaviour::Giant {
+        stream.write_all(&u32::MAX.to_be_bytes()).await?;
+        stream.write_all(&[7; 1024]).await?;
+        // Hold the connection open: the client must close it without waiting for the body.
+        let mut sink = Vec::new();
+        stream.read_to_end(&mut sink).await?;
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    let bits = swarmer_proto::Bitfield::full(layout.piece_count() as usize);
+    Message::Bitfield(bits.as_bytes()).encode(&mut out);
+    Message::Unchoke.encode(&mut out);
+    stream.write_all(&out).await?;
+    let mut buf = Vec::new();
+    let max = max_message_len(layout.piece_count());
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut used_total = 0;
+        out.clear();
+        while let Some((message, used)) = Message::decode(&buf[used_total..], max).unwrap() {
+            used_total += used;
+            if let Message::Request(r) = message {
+                let piece = layout.piece(r.index).unwrap();
+                let start = (layout.piece_offset(piece) + u64::from(r.begin)) as usize;
+                let mut data = content[start..start + r.length as usize].to_vec();
+                if behaviour == Behaviour::Liar {
+                    data[0] ^= 0x55;
+                }
+                Message::Piece {
+                    index: r.index,
+                    begin: r.begin,
+                    data: &data,
+                }
+                .encode(&mut out);
+            }
+        }
+        buf.drain(..used_total);
+        stream.write_all(&out).await?;
+    }
+}
+
+fn assert_files_match(f: &Fixture, root: &Path) {
+    let mut offset = 0usize;
+    for file in &f.metainfo.info.files {
+        let path: std::path::PathBuf = file.path.iter().collect();
+        let got = std::fs::read(root.join(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(got.len() as u64, file.length, "{}", path.display());
+        assert!(
+            got == f.content[offset..offset + file.length as usize],
+            "{} differs",
+            path.display()
+        );
+        offset += file.length as usize;
+    }
+}
+
+async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, swarmer::Progress) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..SessionConfig::default()
+    };
+    let session = Session::new(config).await.unwrap();
+    let mut torrent = session.add_torrent(f.metainfo.clone(), dir.path()).await.unwrap();
+    torrent.add_peers(peers).await;
+    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
+        .await
+        .expect("download timed out")
+        .expect("download failed");
+    let progress = torrent.progress().borrow().clone();
+    torrent.stop().await.unwrap();
+    (dir, progress)
+}
+
+#[tokio::test]
+async fn downloads_multi_file_torrent_from_one_seeder() {
+    for piece_length in [16 * 1024, 64 * 1024] {
+        let f = fixture(piece_length);
+        let seeder = spawn_peer(&f, Behaviour::Honest).await;
+        let (dir, progress) = download(&f, vec![seeder]).await;
+        assert_files_match(&f, dir.path());
+        assert_eq!(progress.verified_bytes, progress.total_bytes);
+        assert_eq!(progress.hash_failures, 0);
+    }
+}
+
+#[tokio::test]
+async fn survives_a_lying_peer_a_giant_message_and_a_wrong_torrent() {
+    let f = fixture(16 * 1024);
+    let liar = spawn_peer(&f, Behaviour::Liar).await;
+    let giant = spawn_peer(&f, Behaviour::Giant).await;
+    let wrong = spawn_peer(&f, Behaviour::WrongTorrent).await;
+    let honest = spawn_peer(&f, Behaviour::Honest).await;
+    let (dir, progress) = download(&f, vec![liar, giant, wrong, honest]).await;
+    assert_files_match(&f, dir.path());
+    assert_eq!(progress.verified_bytes, progress.total_bytes);
+}
+
+#[tokio::test]
+async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
+    let f = fixture(16 * 1024);
+    let liar = spawn_peer(&f, Behaviour::Liar).await;
+    // Only the liar at first: every piece it sends fails, and it gets banned.
+    let dir = tempfile::tempdir().unwrap();
+    let config = SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..SessionConfig::default()
+    };
+    let session = Session::new(config).await.unwrap();
+    let mut torrent = session.add_torrent(f.metainfo.clone(), dir.path()).await.unwrap();
+    let mut progress = torrent.progress();
+    torrent.add_peers(vec![liar]).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while progress.borrow_and_update().hash_failures < 2 || progress.borrow().peers > 0 {
+            progress.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the liar was not caught");
+    assert_eq!(progress.borrow().verified_bytes, 0);
+    let honest = spawn_peer(&f, Behaviour::Honest).await;
+    torrent.add_peers(vec![honest]).await;
+    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
+        .await
+        .expect("download timed out")
+        .expect("download failed");
+    torrent.stop().await.unwrap();
+    assert_files_match(&f, dir.path());
+}
