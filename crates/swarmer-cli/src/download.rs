@@ -21,7 +21,8 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// Reads and parses a .torrent file; errors name the file.
 pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid torrent", path.display()))
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 
 pub(crate) fn run(args: DownloadArgs) -> anyhow::Result<ExitCode> {
@@ -41,8 +42,9 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("swarmer={level},swarmer_proto={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("swarmer={level},swarmer_proto={level}"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

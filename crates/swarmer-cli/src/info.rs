@@ -27,7 +27,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         human_bytes(u64::from(layout.piece_length())),
         layout.piece_length()
     );
-    let _ = writeln!(out, "private:     {}", if m.info.private { "yes" } else { "no" });
+    let _ = writeln!(
+        out,
+        "private:     {}",
+        if m.info.private { "yes" } else { "no" }
+    );
     if let Some(c) = &m.comment {
         let _ = writeln!(out, "comment:     {c}");
     }

@@ -427,7 +427,13 @@ impl Torrent {
             return;
         };
         peer.last_received = now;
-        let first = std::mem::replace(&mut peer.first_message, false);
+        // Piece availability must come first (BEP 3, BEP 6), but clients differ on whether the BEP 10
+        // extension handshake (or a BEP 5 `port`) goes before it, so those do not use up the slot.
+        let first = if matches!(message, Message::Extended { .. } | Message::Port(_)) {
+            peer.first_message
+        } else {
+            std::mem::replace(&mut peer.first_message, false)
+        };
         let fast = peer.info.fast;
         let result = match message {
             Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => Ok(()),
@@ -892,15 +898,22 @@ impl Torrent {
 /// Our BEP 10 extension handshake: no extension messages yet (`m` is empty), our client name `v`, and
 /// `reqq`, the number of outstanding requests we accept.
 fn extension_handshake() -> Vec<u8> {
+    use crate::bencode::OwnedValue;
     let v = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
-    format!("d1:mde4:reqqi500e1:v{}:{}e", v.len(), v).into_bytes()
+    OwnedValue::dict([
+        ("m", OwnedValue::dict(Vec::<(&str, OwnedValue)>::new())),
+        ("reqq", OwnedValue::Int(500)),
+        ("v", OwnedValue::Bytes(v.as_bytes().to_vec())),
+    ])
+    .encode()
 }
 
 /// The `reqq` of a peer's BEP 10 extension handshake, if it gives a sane one.
 fn parse_reqq(payload: &[u8]) -> Option<u32> {
-    let _ = payload; // BENCODE-MERGE
-    None::<i64>
-        .and_then(|r| u32::try_from(r).ok())
+    let value = crate::bencode::decode(payload).ok()?;
+    let reqq = value.as_dict()?.get(b"reqq")?.as_int()?;
+    u32::try_from(reqq)
+        .ok()
         .filter(|r| (1..=100_000).contains(r))
 }
 
@@ -1199,6 +1212,31 @@ mod tests {
         f.t.handle_message(p, Message::KeepAlive, f.now);
         f.t.handle_timeout(f.now);
         assert!(sends(&f.drain(), p).contains(&Outgoing::KeepAlive));
+    }
+
+    #[test]
+    fn extension_handshake_round_trips_reqq() {
+        assert_eq!(parse_reqq(&extension_handshake()), Some(500));
+        assert_eq!(parse_reqq(b"d4:reqqi0ee"), None);
+        assert_eq!(parse_reqq(b"d4:reqqi-5ee"), None);
+        assert_eq!(parse_reqq(b"garbage"), None);
+        let mut f = Fixture::new(2);
+        let p = f.peer(2, false);
+        f.t.handle_message(
+            p,
+            Message::Extended {
+                id: 0,
+                payload: b"d4:reqqi3ee",
+            },
+            f.now,
+        );
+        f.t.handle_message(p, Message::Bitfield(Bitfield::full(2).as_bytes()), f.now);
+        f.t.handle_message(p, Message::Unchoke, f.now);
+        let requests = sends(&f.drain(), p)
+            .into_iter()
+            .filter(|m| matches!(m, Outgoing::Request(_)))
+            .count();
+        assert_eq!(requests, 3, "the peer's reqq caps our queue");
     }
 
     #[test]

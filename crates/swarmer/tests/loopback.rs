@@ -183,7 +183,8 @@ fn assert_files_match(f: &Fixture, root: &Path) {
     let mut offset = 0usize;
     for file in &f.metainfo.info.files {
         let path: std::path::PathBuf = file.path.iter().collect();
-        let got = std::fs::read(root.join(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let got =
+            std::fs::read(root.join(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(got.len() as u64, file.length, "{}", path.display());
         assert!(
             got == f.content[offset..offset + file.length as usize],
@@ -202,7 +203,10 @@ async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, sw
         ..SessionConfig::default()
     };
     let session = Session::new(config).await.unwrap();
-    let mut torrent = session.add_torrent(f.metainfo.clone(), dir.path()).await.unwrap();
+    let mut torrent = session
+        .add_torrent(f.metainfo.clone(), dir.path())
+        .await
+        .unwrap();
     torrent.add_peers(peers).await;
     tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
         .await
@@ -249,7 +253,10 @@ async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
         ..SessionConfig::default()
     };
     let session = Session::new(config).await.unwrap();
-    let mut torrent = session.add_torrent(f.metainfo.clone(), dir.path()).await.unwrap();
+    let mut torrent = session
+        .add_torrent(f.metainfo.clone(), dir.path())
+        .await
+        .unwrap();
     let mut progress = torrent.progress();
     torrent.add_peers(vec![liar]).await;
     tokio::time::timeout(Duration::from_secs(30), async {
