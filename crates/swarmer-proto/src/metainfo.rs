@@ -72,7 +72,7 @@ pub enum MetainfoError {
     #[error(transparent)]
     Bencode(#[from] DecodeError),
     /// The file's top level is not a dictionary.
-    #[error("the file holds a {found}, not a dictionary")]
+    #[error("the file is not a bencoded dictionary (found {found})")]
     NotADictionary {
         /// The bencode type found.
         found: &'static str,
@@ -81,7 +81,7 @@ pub enum MetainfoError {
     #[error("missing `{0}`")]
     Missing(String),
     /// A key holds the wrong bencode type.
-    #[error("`{key}` is a {found}, expected {expected}")]
+    #[error("`{key}` is not {expected} (found {found})")]
     WrongType {
         /// The key's dotted path.
         key: String,
@@ -749,6 +749,10 @@ mod tests {
         assert_eq!(
             Metainfo::from_bytes(b"le").unwrap_err(),
             NotADictionary { found: "list" }
+        );
+        assert_eq!(
+            err(set(single(5), "pieces", Some(OwnedValue::Int(3)))).to_string(),
+            "`info.pieces` is not a byte string (found integer)"
         );
         assert_eq!(
             Metainfo::from_bytes(b"d8:announce1:xe").unwrap_err(),

@@ -1,0 +1,26 @@
+//! Fuzz target for the metainfo parser: no input may panic, and every accepted file must satisfy the
+//! invariants the rest of swarmer relies on (one hash per piece, safe relative paths).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use swarmer_proto::metainfo::{Info, Metainfo};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Info::from_bytes(data);
+    let Ok(m) = Metainfo::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(m.info.piece_hashes.len(), m.info.layout.piece_count() as usize);
+    assert_eq!(m.info.files.len(), m.info.layout.file_count());
+    assert!(!m.info.files.is_empty());
+    for file in &m.info.files {
+        assert_eq!(file.path.first(), Some(&m.info.name));
+        for component in &file.path {
+            assert!(!component.is_empty() && component != "." && component != "..");
+            assert!(!component.contains(['/', '\\', '\0']));
+        }
+    }
+    for piece in m.info.layout.pieces() {
+        let _ = m.info.piece_hash(piece);
+    }
+});
