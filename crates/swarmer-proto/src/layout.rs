@@ -185,7 +185,7 @@ impl Layout {
 
     /// The file at `index`, or `None` past the last file.
     pub fn file(&self, index: usize) -> Option<FileIndex> {
-        (index < self.files.len()).then(|| FileIndex(index as u32))
+        (index < self.files.len()).then_some(FileIndex(index as u32))
     }
 
     /// Every file, in order.
