@@ -168,20 +168,36 @@ fn download_from_libtorrent_via_http_tracker() {
     );
 }
 
+/// Case 2's setup: torrent A with 1 MiB pieces, a Transmission seeder, UDP tracker only (so the
+/// case exercises BEP 15).
+fn seeded_by_transmission_via_udp(scene: &Scene, leech: fn(&Scene, &Fixture)) {
+    let fixture = single_file(scene, 10 * MIB + 333, 20, &[UDP_ANNOUNCE]);
+    let tracker = Tracker::start(scene, &[&fixture.torrent]);
+    let transmission = Transmission::start(scene, TRANSMISSION_IP);
+    transmission.seed(scene, &fixture.torrent, &fixture.seed_dir);
+    let seeder = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
+    tracker.wait_until_listed(scene, &fixture.torrent, &[seeder]);
+    leech(scene, &fixture);
+}
+
+#[test]
+fn harness_selftest_transmission_to_libtorrent() {
+    isolated(
+        "harness_selftest_transmission_to_libtorrent",
+        WITH_BOTH,
+        |scene| {
+            seeded_by_transmission_via_udp(scene, libtorrent_downloads);
+        },
+    );
+}
+
 #[test]
 fn download_from_transmission_via_udp_tracker() {
     isolated(
         "download_from_transmission_via_udp_tracker",
         WITH_TRANSMISSION,
         |scene| {
-            // Only the UDP tracker, so this case exercises BEP 15.
-            let fixture = single_file(scene, 24 * MIB + 333, 20, &[UDP_ANNOUNCE]);
-            let tracker = Tracker::start(scene, &[&fixture.torrent]);
-            let transmission = Transmission::start(scene, TRANSMISSION_IP);
-            transmission.seed(scene, &fixture.torrent, &fixture.seed_dir);
-            let seeder = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
-            tracker.wait_until_listed(scene, &fixture.torrent, &[seeder]);
-            swarmer_downloads(scene, &fixture);
+            seeded_by_transmission_via_udp(scene, swarmer_downloads);
         },
     );
 }
