@@ -241,11 +241,21 @@ def main():
     os.makedirs(work, mode=0o755)
     os.chmod(work, 0o755)
     procs = Procs()
+    failed = True
     try:
         bench(args, clients, work, procs)
+        failed = False
     finally:
         procs.stop_all()
-        if args.keep:
+        if failed:
+            # Keep the logs, but not the payload and downloads that fill /dev/shm.
+            for entry in os.listdir(work):
+                if entry != "logs":
+                    shutil.rmtree(os.path.join(work, entry), ignore_errors=True)
+                    if os.path.isfile(os.path.join(work, entry)):
+                        os.remove(os.path.join(work, entry))
+            log(f"failed; logs kept in {work}/logs")
+        elif args.keep:
             log(f"files kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
@@ -295,7 +305,10 @@ def bench(args, clients, work, procs):
             outdir = os.path.join(work, f"dl-{client}-{run}")
             os.makedirs(outdir)
             r = run_client(client, args, torrent, outdir, logdir, run)
-            got = sha1_of(os.path.join(outdir, "bench.bin"))
+            downloaded = os.path.join(outdir, "bench.bin")
+            if not os.path.isfile(downloaded):
+                sys.exit(f"bench: {client} run {run} exited 0 but wrote no {downloaded}; logs in {logdir}")
+            got = sha1_of(downloaded)
             if got != want_sha1:
                 sys.exit(f"bench: {client} run {run} downloaded a different file (sha1 {got})")
             r["mibps"] = args.size_mib / r["wall"]
