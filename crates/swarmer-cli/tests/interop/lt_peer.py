@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""One libtorrent (python3-libtorrent 2.0) peer for swarmer's interop tests and benchmark.
+
+Modes:
+  seed   add the torrent with the data already in --save-path, check it (or trust it with
+         --seed-mode) and seed until killed or --timeout;
+  leech  download into --save-path and exit 0 as soon as every piece is verified.
+
+Progress goes to stdout as one JSON object per line, flushed at once, so the caller can wait on
+events such as {"event":"seeding"} or {"event":"finished","seconds":1.23} by reading the file.
+Exit codes: 0 done (leech) or killed/timeout after seeding (seed), 2 timeout before finishing,
+3 torrent error.
+
+Every packet stays on the loopback address given by --listen: DHT, LSD, UPnP, NAT-PMP, PEX and
+uTP are off, and the address is used for listening, outgoing peer connections and tracker
+announces alike (opentracker records the announce's source address).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import libtorrent as lt
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    print(json.dumps(fields), flush=True)
+
+
+def session_settings(listen, high_performance):
+    ip, _, _port = listen.rpartition(":")
+    pack = lt.high_performance_seed() if high_performance else lt.default_settings()
+    pack.update(
+        {
+            # These must be in the constructor's settings: applied later, the session has
+            # already started DHT/LSD/port mapping.
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "listen_interfaces": listen,
+            "outgoing_interfaces": ip,
+            "allow_multiple_connections_per_ip": True,
+            # Tests put a dead tracker in the first tier; do not wait for it to time out.
+            "announce_to_all_tiers": True,
+            "announce_to_all_trackers": True,
+            "alert_mask": lt.alert.category_t.error_notification
+            | lt.alert.category_t.status_notification
+            | lt.alert.category_t.storage_notification
+            | lt.alert.category_t.tracker_notification,
+        }
+    )
+    return pack
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["seed", "leech"])
+    parser.add_argument("--torrent", required=True)
+    parser.add_argument("--save-path", required=True)
+    parser.add_argument("--listen", required=True, help="127.0.0.x:port")
+    parser.add_argument("--high-performance", action="store_true")
+    parser.add_argument(
+        "--seed-mode",
+        action="store_true",
+        help="trust the data without checking it and never verify it while serving "
+        "(makes a seeder that serves corrupted data)",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--reannounce",
+        type=float,
+        default=0.0,
+        help="while seeding, re-announce every this many seconds ignoring the tracker's min interval",
+    )
+    args = parser.parse_args()
+
+    settings = session_settings(args.listen, args.high_performance)
+    if args.seed_mode:
+        # In seed mode libtorrent hashes each piece the first time a peer asks for it and leaves
+        # seed mode on a mismatch; this setting makes it trust the data for good.
+        settings["disable_hash_checks"] = True
+    ses = lt.session(settings)
+
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.save_path
+    flags = lt.torrent_flags
+    params.flags |= flags.disable_pex | flags.disable_dht | flags.disable_lsd
+    params.flags &= ~flags.auto_managed
+    params.flags &= ~flags.paused
+    if args.seed_mode:
+        params.flags |= flags.seed_mode
+    start = time.monotonic()
+    handle = ses.add_torrent(params)
+    emit("added", info_hash=str(handle.info_hashes().v1), pid_listen=args.listen)
+
+    last_state = None
+    seeding_since = None
+    last_reannounce = 0.0
+    while True:
+        now = time.monotonic()
+        if now - start > args.timeout:
+            emit("timeout", seconds=now - start)
+            return 0 if seeding_since is not None else 2
+        ses.wait_for_alert(200)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.hash_failed_alert):
+                emit("hash_failed", piece=alert.piece_index)
+            elif isinstance(alert, lt.tracker_error_alert):
+                emit("tracker_error", url=alert.tracker_url(), message=alert.message())
+            elif isinstance(alert, lt.tracker_reply_alert):
+                emit("tracker_reply", url=alert.tracker_url(), peers=alert.num_peers)
+            elif isinstance(alert, lt.torrent_error_alert):
+                emit("error", message=alert.message())
+                return 3
+            elif isinstance(alert, lt.listen_failed_alert):
+                emit("error", message=alert.message())
+                return 3
+        status = handle.status()
+        state = str(status.state)
+        if state != last_state:
+            emit("state", state=state, progress=status.progress)
+            last_state = state
+        if args.mode == "leech" and status.is_seeding:
+            emit("finished", seconds=time.monotonic() - start, bytes=status.total_wanted)
+            return 0
+        if args.mode == "seed" and status.is_seeding:
+            if seeding_since is None:
+                seeding_since = time.monotonic()
+                emit("seeding", seconds=seeding_since - start)
+            if args.reannounce > 0 and now - last_reannounce >= args.reannounce:
+                # Plain force_reannounce() silently respects the tracker's min interval.
+                handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+                last_reannounce = now
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+//! A Transmission 3.00 daemon as a seeder, configured and queried over its RPC.
+//!
+//! Transmission never dials loopback peers (it treats them as martian) but accepts incoming
+//! connections, so it only serves as a seeder that swarmer dials.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::procs::Proc;
+use crate::scene::Scene;
+
+pub(crate) const PEER_PORT: u16 = 51413;
+const RPC_PORT: u16 = 9091;
+
+pub(crate) struct Transmission {
+    _proc: Proc,
+    rpc: SocketAddr,
+}
+
+impl Transmission {
+    /// Writes `settings.json` (the daemon rewrites it on exit, so only before start) and starts
+    /// `transmission-daemon` on `ip`, then waits until its RPC answers.
+    pub(crate) fn start(scene: &Scene, ip: Ipv4Addr) -> Transmission {
+        let config = scene.subdir("transmission-config");
+        let settings = serde_json::json!({
+            "dht-enabled": false,
+            "lpd-enabled": false,
+            "pex-enabled": false,
+            "port-forwarding-enabled": false,
+            "utp-enabled": false,
+            "bind-address-ipv4": ip.to_string(),
+            "bind-address-ipv6": "::1",
+            "peer-port": PEER_PORT,
+            "peer-port-random-on-start": false,
+            "rpc-enabled": true,
+            "rpc-bind-address": ip.to_string(),
+            "rpc-port": RPC_PORT,
+            "rpc-authentication-required": false,
+            "rpc-whitelist-enabled": false,
+            "rpc-host-whitelist-enabled": false,
+            "download-queue-enabled": false,
+            "seed-queue-enabled": false,
+            "ratio-limit-enabled": false,
+            "idle-seeding-limit-enabled": false,
+            "speed-limit-up-enabled": false,
+            "speed-limit-down-enabled": false,
+            "encryption": 0,
+            "download-dir": scene.subdir("transmission-downloads"),
+            "incomplete-dir-enabled": false,
+            "watch-dir-enabled": false,
+            "message-level": 2,
+        });
+        std::fs::write(config.join("settings.json"), settings.to_string()).expect("settings");
+        let mut command = Command::new("transmission-daemon");
+        command.arg("-f").arg("-g").arg(&config);
+        let mut proc = Proc::spawn("transmission", &mut command, &scene.logs);
+        let rpc = SocketAddr::from((ip, RPC_PORT));
+        scene
+            .deadline
+            .poll("transmission RPC", Duration::from_millis(50), || {
+                proc.assert_running();
+                TcpStream::connect(rpc).ok()
+            });
+        scene.mark("transmission-daemon is up");
+        Transmission { _proc: proc, rpc }
+    }
+
+    /// Adds `torrent` with its data already in `parent` (`transmission-remote -a -w`), then
+    /// waits until Transmission has verified it and seeds (status 6, percentDone 1).
+    pub(crate) fn seed(&self, scene: &Scene, torrent: &Path, parent: &Path) {
+        let output = Command::new("transmission-remote")
+            .arg(self.rpc.to_string())
+            .arg("-a")
+            .arg(torrent)
+            .arg("-w")
+            .arg(parent)
+            .output()
+            .expect("run transmission-remote");
+        assert!(
+            output.status.success(),
+            "transmission-remote -a failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut session_id = String::new();
+        scene.deadline.poll("transmission to seed", Duration::from_millis(200), || {
+            let reply = self.rpc_call(
+                &mut session_id,
+                r#"{"method":"torrent-get","arguments":{"fields":["status","percentDone","error","errorString"]}}"#,
+            )?;
+            let torrent = &reply["arguments"]["torrents"][0];
+            assert!(
+                torrent["error"].as_i64().unwrap_or(0) == 0,
+                "transmission reports an error: {torrent}"
+            );
+            (torrent["status"] == 6 && torrent["percentDone"] == 1.0).then_some(())
+        });
+        scene.mark("transmission seeds");
+    }
+
+    /// One RPC call; handles the 409 that hands out the session id. `None` if it failed.
+    fn rpc_call(&self, session_id: &mut String, body: &str) -> Option<serde_json::Value> {
+        for _ in 0..2 {
+            let (status, headers, reply) = self.post(session_id, body)?;
+            if status == 409 {
+                *session_id = headers
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("X-Transmission-Session-Id")
+                            .then(|| value.trim().to_owned())
+                    })
+                    .expect("409 without X-Transmission-Session-Id");
+                continue;
+            }
+            assert_eq!(status, 200, "transmission RPC: {reply}");
+            return serde_json::from_str(&reply).ok();
+        }
+        None
+    }
+
+    fn post(&self, session_id: &str, body: &str) -> Option<(u16, String, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.rpc, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "POST /transmission/rpc HTTP/1.0\r\nHost: {}\r\nX-Transmission-Session-Id: {session_id}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.rpc,
+            body.len()
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, reply) = response.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, head.to_owned(), reply.to_owned()))
+    }
+}
