@@ -57,7 +57,9 @@ impl ConnError {
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
             self,
-            ConnError::BadHandshake(_) | ConnError::WrongInfoHash(_) | ConnError::MessageTooLong { .. }
+            ConnError::BadHandshake(_)
+                | ConnError::WrongInfoHash(_)
+                | ConnError::MessageTooLong { .. }
         )
     }
 }
@@ -103,7 +105,9 @@ pub(crate) async fn run_outgoing(
     }
     .await;
     match result {
-        Ok((stream, buf, theirs)) => run_established(conn, stream, buf, theirs, ctx, commands).await,
+        Ok((stream, buf, theirs)) => {
+            run_established(conn, stream, buf, theirs, ctx, commands).await
+        }
         Err(error) => report_closed(&ctx, conn, Some(error)).await,
     }
 }
@@ -245,7 +249,13 @@ async fn run_established(
                 }
                 frames.push(buf.split_to(total).freeze());
             }
-            if !frames.is_empty() && ctx.events.send(ConnEvent::Frames { conn, frames }).await.is_err() {
+            if !frames.is_empty()
+                && ctx
+                    .events
+                    .send(ConnEvent::Frames { conn, frames })
+                    .await
+                    .is_err()
+            {
                 return Ok(());
             }
             if buf.capacity() - buf.len() < READ_BUFFER / 4 {

@@ -94,7 +94,13 @@ impl PeerBook {
 
     /// A connection to `addr` ended. `handshaken`: it got past the handshake; `fault`: it ended by a
     /// protocol or peer error; `outgoing`: we dialled it.
-    pub(crate) fn disconnected(&mut self, addr: SocketAddr, handshaken: bool, fault: bool, outgoing: bool) {
+    pub(crate) fn disconnected(
+        &mut self,
+        addr: SocketAddr,
+        handshaken: bool,
+        fault: bool,
+        outgoing: bool,
+    ) {
         if !outgoing {
             return;
         }

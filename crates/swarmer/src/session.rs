@@ -126,7 +126,8 @@ impl Session {
     pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
         let ip = config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let addr = SocketAddr::new(ip, config.listen_port);
-        let listener = bind_listener(addr).map_err(|source| SessionError::Listen { addr, source })?;
+        let listener =
+            bind_listener(addr).map_err(|source| SessionError::Listen { addr, source })?;
         let listen_addr = listener
             .local_addr()
             .map_err(|source| SessionError::Listen { addr, source })?;
@@ -186,13 +187,22 @@ impl Session {
         let storage = match storage {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                self.shared.torrents.lock().expect("lock poisoned").remove(&info_hash);
+                self.shared
+                    .torrents
+                    .lock()
+                    .expect("lock poisoned")
+                    .remove(&info_hash);
                 return Err(e.into());
             }
         };
         let layout = metainfo.info.layout.clone();
         let have = Bitfield::new(layout.piece_count() as usize);
-        let engine = Torrent::new(layout, have, self.shared.config.engine.clone(), rand::random());
+        let engine = Torrent::new(
+            layout,
+            have,
+            self.shared.config.engine.clone(),
+            rand::random(),
+        );
         let stats = engine.stats();
         let (stats_tx, stats_rx) = watch::channel(TransferStats {
             uploaded: 0,
@@ -237,7 +247,11 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let task = tokio::spawn(async move {
             let result = task.run().await;
-            shared.torrents.lock().expect("lock poisoned").remove(&info_hash);
+            shared
+                .torrents
+                .lock()
+                .expect("lock poisoned")
+                .remove(&info_hash);
             result
         });
         Ok(TorrentHandle {
@@ -306,7 +320,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
                         })
                         .await;
                 }
-                None => tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent"),
+                None => {
+                    tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")
+                }
             }
         });
     }

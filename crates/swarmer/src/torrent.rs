@@ -294,7 +294,8 @@ impl Running {
                         None => tracing::debug!(addr = %c.addr, "connection closed by peer"),
                     }
                     let peer_fault = error.as_ref().is_some_and(|e| e.is_peer_fault());
-                    self.book.disconnected(c.addr, c.key.is_some(), peer_fault, c.outgoing);
+                    self.book
+                        .disconnected(c.addr, c.key.is_some(), peer_fault, c.outgoing);
                 }
             }
         }
@@ -307,7 +308,8 @@ impl Running {
             if let Some(key) = c.key {
                 self.by_key.remove(&key);
             }
-            self.book.disconnected(c.addr, c.key.is_some(), true, c.outgoing);
+            self.book
+                .disconnected(c.addr, c.key.is_some(), true, c.outgoing);
         }
     }
 
@@ -316,7 +318,9 @@ impl Running {
             match action {
                 Action::Send { peer, message } => {
                     if let Some(conn) = self.by_key.get(&peer) {
-                        message.to_message().encode(self.out.entry(*conn).or_default());
+                        message
+                            .to_message()
+                            .encode(self.out.entry(*conn).or_default());
                     }
                 }
                 Action::Disconnect { peer, fault } => {
@@ -345,7 +349,8 @@ impl Running {
                     if let Some(key) = c.key {
                         self.by_key.remove(&key);
                     }
-                    self.book.disconnected(c.addr, c.key.is_some(), true, c.outgoing);
+                    self.book
+                        .disconnected(c.addr, c.key.is_some(), true, c.outgoing);
                 }
             }
         }
@@ -354,7 +359,11 @@ impl Running {
                 Event::PieceVerified(_) => {}
                 Event::HashFailed { piece, peers } => {
                     self.hash_failures += 1;
-                    tracing::warn!(piece = piece.get(), ?peers, "piece failed its hash check; downloading it again");
+                    tracing::warn!(
+                        piece = piece.get(),
+                        ?peers,
+                        "piece failed its hash check; downloading it again"
+                    );
                 }
                 Event::Banned(ip) => {
                     tracing::warn!(%ip, "banning peer after repeated bad data");
@@ -411,9 +420,13 @@ impl Running {
         let limit = self.t.shared.config.max_peers_per_torrent;
         let now = Instant::now();
         let connecting = self.conns.values().filter(|c| c.key.is_none()).count();
-        let mut room = limit
-            .saturating_sub(self.conns.len())
-            .min(self.t.shared.config.max_half_open.saturating_sub(connecting));
+        let mut room = limit.saturating_sub(self.conns.len()).min(
+            self.t
+                .shared
+                .config
+                .max_half_open
+                .saturating_sub(connecting),
+        );
         while room > 0 {
             let Some(addr) = self.book.next_to_dial(now) else {
                 break;
@@ -438,10 +451,22 @@ impl Running {
         }
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let conn = self.new_conn(addr, tx, false);
-        tokio::spawn(peer::run_incoming(conn, stream, buf, handshake, self.ctx.clone(), rx));
+        tokio::spawn(peer::run_incoming(
+            conn,
+            stream,
+            buf,
+            handshake,
+            self.ctx.clone(),
+            rx,
+        ));
     }
 
-    fn new_conn(&mut self, addr: SocketAddr, commands: mpsc::Sender<Bytes>, outgoing: bool) -> ConnId {
+    fn new_conn(
+        &mut self,
+        addr: SocketAddr,
+        commands: mpsc::Sender<Bytes>,
+        outgoing: bool,
+    ) -> ConnId {
         let conn = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
