@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use swarmer_proto::tracker::MAX_PEERS;
-use swarmer_proto::tracker::udp::{AddressFamily, decode_announce_response, decode_connect_response};
+use swarmer_proto::tracker::udp::{
+    AddressFamily, decode_announce_response, decode_connect_response,
+};
 
 fuzz_target!(|data: &[u8]| {
     // Half the time use the packet's own transaction id, so the decoders get past the header check.
