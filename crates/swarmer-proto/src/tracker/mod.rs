@@ -128,11 +128,16 @@ fn clamp_interval(seconds: i64) -> u32 {
     ) as u32
 }
 
-/// Makes tracker-supplied text safe to log: lossy UTF-8, control characters replaced by `?`, at most
+/// Makes tracker-supplied text safe to log: lossy UTF-8, trailing NULs and white space removed (opentracker
+/// NUL-terminates its BEP 15 error messages), other control characters replaced by `?`, at most
 /// [`MAX_MESSAGE_CHARS`] characters.
 fn sanitize_message(raw: &[u8]) -> String {
     let raw = &raw[..raw.len().min(MAX_MESSAGE_CHARS * 4)];
-    String::from_utf8_lossy(raw)
+    let end = raw
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&raw[..end])
         .chars()
         .take(MAX_MESSAGE_CHARS)
         .map(|c| if c.is_control() { '?' } else { c })
@@ -211,6 +216,11 @@ mod tests {
     #[test]
     fn messages_are_sanitised_and_cut() {
         assert_eq!(sanitize_message(b"bad\x1b[31m\n\xff"), "bad?[31m?\u{fffd}");
+        assert_eq!(
+            sanitize_message(b"Connection ID missmatch.\0"),
+            "Connection ID missmatch."
+        );
+        assert_eq!(sanitize_message(b" \n\0"), "");
         assert_eq!(sanitize_message(&[b'a'; 10_000]).len(), MAX_MESSAGE_CHARS);
     }
 

@@ -25,6 +25,10 @@ pub const ACTION_ANNOUNCE: u32 = 1;
 /// `action` 3: error; the rest of the packet is a message.
 pub const ACTION_ERROR: u32 = 3;
 
+/// The failure message for a header-only announce reply (see [`decode_announce_response`]).
+pub const EMPTY_ANNOUNCE_REPLY: &str =
+    "empty announce reply (the tracker does not serve this torrent)";
+
 /// Size of a connect request in bytes.
 pub const CONNECT_REQUEST_LEN: usize = 16;
 /// Size of an IPv4 announce request in bytes (no BEP 41 options).
@@ -131,6 +135,11 @@ pub fn decode_announce_response(
     transaction_id: u32,
     family: AddressFamily,
 ) -> Result<AnnounceResponse, TrackerError> {
+    if packet.len() == 8 && check_header(packet, transaction_id, ACTION_ANNOUNCE, 8).is_ok() {
+        // opentracker answers an announce for an info hash it does not serve (not whitelisted) with the
+        // bare 8-byte header; its only sensible reading is a refusal.
+        return Err(TrackerError::Failure(EMPTY_ANNOUNCE_REPLY.into()));
+    }
     let body = check_header(packet, transaction_id, ACTION_ANNOUNCE, 20)?;
     let interval = u32::from_be_bytes(first_n(body));
     let leechers = u32::from_be_bytes(first_n(&body[4..]));
@@ -332,6 +341,15 @@ mod tests {
             decode_announce_response(&tiny[..19], 5, AddressFamily::V4),
             Err(TrackerError::Malformed(_))
         ));
+        // What opentracker sends for an info hash that is not on its whitelist.
+        assert_eq!(
+            decode_announce_response(&tiny[..8], 5, AddressFamily::V4),
+            Err(TrackerError::Failure(EMPTY_ANNOUNCE_REPLY.into()))
+        );
+        assert!(matches!(
+            decode_announce_response(&tiny[..8], 6, AddressFamily::V4),
+            Err(TrackerError::TransactionMismatch { .. })
+        ));
     }
 
     #[test]
@@ -340,7 +358,7 @@ mod tests {
         err.extend_from_slice(b"Connection ID missmatch.\n");
         assert_eq!(
             decode_announce_response(&err, 77, AddressFamily::V4),
-            Err(TrackerError::Failure("Connection ID missmatch.?".into()))
+            Err(TrackerError::Failure("Connection ID missmatch.".into()))
         );
         assert_eq!(
             decode_connect_response(&header(3, 77), 77),

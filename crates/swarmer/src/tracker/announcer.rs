@@ -108,21 +108,19 @@ struct Requests {
 
 /// The owner's side of a running announcer. Dropping it stops the announcer as [`AnnouncerHandle::stop`]
 /// would, in the background.
-#[derive(Debug)]
 pub struct AnnouncerHandle {
     peers: mpsc::Receiver<Vec<SocketAddr>>,
-    requests: Arc<RequestsDebug>,
+    requests: Arc<Requests>,
     stop: Option<oneshot::Sender<()>>,
     status: watch::Receiver<AnnouncerStatus>,
     task: Option<JoinHandle<()>>,
 }
 
-/// [`Requests`] with a `Debug` that prints nothing interesting, so the handle can derive `Debug`.
-struct RequestsDebug(Requests);
-
-impl std::fmt::Debug for RequestsDebug {
+impl std::fmt::Debug for AnnouncerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Requests")
+        f.debug_struct("AnnouncerHandle")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,16 +133,16 @@ impl AnnouncerHandle {
 
     /// Asks for a `completed` announce as soon as possible. Only the first call has an effect.
     pub fn completed(&self) {
-        self.requests.0.completed.store(true, Ordering::SeqCst);
-        self.requests.0.wake.notify_one();
+        self.requests.completed.store(true, Ordering::SeqCst);
+        self.requests.wake.notify_one();
     }
 
     /// Asks for an early announce because peers run low. It happens once the tracker's `min interval`
-    /// (60 s if it gave none) has passed since the last successful announce; before any success it has no
-    /// effect (the retry schedule runs anyway).
+    /// (60 s if it gave none) has passed since the last successful announce. It has no effect before any
+    /// success (the retry schedule runs anyway) or while an announce is under way (that one brings peers).
     pub fn want_peers(&self) {
-        self.requests.0.want_peers.store(true, Ordering::SeqCst);
-        self.requests.0.wake.notify_one();
+        self.requests.want_peers.store(true, Ordering::SeqCst);
+        self.requests.wake.notify_one();
     }
 
     /// The latest status.
@@ -196,7 +194,7 @@ pub(crate) fn spawn_with<T: Announce>(
     let (peers_tx, peers_rx) = mpsc::channel(PEER_BATCHES);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (status_tx, status_rx) = watch::channel(AnnouncerStatus::default());
-    let requests = Arc::new(RequestsDebug(Requests::default()));
+    let requests = Arc::new(Requests::default());
     let task = Announcer {
         transport,
         cfg,
@@ -261,7 +259,7 @@ struct Announcer<T> {
     failed_rounds: u32,
     peers: mpsc::Sender<Vec<SocketAddr>>,
     status: watch::Sender<AnnouncerStatus>,
-    requests: Arc<RequestsDebug>,
+    requests: Arc<Requests>,
 }
 
 impl<T: Announce> Announcer<T> {
@@ -276,7 +274,7 @@ impl<T: Announce> Announcer<T> {
                 biased;
                 // Either an explicit stop or a dropped handle.
                 _ = &mut stop => break,
-                _ = self.requests.0.wake.notified() => self.take_requests(round.is_some()),
+                _ = self.requests.wake.notified() => self.take_requests(round.is_some()),
                 outcome = async { round.as_mut().expect("guarded by is_some").await }, if round.is_some() => {
                     round = None;
                     self.apply(outcome);
@@ -292,13 +290,13 @@ impl<T: Announce> Announcer<T> {
 
     fn take_requests(&mut self, round_in_flight: bool) {
         let now = Instant::now();
-        if self.requests.0.completed.swap(false, Ordering::SeqCst) && !self.completed_requested {
+        if self.requests.completed.swap(false, Ordering::SeqCst) && !self.completed_requested {
             self.completed_requested = true;
             self.completed_pending = true;
             // Announce now, unless a round is already under way: `apply` then schedules the next at once.
             self.next_announce = now;
         }
-        if self.requests.0.want_peers.swap(false, Ordering::SeqCst) && !round_in_flight {
+        if self.requests.want_peers.swap(false, Ordering::SeqCst) && !round_in_flight {
             if let Some(last) = self.last_success {
                 let earliest = (last + self.min_interval).max(now);
                 self.next_announce = self.next_announce.min(earliest);
