@@ -3,7 +3,7 @@
 //!
 //! The implementation is RustCrypto's `sha1` 0.10, pure Rust: on x86-64 it detects the SHA extensions
 //! (SHA-NI) at run time and uses them, which on the reference machine hashes 16 KiB blocks as fast as
-//! OpenSSL (within measurement noise); without them it falls back to portable code at about 45 % of that
+//! OpenSSL (within measurement noise); without them it falls back to portable code at about 43 % of that
 //! speed. The measurements and the alternatives considered (ring, openssl, aws-lc-rs) are in
 //! `docs/sha1.md`.
 
