@@ -2,6 +2,9 @@
 //! (`swarmer_proto::digest::sha1`, see docs/sha1.md), and decoding a stream of `piece` messages
 //! (`swarmer_proto::wire`). Run with `cargo bench -p swarmer-proto --bench sha1_wire`.
 
+// `criterion_group!` generates an undocumented `pub fn benches`; a bench target has no public API.
+#![allow(missing_docs)]
+
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use swarmer_proto::BLOCK_SIZE;
 use swarmer_proto::digest::sha1;
