@@ -1,0 +1,42 @@
+//! Feeds the download engine a peer that sends arbitrary message streams: no panic, and the engine's
+//! invariants hold after every message.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use swarmer_proto::torrent::{Action, Config, PeerInfo, Torrent};
+use swarmer_proto::wire::Message;
+use swarmer_proto::{Bitfield, Layout};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    // Three pieces of 40 KiB: three blocks each, the last shorter.
+    let layout = Layout::new(40 * 1024, [100 * 1024]).unwrap();
+    let mut t = Torrent::new(layout, Bitfield::new(3), Config::default(), 0);
+    let mut now = Instant::now();
+    let peer = t.add_peer(
+        PeerInfo {
+            addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
+            fast: flags & 1 != 0,
+            extensions: flags & 2 != 0,
+        },
+        now,
+    );
+    while let Ok(Some((message, used))) = Message::decode(rest, 1 << 16) {
+        t.handle_message(peer, message, now);
+        rest = &rest[used..];
+        while let Some(action) = t.poll_action() {
+            if let Action::VerifyPiece { piece, data } = action {
+                let ok = data.first() == Some(&0);
+                t.handle_piece_verified(piece, ok, data, now);
+            }
+        }
+        now += Duration::from_millis(700);
+        t.handle_timeout(now);
+        t.check_invariants();
+    }
+});
