@@ -114,6 +114,11 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
     let name = fixture.payload.root.file_name().expect("payload name");
     fixture.payload.assert_same(&out.join(name));
     scene.mark("every file is byte-identical");
+    // swarmer announced `stopped` on its way out, so the tracker no longer hands it out.
+    let me = std::net::SocketAddr::from((swarmer::IP, swarmer::PORT));
+    let peers = tracker::listed(&fixture.torrent);
+    assert!(!peers.contains(&me), "tracker still lists swarmer at {me} after it exited: {peers:?}");
+    scene.mark("tracker no longer lists swarmer");
 }
 
 /// Downloads with a libtorrent leecher and checks every file against the original.

@@ -239,7 +239,7 @@ impl Session {
             metainfo,
             storage,
             engine,
-            announcer,
+            announcer: Some(announcer),
             stats_tx,
             progress_tx,
             commands: cmd_rx,

@@ -107,7 +107,8 @@ pub(crate) struct TorrentTask {
     pub(crate) metainfo: Arc<Metainfo>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) engine: Torrent,
-    pub(crate) announcer: AnnouncerHandle,
+    /// Taken at shutdown to announce `stopped`.
+    pub(crate) announcer: Option<AnnouncerHandle>,
     pub(crate) stats_tx: watch::Sender<TransferStats>,
     pub(crate) progress_tx: watch::Sender<Progress>,
     pub(crate) commands: mpsc::Receiver<Command>,
@@ -195,7 +196,7 @@ impl Running {
                         Err(e) => break Err(TorrentError::Storage(e)),
                     }
                 }
-                Some(peers) = self.t.announcer.next_peers() => {
+                Some(peers) = next_peers(&mut self.t.announcer) => {
                     self.book.add(peers);
                     self.connect_more();
                 }
@@ -400,7 +401,9 @@ impl Running {
         self.state = TorrentState::Complete;
         if !self.announced_complete {
             self.announced_complete = true;
-            self.t.announcer.completed();
+            if let Some(a) = &self.t.announcer {
+                a.completed();
+            }
         }
         // A finished download needs no seeders; uploading to leechers arrives with seeding support.
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -440,7 +443,9 @@ impl Running {
             tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
         }
         if self.conns.len() < limit / 4 && self.book.dialable(now) == 0 {
-            self.t.announcer.want_peers();
+            if let Some(a) = &self.t.announcer {
+                a.want_peers();
+            }
         }
     }
 
@@ -528,5 +533,16 @@ impl Running {
         }
         let storage = Arc::clone(&self.t.storage);
         let _ = tokio::task::spawn_blocking(move || storage.sync_all()).await;
+        // Trackers learn we left (BEP 3 `event=stopped`); bounded by the announcer's stop budget.
+        if let Some(announcer) = self.t.announcer.take() {
+            announcer.stop().await;
+        }
+    }
+}
+
+async fn next_peers(announcer: &mut Option<AnnouncerHandle>) -> Option<Vec<SocketAddr>> {
+    match announcer {
+        Some(a) => a.next_peers().await,
+        None => None,
     }
 }

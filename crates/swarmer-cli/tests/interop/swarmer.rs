@@ -9,7 +9,7 @@ use crate::scene::Scene;
 
 /// swarmer's own address; every real client has another.
 pub(crate) const IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
-const PORT: u16 = 6890;
+pub(crate) const PORT: u16 = 6890;
 
 /// Runs `swarmer download TORRENT -o OUT -v` from 127.0.0.10 and asserts that it exits 0 before
 /// the test's deadline. Returns the output directory. Its stderr (the tracing log) is printed if
