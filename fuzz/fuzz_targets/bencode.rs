@@ -1,5 +1,6 @@
 //! Fuzz target for the bencode decoder and encoder: no input may panic, and every accepted input must be
-//! canonical, so decoding and re-encoding gives back the same bytes.
+//! canonical, so decoding and re-encoding gives back the same bytes. The lenient decoder must agree with
+//! the strict one wherever the strict one succeeds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,5 +23,18 @@ fuzz_target!(|data: &[u8]| {
             assert!(error.offset <= data.len());
             assert!(bencode::decode(data).is_err());
         }
+    }
+    // The lenient decoder accepts everything `decode` does, with the same result; whatever else it accepts
+    // (unsorted keys) re-encodes, keys sorted, to something the strict decoder takes.
+    match (bencode::decode(data), bencode::decode_lenient(data)) {
+        (Ok(strict), lenient) => assert_eq!(lenient, Ok(strict)),
+        (Err(_), Ok(value)) => {
+            assert_eq!(value.raw(), data);
+            let owned = value.to_owned_value();
+            let sorted = bencode::encode(&owned);
+            let again = bencode::decode(&sorted).expect("a sorted re-encoding decodes");
+            assert_eq!(again.to_owned_value(), owned);
+        }
+        (Err(_), Err(error)) => assert!(error.offset <= data.len()),
     }
 });

@@ -53,10 +53,12 @@ pub enum DecodeErrorKind {
     /// A dictionary key that is not a byte string.
     #[error("dictionary key is not a byte string")]
     KeyNotString,
-    /// A dictionary key that sorts before the previous key.
+    /// A dictionary key that sorts before the previous key ([`decode`] and [`decode_prefix`] only;
+    /// [`decode_lenient`] accepts it).
     #[error("dictionary keys out of order")]
     UnsortedKeys,
-    /// A dictionary key equal to the previous key.
+    /// A dictionary key equal to an earlier key of the same dictionary (in canonical input, the
+    /// previous one). Rejected by every entry point.
     #[error("duplicate dictionary key")]
     DuplicateKey,
     /// Lists and dictionaries nested more than [`MAX_DEPTH`] deep.
@@ -69,10 +71,54 @@ pub enum DecodeErrorKind {
 
 /// Decodes `input`, which must hold exactly one canonical bencode value.
 ///
+/// Use this for anything that is hashed or re-encoded, metainfo above all: every accepted input is the
+/// canonical encoding of its value.
+///
 /// Errors: any [`DecodeErrorKind`]; `Incomplete` means the input is truncated, `TrailingBytes` that
 /// something follows the value.
 pub fn decode(input: &[u8]) -> Result<Value<'_>, DecodeError> {
-    let (value, used) = decode_prefix(input)?;
+    whole(input, Keys::Canonical)
+}
+
+/// Decodes `input`, which must hold exactly one bencode value, accepting dictionary keys in any order.
+///
+/// For data that is never hashed or re-encoded and comes from encoders that do not sort their keys:
+/// HTTP tracker replies (and, later, KRPC messages). Metainfo must use the strict [`decode`]: an info
+/// dictionary with unsorted keys has no single canonical encoding, so its info hash would be ambiguous.
+///
+/// Everything else is as strict as [`decode`]: the same integer and length rules, [`MAX_DEPTH`], string
+/// lengths checked before slicing, no trailing bytes. **Duplicate keys are still rejected**
+/// ([`DecodeErrorKind::DuplicateKey`], at the later of the two keys; for a dictionary that is not in
+/// order this is found when the dictionary ends), so a key never has two competing values.
+///
+/// Each dictionary's entries are sorted by key once it has been read, so [`Dict::get`] and [`Dict::iter`]
+/// behave as for a strictly decoded one. [`Value::raw`] is still the exact input span of each value;
+/// re-encoding [`Value::to_owned_value`] writes the keys sorted, so it may differ from `raw`.
+pub fn decode_lenient(input: &[u8]) -> Result<Value<'_>, DecodeError> {
+    whole(input, Keys::AnyOrder)
+}
+
+/// Decodes the one canonical bencode value at the start of `input` and returns it with the number of
+/// bytes it spans; bytes after it are not looked at.
+///
+/// When `input` is a valid prefix of a value that has not ended yet, fails with
+/// [`DecodeErrorKind::Incomplete`]: append more bytes and call again. Any other error is final.
+pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
+    parse(input, Keys::Canonical)
+}
+
+/// Which dictionary key orders the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Strictly ascending byte order, as BEP 3 requires.
+    Canonical,
+    /// Any order, but still no duplicates; entries are sorted after the dictionary is read.
+    AnyOrder,
+}
+
+/// Parses one value that must span all of `input`.
+fn whole(input: &[u8], keys: Keys) -> Result<Value<'_>, DecodeError> {
+    let (value, used) = parse(input, keys)?;
     if used != input.len() {
         return Err(DecodeError {
             offset: used,
@@ -82,12 +128,8 @@ pub fn decode(input: &[u8]) -> Result<Value<'_>, DecodeError> {
     Ok(value)
 }
 
-/// Decodes the one canonical bencode value at the start of `input` and returns it with the number of
-/// bytes it spans; bytes after it are not looked at.
-///
-/// When `input` is a valid prefix of a value that has not ended yet, fails with
-/// [`DecodeErrorKind::Incomplete`]: append more bytes and call again. Any other error is final.
-pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
+/// Parses the value at the start of `input`; returns it and the number of bytes it spans.
+fn parse(input: &[u8], keys: Keys) -> Result<(Value<'_>, usize), DecodeError> {
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut pos = 0;
     loop {
@@ -128,6 +170,8 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
                         start: pos,
                         entries: Vec::new(),
                         key: None,
+                        key_offsets: Vec::new(),
+                        in_order: true,
                     }
                 });
                 pos += 1;
@@ -142,10 +186,19 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
                         start,
                         entries,
                         key: None,
-                    }) => Value::new(
-                        &input[start..=pos],
-                        ValueKind::Dict(Dict::from_sorted(entries)),
-                    ),
+                        key_offsets,
+                        in_order,
+                    }) => {
+                        let entries = if in_order {
+                            entries
+                        } else {
+                            sort_entries(entries, key_offsets)?
+                        };
+                        Value::new(
+                            &input[start..=pos],
+                            ValueKind::Dict(Dict::from_sorted(entries)),
+                        )
+                    }
                     // A key without a value, or an `e` with nothing open.
                     Some(Frame::Dict { key: Some(_), .. }) | None => {
                         return Err(error(pos, DecodeErrorKind::UnexpectedByte(byte)));
@@ -159,9 +212,21 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
         match stack.last_mut() {
             None => return Ok((value, pos)),
             Some(Frame::List { items, .. }) => items.push(value),
-            Some(Frame::Dict { entries, key, .. }) => match key.take() {
+            Some(Frame::Dict {
+                entries,
+                key,
+                key_offsets,
+                in_order,
+                ..
+            }) => match key.take() {
                 Some(k) => entries.push((k, value)),
-                None => *key = Some(check_key(&value, entries, pos)?),
+                None => {
+                    let start = pos - value.raw().len();
+                    *key = Some(check_key(&value, entries, start, keys, in_order)?);
+                    if keys == Keys::AnyOrder {
+                        key_offsets.push(start);
+                    }
+                }
             },
         }
     }
@@ -180,17 +245,24 @@ enum Frame<'a> {
         entries: Vec<(&'a [u8], Value<'a>)>,
         /// A key read and waiting for its value.
         key: Option<&'a [u8]>,
+        /// Where each key of `entries` starts, for [`Keys::AnyOrder`] only (empty otherwise): a duplicate
+        /// found when sorting is reported there.
+        key_offsets: Vec<usize>,
+        /// False once a key sorted before its predecessor ([`Keys::AnyOrder`] only).
+        in_order: bool,
     },
 }
 
-/// Checks that `value`, just read in key position and ending before `end`, is a byte string sorting
-/// strictly after the previous key.
+/// Checks that `value`, just read in key position at `start`, is a byte string and differs from the
+/// previous key; with [`Keys::Canonical`] it must sort strictly after it, with [`Keys::AnyOrder`] a key
+/// sorting before it clears `in_order`.
 fn check_key<'a>(
     value: &Value<'a>,
     entries: &[(&'a [u8], Value<'a>)],
-    end: usize,
+    start: usize,
+    keys: Keys,
+    in_order: &mut bool,
 ) -> Result<&'a [u8], DecodeError> {
-    let start = end - value.raw().len();
     let key = value
         .as_bytes()
         .ok_or(error(start, DecodeErrorKind::KeyNotString))?;
@@ -198,12 +270,35 @@ fn check_key<'a>(
         match (*previous).cmp(key) {
             std::cmp::Ordering::Less => {}
             std::cmp::Ordering::Equal => return Err(error(start, DecodeErrorKind::DuplicateKey)),
-            std::cmp::Ordering::Greater => {
-                return Err(error(start, DecodeErrorKind::UnsortedKeys));
-            }
+            std::cmp::Ordering::Greater => match keys {
+                Keys::Canonical => return Err(error(start, DecodeErrorKind::UnsortedKeys)),
+                Keys::AnyOrder => *in_order = false,
+            },
         }
     }
     Ok(key)
+}
+
+/// Sorts the entries of a dictionary read with [`Keys::AnyOrder`] by key. `offsets` holds where each
+/// key starts; a duplicate key fails with [`DecodeErrorKind::DuplicateKey`] at the earliest key that
+/// repeats an earlier one.
+fn sort_entries<'a>(
+    entries: Vec<(&'a [u8], Value<'a>)>,
+    offsets: Vec<usize>,
+) -> Result<Vec<(&'a [u8], Value<'a>)>, DecodeError> {
+    let mut tagged: Vec<(usize, (&'a [u8], Value<'a>))> =
+        offsets.into_iter().zip(entries).collect();
+    // Stable, so equal keys stay in input order and the second of a pair is the repeat.
+    tagged.sort_by_key(|(_, (key, _))| *key);
+    let repeat = tagged
+        .windows(2)
+        .filter(|pair| pair[0].1.0 == pair[1].1.0)
+        .map(|pair| pair[1].0)
+        .min();
+    if let Some(offset) = repeat {
+        return Err(error(offset, DecodeErrorKind::DuplicateKey));
+    }
+    Ok(tagged.into_iter().map(|(_, entry)| entry).collect())
 }
 
 /// Parses the integer whose `i` is at `start`; returns it and the offset just past its `e`.
@@ -391,6 +486,114 @@ mod tests {
         bad(b"d2:abi1e1:ai2ee", 8, UnsortedKeys);
         // Keys are compared as raw bytes, not as text.
         ok(b"d1:\x7fi1e1:\x80i2ee");
+    }
+
+    /// Checks that [`decode_lenient`] rejects `input` with `kind` at `offset`.
+    fn bad_lenient(input: &[u8], offset: usize, kind: DecodeErrorKind) {
+        assert_eq!(
+            decode_lenient(input).map(|v| v.to_owned_value()),
+            Err(DecodeError { offset, kind }),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    #[test]
+    fn lenient_accepts_unsorted_keys_and_sorts_them() {
+        let input = b"d1:bi1e1:ad1:zi0e1:yl2:abi-2eee2:abi3ee";
+        let v = decode_lenient(input).unwrap();
+        assert_eq!(v.raw(), input);
+        let dict = v.as_dict().unwrap();
+        let keys: Vec<_> = dict.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"ab", b"b"]);
+        assert_eq!(v.get(b"b").unwrap().as_int(), Some(1));
+        assert_eq!(v.get(b"ab").unwrap().as_int(), Some(3));
+        let inner = v.get(b"a").unwrap();
+        assert_eq!(inner.raw(), b"d1:zi0e1:yl2:abi-2eee");
+        assert_eq!(inner.get(b"z").unwrap().raw(), b"i0e");
+        assert_eq!(inner.get(b"y").unwrap().raw(), b"l2:abi-2ee");
+        assert!(v.get(b"c").is_none());
+        // Re-encoding writes the keys sorted: the canonical form, which the strict decoder accepts.
+        let canonical = encode(&v.to_owned_value());
+        assert_eq!(canonical, b"d1:ad1:yl2:abi-2ee1:zi0ee2:abi3e1:bi1ee");
+        assert_eq!(
+            decode(&canonical).unwrap().to_owned_value(),
+            v.to_owned_value()
+        );
+        // The strict decoder still refuses the original.
+        bad(input, 7, UnsortedKeys);
+    }
+
+    #[test]
+    fn lenient_agrees_with_strict_on_canonical_input() {
+        for input in [
+            &b"d3:cow3:moo4:spaml1:a1:bi-3eee"[..],
+            b"d4:infod6:lengthi5ee3:zzzl0:ee",
+            b"d1:\x7fi1e1:\x80i2ee",
+            b"lld0:lee0:i0eee",
+            b"i-9223372036854775808e",
+        ] {
+            assert_eq!(decode_lenient(input), decode(input));
+        }
+    }
+
+    #[test]
+    fn lenient_still_rejects_duplicate_keys() {
+        // Adjacent: found at once, like the strict decoder.
+        bad_lenient(b"d1:ai1e1:ai2ee", 7, DuplicateKey);
+        // Not adjacent, in an unsorted dictionary: found when it ends, reported at the repeat.
+        bad_lenient(b"d1:bi1e1:ai2e1:bi3ee", 13, DuplicateKey);
+        bad_lenient(b"d1:ci0e1:bi0e1:ci0e1:bi0ee", 13, DuplicateKey);
+        bad_lenient(b"ld1:bi1e1:ai2e1:bi3eee", 14, DuplicateKey);
+    }
+
+    #[test]
+    fn lenient_is_otherwise_strict() {
+        for input in [
+            &b""[..],
+            b"i01e",
+            b"i-0e",
+            b"ie",
+            b"i-e",
+            b"i12",
+            b"i9223372036854775808e",
+            b"01:a",
+            b"5:abc",
+            b"l",
+            b"d1:a",
+            b"d1:ae",
+            b"di1ei2ee",
+            b"d1:bi1edlei2ee",
+            b"e",
+            b"i1ei2e",
+            b"x",
+            b"99999999999999999999999:a",
+            b"18446744073709551615:x",
+        ] {
+            let strict = decode(input).unwrap_err();
+            assert_eq!(
+                decode_lenient(input),
+                Err(strict),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Unsorted keys do not lift any other rule.
+        bad_lenient(b"d1:bi1e1:ai01ee", 11, LeadingZero);
+        bad_lenient(b"d1:bi1e1:ai1ee1:x", 14, TrailingBytes);
+        bad_lenient(b"d1:bi1e1:a", 10, Incomplete);
+        bad_lenient(b"d1:bi1e1:ae", 10, UnexpectedByte(b'e'));
+        bad_lenient(b"d1:bi1ei0ei1ee", 7, KeyNotString);
+    }
+
+    #[test]
+    fn lenient_depth_is_limited() {
+        let deep = |n: usize| [vec![b'l'; n], vec![b'e'; n]].concat();
+        decode_lenient(&deep(MAX_DEPTH)).unwrap();
+        bad_lenient(&deep(MAX_DEPTH + 1), MAX_DEPTH, TooDeep);
+        bad_lenient(&vec![b'l'; 1_000_000], MAX_DEPTH, TooDeep);
+        // Unsorted dictionaries nested past the limit: 10 bytes per level before the next `d`.
+        bad_lenient(&b"d1:bi0e1:a".repeat(100_000), 10 * MAX_DEPTH, TooDeep);
     }
 
     #[test]

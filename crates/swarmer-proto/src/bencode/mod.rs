@@ -11,6 +11,11 @@
 //! `encode(decode(x)) == x` for every accepted `x`, so a decoded info dictionary re-encodes to the same
 //! info hash. The cost is rejecting the rare sloppy encoder's output, which we accept.
 //!
+//! **Leniency, on request.** [`decode_lenient`] additionally accepts dictionary keys in any order (still
+//! not duplicates), and sorts each dictionary's entries after reading it, so lookups work the same. It is
+//! for data that is never hashed or re-encoded and whose senders do not always sort keys: HTTP tracker
+//! replies (later, KRPC). Metainfo must use the strict [`decode`].
+//!
 //! **Bounds.** The decoder never recurses: it keeps an explicit stack limited to [`MAX_DEPTH`] open lists
 //! and dictionaries, and checks every string length against the remaining input before slicing, so no
 //! input can overflow the stack or make it allocate more than a small multiple of the input's size.
@@ -23,6 +28,6 @@ mod decode;
 mod encode;
 mod value;
 
-pub use decode::{DecodeError, DecodeErrorKind, MAX_DEPTH, decode, decode_prefix};
+pub use decode::{DecodeError, DecodeErrorKind, MAX_DEPTH, decode, decode_lenient, decode_prefix};
 pub use encode::{OwnedValue, encode};
 pub use value::{Dict, Value, ValueKind};

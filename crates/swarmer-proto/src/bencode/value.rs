@@ -1,12 +1,14 @@
 //! The decoded, borrowed bencode tree: [`Value`] (a node plus the raw bytes it came from) and [`Dict`]
-//! (sorted key/value pairs with lookup by key).
+//! (key/value pairs sorted by key, with lookup by key).
 
 use super::OwnedValue;
 
 /// One decoded bencode value, borrowing from the input it was decoded from.
 ///
-/// Built only by the decoder ([`super::decode`], [`super::decode_prefix`]), so [`Value::raw`] is always
-/// the exact, canonical encoding of the value and the nesting depth is at most [`super::MAX_DEPTH`].
+/// Built only by the decoder, so [`Value::raw`] is always the exact encoding the value was read from and
+/// the nesting depth is at most [`super::MAX_DEPTH`]. From [`super::decode`] and [`super::decode_prefix`]
+/// that encoding is the canonical one; from [`super::decode_lenient`] its dictionaries' keys may be in
+/// any order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value<'a> {
     raw: &'a [u8],
@@ -27,9 +29,13 @@ pub enum ValueKind<'a> {
 }
 
 /// A decoded dictionary: byte-string keys in strictly ascending byte order, each with its value.
+///
+/// The order holds for leniently decoded dictionaries too ([`super::decode_lenient`] sorts their entries
+/// after reading them), so lookup and iteration never depend on the input's key order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Dict<'a> {
-    /// Sorted by key and free of duplicates: the decoder rejects anything else.
+    /// Sorted by key and free of duplicates: the decoder rejects duplicates and either rejects or sorts
+    /// out-of-order keys.
     entries: Vec<(&'a [u8], Value<'a>)>,
 }
 
@@ -101,8 +107,10 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// An owned copy of the tree, for editing and re-encoding. `encode(&v.to_owned_value())` equals
-    /// `v.raw()` because the decoder accepts only canonical encodings.
+    /// An owned copy of the tree, for editing and re-encoding. For a value from [`super::decode`] or
+    /// [`super::decode_prefix`], `encode(&v.to_owned_value())` equals `v.raw()` because those accept only
+    /// canonical encodings; for one from [`super::decode_lenient`] the keys are written sorted, so the
+    /// bytes may differ from `v.raw()`.
     pub fn to_owned_value(&self) -> OwnedValue {
         // Recursion is bounded: a decoded value is at most `MAX_DEPTH` levels deep.
         match &self.kind {
@@ -121,7 +129,8 @@ impl<'a> Value<'a> {
 }
 
 impl<'a> Dict<'a> {
-    /// Only the decoder builds dictionaries; it guarantees `entries` is sorted and duplicate-free.
+    /// Only the decoder builds dictionaries; it guarantees `entries` is sorted and duplicate-free (for
+    /// lenient decoding, by sorting them first).
     pub(super) fn from_sorted(entries: Vec<(&'a [u8], Value<'a>)>) -> Dict<'a> {
         Dict { entries }
     }

@@ -4,11 +4,11 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::bdecode::{self, Value};
 use super::{
     AnnounceEvent, AnnounceRequest, AnnounceResponse, MAX_TRACKER_ID_LEN, PeerSink, TrackerError,
     clamp_interval, sanitize_message,
 };
+use crate::bencode::{self, Value, ValueKind};
 
 /// Builds the announce URL for `req` from the tracker's `announce` URL (BEP 3 "trackers").
 ///
@@ -92,7 +92,8 @@ fn percent_encode(out: &mut String, bytes: &[u8]) {
 ///
 /// Memory use is bounded by the body size; peers are capped at [`MAX_PEERS`](super::MAX_PEERS).
 pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
-    let root = bdecode::decode(body).map_err(|e| {
+    // Lenient about key order: some trackers do not sort their keys, and a reply is never hashed.
+    let root = bencode::decode_lenient(body).map_err(|e| {
         let trimmed = body.trim_ascii_start();
         let kind = if trimmed.first() == Some(&b'<') {
             "HTML instead of bencode"
@@ -101,20 +102,20 @@ pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerE
         };
         TrackerError::Malformed(format!("{kind} ({e}): {:?}", excerpt(body)))
     })?;
-    if !matches!(root, Value::Dict(_)) {
+    if root.as_dict().is_none() {
         return Err(TrackerError::Malformed(
             "reply is not a bencoded dictionary".into(),
         ));
     }
     if let Some(reason) = root.get(b"failure reason") {
-        let text = match reason {
-            Value::Bytes(b) => sanitize_message(b),
-            _ => "(failure reason is not a string)".into(),
+        let text = match reason.as_bytes() {
+            Some(b) => sanitize_message(b),
+            None => "(failure reason is not a string)".into(),
         };
         return Err(TrackerError::Failure(text));
     }
-    let interval = match root.get(b"interval") {
-        Some(Value::Int(i)) => clamp_interval(*i),
+    let interval = match root.get(b"interval").map(Value::kind) {
+        Some(ValueKind::Int(i)) => clamp_interval(*i),
         Some(_) => return Err(malformed("interval is not an integer")),
         None => return Err(malformed("missing interval")),
     };
@@ -138,10 +139,10 @@ pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerE
         .map(sanitize_message);
 
     let mut sink = PeerSink::default();
-    match root.get(b"peers") {
+    match root.get(b"peers").map(Value::kind) {
         None => {}
-        Some(Value::Bytes(compact)) => sink.push_compact(compact, 6)?,
-        Some(Value::List(entries)) => {
+        Some(ValueKind::Bytes(compact)) => sink.push_compact(compact, 6)?,
+        Some(ValueKind::List(entries)) => {
             for entry in entries {
                 if sink.is_full() {
                     break;
@@ -153,9 +154,9 @@ pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerE
         }
         Some(_) => return Err(malformed("peers is neither a string nor a list")),
     }
-    match root.get(b"peers6") {
+    match root.get(b"peers6").map(Value::kind) {
         None => {}
-        Some(Value::Bytes(compact)) => sink.push_compact(compact, 18)?,
+        Some(ValueKind::Bytes(compact)) => sink.push_compact(compact, 18)?,
         Some(_) => return Err(malformed("peers6 is not a string")),
     }
 
@@ -281,6 +282,17 @@ mod tests {
         assert_eq!(r.tracker_id.as_deref(), Some(&b"xyz"[..]));
         assert_eq!(r.warning.as_deref(), Some("care"));
         assert_eq!(r.seeders, None);
+    }
+
+    #[test]
+    fn unsorted_keys_are_accepted_but_duplicates_are_not() {
+        let body = b"d8:intervali1800e5:peers6:\x01\x02\x03\x04\x1a\xe18:completei2ee";
+        let r = parse_announce_response(body).unwrap();
+        assert_eq!(r.interval, 1800);
+        assert_eq!(r.seeders, Some(2));
+        assert_eq!(r.peers, vec!["1.2.3.4:6881".parse().unwrap()]);
+        let r = parse_announce_response(b"d8:intervali1800e5:peers0:8:intervali60ee");
+        assert!(matches!(r, Err(TrackerError::Malformed(_))), "{r:?}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! Everything a tracker sends is treated as hostile: replies are parsed with bounded memory, numbers are
 //! clamped, peer lists are capped at [`MAX_PEERS`] and unusable addresses are dropped.
 
-mod bdecode;
 pub mod http;
 pub mod tiers;
 pub mod udp;
