@@ -117,7 +117,10 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
     // swarmer announced `stopped` on its way out, so the tracker no longer hands it out.
     let me = std::net::SocketAddr::from((swarmer::IP, swarmer::PORT));
     let peers = tracker::listed(&fixture.torrent);
-    assert!(!peers.contains(&me), "tracker still lists swarmer at {me} after it exited: {peers:?}");
+    assert!(
+        !peers.contains(&me),
+        "tracker still lists swarmer at {me} after it exited: {peers:?}"
+    );
     scene.mark("tracker no longer lists swarmer");
 }
 
