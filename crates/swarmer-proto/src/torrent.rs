@@ -42,8 +42,9 @@ pub struct Config {
     /// We send a keep-alive after this long without sending anything.
     pub keepalive_interval: Duration,
     /// Memory for pieces not yet verified (buffers being filled plus pieces being hashed), in bytes. New
-    /// pieces are started only while below it (a single peer may go up to twice it when no started piece
-    /// can be finished by it, so a departed peer's half-done pieces cannot stall the download).
+    /// pieces are started only while below it (a peer with nothing in flight may go up to
+    /// [`HEADROOM_PIECES`] pieces over it, so a departed peer's half-done pieces cannot stall the
+    /// download). Buffers kept for reuse count against it too.
     pub max_unverified_bytes: u64,
     /// Trust at or below which a peer's address is banned (each good piece it contributed to adds 1, each
     /// failed piece takes 2, or 4 when it sent the whole piece).
@@ -60,7 +61,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(20),
             peer_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
-            max_unverified_bytes: 48 * 1024 * 1024,
+            max_unverified_bytes: 32 * 1024 * 1024,
             ban_trust: -7,
         }
     }
@@ -270,8 +271,12 @@ struct PieceBuffer {
     contributors: Vec<IpAddr>,
 }
 
-/// How many piece buffers are kept for reuse after verification (so steady state allocates nothing).
-const BUFFER_POOL: usize = 8;
+/// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
+pub const HEADROOM_PIECES: u64 = 4;
+
+/// The most piece buffers kept for reuse after verification. Within this and the memory budget, steady
+/// state allocates (and zeroes) no buffer at all.
+const MAX_BUFFER_POOL: usize = 64;
 
 /// The engine of one torrent's download. See the module documentation.
 #[derive(Debug)]
@@ -684,8 +689,11 @@ impl Torrent {
         }
         let piece_len = u64::from(self.layout.piece_length());
         let budget = self.config.max_unverified_bytes;
+        // Past the budget, a peer with nothing in flight may still start a piece (up to a few pieces of
+        // headroom), so half-done pieces that only departed peers could finish never stall the download.
         let may_start = self.unverified_bytes + piece_len <= budget
-            || (self.unverified_bytes + piece_len <= 2 * budget && peer.in_flight.is_empty());
+            || (self.unverified_bytes + piece_len <= budget + HEADROOM_PIECES * piece_len
+                && peer.in_flight.is_empty());
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
         let in_flight = &peer.in_flight;
@@ -721,7 +729,12 @@ impl Torrent {
         };
         let len = u64::from(self.layout.piece_len(piece));
         self.unverified_bytes -= len;
-        if self.pool.len() < BUFFER_POOL {
+        // Keep the buffer for the next piece only while buffers in use plus pooled stay within the budget,
+        // so the pool never adds memory beyond what unverified pieces may take anyway.
+        let pooled = self.pool.len() as u64 * u64::from(self.layout.piece_length());
+        if self.unverified_bytes + pooled + len <= self.config.max_unverified_bytes
+            && self.pool.len() < MAX_BUFFER_POOL
+        {
             self.pool.push(buffer);
         }
         self.picker.piece_verified(piece, ok);

@@ -238,6 +238,7 @@ impl Session {
             shared: Arc::clone(&self.shared),
             metainfo,
             storage,
+            write_lock: Default::default(),
             engine,
             announcer: Some(announcer),
             stats_tx,

