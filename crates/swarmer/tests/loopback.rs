@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmer::{Session, SessionConfig};
+use swarmer::{Session, SessionConfig, TorrentHandle};
 use swarmer_proto::metainfo::{FileEntry, Info, Metainfo};
 use swarmer_proto::wire::{Handshake, Message, max_message_len, reserved_bytes};
 use swarmer_proto::{InfoHash, Layout, PeerId, digest};
@@ -195,7 +195,9 @@ fn assert_files_match(f: &Fixture, root: &Path) {
     }
 }
 
-async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, swarmer::Progress) {
+/// A session on 127.0.0.1 (any port) with the fixture's torrent added, downloading into a new
+/// temporary directory. The session must outlive the torrent, so it is returned too.
+async fn start(f: &Fixture) -> (tempfile::TempDir, Session, TorrentHandle) {
     let dir = tempfile::tempdir().unwrap();
     let config = SessionConfig {
         listen_port: 0,
@@ -203,10 +205,15 @@ async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, sw
         ..SessionConfig::default()
     };
     let session = Session::new(config).await.unwrap();
-    let mut torrent = session
+    let torrent = session
         .add_torrent(f.metainfo.clone(), dir.path())
         .await
         .unwrap();
+    (dir, session, torrent)
+}
+
+async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, swarmer::Progress) {
+    let (dir, _session, mut torrent) = start(f).await;
     torrent.add_peers(peers).await;
     tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
         .await
@@ -246,17 +253,7 @@ async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
     let f = fixture(16 * 1024);
     let liar = spawn_peer(&f, Behaviour::Liar).await;
     // Only the liar at first: every piece it sends fails, and it gets banned.
-    let dir = tempfile::tempdir().unwrap();
-    let config = SessionConfig {
-        listen_port: 0,
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..SessionConfig::default()
-    };
-    let session = Session::new(config).await.unwrap();
-    let mut torrent = session
-        .add_torrent(f.metainfo.clone(), dir.path())
-        .await
-        .unwrap();
+    let (dir, _session, mut torrent) = start(&f).await;
     let mut progress = torrent.progress();
     torrent.add_peers(vec![liar]).await;
     tokio::time::timeout(Duration::from_secs(30), async {
