@@ -129,8 +129,8 @@ impl Reporter {
             bar
         });
         Reporter {
+            plain: !quiet && bar.is_none(),
             bar,
-            plain: !quiet && bar_absent(terminal, verbose),
             name: name.to_string(),
         }
     }
@@ -163,10 +163,6 @@ impl Reporter {
             eprintln!("{}: {}", self.name, status_line(p));
         }
     }
-}
-
-fn bar_absent(terminal: bool, verbose: bool) -> bool {
-    !terminal || verbose
 }
 
 fn rates(p: &Progress) -> String {

@@ -16,34 +16,22 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn empty_and_multi_block_vectors() {
-        // FIPS 180-1 vectors: "" and the 56-byte two-block message.
-        assert_eq!(
-            super::sha1(b""),
-            [
-                0xda, 0x39, 0xa3, 0xee, 0x5e, 0x6b, 0x4b, 0x0d, 0x32, 0x55, 0xbf, 0xef, 0x95, 0x60,
-                0x18, 0x90, 0xaf, 0xd8, 0x07, 0x09
-            ]
-        );
-        assert_eq!(
-            super::sha1(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            [
-                0x84, 0x98, 0x3e, 0x44, 0x1c, 0x3b, 0xd2, 0x6e, 0xba, 0xae, 0x4a, 0xa1, 0xf9, 0x51,
-                0x29, 0xe5, 0xe5, 0x46, 0x70, 0xf1
-            ]
-        );
-    }
+    use crate::InfoHash;
 
     #[test]
-    fn known_vector() {
-        // FIPS 180-1 test vector "abc".
-        assert_eq!(
-            super::sha1(b"abc"),
-            [
-                0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
-                0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d
-            ]
-        );
+    fn fips_180_vectors() {
+        // FIPS 180-1: the empty message, "abc", and the 56-byte two-block message.
+        let vectors: [(&[u8], &str); 3] = [
+            (b"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            (b"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "84983e441c3bd26ebaae4aa1f95129e5e54670f1",
+            ),
+        ];
+        for (input, expected) in vectors {
+            // InfoHash is just the 20-byte digest with a hex form.
+            assert_eq!(InfoHash(super::sha1(input)).to_hex(), expected);
+        }
     }
 }

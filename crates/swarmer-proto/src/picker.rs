@@ -61,6 +61,8 @@ pub struct Picker {
     order: Vec<u32>,
     order_dirty: bool,
     partials: HashMap<PieceIndex, Partial>,
+    /// Scratch space for ordering partial pieces in [`Picker::pick`].
+    partial_order: Vec<(u32, PieceIndex)>,
     unstarted: usize,
     free_blocks: usize,
     have_count: u32,
@@ -89,6 +91,7 @@ impl Picker {
             order: Vec::new(),
             order_dirty: true,
             partials: HashMap::new(),
+            partial_order: Vec::new(),
             unstarted,
             free_blocks: 0,
         }
@@ -171,20 +174,27 @@ impl Picker {
         }
         // 1. Partial pieces, the most complete first, so pieces finish and free their memory.
         if self.free_blocks > 0 {
-            let mut partials: Vec<(u32, PieceIndex)> = self
-                .partials
-                .iter()
-                .filter(|(p, part)| {
-                    peer_has.get(p.as_usize()) && part.received < part.blocks.len() as u32
-                })
-                .map(|(p, part)| (u32::MAX - part.received, *p))
-                .collect();
-            partials.sort_unstable();
-            for (_, piece) in partials {
+            // Runs after every received block: reuse one vector rather than allocate per call.
+            let mut order = std::mem::take(&mut self.partial_order);
+            order.clear();
+            order.extend(
+                self.partials
+                    .iter()
+                    .filter(|(p, part)| {
+                        peer_has.get(p.as_usize()) && part.received < part.blocks.len() as u32
+                    })
+                    .map(|(p, part)| (u32::MAX - part.received, *p)),
+            );
+            order.sort_unstable();
+            for &(_, piece) in &order {
                 self.take_free_blocks(piece, max - (out.len() - start), out);
                 if !want(out) {
-                    return;
+                    break;
                 }
+            }
+            self.partial_order = order;
+            if !want(out) {
+                return;
             }
         }
         // 2. New pieces, rarest first.

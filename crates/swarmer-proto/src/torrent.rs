@@ -251,7 +251,6 @@ struct Peer {
     first_message: bool,
     peer_choking: bool,
     am_interested: bool,
-    peer_interested: bool,
     /// Pieces the peer has that we have not verified.
     wanted: u32,
     in_flight: VecDeque<BlockRef>,
@@ -368,11 +367,6 @@ impl Torrent {
         self.banned.contains(&ip)
     }
 
-    /// True when the download would use one more connection: not complete.
-    pub fn wants_peers(&self) -> bool {
-        !self.is_complete()
-    }
-
     /// A connection finished its handshake. Returns its key; queues our piece availability message.
     pub fn add_peer(&mut self, info: PeerInfo, now: Instant) -> PeerKey {
         let key = PeerKey(self.next_key);
@@ -385,7 +379,6 @@ impl Torrent {
                 first_message: true,
                 peer_choking: true,
                 am_interested: false,
-                peer_interested: false,
                 wanted: 0,
                 in_flight: VecDeque::new(),
                 queue_target: self.config.initial_queue,
@@ -452,14 +445,8 @@ impl Torrent {
                 self.fill_requests(key, now);
                 Ok(())
             }
-            Message::Interested => {
-                peer.peer_interested = true;
-                Ok(())
-            }
-            Message::NotInterested => {
-                peer.peer_interested = false;
-                Ok(())
-            }
+            // The peer's interest matters only to a choker, and we do not upload yet.
+            Message::Interested | Message::NotInterested => Ok(()),
             Message::Have(index) => self.on_have(key, index, now),
             Message::Bitfield(bytes) if first => {
                 match Bitfield::from_bytes(bytes, self.layout.piece_count() as usize) {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use swarmer_proto::wire::{HANDSHAKE_LEN, Handshake};
+use swarmer_proto::wire::{HANDSHAKE_LEN, Handshake, reserved_bytes};
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -19,11 +19,7 @@ pub(crate) type ConnId = u64;
 #[derive(Debug)]
 pub(crate) enum ConnEvent {
     /// The handshake is done: the peer speaks for our torrent.
-    Handshaken {
-        conn: ConnId,
-        peer_id: PeerId,
-        reserved: [u8; 8],
-    },
+    Handshaken { conn: ConnId, handshake: Handshake },
     /// Complete frames (length prefix included), in arrival order.
     Frames { conn: ConnId, frames: Vec<Bytes> },
     /// The connection is gone; `error` says why (`None` for an orderly close by the peer).
@@ -77,13 +73,8 @@ pub(crate) struct ConnContext {
     pub(crate) handshake_timeout: Duration,
 }
 
-/// Our reserved handshake bytes: the extension protocol (BEP 10) and the Fast Extension (BEP 6).
-pub(crate) fn our_reserved() -> [u8; 8] {
-    let mut r = [0u8; 8];
-    r[5] |= 0x10;
-    r[7] |= 0x04;
-    r
-}
+/// Our reserved handshake bytes: the Fast Extension (BEP 6) and the extension protocol (BEP 10); no DHT yet.
+const OUR_RESERVED: [u8; 8] = reserved_bytes(false, true, true);
 
 /// Size of the read buffer: large enough for dozens of 16 KiB blocks per read system call.
 const READ_BUFFER: usize = 256 * 1024;
@@ -133,7 +124,7 @@ pub(crate) async fn run_incoming(
 
 fn handshake(ctx: &ConnContext) -> [u8; HANDSHAKE_LEN] {
     Handshake {
-        reserved: our_reserved(),
+        reserved: OUR_RESERVED,
         info_hash: ctx.info_hash,
         peer_id: ctx.our_id,
     }
@@ -212,8 +203,7 @@ async fn run_established(
 ) {
     let handshaken = ConnEvent::Handshaken {
         conn,
-        peer_id: theirs.peer_id,
-        reserved: theirs.reserved,
+        handshake: theirs,
     };
     if ctx.events.send(handshaken).await.is_err() {
         return;

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use crate::storage::{Storage, StorageError};
 use crate::torrent::{Command, Progress, TorrentError, TorrentState, TorrentTask};
 use crate::tracker::{
-    AnnouncerConfig, TrackerClient, TrackerClientConfig, TransferStats, spawn_announcer,
+    AnnounceError, AnnouncerConfig, TrackerClient, TrackerClientConfig, TransferStats,
+    spawn_announcer,
 };
 
 /// Settings of a [`Session`].
@@ -75,8 +76,8 @@ pub enum SessionError {
         source: std::io::Error,
     },
     /// The tracker client could not be built.
-    #[error("cannot set up the tracker client: {0}")]
-    Tracker(String),
+    #[error("cannot set up the tracker client")]
+    Tracker(#[source] AnnounceError),
     /// The torrent is already in the session.
     #[error("torrent {0} is already added")]
     Duplicate(InfoHash),
@@ -133,8 +134,7 @@ impl Session {
             .map_err(|source| SessionError::Listen { addr, source })?;
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
-        let tracker =
-            TrackerClient::new(tracker_config).map_err(|e| SessionError::Tracker(e.to_string()))?;
+        let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
         let shared = Arc::new(SessionShared {
             peer_id: PeerId::generate(&mut rand::thread_rng()),
             config,

@@ -251,25 +251,21 @@ impl Running {
     fn on_conn_event(&mut self, event: ConnEvent) {
         let now = std::time::Instant::now();
         match event {
-            ConnEvent::Handshaken {
-                conn,
-                peer_id,
-                reserved,
-            } => {
+            ConnEvent::Handshaken { conn, handshake } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
                 if self.t.engine.is_banned(c.addr.ip()) {
-                    self.close(conn);
+                    self.close(conn, true);
                     return;
                 }
-                let ours = peer::our_reserved();
+                // We always offer both extensions, so each is in use exactly when the peer offers it.
                 let info = PeerInfo {
                     addr: c.addr,
-                    fast: reserved[7] & ours[7] & 0x04 != 0,
-                    extensions: reserved[5] & ours[5] & 0x10 != 0,
+                    fast: handshake.supports_fast(),
+                    extensions: handshake.supports_extensions(),
                 };
-                tracing::debug!(addr = %c.addr, ?peer_id, "peer connected");
+                tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
                 let key = self.t.engine.add_peer(info, now);
                 c.key = Some(key);
                 self.by_key.insert(key, conn);
@@ -285,44 +281,36 @@ impl Running {
                         Ok(None) => unreachable!("the connection task sends whole frames"),
                         Err(e) => {
                             tracing::debug!(addr = %self.conns[&conn].addr, "malformed message: {e}");
-                            self.t.engine.remove_peer(key);
-                            self.close(conn);
+                            self.close(conn, true);
                             return;
                         }
-                    }
-                    if !self.conns.contains_key(&conn) || !self.by_key.contains_key(&key) {
-                        return;
                     }
                 }
             }
             ConnEvent::Closed { conn, error } => {
-                if let Some(c) = self.conns.remove(&conn) {
-                    self.out.remove(&conn);
-                    if let Some(key) = c.key {
-                        self.by_key.remove(&key);
-                        self.t.engine.remove_peer(key);
-                    }
+                if let Some(c) = self.conns.get(&conn) {
                     match &error {
                         Some(e) => tracing::debug!(addr = %c.addr, "connection closed: {e}"),
                         None => tracing::debug!(addr = %c.addr, "connection closed by peer"),
                     }
-                    let peer_fault = error.as_ref().is_some_and(|e| e.is_peer_fault());
-                    self.book
-                        .disconnected(c.addr, c.key.is_some(), peer_fault, c.outgoing);
                 }
+                self.close(conn, error.as_ref().is_some_and(|e| e.is_peer_fault()));
             }
         }
     }
 
-    fn close(&mut self, conn: ConnId) {
-        // Dropping the command sender ends the connection's writer, and with it the connection.
+    /// Forgets connection `conn` everywhere: the connection table, pending output, the engine (its
+    /// requests go back to the picker) and the peer book (`fault`: it ended through the peer's fault).
+    /// Dropping the command sender ends the connection's writer, and with it the connection.
+    fn close(&mut self, conn: ConnId, fault: bool) {
         if let Some(c) = self.conns.remove(&conn) {
             self.out.remove(&conn);
             if let Some(key) = c.key {
                 self.by_key.remove(&key);
+                self.t.engine.remove_peer(key);
             }
             self.book
-                .disconnected(c.addr, c.key.is_some(), true, c.outgoing);
+                .disconnected(c.addr, c.key.is_some(), fault, c.outgoing);
         }
     }
 
@@ -341,7 +329,7 @@ impl Running {
                         if let Some(c) = self.conns.get(&conn) {
                             tracing::info!(addr = %c.addr, "disconnecting peer: {fault}");
                         }
-                        self.close(conn);
+                        self.close(conn, true);
                     }
                 }
                 Action::VerifyPiece { piece, data } => self.verify_queue.push_back((piece, data)),
@@ -353,24 +341,15 @@ impl Running {
             };
             self.spawn_verify(piece, data);
         }
-        for (conn, bytes) in self.out.drain() {
+        let out = std::mem::take(&mut self.out);
+        for (conn, bytes) in out {
             let Some(c) = self.conns.get(&conn) else {
                 continue;
             };
             if c.commands.try_send(Bytes::from(bytes)).is_err() {
                 // Full: the peer is not reading what we send. Closed: it is already going away.
                 tracing::debug!(addr = %c.addr, "send queue full, disconnecting");
-                if let Some(key) = c.key {
-                    self.t.engine.remove_peer(key);
-                }
-                let conn_id = conn;
-                if let Some(c) = self.conns.remove(&conn_id) {
-                    if let Some(key) = c.key {
-                        self.by_key.remove(&key);
-                    }
-                    self.book
-                        .disconnected(c.addr, c.key.is_some(), true, c.outgoing);
-                }
+                self.close(conn, true);
             }
         }
         while let Some(event) = self.t.engine.poll_event() {
@@ -394,7 +373,7 @@ impl Running {
     }
 
     fn spawn_verify(&mut self, piece: PieceIndex, data: Vec<u8>) {
-        let expected = self.t.metainfo.info.piece_hashes[piece.as_usize()];
+        let expected = *self.t.metainfo.info.piece_hash(piece);
         let storage = Arc::clone(&self.t.storage);
         let write_lock = Arc::clone(&self.t.write_lock);
         self.verify.spawn_blocking(move || {
@@ -428,10 +407,7 @@ impl Running {
         // A finished download needs no seeders; uploading to leechers arrives with seeding support.
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
-            if let Some(key) = self.conns[&conn].key {
-                self.t.engine.remove_peer(key);
-            }
-            self.close(conn);
+            self.close(conn, false);
         }
         Ok(())
     }
