@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::deadline::Deadline;
+use crate::procs::Waited;
 use crate::scene::{Scene, TEST_BUDGET};
 
 /// A real program a test depends on.
@@ -177,19 +178,11 @@ fn reexec_in_netns(name: &str) {
     // The inner test enforces TEST_BUDGET itself; this outer bound only catches a hang in the
     // harness, and kills the whole process group so no real client outlives the test.
     let deadline = Deadline::after(TEST_BUDGET + Duration::from_secs(60));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if deadline.expired() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut child = Waited::new(child);
+    let status = child.wait_timeout(deadline.remaining());
+    if status.is_none() {
+        child.kill(&format!("-{pid}"));
+    }
     print!("{}", stdout.join().unwrap_or_default());
     eprint!("{}", stderr.join().unwrap_or_default());
     match status {

@@ -8,14 +8,69 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::deadline::Deadline;
 
+/// A child process whose exit arrives as an event: a thread owns the `Child` and blocks in `wait`,
+/// so waiting with a timeout is a channel receive, not a polling loop.
+pub(crate) struct Waited {
+    pid: u32,
+    status: Option<ExitStatus>,
+    exits: mpsc::Receiver<ExitStatus>,
+}
+
+impl Waited {
+    pub(crate) fn new(mut child: Child) -> Waited {
+        let pid = child.id();
+        let (tx, exits) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(status);
+            }
+        });
+        Waited {
+            pid,
+            status: None,
+            exits,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub(crate) fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.exits.try_recv().ok();
+        }
+        self.status
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.exits.recv_timeout(timeout).ok();
+        }
+        self.status
+    }
+
+    /// Sends SIGKILL to `target` (a PID, or `-PGID` for a process group) unless the process has
+    /// already exited, then waits for it to be reaped (bounded).
+    pub(crate) fn kill(&mut self, target: &str) {
+        if self.try_status().is_none() {
+            let _ = Command::new("kill").args(["-KILL", "--", target]).status();
+            self.wait_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
 /// A running child process that is killed and reaped when dropped.
 pub(crate) struct Proc {
     name: String,
-    child: Child,
+    child: Waited,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -34,7 +89,7 @@ impl Proc {
         eprintln!("started {name} (pid {}): {command:?}", child.id());
         Proc {
             name: name.to_owned(),
-            child,
+            child: Waited::new(child),
             stdout,
             stderr,
         }
@@ -54,7 +109,7 @@ impl Proc {
 
     /// Panics with the process's output if it has exited.
     pub(crate) fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
+        if let Some(status) = self.child.try_status() {
             panic!(
                 "{} exited early with {status}\n--- stdout\n{}\n--- stderr\n{}",
                 self.name,
@@ -88,24 +143,13 @@ impl Proc {
 
     /// Waits for the process to exit on its own; `None` if the deadline passed first.
     pub(crate) fn wait_exit(&mut self, deadline: Deadline) -> Option<ExitStatus> {
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if deadline.expired() {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50).min(deadline.remaining()));
-        }
+        self.child.wait_timeout(deadline.remaining())
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // Errors here mean it exited in between; either way `wait` reaps it.
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        let pid = self.child.pid().to_string();
+        self.child.kill(&pid);
     }
 }
