@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -47,8 +48,29 @@ fn init_logging(verbose: u8) {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .try_init();
+}
+
+/// The progress bar while one is shown, so log lines can be printed above it instead of through it.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// Standard error for log lines: while a progress bar is drawn, each line is written with the bar
+/// briefly cleared, so logs and the bar never garble each other.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 async fn download(args: DownloadArgs, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
@@ -120,12 +142,13 @@ impl Reporter {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg} ETA {eta}",
+                    "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
             );
             bar.set_prefix(name.to_string());
+            let _ = BAR.set(bar.clone());
             bar
         });
         Reporter {
@@ -167,11 +190,29 @@ impl Reporter {
 
 fn rates(p: &Progress) -> String {
     format!(
-        "↓ {}/s ↑ {}/s, {} peers",
+        "↓ {}/s ↑ {}/s, {} peers, ETA {}",
         human_bytes(p.download_rate),
         human_bytes(p.upload_rate),
-        p.peers
+        p.peers,
+        eta(p)
     )
+}
+
+/// Time left at the current download rate, or `?` while nothing is arriving.
+fn eta(p: &Progress) -> String {
+    let left = p.total_bytes.saturating_sub(p.verified_bytes);
+    if left == 0 {
+        return "0s".into();
+    }
+    if p.download_rate == 0 {
+        return "?".into();
+    }
+    let secs = left.div_ceil(p.download_rate);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
 }
 
 fn status_line(p: &Progress) -> String {
@@ -209,6 +250,29 @@ pub(crate) fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::human_bytes;
+
+    #[test]
+    fn eta_from_the_download_rate() {
+        let p = |verified, rate| swarmer::Progress {
+            state: swarmer::TorrentState::Downloading,
+            total_bytes: 10_000,
+            verified_bytes: verified,
+            downloaded_bytes: 0,
+            wasted_bytes: 0,
+            uploaded_bytes: 0,
+            download_rate: rate,
+            upload_rate: 0,
+            peers: 1,
+            pieces_have: 0,
+            piece_count: 1,
+            hash_failures: 0,
+        };
+        assert_eq!(super::eta(&p(0, 0)), "?");
+        assert_eq!(super::eta(&p(10_000, 0)), "0s");
+        assert_eq!(super::eta(&p(0, 100)), "1m40s");
+        assert_eq!(super::eta(&p(0, 1)), "2h46m");
+        assert_eq!(super::eta(&p(9_990, 1000)), "1s");
+    }
 
     #[test]
     fn human_bytes_uses_binary_units() {
