@@ -3,6 +3,8 @@
 
 mod download;
 mod info;
+#[allow(dead_code)] // Until the download command takes the rate and seeding options.
+mod units;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

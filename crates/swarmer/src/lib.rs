@@ -4,6 +4,8 @@
 
 mod peer;
 mod peer_book;
+#[allow(dead_code)] // Until the connection tasks take their limiters from the session.
+mod rate;
 mod session;
 pub mod storage;
 mod torrent;
