@@ -4,7 +4,6 @@
 
 mod peer;
 mod peer_book;
-#[allow(dead_code)] // Until the connection tasks take their limiters from the session.
 mod rate;
 mod session;
 pub mod storage;
@@ -12,4 +11,6 @@ mod torrent;
 pub mod tracker;
 
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
-pub use torrent::{Progress, TorrentError, TorrentState};
+pub use torrent::{
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
+};
