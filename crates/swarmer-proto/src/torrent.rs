@@ -772,10 +772,21 @@ impl Torrent {
         req: BlockRequest,
         now: Instant,
     ) -> Result<(), PeerFault> {
-        let block = self.requested(req)?;
         let limit = self.config.max_peer_requests;
+        // An oversized block is refused before its range is checked: the peer may simply use larger
+        // blocks than we allow, which is no protocol violation (libtorrent rejects them the same way).
+        let oversized = req.length > BLOCK_SIZE && self.layout.piece(req.index).is_some();
+        let block = if oversized {
+            Requested {
+                piece: self.layout.piece(req.index).expect("checked"),
+                offset: req.begin,
+                length: req.length,
+            }
+        } else {
+            self.requested(req)?
+        };
         let peer = self.peers.get_mut(&key).expect("caller checked");
-        let servable = block.length <= BLOCK_SIZE
+        let servable = !oversized
             && self.have.get(block.piece.as_usize())
             && (!peer.am_choking || peer.allowed_out.binary_search(&block.piece).is_ok());
         if servable && peer.requests.contains(&block) {
