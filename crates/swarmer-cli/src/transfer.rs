@@ -155,7 +155,11 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         r = async {
             torrent.wait_complete().await?;
             if seeding {
-                reporter.println(&format!("{name}: download complete, seeding (Ctrl-C to stop)"));
+                let done = match job.options.existing {
+                    ExistingData::Complete => "data verified",
+                    ExistingData::Ignore | ExistingData::Check => "download complete",
+                };
+                reporter.println(&format!("{name}: {done}, seeding (Ctrl-C to stop)"));
                 torrent.wait_finished().await?;
             }
             Ok(())
