@@ -1,5 +1,5 @@
-//! Feeds the download engine a peer that sends arbitrary message streams: no panic, and the engine's
-//! invariants hold after every message.
+//! Feeds the torrent engine a peer that sends arbitrary message streams, while we download or seed: no
+//! panic, and the engine's invariants hold after every message.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use swarmer_proto::torrent::{Action, Config, PeerInfo, Torrent};
 use swarmer_proto::wire::Message;
-use swarmer_proto::{Bitfield, Layout};
+use swarmer_proto::{Bitfield, InfoHash, Layout};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut rest)) = data.split_first() else {
@@ -16,7 +16,14 @@ fuzz_target!(|data: &[u8]| {
     };
     // Three pieces of 40 KiB: three blocks each, the last shorter.
     let layout = Layout::new(40 * 1024, [100 * 1024]).unwrap();
-    let mut t = Torrent::new(layout, Bitfield::new(3), Config::default(), 0);
+    // Flag bits 2..5 choose the pieces we have, so requests meet both served and missing pieces.
+    let mut have = Bitfield::new(3);
+    for i in 0..3 {
+        if flags & (4 << i) != 0 {
+            have.set(i);
+        }
+    }
+    let mut t = Torrent::new(layout, InfoHash([7; 20]), have, Config::default(), 0);
     let mut now = Instant::now();
     let peer = t.add_peer(
         PeerInfo {
@@ -30,9 +37,15 @@ fuzz_target!(|data: &[u8]| {
         t.handle_message(peer, message, now);
         rest = &rest[used..];
         while let Some(action) = t.poll_action() {
-            if let Action::VerifyPiece { piece, data } = action {
-                let ok = data.first() == Some(&0);
-                t.handle_piece_verified(piece, ok, data, now);
+            match action {
+                Action::VerifyPiece { piece, data } => {
+                    let ok = data.first() == Some(&0);
+                    t.handle_piece_verified(piece, ok, data, now);
+                }
+                Action::Upload { peer, block } => {
+                    t.handle_block_sent(peer, 1, u64::from(block.length), now)
+                }
+                Action::Send { .. } | Action::Disconnect { .. } => {}
             }
         }
         now += Duration::from_millis(700);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::download::{human_bytes, read_metainfo};
+use crate::transfer::{human_bytes, read_metainfo};
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let m = read_metainfo(path)?;

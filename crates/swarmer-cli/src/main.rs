@@ -1,12 +1,14 @@
 //! The `swarmer` binary: command-line parsing, terminal output and exit codes around the `swarmer`
 //! library. Errors are printed as one line naming the file and the problem; nothing here panics on input.
 
-mod download;
 mod info;
+mod transfer;
+mod units;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -20,8 +22,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download a torrent's files into a directory, verifying every piece.
+    /// Download a torrent's files into a directory, verifying every piece; with --seed, keep
+    /// uploading afterwards.
     Download(DownloadArgs),
+    /// Verify files you already have against a torrent (on all cores), then upload them to peers
+    /// until Ctrl-C or a --seed-ratio/--seed-time limit.
+    Seed(SeedArgs),
     /// Print a .torrent file's name, info hash, sizes, files and trackers.
     Info {
         /// The .torrent file.
@@ -36,6 +42,42 @@ struct DownloadArgs {
     /// Directory to download into: a single-file torrent becomes DIR/NAME, a multi-file one DIR/NAME/...
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     output: PathBuf,
+    /// Keep seeding after the download completes, until Ctrl-C or a --seed-ratio/--seed-time limit.
+    #[arg(long)]
+    seed: bool,
+    #[command(flatten)]
+    limits: SeedLimitArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Directory holding the data, as `download -o DIR` left it: DIR/NAME.
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+    output: PathBuf,
+    #[command(flatten)]
+    limits: SeedLimitArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// When seeding stops by itself (otherwise: on Ctrl-C).
+#[derive(Debug, clap::Args)]
+struct SeedLimitArgs {
+    /// Stop seeding once uploaded bytes reach R times the torrent's size (e.g. 1.5).
+    #[arg(long, value_name = "R", value_parser = units::parse_ratio)]
+    seed_ratio: Option<f64>,
+    /// Stop seeding after this long (e.g. 90s, 30m, 2h, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    seed_time: Option<Duration>,
+}
+
+/// Network and output options shared by `download` and `seed`.
+#[derive(Debug, clap::Args)]
+struct CommonArgs {
     /// TCP port to listen on for peers (0 picks a free one).
     #[arg(long, default_value_t = 6881)]
     port: u16,
@@ -45,6 +87,15 @@ struct DownloadArgs {
     /// Most peer connections.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
     max_peers: u16,
+    /// Peers uploaded to at once, chosen by rate every 10 s; one more is picked at random every 30 s.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    upload_slots: u16,
+    /// Most bytes per second sent to all peers together (e.g. 500K, 2M; K = 1024).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_upload_rate: Option<u64>,
+    /// Most bytes per second received from all peers together (e.g. 500K, 2M; K = 1024).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_download_rate: Option<u64>,
     /// Print nothing but errors.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -56,7 +107,8 @@ struct DownloadArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Download(args) => download::run(args),
+        Command::Download(args) => transfer::run(transfer::Job::download(args)),
+        Command::Seed(args) => transfer::run(transfer::Job::seed(args)),
         Command::Info { torrent } => info::run(&torrent),
     };
     match result {

@@ -3,8 +3,10 @@
 //!
 //! The crate follows BEP 3 (the BitTorrent protocol) and the BEPs cited in each module.
 
+pub mod allowed_fast;
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
 pub mod digest;
 pub mod layout;
 pub mod metainfo;

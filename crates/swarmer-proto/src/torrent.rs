@@ -1,15 +1,20 @@
-//! The download state machine of one torrent: the one place that decides what to request from whom,
-//! when a peer is faulty, and when a piece is ready for verification (BEP 3, "peer protocol").
+//! The state machine of one torrent: the one place that decides what to request from whom, whom to
+//! unchoke and which requests to serve, when a peer is faulty, and when a piece is ready for
+//! verification (BEP 3 "peer protocol", BEP 6 Fast Extension, BEP 10 extension handshake).
 //!
-//! It is sans-IO: the driver feeds it connection events, decoded peer messages and verification results,
-//! always with the current time, and drains [`Action`]s (messages to send, connections to close, pieces
-//! to verify) and [`Event`]s. The only timer is a once-a-second tick ([`Torrent::poll_timeout`]), which
-//! updates rates, sizes request queues, times out stuck requests and silent peers, and sends keep-alives.
+//! It is sans-IO: the driver feeds it connection events, decoded peer messages, verification results and
+//! "block sent" reports, always with the current time, and drains [`Action`]s (messages to send, blocks
+//! to upload, connections to close, pieces to verify) and [`Event`]s. The only timer is a once-a-second
+//! tick ([`Torrent::poll_timeout`]), which updates rates, sizes request queues, times out stuck requests
+//! and silent peers, sends keep-alives and, every [`Config::choke_interval`], runs the choker.
 //!
 //! Invariants (checked by [`Torrent::check_invariants`]):
 //! - every block in a peer's in-flight list is counted once in the picker's outstanding requests;
 //! - `unverified_bytes` is the size of all piece buffers held plus pieces out for verification;
-//! - a peer is interested-in exactly when it has a piece we have not verified.
+//! - a peer is interested-in exactly when it has a piece we have not verified;
+//! - a peer's queued requests are for pieces we have, and while we choke it only for its allowed-fast
+//!   pieces; queued plus uploading requests never exceed [`Config::max_peer_requests`];
+//! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +24,10 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::bitfield::BitfieldError;
+use crate::choker::{self, Candidate};
 use crate::picker::{BlockOutcome, Picker};
 use crate::wire::{BlockRequest, Message};
-use crate::{BLOCK_SIZE, Bitfield, BlockRef, Layout, PieceIndex};
+use crate::{BLOCK_SIZE, Bitfield, BlockRef, InfoHash, Layout, PieceIndex};
 
 /// Tunables of the download engine. [`Config::default`] gives the values used by the CLI.
 #[derive(Debug, Clone)]
@@ -49,6 +55,26 @@ pub struct Config {
     /// Trust at or below which a peer's address is banned (each good piece it contributed to adds 1, each
     /// failed piece takes 2, or 4 when it sent the whole piece).
     pub ban_trust: i32,
+    /// Regular unchoke slots: peers we upload to, chosen by rate every [`Config::choke_interval`] (BEP 3
+    /// "choking"); one optimistic slot comes on top.
+    pub upload_slots: usize,
+    /// How often the choker runs (10 s in libtorrent and Transmission).
+    pub choke_interval: Duration,
+    /// The optimistic unchoke moves to another peer every this many choker rounds (3: 30 s).
+    pub optimistic_rounds: u32,
+    /// A peer we want data from that sent no block for this long is snubbed: it keeps only the
+    /// optimistic chance of an unchoke (anti-snubbing).
+    pub snub_timeout: Duration,
+    /// Requests we accept from one peer at a time, advertised as `reqq` (BEP 10). Requests beyond it
+    /// are refused; more than this many refused within one second is a flood and closes the connection.
+    pub max_peer_requests: u32,
+    /// Blocks handed to the driver for one peer and not yet reported sent. Requests wait in the engine
+    /// until then, where a `cancel` can still remove them.
+    pub upload_window: u32,
+    /// Size of the allowed-fast set we grant each IPv4 peer (BEP 6); 0 grants none.
+    pub allowed_fast: usize,
+    /// Our TCP listening port, sent as `p` in the extension handshake (BEP 10).
+    pub listen_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -63,6 +89,14 @@ impl Default for Config {
             keepalive_interval: Duration::from_secs(60),
             max_unverified_bytes: 32 * 1024 * 1024,
             ban_trust: -7,
+            upload_slots: 4,
+            choke_interval: Duration::from_secs(10),
+            optimistic_rounds: 3,
+            snub_timeout: Duration::from_secs(60),
+            max_peer_requests: 250,
+            upload_window: 32,
+            allowed_fast: 10,
+            listen_port: None,
         }
     }
 }
@@ -105,6 +139,12 @@ pub enum Outgoing {
     HaveAll,
     /// BEP 6 `reject request`.
     Reject(BlockRequest),
+    /// BEP 3 `choke`: we will not serve this peer's requests.
+    Choke,
+    /// BEP 3 `unchoke`: we will serve this peer's requests.
+    Unchoke,
+    /// BEP 6 `allowed fast`: the peer may request this piece while we choke it.
+    AllowedFast(PieceIndex),
     /// BEP 10 extended message: id and bencoded payload.
     Extended(u8, Vec<u8>),
 }
@@ -128,6 +168,9 @@ impl Outgoing {
             Outgoing::HaveNone => Message::HaveNone,
             Outgoing::HaveAll => Message::HaveAll,
             Outgoing::Reject(r) => Message::Reject(*r),
+            Outgoing::Choke => Message::Choke,
+            Outgoing::Unchoke => Message::Unchoke,
+            Outgoing::AllowedFast(p) => Message::AllowedFast(p.get()),
             Outgoing::Extended(id, payload) => Message::Extended { id: *id, payload },
         }
     }
@@ -178,6 +221,21 @@ pub enum Offence {
     /// Nothing received for [`Config::peer_timeout`].
     #[error("silent for {0:?}")]
     Silent(Duration),
+    /// A `request` or `cancel` outside the torrent: no such piece, a range past the piece's end, or
+    /// zero bytes.
+    #[error("request (piece {index}, offset {begin}, {length} bytes) is not in the torrent")]
+    RequestOutOfRange {
+        /// Piece index sent.
+        index: u32,
+        /// Offset sent.
+        begin: u32,
+        /// Length sent.
+        length: u32,
+    },
+    /// More than [`Config::max_peer_requests`] requests we had to refuse within one second: for pieces
+    /// we lack, blocks over 16 KiB, or beyond the advertised `reqq`.
+    #[error("request flood: over {0} refused requests in a second")]
+    RequestFlood(u32),
 }
 
 /// Work for the driver, drained with [`Torrent::poll_action`].
@@ -196,6 +254,14 @@ pub enum Action {
         peer: PeerKey,
         /// Why.
         fault: PeerFault,
+    },
+    /// Read `block` from disk and send it to `peer` as a `piece` message (BEP 3), then report it with
+    /// [`Torrent::handle_block_sent`]. Blocks for one peer are handed out in request order.
+    Upload {
+        /// The connection.
+        peer: PeerKey,
+        /// The requested range; we have verified its piece.
+        block: Requested,
     },
     /// Hash `data` (all of `piece`), and if it matches write it to disk; then call
     /// [`Torrent::handle_piece_verified`] with the buffer.
@@ -225,6 +291,30 @@ pub enum Event {
     Complete,
 }
 
+/// A range of one verified piece that a peer requested (BEP 3 `request`), checked against the layout:
+/// `offset + length` is within the piece and `length` is 1 to [`BLOCK_SIZE`] bytes. Peers usually ask
+/// for aligned 16 KiB blocks, but BEP 3 allows any range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Requested {
+    /// The piece.
+    pub piece: PieceIndex,
+    /// Byte offset within the piece.
+    pub offset: u32,
+    /// Length in bytes.
+    pub length: u32,
+}
+
+impl Requested {
+    /// The request as it appears on the wire (`request`, `cancel`, `reject`).
+    pub fn to_wire(self) -> BlockRequest {
+        BlockRequest {
+            index: self.piece.get(),
+            begin: self.offset,
+            length: self.length,
+        }
+    }
+}
+
 /// Counters for progress reports and trackers (bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -242,6 +332,12 @@ pub struct Stats {
     pub unchoked_by: usize,
     /// Total download rate over the last second, bytes/s.
     pub download_rate: u64,
+    /// Payload bytes of `piece` messages the driver reported sent.
+    pub uploaded: u64,
+    /// Total upload rate over the last second, bytes/s.
+    pub upload_rate: u64,
+    /// Peers we are not choking.
+    pub unchoked: usize,
 }
 
 #[derive(Debug)]
@@ -262,6 +358,28 @@ struct Peer {
     bytes_this_tick: u64,
     /// Smoothed download rate from this peer, bytes/s.
     rate: f64,
+    /// When the last block arrived (or the connection opened): anti-snubbing.
+    last_data: Instant,
+    connected_at: Instant,
+    // Upload side.
+    am_choking: bool,
+    optimistic: bool,
+    peer_interested: bool,
+    /// Requests accepted and not yet handed to the driver, oldest first.
+    requests: VecDeque<Requested>,
+    /// Blocks handed to the driver and not yet reported sent.
+    uploading: u32,
+    up_bytes_this_tick: u64,
+    /// Smoothed upload rate to this peer, bytes/s.
+    up_rate: f64,
+    /// Requests refused since the last tick (flood detection).
+    refused_this_tick: u32,
+    /// Pieces this peer may request while we choke it (BEP 6), sorted.
+    allowed_out: Vec<PieceIndex>,
+    /// Pieces we may request while it chokes us (BEP 6).
+    allowed_in: Vec<PieceIndex>,
+    /// The peer said it only uploads (BEP 21 `upload_only` in its extension handshake).
+    upload_only: bool,
 }
 
 #[derive(Debug)]
@@ -281,7 +399,11 @@ const MAX_BUFFER_POOL: usize = 64;
 #[derive(Debug)]
 pub struct Torrent {
     layout: Layout,
+    info_hash: InfoHash,
     config: Config,
+    rng: SmallRng,
+    next_choke: Option<Instant>,
+    choke_round: u32,
     picker: Picker,
     have: Bitfield,
     peers: HashMap<PeerKey, Peer>,
@@ -301,9 +423,16 @@ pub struct Torrent {
 }
 
 impl Torrent {
-    /// An engine for a torrent of `layout` of which the pieces in `have` are verified already. `seed`
-    /// makes piece-order tie-breaks reproducible (tests pass a constant, the client a random number).
-    pub fn new(layout: Layout, have: Bitfield, config: Config, seed: u64) -> Torrent {
+    /// An engine for the torrent `info_hash` of `layout`, of which the pieces in `have` are verified
+    /// already. `seed` makes random choices reproducible (piece-order tie-breaks, optimistic unchokes):
+    /// tests pass a constant, the client a random number.
+    pub fn new(
+        layout: Layout,
+        info_hash: InfoHash,
+        have: Bitfield,
+        config: Config,
+        seed: u64,
+    ) -> Torrent {
         let mut rng = SmallRng::seed_from_u64(seed);
         let picker = Picker::new(&layout, &have, &mut rng);
         let verified: u64 = have
@@ -318,7 +447,11 @@ impl Torrent {
         };
         Torrent {
             layout,
+            info_hash,
             config,
+            rng,
+            next_choke: None,
+            choke_round: 0,
             picker,
             have,
             peers: HashMap::new(),
@@ -358,6 +491,7 @@ impl Torrent {
         Stats {
             peers: self.peers.len(),
             unchoked_by: self.peers.values().filter(|p| !p.peer_choking).count(),
+            unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
             ..self.stats
         }
     }
@@ -367,10 +501,29 @@ impl Torrent {
         self.banned.contains(&ip)
     }
 
-    /// A connection finished its handshake. Returns its key; queues our piece availability message.
+    /// A connection finished its handshake. Returns its key; queues our extension handshake (BEP 10),
+    /// our piece availability message (BEP 3 `bitfield`, or BEP 6 `have all`/`have none`) and the
+    /// pieces this peer may request while choked (BEP 6 `allowed fast`).
     pub fn add_peer(&mut self, info: PeerInfo, now: Instant) -> PeerKey {
         let key = PeerKey(self.next_key);
         self.next_key += 1;
+        let allowed_out = match info.addr.ip() {
+            // BEP 6 defines the canonical set for IPv4 only.
+            IpAddr::V4(ip) if info.fast && self.config.allowed_fast > 0 => {
+                let mut set: Vec<PieceIndex> = crate::allowed_fast::allowed_fast_set(
+                    ip,
+                    &self.info_hash,
+                    self.layout.piece_count(),
+                    self.config.allowed_fast,
+                )
+                .into_iter()
+                .filter_map(|i| self.layout.piece(i))
+                .collect();
+                set.sort_unstable();
+                set
+            }
+            _ => Vec::new(),
+        };
         self.peers.insert(
             key,
             Peer {
@@ -388,10 +541,24 @@ impl Torrent {
                 last_sent: now,
                 bytes_this_tick: 0,
                 rate: 0.0,
+                last_data: now,
+                connected_at: now,
+                am_choking: true,
+                optimistic: false,
+                peer_interested: false,
+                requests: VecDeque::new(),
+                uploading: 0,
+                up_bytes_this_tick: 0,
+                up_rate: 0.0,
+                refused_this_tick: 0,
+                allowed_out,
+                allowed_in: Vec::new(),
+                upload_only: false,
             },
         );
         if info.extensions {
-            self.send(key, Outgoing::Extended(0, extension_handshake()), now);
+            let handshake = self.extension_handshake();
+            self.send(key, Outgoing::Extended(0, handshake), now);
         }
         let have_count = self.have.count_ones();
         if info.fast && have_count == 0 {
@@ -401,14 +568,50 @@ impl Torrent {
         } else if have_count > 0 {
             self.send(key, Outgoing::Bitfield(self.have.clone()), now);
         }
+        let granted: Vec<PieceIndex> = self.peers[&key]
+            .allowed_out
+            .iter()
+            .copied()
+            .filter(|p| self.have.get(p.as_usize()))
+            .collect();
+        for piece in granted {
+            self.send(key, Outgoing::AllowedFast(piece), now);
+        }
         if self.next_tick.is_none() {
             self.next_tick = Some(now + Duration::from_secs(1));
+        }
+        if self.next_choke.is_none() {
+            self.next_choke = Some(now + self.config.choke_interval);
         }
         key
     }
 
+    /// Our BEP 10 extension handshake: no extension messages yet (`m` is empty), our listening port
+    /// `p`, `reqq` (the requests we accept at once), our client name `v`, and BEP 21 `upload_only`
+    /// once we have every piece.
+    fn extension_handshake(&self) -> Vec<u8> {
+        use crate::bencode::OwnedValue;
+        let v = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
+        let mut fields = vec![
+            ("m", OwnedValue::dict(Vec::<(&str, OwnedValue)>::new())),
+            (
+                "reqq",
+                OwnedValue::Int(i64::from(self.config.max_peer_requests)),
+            ),
+            ("v", OwnedValue::Bytes(v.as_bytes().to_vec())),
+        ];
+        if let Some(port) = self.config.listen_port {
+            fields.push(("p", OwnedValue::Int(i64::from(port))));
+        }
+        if self.have.is_full() {
+            fields.push(("upload_only", OwnedValue::Int(1)));
+        }
+        OwnedValue::dict(fields).encode()
+    }
+
     /// A connection closed (by the peer, by an IO error, or after a [`Action::Disconnect`]): its
     /// outstanding requests go back to the picker.
+    /// An unchoke slot it held goes to another peer at the next tick.
     pub fn remove_peer(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.remove(&key) else {
             return;
@@ -434,8 +637,25 @@ impl Torrent {
         };
         let fast = peer.info.fast;
         let result = match message {
-            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => Ok(()),
-            Message::Unknown { .. } | Message::AllowedFast(_) => Ok(()),
+            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => Ok(()),
+            Message::Suggest(_) | Message::AllowedFast(_) if !fast => {
+                Err(PeerFault::Misbehaved(Offence::FastNotNegotiated))
+            }
+            // A hint; the picker's rarest-first order serves the swarm better than following it.
+            Message::Suggest(_) => Ok(()),
+            Message::AllowedFast(index) => {
+                // Indices past the end are ignored: BEP 6 lets a peer send the set before it knows
+                // whether it has the pieces, and an unusable grant harms nobody.
+                if let Some(piece) = self.layout.piece(index) {
+                    if !peer.allowed_in.contains(&piece)
+                        && peer.allowed_in.len() < self.config.allowed_fast.max(16)
+                    {
+                        peer.allowed_in.push(piece);
+                        self.fill_requests(key, now);
+                    }
+                }
+                Ok(())
+            }
             Message::Choke => {
                 self.on_choke(key);
                 Ok(())
@@ -445,8 +665,19 @@ impl Torrent {
                 self.fill_requests(key, now);
                 Ok(())
             }
-            // The peer's interest matters only to a choker, and we do not upload yet.
-            Message::Interested | Message::NotInterested => Ok(()),
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.fill_upload_slots(now);
+                Ok(())
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                if !peer.am_choking {
+                    self.choke(key, now);
+                    self.fill_upload_slots(now);
+                }
+                Ok(())
+            }
             Message::Have(index) => self.on_have(key, index, now),
             Message::Bitfield(bytes) if first => {
                 match Bitfield::from_bytes(bytes, self.layout.piece_count() as usize) {
@@ -469,15 +700,11 @@ impl Torrent {
             Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
                 Err(PeerFault::Misbehaved(Offence::LateBitfield))
             }
-            Message::Request(req) => {
-                // We do not upload yet: the peer stays choked. With the Fast Extension a request while
-                // choked must be answered with a reject (BEP 6); without it, it is silently ignored.
-                if fast {
-                    self.send(key, Outgoing::Reject(req), now);
-                }
+            Message::Request(req) => self.on_request(key, req, now),
+            Message::Cancel(req) => {
+                self.on_cancel(key, req, now);
                 Ok(())
             }
-            Message::Cancel(_) => Ok(()),
             Message::Reject(req) => {
                 if !fast {
                     Err(PeerFault::Misbehaved(Offence::FastNotNegotiated))
@@ -489,11 +716,12 @@ impl Torrent {
             Message::Piece { index, begin, data } => self.on_block(key, index, begin, data, now),
             Message::Extended { id, payload } => {
                 if id == 0 {
-                    if let Some(reqq) = parse_reqq(payload) {
-                        if let Some(peer) = self.peers.get_mut(&key) {
-                            peer.reqq = Some(reqq);
-                        }
+                    let ext = parse_extension_handshake(payload);
+                    if let Some(reqq) = ext.reqq {
+                        peer.reqq = Some(reqq);
                     }
+                    peer.upload_only = ext.upload_only;
+                    self.drop_if_both_seeds(key);
                 }
                 Ok(())
             }
@@ -534,6 +762,232 @@ impl Torrent {
         }
     }
 
+    /// A `request` (BEP 3). Out-of-range requests are a fault. Requests we cannot serve (a piece we
+    /// lack, more than 16 KiB, while choked outside the allowed-fast set, beyond `reqq`) are refused:
+    /// rejected with the Fast Extension (BEP 6), silently dropped without it, and counted towards
+    /// [`Offence::RequestFlood`].
+    fn on_request(
+        &mut self,
+        key: PeerKey,
+        req: BlockRequest,
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        let limit = self.config.max_peer_requests;
+        // An oversized block is refused before its range is checked: the peer may simply use larger
+        // blocks than we allow, which is no protocol violation (libtorrent rejects them the same way).
+        let oversized = req.length > BLOCK_SIZE && self.layout.piece(req.index).is_some();
+        let block = if oversized {
+            Requested {
+                piece: self.layout.piece(req.index).expect("checked"),
+                offset: req.begin,
+                length: req.length,
+            }
+        } else {
+            self.requested(req)?
+        };
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let servable = !oversized
+            && self.have.get(block.piece.as_usize())
+            && (!peer.am_choking || peer.allowed_out.binary_search(&block.piece).is_ok());
+        if servable && peer.requests.contains(&block) {
+            // A duplicate: it will be answered once.
+            return Ok(());
+        }
+        if servable && peer.requests.len() as u32 + peer.uploading < limit {
+            peer.requests.push_back(block);
+            self.pump_uploads(key);
+            return Ok(());
+        }
+        // A request racing our `choke` is normal; without the Fast Extension the peer knows the choke
+        // discarded it, so it is neither answered nor counted.
+        if !peer.info.fast && peer.am_choking && servable {
+            return Ok(());
+        }
+        peer.refused_this_tick += 1;
+        if peer.refused_this_tick > limit {
+            return Err(PeerFault::Misbehaved(Offence::RequestFlood(limit)));
+        }
+        if peer.info.fast {
+            self.send(key, Outgoing::Reject(req), now);
+        }
+        Ok(())
+    }
+
+    /// Checks a requested range against the layout (BEP 3 `request`/`cancel`).
+    fn requested(&self, req: BlockRequest) -> Result<Requested, PeerFault> {
+        let out_of_range = PeerFault::Misbehaved(Offence::RequestOutOfRange {
+            index: req.index,
+            begin: req.begin,
+            length: req.length,
+        });
+        let piece = self.layout.piece(req.index).ok_or(out_of_range.clone())?;
+        let end = u64::from(req.begin) + u64::from(req.length);
+        if req.length == 0 || end > u64::from(self.layout.piece_len(piece)) {
+            return Err(out_of_range);
+        }
+        Ok(Requested {
+            piece,
+            offset: req.begin,
+            length: req.length,
+        })
+    }
+
+    /// A `cancel` (BEP 3): a queued request is dropped and, with the Fast Extension, rejected (BEP 6:
+    /// every request gets exactly one answer). One already handed to the driver is sent anyway.
+    fn on_cancel(&mut self, key: PeerKey, req: BlockRequest, now: Instant) {
+        let Ok(block) = self.requested(req) else {
+            return;
+        };
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if let Some(pos) = peer.requests.iter().position(|r| *r == block) {
+            peer.requests.remove(pos);
+            if peer.info.fast {
+                self.send(key, Outgoing::Reject(req), now);
+            }
+        }
+    }
+
+    /// Hands queued requests of `key` to the driver, up to [`Config::upload_window`] unsent blocks.
+    fn pump_uploads(&mut self, key: PeerKey) {
+        let window = self.config.upload_window;
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        while peer.uploading < window {
+            let Some(block) = peer.requests.pop_front() else {
+                break;
+            };
+            peer.uploading += 1;
+            self.actions.push_back(Action::Upload { peer: key, block });
+        }
+    }
+
+    /// The driver wrote `blocks` blocks of `bytes` payload bytes to `peer`'s connection (in the order
+    /// it was given them). Counts them as uploaded and hands out more.
+    pub fn handle_block_sent(&mut self, key: PeerKey, blocks: u32, bytes: u64, now: Instant) {
+        self.stats.uploaded += bytes;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.uploading = peer.uploading.saturating_sub(blocks);
+        peer.up_bytes_this_tick += bytes;
+        peer.last_sent = now;
+        self.pump_uploads(key);
+    }
+
+    /// Counts `bytes` sent to a connection the engine has already forgotten.
+    pub fn count_uploaded(&mut self, bytes: u64) {
+        self.stats.uploaded += bytes;
+    }
+
+    /// Chokes `key` (BEP 3). Its queued requests outside the allowed-fast set are dropped; with the
+    /// Fast Extension each is rejected (BEP 6).
+    fn choke(&mut self, key: PeerKey, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if peer.am_choking {
+            return;
+        }
+        peer.am_choking = true;
+        peer.optimistic = false;
+        let allowed = &peer.allowed_out;
+        let (keep, dropped): (Vec<Requested>, Vec<Requested>) = peer
+            .requests
+            .drain(..)
+            .partition(|r| allowed.binary_search(&r.piece).is_ok());
+        peer.requests = keep.into();
+        let fast = peer.info.fast;
+        self.send(key, Outgoing::Choke, now);
+        if fast {
+            for r in dropped {
+                self.send(key, Outgoing::Reject(r.to_wire()), now);
+            }
+        }
+    }
+
+    fn unchoke(&mut self, key: PeerKey, optimistic: bool, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        peer.optimistic = optimistic;
+        if peer.am_choking {
+            peer.am_choking = false;
+            self.send(key, Outgoing::Unchoke, now);
+        }
+    }
+
+    /// Unchokes interested peers while fewer than `upload_slots + 1` are unchoked, fastest first, so a
+    /// new leecher need not wait for the next choker round when a slot is free.
+    fn fill_upload_slots(&mut self, now: Instant) {
+        let capacity = self.config.upload_slots + 1;
+        let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
+        if unchoked >= capacity {
+            return;
+        }
+        let seeding = self.have.is_full();
+        let mut waiting: Vec<(u64, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.am_choking && p.peer_interested)
+            .map(|(k, p)| (choker_rate(p, seeding), *k))
+            .collect();
+        waiting.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, key) in waiting.into_iter().take(capacity - unchoked) {
+            self.unchoke(key, false, now);
+        }
+    }
+
+    /// One choker round (BEP 3 "choking"): regular slots by rate, the optimistic slot rotated every
+    /// [`Config::optimistic_rounds`] rounds. See [`crate::choker`].
+    fn run_choker(&mut self, now: Instant) {
+        use rand::RngCore;
+        let rotate = self.choke_round % self.config.optimistic_rounds.max(1) == 0
+            || !self.peers.values().any(|p| p.optimistic);
+        self.choke_round = self.choke_round.wrapping_add(1);
+        let seeding = self.have.is_full();
+        let new_window = self.config.choke_interval * self.config.optimistic_rounds;
+        let candidates: Vec<Candidate<PeerKey>> = self
+            .peers
+            .iter()
+            .map(|(k, p)| Candidate {
+                key: *k,
+                interested: p.peer_interested,
+                rate: choker_rate(p, seeding),
+                snubbed: !seeding
+                    && p.am_interested
+                    && now.duration_since(p.last_data) >= self.config.snub_timeout,
+                newly_connected: now.duration_since(p.connected_at) < new_window,
+                unchoked: !p.am_choking,
+                optimistic: p.optimistic,
+            })
+            .collect();
+        let decision = choker::choose(
+            &candidates,
+            self.config.upload_slots,
+            rotate,
+            self.rng.next_u64(),
+        );
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            if decision.regular.contains(&key) {
+                self.unchoke(key, false, now);
+            } else if decision.optimistic == Some(key) {
+                self.unchoke(key, true, now);
+            } else {
+                self.choke(key, now);
+            }
+        }
+    }
+
+    /// Two seeds have nothing to give each other: once we have every piece, a peer that has every
+    /// piece too (or says it only uploads, BEP 21) is disconnected.
+    fn drop_if_both_seeds(&mut self, key: PeerKey) {
+        if !self.have.is_full() {
+            return;
+        }
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if peer.bitfield.is_full() || peer.upload_only {
+            self.disconnect(key, PeerFault::Useless("both sides are seeds"));
+        }
+    }
+
     fn on_have(&mut self, key: PeerKey, index: u32, now: Instant) -> Result<(), PeerFault> {
         let piece = self
             .layout
@@ -542,9 +996,13 @@ impl Torrent {
         let peer = self.peers.get_mut(&key).expect("caller checked");
         if peer.bitfield.set(piece.as_usize()) {
             self.picker.increment_availability(piece);
+            let full = peer.bitfield.is_full();
             if !self.have.get(piece.as_usize()) {
                 peer.wanted += 1;
                 self.update_interest(key, now);
+            }
+            if full {
+                self.drop_if_both_seeds(key);
             }
         }
         Ok(())
@@ -557,6 +1015,7 @@ impl Torrent {
         peer.bitfield = bits;
         peer.wanted = wanted;
         self.update_interest(key, now);
+        self.drop_if_both_seeds(key);
     }
 
     fn update_interest(&mut self, key: PeerKey, now: Instant) {
@@ -595,6 +1054,7 @@ impl Torrent {
             }))?;
         let peer = self.peers.get_mut(&key).expect("caller checked");
         peer.last_block = now;
+        peer.last_data = now;
         peer.bytes_this_tick += u64::from(length);
         let ip = peer.info.addr.ip();
         self.stats.downloaded += u64::from(length);
@@ -662,7 +1122,7 @@ impl Torrent {
     /// Tops up `key`'s outstanding requests to its queue target.
     fn fill_requests(&mut self, key: PeerKey, now: Instant) {
         let peer = &self.peers[&key];
-        if peer.peer_choking || !peer.am_interested {
+        if (peer.peer_choking && peer.allowed_in.is_empty()) || !peer.am_interested {
             return;
         }
         let cap = peer
@@ -684,8 +1144,22 @@ impl Torrent {
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
         let in_flight = &peer.in_flight;
+        // While it chokes us, only its allowed-fast pieces may be requested (BEP 6).
+        let allowed;
+        let offered = if peer.peer_choking {
+            let mut bits = Bitfield::new(peer.bitfield.len());
+            for p in &peer.allowed_in {
+                if peer.bitfield.get(p.as_usize()) {
+                    bits.set(p.as_usize());
+                }
+            }
+            allowed = bits;
+            &allowed
+        } else {
+            &peer.bitfield
+        };
         self.picker.pick(
-            &peer.bitfield,
+            offered,
             room,
             may_start,
             |b| in_flight.contains(&b),
@@ -735,17 +1209,29 @@ impl Torrent {
             }
             self.events.push_back(Event::PieceVerified(piece));
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for key in keys {
+            for &key in &keys {
                 let peer = self.peers.get_mut(&key).expect("listed");
                 if peer.bitfield.get(piece.as_usize()) {
                     peer.wanted -= 1;
                     self.update_interest(key, now);
                 } else {
+                    let granted = peer.allowed_out.binary_search(&piece).is_ok();
                     self.send(key, Outgoing::Have(piece), now);
+                    if granted {
+                        self.send(key, Outgoing::AllowedFast(piece), now);
+                    }
                 }
             }
             if self.have.is_full() {
                 self.events.push_back(Event::Complete);
+                // Tell peers we only upload now (BEP 21), and leave the seeds.
+                let handshake = self.extension_handshake();
+                for key in keys {
+                    if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
+                        self.send(key, Outgoing::Extended(0, handshake.clone()), now);
+                    }
+                    self.drop_if_both_seeds(key);
+                }
             }
         } else {
             self.stats.wasted += len;
@@ -797,6 +1283,7 @@ impl Torrent {
         self.last_tick = Some(now);
         self.next_tick = (!self.peers.is_empty()).then(|| now + Duration::from_secs(1));
         let mut total_rate = 0.0;
+        let mut total_up = 0.0;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             let config = &self.config;
@@ -809,6 +1296,15 @@ impl Torrent {
                 0.6 * peer.rate + 0.4 * sample
             };
             total_rate += sample;
+            let up_sample = peer.up_bytes_this_tick as f64 / elapsed;
+            peer.up_bytes_this_tick = 0;
+            peer.up_rate = if peer.up_rate == 0.0 {
+                up_sample
+            } else {
+                0.6 * peer.up_rate + 0.4 * up_sample
+            };
+            total_up += up_sample;
+            peer.refused_this_tick = 0;
             let by_rate = (peer.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
             peer.queue_target = by_rate.clamp(config.initial_queue, config.max_queue);
             if now.duration_since(peer.last_received) >= config.peer_timeout {
@@ -834,6 +1330,14 @@ impl Torrent {
             }
         }
         self.stats.download_rate = total_rate as u64;
+        self.stats.upload_rate = total_up as u64;
+        if self.peers.is_empty() {
+            self.next_choke = None;
+        } else if self.next_choke.is_none_or(|t| now >= t) {
+            self.next_choke = Some(now + self.config.choke_interval);
+            self.run_choker(now);
+        }
+        self.fill_upload_slots(now);
         self.fill_all(now);
     }
 
@@ -877,7 +1381,24 @@ impl Torrent {
                 .count() as u32;
             assert_eq!(peer.wanted, wanted, "wanted count");
             assert_eq!(peer.am_interested, wanted > 0, "interest");
+            assert!(
+                peer.requests.len() as u32 + peer.uploading <= self.config.max_peer_requests,
+                "request queue bound"
+            );
+            assert!(peer.uploading <= self.config.upload_window, "upload window");
+            for r in &peer.requests {
+                assert!(
+                    self.have.get(r.piece.as_usize()),
+                    "queued request for a piece we lack"
+                );
+                assert!(
+                    !peer.am_choking || peer.allowed_out.binary_search(&r.piece).is_ok(),
+                    "queued request of a choked peer outside its allowed-fast set"
+                );
+            }
         }
+        let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
+        assert!(unchoked <= self.config.upload_slots + 1, "unchoke slots");
         for (block, n) in counts {
             assert_eq!(self.picker.request_count(block), n, "requests of {block:?}");
         }
@@ -895,26 +1416,41 @@ impl Torrent {
     }
 }
 
-/// Our BEP 10 extension handshake: no extension messages yet (`m` is empty), our client name `v`, and
-/// `reqq`, the number of outstanding requests we accept.
-fn extension_handshake() -> Vec<u8> {
-    use crate::bencode::OwnedValue;
-    let v = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
-    OwnedValue::dict([
-        ("m", OwnedValue::dict(Vec::<(&str, OwnedValue)>::new())),
-        ("reqq", OwnedValue::Int(500)),
-        ("v", OwnedValue::Bytes(v.as_bytes().to_vec())),
-    ])
-    .encode()
+/// The rate the choker ranks `peer` by, bytes/s: what it gives us while we download (tit for tat), what
+/// it takes from us once we seed (so the fastest downloaders spread the data quickest).
+fn choker_rate(peer: &Peer, seeding: bool) -> u64 {
+    if seeding {
+        peer.up_rate as u64
+    } else {
+        peer.rate as u64
+    }
 }
 
-/// The `reqq` of a peer's BEP 10 extension handshake, if it gives a sane one.
-fn parse_reqq(payload: &[u8]) -> Option<u32> {
-    let value = crate::bencode::decode(payload).ok()?;
-    let reqq = value.as_dict()?.get(b"reqq")?.as_int()?;
-    u32::try_from(reqq)
-        .ok()
-        .filter(|r| (1..=100_000).contains(r))
+/// What we use of a peer's BEP 10 extension handshake.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ExtensionHandshake {
+    /// Requests it accepts at once, if it gives a sane number.
+    reqq: Option<u32>,
+    /// BEP 21: it will not download.
+    upload_only: bool,
+}
+
+/// Reads a peer's extension handshake. Keys may be unsorted (some clients do), and anything
+/// malformed is ignored: the handshake is advisory.
+fn parse_extension_handshake(payload: &[u8]) -> ExtensionHandshake {
+    let Ok(value) = crate::bencode::decode_lenient(payload) else {
+        return ExtensionHandshake::default();
+    };
+    let Some(dict) = value.as_dict() else {
+        return ExtensionHandshake::default();
+    };
+    let int = |key: &[u8]| dict.get(key).and_then(|v| v.as_int());
+    ExtensionHandshake {
+        reqq: int(b"reqq")
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|r| (1..=100_000).contains(r)),
+        upload_only: int(b"upload_only").is_some_and(|v| v != 0),
+    }
 }
 
 #[cfg(test)]
@@ -937,10 +1473,22 @@ mod tests {
             let layout = Layout::new(PIECE, [content.len() as u64]).unwrap();
             let have = Bitfield::new(pieces as usize);
             Fixture {
-                t: Torrent::new(layout, have, Config::default(), 1),
+                t: Torrent::new(layout, InfoHash([0xaa; 20]), have, Config::default(), 1),
                 content,
                 now: Instant::now(),
             }
+        }
+
+        /// A torrent of which we have the pieces in `have` (of `pieces`).
+        fn with_have(pieces: u64, have: &[u32]) -> Fixture {
+            let mut f = Fixture::new(pieces);
+            let mut bits = Bitfield::new(pieces as usize);
+            for &i in have {
+                bits.set(i as usize);
+            }
+            let layout = f.t.layout.clone();
+            f.t = Torrent::new(layout, InfoHash([0xaa; 20]), bits, Config::default(), 1);
+            f
         }
 
         fn peer(&mut self, ip: u8, fast: bool) -> PeerKey {
@@ -965,7 +1513,8 @@ mod tests {
         }
 
         /// Answers every request in `actions` with the right data (or, for `bad_peer`, flipped data), and
-        /// verifies every completed piece, until nothing is left to do.
+        /// verifies every completed piece, until nothing is left to do. Returns the faults of peers
+        /// disconnected meanwhile (seeds leaving once we are complete are not faults).
         fn run(
             &mut self,
             mut actions: Vec<Action>,
@@ -992,7 +1541,12 @@ mod tests {
                             };
                             self.t.handle_message(peer, msg, self.now);
                         }
-                        Action::Send { .. } => {}
+                        Action::Send { .. } | Action::Upload { .. } => {}
+                        // Seeds part from us once we are complete: that is no fault.
+                        Action::Disconnect {
+                            fault: PeerFault::Useless(_),
+                            ..
+                        } => {}
                         Action::Disconnect { peer, fault } => faults.push((peer, fault)),
                         Action::VerifyPiece { piece, data } => {
                             let start = self.t.layout.piece_offset(piece) as usize;
@@ -1216,10 +1770,27 @@ mod tests {
 
     #[test]
     fn extension_handshake_round_trips_reqq() {
-        assert_eq!(parse_reqq(&extension_handshake()), Some(500));
-        assert_eq!(parse_reqq(b"d4:reqqi0ee"), None);
-        assert_eq!(parse_reqq(b"d4:reqqi-5ee"), None);
-        assert_eq!(parse_reqq(b"garbage"), None);
+        let ours = parse_extension_handshake(&Fixture::new(2).t.extension_handshake());
+        assert_eq!(
+            ours,
+            ExtensionHandshake {
+                reqq: Some(250),
+                upload_only: false
+            }
+        );
+        let seeding =
+            parse_extension_handshake(&Fixture::with_have(2, &[0, 1]).t.extension_handshake());
+        assert!(seeding.upload_only);
+        assert_eq!(parse_extension_handshake(b"d4:reqqi0ee").reqq, None);
+        assert_eq!(parse_extension_handshake(b"d4:reqqi-5ee").reqq, None);
+        assert_eq!(
+            parse_extension_handshake(b"garbage"),
+            ExtensionHandshake::default()
+        );
+        // Unsorted keys, as some clients send them.
+        let unsorted = parse_extension_handshake(b"d4:reqqi9e11:upload_onlyi1e1:md1:xi1eee");
+        assert_eq!(unsorted.reqq, Some(9));
+        assert!(unsorted.upload_only);
         let mut f = Fixture::new(2);
         let p = f.peer(2, false);
         f.t.handle_message(
@@ -1252,5 +1823,376 @@ mod tests {
         f.t.handle_message(p, Message::HaveNone, f.now);
         f.t.handle_message(p, Message::Request(req), f.now);
         assert_eq!(sends(&f.drain(), p), vec![Outgoing::Reject(req)]);
+    }
+
+    fn req(index: u32, begin: u32, length: u32) -> BlockRequest {
+        BlockRequest {
+            index,
+            begin,
+            length,
+        }
+    }
+
+    fn uploads(actions: &[Action], key: PeerKey) -> Vec<Requested> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Upload { peer, block } if *peer == key => Some(*block),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn faults(actions: &[Action]) -> Vec<PeerFault> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Disconnect { fault, .. } => Some(fault.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A seeder of 4 pieces with one interested leecher (Fast Extension as given), already unchoked.
+    fn seeding(fast: bool) -> (Fixture, PeerKey) {
+        let mut f = Fixture::with_have(4, &[0, 1, 2, 3]);
+        let p = f.peer(2, fast);
+        if fast {
+            f.t.handle_message(p, Message::HaveNone, f.now);
+        }
+        f.t.handle_message(p, Message::Interested, f.now);
+        let sent = sends(&f.drain(), p);
+        assert!(
+            sent.contains(&Outgoing::Unchoke),
+            "a free slot unchokes at once: {sent:?}"
+        );
+        (f, p)
+    }
+
+    #[test]
+    fn serves_requests_in_order_and_counts_what_was_sent() {
+        let (mut f, p) = seeding(true);
+        for i in 0..4 {
+            f.t.handle_message(p, Message::Request(req(i, 0, BLOCK_SIZE)), f.now);
+        }
+        // An unaligned range inside a piece is served too (BEP 3 allows any).
+        f.t.handle_message(p, Message::Request(req(1, 100, 1000)), f.now);
+        let served = uploads(&f.drain(), p);
+        assert_eq!(served.len(), 5);
+        assert_eq!(served[0].piece.get(), 0);
+        assert_eq!((served[4].offset, served[4].length), (100, 1000));
+        f.t.handle_block_sent(p, 5, 4 * u64::from(BLOCK_SIZE) + 1000, f.now);
+        assert_eq!(f.t.stats().uploaded, 4 * u64::from(BLOCK_SIZE) + 1000);
+        f.now += Duration::from_secs(1);
+        f.t.handle_timeout(f.now);
+        assert!(f.t.stats().upload_rate > 0);
+    }
+
+    #[test]
+    fn requests_beyond_what_we_serve_are_rejected_or_ignored() {
+        // Fast Extension: every refused request is rejected (BEP 6).
+        let mut f = Fixture::with_have(4, &[0, 1]);
+        let p = f.peer(2, true);
+        f.t.handle_message(p, Message::HaveNone, f.now);
+        let choked = req(0, 0, BLOCK_SIZE);
+        f.t.handle_message(p, Message::Request(choked), f.now);
+        f.t.handle_message(p, Message::Interested, f.now);
+        f.drain();
+        let missing = req(2, 0, BLOCK_SIZE);
+        let huge = req(0, 0, 2 * BLOCK_SIZE);
+        f.t.handle_message(p, Message::Request(missing), f.now);
+        f.t.handle_message(p, Message::Request(huge), f.now);
+        let actions = f.drain();
+        assert!(uploads(&actions, p).is_empty());
+        assert_eq!(
+            sends(&actions, p),
+            vec![Outgoing::Reject(missing), Outgoing::Reject(huge)]
+        );
+        // Without it they are dropped silently, and a request while choked too.
+        let mut f = Fixture::with_have(4, &[0, 1]);
+        let p = f.peer(2, false);
+        f.drain();
+        f.t.handle_message(p, Message::Request(choked), f.now);
+        f.t.handle_message(p, Message::Interested, f.now);
+        f.drain();
+        f.t.handle_message(p, Message::Request(missing), f.now);
+        f.t.handle_message(p, Message::Request(huge), f.now);
+        let actions = f.drain();
+        assert!(uploads(&actions, p).is_empty());
+        assert!(sends(&actions, p).is_empty());
+        assert!(faults(&actions).is_empty());
+    }
+
+    #[test]
+    fn out_of_range_requests_are_a_fault() {
+        for bad in [
+            req(4, 0, BLOCK_SIZE),
+            req(0, 2 * BLOCK_SIZE, 1),
+            req(0, u32::MAX, BLOCK_SIZE),
+            req(0, 0, 0),
+        ] {
+            let (mut f, p) = seeding(true);
+            f.t.handle_message(p, Message::Request(bad), f.now);
+            assert_eq!(
+                faults(&f.drain()),
+                vec![PeerFault::Misbehaved(Offence::RequestOutOfRange {
+                    index: bad.index,
+                    begin: bad.begin,
+                    length: bad.length
+                })],
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_flood_is_bounded_then_disconnected() {
+        for fast in [true, false] {
+            let (mut f, p) = seeding(fast);
+            let mut disconnected_after = None;
+            for i in 0..10_000u32 {
+                let r = req(i % 4, (i / 4 % 2) * BLOCK_SIZE, BLOCK_SIZE);
+                // Distinct requests: vary the offset over unaligned ranges too.
+                let r = BlockRequest {
+                    begin: r.begin.min(BLOCK_SIZE) + (i / 8 % 100),
+                    length: 100,
+                    ..r
+                };
+                f.t.handle_message(p, Message::Request(r), f.now);
+                f.t.check_invariants();
+                if !faults(&f.drain()).is_empty() {
+                    disconnected_after = Some(i);
+                    break;
+                }
+            }
+            let limit = Config::default().max_peer_requests;
+            assert_eq!(disconnected_after, Some(2 * limit), "fast: {fast}");
+        }
+    }
+
+    #[test]
+    fn cancel_removes_a_queued_request_and_rejects_it() {
+        let (mut f, p) = seeding(true);
+        let window = Config::default().upload_window;
+        for i in 0..window + 2 {
+            f.t.handle_message(p, Message::Request(req(i % 4, 0, 100 + i)), f.now);
+        }
+        assert_eq!(uploads(&f.drain(), p).len(), window as usize);
+        let queued = req((window + 1) % 4, 0, 100 + window + 1);
+        f.t.handle_message(p, Message::Cancel(queued), f.now);
+        assert_eq!(sends(&f.drain(), p), vec![Outgoing::Reject(queued)]);
+        // A cancel for a block already handed out changes nothing: it is sent anyway.
+        f.t.handle_message(p, Message::Cancel(req(0, 0, 100)), f.now);
+        assert!(f.drain().is_empty());
+        f.t.handle_block_sent(p, window, 0, f.now);
+        let rest = uploads(&f.drain(), p);
+        assert_eq!(rest.len(), 1, "only the request that was not cancelled");
+        assert_eq!(rest[0].length, 100 + window);
+    }
+
+    #[test]
+    fn choking_rejects_queued_requests_but_keeps_allowed_fast_ones() {
+        let (mut f, p) = seeding(true);
+        let allowed = f.t.peers[&p].allowed_out.clone();
+        assert_eq!(
+            allowed.len(),
+            4,
+            "every piece of a 4-piece torrent is allowed fast"
+        );
+        // Fill the window so later requests queue.
+        let window = Config::default().upload_window;
+        for i in 0..window + 3 {
+            f.t.handle_message(p, Message::Request(req(i % 4, 0, 10 + i)), f.now);
+        }
+        f.drain();
+        f.t.choke(p, f.now);
+        let sent = sends(&f.drain(), p);
+        assert_eq!(
+            sent,
+            vec![Outgoing::Choke],
+            "allowed-fast requests survive a choke"
+        );
+        f.t.check_invariants();
+    }
+
+    #[test]
+    fn allowed_fast_pieces_are_granted_and_served_while_choked() {
+        // Eight pieces, of which we have the first four.
+        let mut f = Fixture::with_have(8, &[0, 1, 2, 3]);
+        let p = f.peer(2, true);
+        let sent = sends(&f.drain(), p);
+        let granted: Vec<u32> = sent
+            .iter()
+            .filter_map(|m| match m {
+                Outgoing::AllowedFast(piece) => Some(piece.get()),
+                _ => None,
+            })
+            .collect();
+        let set = crate::allowed_fast::allowed_fast_set(
+            std::net::Ipv4Addr::new(127, 0, 0, 2),
+            &InfoHash([0xaa; 20]),
+            8,
+            Config::default().allowed_fast,
+        );
+        let mut expected: Vec<u32> = set.into_iter().filter(|&i| i < 4).collect();
+        expected.sort_unstable();
+        assert_eq!(granted, expected);
+        let piece = *granted.first().expect("some of 8 pieces are in a set of 8");
+        f.t.handle_message(p, Message::HaveNone, f.now);
+        f.t.handle_message(p, Message::Request(req(piece, 0, BLOCK_SIZE)), f.now);
+        assert_eq!(uploads(&f.drain(), p).len(), 1, "served while choked");
+        let other = (0..4).find(|i| !granted.contains(i));
+        if let Some(other) = other {
+            f.t.handle_message(p, Message::Request(req(other, 0, BLOCK_SIZE)), f.now);
+            assert_eq!(
+                sends(&f.drain(), p),
+                vec![Outgoing::Reject(req(other, 0, BLOCK_SIZE))]
+            );
+        }
+    }
+
+    #[test]
+    fn we_request_allowed_fast_pieces_while_choked() {
+        let mut f = Fixture::new(4);
+        let p = f.peer(2, true);
+        f.drain();
+        f.t.handle_message(p, Message::HaveAll, f.now);
+        f.t.handle_message(p, Message::AllowedFast(2), f.now);
+        f.t.handle_message(p, Message::AllowedFast(99), f.now);
+        let requests: Vec<Outgoing> = sends(&f.drain(), p)
+            .into_iter()
+            .filter(|m| matches!(m, Outgoing::Request(_)))
+            .collect();
+        assert_eq!(
+            requests.len(),
+            2,
+            "both blocks of piece 2, and nothing else"
+        );
+        assert!(
+            requests
+                .iter()
+                .all(|m| matches!(m, Outgoing::Request(b) if b.piece.get() == 2))
+        );
+    }
+
+    #[test]
+    fn two_seeds_part() {
+        let mut f = Fixture::with_have(4, &[0, 1, 2, 3]);
+        let p = f.peer(2, true);
+        f.t.handle_message(p, Message::HaveAll, f.now);
+        assert_eq!(
+            faults(&f.drain()),
+            vec![PeerFault::Useless("both sides are seeds")]
+        );
+        // A peer that becomes a seed while we seed leaves too; one that only uploads (BEP 21) as well.
+        let mut f = Fixture::with_have(2, &[0, 1]);
+        let p = f.peer(2, false);
+        f.t.handle_message(p, Message::Have(0), f.now);
+        f.t.handle_message(p, Message::Have(1), f.now);
+        assert_eq!(faults(&f.drain()).len(), 1);
+        let q = f.peer(3, false);
+        f.t.handle_message(
+            q,
+            Message::Extended {
+                id: 0,
+                payload: b"d11:upload_onlyi1ee",
+            },
+            f.now,
+        );
+        assert_eq!(faults(&f.drain()).len(), 1);
+    }
+
+    #[test]
+    fn completing_tells_peers_we_only_upload_and_drops_seeds() {
+        let mut f = Fixture::with_have(2, &[0]);
+        let seed = f.t.add_peer(
+            PeerInfo {
+                addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
+                fast: true,
+                extensions: true,
+            },
+            f.now,
+        );
+        let leecher = f.t.add_peer(
+            PeerInfo {
+                addr: SocketAddr::from(([127, 0, 0, 3], 6881)),
+                fast: true,
+                extensions: true,
+            },
+            f.now,
+        );
+        f.t.handle_message(seed, Message::HaveAll, f.now);
+        f.t.handle_message(leecher, Message::HaveNone, f.now);
+        f.t.handle_message(seed, Message::Unchoke, f.now);
+        let actions = f.drain();
+        assert!(f.run(actions, None).is_empty());
+        assert!(f.t.is_complete());
+        let actions: Vec<Action> = f.drain();
+        assert!(f.t.peers.contains_key(&leecher));
+        assert!(!f.t.peers.contains_key(&seed), "the seed was dropped");
+        let _ = actions;
+    }
+
+    #[test]
+    fn choker_unchokes_the_fastest_and_rotates_an_optimistic_slot() {
+        let mut f = Fixture::with_have(4, &[0, 1, 2, 3]);
+        let peers: Vec<PeerKey> = (2..10).map(|ip| f.peer(ip, true)).collect();
+        for &p in &peers {
+            f.t.handle_message(p, Message::HaveNone, f.now);
+            f.t.handle_message(p, Message::Interested, f.now);
+        }
+        f.drain();
+        let slots = Config::default().upload_slots;
+        let unchoked = |f: &Fixture| -> Vec<PeerKey> {
+            let mut v: Vec<PeerKey> =
+                f.t.peers
+                    .iter()
+                    .filter(|(_, p)| !p.am_choking)
+                    .map(|(k, _)| *k)
+                    .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(unchoked(&f).len(), slots + 1, "free slots fill at once");
+        // Peers 4..8 take data fastest (we seed: upload rate counts).
+        for _ in 0..10 {
+            for (i, &p) in peers.iter().enumerate() {
+                if !f.t.peers[&p].am_choking {
+                    f.t.handle_block_sent(p, 0, 1000 * i as u64, f.now);
+                }
+            }
+            f.now += Duration::from_secs(1);
+            f.t.handle_timeout(f.now);
+            f.drain();
+            f.t.check_invariants();
+        }
+        // After a round, the regular slots hold the fastest of those that were unchoked.
+        let now_unchoked = unchoked(&f);
+        assert_eq!(now_unchoked.len(), slots + 1);
+        let optimistic: Vec<PeerKey> =
+            f.t.peers
+                .iter()
+                .filter(|(_, p)| p.optimistic)
+                .map(|(k, _)| *k)
+                .collect();
+        assert_eq!(optimistic.len(), 1);
+        // Over many rounds the optimistic slot visits every peer that is not among the fastest.
+        let mut visited = std::collections::HashSet::new();
+        for _ in 0..300 {
+            f.now += Duration::from_secs(1);
+            f.t.handle_timeout(f.now);
+            f.drain();
+            f.t.check_invariants();
+            visited.extend(
+                f.t.peers
+                    .iter()
+                    .filter(|(_, p)| p.optimistic)
+                    .map(|(k, _)| *k),
+            );
+        }
+        assert!(
+            visited.len() >= 3,
+            "optimistic unchoke rotates: {visited:?}"
+        );
     }
 }

@@ -4,10 +4,13 @@
 
 mod peer;
 mod peer_book;
+mod rate;
 mod session;
 pub mod storage;
 mod torrent;
 pub mod tracker;
 
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
-pub use torrent::{Progress, TorrentError, TorrentState};
+pub use torrent::{
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
+};

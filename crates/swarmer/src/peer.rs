@@ -1,16 +1,35 @@
 //! One peer connection's IO (BEP 3, "peer protocol"): connecting, the handshake, cutting the byte stream
-//! into length-prefixed frames, and writing the bytes the torrent's owner task decided to send. It makes
-//! no protocol decisions: frames go to the owner, which decodes them and feeds the engine.
+//! into length-prefixed frames, writing the bytes the torrent's owner task decided to send, and reading
+//! from disk the blocks it decided to upload. It makes no protocol decisions: frames go to the owner,
+//! which decodes them and feeds the engine.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use swarmer_proto::wire::{HANDSHAKE_LEN, Handshake, reserved_bytes};
+use swarmer_proto::torrent::Requested;
+use swarmer_proto::wire::{
+    HANDSHAKE_LEN, Handshake, PIECE_HEADER_LEN, encode_piece_header, reserved_bytes,
+};
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+
+use crate::rate::RateLimiter;
+use crate::storage::{Storage, StorageError};
+
+/// What the owner task asks a connection to write, in order.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Encoded messages.
+    Bytes(Bytes),
+    /// Blocks to read from disk and send as `piece` messages (BEP 3), reported with
+    /// [`ConnEvent::Sent`] as they go out.
+    Blocks(Vec<Requested>),
+}
 
 /// Identifies a connection inside one torrent's owner task, from before the handshake until it closes.
 pub(crate) type ConnId = u64;
@@ -22,6 +41,12 @@ pub(crate) enum ConnEvent {
     Handshaken { conn: ConnId, handshake: Handshake },
     /// Complete frames (length prefix included), in arrival order.
     Frames { conn: ConnId, frames: Vec<Bytes> },
+    /// `blocks` blocks of [`Outbound::Blocks`] holding `bytes` payload bytes were written to the socket.
+    Sent {
+        conn: ConnId,
+        blocks: u32,
+        bytes: u64,
+    },
     /// The connection is gone; `error` says why (`None` for an orderly close by the peer).
     Closed {
         conn: ConnId,
@@ -46,6 +71,9 @@ pub(crate) enum ConnError {
     SelfConnection,
     #[error("message of {len} bytes is over the limit of {max} bytes")]
     MessageTooLong { len: u32, max: u32 },
+    /// Reading a block to upload failed: a local problem, which fails the torrent.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl ConnError {
@@ -71,7 +99,20 @@ pub(crate) struct ConnContext {
     pub(crate) max_frame: u32,
     pub(crate) connect_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    /// Where uploaded blocks are read from.
+    pub(crate) storage: Arc<Storage>,
+    /// Session-wide limits on bytes written and read, if any.
+    pub(crate) upload_limit: Option<Arc<RateLimiter>>,
+    pub(crate) download_limit: Option<Arc<RateLimiter>>,
 }
+
+/// Blocks read from disk and written per socket write: small enough that the owner hands out more
+/// while these are being written, large enough to amortise the read and the system call.
+const BLOCKS_PER_WRITE: usize = 8;
+
+/// The most bytes read per system call while a download limit is set, so the limit paces reads finely
+/// rather than in 256 KiB steps.
+const LIMITED_READ: usize = 32 * 1024;
 
 /// Our reserved handshake bytes: the Fast Extension (BEP 6) and the extension protocol (BEP 10); no DHT yet.
 const OUR_RESERVED: [u8; 8] = reserved_bytes(false, true, true);
@@ -84,7 +125,7 @@ pub(crate) async fn run_outgoing(
     conn: ConnId,
     addr: SocketAddr,
     ctx: ConnContext,
-    commands: mpsc::Receiver<Bytes>,
+    commands: mpsc::Receiver<Outbound>,
 ) {
     let result = async {
         let stream = connect(addr, &ctx).await?;
@@ -111,7 +152,7 @@ pub(crate) async fn run_incoming(
     buf: BytesMut,
     theirs: Handshake,
     ctx: ConnContext,
-    commands: mpsc::Receiver<Bytes>,
+    commands: mpsc::Receiver<Outbound>,
 ) {
     if theirs.peer_id == ctx.our_id {
         return report_closed(&ctx, conn, Some(ConnError::SelfConnection)).await;
@@ -199,7 +240,7 @@ async fn run_established(
     mut buf: BytesMut,
     theirs: Handshake,
     ctx: ConnContext,
-    mut commands: mpsc::Receiver<Bytes>,
+    commands: mpsc::Receiver<Outbound>,
 ) {
     let handshaken = ConnEvent::Handshaken {
         conn,
@@ -208,15 +249,10 @@ async fn run_established(
     if ctx.events.send(handshaken).await.is_err() {
         return;
     }
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     // The writer runs on its own so a slow reader on the other side never stops us reading, and the
     // reverse. It ends when the owner drops the command sender or the socket fails.
-    let mut write_task = tokio::spawn(async move {
-        while let Some(bytes) = commands.recv().await {
-            writer.write_all(&bytes).await?;
-        }
-        writer.shutdown().await
-    });
+    let mut write_task = tokio::spawn(write_loop(conn, writer, commands, ctx.clone()));
     let read = async {
         loop {
             let mut frames = Vec::new();
@@ -251,7 +287,18 @@ async fn run_established(
             if buf.capacity() - buf.len() < READ_BUFFER / 4 {
                 buf.reserve(READ_BUFFER);
             }
-            if reader.read_buf(&mut buf).await? == 0 {
+            let n = match &ctx.download_limit {
+                None => reader.read_buf(&mut buf).await?,
+                Some(limit) => {
+                    let n = (&mut reader)
+                        .take(LIMITED_READ as u64)
+                        .read_buf(&mut buf)
+                        .await?;
+                    limit.acquire(n).await;
+                    n
+                }
+            };
+            if n == 0 {
                 return Ok(());
             }
         }
@@ -260,12 +307,71 @@ async fn run_established(
         r = read => r.err(),
         w = &mut write_task => match w {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(ConnError::Io(e)),
+            Ok(Err(e)) => Some(e),
             Err(_) => None,
         },
     };
     write_task.abort();
     report_closed(&ctx, conn, error).await;
+}
+
+/// Writes what the owner sends, in order, until it drops the sender. Blocks are read from disk on the
+/// blocking pool, [`BLOCKS_PER_WRITE`] at a time, and each write is reported as [`ConnEvent::Sent`].
+async fn write_loop(
+    conn: ConnId,
+    mut writer: OwnedWriteHalf,
+    mut commands: mpsc::Receiver<Outbound>,
+    ctx: ConnContext,
+) -> Result<(), ConnError> {
+    while let Some(command) = commands.recv().await {
+        match command {
+            Outbound::Bytes(bytes) => writer.write_all(&bytes).await?,
+            Outbound::Blocks(blocks) => {
+                for chunk in blocks.chunks(BLOCKS_PER_WRITE) {
+                    let storage = Arc::clone(&ctx.storage);
+                    let count = chunk.len() as u32;
+                    let chunk = chunk.to_vec();
+                    let (buf, payload) =
+                        tokio::task::spawn_blocking(move || read_blocks(&storage, &chunk))
+                            .await
+                            .map_err(|_| std::io::Error::other("block read task panicked"))??;
+                    if let Some(limit) = &ctx.upload_limit {
+                        limit.acquire(buf.len()).await;
+                    }
+                    writer.write_all(&buf).await?;
+                    let sent = ConnEvent::Sent {
+                        conn,
+                        blocks: count,
+                        bytes: payload,
+                    };
+                    if ctx.events.send(sent).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    writer.shutdown().await?;
+    Ok(())
+}
+
+/// Reads `blocks` into one buffer of `piece` messages (BEP 3); returns it and its payload size in
+/// bytes.
+fn read_blocks(storage: &Storage, blocks: &[Requested]) -> Result<(Vec<u8>, u64), StorageError> {
+    let payload: u64 = blocks.iter().map(|b| u64::from(b.length)).sum();
+    let mut buf = vec![0u8; payload as usize + blocks.len() * PIECE_HEADER_LEN];
+    let mut at = 0;
+    for block in blocks {
+        let header: &mut [u8; PIECE_HEADER_LEN] = (&mut buf[at..at + PIECE_HEADER_LEN])
+            .try_into()
+            .expect("slice of header length");
+        encode_piece_header(block.piece.get(), block.offset, block.length, header);
+        at += PIECE_HEADER_LEN;
+        let end = at + block.length as usize;
+        storage.read(block.piece, block.offset, &mut buf[at..end])?;
+        at = end;
+    }
+    Ok((buf, payload))
 }
 
 async fn report_closed(ctx: &ConnContext, conn: ConnId, error: Option<ConnError>) {

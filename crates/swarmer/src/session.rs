@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use swarmer_proto::metainfo::Metainfo;
-use swarmer_proto::torrent::{Config as EngineConfig, Torrent};
-use swarmer_proto::{Bitfield, InfoHash, PeerId};
+use swarmer_proto::torrent::Config as EngineConfig;
+use swarmer_proto::{InfoHash, PeerId};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::rate::RateLimiter;
 use crate::storage::{Storage, StorageError};
-use crate::torrent::{Command, Progress, TorrentError, TorrentState, TorrentTask};
-use crate::tracker::{
-    AnnounceError, AnnouncerConfig, TrackerClient, TrackerClientConfig, TransferStats,
-    spawn_announcer,
+use crate::torrent::{
+    AddTorrentOptions, Command, ExistingData, Progress, TorrentError, TorrentState, TorrentTask,
 };
+use crate::tracker::{AnnounceError, TrackerClient, TrackerClientConfig};
 
 /// Settings of a [`Session`].
 #[derive(Debug, Clone)]
@@ -46,6 +46,10 @@ pub struct SessionConfig {
     pub engine: EngineConfig,
     /// `numwant` sent to trackers.
     pub num_want: u32,
+    /// Most payload and message bytes per second sent to all peers together; `None`: no limit.
+    pub max_upload_rate: Option<u64>,
+    /// Most bytes per second read from all peers together; `None`: no limit.
+    pub max_download_rate: Option<u64>,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,8 @@ impl Default for SessionConfig {
             tracker: TrackerClientConfig::default(),
             engine: EngineConfig::default(),
             num_want: 80,
+            max_upload_rate: None,
+            max_download_rate: None,
         }
     }
 }
@@ -90,6 +96,9 @@ pub(crate) struct SessionShared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: SessionConfig,
     pub(crate) listen_addr: SocketAddr,
+    /// Shared by every connection of every torrent, so the limits hold for the whole session.
+    pub(crate) upload_limit: Option<Arc<RateLimiter>>,
+    pub(crate) download_limit: Option<Arc<RateLimiter>>,
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
 }
 
@@ -135,8 +144,11 @@ impl Session {
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        let limiter = |rate: Option<u64>| rate.map(|r| Arc::new(RateLimiter::new(r)));
         let shared = Arc::new(SessionShared {
             peer_id: PeerId::generate(&mut rand::thread_rng()),
+            upload_limit: limiter(config.max_upload_rate),
+            download_limit: limiter(config.max_download_rate),
             config,
             listen_addr,
             torrents: Mutex::new(HashMap::new()),
@@ -160,13 +172,29 @@ impl Session {
     }
 
     /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a
-    /// multi-file one as `output_dir/name/...`) and starts downloading it.
+    /// multi-file one as `output_dir/name/...`) and starts downloading it; it stops serving peers once
+    /// complete. [`Session::add_torrent_with`] can seed and check existing data.
     ///
     /// Errors: the torrent is already added; its files cannot be created ([`SessionError::Storage`]).
     pub async fn add_torrent(
         &self,
         metainfo: Metainfo,
         output_dir: &Path,
+    ) -> Result<TorrentHandle, SessionError> {
+        self.add_torrent_with(metainfo, output_dir, AddTorrentOptions::default())
+            .await
+    }
+
+    /// Adds a torrent as [`Session::add_torrent`] does, with `options` saying whether to seed after the
+    /// download and what to make of data already in `output_dir`.
+    ///
+    /// Errors: the torrent is already added; its files cannot be created, or with
+    /// [`ExistingData::Complete`] are missing or have the wrong length ([`SessionError::Storage`]).
+    pub async fn add_torrent_with(
+        &self,
+        metainfo: Metainfo,
+        output_dir: &Path,
+        options: AddTorrentOptions,
     ) -> Result<TorrentHandle, SessionError> {
         let info_hash = metainfo.info_hash;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -180,9 +208,13 @@ impl Session {
         let metainfo = Arc::new(metainfo);
         let storage = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
-            tokio::task::spawn_blocking(move || Storage::create(&root, &m.info))
-                .await
-                .expect("storage creation panicked")
+            let existing = options.existing;
+            tokio::task::spawn_blocking(move || match existing {
+                ExistingData::Complete => Storage::open_existing(&root, &m.info),
+                ExistingData::Ignore | ExistingData::Check => Storage::create(&root, &m.info),
+            })
+            .await
+            .expect("storage creation panicked")
         };
         let storage = match storage {
             Ok(s) => Arc::new(s),
@@ -195,35 +227,14 @@ impl Session {
                 return Err(e.into());
             }
         };
-        let layout = metainfo.info.layout.clone();
-        let have = Bitfield::new(layout.piece_count() as usize);
-        let engine = Torrent::new(
-            layout,
-            have,
-            self.shared.config.engine.clone(),
-            rand::random(),
-        );
-        let stats = engine.stats();
-        let (stats_tx, stats_rx) = watch::channel(TransferStats {
-            uploaded: 0,
-            downloaded: 0,
-            left: stats.left,
-        });
-        let announcer = spawn_announcer(
-            self.tracker.clone(),
-            AnnouncerConfig {
-                tiers: metainfo.announce_tiers.clone(),
-                info_hash,
-                peer_id: self.shared.peer_id,
-                port: self.shared.listen_addr.port(),
-                num_want: self.shared.config.num_want,
-            },
-            stats_rx,
-        );
+        let state = match options.existing {
+            ExistingData::Ignore => TorrentState::Downloading,
+            ExistingData::Check | ExistingData::Complete => TorrentState::Checking,
+        };
         let (progress_tx, progress_rx) = watch::channel(Progress {
-            state: TorrentState::Downloading,
+            state,
             total_bytes: metainfo.info.layout.total_length(),
-            verified_bytes: stats.verified,
+            verified_bytes: 0,
             downloaded_bytes: 0,
             wasted_bytes: 0,
             uploaded_bytes: 0,
@@ -233,15 +244,15 @@ impl Session {
             pieces_have: 0,
             piece_count: metainfo.info.layout.piece_count(),
             hash_failures: 0,
+            checked_pieces: 0,
         });
         let task = TorrentTask {
             shared: Arc::clone(&self.shared),
+            tracker: self.tracker.clone(),
             metainfo,
             storage,
+            options,
             write_lock: Default::default(),
-            engine,
-            announcer: Some(announcer),
-            stats_tx,
             progress_tx,
             commands: cmd_rx,
         };
@@ -354,16 +365,34 @@ impl TorrentHandle {
         let _ = self.commands.send(Command::AddPeers(peers)).await;
     }
 
-    /// Waits until every piece is verified and flushed to disk.
+    /// Waits until every piece is verified and flushed to disk (the torrent may go on seeding).
     ///
-    /// Errors: the torrent failed with a local error (disk full, permission denied).
+    /// Errors: the torrent failed with a local error (disk full, permission denied, existing data
+    /// that does not match).
     pub async fn wait_complete(&mut self) -> Result<(), TorrentError> {
+        self.wait_for(|state| matches!(state, TorrentState::Seeding | TorrentState::Complete))
+            .await
+    }
+
+    /// Waits until the torrent has nothing more to do: complete and, if it was seeding, a
+    /// [`SeedLimits`](crate::SeedLimits) reached. Without limits a seeding torrent never finishes by
+    /// itself; stop it with [`TorrentHandle::stop`].
+    ///
+    /// Errors: as [`TorrentHandle::wait_complete`].
+    pub async fn wait_finished(&mut self) -> Result<(), TorrentError> {
+        self.wait_for(|state| matches!(state, TorrentState::Complete))
+            .await
+    }
+
+    async fn wait_for(&mut self, done: impl Fn(&TorrentState) -> bool) -> Result<(), TorrentError> {
         let mut progress = self.progress.clone();
         loop {
-            match &progress.borrow_and_update().state {
-                TorrentState::Complete => return Ok(()),
-                TorrentState::Failed(_) | TorrentState::Stopped => return self.join().await,
-                TorrentState::Downloading => {}
+            let state = progress.borrow_and_update().state.clone();
+            if done(&state) {
+                return Ok(());
+            }
+            if matches!(state, TorrentState::Failed(_) | TorrentState::Stopped) {
+                return self.join().await;
             }
             if progress.changed().await.is_err() {
                 return self.join().await;

@@ -64,6 +64,22 @@ pub enum StorageError {
     /// `info.files` and `info.layout` disagree (a caller bug: the metainfo parser builds both).
     #[error("the torrent's file list does not match its layout")]
     LayoutMismatch,
+    /// Seeding existing data: a file of the torrent is not there.
+    #[error("{} is missing", path.display())]
+    Missing {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// Seeding existing data: a file has another length than the torrent says.
+    #[error("{} has {actual} bytes, but the torrent says {expected}", path.display())]
+    WrongLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length in the torrent, in bytes.
+        expected: u64,
+        /// Its length on disk, in bytes.
+        actual: u64,
+    },
     /// A read or write past the end of its piece.
     #[error("{len} bytes at offset {offset} are past the end of piece {piece} ({piece_len} bytes)")]
     OutOfRange {
@@ -109,6 +125,20 @@ impl Storage {
     /// [`StorageError::Symlink`] when a directory or file under `root` is a symbolic link,
     /// [`StorageError::DiskFull`], and [`StorageError::Io`] naming the file for anything else.
     pub fn create(root: &Path, info: &Info) -> Result<Storage, StorageError> {
+        Storage::open(root, info, Mode::Create)
+    }
+
+    /// Opens the existing files of `info` under `root` read-only, for seeding data we already have.
+    /// Nothing is created or changed on disk; symbolic links are refused as in [`Storage::create`].
+    ///
+    /// Errors: [`StorageError::Missing`] or [`StorageError::WrongLength`] for the first file that is
+    /// absent or has another length, and the errors of [`Storage::create`]. Writing to the result fails
+    /// with [`StorageError::Io`].
+    pub fn open_existing(root: &Path, info: &Info) -> Result<Storage, StorageError> {
+        Storage::open(root, info, Mode::Existing)
+    }
+
+    fn open(root: &Path, info: &Info, mode: Mode) -> Result<Storage, StorageError> {
         let layout = info.layout.clone();
         if layout.file_count() != info.files.len()
             || layout
@@ -118,7 +148,18 @@ impl Storage {
         {
             return Err(StorageError::LayoutMismatch);
         }
-        std::fs::create_dir_all(root).map_err(|e| io_error(root, "create directory", e))?;
+        match mode {
+            Mode::Create => {
+                std::fs::create_dir_all(root).map_err(|e| io_error(root, "create directory", e))?
+            }
+            Mode::Existing => {
+                if !root.is_dir() {
+                    return Err(StorageError::Missing {
+                        path: root.to_path_buf(),
+                    });
+                }
+            }
+        }
         let mut seen = HashSet::new();
         let mut files = Vec::with_capacity(info.files.len());
         for entry in &info.files {
@@ -131,7 +172,7 @@ impl Storage {
             if !seen.insert(relative.clone()) {
                 return Err(StorageError::DuplicatePath { path: relative });
             }
-            let file = create_file(root, &relative, entry.length)?;
+            let file = open_file(root, &relative, entry.length, mode)?;
             files.push(StoredFile {
                 path,
                 file: (entry.length > 0).then_some(file),
@@ -234,14 +275,27 @@ fn safe_relative_path(components: &[String]) -> Result<PathBuf, StorageError> {
     Ok(out)
 }
 
-/// Creates (or opens) `root/relative` with exactly `length` bytes, creating and checking each directory on
-/// the way so that no symlink under `root` is followed.
-fn create_file(root: &Path, relative: &Path, length: u64) -> Result<File, StorageError> {
+/// How [`Storage`] opens files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Read-write; create what is missing and fix lengths.
+    Create,
+    /// Read-only; everything must exist with the right length.
+    Existing,
+}
+
+/// Opens `root/relative`, checking each directory on the way so that no symlink under `root` is
+/// followed. `Create` makes missing directories and the file, with exactly `length` bytes; `Existing`
+/// requires them.
+fn open_file(root: &Path, relative: &Path, length: u64, mode: Mode) -> Result<File, StorageError> {
     let mut dir = root.to_path_buf();
     let mut parts: Vec<Component<'_>> = relative.components().collect();
     let name = parts.pop();
     for part in parts {
         dir.push(part);
+        if mode == Mode::Existing && !dir.exists() {
+            return Err(StorageError::Missing { path: dir });
+        }
         ensure_real_dir(&dir)?;
     }
     let path = match name {
@@ -254,8 +308,8 @@ fn create_file(root: &Path, relative: &Path, length: u64) -> Result<File, Storag
     }
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
+        .write(mode == Mode::Create)
+        .create(mode == Mode::Create)
         .truncate(false)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
@@ -263,6 +317,8 @@ fn create_file(root: &Path, relative: &Path, length: u64) -> Result<File, Storag
             // O_NOFOLLOW reports a symlink planted since our check as ELOOP.
             if e.raw_os_error() == Some(libc::ELOOP) {
                 StorageError::Symlink { path: path.clone() }
+            } else if e.kind() == io::ErrorKind::NotFound && mode == Mode::Existing {
+                StorageError::Missing { path: path.clone() }
             } else {
                 io_error(&path, "open", e)
             }
@@ -276,6 +332,13 @@ fn create_file(root: &Path, relative: &Path, length: u64) -> Result<File, Storag
         ));
     }
     if meta.len() != length {
+        if mode == Mode::Existing {
+            return Err(StorageError::WrongLength {
+                path,
+                expected: length,
+                actual: meta.len(),
+            });
+        }
         file.set_len(length)
             .map_err(|e| io_error(&path, "set length of", e))?;
     }
@@ -467,6 +530,49 @@ mod tests {
         // Bytes 20..24 of the content are the first bytes of b, which survived the cut.
         s.read(s.layout().piece(1).unwrap(), 4, &mut b).unwrap();
         assert_eq!(b, [9; 4]);
+    }
+
+    #[test]
+    fn open_existing_reads_but_never_creates_or_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = multi();
+        let missing = Storage::open_existing(dir.path(), &info).unwrap_err();
+        assert!(matches!(missing, StorageError::Missing { .. }), "{missing}");
+        let written = Storage::create(dir.path(), &info).unwrap();
+        // Piece 1 lies wholly in file c (piece 0 holds padding, which reads as zeros).
+        let len = info.layout.piece_len(info.layout.piece(1).unwrap()) as usize;
+        let data = content(len);
+        written
+            .write(info.layout.piece(1).unwrap(), 0, &data)
+            .unwrap();
+        written.sync_all().unwrap();
+        drop(written);
+        let seeded = Storage::open_existing(dir.path(), &info).unwrap();
+        let mut back = vec![0; len];
+        seeded
+            .read(info.layout.piece(1).unwrap(), 0, &mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        assert!(
+            seeded
+                .write(info.layout.piece(1).unwrap(), 0, &data)
+                .is_err()
+        );
+        // A file of the wrong length is reported, not fixed.
+        let first = dir.path().join(info.files[0].path.join("/"));
+        let before = std::fs::metadata(&first).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first)
+            .unwrap()
+            .set_len(before + 1)
+            .unwrap();
+        let wrong = Storage::open_existing(dir.path(), &info).unwrap_err();
+        assert!(
+            matches!(wrong, StorageError::WrongLength { actual, .. } if actual == before + 1),
+            "{wrong}"
+        );
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), before + 1);
     }
 
     #[test]

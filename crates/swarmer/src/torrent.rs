@@ -1,34 +1,80 @@
-//! The owner task of one torrent: the only place its state lives. It feeds the sans-IO engine
-//! (`swarmer_proto::torrent`) with frames from connection tasks, verification results, tracker peers and
-//! the clock, and carries out the engine's actions. Hashing and disk writes run on the blocking pool.
+//! The owner task of one torrent: the only place its state lives. It checks existing data if asked,
+//! then feeds the sans-IO engine (`swarmer_proto::torrent`) with frames from connection tasks,
+//! verification results, "block sent" reports, tracker peers and the clock, and carries out the engine's
+//! actions. Hashing and disk writes run on the blocking pool; connection tasks read uploaded blocks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use swarmer_proto::metainfo::Metainfo;
-use swarmer_proto::torrent::{Action, Event, PeerInfo, PeerKey, Torrent};
+use swarmer_proto::torrent::{
+    Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
+};
 use swarmer_proto::wire::{Handshake, Message};
-use swarmer_proto::{PieceIndex, digest};
+use swarmer_proto::{Bitfield, PieceIndex, digest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::peer::{self, ConnContext, ConnEvent, ConnId};
+use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::session::SessionShared;
 use crate::storage::{Storage, StorageError};
-use crate::tracker::{AnnouncerHandle, TransferStats};
+use crate::tracker::{
+    AnnouncerConfig, AnnouncerHandle, TrackerClient, TransferStats, spawn_announcer,
+};
+
+/// What to do with data already in the output directory when a torrent is added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExistingData {
+    /// Create missing files and download every piece, whatever the files hold.
+    #[default]
+    Ignore,
+    /// Hash the pieces already on disk (on all cores) and download only those that do not match.
+    Check,
+    /// Seed data we have: every file must exist with its length (nothing is created; files are opened
+    /// read-only) and every piece must match, or the torrent fails with [`TorrentError::Incomplete`].
+    Complete,
+}
+
+/// When to stop seeding. With both limits the first one reached ends it; with neither, seeding goes
+/// on until the torrent is stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SeedLimits {
+    /// Stop once the bytes uploaded since the torrent was added reach this multiple of its size.
+    pub ratio: Option<f64>,
+    /// Stop after seeding this long (measured from when the last piece was verified, or the check
+    /// finished).
+    pub time: Option<Duration>,
+}
+
+/// How a torrent is added to a session.
+#[derive(Debug, Clone, Default)]
+pub struct AddTorrentOptions {
+    /// Keep uploading to peers after every piece is verified, until a limit is reached (BEP 3
+    /// "seeder"); `None` stops serving peers once the download is complete.
+    pub seed: Option<SeedLimits>,
+    /// What to do with data already in the output directory.
+    pub existing: ExistingData,
+}
 
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TorrentState {
+    /// Hashing the data already on disk ([`ExistingData::Check`] and [`ExistingData::Complete`]);
+    /// [`Progress::checked_pieces`] counts up.
+    Checking,
     /// Downloading pieces.
     Downloading,
-    /// Every piece is verified and flushed to disk.
+    /// Every piece is verified and on disk, and we upload to peers (until a [`SeedLimits`] is reached
+    /// or the torrent is stopped).
+    Seeding,
+    /// Every piece is verified and flushed to disk, and we no longer serve peers.
     Complete,
     /// Stopped by a local error (disk full, permission); the message says which file and what failed.
     Failed(String),
@@ -63,6 +109,15 @@ pub struct Progress {
     pub piece_count: u32,
     /// Pieces that failed their hash check so far.
     pub hash_failures: u32,
+    /// Pieces hashed so far while [`TorrentState::Checking`].
+    pub checked_pieces: u32,
+}
+
+impl Progress {
+    /// Every piece is verified and on disk ([`TorrentState::Seeding`] or [`TorrentState::Complete`]).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
+    }
 }
 
 /// A failure that stops a torrent: local problems only (peer problems never fail a torrent).
@@ -74,6 +129,18 @@ pub enum TorrentError {
     /// The torrent's task ended unexpectedly (a bug: it panicked).
     #[error("torrent task ended unexpectedly")]
     TaskGone,
+    /// [`ExistingData::Complete`]: some pieces on disk do not match the torrent.
+    #[error("{bad} of {total} pieces do not match the torrent (the first is piece {first}, in {})", file.display())]
+    Incomplete {
+        /// Pieces that failed their hash check.
+        bad: u32,
+        /// Pieces in the torrent.
+        total: u32,
+        /// The first bad piece's index.
+        first: u32,
+        /// The file (relative to the output directory) holding the first bad piece's first byte.
+        file: PathBuf,
+    },
 }
 
 pub(crate) enum Command {
@@ -100,28 +167,29 @@ const CONNECT_INTERVAL: Duration = Duration::from_secs(1);
 struct Conn {
     addr: SocketAddr,
     key: Option<PeerKey>,
-    commands: mpsc::Sender<Bytes>,
+    commands: mpsc::Sender<Outbound>,
     outgoing: bool,
 }
 
 pub(crate) struct TorrentTask {
     pub(crate) shared: Arc<SessionShared>,
+    pub(crate) tracker: TrackerClient,
     pub(crate) metainfo: Arc<Metainfo>,
     pub(crate) storage: Arc<Storage>,
+    pub(crate) options: AddTorrentOptions,
     /// Held while writing a verified piece. Hashing runs in parallel; writes to one torrent's files go one
     /// at a time, because concurrent writers to a file only contend on its inode lock in the kernel
     /// (measured: ~8 % of CPU spent spinning on it with parallel writes).
     pub(crate) write_lock: Arc<std::sync::Mutex<()>>,
-    pub(crate) engine: Torrent,
-    /// Taken at shutdown to announce `stopped`.
-    pub(crate) announcer: Option<AnnouncerHandle>,
-    pub(crate) stats_tx: watch::Sender<TransferStats>,
     pub(crate) progress_tx: watch::Sender<Progress>,
     pub(crate) commands: mpsc::Receiver<Command>,
 }
 
 struct Running {
     t: TorrentTask,
+    engine: Torrent,
+    announcer: Option<AnnouncerHandle>,
+    stats_tx: watch::Sender<TransferStats>,
     ctx: ConnContext,
     events_rx: mpsc::Receiver<ConnEvent>,
     conns: HashMap<ConnId, Conn>,
@@ -131,55 +199,206 @@ struct Running {
     verify: JoinSet<(PieceIndex, Result<bool, StorageError>, Vec<u8>)>,
     /// Pieces waiting for a verification slot; at most `verify_slots` run at once, so hashing never has
     /// more threads than there are cores to run them.
-    verify_queue: std::collections::VecDeque<(PieceIndex, Vec<u8>)>,
+    verify_queue: VecDeque<(PieceIndex, Vec<u8>)>,
     verify_slots: usize,
-    out: HashMap<ConnId, Vec<u8>>,
+    out: HashMap<ConnId, Vec<Pending>>,
     hash_failures: u32,
+    checked_pieces: u32,
     announced_complete: bool,
     state: TorrentState,
+    /// When seeding began, for [`SeedLimits::time`].
+    seeding_since: Option<Instant>,
+    /// A local error met by a connection task (reading a block to upload).
+    failure: Option<StorageError>,
+}
+
+/// Output for one connection gathered while draining the engine, in order.
+enum Pending {
+    Bytes(Vec<u8>),
+    Blocks(Vec<Requested>),
+}
+
+/// Threads hashing pieces: one per core.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl TorrentTask {
-    pub(crate) async fn run(self) -> Result<(), TorrentError> {
+    pub(crate) async fn run(mut self) -> Result<(), TorrentError> {
+        match self.check().await {
+            Ok(Some(have)) => self.start(have).await,
+            Ok(None) => {
+                self.publish_state(TorrentState::Stopped);
+                Ok(())
+            }
+            Err(e) => {
+                self.publish_state(TorrentState::Failed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn publish_state(&self, state: TorrentState) {
+        self.progress_tx.send_modify(|p| p.state = state);
+    }
+
+    /// The pieces already on disk, as [`AddTorrentOptions::existing`] says to find them; `None` if the
+    /// torrent was stopped meanwhile.
+    async fn check(&mut self) -> Result<Option<Bitfield>, TorrentError> {
+        let layout = self.metainfo.info.layout.clone();
+        let count = layout.piece_count();
+        let mut have = Bitfield::new(count as usize);
+        if self.options.existing == ExistingData::Ignore {
+            return Ok(Some(have));
+        }
+        self.publish_state(TorrentState::Checking);
+        let mut pieces = layout.pieces();
+        let mut running = JoinSet::new();
+        let mut checked = 0;
+        let mut bad = Vec::new();
+        loop {
+            while running.len() < hashing_threads() {
+                let Some(piece) = pieces.next() else { break };
+                let storage = Arc::clone(&self.storage);
+                let expected = *self.metainfo.info.piece_hash(piece);
+                let len = layout.piece_len(piece) as usize;
+                running.spawn_blocking(move || {
+                    let mut buf = vec![0; len];
+                    let ok =
+                        storage.read(piece, 0, &mut buf).is_ok() && digest::sha1(&buf) == expected;
+                    (piece, ok)
+                });
+            }
+            let joined = tokio::select! {
+                joined = running.join_next() => joined,
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop(done)) => {
+                        let _ = done.send(());
+                        return Ok(None);
+                    }
+                    None => return Ok(None),
+                    // Peers wait until the check is over; connections are dropped.
+                    Some(Command::Incoming { .. } | Command::AddPeers(_)) => continue,
+                },
+            };
+            let Some(joined) = joined else { break };
+            let (piece, ok) = joined.map_err(|_| TorrentError::TaskGone)?;
+            checked += 1;
+            if ok {
+                have.set(piece.as_usize());
+            } else {
+                bad.push(piece);
+            }
+            let verified = u64::from(layout.piece_len(piece)) * u64::from(ok);
+            self.progress_tx.send_modify(|p| {
+                p.checked_pieces = checked;
+                p.pieces_have += u32::from(ok);
+                p.verified_bytes += verified;
+            });
+        }
+        if self.options.existing == ExistingData::Complete && !bad.is_empty() {
+            let first = *bad.iter().min().expect("not empty");
+            let file = layout
+                .piece_slices(first)
+                .next()
+                .map(|slice| {
+                    self.metainfo.info.files[slice.file.as_usize()]
+                        .path
+                        .iter()
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(TorrentError::Incomplete {
+                bad: bad.len() as u32,
+                total: count,
+                first: first.get(),
+                file,
+            });
+        }
+        Ok(Some(have))
+    }
+
+    /// Runs the torrent from the pieces in `have` until it is stopped or fails.
+    async fn start(self, have: Bitfield) -> Result<(), TorrentError> {
+        let shared = Arc::clone(&self.shared);
+        let metainfo = Arc::clone(&self.metainfo);
+        let engine_config = EngineConfig {
+            listen_port: Some(shared.listen_addr.port()),
+            ..shared.config.engine.clone()
+        };
+        let engine = Torrent::new(
+            metainfo.info.layout.clone(),
+            metainfo.info_hash,
+            have,
+            engine_config,
+            rand::random(),
+        );
+        let stats = engine.stats();
+        let (stats_tx, stats_rx) = watch::channel(TransferStats {
+            uploaded: 0,
+            downloaded: 0,
+            left: stats.left,
+        });
+        let announcer = spawn_announcer(
+            self.tracker.clone(),
+            AnnouncerConfig {
+                tiers: metainfo.announce_tiers.clone(),
+                info_hash: metainfo.info_hash,
+                peer_id: shared.peer_id,
+                port: shared.listen_addr.port(),
+                num_want: shared.config.num_want,
+            },
+            stats_rx,
+        );
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let piece_count = self.engine.layout().piece_count() as usize;
+        let piece_count = engine.layout().piece_count() as usize;
         let ctx = ConnContext {
-            info_hash: self.metainfo.info_hash,
-            our_id: self.shared.peer_id,
-            bind_ip: self.shared.config.bind_ip,
+            info_hash: metainfo.info_hash,
+            our_id: shared.peer_id,
+            bind_ip: shared.config.bind_ip,
             events: events_tx,
             // A block message, or a bitfield, or an extension message of up to 1 MiB, whichever is larger.
             max_frame: (piece_count.div_ceil(8) as u32 + 1)
                 .max(swarmer_proto::BLOCK_SIZE + 9)
                 .max(1 << 20),
-            connect_timeout: self.shared.config.connect_timeout,
-            handshake_timeout: self.shared.config.handshake_timeout,
+            connect_timeout: shared.config.connect_timeout,
+            handshake_timeout: shared.config.handshake_timeout,
+            storage: Arc::clone(&self.storage),
+            upload_limit: shared.upload_limit.clone(),
+            download_limit: shared.download_limit.clone(),
         };
-        let mut own = vec![self.shared.listen_addr];
-        if let Some(ip) = self.shared.config.bind_ip {
-            own.push(SocketAddr::new(ip, self.shared.listen_addr.port()));
+        let mut own = vec![shared.listen_addr];
+        if let Some(ip) = shared.config.bind_ip {
+            own.push(SocketAddr::new(ip, shared.listen_addr.port()));
         }
-        let state = if self.engine.is_complete() {
-            TorrentState::Complete
-        } else {
-            TorrentState::Downloading
+        let (state, seeding_since) = match (engine.is_complete(), self.options.seed.is_some()) {
+            (false, _) => (TorrentState::Downloading, None),
+            (true, true) => (TorrentState::Seeding, Some(Instant::now())),
+            (true, false) => (TorrentState::Complete, None),
         };
         let mut r = Running {
             book: PeerBook::new(own),
             t: self,
+            engine,
+            announcer: Some(announcer),
+            stats_tx,
             ctx,
             events_rx,
             conns: HashMap::new(),
             by_key: HashMap::new(),
             next_conn: 0,
             verify: JoinSet::new(),
-            verify_queue: Default::default(),
-            verify_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            verify_queue: VecDeque::new(),
+            verify_slots: hashing_threads(),
             out: HashMap::new(),
             hash_failures: 0,
+            checked_pieces: 0,
             announced_complete: false,
             state,
+            seeding_since,
+            failure: None,
         };
+        r.checked_pieces = r.t.progress_tx.borrow().checked_pieces;
         r.run().await
     }
 }
@@ -190,10 +409,13 @@ impl Running {
         let mut next_connect = Instant::now();
         self.publish();
         let result = loop {
-            let wake = match self.t.engine.poll_timeout() {
+            let mut wake = match self.engine.poll_timeout() {
                 Some(t) => Instant::from_std(t).min(next_connect),
                 None => next_connect,
             };
+            if let Some(end) = self.seed_deadline() {
+                wake = wake.min(end);
+            }
             tokio::select! {
                 n = self.events_rx.recv_many(&mut batch, 64) => {
                     debug_assert!(n > 0, "the owner holds a sender, so the channel never closes");
@@ -204,17 +426,17 @@ impl Running {
                 Some(joined) = self.verify.join_next() => {
                     let (piece, result, buffer) = joined.expect("verification task panicked");
                     match result {
-                        Ok(ok) => self.t.engine.handle_piece_verified(piece, ok, buffer, std::time::Instant::now()),
+                        Ok(ok) => self.engine.handle_piece_verified(piece, ok, buffer, std::time::Instant::now()),
                         Err(e) => break Err(TorrentError::Storage(e)),
                     }
                 }
-                Some(peers) = next_peers(&mut self.t.announcer) => {
+                Some(peers) = next_peers(&mut self.announcer) => {
                     self.book.add(peers);
                     self.connect_more();
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
-                    self.t.engine.handle_timeout(now.into_std());
+                    self.engine.handle_timeout(now.into_std());
                     if now >= next_connect {
                         next_connect = now + CONNECT_INTERVAL;
                         self.connect_more();
@@ -227,17 +449,23 @@ impl Running {
                         self.connect_more();
                     }
                     Some(Command::Stop(done)) => {
-                        self.state = TorrentState::Stopped;
+                        if !matches!(self.state, TorrentState::Complete) {
+                            self.state = TorrentState::Stopped;
+                        }
                         let _ = done.send(());
                         break Ok(());
                     }
                     None => { self.state = TorrentState::Stopped; break Ok(()); }
                 },
             }
+            if let Some(e) = self.failure.take() {
+                break Err(TorrentError::Storage(e));
+            }
             self.drain_engine();
             if let Err(e) = self.finish_if_complete().await {
                 break Err(e);
             }
+            self.stop_seeding_if_done();
             self.publish();
         };
         if let Err(e) = &result {
@@ -255,7 +483,7 @@ impl Running {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                if self.t.engine.is_banned(c.addr.ip()) {
+                if self.engine.is_banned(c.addr.ip()) {
                     self.close(conn, true);
                     return;
                 }
@@ -266,7 +494,7 @@ impl Running {
                     extensions: handshake.supports_extensions(),
                 };
                 tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
-                let key = self.t.engine.add_peer(info, now);
+                let key = self.engine.add_peer(info, now);
                 c.key = Some(key);
                 self.by_key.insert(key, conn);
                 self.book.connected(c.addr);
@@ -277,7 +505,7 @@ impl Running {
                 };
                 for frame in frames {
                     match Message::decode(&frame, u32::MAX) {
-                        Ok(Some((message, _))) => self.t.engine.handle_message(key, message, now),
+                        Ok(Some((message, _))) => self.engine.handle_message(key, message, now),
                         Ok(None) => unreachable!("the connection task sends whole frames"),
                         Err(e) => {
                             tracing::debug!(addr = %self.conns[&conn].addr, "malformed message: {e}");
@@ -287,6 +515,14 @@ impl Running {
                     }
                 }
             }
+            ConnEvent::Sent {
+                conn,
+                blocks,
+                bytes,
+            } => match self.conns.get(&conn).and_then(|c| c.key) {
+                Some(key) => self.engine.handle_block_sent(key, blocks, bytes, now),
+                None => self.engine.count_uploaded(bytes),
+            },
             ConnEvent::Closed { conn, error } => {
                 if let Some(c) = self.conns.get(&conn) {
                     match &error {
@@ -294,7 +530,11 @@ impl Running {
                         None => tracing::debug!(addr = %c.addr, "connection closed by peer"),
                     }
                 }
-                self.close(conn, error.as_ref().is_some_and(|e| e.is_peer_fault()));
+                let fault = error.as_ref().is_some_and(|e| e.is_peer_fault());
+                if let Some(ConnError::Storage(e)) = error {
+                    self.failure = Some(e);
+                }
+                self.close(conn, fault);
             }
         }
     }
@@ -307,7 +547,7 @@ impl Running {
             self.out.remove(&conn);
             if let Some(key) = c.key {
                 self.by_key.remove(&key);
-                self.t.engine.remove_peer(key);
+                self.engine.remove_peer(key);
             }
             self.book
                 .disconnected(c.addr, c.key.is_some(), fault, c.outgoing);
@@ -315,13 +555,30 @@ impl Running {
     }
 
     fn drain_engine(&mut self) {
-        while let Some(action) = self.t.engine.poll_action() {
+        while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Send { peer, message } => {
                     if let Some(conn) = self.by_key.get(&peer) {
-                        message
-                            .to_message()
-                            .encode(self.out.entry(*conn).or_default());
+                        let out = self.out.entry(*conn).or_default();
+                        if !matches!(out.last(), Some(Pending::Bytes(_))) {
+                            out.push(Pending::Bytes(Vec::new()));
+                        }
+                        let Some(Pending::Bytes(bytes)) = out.last_mut() else {
+                            unreachable!("pushed above")
+                        };
+                        message.to_message().encode(bytes);
+                    }
+                }
+                Action::Upload { peer, block } => {
+                    if let Some(conn) = self.by_key.get(&peer) {
+                        let out = self.out.entry(*conn).or_default();
+                        if !matches!(out.last(), Some(Pending::Blocks(_))) {
+                            out.push(Pending::Blocks(Vec::new()));
+                        }
+                        let Some(Pending::Blocks(blocks)) = out.last_mut() else {
+                            unreachable!("pushed above")
+                        };
+                        blocks.push(block);
                     }
                 }
                 Action::Disconnect { peer, fault } => {
@@ -329,7 +586,9 @@ impl Running {
                         if let Some(c) = self.conns.get(&conn) {
                             tracing::info!(addr = %c.addr, "disconnecting peer: {fault}");
                         }
-                        self.close(conn, true);
+                        let useless =
+                            matches!(fault, swarmer_proto::torrent::PeerFault::Useless(_));
+                        self.close(conn, !useless);
                     }
                 }
                 Action::VerifyPiece { piece, data } => self.verify_queue.push_back((piece, data)),
@@ -342,17 +601,24 @@ impl Running {
             self.spawn_verify(piece, data);
         }
         let out = std::mem::take(&mut self.out);
-        for (conn, bytes) in out {
+        for (conn, pending) in out {
             let Some(c) = self.conns.get(&conn) else {
                 continue;
             };
-            if c.commands.try_send(Bytes::from(bytes)).is_err() {
-                // Full: the peer is not reading what we send. Closed: it is already going away.
-                tracing::debug!(addr = %c.addr, "send queue full, disconnecting");
-                self.close(conn, true);
+            for item in pending {
+                let item = match item {
+                    Pending::Bytes(bytes) => Outbound::Bytes(Bytes::from(bytes)),
+                    Pending::Blocks(blocks) => Outbound::Blocks(blocks),
+                };
+                if c.commands.try_send(item).is_err() {
+                    // Full: the peer is not reading what we send. Closed: it is already going away.
+                    tracing::debug!(addr = %c.addr, "send queue full, disconnecting");
+                    self.close(conn, true);
+                    break;
+                }
             }
         }
-        while let Some(event) = self.t.engine.poll_event() {
+        while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::PieceVerified(_) => {}
                 Event::HashFailed { piece, peers } => {
@@ -389,7 +655,7 @@ impl Running {
     }
 
     async fn finish_if_complete(&mut self) -> Result<(), TorrentError> {
-        if self.state != TorrentState::Downloading || !self.t.engine.is_complete() {
+        if self.state != TorrentState::Downloading || !self.engine.is_complete() {
             return Ok(());
         }
         // Nothing counts as downloaded before it is on disk.
@@ -397,23 +663,70 @@ impl Running {
         tokio::task::spawn_blocking(move || storage.sync_all())
             .await
             .map_err(|_| TorrentError::TaskGone)??;
-        self.state = TorrentState::Complete;
         if !self.announced_complete {
             self.announced_complete = true;
-            if let Some(a) = &self.t.announcer {
+            if let Some(a) = &self.announcer {
                 a.completed();
             }
         }
-        // A finished download needs no seeders; uploading to leechers arrives with seeding support.
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            self.close(conn, false);
+        if self.t.options.seed.is_some() {
+            tracing::info!("download complete; seeding");
+            self.state = TorrentState::Seeding;
+            self.seeding_since = Some(Instant::now());
+        } else {
+            self.state = TorrentState::Complete;
+            self.close_all();
         }
         Ok(())
     }
 
+    /// When seeding must end by [`SeedLimits::time`].
+    fn seed_deadline(&self) -> Option<Instant> {
+        let since = self.seeding_since?;
+        let limit = self.t.options.seed?.time?;
+        (self.state == TorrentState::Seeding).then(|| since + limit)
+    }
+
+    /// Ends seeding once a [`SeedLimits`] is reached: connections close and the torrent is
+    /// [`TorrentState::Complete`].
+    fn stop_seeding_if_done(&mut self) {
+        if self.state != TorrentState::Seeding {
+            return;
+        }
+        let Some(limits) = self.t.options.seed else {
+            return;
+        };
+        let total = self.engine.layout().total_length() as f64;
+        let by_ratio = limits
+            .ratio
+            .is_some_and(|r| self.engine.stats().uploaded as f64 >= r * total);
+        let by_time = self
+            .seed_deadline()
+            .is_some_and(|end| Instant::now() >= end);
+        if by_ratio || by_time {
+            tracing::info!(by_ratio, by_time, "seeding limit reached");
+            self.state = TorrentState::Complete;
+            self.close_all();
+        }
+    }
+
+    fn close_all(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(conn, false);
+        }
+    }
+
+    /// True while peers are of use: downloading, or seeding.
+    fn serving(&self) -> bool {
+        matches!(
+            self.state,
+            TorrentState::Downloading | TorrentState::Seeding
+        )
+    }
+
     fn connect_more(&mut self) {
-        if self.state != TorrentState::Downloading {
+        if !self.serving() {
             return;
         }
         let limit = self.t.shared.config.max_peers_per_torrent;
@@ -430,7 +743,7 @@ impl Running {
             let Some(addr) = self.book.next_to_dial(now) else {
                 break;
             };
-            if self.t.engine.is_banned(addr.ip()) {
+            if self.engine.is_banned(addr.ip()) {
                 continue;
             }
             room -= 1;
@@ -439,7 +752,7 @@ impl Running {
             tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
         }
         if self.conns.len() < limit / 4 && self.book.dialable(now) == 0 {
-            if let Some(a) = &self.t.announcer {
+            if let Some(a) = &self.announcer {
                 a.want_peers();
             }
         }
@@ -447,7 +760,7 @@ impl Running {
 
     fn accept(&mut self, stream: TcpStream, buf: BytesMut, handshake: Handshake, addr: SocketAddr) {
         let full = self.conns.len() >= self.t.shared.config.max_peers_per_torrent;
-        if full || self.t.engine.is_banned(addr.ip()) || self.state != TorrentState::Downloading {
+        if full || self.engine.is_banned(addr.ip()) || !self.serving() {
             return;
         }
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
@@ -465,7 +778,7 @@ impl Running {
     fn new_conn(
         &mut self,
         addr: SocketAddr,
-        commands: mpsc::Sender<Bytes>,
+        commands: mpsc::Sender<Outbound>,
         outgoing: bool,
     ) -> ConnId {
         let conn = self.next_conn;
@@ -483,21 +796,22 @@ impl Running {
     }
 
     fn publish(&mut self) {
-        let s = self.t.engine.stats();
-        let layout = self.t.engine.layout();
+        let s = self.engine.stats();
+        let layout = self.engine.layout();
         let progress = Progress {
             state: self.state.clone(),
             total_bytes: layout.total_length(),
             verified_bytes: s.verified,
             downloaded_bytes: s.downloaded,
             wasted_bytes: s.wasted,
-            uploaded_bytes: 0,
+            uploaded_bytes: s.uploaded,
             download_rate: s.download_rate,
-            upload_rate: 0,
+            upload_rate: s.upload_rate,
             peers: s.peers,
-            pieces_have: self.t.engine.have().count_ones() as u32,
+            pieces_have: self.engine.have().count_ones() as u32,
             piece_count: layout.piece_count(),
             hash_failures: self.hash_failures,
+            checked_pieces: self.checked_pieces,
         };
         self.t.progress_tx.send_if_modified(|p| {
             let changed = *p != progress;
@@ -505,11 +819,11 @@ impl Running {
             changed
         });
         let transfer = TransferStats {
-            uploaded: 0,
+            uploaded: s.uploaded,
             downloaded: s.downloaded,
             left: s.left,
         };
-        self.t.stats_tx.send_if_modified(|t| {
+        self.stats_tx.send_if_modified(|t| {
             let changed = *t != transfer;
             *t = transfer;
             changed
@@ -525,15 +839,17 @@ impl Running {
         }
         while let Some(joined) = self.verify.join_next().await {
             if let Ok((piece, Ok(ok), buffer)) = joined {
-                self.t
-                    .engine
+                self.engine
                     .handle_piece_verified(piece, ok, buffer, std::time::Instant::now());
             }
         }
+        // Data seeded from read-only files was never written; syncing them is harmless.
         let storage = Arc::clone(&self.t.storage);
         let _ = tokio::task::spawn_blocking(move || storage.sync_all()).await;
+        // The announce carries the final totals.
+        self.publish();
         // Trackers learn we left (BEP 3 `event=stopped`); bounded by the announcer's stop budget.
-        if let Some(announcer) = self.t.announcer.take() {
+        if let Some(announcer) = self.announcer.take() {
             announcer.stop().await;
         }
     }

@@ -1,0 +1,488 @@
+//! `swarmer download` and `swarmer seed`: run a session with one torrent (check existing data,
+//! download, seed) until it is done or interrupted, showing progress as a bar on a terminal and as a
+//! status line every few seconds otherwise.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use swarmer::{
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentState,
+};
+use swarmer_proto::metainfo::Metainfo;
+
+use crate::{CommonArgs, DownloadArgs, SeedArgs, SeedLimitArgs};
+
+/// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+/// Exit code after SIGTERM before the download completed (128 + SIGTERM).
+const TERMINATED: u8 = 143;
+/// How often a plain status line is printed when standard error is not a terminal.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One run of the command: which torrent, where, and how.
+pub(crate) struct Job {
+    torrent: PathBuf,
+    output: PathBuf,
+    options: AddTorrentOptions,
+    common: CommonArgs,
+}
+
+impl Job {
+    /// `swarmer download`: fetch every piece; seed afterwards with `--seed`.
+    pub(crate) fn download(args: DownloadArgs) -> Job {
+        let seeding =
+            args.seed || args.limits.seed_ratio.is_some() || args.limits.seed_time.is_some();
+        Job {
+            torrent: args.torrent,
+            output: args.output,
+            options: AddTorrentOptions {
+                seed: seeding.then(|| limits(&args.limits)),
+                existing: ExistingData::Ignore,
+            },
+            common: args.common,
+        }
+    }
+
+    /// `swarmer seed`: verify the data we have, then upload it.
+    pub(crate) fn seed(args: SeedArgs) -> Job {
+        Job {
+            torrent: args.torrent,
+            output: args.output,
+            options: AddTorrentOptions {
+                seed: Some(limits(&args.limits)),
+                existing: ExistingData::Complete,
+            },
+            common: args.common,
+        }
+    }
+}
+
+fn limits(args: &SeedLimitArgs) -> SeedLimits {
+    SeedLimits {
+        ratio: args.seed_ratio,
+        time: args.seed_time,
+    }
+}
+
+/// Reads and parses a .torrent file; errors name the file.
+pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+pub(crate) fn run(job: Job) -> anyhow::Result<ExitCode> {
+    let metainfo = read_metainfo(&job.torrent)?;
+    init_logging(job.common.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(transfer(job, metainfo))
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("swarmer={level},swarmer_proto={level}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter)
+        .try_init();
+}
+
+/// The progress bar while one is shown, so log lines can be printed above it instead of through it.
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// Standard error for log lines: while a progress bar is drawn, each line is written with the bar
+/// briefly cleared, so logs and the bar never garble each other.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match BAR.get() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
+    let common = &job.common;
+    let config = SessionConfig {
+        bind_ip: common.bind_address,
+        listen_port: common.port,
+        max_peers_per_torrent: usize::from(common.max_peers),
+        max_upload_rate: common.max_upload_rate,
+        max_download_rate: common.max_download_rate,
+        engine: swarmer_proto::torrent::Config {
+            upload_slots: usize::from(common.upload_slots),
+            ..Default::default()
+        },
+        ..SessionConfig::default()
+    };
+    let name = metainfo.info.name.clone();
+    let seeding = job.options.seed.is_some();
+    if job.options.existing != ExistingData::Complete {
+        std::fs::create_dir_all(&job.output)
+            .with_context(|| format!("cannot create output directory {}", job.output.display()))?;
+    }
+    let session = Session::new(config).await?;
+    let mut torrent = session
+        .add_torrent_with(metainfo, &job.output, job.options.clone())
+        .await
+        .with_context(|| format!("cannot start {name}"))?;
+    let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);
+    let mut progress = torrent.progress();
+    let signals = Signals::new()?;
+    let outcome = tokio::select! {
+        r = async {
+            torrent.wait_complete().await?;
+            if seeding {
+                let done = match job.options.existing {
+                    ExistingData::Complete => "data verified",
+                    ExistingData::Ignore | ExistingData::Check => "download complete",
+                };
+                reporter.println(&format!("{name}: {done}, seeding (Ctrl-C to stop)"));
+                torrent.wait_finished().await?;
+            }
+            Ok(())
+        } => Outcome::Finished(r),
+        _ = reporter.follow(&mut progress) => unreachable!("progress ends only when the torrent ends"),
+        code = signals.recv() => Outcome::Interrupted(code),
+    };
+    let last = progress.borrow().clone();
+    reporter.finish(&last);
+    // Announce `stopped` and flush, whatever happened.
+    let stopped = torrent.stop().await;
+    let done = last.is_done();
+    match outcome {
+        Outcome::Finished(Ok(())) => {
+            stopped?;
+            if !common.quiet {
+                eprintln!("{name}: {}", summary(&last));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Finished(Err(e)) => {
+            let action = match job.options.existing {
+                ExistingData::Complete => "cannot seed",
+                _ => "download failed",
+            };
+            Err(e).with_context(|| format!("{name}: {action}"))
+        }
+        // Stopping a seed is how seeding normally ends: the download itself succeeded.
+        Outcome::Interrupted(_) if done => {
+            if !common.quiet {
+                eprintln!("{name}: stopped; {}", summary(&last));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted(code) => {
+            eprintln!(
+                "{name}: interrupted at {} of {} verified",
+                human_bytes(last.verified_bytes),
+                human_bytes(last.total_bytes)
+            );
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// The closing line: what was verified and what was uploaded.
+fn summary(p: &Progress) -> String {
+    format!(
+        "done, {} verified in {} pieces; uploaded {} (ratio {:.2})",
+        human_bytes(p.total_bytes),
+        p.piece_count,
+        human_bytes(p.uploaded_bytes),
+        ratio(p)
+    )
+}
+
+/// Uploaded bytes over the torrent's size: the ratio `--seed-ratio` compares against.
+fn ratio(p: &Progress) -> f64 {
+    if p.total_bytes == 0 {
+        0.0
+    } else {
+        p.uploaded_bytes as f64 / p.total_bytes as f64
+    }
+}
+
+enum Outcome {
+    Finished(Result<(), swarmer::TorrentError>),
+    /// Ctrl-C or SIGTERM; the exit code to use if the download was not complete.
+    Interrupted(u8),
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM both stop gracefully: flush, announce `stopped`, exit.
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::sync::Mutex<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            #[cfg(unix)]
+            terminate: tokio::sync::Mutex::new(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("cannot install the SIGTERM handler")?,
+            ),
+        })
+    }
+
+    /// Waits for a signal; returns the exit code for an unfinished download.
+    async fn recv(&self) -> u8 {
+        #[cfg(unix)]
+        {
+            let mut terminate = self.terminate.lock().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => INTERRUPTED,
+                _ = terminate.recv() => TERMINATED,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            INTERRUPTED
+        }
+    }
+}
+
+/// Shows progress: a bar on a terminal, periodic lines otherwise, nothing when quiet.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    name: String,
+}
+
+impl Reporter {
+    fn new(name: &str, quiet: bool, verbose: bool) -> Reporter {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = (!quiet && terminal && !verbose).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_prefix(name.to_string());
+            let _ = BAR.set(bar.clone());
+            bar
+        });
+        Reporter {
+            plain: !quiet && bar.is_none(),
+            bar,
+            name: name.to_string(),
+        }
+    }
+
+    /// Prints a line above the bar (or as a plain line); nothing when quiet.
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None if self.plain => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    async fn follow(&self, progress: &mut tokio::sync::watch::Receiver<Progress>) {
+        let mut last_line = Instant::now();
+        let mut shown = None;
+        loop {
+            let p = progress.borrow_and_update().clone();
+            if let Some(bar) = &self.bar {
+                let phase = Phase::of(&p.state);
+                if shown != Some(phase) {
+                    bar.set_style(phase.style());
+                    shown = Some(phase);
+                }
+                match phase {
+                    Phase::Checking => {
+                        bar.set_length(u64::from(p.piece_count));
+                        bar.set_position(u64::from(p.checked_pieces));
+                    }
+                    Phase::Transfer => {
+                        bar.set_length(p.total_bytes);
+                        bar.set_position(p.verified_bytes);
+                    }
+                }
+                bar.set_message(message(&p));
+            } else if self.plain && last_line.elapsed() >= STATUS_INTERVAL {
+                last_line = Instant::now();
+                eprintln!("{}: {}", self.name, status_line(&p));
+            }
+            // Redraw at most ten times a second, however fast blocks arrive.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if progress.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn finish(&self, p: &Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.verified_bytes);
+            bar.abandon();
+        } else if self.plain && p.is_done() {
+            eprintln!("{}: {}", self.name, status_line(p));
+        }
+    }
+}
+
+/// What the bar counts: pieces checked, or bytes verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Checking,
+    Transfer,
+}
+
+impl Phase {
+    fn of(state: &TorrentState) -> Phase {
+        match state {
+            TorrentState::Checking => Phase::Checking,
+            _ => Phase::Transfer,
+        }
+    }
+
+    fn style(self) -> ProgressStyle {
+        let template = match self {
+            Phase::Checking => {
+                "{prefix} checking [{bar:30}] {percent:>3}% {pos}/{len} pieces {msg}"
+            }
+            Phase::Transfer => "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg}",
+        };
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> ")
+    }
+}
+
+/// The bar's message: rates and peers while transferring, upload totals while seeding.
+fn message(p: &Progress) -> String {
+    match p.state {
+        TorrentState::Checking => String::new(),
+        TorrentState::Seeding | TorrentState::Complete => format!(
+            "seeding ↑ {}/s, uploaded {} (ratio {:.2}), {} peers",
+            human_bytes(p.upload_rate),
+            human_bytes(p.uploaded_bytes),
+            ratio(p),
+            p.peers
+        ),
+        _ => rates(p),
+    }
+}
+
+fn rates(p: &Progress) -> String {
+    format!(
+        "↓ {}/s ↑ {}/s, {} peers, ETA {}",
+        human_bytes(p.download_rate),
+        human_bytes(p.upload_rate),
+        p.peers,
+        eta(p)
+    )
+}
+
+/// Time left at the current download rate, or `?` while nothing is arriving.
+fn eta(p: &Progress) -> String {
+    let left = p.total_bytes.saturating_sub(p.verified_bytes);
+    if left == 0 {
+        return "0s".into();
+    }
+    if p.download_rate == 0 {
+        return "?".into();
+    }
+    let secs = left.div_ceil(p.download_rate);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+fn status_line(p: &Progress) -> String {
+    if p.state == TorrentState::Checking {
+        return format!("checking {}/{} pieces", p.checked_pieces, p.piece_count);
+    }
+    let percent = if p.total_bytes == 0 {
+        100.0
+    } else {
+        p.verified_bytes as f64 * 100.0 / p.total_bytes as f64
+    };
+    let detail = match p.state {
+        TorrentState::Seeding | TorrentState::Complete => message(p),
+        _ => rates(p),
+    };
+    format!(
+        "{percent:5.1}% {}/{} ({}/{} pieces), {detail}",
+        human_bytes(p.verified_bytes),
+        human_bytes(p.total_bytes),
+        p.pieces_have,
+        p.piece_count,
+    )
+}
+
+/// Formats a byte count with binary units (KiB, MiB, GiB).
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn eta_from_the_download_rate() {
+        let p = |verified, rate| swarmer::Progress {
+            state: swarmer::TorrentState::Downloading,
+            total_bytes: 10_000,
+            verified_bytes: verified,
+            downloaded_bytes: 0,
+            wasted_bytes: 0,
+            uploaded_bytes: 0,
+            download_rate: rate,
+            upload_rate: 0,
+            peers: 1,
+            pieces_have: 0,
+            piece_count: 1,
+            hash_failures: 0,
+            checked_pieces: 0,
+        };
+        assert_eq!(super::eta(&p(0, 0)), "?");
+        assert_eq!(super::eta(&p(10_000, 0)), "0s");
+        assert_eq!(super::eta(&p(0, 100)), "1m40s");
+        assert_eq!(super::eta(&p(0, 1)), "2h46m");
+        assert_eq!(super::eta(&p(9_990, 1000)), "1s");
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,591 @@
+//! The choking algorithm (BEP 3, "peer protocol"): which interested peers we upload to in a round, as
+//! a pure function of a snapshot of rates and flags. The caller owns the round timer, the rate
+//! measurement and the randomness, so one table of numbers tests every rule.
+//!
+//! BEP 3 describes the "currently deployed" algorithm, which [`choose`] follows:
+//!
+//! - **Rounds.** Peers "recalculate who they want to choke once every ten seconds, and then leave the
+//!   situation as is until the next ten second period is up", which avoids fibrillation. The caller calls
+//!   [`choose`] once per round and sends `choke`/`unchoke` only for peers whose state changed.
+//! - **Regular slots: tit-for-tat.** Unchoke "the four peers which it has the best download rates from and
+//!   are interested"; a peer "that has a complete file" ranks by its upload rate instead. The caller
+//!   passes whichever rate applies as [`Candidate::rate`], and the number of regular slots as `slots`.
+//!   Ties in rate go to peers already unchoked, so equal peers do not swap slots every round, then to the
+//!   smaller key, so the result is deterministic.
+//! - **Optimistic unchoke.** "At any one time there is a single peer which is unchoked regardless of its
+//!   upload rate (if interested, it counts as one of the four allowed downloaders.)" The slot is on top
+//!   of `slots`: a caller with BEP 3's four upload slots passes `slots = 3`. "Which peer is
+//!   optimistically unchoked rotates every 30 seconds", so the holder keeps the slot between rotations
+//!   (the caller sets `rotate_optimistic` every third round) and, when it rotates, goes to another peer
+//!   whenever there is one. "Newly connected peers are three times as likely to start as the current
+//!   optimistic unchoke as anywhere else in the rotation", which gives them "a decent chance of getting
+//!   a complete piece to upload": the draw weighs them 3 and every other peer 1.
+//! - **Anti-snubbing.** When "over a minute goes by without getting any piece data while downloading
+//!   from a peer", the peer is "snubbed" and we do not upload to it "except as an optimistic unchoke".
+//!   The caller decides what snubbed means and sets [`Candidate::snubbed`]; such a peer never gets a
+//!   regular slot but stays in the optimistic draw, which is how it gets another chance.
+//!
+//! Deliberately absent: BEP 3 also unchokes uninterested peers that are faster than the slowest
+//! downloader, so they can start at once if they become interested. Here only interested peers are
+//! unchoked; a caller that wants a new downloader served quickly can run a round early when a peer
+//! becomes interested.
+//!
+//! Guarantees of [`choose`] (checked on every case in the tests): every regular peer is interested and
+//! not snubbed, there are at most `slots` of them and no key appears twice; the optimistic peer is
+//! interested and not regular; the result does not depend on the order of `candidates`. Keys are
+//! assumed unique within one call.
+
+/// One connected peer as the choker sees it at a round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate<K> {
+    /// Identifies the peer (a connection id, say); unique within one call to [`choose`].
+    pub key: K,
+    /// The peer is interested in us (only interested peers get unchoked).
+    pub interested: bool,
+    /// bytes/s: the caller passes the download rate from the peer while we leech, the upload rate to it
+    /// while we seed (BEP 3).
+    pub rate: u64,
+    /// Sent us nothing for a long time although we asked (anti-snubbing, BEP 3): not eligible for a
+    /// regular slot.
+    pub snubbed: bool,
+    /// Connected recently (the caller decides, e.g. within the last 30 s): 3x as likely to win the
+    /// optimistic slot (BEP 3).
+    pub newly_connected: bool,
+    /// Currently unchoked by us (regular or optimistic).
+    pub unchoked: bool,
+    /// Currently holds the optimistic slot.
+    pub optimistic: bool,
+}
+
+/// The outcome of one choking round: every peer named here should be unchoked, every other peer choked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<K> {
+    /// Peers to hold regular slots, best first (at most `slots`).
+    pub regular: Vec<K>,
+    /// The optimistic unchoke, if any interested peer is left over.
+    pub optimistic: Option<K>,
+}
+
+/// Weight in the optimistic draw of a peer connected recently, against 1 for any other (BEP 3: "three
+/// times as likely").
+const NEW_PEER_WEIGHT: u64 = 3;
+
+/// One choking round (BEP 3) over `candidates`: up to `slots` regular unchokes by rate, plus one
+/// optimistic unchoke on top of them. The rules are in the module documentation.
+///
+/// `rotate_optimistic`: true every third round (30 s with 10 s rounds) or when no optimistic slot is
+/// held; `random`: a caller-supplied random number so the function is deterministic. Runs in
+/// O(n log n) for n candidates (plus O(n · slots) to exclude regular peers from the draw).
+pub fn choose<K: Copy + Eq + Ord>(
+    candidates: &[Candidate<K>],
+    slots: usize,
+    rotate_optimistic: bool,
+    random: u64,
+) -> Decision<K> {
+    let regular = choose_regular(candidates, slots);
+    let optimistic = choose_optimistic(candidates, &regular, rotate_optimistic, random);
+    Decision {
+        regular,
+        optimistic,
+    }
+}
+
+/// The `slots` interested, non-snubbed peers with the highest rate, best first.
+fn choose_regular<K: Copy + Ord>(candidates: &[Candidate<K>], slots: usize) -> Vec<K> {
+    let mut eligible: Vec<&Candidate<K>> = candidates
+        .iter()
+        .filter(|c| c.interested && !c.snubbed)
+        .collect();
+    // Highest rate first; among equal rates the peer already unchoked, then the smaller key. With unique
+    // keys this is a total order, so the input order cannot leak into the result.
+    eligible.sort_unstable_by(|a, b| {
+        b.rate
+            .cmp(&a.rate)
+            .then(b.unchoked.cmp(&a.unchoked))
+            .then(a.key.cmp(&b.key))
+    });
+    eligible.iter().take(slots).map(|c| c.key).collect()
+}
+
+/// The optimistic unchoke among interested peers not in `regular`.
+fn choose_optimistic<K: Copy + Ord>(
+    candidates: &[Candidate<K>],
+    regular: &[K],
+    rotate: bool,
+    random: u64,
+) -> Option<K> {
+    // Snubbed peers stay in the pool: the optimistic slot is their only way back (BEP 3, anti-snubbing).
+    // Sorted by key so the weighted walk below does not depend on the input order.
+    let mut pool: Vec<&Candidate<K>> = candidates
+        .iter()
+        .filter(|c| c.interested && !regular.contains(&c.key))
+        .collect();
+    pool.sort_unstable_by_key(|c| c.key);
+
+    if !rotate {
+        // Between rotations the holder keeps the slot while it still wants data and has not earned a
+        // regular slot (then the optimistic slot goes to someone else).
+        if let Some(holder) = pool.iter().find(|c| c.optimistic) {
+            return Some(holder.key);
+        }
+    }
+    // Rotating means giving someone else a turn; the holder only keeps the slot when nobody else wants it.
+    if pool.iter().any(|c| !c.optimistic) {
+        pool.retain(|c| !c.optimistic);
+    }
+
+    let weight = |c: &Candidate<K>| {
+        if c.newly_connected {
+            NEW_PEER_WEIGHT
+        } else {
+            1
+        }
+    };
+    let total: u64 = pool.iter().map(|c| weight(c)).sum();
+    if total == 0 {
+        return None;
+    }
+    // Walk the cumulative weights: each peer owns `weight` consecutive values of `random % total`.
+    let mut r = random % total;
+    pool.into_iter()
+        .find(|c| {
+            let w = weight(c);
+            if r < w {
+                true
+            } else {
+                r -= w;
+                false
+            }
+        })
+        .map(|c| c.key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A candidate from a table row: `flags` holds `i` interested, `s` snubbed, `n` newly connected,
+    /// `u` unchoked, `o` optimistic (which implies unchoked).
+    fn peer(key: u32, rate: u64, flags: &str) -> Candidate<u32> {
+        assert!(
+            flags.chars().all(|f| "isnuo".contains(f)),
+            "unknown flag in {flags:?}"
+        );
+        let has = |f| flags.contains(f);
+        Candidate {
+            key,
+            interested: has('i'),
+            rate,
+            snubbed: has('s'),
+            newly_connected: has('n'),
+            unchoked: has('u') || has('o'),
+            optimistic: has('o'),
+        }
+    }
+
+    fn peers(rows: &[(u32, u64, &str)]) -> Vec<Candidate<u32>> {
+        rows.iter()
+            .map(|&(key, rate, flags)| peer(key, rate, flags))
+            .collect()
+    }
+
+    /// Runs [`choose`], checks the guarantees stated in the module documentation, and returns the
+    /// decision.
+    fn run(cands: &[Candidate<u32>], slots: usize, rotate: bool, random: u64) -> Decision<u32> {
+        let d = choose(cands, slots, rotate, random);
+        let find = |k: u32| cands.iter().find(|c| c.key == k).unwrap();
+        assert!(d.regular.len() <= slots, "{d:?}: more than {slots} regular");
+        for (i, &k) in d.regular.iter().enumerate() {
+            let c = find(k);
+            assert!(c.interested && !c.snubbed, "{d:?}: {c:?} is not eligible");
+            assert!(!d.regular[..i].contains(&k), "{d:?}: {k} twice");
+        }
+        if let Some(k) = d.optimistic {
+            assert!(find(k).interested, "{d:?}: optimistic {k} not interested");
+            assert!(!d.regular.contains(&k), "{d:?}: optimistic {k} is regular");
+        }
+        let reversed: Vec<_> = cands.iter().rev().copied().collect();
+        assert_eq!(choose(&reversed, slots, rotate, random), d, "input order");
+        d
+    }
+
+    struct Case {
+        name: &'static str,
+        peers: &'static [(u32, u64, &'static str)],
+        slots: usize,
+        rotate: bool,
+        random: u64,
+        regular: &'static [u32],
+        optimistic: Option<u32>,
+    }
+
+    fn check(cases: &[Case]) {
+        for c in cases {
+            let d = run(&peers(c.peers), c.slots, c.rotate, c.random);
+            assert_eq!(d.regular, c.regular, "{}: regular", c.name);
+            assert_eq!(d.optimistic, c.optimistic, "{}: optimistic", c.name);
+        }
+    }
+
+    #[test]
+    fn regular_slots_go_to_the_fastest_interested_peers() {
+        check(&[
+            Case {
+                name: "top three of five, best first",
+                peers: &[
+                    (1, 100, "i"),
+                    (2, 500, "i"),
+                    (3, 300, "i"),
+                    (4, 50, "i"),
+                    (5, 400, "i"),
+                ],
+                slots: 3,
+                rotate: true,
+                random: 0,
+                regular: &[2, 5, 3],
+                // Left over: 1 and 4, equal weight; 0 % 2 picks the smaller key.
+                optimistic: Some(1),
+            },
+            Case {
+                name: "a fast uninterested peer gets nothing",
+                peers: &[(1, 9_000, ""), (2, 10, "i"), (3, 20, "i")],
+                slots: 1,
+                rotate: true,
+                random: 0,
+                regular: &[3],
+                optimistic: Some(2),
+            },
+            Case {
+                name: "a slow peer already unchoked loses its slot to a faster one",
+                peers: &[(1, 10, "iu"), (2, 20, "iu"), (3, 30, "i")],
+                slots: 2,
+                rotate: true,
+                random: 0,
+                regular: &[3, 2],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "zero rates still fill the slots",
+                peers: &[(7, 0, "i"), (3, 0, "i")],
+                slots: 4,
+                rotate: true,
+                random: 0,
+                regular: &[3, 7],
+                optimistic: None,
+            },
+        ]);
+    }
+
+    #[test]
+    fn snubbed_peers_only_get_the_optimistic_slot() {
+        check(&[
+            Case {
+                name: "fastest peer is snubbed",
+                peers: &[(1, 1_000, "is"), (2, 200, "i"), (3, 100, "i")],
+                slots: 2,
+                rotate: true,
+                random: 0,
+                regular: &[2, 3],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "all snubbed: no regular, one optimistic",
+                peers: &[(1, 10, "is"), (2, 20, "is")],
+                slots: 4,
+                rotate: true,
+                random: 1,
+                regular: &[],
+                optimistic: Some(2),
+            },
+            Case {
+                name: "a snubbed optimistic holder keeps the slot between rotations",
+                peers: &[(1, 0, "iso"), (2, 50, "i"), (3, 60, "i")],
+                slots: 1,
+                rotate: false,
+                random: 0,
+                regular: &[3],
+                optimistic: Some(1),
+            },
+        ]);
+    }
+
+    #[test]
+    fn rate_ties_favour_unchoked_peers_then_smaller_keys() {
+        check(&[
+            Case {
+                name: "the unchoked peer keeps its slot",
+                peers: &[(1, 100, "i"), (2, 100, "iu"), (3, 100, "i")],
+                slots: 1,
+                rotate: true,
+                random: 0,
+                regular: &[2],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "the optimistic holder counts as unchoked",
+                peers: &[(1, 100, "i"), (2, 100, "io")],
+                slots: 1,
+                rotate: true,
+                random: 0,
+                regular: &[2],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "no one unchoked: smaller key first",
+                peers: &[(9, 100, "i"), (4, 100, "i"), (6, 100, "i")],
+                slots: 2,
+                rotate: true,
+                random: 0,
+                regular: &[4, 6],
+                optimistic: Some(9),
+            },
+            Case {
+                name: "both unchoked: smaller key first",
+                peers: &[(9, 100, "iu"), (4, 100, "iu"), (6, 100, "i")],
+                slots: 1,
+                rotate: true,
+                random: 0,
+                regular: &[4],
+                optimistic: Some(6),
+            },
+            Case {
+                name: "rate beats being unchoked",
+                peers: &[(1, 100, "iu"), (2, 101, "i")],
+                slots: 1,
+                rotate: true,
+                random: 0,
+                regular: &[2],
+                optimistic: Some(1),
+            },
+        ]);
+    }
+
+    #[test]
+    fn fewer_or_no_interested_peers() {
+        check(&[
+            Case {
+                name: "fewer interested than slots: all regular, nobody left over",
+                peers: &[(1, 10, "i"), (2, 20, "i"), (3, 999, "")],
+                slots: 4,
+                rotate: true,
+                random: 5,
+                regular: &[2, 1],
+                optimistic: None,
+            },
+            Case {
+                name: "nobody interested",
+                peers: &[(1, 10, "u"), (2, 20, "o"), (3, 30, "n")],
+                slots: 4,
+                rotate: true,
+                random: 5,
+                regular: &[],
+                optimistic: None,
+            },
+            Case {
+                name: "no candidates at all",
+                peers: &[],
+                slots: 4,
+                rotate: false,
+                random: 5,
+                regular: &[],
+                optimistic: None,
+            },
+        ]);
+    }
+
+    #[test]
+    fn optimistic_holder_is_kept_between_rotations() {
+        check(&[
+            Case {
+                name: "kept although others are faster or new",
+                peers: &[(1, 0, "io"), (2, 10, "in"), (3, 20, "in"), (4, 30, "i")],
+                slots: 1,
+                rotate: false,
+                random: 0,
+                regular: &[4],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "holder lost interest: a new draw",
+                peers: &[(1, 0, "o"), (2, 10, "i"), (3, 20, "i")],
+                slots: 1,
+                rotate: false,
+                random: 0,
+                regular: &[3],
+                optimistic: Some(2),
+            },
+            Case {
+                name: "holder earned a regular slot: the optimistic slot goes to another",
+                peers: &[(1, 900, "io"), (2, 10, "i"), (3, 20, "i")],
+                slots: 1,
+                rotate: false,
+                random: 0,
+                regular: &[1],
+                optimistic: Some(2),
+            },
+            Case {
+                name: "no holder: a draw even without rotation",
+                peers: &[(1, 0, "i"), (2, 10, "i"), (3, 20, "i")],
+                slots: 1,
+                rotate: false,
+                random: 1,
+                regular: &[3],
+                optimistic: Some(2),
+            },
+        ]);
+    }
+
+    #[test]
+    fn rotation_moves_the_optimistic_slot_away_from_the_holder() {
+        // The holder (1) would win every draw below if it were in the pool, since it has the smallest key.
+        for random in 0..10 {
+            let d = run(
+                &peers(&[(1, 0, "io"), (2, 0, "i"), (3, 0, "i")]),
+                0,
+                true,
+                random,
+            );
+            assert_ne!(d.optimistic, Some(1), "random {random}");
+            assert!(d.optimistic.is_some());
+        }
+        check(&[
+            Case {
+                name: "the holder is the only one left over: it stays",
+                peers: &[(1, 0, "io"), (2, 50, "i")],
+                slots: 1,
+                rotate: true,
+                random: 7,
+                regular: &[2],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "the only other peer is snubbed: it still gets the turn",
+                peers: &[(1, 0, "io"), (2, 50, "i"), (3, 999, "is")],
+                slots: 1,
+                rotate: true,
+                random: 7,
+                regular: &[2],
+                optimistic: Some(3),
+            },
+        ]);
+    }
+
+    #[test]
+    fn draw_walks_cumulative_weights_in_key_order() {
+        // Pool in key order: 1 (new, weight 3), 2 (1), 5 (new, 3), 8 (1): total 8.
+        let cands = peers(&[(8, 0, "i"), (5, 0, "in"), (2, 0, "i"), (1, 0, "in")]);
+        let table: [(u64, u32); 10] = [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (4, 5),
+            (5, 5),
+            (6, 5),
+            (7, 8),
+            (8, 1),
+            (u64::MAX, 8), // u64::MAX % 8 == 7
+        ];
+        for (random, expected) in table {
+            let d = run(&cands, 0, true, random);
+            assert_eq!(d.optimistic, Some(expected), "random {random}");
+        }
+    }
+
+    #[test]
+    fn newly_connected_peers_win_three_times_as_often() {
+        // One new peer among `old` others: over every value of `random` in k full cycles of the total
+        // weight, the new peer wins exactly 3 / (3 + old) of the draws and each old peer 1 / (3 + old).
+        for old in 0..6u32 {
+            let mut rows = vec![(100, 0, "in")];
+            rows.extend((0..old).map(|k| (k, 0, "i")));
+            let cands = peers(&rows);
+            let total = u64::from(3 + old);
+            let cycles = 4;
+            let mut wins = std::collections::BTreeMap::<u32, u64>::new();
+            for random in 0..total * cycles {
+                let winner = choose(&cands, 0, true, random).optimistic.unwrap();
+                *wins.entry(winner).or_default() += 1;
+            }
+            assert_eq!(wins[&100], 3 * cycles, "{old} old peers: new peer");
+            for k in 0..old {
+                assert_eq!(wins[&k], cycles, "{old} old peers: peer {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_slots_leave_only_the_optimistic_unchoke() {
+        check(&[
+            Case {
+                name: "no regular slots",
+                peers: &[(1, 500, "iu"), (2, 100, "i")],
+                slots: 0,
+                rotate: true,
+                random: 1,
+                regular: &[],
+                optimistic: Some(2),
+            },
+            Case {
+                name: "a snubbed peer can still be optimistic",
+                peers: &[(1, 500, "is")],
+                slots: 0,
+                rotate: true,
+                random: 0,
+                regular: &[],
+                optimistic: Some(1),
+            },
+            Case {
+                name: "nobody interested",
+                peers: &[(1, 500, "u")],
+                slots: 0,
+                rotate: true,
+                random: 0,
+                regular: &[],
+                optimistic: None,
+            },
+        ]);
+    }
+
+    /// Calls `f` with every permutation of `items` (Heap's algorithm).
+    fn permutations<T: Clone>(items: &mut [T], n: usize, f: &mut impl FnMut(&[T])) {
+        if n <= 1 {
+            f(items);
+            return;
+        }
+        for i in 0..n - 1 {
+            permutations(items, n - 1, f);
+            let j = if n % 2 == 0 { i } else { 0 };
+            items.swap(j, n - 1);
+        }
+        permutations(items, n - 1, f);
+    }
+
+    #[test]
+    fn result_does_not_depend_on_input_order() {
+        // Every rule at once: rate ties, an unchoked tie-winner, a snubbed peer, new peers, an optimistic
+        // holder and an uninterested peer.
+        let base = peers(&[
+            (1, 100, "iu"),
+            (2, 100, "i"),
+            (3, 300, "is"),
+            (4, 0, "in"),
+            (5, 0, "io"),
+            (6, 50, "in"),
+            (7, 400, ""),
+        ]);
+        for slots in [0, 1, 2, 7] {
+            for rotate in [false, true] {
+                for random in 0..8 {
+                    let expected = choose(&base, slots, rotate, random);
+                    let mut count = 0;
+                    permutations(&mut base.clone(), base.len(), &mut |p| {
+                        count += 1;
+                        assert_eq!(choose(p, slots, rotate, random), expected);
+                    });
+                    assert_eq!(count, 5040);
+                }
+            }
+        }
+    }
+}
