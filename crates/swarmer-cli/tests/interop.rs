@@ -126,6 +126,12 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
 
 /// Downloads with a libtorrent leecher and checks every file against the original.
 fn libtorrent_downloads(scene: &Scene, fixture: &Fixture) {
+    libtorrent_download_time(scene, fixture);
+}
+
+/// Like `libtorrent_downloads`; returns how long the leecher took from adding the torrent to
+/// having every piece verified (its own measure, without interpreter start-up).
+fn libtorrent_download_time(scene: &Scene, fixture: &Fixture) -> Duration {
     let out = scene.subdir("lt-download");
     let options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
     scene.mark("starting libtorrent leecher");
@@ -138,6 +144,9 @@ fn libtorrent_downloads(scene: &Scene, fixture: &Fixture) {
     let name = fixture.payload.root.file_name().expect("payload name");
     fixture.payload.assert_same(&out.join(name));
     scene.mark("every file is byte-identical");
+    let finished = libtorrent::events(&leecher, "finished");
+    let seconds = finished.first().and_then(|e| e["seconds"].as_f64());
+    Duration::from_secs_f64(seconds.expect("the leecher reported no finished event"))
 }
 
 /// Case 1's setup: torrent B with 16 KiB pieces, a libtorrent seeder, HTTP tracker.
@@ -371,6 +380,29 @@ fn harness_selftest_libtorrent_seeds_transmission_leecher() {
 }
 
 #[test]
+fn swarmer_seed_stops_at_seed_ratio() {
+    isolated(
+        "swarmer_seed_stops_at_seed_ratio",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            let mut seeder = swarmer::seed(scene, &fixture.torrent, &dir, &["--seed-ratio", "1"]);
+            // One whole copy uploaded is a ratio of 1.
+            libtorrent_downloads(scene, &fixture);
+            swarmer::wait_stops_by_itself(
+                scene,
+                &mut seeder,
+                &fixture.torrent,
+                Duration::from_secs(15),
+            );
+        },
+    );
+}
+
+#[test]
 fn swarmer_seeds_transmission_leecher() {
     isolated(
         "swarmer_seeds_transmission_leecher",
@@ -569,6 +601,78 @@ fn three_party_swarm_relays_through_swarmer() {
             relayed_swarm(scene, swarmer_relay, |scene, fixture, relay| {
                 swarmer::stop(scene, relay, "TERM", &fixture.torrent);
             });
+        },
+    );
+}
+
+/// The limit of the rate-limit cases: the 10 MiB payload takes about 5 s at this rate.
+const RATE_LIMIT: u64 = 2 * MIB;
+
+/// Asserts that moving the fixture's payload in `took` kept to `limit` bytes/s: no faster than
+/// 1.25 times the limit (room for the limiter's initial burst), and no slower than half of it
+/// (a limiter that throttles far below its setting is broken too).
+fn assert_rate_near_limit(scene: &Scene, what: &str, fixture: &Fixture, took: Duration) {
+    let bytes: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
+    let rate = bytes as f64 / took.as_secs_f64();
+    let limit = RATE_LIMIT as f64;
+    scene.mark(&format!(
+        "{what}: {bytes} bytes in {:.2}s = {:.2} MiB/s (limit {:.2} MiB/s)",
+        took.as_secs_f64(),
+        rate / MIB as f64,
+        limit / MIB as f64
+    ));
+    assert!(
+        rate <= 1.25 * limit,
+        "{what} ran at {rate:.0} B/s, over its limit of {limit:.0} B/s"
+    );
+    assert!(
+        rate >= 0.5 * limit,
+        "{what} ran at {rate:.0} B/s, far below its limit of {limit:.0} B/s"
+    );
+}
+
+#[test]
+fn swarmer_seed_keeps_max_upload_rate() {
+    isolated(
+        "swarmer_seed_keeps_max_upload_rate",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            let limit = RATE_LIMIT.to_string();
+            let mut seeder = swarmer::seed(
+                scene,
+                &fixture.torrent,
+                &dir,
+                &["--max-upload-rate", &limit],
+            );
+            let took = libtorrent_download_time(scene, &fixture);
+            assert_rate_near_limit(scene, "swarmer's upload", &fixture, took);
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+        },
+    );
+}
+
+#[test]
+fn swarmer_download_keeps_max_download_rate() {
+    isolated(
+        "swarmer_download_keeps_max_download_rate",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let _seeder = libtorrent_seeder(scene, &fixture);
+            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let limit = RATE_LIMIT.to_string();
+            let started = std::time::Instant::now();
+            let out =
+                swarmer::download_with(scene, &fixture.torrent, &["--max-download-rate", &limit]);
+            // Process start and the empty check are in this time too; both are milliseconds.
+            assert_rate_near_limit(scene, "swarmer's download", &fixture, started.elapsed());
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
         },
     );
 }

@@ -45,8 +45,14 @@ fn command(subcommand: &str, torrent: &Path, out: &Path) -> Command {
 /// the test's deadline. Returns the output directory. Its stderr (the tracing log) is printed if
 /// the test fails.
 pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
+    download_with(scene, torrent, &[])
+}
+
+/// `download` with `extra` arguments.
+pub(crate) fn download_with(scene: &Scene, torrent: &Path, extra: &[&str]) -> PathBuf {
     let out = scene.subdir("swarmer-download");
     let mut command = command("download", torrent, &out);
+    command.args(extra);
     scene.mark("starting swarmer download");
     let mut proc = Proc::spawn("swarmer", &mut command, &scene.logs);
     match proc.wait_exit(scene.deadline) {
@@ -96,19 +102,41 @@ pub(crate) fn wait_download_complete(scene: &Scene, proc: &mut Proc) -> SystemTi
 }
 
 /// Stops a seeding swarmer the way a user or a service manager does (`signal` is `INT` or
-/// `TERM`) and asserts that it shuts down gracefully: it exits by itself, promptly, and has
+/// `TERM`) and asserts that it shuts down gracefully: it exits 0 by itself, promptly, and has
 /// announced `stopped`, so the tracker no longer hands it out.
 pub(crate) fn stop(scene: &Scene, proc: &mut Proc, signal: &str, torrent: &Path) {
     proc.assert_running();
     let status = proc
         .signal(signal, STOP_TIMEOUT)
         .unwrap_or_else(|| panic!("swarmer still runs {STOP_TIMEOUT:?} after SIG{signal}"));
-    // Killed by the signal itself means it never handled it, so it did not announce `stopped`.
+    // Death by the signal itself would mean it never handled it (and announced nothing); and
+    // stopping a seed is how seeding normally ends, so anything but exit 0 is wrong.
     assert!(
-        status.code().is_some(),
-        "swarmer did not handle SIG{signal}: {status}"
+        status.success(),
+        "swarmer exited with {status} after SIG{signal}; expected a graceful exit 0"
     );
-    scene.mark(&format!("swarmer exited after SIG{signal} with {status}"));
+    scene.mark(&format!("swarmer exited 0 after SIG{signal}"));
+    assert_unlisted(scene, torrent);
+}
+
+/// Asserts that a seeding swarmer stops by itself (a --seed-ratio or --seed-time limit) with
+/// exit 0 within `within`, and has announced `stopped`.
+pub(crate) fn wait_stops_by_itself(
+    scene: &Scene,
+    proc: &mut Proc,
+    torrent: &Path,
+    within: Duration,
+) {
+    let deadline = crate::deadline::Deadline::after(within.min(scene.deadline.remaining()));
+    match proc.wait_exit(deadline) {
+        Some(status) => assert!(status.success(), "swarmer exited with {status}"),
+        None => panic!("swarmer still seeds {within:?} later; expected it to stop by itself"),
+    }
+    scene.mark("swarmer stopped seeding by itself and exited 0");
+    assert_unlisted(scene, torrent);
+}
+
+fn assert_unlisted(scene: &Scene, torrent: &Path) {
     let peers = tracker::listed(torrent);
     assert!(
         !peers.contains(&addr()),
