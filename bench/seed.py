@@ -130,7 +130,7 @@ def wait_ready(kind, name, child, ih, logdir, deadline):
         def seeding():
             alive()
             with open(os.path.join(logdir, f"{name}.stderr")) as f:
-                return "seeding" in f.read().lower()
+                return ": data verified, seeding" in f.read()
 
     def listed():
         alive()
