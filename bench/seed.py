@@ -29,6 +29,7 @@ Not a test. Needs root (it re-executes itself inside a private network namespace
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -102,8 +103,10 @@ def start_seeder(kind, args, torrent, seed_dir, logdir, procs, run_index):
     ip, port = SEEDER_ADDR[kind]
     name = f"{kind}-seeder-{run_index}"
     if kind == "swarmer":
+        # -v logs only events (connections, announces), so a slow run can be explained from
+        # its log without costing the transfer anything measurable.
         command = [args.swarmer, "seed", torrent, "-o", seed_dir, "--bind-address", ip,
-                   "--port", str(port)]
+                   "--port", str(port), "-v"]
     else:
         command = ["/usr/bin/python3", dl.LT_PEER, "seed", "--torrent", torrent,
                    "--save-path", seed_dir, "--listen", f"{ip}:{port}", "--high-performance",
@@ -150,6 +153,16 @@ def stop_seeder(kind, child):
             log(f"{kind} seeder ignored SIGTERM for 15 s; killing it")
             child.kill()
             child.wait()
+
+
+def warn_disconnects(stderr_log, name):
+    """Reports each peer swarmer dropped: a leecher that is cut off waits for libtorrent's
+    reconnect delay (about 60 s), which would otherwise show up only as a slow run."""
+    with open(stderr_log, errors="replace") as f:
+        for line in f:
+            if "disconnecting peer" in line:
+                line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # tracing colours its fields
+                log(f"warning: {name} {line[line.find('disconnecting peer'):].strip()}")
 
 
 def leech(args, torrent, outdir, logdir, name, seeder, memory):
@@ -273,6 +286,8 @@ def bench(args, seeders, work, procs):
             memory.sample()
             cpu = cpu_seconds(seeder.pid) - cpu_before
             stop_seeder(kind, seeder)
+            if kind == "swarmer":
+                warn_disconnects(os.path.join(logdir, f"{name}.stderr"), name)
             downloaded = os.path.join(outdir, "bench.bin")
             if not os.path.isfile(downloaded):
                 sys.exit(f"seed-bench: the leecher of {name} wrote no {downloaded}; logs in {logdir}")
