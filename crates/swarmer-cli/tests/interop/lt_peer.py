@@ -21,11 +21,15 @@ announces alike (opentracker records the announce's source address).
 """
 
 import argparse
+import faulthandler
 import json
 import sys
 import time
 
 import libtorrent as lt
+
+# A crash inside libtorrent would otherwise end the process with no word on stderr.
+faulthandler.enable()
 
 
 def emit(event, **fields):

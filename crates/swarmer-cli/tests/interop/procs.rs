@@ -145,6 +145,22 @@ impl Proc {
         deadline: Deadline,
         matches: impl Fn(&str) -> bool,
     ) -> String {
+        match self.wait_for_line_or_exit(what, deadline, matches) {
+            Ok(line) => line,
+            Err(_) => {
+                self.assert_running();
+                unreachable!("assert_running panics for a process that exited")
+            }
+        }
+    }
+
+    /// Like `wait_for_line`, but returns the exit status if the process exits first.
+    pub(crate) fn wait_for_line_or_exit(
+        &mut self,
+        what: &str,
+        deadline: Deadline,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<String, ExitStatus> {
         let label = format!("{what} from {}", self.name);
         deadline.poll(&label, Duration::from_millis(50), || {
             let found = self
@@ -152,10 +168,10 @@ impl Proc {
                 .lines()
                 .find(|l| matches(l))
                 .map(str::to_owned);
-            if found.is_none() {
-                self.assert_running();
+            match found {
+                Some(line) => Some(Ok(line)),
+                None => self.child.try_status().map(Err),
             }
-            found
         })
     }
 
