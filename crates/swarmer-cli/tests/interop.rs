@@ -37,6 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use deadline::Deadline;
 use libtorrent::LtOptions;
 use netns::{Need, isolated};
 use payload::Payload;
@@ -375,6 +376,49 @@ fn harness_selftest_libtorrent_seeds_transmission_leecher() {
         |scene| {
             // libtorrent re-announces every 2 s and dials Transmission, as swarmer must.
             transmission_leeches_from(scene, libtorrent_seeder, just_drop);
+        },
+    );
+}
+
+#[test]
+fn swarmer_seeds_libtorrent_at_full_speed() {
+    isolated(
+        "swarmer_seeds_libtorrent_at_full_speed",
+        WITH_LIBTORRENT,
+        |scene| {
+            // 1 MiB pieces, the common size, and enough data for libtorrent to keep its whole
+            // request queue (as deep as swarmer's `reqq` allows) outstanding for a while. A
+            // healthy transfer takes about a second here, even with a debug build.
+            let fixture = single_file(scene, 128 * MIB, 20, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let mut seeder = swarmer_seeder(scene, &fixture);
+            let out = scene.subdir("lt-download");
+            let options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
+            let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
+            // A dropped libtorrent dials again only after about a minute: fail at the drop.
+            let what = "the leecher to finish, or swarmer to drop it";
+            let dropped = scene.deadline.poll(what, Duration::from_millis(50), || {
+                let dropped = swarmer::dropped_as_misbehaving(&seeder);
+                if !dropped.is_empty() {
+                    return Some(dropped);
+                }
+                seeder.assert_running();
+                leecher
+                    .wait_exit(Deadline::after(Duration::ZERO))
+                    .map(|_| dropped)
+            });
+            assert!(
+                dropped.is_empty(),
+                "swarmer dropped libtorrent as misbehaving, though libtorrent caps its \
+                 outstanding requests at the reqq swarmer advertises: {dropped:?}"
+            );
+            let status = leecher.wait_exit(scene.deadline).expect("exited");
+            assert!(status.success(), "libtorrent leecher exited with {status}");
+            let took = libtorrent::events(&leecher, "finished")[0]["seconds"].as_f64();
+            scene.mark(&format!("libtorrent leecher finished in {took:?} s"));
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
         },
     );
 }

@@ -173,3 +173,30 @@ pub(crate) fn seed_fails(
     );
     stderr
 }
+
+/// The log lines in which swarmer dropped a peer for misbehaving, without colour codes.
+pub(crate) fn dropped_as_misbehaving(proc: &Proc) -> Vec<String> {
+    proc.stderr_text()
+        .lines()
+        .filter(|l| l.contains("disconnecting peer: misbehaved"))
+        .map(strip_ansi)
+        .collect()
+}
+
+/// `line` without ANSI SGR sequences (`ESC [ ... m`), which the tracing log contains.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
