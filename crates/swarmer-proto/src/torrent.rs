@@ -13,7 +13,7 @@
 //! - `unverified_bytes` is the size of all piece buffers held plus pieces out for verification;
 //! - a peer is interested-in exactly when it has a piece we have not verified;
 //! - a peer's queued requests are for pieces we have, and while we choke it only for its allowed-fast
-//!   pieces; queued plus uploading requests never exceed [`Config::max_peer_requests`];
+//!   pieces; at most [`Config::max_peer_requests`] are queued and [`Config::upload_window`] uploading;
 //! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -65,8 +65,9 @@ pub struct Config {
     /// A peer we want data from that sent no block for this long is snubbed: it keeps only the
     /// optimistic chance of an unchoke (anti-snubbing).
     pub snub_timeout: Duration,
-    /// Requests we accept from one peer at a time, advertised as `reqq` (BEP 10). Requests beyond it
-    /// are refused; more than this many refused within one second is a flood and closes the connection.
+    /// Requests we queue for one peer at a time, advertised as `reqq` (BEP 10); up to
+    /// [`Config::upload_window`] more may be on their way out. Requests beyond it are refused; more
+    /// than this many refused within one second is a flood and closes the connection.
     pub max_peer_requests: u32,
     /// Blocks handed to the driver for one peer and not yet reported sent. Requests wait in the engine
     /// until then, where a `cancel` can still remove them.
@@ -793,7 +794,9 @@ impl Torrent {
             // A duplicate: it will be answered once.
             return Ok(());
         }
-        if servable && peer.requests.len() as u32 + peer.uploading < limit {
+        // Only requests still queued count against `reqq`: the peer may already have received some of
+        // the blocks handed to the writer, and counts them as answered.
+        if servable && (peer.requests.len() as u32) < limit {
             peer.requests.push_back(block);
             self.pump_uploads(key);
             return Ok(());
@@ -1382,7 +1385,7 @@ impl Torrent {
             assert_eq!(peer.wanted, wanted, "wanted count");
             assert_eq!(peer.am_interested, wanted > 0, "interest");
             assert!(
-                peer.requests.len() as u32 + peer.uploading <= self.config.max_peer_requests,
+                peer.requests.len() as u32 <= self.config.max_peer_requests,
                 "request queue bound"
             );
             assert!(peer.uploading <= self.config.upload_window, "upload window");
@@ -1965,8 +1968,13 @@ mod tests {
                     break;
                 }
             }
-            let limit = Config::default().max_peer_requests;
-            assert_eq!(disconnected_after, Some(2 * limit), "fast: {fast}");
+            // Queued up to `reqq`, plus the window handed to the writer, then `reqq` refusals.
+            let c = Config::default();
+            assert_eq!(
+                disconnected_after,
+                Some(2 * c.max_peer_requests + c.upload_window),
+                "fast: {fast}"
+            );
         }
     }
 
