@@ -97,7 +97,7 @@ impl Default for Config {
             optimistic_rounds: 3,
             snub_timeout: Duration::from_secs(60),
             max_peer_requests: 250,
-            upload_window: 32,
+            upload_window: 64,
             allowed_fast: 10,
             listen_port: None,
         }
