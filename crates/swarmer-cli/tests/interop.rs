@@ -1,9 +1,11 @@
-//! Interop tests: `swarmer download` against real BitTorrent software on loopback.
+//! Interop tests: `swarmer download` and `swarmer seed` against real BitTorrent software on
+//! loopback.
 //!
-//! opentracker (HTTP and UDP on 127.0.0.1:6969), libtorrent seeders (python3-libtorrent, driven
-//! by `interop/lt_peer.py`, on 127.0.0.2 and 127.0.0.4) and a Transmission seeder (127.0.0.3)
-//! serve torrents made by mktorrent; swarmer downloads from 127.0.0.10 and every file must come
-//! out byte-identical. Each test runs in its own network namespace holding only `lo` (see
+//! opentracker (HTTP and UDP on 127.0.0.1:6969), libtorrent peers (python3-libtorrent, driven
+//! by `interop/lt_peer.py`: seeders on 127.0.0.2 and 127.0.0.4, leechers on 127.0.0.11, a relay
+//! on 127.0.0.12) and Transmission (127.0.0.3) exchange torrents made by mktorrent with swarmer on
+//! 127.0.0.10, which downloads, seeds, or does both at once; every file must come out
+//! byte-identical. Each test runs in its own network namespace holding only `lo` (see
 //! `netns`), bounds its time, and kills every process it started. The `harness_selftest_*` tests
 //! run the same setups with a libtorrent leecher, so they prove the harness independently of
 //! swarmer.
@@ -31,8 +33,9 @@ mod tracker;
 #[path = "interop/transmission.rs"]
 mod transmission;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use libtorrent::LtOptions;
 use netns::{Need, isolated};
@@ -47,6 +50,7 @@ const LIBTORRENT_SEEDER: SocketAddr = addr([127, 0, 0, 2], 6881);
 const TRANSMISSION_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const LIBTORRENT_LIAR: SocketAddr = addr([127, 0, 0, 4], 6881);
 const LIBTORRENT_LEECHER: SocketAddr = addr([127, 0, 0, 11], 6881);
+const LIBTORRENT_RELAY: SocketAddr = addr([127, 0, 0, 12], 6881);
 
 const fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -55,6 +59,7 @@ const fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     ))
 }
 
+const WITH_TRACKER: &[Need] = &[Need::Opentracker, Need::Mktorrent];
 const WITH_LIBTORRENT: &[Need] = &[Need::Opentracker, Need::Mktorrent, Need::Libtorrent];
 const WITH_TRANSMISSION: &[Need] = &[Need::Opentracker, Need::Mktorrent, Need::Transmission];
 const WITH_BOTH: &[Need] = &[
@@ -99,12 +104,7 @@ fn libtorrent_seeder(scene: &Scene, fixture: &Fixture) -> Proc {
     libtorrent::seed(
         scene,
         "lt-seeder",
-        &LtOptions {
-            torrent: &fixture.torrent,
-            save_path: &fixture.seed_dir,
-            listen: LIBTORRENT_SEEDER,
-            seed_mode: false,
-        },
+        &LtOptions::new(&fixture.torrent, &fixture.seed_dir, LIBTORRENT_SEEDER),
     )
 }
 
@@ -126,13 +126,14 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
 
 /// Downloads with a libtorrent leecher and checks every file against the original.
 fn libtorrent_downloads(scene: &Scene, fixture: &Fixture) {
+    libtorrent_download_time(scene, fixture);
+}
+
+/// Like `libtorrent_downloads`; returns how long the leecher took from adding the torrent to
+/// having every piece verified (its own measure, without interpreter start-up).
+fn libtorrent_download_time(scene: &Scene, fixture: &Fixture) -> Duration {
     let out = scene.subdir("lt-download");
-    let options = LtOptions {
-        torrent: &fixture.torrent,
-        save_path: &out,
-        listen: LIBTORRENT_LEECHER,
-        seed_mode: false,
-    };
+    let options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
     scene.mark("starting libtorrent leecher");
     let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
     match leecher.wait_exit(scene.deadline) {
@@ -143,6 +144,9 @@ fn libtorrent_downloads(scene: &Scene, fixture: &Fixture) {
     let name = fixture.payload.root.file_name().expect("payload name");
     fixture.payload.assert_same(&out.join(name));
     scene.mark("every file is byte-identical");
+    let finished = libtorrent::events(&leecher, "finished");
+    let seconds = finished.first().and_then(|e| e["seconds"].as_f64());
+    Duration::from_secs_f64(seconds.expect("the leecher reported no finished event"))
 }
 
 /// Case 1's setup: torrent B with 16 KiB pieces, a libtorrent seeder, HTTP tracker.
@@ -259,10 +263,8 @@ fn lying_seeder(scene: &Scene, fixture: &Fixture, piece_len: u64) -> Proc {
         scene,
         "lt-liar",
         &LtOptions {
-            torrent: &fixture.torrent,
-            save_path: &liar_dir,
-            listen: LIBTORRENT_LIAR,
             seed_mode: true,
+            ..LtOptions::new(&fixture.torrent, &liar_dir, LIBTORRENT_LIAR)
         },
     )
 }
@@ -280,12 +282,7 @@ fn harness_selftest_corrupt_seeder_serves_bad_pieces() {
             let _liar = lying_seeder(scene, &fixture, 1 << 14);
             tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_LIAR]);
             let out = scene.subdir("lt-download");
-            let options = LtOptions {
-                torrent: &fixture.torrent,
-                save_path: &out,
-                listen: LIBTORRENT_LEECHER,
-                seed_mode: false,
-            };
+            let options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
             let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
             leecher.wait_for_line("a hash failure", scene.deadline, |l| {
                 l.contains(r#""event": "hash_failed""#)
@@ -315,4 +312,367 @@ fn corrupt_peer_is_survived() {
         );
         swarmer_downloads(scene, &fixture);
     });
+}
+
+/// Starts `swarmer seed` on a copy of the fixture's payload and waits until the tracker lists it.
+fn swarmer_seeder(scene: &Scene, fixture: &Fixture) -> Proc {
+    let dir = scene.subdir("swarmer-seed");
+    fixture.payload.copy_to(&dir);
+    swarmer::seed(scene, &fixture.torrent, &dir, &[])
+}
+
+#[test]
+fn swarmer_seeds_libtorrent_leecher() {
+    isolated(
+        "swarmer_seeds_libtorrent_leecher",
+        WITH_LIBTORRENT,
+        |scene| {
+            // 32 KiB pieces, the smallest mktorrent makes; pieces span the 0-byte and small files.
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            // swarmer is listed before the leecher announces, so the leecher dials swarmer.
+            let mut seeder = swarmer_seeder(scene, &fixture);
+            libtorrent_downloads(scene, &fixture);
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+        },
+    );
+}
+
+/// How a test ends a peer it started, while the tracker still runs.
+type Stop = fn(&Scene, &Fixture, &mut Proc);
+
+/// For libtorrent peers: the process guard kills them.
+fn just_drop(_: &Scene, _: &Fixture, _: &mut Proc) {}
+
+/// Case b's setup: a Transmission leecher announces first (it never dials loopback peers), then
+/// `start_seeder` starts a seeder whose first announce hands it Transmission's address; the
+/// seeder must dial it. UDP tracker only. Ends the seeder with `stop`.
+fn transmission_leeches_from(
+    scene: &Scene,
+    start_seeder: fn(&Scene, &Fixture) -> Proc,
+    stop: Stop,
+) {
+    let fixture = multi_file(scene, 15, &[UDP_ANNOUNCE]);
+    let tracker = Tracker::start(scene, &[&fixture.torrent]);
+    let transmission = Transmission::start(scene, TRANSMISSION_IP);
+    let out = scene.subdir("transmission-download");
+    transmission.leech(scene, &fixture.torrent, &out);
+    let leecher = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
+    tracker.wait_until_listed(scene, &fixture.torrent, &[leecher]);
+    let mut seeder = start_seeder(scene, &fixture);
+    transmission.wait_downloaded(scene);
+    let name = fixture.payload.root.file_name().expect("payload name");
+    fixture.payload.assert_same_with_data(&out.join(name));
+    scene.mark("every file with data is byte-identical");
+    stop(scene, &fixture, &mut seeder);
+}
+
+#[test]
+fn harness_selftest_libtorrent_seeds_transmission_leecher() {
+    isolated(
+        "harness_selftest_libtorrent_seeds_transmission_leecher",
+        WITH_BOTH,
+        |scene| {
+            // libtorrent re-announces every 2 s and dials Transmission, as swarmer must.
+            transmission_leeches_from(scene, libtorrent_seeder, just_drop);
+        },
+    );
+}
+
+#[test]
+fn swarmer_seed_stops_at_seed_ratio() {
+    isolated(
+        "swarmer_seed_stops_at_seed_ratio",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            let mut seeder = swarmer::seed(scene, &fixture.torrent, &dir, &["--seed-ratio", "1"]);
+            // One whole copy uploaded is a ratio of 1.
+            libtorrent_downloads(scene, &fixture);
+            swarmer::wait_stops_by_itself(
+                scene,
+                &mut seeder,
+                &fixture.torrent,
+                Duration::from_secs(15),
+            );
+        },
+    );
+}
+
+#[test]
+fn swarmer_seeds_transmission_leecher() {
+    isolated(
+        "swarmer_seeds_transmission_leecher",
+        WITH_TRANSMISSION,
+        |scene| {
+            // Ctrl-C here, SIGTERM in the other cases: both must stop swarmer gracefully.
+            transmission_leeches_from(scene, swarmer_seeder, |scene, fixture, seeder| {
+                swarmer::stop(scene, seeder, "INT", &fixture.torrent);
+            });
+        },
+    );
+}
+
+#[test]
+fn seed_refuses_missing_or_corrupt_data() {
+    isolated(
+        "seed_refuses_missing_or_corrupt_data",
+        WITH_TRACKER,
+        |scene| {
+            let fixture = single_file(scene, 4 * MIB + 3, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let within = Duration::from_secs(20);
+
+            let empty = scene.subdir("missing");
+            let error =
+                swarmer::seed_fails(scene, "swarmer-missing", &fixture.torrent, &empty, within);
+            scene.mark(&format!("missing data refused: {}", last_line(&error)));
+
+            let corrupt = scene.subdir("corrupt");
+            fixture.payload.corrupted_copy(&corrupt, 1 << 15, &[70]);
+            let error =
+                swarmer::seed_fails(scene, "swarmer-corrupt", &fixture.torrent, &corrupt, within);
+            scene.mark(&format!("corrupt data refused: {}", last_line(&error)));
+
+            let peers = tracker::listed(&fixture.torrent);
+            assert!(
+                !peers.contains(&swarmer::addr()),
+                "a swarmer that refused its data is listed at the tracker: {peers:?}"
+            );
+        },
+    );
+}
+
+/// The last non-empty line of a process's stderr: where a CLI prints its error.
+fn last_line(text: &str) -> &str {
+    let line = text.lines().rev().find(|l| !l.trim().is_empty());
+    line.expect("an error message on stderr")
+}
+
+/// The upload limit of case c's seeder: the 10 MiB payload then takes about 5 s to reach the
+/// relay, long enough to see whether the relay serves pieces before it has them all.
+const SLOW_SEEDER_RATE: u64 = 2 * MIB;
+
+/// A peer in the middle of case c: it downloads from the seeder and serves the leecher.
+struct Relay {
+    proc: Proc,
+    /// Where its copy of the payload ends up (the parent of the payload's name).
+    out: PathBuf,
+    /// Waits until the relay has downloaded every piece and returns a wall-clock time no later
+    /// than that moment.
+    wait_complete: fn(&Scene, &mut Proc) -> SystemTime,
+}
+
+/// Case c's setup: a seeder (127.0.0.2, uploads limited) and a leecher (127.0.0.11) that block
+/// each other, so every byte the leecher gets comes through the relay that `start_relay`
+/// starts. Asserts that the leecher completes with identical files and that it verified a
+/// piece before the relay had completed its own download. Ends the relay with `stop`.
+fn relayed_swarm(scene: &Scene, start_relay: fn(&Scene, &Fixture) -> Relay, stop: Stop) {
+    let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+    let tracker = Tracker::start(scene, &[&fixture.torrent]);
+    let leecher_ip = [ip_of(LIBTORRENT_LEECHER)];
+    let _seeder = libtorrent::seed(
+        scene,
+        "lt-seeder",
+        &LtOptions {
+            block: &leecher_ip,
+            upload_rate_limit: Some(SLOW_SEEDER_RATE),
+            ..LtOptions::new(&fixture.torrent, &fixture.seed_dir, LIBTORRENT_SEEDER)
+        },
+    );
+    tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+
+    // The leecher announces before the relay starts, so the relay's first announce hands it
+    // both the seeder and the leecher, and it dials them.
+    let leecher_out = scene.subdir("lt-download");
+    let seeder_ip = [ip_of(LIBTORRENT_SEEDER)];
+    let mut leecher = libtorrent::leech(
+        scene,
+        "lt-leecher",
+        &LtOptions {
+            block: &seeder_ip,
+            progress: true,
+            ..LtOptions::new(&fixture.torrent, &leecher_out, LIBTORRENT_LEECHER)
+        },
+    );
+    tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_LEECHER]);
+
+    let mut relay = start_relay(scene, &fixture);
+    let relay_complete = (relay.wait_complete)(scene, &mut relay.proc);
+    match leecher.wait_exit(scene.deadline) {
+        Some(status) => assert!(status.success(), "libtorrent leecher exited with {status}"),
+        None => panic!("libtorrent leecher did not finish before the deadline"),
+    }
+    scene.mark("libtorrent leecher finished");
+    let name = fixture.payload.root.file_name().expect("payload name");
+    fixture.payload.assert_same(&leecher_out.join(name));
+    fixture.payload.assert_same(&relay.out.join(name));
+    scene.mark("the leecher's and the relay's files are byte-identical");
+
+    // The filters really kept the seeder and the leecher apart.
+    let blocked = libtorrent::events(&leecher, "peer_blocked");
+    assert!(
+        blocked.iter().any(|e| e["ip"] == seeder_ip[0].to_string()),
+        "the leecher never refused the seeder, so the filter is not proven: {blocked:?}"
+    );
+    let pieces = libtorrent::events(&leecher, "piece");
+    let first_piece = pieces
+        .iter()
+        .map(libtorrent::event_time)
+        .min()
+        .expect("the leecher reported no verified piece");
+    let early = pieces
+        .iter()
+        .filter(|e| libtorrent::event_time(e) < relay_complete)
+        .count();
+    let margin = relay_complete.duration_since(first_piece);
+    scene.mark(&format!(
+        "the leecher verified {early} of {} pieces before the relay completed (first one {})",
+        pieces.len(),
+        match &margin {
+            Ok(d) => format!("{:.2}s before", d.as_secs_f64()),
+            Err(e) => format!("{:.2}s after", e.duration().as_secs_f64()),
+        }
+    ));
+    assert!(
+        margin.is_ok_and(|d| !d.is_zero()),
+        "the leecher verified no piece before the relay completed its download: the relay did \
+         not upload while it was still downloading"
+    );
+    stop(scene, &fixture, &mut relay.proc);
+}
+
+fn ip_of(addr: SocketAddr) -> Ipv4Addr {
+    match addr.ip() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => panic!("IPv4 expected, got {ip}"),
+    }
+}
+
+fn libtorrent_relay(scene: &Scene, fixture: &Fixture) -> Relay {
+    let out = scene.subdir("lt-relay");
+    let proc = libtorrent::download_and_seed(
+        scene,
+        "lt-relay",
+        &LtOptions::new(&fixture.torrent, &out, LIBTORRENT_RELAY),
+    );
+    Relay {
+        proc,
+        out,
+        wait_complete: |scene, proc| {
+            let line = proc.wait_for_line("seeding", scene.deadline, |l| {
+                l.contains(r#""event": "seeding""#)
+            });
+            scene.mark("lt-relay has every piece");
+            libtorrent::event_time(&serde_json::from_str(&line).expect("JSON event"))
+        },
+    }
+}
+
+fn swarmer_relay(scene: &Scene, fixture: &Fixture) -> Relay {
+    let (proc, out) = swarmer::download_and_seed(scene, &fixture.torrent, &[]);
+    Relay {
+        proc,
+        out,
+        wait_complete: swarmer::wait_download_complete,
+    }
+}
+
+#[test]
+fn harness_selftest_three_party_swarm_relays_through_libtorrent() {
+    isolated(
+        "harness_selftest_three_party_swarm_relays_through_libtorrent",
+        WITH_LIBTORRENT,
+        |scene| {
+            relayed_swarm(scene, libtorrent_relay, just_drop);
+        },
+    );
+}
+
+#[test]
+fn three_party_swarm_relays_through_swarmer() {
+    isolated(
+        "three_party_swarm_relays_through_swarmer",
+        WITH_LIBTORRENT,
+        |scene| {
+            relayed_swarm(scene, swarmer_relay, |scene, fixture, relay| {
+                swarmer::stop(scene, relay, "TERM", &fixture.torrent);
+            });
+        },
+    );
+}
+
+/// The limit of the rate-limit cases: the 10 MiB payload takes about 5 s at this rate.
+const RATE_LIMIT: u64 = 2 * MIB;
+
+/// Asserts that moving the fixture's payload in `took` kept to `limit` bytes/s: no faster than
+/// 1.25 times the limit (room for the limiter's initial burst), and no slower than half of it
+/// (a limiter that throttles far below its setting is broken too).
+fn assert_rate_near_limit(scene: &Scene, what: &str, fixture: &Fixture, took: Duration) {
+    let bytes: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
+    let rate = bytes as f64 / took.as_secs_f64();
+    let limit = RATE_LIMIT as f64;
+    scene.mark(&format!(
+        "{what}: {bytes} bytes in {:.2}s = {:.2} MiB/s (limit {:.2} MiB/s)",
+        took.as_secs_f64(),
+        rate / MIB as f64,
+        limit / MIB as f64
+    ));
+    assert!(
+        rate <= 1.25 * limit,
+        "{what} ran at {rate:.0} B/s, over its limit of {limit:.0} B/s"
+    );
+    assert!(
+        rate >= 0.5 * limit,
+        "{what} ran at {rate:.0} B/s, far below its limit of {limit:.0} B/s"
+    );
+}
+
+#[test]
+fn swarmer_seed_keeps_max_upload_rate() {
+    isolated(
+        "swarmer_seed_keeps_max_upload_rate",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            let limit = RATE_LIMIT.to_string();
+            let mut seeder = swarmer::seed(
+                scene,
+                &fixture.torrent,
+                &dir,
+                &["--max-upload-rate", &limit],
+            );
+            let took = libtorrent_download_time(scene, &fixture);
+            assert_rate_near_limit(scene, "swarmer's upload", &fixture, took);
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+        },
+    );
+}
+
+#[test]
+fn swarmer_download_keeps_max_download_rate() {
+    isolated(
+        "swarmer_download_keeps_max_download_rate",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let _seeder = libtorrent_seeder(scene, &fixture);
+            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let limit = RATE_LIMIT.to_string();
+            let started = std::time::Instant::now();
+            let out =
+                swarmer::download_with(scene, &fixture.torrent, &["--max-download-rate", &limit]);
+            // Process start and the empty check are in this time too; both are milliseconds.
+            assert_rate_near_limit(scene, "swarmer's download", &fixture, started.elapsed());
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+        },
+    );
 }

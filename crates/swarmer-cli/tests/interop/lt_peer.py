@@ -8,6 +8,10 @@ Modes:
 
 Progress goes to stdout as one JSON object per line, flushed at once, so the caller can wait on
 events such as {"event":"seeding"} or {"event":"finished","seconds":1.23} by reading the file.
+Every event carries "time", the wall clock (Unix seconds) when it was printed, so events can be
+ordered against other processes' logs. With --progress, each verified piece is reported as
+{"event":"piece","piece":N} (printed after the piece passed its hash check, so its "time" is an
+upper bound on when it was verified).
 Exit codes: 0 done (leech) or killed/timeout after seeding (seed), 2 timeout before finishing,
 3 torrent error.
 
@@ -26,10 +30,11 @@ import libtorrent as lt
 
 def emit(event, **fields):
     fields["event"] = event
+    fields["time"] = time.time()
     print(json.dumps(fields), flush=True)
 
 
-def session_settings(listen, high_performance):
+def session_settings(listen, high_performance, upload_rate_limit):
     ip, _, _port = listen.rpartition(":")
     pack = lt.high_performance_seed() if high_performance else lt.default_settings()
     pack.update(
@@ -51,10 +56,33 @@ def session_settings(listen, high_performance):
             "alert_mask": lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.storage_notification
-            | lt.alert.category_t.tracker_notification,
+            | lt.alert.category_t.tracker_notification
+            | lt.alert.category_t.ip_block_notification
+            | lt.alert.category_t.piece_progress_notification,
         }
     )
+    if upload_rate_limit:
+        pack["upload_rate_limit"] = upload_rate_limit
     return pack
+
+
+def limit_loopback_too(ses):
+    """Puts every peer in the global peer class, whose rate limits apply.
+
+    By default loopback and LAN peers sit in the unlimited local peer class, so
+    upload_rate_limit would not slow down a test on 127.0.0.x at all.
+    """
+    classes = lt.ip_filter()
+    classes.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    ses.set_peer_class_filter(classes)
+
+
+def block_ips(ses, ips):
+    """Refuses connections to and from each address in `ips`, in both directions."""
+    blocked = lt.ip_filter()
+    for ip in ips:
+        blocked.add_rule(ip, ip, 1)  # 1 = lt.ip_filter.access_flags.blocked
+    ses.set_ip_filter(blocked)
 
 
 def main():
@@ -72,6 +100,24 @@ def main():
     )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument(
+        "--block-ip",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="never connect to or accept this address (repeatable); each refusal is reported as "
+        "a peer_blocked event",
+    )
+    parser.add_argument(
+        "--upload-rate-limit",
+        type=int,
+        default=0,
+        metavar="BYTES_PER_S",
+        help="limit uploads, loopback peers included (0: unlimited)",
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="report every verified piece as a piece event"
+    )
+    parser.add_argument(
         "--reannounce",
         type=float,
         default=0.0,
@@ -79,12 +125,16 @@ def main():
     )
     args = parser.parse_args()
 
-    settings = session_settings(args.listen, args.high_performance)
+    settings = session_settings(args.listen, args.high_performance, args.upload_rate_limit)
     if args.seed_mode:
         # In seed mode libtorrent hashes each piece the first time a peer asks for it and leaves
         # seed mode on a mismatch; this setting makes it trust the data for good.
         settings["disable_hash_checks"] = True
     ses = lt.session(settings)
+    if args.upload_rate_limit:
+        limit_loopback_too(ses)
+    if args.block_ip:
+        block_ips(ses, args.block_ip)
 
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
@@ -109,7 +159,12 @@ def main():
             return 0 if seeding_since is not None else 2
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
-            if isinstance(alert, lt.hash_failed_alert):
+            if isinstance(alert, lt.piece_finished_alert):
+                if args.progress:
+                    emit("piece", piece=alert.piece_index)
+            elif isinstance(alert, lt.peer_blocked_alert):
+                emit("peer_blocked", ip=str(alert.endpoint[0]), reason=int(alert.reason))
+            elif isinstance(alert, lt.hash_failed_alert):
                 emit("hash_failed", piece=alert.piece_index)
             elif isinstance(alert, lt.tracker_error_alert):
                 emit("tracker_error", url=alert.tracker_url(), message=alert.message())

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::deadline::Deadline;
 
@@ -60,10 +60,24 @@ impl Waited {
     /// Sends SIGKILL to `target` (a PID, or `-PGID` for a process group) unless the process has
     /// already exited, then waits for it to be reaped (bounded).
     pub(crate) fn kill(&mut self, target: &str) {
+        self.signal("KILL", target, Duration::from_secs(10));
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to `target` unless the process has already exited,
+    /// then waits up to `timeout` for it to exit.
+    pub(crate) fn signal(
+        &mut self,
+        signal: &str,
+        target: &str,
+        timeout: Duration,
+    ) -> Option<ExitStatus> {
         if self.try_status().is_none() {
-            let _ = Command::new("kill").args(["-KILL", "--", target]).status();
-            self.wait_timeout(Duration::from_secs(10));
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), "--", target])
+                .status();
+            self.wait_timeout(timeout);
         }
+        self.status
     }
 }
 
@@ -73,6 +87,8 @@ pub(crate) struct Proc {
     child: Waited,
     stdout: PathBuf,
     stderr: PathBuf,
+    /// Wall-clock time just before the spawn: nothing in its logs can be older.
+    spawned_at: SystemTime,
 }
 
 impl Proc {
@@ -80,6 +96,7 @@ impl Proc {
     pub(crate) fn spawn(name: &str, command: &mut Command, logs: &Path) -> Proc {
         let stdout = logs.join(format!("{name}.stdout"));
         let stderr = logs.join(format!("{name}.stderr"));
+        let spawned_at = SystemTime::now();
         let child = command
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).expect("create stdout log"))
@@ -92,6 +109,7 @@ impl Proc {
             child: Waited::new(child),
             stdout,
             stderr,
+            spawned_at,
         }
     }
 
@@ -139,6 +157,36 @@ impl Proc {
             }
             found
         })
+    }
+
+    /// Waits until a stderr line satisfies `matches` and returns a wall-clock time at which that
+    /// line had not been written yet: the start of the last read that did not find it. Comparing
+    /// it with another process's timestamps therefore never favours this process's line being
+    /// later than it was. Fails if the process exits first or the deadline passes.
+    pub(crate) fn wait_for_stderr_line(
+        &mut self,
+        what: &str,
+        deadline: Deadline,
+        matches: impl Fn(&str) -> bool,
+    ) -> SystemTime {
+        let label = format!("{what} on the stderr of {}", self.name);
+        let mut absent_at = self.spawned_at;
+        deadline.poll(&label, Duration::from_millis(20), || {
+            let reading_at = SystemTime::now();
+            if self.stderr_text().lines().any(&matches) {
+                return Some(absent_at);
+            }
+            absent_at = reading_at;
+            self.assert_running();
+            None
+        })
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) and waits up to `timeout` for the process to exit;
+    /// `None` if it is still running.
+    pub(crate) fn signal(&mut self, signal: &str, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.child.pid().to_string();
+        self.child.signal(signal, &pid, timeout)
     }
 
     /// Waits for the process to exit on its own; `None` if the deadline passed first.

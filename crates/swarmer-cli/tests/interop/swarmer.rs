@@ -1,27 +1,35 @@
-//! Runs the `swarmer` binary under test: `swarmer download` as the leecher of each case.
+//! Runs the `swarmer` binary under test: `swarmer download` as a leecher, `swarmer seed` as a
+//! seeder, and `swarmer download --seed` as a peer that relays while it downloads.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use crate::procs::Proc;
 use crate::scene::Scene;
+use crate::tracker;
 
 /// swarmer's own address; every real client has another.
 pub(crate) const IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
 pub(crate) const PORT: u16 = 6890;
+/// How long swarmer may take to announce `stopped` and exit after a signal.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs `swarmer download TORRENT -o OUT -v` from 127.0.0.10 and asserts that it exits 0 before
-/// the test's deadline. Returns the output directory. Its stderr (the tracing log) is printed if
-/// the test fails.
-pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
-    let out = scene.subdir("swarmer-download");
+/// The address swarmer listens on and announces.
+pub(crate) fn addr() -> SocketAddr {
+    SocketAddr::from((IP, PORT))
+}
+
+/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v`, without
+/// RUST_LOG from the environment, so `-v` decides what the log shows.
+fn command(subcommand: &str, torrent: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
     command
-        .arg("download")
+        .arg(subcommand)
         .arg(torrent)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .args([
             "--bind-address",
             &IP.to_string(),
@@ -30,6 +38,21 @@ pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
             "-v",
         ])
         .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `swarmer download TORRENT -o OUT -v` from 127.0.0.10 and asserts that it exits 0 before
+/// the test's deadline. Returns the output directory. Its stderr (the tracing log) is printed if
+/// the test fails.
+pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
+    download_with(scene, torrent, &[])
+}
+
+/// `download` with `extra` arguments.
+pub(crate) fn download_with(scene: &Scene, torrent: &Path, extra: &[&str]) -> PathBuf {
+    let out = scene.subdir("swarmer-download");
+    let mut command = command("download", torrent, &out);
+    command.args(extra);
     scene.mark("starting swarmer download");
     let mut proc = Proc::spawn("swarmer", &mut command, &scene.logs);
     match proc.wait_exit(scene.deadline) {
@@ -38,4 +61,115 @@ pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
         None => panic!("{} did not finish before the test's deadline", proc.name()),
     }
     out
+}
+
+/// Starts `swarmer seed TORRENT -o DIR -v` (the payload is `DIR/NAME`) from 127.0.0.10 plus
+/// `extra` arguments, and waits until the tracker lists it, which it does once it has verified
+/// its data. The returned process seeds until stopped.
+pub(crate) fn seed(scene: &Scene, torrent: &Path, dir: &Path, extra: &[&str]) -> Proc {
+    let mut command = command("seed", torrent, dir);
+    command.args(extra);
+    scene.mark("starting swarmer seed");
+    let mut proc = Proc::spawn("swarmer", &mut command, &scene.logs);
+    let what = format!("the tracker to list swarmer seed at {}", addr());
+    scene.deadline.poll(&what, Duration::from_millis(100), || {
+        proc.assert_running();
+        tracker::listed(torrent).contains(&addr()).then_some(())
+    });
+    scene.mark("tracker lists swarmer seed");
+    proc
+}
+
+/// Starts `swarmer download TORRENT -o OUT --seed -v` from 127.0.0.10 plus `extra` arguments,
+/// without waiting for anything. Returns the process and the output directory.
+pub(crate) fn download_and_seed(scene: &Scene, torrent: &Path, extra: &[&str]) -> (Proc, PathBuf) {
+    let out = scene.subdir("swarmer-download");
+    let mut command = command("download", torrent, &out);
+    command.arg("--seed").args(extra);
+    scene.mark("starting swarmer download --seed");
+    let proc = Proc::spawn("swarmer", &mut command, &scene.logs);
+    (proc, out)
+}
+
+/// Waits until a `swarmer download --seed` says its download is complete, and returns a
+/// wall-clock time before it said so (see `Proc::wait_for_stderr_line`).
+pub(crate) fn wait_download_complete(scene: &Scene, proc: &mut Proc) -> SystemTime {
+    let before = proc.wait_for_stderr_line("`download complete`", scene.deadline, |l| {
+        l.contains("download complete")
+    });
+    scene.mark("swarmer says its download is complete");
+    before
+}
+
+/// Stops a seeding swarmer the way a user or a service manager does (`signal` is `INT` or
+/// `TERM`) and asserts that it shuts down gracefully: it exits 0 by itself, promptly, and has
+/// announced `stopped`, so the tracker no longer hands it out.
+pub(crate) fn stop(scene: &Scene, proc: &mut Proc, signal: &str, torrent: &Path) {
+    proc.assert_running();
+    let status = proc
+        .signal(signal, STOP_TIMEOUT)
+        .unwrap_or_else(|| panic!("swarmer still runs {STOP_TIMEOUT:?} after SIG{signal}"));
+    // Death by the signal itself would mean it never handled it (and announced nothing); and
+    // stopping a seed is how seeding normally ends, so anything but exit 0 is wrong.
+    assert!(
+        status.success(),
+        "swarmer exited with {status} after SIG{signal}; expected a graceful exit 0"
+    );
+    scene.mark(&format!("swarmer exited 0 after SIG{signal}"));
+    assert_unlisted(scene, torrent);
+}
+
+/// Asserts that a seeding swarmer stops by itself (a --seed-ratio or --seed-time limit) with
+/// exit 0 within `within`, and has announced `stopped`.
+pub(crate) fn wait_stops_by_itself(
+    scene: &Scene,
+    proc: &mut Proc,
+    torrent: &Path,
+    within: Duration,
+) {
+    let deadline = crate::deadline::Deadline::after(within.min(scene.deadline.remaining()));
+    match proc.wait_exit(deadline) {
+        Some(status) => assert!(status.success(), "swarmer exited with {status}"),
+        None => panic!("swarmer still seeds {within:?} later; expected it to stop by itself"),
+    }
+    scene.mark("swarmer stopped seeding by itself and exited 0");
+    assert_unlisted(scene, torrent);
+}
+
+fn assert_unlisted(scene: &Scene, torrent: &Path) {
+    let peers = tracker::listed(torrent);
+    assert!(
+        !peers.contains(&addr()),
+        "tracker still lists swarmer at {} after it stopped: {peers:?}",
+        addr()
+    );
+    scene.mark("tracker no longer lists swarmer");
+}
+
+/// Runs `swarmer seed TORRENT -o DIR -v` where the data is missing or corrupt, asserts that it
+/// fails (a non-zero exit within `within`, not a seeder that serves bad data) and returns its
+/// stderr, which should say why.
+pub(crate) fn seed_fails(
+    scene: &Scene,
+    name: &str,
+    torrent: &Path,
+    dir: &Path,
+    within: Duration,
+) -> String {
+    let mut proc = Proc::spawn(name, &mut command("seed", torrent, dir), &scene.logs);
+    let deadline = crate::deadline::Deadline::after(within.min(scene.deadline.remaining()));
+    match proc.wait_exit(deadline) {
+        Some(status) => assert!(
+            !status.success() && status.code().is_some(),
+            "{name} exited with {status}; expected an error exit"
+        ),
+        None => panic!("{name} still runs after {within:?}; expected it to refuse the data"),
+    }
+    let stderr = proc.stderr_text();
+    // A usage error would mean the command line is wrong, not that the data was judged.
+    assert!(
+        !stderr.contains("Usage:"),
+        "{name} rejected its command line instead of its data:\n{stderr}"
+    );
+    stderr
 }

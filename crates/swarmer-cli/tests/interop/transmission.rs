@@ -1,7 +1,8 @@
-//! A Transmission 3.00 daemon as a seeder, configured and queried over its RPC.
+//! A Transmission 3.00 daemon as a seeder or a leecher, configured and queried over its RPC.
 //!
 //! Transmission never dials loopback peers (it treats them as martian) but accepts incoming
-//! connections, so it only serves as a seeder that swarmer dials.
+//! connections: as a seeder, swarmer dials it; as a leecher, it must be announced before its
+//! seeder starts (or re-announces), so that the seeder learns its address and dials it.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -71,6 +72,29 @@ impl Transmission {
     /// Adds `torrent` with its data already in `parent` (`transmission-remote -a -w`), then
     /// waits until Transmission has verified it and seeds (status 6, percentDone 1).
     pub(crate) fn seed(&self, scene: &Scene, torrent: &Path, parent: &Path) {
+        self.add(torrent, parent);
+        self.wait_until("transmission to seed", scene, |t| {
+            t["status"] == 6 && t["percentDone"] == 1.0
+        });
+        scene.mark("transmission seeds");
+    }
+
+    /// Adds `torrent` to download into `parent` (`transmission-remote -a -w`); it starts at once
+    /// and announces. Pair with `wait_downloaded`.
+    pub(crate) fn leech(&self, scene: &Scene, torrent: &Path, parent: &Path) {
+        self.add(torrent, parent);
+        scene.mark("transmission leeches");
+    }
+
+    /// Waits until Transmission has every piece of its torrent verified (percentDone 1).
+    pub(crate) fn wait_downloaded(&self, scene: &Scene) {
+        self.wait_until("transmission to finish downloading", scene, |t| {
+            t["percentDone"] == 1.0
+        });
+        scene.mark("transmission has downloaded every piece");
+    }
+
+    fn add(&self, torrent: &Path, parent: &Path) {
         let output = Command::new("transmission-remote")
             .arg(self.rpc.to_string())
             .arg("-a")
@@ -85,8 +109,12 @@ impl Transmission {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// Polls the (only) torrent's status until `done` holds for it; fails on a local error.
+    fn wait_until(&self, what: &str, scene: &Scene, done: impl Fn(&serde_json::Value) -> bool) {
         let mut session_id = String::new();
-        scene.deadline.poll("transmission to seed", Duration::from_millis(200), || {
+        scene.deadline.poll(what, Duration::from_millis(200), || {
             let reply = self.rpc_call(
                 &mut session_id,
                 r#"{"method":"torrent-get","arguments":{"fields":["status","percentDone","error","errorString"]}}"#,
@@ -96,9 +124,8 @@ impl Transmission {
                 torrent["error"].as_i64().unwrap_or(0) == 0,
                 "transmission reports an error: {torrent}"
             );
-            (torrent["status"] == 6 && torrent["percentDone"] == 1.0).then_some(())
+            done(torrent).then_some(())
         });
-        scene.mark("transmission seeds");
     }
 
     /// One RPC call; handles the 409 that hands out the session id. `None` if it failed.

@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""Seed benchmark: swarmer against libtorrent as the seeder of one libtorrent leecher on loopback.
+
+Creates a single-file payload with deterministic content in /dev/shm, makes a torrent with
+mktorrent (1 MiB pieces) and starts opentracker on 127.0.0.1. Then, N times each and alternating,
+it starts one seeder on that payload:
+
+  swarmer     `swarmer seed T -o DIR --bind-address 127.0.0.10 --port 6890` (release build)
+  libtorrent  a libtorrent seeder with high_performance_seed() settings (127.0.0.2)
+
+waits until it has verified its data and the tracker lists it, and times a libtorrent leecher
+with high_performance_seed() settings (127.0.0.11) downloading the whole payload from it. The
+seeder's start-up verification is outside every measurement.
+
+Per run: the leecher's wall seconds (process start to exit) and MiB/s; the seeder's CPU seconds
+(user+sys from /proc/PID/stat, all threads) spent while the leecher ran, sampled just before the
+seeder is stopped, minus what it had used until the leecher started; the seeder's peak RSS and
+peak anonymous RSS while serving (VmRSS and RssAnon sampled from /proc/PID/status; libtorrent 2.0
+mmaps the payload, so its total RSS counts file pages). Every download is checked against the
+payload's SHA-1. Prints a Markdown table of medians and the ratio swarmer / libtorrent.
+
+Not a test. Needs root (it re-executes itself inside a private network namespace holding only
+`lo`, like the interop tests), opentracker, mktorrent and python3-libtorrent. Reproduce with:
+
+  cargo build --release -p swarmer-cli
+  sudo bench/seed.py --size-mib 1024 --runs 3 --seeders swarmer,libtorrent
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The download benchmark's helpers: payload, torrent, tracker probe, process bookkeeping.
+import download as dl  # noqa: E402
+
+IN_NETNS = "SWARMER_SEED_BENCH_IN_NETNS"
+SEEDER_ADDR = {
+    "swarmer": ("127.0.0.10", 6890),
+    "libtorrent": ("127.0.0.2", 6881),
+}
+LEECHER = ("127.0.0.11", 6881)
+MIB = dl.MIB
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(message):
+    print(f"[seed-bench] {message}", file=sys.stderr, flush=True)
+
+
+def reexec_in_netns():
+    """Runs this script again inside `unshare --net` with `lo` up; returns its exit code."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    if shutil.which("unshare") is None or shutil.which("ip", path=path) is None:
+        sys.exit("seed-bench: needs `unshare` and `ip` (util-linux, iproute2)")
+    env = dict(os.environ, **{IN_NETNS: "1"}, PATH=path)
+    env.pop("RUST_LOG", None)
+    command = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+               "/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:]
+    return subprocess.call(command, env=env)
+
+
+def cpu_seconds(pid):
+    """user+sys CPU seconds of every thread of `pid` so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name (field 2) may contain spaces; the fields after it are fixed.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class MemorySampler:
+    """Remembers the peak VmRSS and RssAnon (KiB) of a process over the samples taken."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.rss = 0
+        self.anon = 0
+        self.hwm = 0
+
+    def sample(self):
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key == "VmRSS":
+                        self.rss = max(self.rss, int(value.split()[0]))
+                    elif key == "RssAnon":
+                        self.anon = max(self.anon, int(value.split()[0]))
+                    elif key == "VmHWM":
+                        self.hwm = int(value.split()[0])
+        except OSError:
+            pass
+
+
+def start_seeder(kind, args, torrent, seed_dir, logdir, procs, run_index):
+    ip, port = SEEDER_ADDR[kind]
+    name = f"{kind}-seeder-{run_index}"
+    if kind == "swarmer":
+        command = [args.swarmer, "seed", torrent, "-o", seed_dir, "--bind-address", ip,
+                   "--port", str(port)]
+    else:
+        command = ["/usr/bin/python3", dl.LT_PEER, "seed", "--torrent", torrent,
+                   "--save-path", seed_dir, "--listen", f"{ip}:{port}", "--high-performance",
+                   "--timeout", "1e9"]
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    child = procs.start(name, command, logdir, env=env)
+    return name, child
+
+
+def wait_ready(kind, name, child, ih, logdir, deadline):
+    """Until the seeder has verified its data and the tracker hands it out."""
+
+    def alive():
+        if child.poll() is not None:
+            sys.exit(f"seed-bench: {name} exited with {child.returncode}; logs in {logdir}")
+
+    if kind == "libtorrent":
+        def seeding():
+            alive()
+            with open(os.path.join(logdir, f"{name}.stdout")) as f:
+                return '"event": "seeding"' in f.read()
+    else:
+        def seeding():
+            alive()
+            with open(os.path.join(logdir, f"{name}.stderr")) as f:
+                return ": data verified, seeding" in f.read()
+
+    def listed():
+        alive()
+        return dl.tracker_lists(ih, SEEDER_ADDR[kind])
+
+    dl.wait_for(f"{name} to verify its data", deadline, seeding)
+    dl.wait_for(f"the tracker to list {name}", deadline, listed, 0.1)
+
+
+def stop_seeder(kind, child):
+    """swarmer gets SIGTERM and announces `stopped`; libtorrent's driver is simply ended."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            log(f"{kind} seeder ignored SIGTERM for 15 s; killing it")
+            child.kill()
+            child.wait()
+
+
+def leech(args, torrent, outdir, logdir, name, seeder, memory):
+    """Runs the leecher to completion; samples the seeder's memory meanwhile. Returns its wall
+    seconds and the seconds it reported from adding the torrent to having every piece."""
+    command = ["/usr/bin/python3", dl.LT_PEER, "leech", "--torrent", torrent, "--save-path",
+               outdir, "--listen", f"{LEECHER[0]}:{LEECHER[1]}", "--high-performance",
+               "--timeout", str(args.timeout)]
+    stdout = os.path.join(logdir, f"{name}.stdout")
+    with open(stdout, "wb") as out, open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
+        start = time.monotonic()
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 preexec_fn=dl.die_with_parent)
+        while child.poll() is None:
+            memory.sample()
+            if seeder.poll() is not None:
+                child.kill()
+                child.wait()
+                sys.exit(f"seed-bench: the seeder exited during {name}; logs in {logdir}")
+            if time.monotonic() - start > args.timeout:
+                child.kill()
+                child.wait()
+                sys.exit(f"seed-bench: {name} timed out after {args.timeout}s; logs in {logdir}")
+            time.sleep(0.02)
+        wall = time.monotonic() - start
+    if child.returncode != 0:
+        sys.exit(f"seed-bench: {name} exited with {child.returncode}; logs in {logdir}")
+    in_session = None
+    with open(stdout) as f:
+        for line in f:
+            if '"event": "finished"' in line:
+                in_session = json.loads(line)["seconds"]
+    return wall, in_session
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--swarmer", default=os.path.join(dl.REPO, "target/release/swarmer"))
+    parser.add_argument("--seeders", default="swarmer,libtorrent",
+                        help="comma-separated, in run order: swarmer, libtorrent")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
+    parser.add_argument("--keep", action="store_true", help="keep the files in /dev/shm")
+    args = parser.parse_args()
+    seeders = [s for s in args.seeders.split(",") if s]
+    unknown = [s for s in seeders if s not in SEEDER_ADDR]
+    if unknown:
+        parser.error(f"unknown seeders {unknown}; choose from {list(SEEDER_ADDR)}")
+    if "swarmer" in seeders:
+        args.swarmer = os.path.abspath(args.swarmer)
+        if not os.access(args.swarmer, os.X_OK):
+            parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
+
+    if os.environ.get(IN_NETNS) is None:
+        sys.exit(reexec_in_netns())
+
+    work = f"/dev/shm/swarmer-seed-bench-{os.getpid()}"
+    os.makedirs(work, mode=0o755)
+    os.chmod(work, 0o755)
+    procs = dl.Procs()
+    failed = True
+    try:
+        bench(args, seeders, work, procs)
+        failed = False
+    finally:
+        procs.stop_all()
+        if failed:
+            # Keep the logs, but not the payload and downloads that fill /dev/shm.
+            for entry in os.listdir(work):
+                path = os.path.join(work, entry)
+                if entry == "logs":
+                    continue
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+            log(f"failed; logs kept in {work}/logs")
+        elif args.keep:
+            log(f"files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args, seeders, work, procs):
+    size = args.size_mib * MIB
+    logdir = os.path.join(work, "logs")
+    seed_dir = os.path.join(work, "seed")
+    tracker_root = os.path.join(work, "opentracker")
+    for d in (logdir, seed_dir, tracker_root):
+        os.makedirs(d, mode=0o755)
+    payload = os.path.join(seed_dir, "bench.bin")
+    log(f"writing {args.size_mib} MiB payload")
+    want_sha1 = dl.write_payload(payload, size)
+    torrent = os.path.join(work, "bench.torrent")
+    tracker = dl.TRACKER
+    subprocess.run(["mktorrent", "-l", "20", "-a", f"http://{tracker[0]}:{tracker[1]}/announce",
+                    "-o", torrent, payload], check=True, stdout=subprocess.DEVNULL)
+    ih = dl.info_hash(torrent)
+    with open(os.path.join(tracker_root, "whitelist.txt"), "w") as f:
+        f.write(ih.hex() + "\n")
+    os.chmod(os.path.join(tracker_root, "whitelist.txt"), 0o644)
+    procs.start("opentracker", ["opentracker", "-i", tracker[0], "-p", str(tracker[1]),
+                                "-P", str(tracker[1]), "-d", tracker_root, "-w", "/whitelist.txt"],
+                logdir)
+    log("warming up")
+    dl.warm_up(work, args.size_mib)
+
+    results = {s: [] for s in seeders}
+    for run in range(args.runs):
+        for kind in seeders:
+            deadline = time.monotonic() + 120 + args.size_mib / 50
+            name, seeder = start_seeder(kind, args, torrent, seed_dir, logdir, procs, run)
+            wait_ready(kind, name, seeder, ih, logdir, deadline)
+            memory = MemorySampler(seeder.pid)
+            cpu_before = cpu_seconds(seeder.pid)
+            outdir = os.path.join(work, f"dl-{kind}-{run}")
+            os.makedirs(outdir)
+            wall, in_session = leech(args, torrent, outdir, logdir, f"leecher-{kind}-{run}",
+                                     seeder, memory)
+            memory.sample()
+            cpu = cpu_seconds(seeder.pid) - cpu_before
+            stop_seeder(kind, seeder)
+            downloaded = os.path.join(outdir, "bench.bin")
+            if not os.path.isfile(downloaded):
+                sys.exit(f"seed-bench: the leecher of {name} wrote no {downloaded}; logs in {logdir}")
+            got = dl.sha1_of(downloaded)
+            if got != want_sha1:
+                sys.exit(f"seed-bench: the leecher of {name} got a different file (sha1 {got})")
+            shutil.rmtree(outdir)
+            r = {
+                "wall": wall,
+                "mibps": args.size_mib / wall,
+                "in_session": in_session if in_session is not None else float("nan"),
+                "cpu": cpu,
+                "rss_mib": memory.rss / 1024,
+                "anon_mib": memory.anon / 1024,
+                "hwm_mib": memory.hwm / 1024,
+            }
+            results[kind].append(r)
+            log(f"{kind} run {run}: leecher {r['wall']:.2f}s {r['mibps']:.0f} MiB/s "
+                f"(in session {r['in_session']:.2f}s); seeder cpu {r['cpu']:.2f}s "
+                f"rss {r['rss_mib']:.0f} MiB anon {r['anon_mib']:.0f} MiB "
+                f"(lifetime peak {r['hwm_mib']:.0f} MiB) (sha1 ok)")
+    report(args, seeders, results)
+
+
+def report(args, seeders, results):
+    med = {s: {k: statistics.median(r[k] for r in results[s]) for k in results[s][0]}
+           for s in seeders}
+    print(f"\nA libtorrent 2.0 high-performance leecher downloads a {args.size_mib} MiB single-file "
+          f"torrent (1 MiB pieces) from one seeder over loopback; medians of {args.runs} runs.\n")
+    print("| seeder | leecher wall s | MiB/s | leecher in-session s | seeder CPU s (user+sys) "
+          "| seeder peak RSS MiB | seeder peak anon RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for s in seeders:
+        m = med[s]
+        print(f"| {s} | {m['wall']:.2f} | {m['mibps']:.0f} | {m['in_session']:.2f} | "
+              f"{m['cpu']:.2f} | {m['rss_mib']:.0f} | {m['anon_mib']:.0f} |")
+    if "swarmer" in seeders and "libtorrent" in seeders:
+        sw, lt = med["swarmer"], med["libtorrent"]
+        print(f"\nswarmer / libtorrent: leecher wall {sw['wall'] / lt['wall']:.2f}x, seeder CPU "
+              f"{sw['cpu'] / max(lt['cpu'], 1e-9):.2f}x, seeder RSS "
+              f"{sw['rss_mib'] / max(lt['rss_mib'], 1e-9):.2f}x, seeder anon RSS "
+              f"{sw['anon_mib'] / max(lt['anon_mib'], 1e-9):.2f}x")
+    print("\nThe leecher is a Python process: its wall time includes the interpreter and session "
+          "start-up (the in-session column does not). Seeder CPU and memory exclude start-up "
+          "verification; the libtorrent seeder's include its Python driver, which idles.")
+    print(f"\nCommand: bench/seed.py {' '.join(sys.argv[1:])}")
+
+
+if __name__ == "__main__":
+    main()
