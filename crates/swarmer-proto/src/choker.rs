@@ -82,7 +82,7 @@ pub fn choose<K: Copy + Eq + Ord>(
     rotate_optimistic: bool,
     random: u64,
 ) -> Decision<K> {
-    let regular = choose_regular(candidates, slots);
+    let regular = choose_regular(candidates, slots, random);
     let optimistic = choose_optimistic(candidates, &regular, rotate_optimistic, random);
     Decision {
         regular,
@@ -91,20 +91,39 @@ pub fn choose<K: Copy + Eq + Ord>(
 }
 
 /// The `slots` interested, non-snubbed peers with the highest rate, best first.
-fn choose_regular<K: Copy + Ord>(candidates: &[Candidate<K>], slots: usize) -> Vec<K> {
+fn choose_regular<K: Copy + Ord>(candidates: &[Candidate<K>], slots: usize, random: u64) -> Vec<K> {
     let mut eligible: Vec<&Candidate<K>> = candidates
         .iter()
         .filter(|c| c.interested && !c.snubbed)
         .collect();
-    // Highest rate first; among equal rates the peer already unchoked, then the smaller key. With unique
-    // keys this is a total order, so the input order cannot leak into the result.
-    eligible.sort_unstable_by(|a, b| {
-        b.rate
-            .cmp(&a.rate)
-            .then(b.unchoked.cmp(&a.unchoked))
-            .then(a.key.cmp(&b.key))
+    // Sorted by key first, so the shuffle below does not depend on the input order.
+    eligible.sort_unstable_by_key(|c| c.key);
+    let lots: Vec<u64> = (0..eligible.len() as u64)
+        .map(|i| splitmix64(random ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let mut order: Vec<usize> = (0..eligible.len()).collect();
+    // Highest rate first. Among equal non-zero rates the peer already unchoked wins (stability), then
+    // the smaller key. Peers that gave us nothing (rate 0) are ordered by lot, so a peer that merely
+    // connected first does not keep a slot for free round after round.
+    order.sort_unstable_by(|&a, &b| {
+        let (ca, cb) = (eligible[a], eligible[b]);
+        cb.rate.cmp(&ca.rate).then_with(|| {
+            if ca.rate == 0 {
+                lots[a].cmp(&lots[b])
+            } else {
+                cb.unchoked.cmp(&ca.unchoked).then(ca.key.cmp(&cb.key))
+            }
+        })
     });
-    eligible.iter().take(slots).map(|c| c.key).collect()
+    order.iter().take(slots).map(|&i| eligible[i].key).collect()
+}
+
+/// A 64-bit mix (SplitMix64's finaliser): a different, well-spread value for each input.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// The optimistic unchoke among interested peers not in `regular`.
@@ -265,15 +284,51 @@ mod tests {
                 optimistic: Some(1),
             },
             Case {
-                name: "zero rates still fill the slots",
+                name: "zero rates still fill the slots, in an order drawn by lot",
                 peers: &[(7, 0, "i"), (3, 0, "i")],
                 slots: 4,
                 rotate: true,
                 random: 0,
-                regular: &[3, 7],
+                regular: &[7, 3],
                 optimistic: None,
             },
         ]);
+    }
+
+    #[test]
+    fn a_peer_that_gave_nothing_does_not_keep_a_regular_slot_for_free() {
+        // Peer 1 connected first and holds the slot, but neither has sent us anything: the slot is
+        // drawn by lot each round, so both win about half the rounds.
+        let peers = [
+            Candidate {
+                key: 1,
+                interested: true,
+                rate: 0,
+                snubbed: false,
+                newly_connected: false,
+                unchoked: true,
+                optimistic: false,
+            },
+            Candidate {
+                key: 2,
+                interested: true,
+                rate: 0,
+                snubbed: false,
+                newly_connected: false,
+                unchoked: false,
+                optimistic: false,
+            },
+        ];
+        let wins = (0..1000u64)
+            .filter(|&r| choose(&peers, 1, false, r).regular == [1])
+            .count();
+        assert!(
+            (400..=600).contains(&wins),
+            "holder won {wins} of 1000 rounds"
+        );
+        // With any rate at all, the holder keeps a tie (stability).
+        let paying = peers.map(|c| Candidate { rate: 5, ..c });
+        assert!((0..100u64).all(|r| choose(&paying, 1, false, r).regular == [1]));
     }
 
     #[test]

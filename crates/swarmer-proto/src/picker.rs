@@ -9,7 +9,7 @@
 //!   missing pieces;
 //! - a block's request count only counts requests not yet answered, dropped or cancelled.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rand::Rng;
 
@@ -60,7 +60,8 @@ pub struct Picker {
     /// Missing pieces sorted by (availability, tie); rebuilt when availability changed.
     order: Vec<u32>,
     order_dirty: bool,
-    partials: HashMap<PieceIndex, Partial>,
+    /// Ordered, so picks are reproducible from the seed.
+    partials: BTreeMap<PieceIndex, Partial>,
     /// Scratch space for ordering partial pieces in [`Picker::pick`].
     partial_order: Vec<(u32, PieceIndex)>,
     unstarted: usize,
@@ -90,7 +91,7 @@ impl Picker {
             tie: (0..n).map(|_| rng.r#gen()).collect(),
             order: Vec::new(),
             order_dirty: true,
-            partials: HashMap::new(),
+            partials: BTreeMap::new(),
             partial_order: Vec::new(),
             unstarted,
             free_blocks: 0,

@@ -13,15 +13,16 @@
 //! - `unverified_bytes` is the size of all piece buffers held plus pieces out for verification;
 //! - a peer is interested-in exactly when it has a piece we have not verified;
 //! - a peer's queued requests are for pieces we have, and while we choke it only for its allowed-fast
-//!   pieces; queued plus uploading requests never exceed [`Config::max_peer_requests`];
+//!   pieces; at most [`Config::max_peer_requests`] are queued and [`Config::upload_window`] uploading;
 //! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
 
 use crate::bitfield::BitfieldError;
 use crate::choker::{self, Candidate};
@@ -65,11 +66,13 @@ pub struct Config {
     /// A peer we want data from that sent no block for this long is snubbed: it keeps only the
     /// optimistic chance of an unchoke (anti-snubbing).
     pub snub_timeout: Duration,
-    /// Requests we accept from one peer at a time, advertised as `reqq` (BEP 10). Requests beyond it
-    /// are refused; more than this many refused within one second is a flood and closes the connection.
+    /// Requests we queue for one peer at a time, advertised as `reqq` (BEP 10); up to
+    /// [`Config::upload_window`] more may be on their way out. Requests beyond it are refused; more
+    /// than this many refused within one second is a flood and closes the connection.
     pub max_peer_requests: u32,
-    /// Blocks handed to the driver for one peer and not yet reported sent. Requests wait in the engine
-    /// until then, where a `cancel` can still remove them.
+    /// Most blocks handed to the driver for one peer and not yet reported sent; the window follows
+    /// the peer's upload rate (a quarter second of it, at least 2). Requests wait in the engine until
+    /// then, where a `cancel` can still remove them.
     pub upload_window: u32,
     /// Size of the allowed-fast set we grant each IPv4 peer (BEP 6); 0 grants none.
     pub allowed_fast: usize,
@@ -94,7 +97,7 @@ impl Default for Config {
             optimistic_rounds: 3,
             snub_timeout: Duration::from_secs(60),
             max_peer_requests: 250,
-            upload_window: 32,
+            upload_window: 64,
             allowed_fast: 10,
             listen_port: None,
         }
@@ -406,10 +409,12 @@ pub struct Torrent {
     choke_round: u32,
     picker: Picker,
     have: Bitfield,
-    peers: HashMap<PeerKey, Peer>,
+    /// Ordered, so every walk over the peers (ticks, choker, broadcasts) is the same for the same
+    /// inputs: runs are reproducible from the seed.
+    peers: BTreeMap<PeerKey, Peer>,
     next_key: u64,
-    buffers: HashMap<PieceIndex, PieceBuffer>,
-    verifying: HashMap<PieceIndex, Vec<IpAddr>>,
+    buffers: BTreeMap<PieceIndex, PieceBuffer>,
+    verifying: BTreeMap<PieceIndex, Vec<IpAddr>>,
     pool: Vec<Vec<u8>>,
     unverified_bytes: u64,
     trust: HashMap<IpAddr, i32>,
@@ -454,10 +459,10 @@ impl Torrent {
             choke_round: 0,
             picker,
             have,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             next_key: 0,
-            buffers: HashMap::new(),
-            verifying: HashMap::new(),
+            buffers: BTreeMap::new(),
+            verifying: BTreeMap::new(),
             pool: Vec::new(),
             unverified_bytes: 0,
             trust: HashMap::new(),
@@ -793,7 +798,9 @@ impl Torrent {
             // A duplicate: it will be answered once.
             return Ok(());
         }
-        if servable && peer.requests.len() as u32 + peer.uploading < limit {
+        // Only requests still queued count against `reqq`: the peer may already have received some of
+        // the blocks handed to the writer, and counts them as answered.
+        if servable && (peer.requests.len() as u32) < limit {
             peer.requests.push_back(block);
             self.pump_uploads(key);
             return Ok(());
@@ -847,10 +854,11 @@ impl Torrent {
         }
     }
 
-    /// Hands queued requests of `key` to the driver, up to [`Config::upload_window`] unsent blocks.
+    /// Hands queued requests of `key` to the driver, up to its upload window of unsent blocks.
     fn pump_uploads(&mut self, key: PeerKey) {
-        let window = self.config.upload_window;
+        let max = self.config.upload_window;
         let peer = self.peers.get_mut(&key).expect("caller checked");
+        let window = upload_window(peer, max);
         while peer.uploading < window {
             let Some(block) = peer.requests.pop_front() else {
                 break;
@@ -926,7 +934,10 @@ impl Torrent {
             .filter(|(_, p)| p.am_choking && p.peer_interested)
             .map(|(k, p)| (choker_rate(p, seeding), *k))
             .collect();
-        waiting.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Fastest first; equal rates (typically 0: nobody has had a chance yet) in random order, so
+        // connecting first earns nothing.
+        waiting.shuffle(&mut self.rng);
+        waiting.sort_by_key(|w| std::cmp::Reverse(w.0));
         for (_, key) in waiting.into_iter().take(capacity - unchoked) {
             self.unchoke(key, false, now);
         }
@@ -1059,16 +1070,25 @@ impl Torrent {
         let ip = peer.info.addr.ip();
         self.stats.downloaded += u64::from(length);
         // Blocks usually arrive in request order, so the search ends at the front.
-        if let Some(pos) = peer.in_flight.iter().position(|b| *b == block) {
-            peer.in_flight.remove(pos);
-        }
+        let ours = match peer.in_flight.iter().position(|b| *b == block) {
+            Some(pos) => {
+                peer.in_flight.remove(pos);
+                1
+            }
+            None => 0,
+        };
+        // Other peers still hold a request for it (endgame, or a request that timed out here and went
+        // elsewhere): they get a cancel whether or not endgame is still on.
+        let duplicated = self.picker.request_count(block) > ours;
         // A block nobody asked this peer for is still welcome if we need it (a late answer to a request
         // that timed out, or a cancel that crossed the block): the piece hash decides if it was good.
         match self.picker.block_received(block) {
             BlockOutcome::Unneeded => self.stats.wasted += u64::from(length),
             BlockOutcome::New { piece_complete } => {
                 self.store_block(block, data, ip);
-                self.cancel_duplicates(key, block, now);
+                if duplicated {
+                    self.cancel_duplicates(key, block, now);
+                }
                 if piece_complete {
                     let buffer = self.buffers.remove(&block.piece).expect("stored above");
                     self.verifying.insert(block.piece, buffer.contributors);
@@ -1101,11 +1121,8 @@ impl Torrent {
         }
     }
 
-    /// In endgame a block may be outstanding at several peers: cancel the others (BEP 3, "cancel").
+    /// A block that was outstanding at several peers arrived: cancel the others (BEP 3, "cancel").
     fn cancel_duplicates(&mut self, from: PeerKey, block: BlockRef, now: Instant) {
-        if !self.picker.in_endgame() {
-            return;
-        }
         let holders: Vec<PeerKey> = self
             .peers
             .iter()
@@ -1165,6 +1182,12 @@ impl Torrent {
             |b| in_flight.contains(&b),
             &mut picked,
         );
+        let peer = self.peers.get_mut(&key).expect("checked");
+        if peer.in_flight.is_empty() && !picked.is_empty() {
+            // The stuck-request timeout runs from the first request, not from a block that arrived
+            // before a long choke.
+            peer.last_block = now;
+        }
         for block in &picked {
             self.peers
                 .get_mut(&key)
@@ -1382,7 +1405,7 @@ impl Torrent {
             assert_eq!(peer.wanted, wanted, "wanted count");
             assert_eq!(peer.am_interested, wanted > 0, "interest");
             assert!(
-                peer.requests.len() as u32 + peer.uploading <= self.config.max_peer_requests,
+                peer.requests.len() as u32 <= self.config.max_peer_requests,
                 "request queue bound"
             );
             assert!(peer.uploading <= self.config.upload_window, "upload window");
@@ -1415,6 +1438,20 @@ impl Torrent {
         assert_eq!(held, self.unverified_bytes, "unverified bytes");
     }
 }
+
+/// Blocks handed to the writer for `peer` and not yet sent: about [`UPLOAD_WINDOW_SECONDS`] of its
+/// upload rate, from 2 to `max`. Everything we send a peer goes out in order on one connection, so
+/// a deep window of blocks on a slow link would hold back our own requests, `have`s and chokes to it;
+/// a shallow one on a fast link would leave the writer idle between reports. The bytes sent in the
+/// current tick count too, so a fast link opens the window within milliseconds, not after a tick.
+fn upload_window(peer: &Peer, max: u32) -> u32 {
+    let rate = peer.up_rate.max(peer.up_bytes_this_tick as f64);
+    let blocks = (rate * UPLOAD_WINDOW_SECONDS / f64::from(BLOCK_SIZE)) as u32;
+    blocks.clamp(2, max.max(2))
+}
+
+/// Seconds of a peer's upload rate kept handed to its writer.
+const UPLOAD_WINDOW_SECONDS: f64 = 0.25;
 
 /// The rate the choker ranks `peer` by, bytes/s: what it gives us while we download (tit for tat), what
 /// it takes from us once we seed (so the fastest downloaders spread the data quickest).
@@ -1877,11 +1914,20 @@ mod tests {
         }
         // An unaligned range inside a piece is served too (BEP 3 allows any).
         f.t.handle_message(p, Message::Request(req(1, 100, 1000)), f.now);
-        let served = uploads(&f.drain(), p);
+        // A new peer's window is two blocks; each report of blocks sent hands out more.
+        let mut batch = uploads(&f.drain(), p);
+        assert_eq!(batch.len(), 2);
+        let mut served = Vec::new();
+        while !batch.is_empty() {
+            let bytes = batch.iter().map(|b| u64::from(b.length)).sum();
+            f.t.handle_block_sent(p, batch.len() as u32, bytes, f.now);
+            served.append(&mut batch);
+            batch = uploads(&f.drain(), p);
+            f.t.check_invariants();
+        }
         assert_eq!(served.len(), 5);
         assert_eq!(served[0].piece.get(), 0);
         assert_eq!((served[4].offset, served[4].length), (100, 1000));
-        f.t.handle_block_sent(p, 5, 4 * u64::from(BLOCK_SIZE) + 1000, f.now);
         assert_eq!(f.t.stats().uploaded, 4 * u64::from(BLOCK_SIZE) + 1000);
         f.now += Duration::from_secs(1);
         f.t.handle_timeout(f.now);
@@ -1965,15 +2011,22 @@ mod tests {
                     break;
                 }
             }
-            let limit = Config::default().max_peer_requests;
-            assert_eq!(disconnected_after, Some(2 * limit), "fast: {fast}");
+            // Queued up to `reqq`, plus the (new peer's) window of 2 handed to the writer, then `reqq`
+            // refusals.
+            let c = Config::default();
+            assert_eq!(
+                disconnected_after,
+                Some(2 * c.max_peer_requests + 2),
+                "fast: {fast}"
+            );
         }
     }
 
     #[test]
     fn cancel_removes_a_queued_request_and_rejects_it() {
         let (mut f, p) = seeding(true);
-        let window = Config::default().upload_window;
+        // A new peer's window is 2 blocks: two go out, two wait.
+        let window = 2;
         for i in 0..window + 2 {
             f.t.handle_message(p, Message::Request(req(i % 4, 0, 100 + i)), f.now);
         }

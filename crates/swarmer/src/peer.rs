@@ -108,7 +108,7 @@ pub(crate) struct ConnContext {
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
 /// while these are being written, large enough to amortise the read and the system call.
-const BLOCKS_PER_WRITE: usize = 8;
+const BLOCKS_PER_WRITE: usize = 16;
 
 /// The most bytes read per system call while a download limit is set, so the limit paces reads finely
 /// rather than in 256 KiB steps.
@@ -323,6 +323,8 @@ async fn write_loop(
     mut commands: mpsc::Receiver<Outbound>,
     ctx: ConnContext,
 ) -> Result<(), ConnError> {
+    // One buffer for this connection's block reads, reused so it is zeroed only once.
+    let mut buf = Vec::new();
     while let Some(command) = commands.recv().await {
         match command {
             Outbound::Bytes(bytes) => writer.write_all(&bytes).await?,
@@ -331,14 +333,18 @@ async fn write_loop(
                     let storage = Arc::clone(&ctx.storage);
                     let count = chunk.len() as u32;
                     let chunk = chunk.to_vec();
-                    let (buf, payload) =
-                        tokio::task::spawn_blocking(move || read_blocks(&storage, &chunk))
-                            .await
-                            .map_err(|_| std::io::Error::other("block read task panicked"))??;
+                    let read = tokio::task::spawn_blocking(move || {
+                        let result = read_blocks(&storage, &chunk, &mut buf);
+                        (buf, result)
+                    })
+                    .await
+                    .map_err(|_| std::io::Error::other("block read task panicked"))?;
+                    buf = read.0;
+                    let (len, payload) = read.1?;
                     if let Some(limit) = &ctx.upload_limit {
-                        limit.acquire(buf.len()).await;
+                        limit.acquire(len).await;
                     }
-                    writer.write_all(&buf).await?;
+                    writer.write_all(&buf[..len]).await?;
                     let sent = ConnEvent::Sent {
                         conn,
                         blocks: count,
@@ -355,11 +361,18 @@ async fn write_loop(
     Ok(())
 }
 
-/// Reads `blocks` into one buffer of `piece` messages (BEP 3); returns it and its payload size in
-/// bytes.
-fn read_blocks(storage: &Storage, blocks: &[Requested]) -> Result<(Vec<u8>, u64), StorageError> {
+/// Reads `blocks` into the start of `buf` (grown as needed) as `piece` messages (BEP 3); returns the
+/// bytes used and the payload size in bytes.
+fn read_blocks(
+    storage: &Storage,
+    blocks: &[Requested],
+    buf: &mut Vec<u8>,
+) -> Result<(usize, u64), StorageError> {
     let payload: u64 = blocks.iter().map(|b| u64::from(b.length)).sum();
-    let mut buf = vec![0u8; payload as usize + blocks.len() * PIECE_HEADER_LEN];
+    let len = payload as usize + blocks.len() * PIECE_HEADER_LEN;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
     let mut at = 0;
     for block in blocks {
         let header: &mut [u8; PIECE_HEADER_LEN] = (&mut buf[at..at + PIECE_HEADER_LEN])
@@ -371,7 +384,7 @@ fn read_blocks(storage: &Storage, blocks: &[Requested]) -> Result<(Vec<u8>, u64)
         storage.read(block.piece, block.offset, &mut buf[at..end])?;
         at = end;
     }
-    Ok((buf, payload))
+    Ok((len, payload))
 }
 
 async fn report_closed(ctx: &ConnContext, conn: ConnId, error: Option<ConnError>) {

@@ -586,9 +586,9 @@ impl Running {
                         if let Some(c) = self.conns.get(&conn) {
                             tracing::info!(addr = %c.addr, "disconnecting peer: {fault}");
                         }
-                        let useless =
-                            matches!(fault, swarmer_proto::torrent::PeerFault::Useless(_));
-                        self.close(conn, !useless);
+                        // Useless peers (another seed while we seed) back off like faulty ones, so
+                        // they are not redialled every 30 s and are forgotten after a few tries.
+                        self.close(conn, true);
                     }
                 }
                 Action::VerifyPiece { piece, data } => self.verify_queue.push_back((piece, data)),

@@ -124,6 +124,9 @@ async fn seeding_stops_at_the_ratio_limit() {
         )
         .await
         .unwrap();
+    // Connections that arrive while the seeder checks its data are refused (a client retries later),
+    // so the leecher starts once the check is done.
+    within(seed.wait_complete()).await.unwrap();
     let (_dir, _s, mut torrent) = leecher(&f, SessionConfig::default()).await;
     torrent.add_peers(vec![seed_session.listen_addr()]).await;
     within(torrent.wait_complete()).await.unwrap();
