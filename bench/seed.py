@@ -156,11 +156,12 @@ def stop_seeder(kind, child):
 
 
 def warn_disconnects(stderr_log, name):
-    """Reports each peer swarmer dropped: a leecher that is cut off waits for libtorrent's
-    reconnect delay (about 60 s), which would otherwise show up only as a slow run."""
+    """Reports each peer swarmer dropped for a reason other than the leecher having become a
+    seed: a leecher that is cut off waits for libtorrent's reconnect delay (about 60 s), which
+    would otherwise show up only as a slow run."""
     with open(stderr_log, errors="replace") as f:
         for line in f:
-            if "disconnecting peer" in line:
+            if "disconnecting peer" in line and "both sides are seeds" not in line:
                 line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # tracing colours its fields
                 log(f"warning: {name} {line[line.find('disconnecting peer'):].strip()}")
 
