@@ -98,6 +98,8 @@ fn init_logging(verbose: u8) {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only where a terminal will interpret them, not in redirected logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| LogWriter)
         .try_init();
 }
