@@ -172,6 +172,8 @@ def leech(args, torrent, outdir, logdir, name, seeder, memory):
     command = ["/usr/bin/python3", dl.LT_PEER, "leech", "--torrent", torrent, "--save-path",
                outdir, "--listen", f"{LEECHER[0]}:{LEECHER[1]}", "--high-performance",
                "--timeout", str(args.timeout)]
+    if args.plaintext_leecher:
+        command.append("--plaintext")
     stdout = os.path.join(logdir, f"{name}.stdout")
     with open(stdout, "wb") as out, open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
         start = time.monotonic()
@@ -208,6 +210,9 @@ def main():
                         help="comma-separated, in run order: swarmer, libtorrent")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
     parser.add_argument("--keep", action="store_true", help="keep the files in /dev/shm")
+    parser.add_argument("--plaintext-leecher", action="store_true",
+                        help="the leecher dials without trying MSE first (swarmer has no MSE yet, so "
+                        "by default libtorrent's first connection to it fails and it redials)")
     args = parser.parse_args()
     seeders = [s for s in args.seeders.split(",") if s]
     unknown = [s for s in seeders if s not in SEEDER_ADDR]

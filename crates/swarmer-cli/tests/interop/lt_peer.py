@@ -38,9 +38,13 @@ def emit(event, **fields):
     print(json.dumps(fields), flush=True)
 
 
-def session_settings(listen, high_performance, upload_rate_limit):
+def session_settings(listen, high_performance, upload_rate_limit, plaintext=False):
     ip, _, _port = listen.rpartition(":")
     pack = lt.high_performance_seed() if high_performance else lt.default_settings()
+    if plaintext:
+        # libtorrent dials with an MSE handshake first by default and falls back to plaintext on a
+        # new connection when the peer does not speak MSE (swarmer does not yet).
+        pack["out_enc_policy"] = lt.enc_policy.disabled
     pack.update(
         {
             # These must be in the constructor's settings: applied later, the session has
@@ -104,6 +108,11 @@ def main():
     )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="dial peers without trying MSE encryption first (libtorrent's default tries it)",
+    )
+    parser.add_argument(
         "--block-ip",
         action="append",
         default=[],
@@ -129,7 +138,9 @@ def main():
     )
     args = parser.parse_args()
 
-    settings = session_settings(args.listen, args.high_performance, args.upload_rate_limit)
+    settings = session_settings(
+        args.listen, args.high_performance, args.upload_rate_limit, args.plaintext
+    )
     if args.seed_mode:
         # In seed mode libtorrent hashes each piece the first time a peer asks for it and leaves
         # seed mode on a mismatch; this setting makes it trust the data for good.
