@@ -59,16 +59,85 @@ def log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def reexec_in_netns():
-    """Runs this script again inside `unshare --net` with `lo` up; returns its exit code."""
-    if shutil.which("unshare") is None or shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
-        sys.exit("bench: needs `unshare` and `ip` (util-linux, iproute2)")
-    env = dict(os.environ, **{IN_NETNS: "1"})
-    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+def ensure_netns(script, marker):
+    """Unless already inside it (`marker` set), runs `script` again inside `unshare --net` with
+    `lo` up, with this process's arguments, and exits with its exit code."""
+    if os.environ.get(marker) is not None:
+        return
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    if shutil.which("unshare") is None or shutil.which("ip", path=path) is None:
+        sys.exit(f"{os.path.basename(script)}: needs `unshare` and `ip` (util-linux, iproute2)")
+    env = dict(os.environ, **{marker: "1"}, PATH=path)
     env.pop("RUST_LOG", None)
     command = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-               "/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:]
-    return subprocess.call(command, env=env)
+               "/usr/bin/python3", os.path.abspath(script)] + sys.argv[1:]
+    sys.exit(subprocess.call(command, env=env))
+
+
+def check_swarmer(parser, args):
+    """Makes `args.swarmer` absolute and fails the command line if it is not an executable."""
+    args.swarmer = os.path.abspath(args.swarmer)
+    if not os.access(args.swarmer, os.X_OK):
+        parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
+
+
+def in_workdir(prefix, keep, body):
+    """Runs `body(work, procs)` in a new directory /dev/shm/PREFIX-PID; stops every process started
+    through `procs` and removes the directory afterwards (keeps it with `keep`; keeps only its logs
+    after a failure)."""
+    work = f"/dev/shm/{prefix}-{os.getpid()}"
+    os.makedirs(work, mode=0o755)
+    os.chmod(work, 0o755)
+    procs = Procs()
+    failed = True
+    try:
+        body(work, procs)
+        failed = False
+    finally:
+        procs.stop_all()
+        if failed:
+            # Keep the logs, but not the payload and downloads that fill /dev/shm.
+            for entry in os.listdir(work):
+                path = os.path.join(work, entry)
+                if entry == "logs":
+                    continue
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+            log(f"failed; logs kept in {work}/logs")
+        elif keep:
+            log(f"files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+class Swarm:
+    """What every benchmark starts from, under `work`: logs/, a payload of `size_mib` MiB in seed/
+    with its SHA-1, a torrent of it (1 MiB pieces) made by mktorrent, and opentracker (whitelisting
+    it) running through `procs`."""
+
+    def __init__(self, work, size_mib, procs):
+        self.logdir = os.path.join(work, "logs")
+        self.seed_dir = os.path.join(work, "seed")
+        tracker_root = os.path.join(work, "opentracker")
+        for d in (self.logdir, self.seed_dir, tracker_root):
+            os.makedirs(d, mode=0o755)
+        payload = os.path.join(self.seed_dir, "bench.bin")
+        log(f"writing {size_mib} MiB payload")
+        self.sha1 = write_payload(payload, size_mib * MIB)
+        self.torrent = os.path.join(work, "bench.torrent")
+        subprocess.run(["mktorrent", "-l", "20", "-a",
+                        f"http://{TRACKER[0]}:{TRACKER[1]}/announce", "-o", self.torrent, payload],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.info_hash = info_hash(self.torrent)
+        whitelist = os.path.join(tracker_root, "whitelist.txt")
+        with open(whitelist, "w") as f:
+            f.write(self.info_hash.hex() + "\n")
+        os.chmod(whitelist, 0o644)
+        procs.start("opentracker", ["opentracker", "-i", TRACKER[0], "-p", str(TRACKER[1]),
+                                    "-P", str(TRACKER[1]), "-d", tracker_root,
+                                    "-w", "/whitelist.txt"], self.logdir)
 
 
 def write_payload(path, size, seed=0x5EED):
@@ -245,59 +314,16 @@ def main():
     if unknown:
         parser.error(f"unknown clients {unknown}; choose from {list(CLIENT_ADDR)}")
     if "swarmer" in clients:
-        args.swarmer = os.path.abspath(args.swarmer)
-        if not os.access(args.swarmer, os.X_OK):
-            parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
-
-    if os.environ.get(IN_NETNS) is None:
-        sys.exit(reexec_in_netns())
-
-    work = f"/dev/shm/swarmer-bench-{os.getpid()}"
-    os.makedirs(work, mode=0o755)
-    os.chmod(work, 0o755)
-    procs = Procs()
-    failed = True
-    try:
-        bench(args, clients, work, procs)
-        failed = False
-    finally:
-        procs.stop_all()
-        if failed:
-            # Keep the logs, but not the payload and downloads that fill /dev/shm.
-            for entry in os.listdir(work):
-                if entry != "logs":
-                    shutil.rmtree(os.path.join(work, entry), ignore_errors=True)
-                    if os.path.isfile(os.path.join(work, entry)):
-                        os.remove(os.path.join(work, entry))
-            log(f"failed; logs kept in {work}/logs")
-        elif args.keep:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        check_swarmer(parser, args)
+    ensure_netns(__file__, IN_NETNS)
+    in_workdir("swarmer-bench", args.keep, lambda work, procs: bench(args, clients, work, procs))
 
 
 def bench(args, clients, work, procs):
-    size = args.size_mib * MIB
-    logdir = os.path.join(work, "logs")
-    seed_dir = os.path.join(work, "seed")
-    tracker_root = os.path.join(work, "opentracker")
-    for d in (logdir, seed_dir, tracker_root):
-        os.makedirs(d, mode=0o755)
-    payload = os.path.join(seed_dir, "bench.bin")
-    log(f"writing {args.size_mib} MiB payload")
-    want_sha1 = write_payload(payload, size)
-    torrent = os.path.join(work, "bench.torrent")
-    subprocess.run(["mktorrent", "-l", "20", "-a", f"http://{TRACKER[0]}:{TRACKER[1]}/announce",
-                    "-o", torrent, payload], check=True, stdout=subprocess.DEVNULL)
-    ih = info_hash(torrent)
-    with open(os.path.join(tracker_root, "whitelist.txt"), "w") as f:
-        f.write(ih.hex() + "\n")
-    os.chmod(os.path.join(tracker_root, "whitelist.txt"), 0o644)
-
+    swarm = Swarm(work, args.size_mib, procs)
+    logdir, seed_dir, torrent, ih = swarm.logdir, swarm.seed_dir, swarm.torrent, swarm.info_hash
+    want_sha1 = swarm.sha1
     deadline = time.monotonic() + 120 + args.size_mib / 50
-    procs.start("opentracker", ["opentracker", "-i", TRACKER[0], "-p", str(TRACKER[1]),
-                                "-P", str(TRACKER[1]), "-d", tracker_root, "-w", "/whitelist.txt"],
-                logdir)
     seeder_log = os.path.join(logdir, "seeder.stdout")
     seeder = procs.start("seeder", ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
                                     "--save-path", seed_dir, "--listen", f"{SEEDER[0]}:{SEEDER[1]}",

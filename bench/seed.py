@@ -55,18 +55,6 @@ def log(message):
     print(f"[seed-bench] {message}", file=sys.stderr, flush=True)
 
 
-def reexec_in_netns():
-    """Runs this script again inside `unshare --net` with `lo` up; returns its exit code."""
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    if shutil.which("unshare") is None or shutil.which("ip", path=path) is None:
-        sys.exit("seed-bench: needs `unshare` and `ip` (util-linux, iproute2)")
-    env = dict(os.environ, **{IN_NETNS: "1"}, PATH=path)
-    env.pop("RUST_LOG", None)
-    command = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-               "/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:]
-    return subprocess.call(command, env=env)
-
-
 def cpu_seconds(pid):
     """user+sys CPU seconds of every thread of `pid` so far (/proc/PID/stat fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -219,61 +207,16 @@ def main():
     if unknown:
         parser.error(f"unknown seeders {unknown}; choose from {list(SEEDER_ADDR)}")
     if "swarmer" in seeders:
-        args.swarmer = os.path.abspath(args.swarmer)
-        if not os.access(args.swarmer, os.X_OK):
-            parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
-
-    if os.environ.get(IN_NETNS) is None:
-        sys.exit(reexec_in_netns())
-
-    work = f"/dev/shm/swarmer-seed-bench-{os.getpid()}"
-    os.makedirs(work, mode=0o755)
-    os.chmod(work, 0o755)
-    procs = dl.Procs()
-    failed = True
-    try:
-        bench(args, seeders, work, procs)
-        failed = False
-    finally:
-        procs.stop_all()
-        if failed:
-            # Keep the logs, but not the payload and downloads that fill /dev/shm.
-            for entry in os.listdir(work):
-                path = os.path.join(work, entry)
-                if entry == "logs":
-                    continue
-                if os.path.isdir(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.remove(path)
-            log(f"failed; logs kept in {work}/logs")
-        elif args.keep:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        dl.check_swarmer(parser, args)
+    dl.ensure_netns(__file__, IN_NETNS)
+    dl.in_workdir("swarmer-seed-bench", args.keep,
+                  lambda work, procs: bench(args, seeders, work, procs))
 
 
 def bench(args, seeders, work, procs):
-    size = args.size_mib * MIB
-    logdir = os.path.join(work, "logs")
-    seed_dir = os.path.join(work, "seed")
-    tracker_root = os.path.join(work, "opentracker")
-    for d in (logdir, seed_dir, tracker_root):
-        os.makedirs(d, mode=0o755)
-    payload = os.path.join(seed_dir, "bench.bin")
-    log(f"writing {args.size_mib} MiB payload")
-    want_sha1 = dl.write_payload(payload, size)
-    torrent = os.path.join(work, "bench.torrent")
-    tracker = dl.TRACKER
-    subprocess.run(["mktorrent", "-l", "20", "-a", f"http://{tracker[0]}:{tracker[1]}/announce",
-                    "-o", torrent, payload], check=True, stdout=subprocess.DEVNULL)
-    ih = dl.info_hash(torrent)
-    with open(os.path.join(tracker_root, "whitelist.txt"), "w") as f:
-        f.write(ih.hex() + "\n")
-    os.chmod(os.path.join(tracker_root, "whitelist.txt"), 0o644)
-    procs.start("opentracker", ["opentracker", "-i", tracker[0], "-p", str(tracker[1]),
-                                "-P", str(tracker[1]), "-d", tracker_root, "-w", "/whitelist.txt"],
-                logdir)
+    swarm = dl.Swarm(work, args.size_mib, procs)
+    logdir, seed_dir, torrent, ih = swarm.logdir, swarm.seed_dir, swarm.torrent, swarm.info_hash
+    want_sha1 = swarm.sha1
     log("warming up")
     dl.warm_up(work, args.size_mib)
 
