@@ -92,8 +92,6 @@ use crate::wire::Message;
 use crate::{Bitfield, InfoHash, Layout};
 
 #[cfg(test)]
-mod regressions;
-#[cfg(test)]
 mod tests;
 
 /// A node of the swarm, numbered from 0 in the order of [`Swarm::add_node`].

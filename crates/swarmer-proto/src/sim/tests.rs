@@ -1,9 +1,10 @@
 //! Whole-swarm tests on the simulator. Each prints the numbers it measured (`cargo test -- --nocapture`)
-//! and asserts bounds with room for the engine's run-to-run variation: the engine iterates `HashMap`s
-//! whose order changes from run to run, so swarms of more than two nodes are not bit-for-bit
-//! reproducible yet (only two-node swarms are compared exactly, in `same_seed_same_run`).
+//! and asserts bounds on them. Runs are reproducible from their seed (`same_seed_same_run`, and
+//! `regressions::same_seed_same_outcome_in_a_nine_node_swarm`).
 
 use super::*;
+
+mod regressions;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -98,18 +99,51 @@ fn one_seed_and_eight_leechers_finish_near_the_seed_bound() {
     assert!(leechers_up >= 4 * total, "leechers uploaded {leechers_up}");
 }
 
+/// How [`trading_swarm`] is set up.
+#[derive(Clone, Copy)]
+struct Trade {
+    /// `x` never uploads.
+    x_free_rides: bool,
+    /// `x` is added (and so connects) first rather than last.
+    x_first: bool,
+    upload_slots: usize,
+    upload_window: u32,
+}
+
+impl Default for Trade {
+    /// Two regular slots, so each peer must choose among seven others; the default upload window.
+    fn default() -> Trade {
+        Trade {
+            x_free_rides: false,
+            x_first: false,
+            upload_slots: 2,
+            upload_window: Config::default().upload_window,
+        }
+    }
+}
+
+/// What [`trading_swarm`] measured.
+struct Traded {
+    /// Payload bytes `x` received from the others in the first 20 s.
+    x_got: u64,
+    /// The same for each other node (from everyone, `x` included).
+    others_got: Vec<u64>,
+    /// When `x` completed.
+    x_done: Duration,
+    /// When the others completed, sorted.
+    others_done: Vec<Duration>,
+}
+
 /// Eight leechers that each start with half the pieces (a different half, so every pair has something
-/// to trade) and a ninth, `x`, connected last, that starts with half too and either reciprocates or
-/// free-rides. Returns what `x` received from the others in the first 20 s and when it completed.
-fn trading_swarm(x_free_rides: bool) -> (u64, Vec<u64>, Duration) {
+/// to trade) and a ninth, `x`, that starts with half too and either reciprocates or free-rides. No
+/// allowed-fast grants, which would feed a free rider regardless of choking.
+fn trading_swarm(t: Trade) -> Traded {
     let total = 4 * MIB;
     let pieces = layout(total).piece_count();
     let half = |i: u32| Have::Pieces((0..pieces).filter(|p| (p + i) % 8 < 4).collect());
-    // Two regular slots, so each peer must choose among seven others, and no allowed-fast grants,
-    // which would feed the free rider regardless of choking. The upload window is the default: it
-    // follows each peer's rate (see `regressions`).
     let engine = Config {
-        upload_slots: 2,
+        upload_slots: t.upload_slots,
+        upload_window: t.upload_window,
         allowed_fast: 0,
         ..Config::default()
     };
@@ -120,8 +154,11 @@ fn trading_swarm(x_free_rides: bool) -> (u64, Vec<u64>, Duration) {
         engine: engine.clone(),
         ..NodeConfig::leecher(64 * KIB, 512 * KIB)
     };
+    let first = t
+        .x_first
+        .then(|| s.add_node(node(half(10), t.x_free_rides)));
     let others: Vec<NodeId> = (0..8).map(|i| s.add_node(node(half(i), false))).collect();
-    let x = s.add_node(node(half(10), x_free_rides));
+    let x = first.unwrap_or_else(|| s.add_node(node(half(10), t.x_free_rides)));
     full_mesh(&mut s);
     s.run_until(Duration::from_secs(20), |_| false);
     let x_got = received_from(&s, &others, x);
@@ -129,18 +166,31 @@ fn trading_swarm(x_free_rides: bool) -> (u64, Vec<u64>, Duration) {
         .iter()
         .map(|&o| received_from(&s, &others, o) + s.transferred(x, o))
         .collect();
-    let outcome = s.run_until_complete(Duration::from_secs(300));
+    let outcome = s.run_until_complete(Duration::from_secs(600));
     assert!(matches!(outcome, Outcome::Reached(_)), "{outcome:?}");
-    if x_free_rides {
+    if t.x_free_rides {
         assert_eq!(s.stats(x).uploaded, 0);
     }
-    (x_got, others_got, s.completed_at(x).expect("complete"))
+    let mut others_done: Vec<Duration> =
+        others.iter().map(|&o| s.completed_at(o).unwrap()).collect();
+    others_done.sort_unstable();
+    Traded {
+        x_got,
+        others_got,
+        x_done: s.completed_at(x).expect("complete"),
+        others_done,
+    }
 }
 
 #[test]
 fn tit_for_tat_gives_a_free_rider_less_than_the_same_peer_reciprocating() {
-    let (honest_got, _, honest_done) = trading_swarm(false);
-    let (free_got, mut others_got, free_done) = trading_swarm(true);
+    let honest = trading_swarm(Trade::default());
+    let free = trading_swarm(Trade {
+        x_free_rides: true,
+        ..Trade::default()
+    });
+    let (honest_got, honest_done) = (honest.x_got, honest.x_done);
+    let (free_got, mut others_got, free_done) = (free.x_got, free.others_got, free.x_done);
     others_got.sort_unstable();
     let median = others_got[others_got.len() / 2];
     println!(
