@@ -299,26 +299,7 @@ mod tests {
     fn a_peer_that_gave_nothing_does_not_keep_a_regular_slot_for_free() {
         // Peer 1 connected first and holds the slot, but neither has sent us anything: the slot is
         // drawn by lot each round, so both win about half the rounds.
-        let peers = [
-            Candidate {
-                key: 1,
-                interested: true,
-                rate: 0,
-                snubbed: false,
-                newly_connected: false,
-                unchoked: true,
-                optimistic: false,
-            },
-            Candidate {
-                key: 2,
-                interested: true,
-                rate: 0,
-                snubbed: false,
-                newly_connected: false,
-                unchoked: false,
-                optimistic: false,
-            },
-        ];
+        let peers = peers(&[(1, 0, "iu"), (2, 0, "i")]);
         let wins = (0..1000u64)
             .filter(|&r| choose(&peers, 1, false, r).regular == [1])
             .count();
@@ -327,7 +308,7 @@ mod tests {
             "holder won {wins} of 1000 rounds"
         );
         // With any rate at all, the holder keeps a tie (stability).
-        let paying = peers.map(|c| Candidate { rate: 5, ..c });
+        let paying: Vec<_> = peers.iter().map(|&c| Candidate { rate: 5, ..c }).collect();
         assert!((0..100u64).all(|r| choose(&paying, 1, false, r).regular == [1]));
     }
 

@@ -358,9 +358,8 @@ struct Peer {
     last_received: Instant,
     last_block: Instant,
     last_sent: Instant,
-    bytes_this_tick: u64,
-    /// Smoothed download rate from this peer, bytes/s.
-    rate: f64,
+    /// Payload received from this peer.
+    down: RateMeter,
     /// When the last block arrived (or the connection opened): anti-snubbing.
     last_data: Instant,
     connected_at: Instant,
@@ -372,9 +371,8 @@ struct Peer {
     requests: VecDeque<Requested>,
     /// Blocks handed to the driver and not yet reported sent.
     uploading: u32,
-    up_bytes_this_tick: u64,
-    /// Smoothed upload rate to this peer, bytes/s.
-    up_rate: f64,
+    /// Payload sent to this peer.
+    up: RateMeter,
     /// Requests refused since the last tick (flood detection).
     refused_this_tick: u32,
     /// Pieces this peer may request while we choke it (BEP 6), sorted.
@@ -544,8 +542,7 @@ impl Torrent {
                 last_received: now,
                 last_block: now,
                 last_sent: now,
-                bytes_this_tick: 0,
-                rate: 0.0,
+                down: RateMeter::default(),
                 last_data: now,
                 connected_at: now,
                 am_choking: true,
@@ -553,8 +550,7 @@ impl Torrent {
                 peer_interested: false,
                 requests: VecDeque::new(),
                 uploading: 0,
-                up_bytes_this_tick: 0,
-                up_rate: 0.0,
+                up: RateMeter::default(),
                 refused_this_tick: 0,
                 allowed_out,
                 allowed_in: Vec::new(),
@@ -876,7 +872,7 @@ impl Torrent {
             return;
         };
         peer.uploading = peer.uploading.saturating_sub(blocks);
-        peer.up_bytes_this_tick += bytes;
+        peer.up.add(bytes);
         peer.last_sent = now;
         self.pump_uploads(key);
     }
@@ -1066,7 +1062,7 @@ impl Torrent {
         let peer = self.peers.get_mut(&key).expect("caller checked");
         peer.last_block = now;
         peer.last_data = now;
-        peer.bytes_this_tick += u64::from(length);
+        peer.down.add(u64::from(length));
         let ip = peer.info.addr.ip();
         self.stats.downloaded += u64::from(length);
         // Blocks usually arrive in request order, so the search ends at the front.
@@ -1311,24 +1307,10 @@ impl Torrent {
         for key in keys {
             let config = &self.config;
             let peer = self.peers.get_mut(&key).expect("listed");
-            let sample = peer.bytes_this_tick as f64 / elapsed;
-            peer.bytes_this_tick = 0;
-            peer.rate = if peer.rate == 0.0 {
-                sample
-            } else {
-                0.6 * peer.rate + 0.4 * sample
-            };
-            total_rate += sample;
-            let up_sample = peer.up_bytes_this_tick as f64 / elapsed;
-            peer.up_bytes_this_tick = 0;
-            peer.up_rate = if peer.up_rate == 0.0 {
-                up_sample
-            } else {
-                0.6 * peer.up_rate + 0.4 * up_sample
-            };
-            total_up += up_sample;
+            total_rate += peer.down.tick(elapsed);
+            total_up += peer.up.tick(elapsed);
             peer.refused_this_tick = 0;
-            let by_rate = (peer.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
+            let by_rate = (peer.down.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
             peer.queue_target = by_rate.clamp(config.initial_queue, config.max_queue);
             if now.duration_since(peer.last_received) >= config.peer_timeout {
                 let silent = now.duration_since(peer.last_received);
@@ -1439,13 +1421,41 @@ impl Torrent {
     }
 }
 
+/// Bytes moved in one direction of a connection: counted as they go, turned into a smoothed rate at
+/// each tick.
+#[derive(Debug, Default)]
+struct RateMeter {
+    /// Bytes since the last tick.
+    this_tick: u64,
+    /// Smoothed rate, bytes/s (the first sample as is, then 60 % old, 40 % new).
+    rate: f64,
+}
+
+impl RateMeter {
+    fn add(&mut self, bytes: u64) {
+        self.this_tick += bytes;
+    }
+
+    /// Closes a tick of `elapsed` seconds; returns the tick's own rate, bytes/s.
+    fn tick(&mut self, elapsed: f64) -> f64 {
+        let sample = self.this_tick as f64 / elapsed;
+        self.this_tick = 0;
+        self.rate = if self.rate == 0.0 {
+            sample
+        } else {
+            0.6 * self.rate + 0.4 * sample
+        };
+        sample
+    }
+}
+
 /// Blocks handed to the writer for `peer` and not yet sent: about [`UPLOAD_WINDOW_SECONDS`] of its
 /// upload rate, from 2 to `max`. Everything we send a peer goes out in order on one connection, so
 /// a deep window of blocks on a slow link would hold back our own requests, `have`s and chokes to it;
 /// a shallow one on a fast link would leave the writer idle between reports. The bytes sent in the
 /// current tick count too, so a fast link opens the window within milliseconds, not after a tick.
 fn upload_window(peer: &Peer, max: u32) -> u32 {
-    let rate = peer.up_rate.max(peer.up_bytes_this_tick as f64);
+    let rate = peer.up.rate.max(peer.up.this_tick as f64);
     let blocks = (rate * UPLOAD_WINDOW_SECONDS / f64::from(BLOCK_SIZE)) as u32;
     blocks.clamp(2, max.max(2))
 }
@@ -1457,9 +1467,9 @@ const UPLOAD_WINDOW_SECONDS: f64 = 0.25;
 /// it takes from us once we seed (so the fastest downloaders spread the data quickest).
 fn choker_rate(peer: &Peer, seeding: bool) -> u64 {
     if seeding {
-        peer.up_rate as u64
+        peer.up.rate as u64
     } else {
-        peer.rate as u64
+        peer.down.rate as u64
     }
 }
 

@@ -560,25 +560,23 @@ impl Running {
                 Action::Send { peer, message } => {
                     if let Some(conn) = self.by_key.get(&peer) {
                         let out = self.out.entry(*conn).or_default();
-                        if !matches!(out.last(), Some(Pending::Bytes(_))) {
-                            out.push(Pending::Bytes(Vec::new()));
+                        match out.last_mut() {
+                            Some(Pending::Bytes(bytes)) => message.to_message().encode(bytes),
+                            _ => {
+                                let mut bytes = Vec::new();
+                                message.to_message().encode(&mut bytes);
+                                out.push(Pending::Bytes(bytes));
+                            }
                         }
-                        let Some(Pending::Bytes(bytes)) = out.last_mut() else {
-                            unreachable!("pushed above")
-                        };
-                        message.to_message().encode(bytes);
                     }
                 }
                 Action::Upload { peer, block } => {
                     if let Some(conn) = self.by_key.get(&peer) {
                         let out = self.out.entry(*conn).or_default();
-                        if !matches!(out.last(), Some(Pending::Blocks(_))) {
-                            out.push(Pending::Blocks(Vec::new()));
+                        match out.last_mut() {
+                            Some(Pending::Blocks(blocks)) => blocks.push(block),
+                            _ => out.push(Pending::Blocks(vec![block])),
                         }
-                        let Some(Pending::Blocks(blocks)) = out.last_mut() else {
-                            unreachable!("pushed above")
-                        };
-                        blocks.push(block);
                     }
                 }
                 Action::Disconnect { peer, fault } => {

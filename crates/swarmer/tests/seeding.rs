@@ -42,22 +42,48 @@ fn write_content(f: &Fixture, root: &Path) {
     }
 }
 
+/// Flips one bit of the file at `path`, at `offset` bytes; returns the file's new content.
+fn corrupt(path: &Path, offset: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= 1;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Adds the fixture to `session` to seed (until `limits`) from `dir`, taking `existing` data as given.
+async fn add_seed(
+    session: &Session,
+    f: &Fixture,
+    dir: &Path,
+    limits: SeedLimits,
+    existing: ExistingData,
+) -> TorrentHandle {
+    session
+        .add_torrent_with(
+            f.metainfo.clone(),
+            dir,
+            AddTorrentOptions {
+                seed: Some(limits),
+                existing,
+            },
+        )
+        .await
+        .unwrap()
+}
+
 /// A session seeding the fixture from a new directory holding its content.
 async fn seeder(f: &Fixture, config: SessionConfig) -> (tempfile::TempDir, Session, TorrentHandle) {
     let dir = tempfile::tempdir().unwrap();
     write_content(f, dir.path());
     let session = session(config).await;
-    let mut torrent = session
-        .add_torrent_with(
-            f.metainfo.clone(),
-            dir.path(),
-            AddTorrentOptions {
-                seed: Some(SeedLimits::default()),
-                existing: ExistingData::Complete,
-            },
-        )
-        .await
-        .unwrap();
+    let mut torrent = add_seed(
+        &session,
+        f,
+        dir.path(),
+        SeedLimits::default(),
+        ExistingData::Complete,
+    )
+    .await;
     within(torrent.wait_complete()).await.unwrap();
     assert_eq!(torrent.progress().borrow().state, TorrentState::Seeding);
     (dir, session, torrent)
@@ -110,20 +136,18 @@ async fn seeding_stops_at_the_ratio_limit() {
     let dir = tempfile::tempdir().unwrap();
     write_content(&f, dir.path());
     let seed_session = session(SessionConfig::default()).await;
-    let mut seed = seed_session
-        .add_torrent_with(
-            f.metainfo.clone(),
-            dir.path(),
-            AddTorrentOptions {
-                seed: Some(SeedLimits {
-                    ratio: Some(1.0),
-                    time: None,
-                }),
-                existing: ExistingData::Complete,
-            },
-        )
-        .await
-        .unwrap();
+    let limits = SeedLimits {
+        ratio: Some(1.0),
+        time: None,
+    };
+    let mut seed = add_seed(
+        &seed_session,
+        &f,
+        dir.path(),
+        limits,
+        ExistingData::Complete,
+    )
+    .await;
     // Connections that arrive while the seeder checks its data are refused (a client retries later),
     // so the leecher starts once the check is done.
     within(seed.wait_complete()).await.unwrap();
@@ -161,9 +185,7 @@ async fn seeding_refuses_missing_or_corrupt_data() {
     let dir = tempfile::tempdir().unwrap();
     write_content(&f, dir.path());
     let big = dir.path().join("fixture/sub/deeper/big.bin");
-    let mut bytes = std::fs::read(&big).unwrap();
-    bytes[200_000] ^= 1;
-    std::fs::write(&big, &bytes).unwrap();
+    let bytes = corrupt(&big, 200_000);
     let mut torrent = s
         .add_torrent_with(f.metainfo.clone(), dir.path(), options)
         .await
@@ -288,21 +310,16 @@ async fn hostile_leechers_are_refused_or_dropped_while_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
     write_content(&f, dir.path());
     let big = dir.path().join("fixture/sub/deeper/big.bin");
-    let mut bytes = std::fs::read(&big).unwrap();
-    bytes[3 * 65536 - 101_000 + 10] ^= 1;
-    std::fs::write(&big, &bytes).unwrap();
+    corrupt(&big, 3 * 65536 - 101_000 + 10);
     let seed_session = session(SessionConfig::default()).await;
-    let seed = seed_session
-        .add_torrent_with(
-            f.metainfo.clone(),
-            dir.path(),
-            AddTorrentOptions {
-                seed: Some(SeedLimits::default()),
-                existing: ExistingData::Check,
-            },
-        )
-        .await
-        .unwrap();
+    let seed = add_seed(
+        &seed_session,
+        &f,
+        dir.path(),
+        SeedLimits::default(),
+        ExistingData::Check,
+    )
+    .await;
     let mut progress = seed.progress();
     within(progress.wait_for(|p| p.state == TorrentState::Downloading))
         .await
