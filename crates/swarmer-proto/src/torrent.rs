@@ -773,39 +773,40 @@ impl Torrent {
         req: BlockRequest,
         now: Instant,
     ) -> Result<(), PeerFault> {
-        let limit = self.config.max_peer_requests;
         // An oversized block is refused before its range is checked: the peer may simply use larger
         // blocks than we allow, which is no protocol violation (libtorrent rejects them the same way).
-        let oversized = req.length > BLOCK_SIZE && self.layout.piece(req.index).is_some();
-        let block = if oversized {
-            Requested {
-                piece: self.layout.piece(req.index).expect("checked"),
-                offset: req.begin,
-                length: req.length,
-            }
-        } else {
-            self.requested(req)?
-        };
+        if req.length > BLOCK_SIZE {
+            self.layout.piece(req.index).ok_or(out_of_range(req))?;
+            return self.refuse(key, req, now);
+        }
+        let block = self.requested(req)?;
         let peer = self.peers.get_mut(&key).expect("caller checked");
-        let servable = !oversized
-            && self.have.get(block.piece.as_usize())
-            && (!peer.am_choking || peer.allowed_out.binary_search(&block.piece).is_ok());
-        if servable && peer.requests.contains(&block) {
-            // A duplicate: it will be answered once.
+        let permitted = !peer.am_choking || peer.allowed_out.binary_search(&block.piece).is_ok();
+        if !permitted && !peer.info.fast {
+            // A request racing our `choke`: without the Fast Extension the peer knows the choke
+            // discarded it, so it is neither answered nor counted.
             return Ok(());
         }
         // Only requests still queued count against `reqq`: the peer may already have received some of
         // the blocks handed to the writer, and counts them as answered.
-        if servable && (peer.requests.len() as u32) < limit {
-            peer.requests.push_back(block);
-            self.pump_uploads(key);
+        let servable = permitted && self.have.get(block.piece.as_usize());
+        if servable && peer.requests.contains(&block) {
+            // A duplicate: it will be answered once.
             return Ok(());
         }
-        // A request racing our `choke` is normal; without the Fast Extension the peer knows the choke
-        // discarded it, so it is neither answered nor counted.
-        if !peer.info.fast && peer.am_choking && servable {
-            return Ok(());
+        if !servable || peer.requests.len() as u32 >= self.config.max_peer_requests {
+            return self.refuse(key, req, now);
         }
+        peer.requests.push_back(block);
+        self.pump_uploads(key);
+        Ok(())
+    }
+
+    /// Refuses a request: rejected with the Fast Extension (BEP 6), dropped without it, and counted;
+    /// more than [`Config::max_peer_requests`] refusals in a tick is a flood.
+    fn refuse(&mut self, key: PeerKey, req: BlockRequest, now: Instant) -> Result<(), PeerFault> {
+        let limit = self.config.max_peer_requests;
+        let peer = self.peers.get_mut(&key).expect("caller checked");
         peer.refused_this_tick += 1;
         if peer.refused_this_tick > limit {
             return Err(PeerFault::Misbehaved(Offence::RequestFlood(limit)));
@@ -818,15 +819,10 @@ impl Torrent {
 
     /// Checks a requested range against the layout (BEP 3 `request`/`cancel`).
     fn requested(&self, req: BlockRequest) -> Result<Requested, PeerFault> {
-        let out_of_range = PeerFault::Misbehaved(Offence::RequestOutOfRange {
-            index: req.index,
-            begin: req.begin,
-            length: req.length,
-        });
-        let piece = self.layout.piece(req.index).ok_or(out_of_range.clone())?;
+        let piece = self.layout.piece(req.index).ok_or(out_of_range(req))?;
         let end = u64::from(req.begin) + u64::from(req.length);
         if req.length == 0 || end > u64::from(self.layout.piece_len(piece)) {
-            return Err(out_of_range);
+            return Err(out_of_range(req));
         }
         Ok(Requested {
             piece,
@@ -1419,6 +1415,15 @@ impl Torrent {
                 .sum::<u64>();
         assert_eq!(held, self.unverified_bytes, "unverified bytes");
     }
+}
+
+/// The fault of a `request` or `cancel` outside the torrent.
+fn out_of_range(req: BlockRequest) -> PeerFault {
+    PeerFault::Misbehaved(Offence::RequestOutOfRange {
+        index: req.index,
+        begin: req.begin,
+        length: req.length,
+    })
 }
 
 /// Bytes moved in one direction of a connection: counted as they go, turned into a smoothed rate at
