@@ -42,7 +42,9 @@ impl Job {
             output: args.output,
             options: AddTorrentOptions {
                 seed: seeding.then(|| limits(&args.limits)),
-                existing: ExistingData::Ignore,
+                // Continue where an earlier run stopped: fast-resume state, else hashing what is there.
+                existing: ExistingData::Check,
+                resume_file: None,
             },
             common: args.common,
         }
@@ -56,6 +58,7 @@ impl Job {
             options: AddTorrentOptions {
                 seed: Some(limits(&args.limits)),
                 existing: ExistingData::Complete,
+                resume_file: None,
             },
             common: args.common,
         }
@@ -145,9 +148,16 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&job.output)
             .with_context(|| format!("cannot create output directory {}", job.output.display()))?;
     }
+    let options = AddTorrentOptions {
+        resume_file: Some(swarmer::resume::default_path(
+            &job.output,
+            metainfo.info_hash,
+        )),
+        ..job.options.clone()
+    };
     let session = Session::new(config).await?;
     let mut torrent = session
-        .add_torrent_with(metainfo, &job.output, job.options.clone())
+        .add_torrent_with(metainfo, &job.output, options)
         .await
         .with_context(|| format!("cannot start {name}"))?;
     let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);

@@ -2,9 +2,11 @@
 //! peers with tokio, and reports progress. The protocol logic lives in `swarmer-proto`, which this crate
 //! drives: see ARCHITECTURE.md for the map.
 
+mod check;
 mod peer;
 mod peer_book;
 mod rate;
+pub mod resume;
 mod session;
 pub mod storage;
 mod torrent;

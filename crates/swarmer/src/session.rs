@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -206,6 +206,10 @@ impl Session {
             torrents.insert(info_hash, cmd_tx.clone());
         }
         let metainfo = Arc::new(metainfo);
+        let had_data =
+            metainfo.info.files.iter().any(|f| {
+                !f.padding && output_dir.join(f.path.iter().collect::<PathBuf>()).exists()
+            });
         let storage = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
             let existing = options.existing;
@@ -251,6 +255,8 @@ impl Session {
             tracker: self.tracker.clone(),
             metainfo,
             storage,
+            root: output_dir.to_path_buf(),
+            had_data,
             options,
             write_lock: Default::default(),
             progress_tx,

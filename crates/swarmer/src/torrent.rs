@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::check::{Resumed, hash_pieces, hashing_threads};
 use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
+use crate::resume::{self, Loaded, ResumeState};
 use crate::session::SessionShared;
 use crate::storage::{Storage, StorageError};
 use crate::tracker::{
@@ -61,6 +63,11 @@ pub struct AddTorrentOptions {
     pub seed: Option<SeedLimits>,
     /// What to do with data already in the output directory.
     pub existing: ExistingData,
+    /// Where to keep fast-resume state (for example [`crate::resume::default_path`]): read when the
+    /// torrent starts, so pieces it vouches for in unchanged files need no hashing, and written
+    /// atomically every 30 s, when the download completes and when the torrent stops. `None` keeps no
+    /// state.
+    pub resume_file: Option<PathBuf>,
 }
 
 /// Where a torrent is in its life.
@@ -163,6 +170,8 @@ const CONN_QUEUE: usize = 256;
 const EVENT_QUEUE: usize = 64;
 /// How often the owner looks for new peers to dial.
 const CONNECT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often fast-resume state is saved while the torrent runs.
+const RESUME_INTERVAL: Duration = Duration::from_secs(30);
 
 struct Conn {
     addr: SocketAddr,
@@ -176,6 +185,10 @@ pub(crate) struct TorrentTask {
     pub(crate) tracker: TrackerClient,
     pub(crate) metainfo: Arc<Metainfo>,
     pub(crate) storage: Arc<Storage>,
+    /// The output directory the files are under.
+    pub(crate) root: PathBuf,
+    /// Some file of the torrent existed before the storage was created, so there may be data to check.
+    pub(crate) had_data: bool,
     pub(crate) options: AddTorrentOptions,
     /// Held while writing a verified piece. Hashing runs in parallel; writes to one torrent's files go one
     /// at a time, because concurrent writers to a file only contend on its inode lock in the kernel
@@ -210,6 +223,17 @@ struct Running {
     seeding_since: Option<Instant>,
     /// A local error met by a connection task (reading a block to upload).
     failure: Option<StorageError>,
+    /// Saves fast-resume state, if the torrent keeps one.
+    resume: Option<ResumeSaver>,
+}
+
+/// Saving a torrent's fast-resume state: one save at a time, on the blocking pool.
+struct ResumeSaver {
+    path: PathBuf,
+    /// Transfer totals of earlier runs, added to this run's.
+    earlier: (u64, u64),
+    next: Instant,
+    saving: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Output for one connection gathered while draining the engine, in order.
@@ -218,15 +242,10 @@ enum Pending {
     Blocks(Vec<Requested>),
 }
 
-/// Threads hashing pieces: one per core.
-fn hashing_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
 impl TorrentTask {
     pub(crate) async fn run(mut self) -> Result<(), TorrentError> {
         match self.check().await {
-            Ok(Some(have)) => self.start(have).await,
+            Ok(Some((have, earlier))) => self.start(have, earlier).await,
             Ok(None) => {
                 self.publish_state(TorrentState::Stopped);
                 Ok(())
@@ -242,35 +261,69 @@ impl TorrentTask {
         self.progress_tx.send_modify(|p| p.state = state);
     }
 
-    /// The pieces already on disk, as [`AddTorrentOptions::existing`] says to find them; `None` if the
-    /// torrent was stopped meanwhile.
-    async fn check(&mut self) -> Result<Option<Bitfield>, TorrentError> {
+    /// The pieces already on disk, from the fast-resume state where it can vouch for them and by
+    /// hashing as [`AddTorrentOptions::existing`] says; `None` if the torrent was stopped meanwhile.
+    /// Also returns the transfer totals of earlier runs.
+    async fn check(&mut self) -> Result<Option<(Bitfield, (u64, u64))>, TorrentError> {
         let layout = self.metainfo.info.layout.clone();
         let count = layout.piece_count();
-        let mut have = Bitfield::new(count as usize);
-        if self.options.existing == ExistingData::Ignore {
-            return Ok(Some(have));
+        let existing = self.options.existing;
+        let (mut have, mut to_hash, earlier) = match self.load_resume().await {
+            Some(loaded) => {
+                let resumed = Resumed::new(&self.metainfo, &loaded);
+                tracing::info!(
+                    pieces = resumed.have.count_ones(),
+                    stale = resumed.stale.len(),
+                    "resuming from saved state"
+                );
+                let to_hash = match existing {
+                    // Seeding needs every piece: hash whatever the state cannot vouch for.
+                    ExistingData::Complete => layout
+                        .pieces()
+                        .filter(|p| !resumed.have.get(p.as_usize()))
+                        .collect(),
+                    ExistingData::Check | ExistingData::Ignore => resumed.stale,
+                };
+                let earlier = (loaded.state.uploaded, loaded.state.downloaded);
+                (resumed.have, to_hash, earlier)
+            }
+            None => {
+                let check = match existing {
+                    ExistingData::Ignore => false,
+                    ExistingData::Check => self.had_data,
+                    ExistingData::Complete => true,
+                };
+                let to_hash = if check {
+                    layout.pieces().collect()
+                } else {
+                    Vec::new()
+                };
+                (Bitfield::new(count as usize), to_hash, (0, 0))
+            }
+        };
+        let vouched = have.iter_ones().filter_map(|p| layout.piece(p as u32));
+        let vouched_bytes: u64 = vouched.map(|p| u64::from(layout.piece_len(p))).sum();
+        self.progress_tx.send_modify(|p| {
+            p.pieces_have = have.count_ones() as u32;
+            p.verified_bytes = vouched_bytes;
+        });
+        if to_hash.is_empty() {
+            return Ok(Some((have, earlier)));
         }
         self.publish_state(TorrentState::Checking);
-        let mut pieces = layout.pieces();
-        let mut running = JoinSet::new();
+        to_hash.sort_unstable();
+        let total = to_hash.len();
+        let mut results = hash_pieces(
+            Arc::clone(&self.storage),
+            Arc::clone(&self.metainfo),
+            std::mem::take(&mut to_hash),
+            hashing_threads(),
+        );
         let mut checked = 0;
         let mut bad = Vec::new();
-        loop {
-            while running.len() < hashing_threads() {
-                let Some(piece) = pieces.next() else { break };
-                let storage = Arc::clone(&self.storage);
-                let expected = *self.metainfo.info.piece_hash(piece);
-                let len = layout.piece_len(piece) as usize;
-                running.spawn_blocking(move || {
-                    let mut buf = vec![0; len];
-                    let ok =
-                        storage.read(piece, 0, &mut buf).is_ok() && digest::sha1(&buf) == expected;
-                    (piece, ok)
-                });
-            }
-            let joined = tokio::select! {
-                joined = running.join_next() => joined,
+        while checked < total {
+            let (piece, ok) = tokio::select! {
+                result = results.recv() => result.ok_or(TorrentError::TaskGone)?,
                 command = self.commands.recv() => match command {
                     Some(Command::Stop(done)) => {
                         let _ = done.send(());
@@ -281,8 +334,6 @@ impl TorrentTask {
                     Some(Command::Incoming { .. } | Command::AddPeers(_)) => continue,
                 },
             };
-            let Some(joined) = joined else { break };
-            let (piece, ok) = joined.map_err(|_| TorrentError::TaskGone)?;
             checked += 1;
             if ok {
                 have.set(piece.as_usize());
@@ -291,12 +342,12 @@ impl TorrentTask {
             }
             let verified = u64::from(layout.piece_len(piece)) * u64::from(ok);
             self.progress_tx.send_modify(|p| {
-                p.checked_pieces = checked;
+                p.checked_pieces = checked as u32;
                 p.pieces_have += u32::from(ok);
                 p.verified_bytes += verified;
             });
         }
-        if self.options.existing == ExistingData::Complete && !bad.is_empty() {
+        if existing == ExistingData::Complete && !bad.is_empty() {
             let first = *bad.iter().min().expect("not empty");
             let file = layout
                 .piece_slices(first)
@@ -315,11 +366,29 @@ impl TorrentTask {
                 file,
             });
         }
-        Ok(Some(have))
+        Ok(Some((have, earlier)))
+    }
+
+    /// The saved fast-resume state, if there is one this torrent can use.
+    async fn load_resume(&self) -> Option<Loaded> {
+        let path = self.options.resume_file.clone()?;
+        let (root, metainfo) = (self.root.clone(), Arc::clone(&self.metainfo));
+        let loaded = tokio::task::spawn_blocking(move || {
+            ResumeState::load(&path, &root, metainfo.info_hash, &metainfo.info)
+        })
+        .await
+        .ok()?;
+        match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!("ignoring fast-resume state: {e}");
+                None
+            }
+        }
     }
 
     /// Runs the torrent from the pieces in `have` until it is stopped or fails.
-    async fn start(self, have: Bitfield) -> Result<(), TorrentError> {
+    async fn start(self, have: Bitfield, earlier: (u64, u64)) -> Result<(), TorrentError> {
         let shared = Arc::clone(&self.shared);
         let metainfo = Arc::clone(&self.metainfo);
         let engine_config = EngineConfig {
@@ -376,7 +445,14 @@ impl TorrentTask {
             (true, true) => (TorrentState::Seeding, Some(Instant::now())),
             (true, false) => (TorrentState::Complete, None),
         };
+        let resume = self.options.resume_file.clone().map(|path| ResumeSaver {
+            path,
+            earlier,
+            next: Instant::now() + RESUME_INTERVAL,
+            saving: None,
+        });
         let mut r = Running {
+            resume,
             book: PeerBook::new(own),
             t: self,
             engine,
@@ -416,6 +492,9 @@ impl Running {
             if let Some(end) = self.seed_deadline() {
                 wake = wake.min(end);
             }
+            if let Some(saver) = &self.resume {
+                wake = wake.min(saver.next);
+            }
             tokio::select! {
                 n = self.events_rx.recv_many(&mut batch, 64) => {
                     debug_assert!(n > 0, "the owner holds a sender, so the channel never closes");
@@ -440,6 +519,9 @@ impl Running {
                     if now >= next_connect {
                         next_connect = now + CONNECT_INTERVAL;
                         self.connect_more();
+                    }
+                    if self.resume.as_ref().is_some_and(|s| now >= s.next) {
+                        self.start_resume_save();
                     }
                 }
                 command = self.t.commands.recv() => match command {
@@ -667,6 +749,8 @@ impl Running {
                 a.completed();
             }
         }
+        // A restart now seeds without hashing anything.
+        self.save_resume().await;
         if self.t.options.seed.is_some() {
             tracing::info!("download complete; seeding");
             self.state = TorrentState::Seeding;
@@ -844,11 +928,71 @@ impl Running {
         // Data seeded from read-only files was never written; syncing them is harmless.
         let storage = Arc::clone(&self.t.storage);
         let _ = tokio::task::spawn_blocking(move || storage.sync_all()).await;
+        self.save_resume().await;
         // The announce carries the final totals.
         self.publish();
         // Trackers learn we left (BEP 3 `event=stopped`); bounded by the announcer's stop budget.
         if let Some(announcer) = self.announcer.take() {
             announcer.stop().await;
+        }
+    }
+}
+
+impl Running {
+    /// Starts saving fast-resume state on the blocking pool, unless a save is under way. The pieces
+    /// saved are those verified and written by now; the files are flushed before the state is written,
+    /// so the state never vouches for data that is not on disk.
+    fn start_resume_save(&mut self) {
+        let Some(saver) = &mut self.resume else {
+            return;
+        };
+        saver.next = Instant::now() + RESUME_INTERVAL;
+        if saver.saving.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let stats = self.engine.stats();
+        let metainfo = Arc::clone(&self.t.metainfo);
+        let state = ResumeState {
+            info_hash: metainfo.info_hash,
+            have: self.engine.have().clone(),
+            files: Vec::new(),
+            uploaded: saver.earlier.0 + stats.uploaded,
+            downloaded: saver.earlier.1 + stats.downloaded,
+        };
+        let (storage, root, path) = (
+            Arc::clone(&self.t.storage),
+            self.t.root.clone(),
+            saver.path.clone(),
+        );
+        saver.saving = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = storage.sync_all() {
+                tracing::warn!("not saving fast-resume state: {e}");
+                return;
+            }
+            let state = ResumeState {
+                files: resume::stamps(&root, &metainfo.info),
+                ..state
+            };
+            match state.save(&path) {
+                Ok(()) => tracing::debug!(path = %path.display(), "saved fast-resume state"),
+                Err(e) => {
+                    tracing::warn!("cannot save fast-resume state to {}: {e}", path.display())
+                }
+            }
+        }));
+    }
+
+    /// Saves fast-resume state now and waits for it (after any save under way).
+    async fn save_resume(&mut self) {
+        let Some(saver) = &mut self.resume else {
+            return;
+        };
+        if let Some(saving) = saver.saving.take() {
+            let _ = saving.await;
+        }
+        self.start_resume_save();
+        if let Some(saving) = self.resume.as_mut().and_then(|s| s.saving.take()) {
+            let _ = saving.await;
         }
     }
 }

@@ -1,0 +1,140 @@
+//! Finding which pieces of a torrent are already on disk: the pieces a fast-resume state vouches for,
+//! and hashing the rest on every core, each hashing thread reading into one reused buffer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::{Bitfield, PieceIndex, digest};
+use tokio::sync::mpsc;
+
+use crate::resume::Loaded;
+use crate::storage::Storage;
+
+/// Threads hashing pieces: one per core.
+pub(crate) fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// What a resume state says about the data, once its changed files are taken into account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resumed {
+    /// Pieces the state vouches for: verified when it was saved, and in files unchanged since.
+    pub(crate) have: Bitfield,
+    /// Pieces touching a file that changed since the save: only hashing can tell.
+    pub(crate) stale: Vec<PieceIndex>,
+}
+
+impl Resumed {
+    /// Splits the pieces of `metainfo` by what `loaded` can vouch for.
+    pub(crate) fn new(metainfo: &Metainfo, loaded: &Loaded) -> Resumed {
+        let layout = &metainfo.info.layout;
+        let mut stale = Bitfield::new(layout.piece_count() as usize);
+        for file in layout.files() {
+            if loaded.changed[file.as_usize()] {
+                for piece in layout.file_pieces(file) {
+                    stale.set(piece as usize);
+                }
+            }
+        }
+        let mut have = Bitfield::new(layout.piece_count() as usize);
+        for piece in loaded.state.have.iter_ones() {
+            if !stale.get(piece) {
+                have.set(piece);
+            }
+        }
+        let stale = stale
+            .iter_ones()
+            .filter_map(|p| layout.piece(p as u32))
+            .collect();
+        Resumed { have, stale }
+    }
+}
+
+/// Hashes `pieces` of `metainfo`, read from `storage`, on `threads` blocking threads and sends
+/// `(piece, matches)` for each as it finishes, in no particular order. A piece that cannot be read
+/// (a missing or short file) does not match. Dropping the receiver stops the threads after the piece
+/// each is on.
+pub(crate) fn hash_pieces(
+    storage: Arc<Storage>,
+    metainfo: Arc<Metainfo>,
+    pieces: Vec<PieceIndex>,
+    threads: usize,
+) -> mpsc::Receiver<(PieceIndex, bool)> {
+    let (tx, rx) = mpsc::channel(256);
+    let pieces = Arc::new(pieces);
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..threads.clamp(1, pieces.len().max(1)) {
+        let (storage, metainfo, pieces, next, tx) = (
+            Arc::clone(&storage),
+            Arc::clone(&metainfo),
+            Arc::clone(&pieces),
+            Arc::clone(&next),
+            tx.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            while let Some(&piece) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
+                buf.resize(metainfo.info.layout.piece_len(piece) as usize, 0);
+                let ok = storage.read(piece, 0, &mut buf).is_ok()
+                    && digest::sha1(&buf) == *metainfo.info.piece_hash(piece);
+                if tx.blocking_send((piece, ok)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resume::ResumeState;
+    use swarmer_proto::InfoHash;
+    use swarmer_proto::bencode::OwnedValue;
+
+    /// A two-file torrent of 16 KiB pieces: a (40 KiB) and b (24 KiB); piece 2 straddles them.
+    fn metainfo() -> Metainfo {
+        let files = OwnedValue::list([("a", 40 << 10), ("b", 24 << 10)].map(|(name, len)| {
+            OwnedValue::dict([
+                ("length", OwnedValue::Int(len)),
+                ("path", OwnedValue::list([OwnedValue::Bytes(name.into())])),
+            ])
+        }));
+        let info = OwnedValue::dict([
+            ("files", files),
+            ("name", OwnedValue::Bytes(b"t".to_vec())),
+            ("piece length", OwnedValue::Int(16 << 10)),
+            ("pieces", OwnedValue::Bytes(vec![0; 4 * 20])),
+        ]);
+        let torrent = OwnedValue::dict([("info", info)]).encode();
+        Metainfo::from_bytes(&torrent).unwrap()
+    }
+
+    #[test]
+    fn pieces_of_changed_files_are_stale_and_not_vouched_for() {
+        let m = metainfo();
+        let mut have = Bitfield::new(4);
+        for p in [0, 2, 3] {
+            have.set(p);
+        }
+        let loaded = Loaded {
+            state: ResumeState {
+                info_hash: InfoHash([0; 20]),
+                have,
+                files: vec![None, None],
+                uploaded: 0,
+                downloaded: 0,
+            },
+            changed: vec![false, true],
+        };
+        let r = Resumed::new(&m, &loaded);
+        assert_eq!(r.have.iter_ones().collect::<Vec<_>>(), [0]);
+        assert_eq!(
+            r.stale.iter().map(|p| p.get()).collect::<Vec<_>>(),
+            [2, 3],
+            "piece 2 straddles a and b, piece 3 is all b"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Fast-resume tests: a restart with unchanged files hashes nothing, a changed file is hashed again
+//! (only its pieces), damaged data is found by checking, and an interrupted download continues from
+//! where it stopped without fetching the verified pieces again.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Fixture, assert_files_match, fixture};
+use swarmer::{
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentHandle,
+    TorrentState,
+};
+
+/// Every wait in these tests is bounded by this.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn session(config: SessionConfig) -> Session {
+    Session::new(SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+fn write_content(f: &Fixture, root: &Path) {
+    let mut offset = 0usize;
+    for file in &f.metainfo.info.files {
+        let path = root.join(file.path.iter().collect::<PathBuf>());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
+        offset += file.length as usize;
+    }
+}
+
+fn resume_path(f: &Fixture, root: &Path) -> PathBuf {
+    swarmer::resume::default_path(root, f.metainfo.info_hash)
+}
+
+/// Adds the fixture in `root` keeping resume state there, checking what is on disk.
+async fn add(s: &Session, f: &Fixture, root: &Path, seed: bool) -> TorrentHandle {
+    s.add_torrent_with(
+        f.metainfo.clone(),
+        root,
+        AddTorrentOptions {
+            seed: seed.then(SeedLimits::default),
+            existing: ExistingData::Check,
+            resume_file: Some(resume_path(f, root)),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until the torrent's state satisfies `done`; returns that progress.
+async fn wait_for(t: &TorrentHandle, done: impl Fn(&Progress) -> bool) -> Progress {
+    let mut progress = t.progress();
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let p = progress.borrow_and_update().clone();
+            if done(&p) {
+                return p;
+            }
+            progress.changed().await.expect("torrent ended early");
+        }
+    })
+    .await
+    .expect("timed out")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_files_need_no_hashing_and_a_changed_file_only_its_own() {
+    let f = fixture(16 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    write_content(&f, dir.path());
+    let count = f.metainfo.info.layout.piece_count();
+
+    // First run: no state, so everything is hashed; completing saves the state.
+    let s = session(SessionConfig::default()).await;
+    let mut t = add(&s, &f, dir.path(), false).await;
+    t.wait_complete().await.unwrap();
+    assert_eq!(t.progress().borrow().checked_pieces, count);
+    t.stop().await.unwrap();
+    assert!(resume_path(&f, dir.path()).exists());
+
+    // Second run: the state vouches for every piece.
+    let mut t = add(&s, &f, dir.path(), false).await;
+    t.wait_complete().await.unwrap();
+    let p = t.progress().borrow().clone();
+    assert_eq!((p.checked_pieces, p.pieces_have), (0, count));
+    t.stop().await.unwrap();
+
+    // A newer modification time on one file: only the pieces touching it are hashed.
+    let big = dir.path().join("fixture/sub/deeper/big.bin");
+    let file = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    drop(file);
+    let layout = &f.metainfo.info.layout;
+    let big_index = layout.file(3).unwrap();
+    let touching = layout.file_pieces(big_index).len() as u32;
+    assert!(touching < count);
+    let mut t = add(&s, &f, dir.path(), false).await;
+    t.wait_complete().await.unwrap();
+    let p = t.progress().borrow().clone();
+    assert_eq!((p.checked_pieces, p.pieces_have), (touching, count));
+    t.stop().await.unwrap();
+    assert_files_match(&f, dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_data_is_found_by_checking_and_the_result_is_saved() {
+    let f = fixture(16 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    write_content(&f, dir.path());
+    let count = f.metainfo.info.layout.piece_count();
+    // Damage the first piece (it lies in a.bin).
+    let a = dir.path().join("fixture/a.bin");
+    let mut bytes = std::fs::read(&a).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&a, &bytes).unwrap();
+
+    let s = session(SessionConfig::default()).await;
+    let t = add(&s, &f, dir.path(), false).await;
+    let p = wait_for(&t, |p| p.state == TorrentState::Downloading).await;
+    assert_eq!((p.checked_pieces, p.pieces_have), (count, count - 1));
+    t.stop().await.unwrap();
+
+    // Restart: nothing is hashed again, and the damaged piece is still missing.
+    let t = add(&s, &f, dir.path(), false).await;
+    let p = wait_for(&t, |p| p.state == TorrentState::Downloading).await;
+    assert_eq!((p.checked_pieces, p.pieces_have), (0, count - 1));
+    t.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_download_continues_without_fetching_verified_pieces_again() {
+    let f = fixture(16 * 1024);
+    let total = f.metainfo.info.layout.total_length();
+    // A seeder, and a leecher held to 64 KiB/s so it can be stopped part-way.
+    let seed_dir = tempfile::tempdir().unwrap();
+    write_content(&f, seed_dir.path());
+    let seeder = session(SessionConfig::default()).await;
+    let mut seed = add(&seeder, &f, seed_dir.path(), true).await;
+    seed.wait_complete().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let slow = session(SessionConfig {
+        max_download_rate: Some(64 * 1024),
+        ..SessionConfig::default()
+    })
+    .await;
+    let t = add(&slow, &f, dir.path(), false).await;
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    let p = wait_for(&t, |p| p.verified_bytes >= total / 4).await;
+    assert!(p.verified_bytes < total);
+    let progress = t.progress();
+    t.stop().await.unwrap();
+    let first = progress.borrow().downloaded_bytes;
+    assert!(resume_path(&f, dir.path()).exists());
+    drop(slow);
+
+    // Restart at full speed: the verified pieces are not fetched again.
+    let fast = session(SessionConfig::default()).await;
+    let mut t = add(&fast, &f, dir.path(), false).await;
+    let resumed = wait_for(&t, |p| p.state != TorrentState::Checking).await;
+    assert_eq!(
+        resumed.checked_pieces, 0,
+        "the saved state needs no hashing"
+    );
+    assert!(resumed.verified_bytes >= total / 4);
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    tokio::time::timeout(TIMEOUT, t.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    let progress = t.progress();
+    t.stop().await.unwrap();
+    let second = progress.borrow().downloaded_bytes;
+    seed.stop().await.unwrap();
+    assert_files_match(&f, dir.path());
+    assert!(
+        first + second <= total + total / 10,
+        "fetched {first} + {second} bytes of a {total}-byte torrent"
+    );
+}
