@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use swarmer::storage::StorageError;
 use swarmer::{
-    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentState,
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentError,
+    TorrentState,
 };
 use swarmer_proto::metainfo::Metainfo;
+
+pub(crate) use swarmer::human_bytes;
 
 use crate::{CommonArgs, DownloadArgs, SeedArgs, SeedLimitArgs};
 
@@ -197,7 +201,14 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
                 ExistingData::Complete => "cannot seed",
                 _ => "download failed",
             };
-            Err(e).with_context(|| format!("{name}: {action}"))
+            let e = match e {
+                // The pieces verified so far are on disk and in the resume state.
+                TorrentError::Storage(StorageError::DiskFull { .. }) => anyhow::anyhow!(
+                    "{e}; the verified pieces are saved: free some space and run the same command again to continue"
+                ),
+                e => e.into(),
+            };
+            Err(e.context(format!("{name}: {action}")))
         }
         // Stopping a seed is how seeding normally ends: the download itself succeeded.
         Outcome::Interrupted(_) if done => {
@@ -446,25 +457,8 @@ fn status_line(p: &Progress) -> String {
     )
 }
 
-/// Formats a byte count with binary units (KiB, MiB, GiB).
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
 
     #[test]
     fn eta_from_the_download_rate() {
@@ -488,13 +482,5 @@ mod tests {
         assert_eq!(super::eta(&p(0, 100)), "1m40s");
         assert_eq!(super::eta(&p(0, 1)), "2h46m");
         assert_eq!(super::eta(&p(9_990, 1000)), "1s");
-    }
-
-    #[test]
-    fn human_bytes_uses_binary_units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1024), "1.0 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

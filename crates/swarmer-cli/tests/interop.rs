@@ -720,3 +720,182 @@ fn swarmer_download_keeps_max_download_rate() {
         },
     );
 }
+
+/// A libtorrent seeder held to `rate` bytes/s (so a download lasts long enough to be interrupted),
+/// listed by the tracker.
+fn slow_libtorrent_seeder(scene: &Scene, fixture: &Fixture, tracker: &Tracker, rate: u64) -> Proc {
+    let options = LtOptions {
+        upload_rate_limit: Some(rate),
+        ..LtOptions::new(&fixture.torrent, &fixture.seed_dir, LIBTORRENT_SEEDER)
+    };
+    let seeder = libtorrent::seed(scene, "lt-seeder", &options);
+    tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+    seeder
+}
+
+/// Stops a libtorrent seeder with SIGTERM and returns the payload bytes it uploaded in its life.
+fn stop_and_count_uploaded(seeder: &mut Proc) -> u64 {
+    let status = seeder.signal("TERM", Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "libtorrent seeder did not stop cleanly: {status:?}"
+    );
+    let stopped = libtorrent::events(seeder, "stopped");
+    stopped
+        .last()
+        .and_then(|e| e["uploaded"].as_u64())
+        .expect("no stopped event")
+}
+
+/// A pseudo-random number from the clock: each run kills at other moments, and prints them.
+fn clock_random() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    u64::from(nanos).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20
+}
+
+/// Issue 5's crash test: `kill -9` at three random moments of a download from libtorrent, a
+/// restart after each, and a fourth run that completes. The files must be byte-identical and the
+/// seeder must have sent under 1.1 × the torrent's size in all: verified pieces survive the kills
+/// (in the resume state or found again by hashing) and are not fetched again.
+#[test]
+fn download_survives_kill_9_three_times() {
+    isolated(
+        "download_survives_kill_9_three_times",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = single_file(scene, 96 * MIB + 4321, 18, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let mut seeder = slow_libtorrent_seeder(scene, &fixture, &tracker, 16 * MIB);
+            let out = scene.subdir("swarmer-download");
+            for round in 1..=3 {
+                let delay = Duration::from_millis(300 + clock_random() % 2200);
+                let name = format!("swarmer-{round}");
+                let mut proc = swarmer::start_download(scene, &name, &fixture.torrent, &out, &[]);
+                if let Some(status) = proc.wait_exit(Deadline::after(delay)) {
+                    panic!("{name} exited with {status} before it could be killed");
+                }
+                proc.signal("KILL", Duration::from_secs(10))
+                    .expect("swarmer survived SIGKILL");
+                let on_disk = std::fs::metadata(out.join("single.bin"))
+                    .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+                scene.mark(&format!(
+                    "killed {name} with SIGKILL after {delay:?}; {} MiB allocated on disk",
+                    on_disk / MIB
+                ));
+            }
+            let mut last = swarmer::start_download(scene, "swarmer-4", &fixture.torrent, &out, &[]);
+            match last.wait_exit(scene.deadline) {
+                Some(status) => assert!(status.success(), "the last run exited with {status}"),
+                None => panic!("the last run did not finish before the deadline"),
+            }
+            fixture.payload.assert_same(&out.join("single.bin"));
+            scene.mark("every byte is identical after three kills");
+            let size: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
+            let sent = stop_and_count_uploaded(&mut seeder);
+            scene.mark(&format!(
+                "the seeder sent {sent} bytes for a {size}-byte torrent ({:.3}×)",
+                sent as f64 / size as f64
+            ));
+            assert!(
+                sent * 10 < size * 11,
+                "payload sent over four runs: {sent} bytes, over 1.1 × {size}"
+            );
+        },
+    );
+}
+
+/// Fills the filesystem holding `path` with a file there, then frees `give_back` bytes of it, so
+/// the next writes of anyone else soon fail with ENOSPC.
+fn fill_disk(path: &std::path::Path, give_back: u64) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create filler");
+    let chunk = vec![0xa5u8; MIB as usize];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    file.set_len(written.saturating_sub(give_back))
+        .expect("shrink filler");
+}
+
+/// A full disk stops the download with a clear message and a non-zero exit, and the same command
+/// run again once space is freed completes it with every byte identical. The output directory is
+/// a 64 MiB tmpfs in the test's private mount namespace.
+#[test]
+fn disk_full_stops_the_download_and_a_rerun_completes_it() {
+    isolated(
+        "disk_full_stops_the_download_and_a_rerun_completes_it",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = single_file(scene, 48 * MIB, 18, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let mut seeder = slow_libtorrent_seeder(scene, &fixture, &tracker, 8 * MIB);
+            let out = scene.subdir("small-disk");
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+                .arg(&out)
+                .status()
+                .expect("run mount");
+            assert!(mounted.success(), "mount a tmpfs: {mounted}");
+
+            let mut first =
+                swarmer::start_download(scene, "swarmer-1", &fixture.torrent, &out, &[]);
+            let file = out.join("single.bin");
+            scene.deadline.poll(
+                "4 MiB written by swarmer",
+                Duration::from_millis(50),
+                || {
+                    first.assert_running();
+                    let allocated = std::fs::metadata(&file)
+                        .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+                    (allocated >= 4 * MIB).then_some(())
+                },
+            );
+            let filler = out.join("filler");
+            fill_disk(&filler, 2 * MIB);
+            scene.mark("the disk is full but for 2 MiB");
+            match first.wait_exit(scene.deadline) {
+                Some(status) => assert!(
+                    !status.success() && status.code().is_some(),
+                    "swarmer exited with {status} on a full disk; expected an error exit"
+                ),
+                None => panic!("swarmer still runs on a full disk"),
+            }
+            let stderr = first.stderr_text();
+            let message = last_line(&stderr);
+            assert!(
+                message.contains("disk full") && message.contains("run the same command again"),
+                "unclear message: {message}"
+            );
+            scene.mark(&format!("swarmer stopped: {message}"));
+
+            std::fs::remove_file(&filler).expect("free the space");
+            let mut second =
+                swarmer::start_download(scene, "swarmer-2", &fixture.torrent, &out, &[]);
+            match second.wait_exit(scene.deadline) {
+                Some(status) => assert!(status.success(), "the rerun exited with {status}"),
+                None => panic!("the rerun did not finish before the deadline"),
+            }
+            fixture.payload.assert_same(&file);
+            scene.mark("the rerun completed; every byte is identical");
+            let size: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
+            let sent = stop_and_count_uploaded(&mut seeder);
+            scene.mark(&format!(
+                "the seeder sent {sent} bytes for a {size}-byte torrent"
+            ));
+            assert!(
+                sent < size + size / 2,
+                "verified pieces were fetched again: {sent} bytes sent"
+            );
+            let _ = std::process::Command::new("umount").arg(&out).status();
+        },
+    );
+}

@@ -8,11 +8,13 @@ mod peer_book;
 mod rate;
 pub mod resume;
 mod session;
+mod space;
 pub mod storage;
 mod torrent;
 pub mod tracker;
 
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
+pub use space::{NotEnoughSpace, human_bytes};
 pub use torrent::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
 };

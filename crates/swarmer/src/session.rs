@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::rate::RateLimiter;
+use crate::space;
 use crate::storage::{Storage, StorageError};
 use crate::torrent::{
     AddTorrentOptions, Command, ExistingData, Progress, TorrentError, TorrentState, TorrentTask,
@@ -90,6 +91,9 @@ pub enum SessionError {
     /// The torrent's files could not be created or opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The filesystem under the output directory cannot hold the rest of the torrent.
+    #[error(transparent)]
+    NotEnoughSpace(#[from] crate::NotEnoughSpace),
 }
 
 pub(crate) struct SessionShared {
@@ -214,12 +218,17 @@ impl Session {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
             let existing = options.existing;
             tokio::task::spawn_blocking(move || match existing {
-                ExistingData::Complete => Storage::open_existing(&root, &m.info),
-                ExistingData::Ignore | ExistingData::Check => Storage::create(&root, &m.info),
+                ExistingData::Complete => Ok(Storage::open_existing(&root, &m.info)?),
+                ExistingData::Ignore | ExistingData::Check => {
+                    let needed = space::bytes_needed(&root, &m.info, |_| true);
+                    space::check_free_space(&root, needed)?;
+                    Ok(Storage::create(&root, &m.info)?)
+                }
             })
             .await
             .expect("storage creation panicked")
         };
+        let storage: Result<Storage, SessionError> = storage;
         let storage = match storage {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -228,7 +237,7 @@ impl Session {
                     .lock()
                     .expect("lock poisoned")
                     .remove(&info_hash);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let state = match options.existing {

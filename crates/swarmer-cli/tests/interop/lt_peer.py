@@ -12,8 +12,10 @@ Every event carries "time", the wall clock (Unix seconds) when it was printed, s
 ordered against other processes' logs. With --progress, each verified piece is reported as
 {"event":"piece","piece":N} (printed after the piece passed its hash check, so its "time" is an
 upper bound on when it was verified).
-Exit codes: 0 done (leech) or killed/timeout after seeding (seed), 2 timeout before finishing,
-3 torrent error.
+On SIGTERM it prints {"event":"stopped","uploaded":N,"downloaded":N} (payload bytes over its
+life) and exits 0.
+Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
+finishing, 3 torrent error.
 
 Every packet stays on the loopback address given by --listen: DHT, LSD, UPnP, NAT-PMP, PEX and
 uTP are off, and the address is used for listening, outgoing peer connections and tracker
@@ -23,6 +25,7 @@ announces alike (opentracker records the announce's source address).
 import argparse
 import faulthandler
 import json
+import signal
 import sys
 import time
 
@@ -36,6 +39,14 @@ def emit(event, **fields):
     fields["event"] = event
     fields["time"] = time.time()
     print(json.dumps(fields), flush=True)
+
+
+class Stop(Exception):
+    """Raised by the SIGTERM handler to leave the event loop."""
+
+
+def on_sigterm(_signum, _frame):
+    raise Stop()
 
 
 def session_settings(listen, high_performance, upload_rate_limit, plaintext=False):
@@ -164,6 +175,20 @@ def main():
     handle = ses.add_torrent(params)
     emit("added", info_hash=str(handle.info_hashes().v1), pid_listen=args.listen)
 
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return run(args, ses, handle, start)
+    except Stop:
+        status = handle.status()
+        emit(
+            "stopped",
+            uploaded=status.total_payload_upload,
+            downloaded=status.total_payload_download,
+        )
+        return 0
+
+
+def run(args, ses, handle, start):
     last_state = None
     seeding_since = None
     last_reannounce = 0.0

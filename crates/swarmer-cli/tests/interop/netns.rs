@@ -1,4 +1,5 @@
-//! Runs each interop test inside a private network namespace that holds only `lo`.
+//! Runs each interop test inside a private network namespace that holds only `lo`, and a private
+//! mount namespace (so a test may mount a small tmpfs that vanishes with it).
 //!
 //! The test function first runs in the ordinary test process. There it checks that every real
 //! client it needs is installed and that `unshare --net` works, then re-executes the test binary
@@ -121,13 +122,13 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
         }
     }
     let probe = Command::new("unshare")
-        .args(["--net", "--", "true"])
+        .args(["--net", "--mount", "--", "true"])
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("cannot run unshare: {e}"))?;
     if !probe.status.success() {
         return Err(format!(
-            "`unshare --net` failed (needs root or user namespaces): {}",
+            "`unshare --net --mount` failed (needs root or user namespaces): {}",
             String::from_utf8_lossy(&probe.stderr).trim()
         ));
     }
@@ -153,6 +154,7 @@ fn reexec_in_netns(name: &str) {
     command
         .args([
             "--net",
+            "--mount",
             "--",
             "sh",
             "-c",

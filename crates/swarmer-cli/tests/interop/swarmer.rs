@@ -51,16 +51,28 @@ pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
 /// `download` with `extra` arguments.
 pub(crate) fn download_with(scene: &Scene, torrent: &Path, extra: &[&str]) -> PathBuf {
     let out = scene.subdir("swarmer-download");
-    let mut command = command("download", torrent, &out);
-    command.args(extra);
-    scene.mark("starting swarmer download");
-    let mut proc = Proc::spawn("swarmer", &mut command, &scene.logs);
+    let mut proc = start_download(scene, "swarmer", torrent, &out, extra);
     match proc.wait_exit(scene.deadline) {
         Some(status) if status.success() => scene.mark("swarmer download exited 0"),
         Some(status) => panic!("{} exited with {status}", proc.name()),
         None => panic!("{} did not finish before the test's deadline", proc.name()),
     }
     out
+}
+
+/// Starts `swarmer download TORRENT -o OUT -v` plus `extra` arguments from 127.0.0.10 as the
+/// process `name` (its log files' name), without waiting for anything.
+pub(crate) fn start_download(
+    scene: &Scene,
+    name: &str,
+    torrent: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Proc {
+    let mut command = command("download", torrent, out);
+    command.args(extra);
+    scene.mark(&format!("starting swarmer download ({name})"));
+    Proc::spawn(name, &mut command, &scene.logs)
 }
 
 /// Starts `swarmer seed TORRENT -o DIR -v` (the payload is `DIR/NAME`) from 127.0.0.10 plus
