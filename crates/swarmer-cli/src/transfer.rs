@@ -334,7 +334,7 @@ impl Reporter {
                 }
                 match phase {
                     Phase::Checking => {
-                        bar.set_length(u64::from(p.piece_count));
+                        bar.set_length(u64::from(p.pieces_to_check));
                         bar.set_position(u64::from(p.checked_pieces));
                     }
                     Phase::Transfer => {
@@ -437,7 +437,7 @@ fn eta(p: &Progress) -> String {
 
 fn status_line(p: &Progress) -> String {
     if p.state == TorrentState::Checking {
-        return format!("checking {}/{} pieces", p.checked_pieces, p.piece_count);
+        return format!("checking {}/{} pieces", p.checked_pieces, p.pieces_to_check);
     }
     let percent = if p.total_bytes == 0 {
         100.0
@@ -476,6 +476,7 @@ mod tests {
             piece_count: 1,
             hash_failures: 0,
             checked_pieces: 0,
+            pieces_to_check: 0,
         };
         assert_eq!(super::eta(&p(0, 0)), "?");
         assert_eq!(super::eta(&p(10_000, 0)), "0s");

@@ -258,6 +258,7 @@ impl Session {
             piece_count: metainfo.info.layout.piece_count(),
             hash_failures: 0,
             checked_pieces: 0,
+            pieces_to_check: 0,
         });
         let task = TorrentTask {
             shared: Arc::clone(&self.shared),

@@ -118,6 +118,9 @@ pub struct Progress {
     pub hash_failures: u32,
     /// Pieces hashed so far while [`TorrentState::Checking`].
     pub checked_pieces: u32,
+    /// Pieces to hash while [`TorrentState::Checking`]: all of them without fast-resume state, only
+    /// those touching changed files with it.
+    pub pieces_to_check: u32,
 }
 
 impl Progress {
@@ -217,6 +220,7 @@ struct Running {
     out: HashMap<ConnId, Vec<Pending>>,
     hash_failures: u32,
     checked_pieces: u32,
+    pieces_to_check: u32,
     announced_complete: bool,
     state: TorrentState,
     /// When seeding began, for [`SeedLimits::time`].
@@ -310,7 +314,10 @@ impl TorrentTask {
         if to_hash.is_empty() {
             return Ok(Some((have, earlier)));
         }
-        self.publish_state(TorrentState::Checking);
+        self.progress_tx.send_modify(|p| {
+            p.state = TorrentState::Checking;
+            p.pieces_to_check = to_hash.len() as u32;
+        });
         to_hash.sort_unstable();
         let total = to_hash.len();
         let mut results = hash_pieces(
@@ -469,12 +476,16 @@ impl TorrentTask {
             out: HashMap::new(),
             hash_failures: 0,
             checked_pieces: 0,
+            pieces_to_check: 0,
             announced_complete: false,
             state,
             seeding_since,
             failure: None,
         };
-        r.checked_pieces = r.t.progress_tx.borrow().checked_pieces;
+        (r.checked_pieces, r.pieces_to_check) = {
+            let p = r.t.progress_tx.borrow();
+            (p.checked_pieces, p.pieces_to_check)
+        };
         r.run().await
     }
 }
@@ -894,6 +905,7 @@ impl Running {
             piece_count: layout.piece_count(),
             hash_failures: self.hash_failures,
             checked_pieces: self.checked_pieces,
+            pieces_to_check: self.pieces_to_check,
         };
         self.t.progress_tx.send_if_modified(|p| {
             let changed = *p != progress;
