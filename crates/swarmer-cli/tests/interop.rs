@@ -899,3 +899,39 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
         },
     );
 }
+
+/// An output directory swarmer may not write to (a read-only tmpfs: root ignores permission bits)
+/// fails at once with a message naming the file and the reason, and a non-zero exit.
+#[test]
+fn unwritable_output_directory_is_a_clear_error() {
+    isolated(
+        "unwritable_output_directory_is_a_clear_error",
+        &[Need::Mktorrent],
+        |scene| {
+            let fixture = single_file(scene, MIB, 18, &[HTTP_ANNOUNCE]);
+            let out = scene.subdir("read-only");
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "ro,size=8m", "tmpfs"])
+                .arg(&out)
+                .status()
+                .expect("run mount");
+            assert!(mounted.success(), "mount a read-only tmpfs: {mounted}");
+            let mut proc = swarmer::start_download(scene, "swarmer", &fixture.torrent, &out, &[]);
+            match proc.wait_exit(scene.deadline) {
+                Some(status) => assert!(
+                    !status.success() && status.code().is_some(),
+                    "swarmer exited with {status}; expected an error exit"
+                ),
+                None => panic!("swarmer still runs with an unwritable output directory"),
+            }
+            let stderr = proc.stderr_text();
+            let message = last_line(&stderr);
+            assert!(
+                message.contains("single.bin") && message.contains("Read-only file system"),
+                "unclear message: {message}"
+            );
+            scene.mark(&format!("swarmer refused: {message}"));
+            let _ = std::process::Command::new("umount").arg(&out).status();
+        },
+    );
+}
