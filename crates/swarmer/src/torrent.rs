@@ -320,6 +320,11 @@ impl TorrentTask {
         });
         to_hash.sort_unstable();
         let total = to_hash.len();
+        let bytes: u64 = to_hash
+            .iter()
+            .map(|&p| u64::from(layout.piece_len(p)))
+            .sum();
+        let started = Instant::now();
         let mut results = hash_pieces(
             Arc::clone(&self.storage),
             Arc::clone(&self.metainfo),
@@ -354,6 +359,14 @@ impl TorrentTask {
                 p.verified_bytes += verified;
             });
         }
+        let took = started.elapsed().as_secs_f64();
+        tracing::info!(
+            pieces = total,
+            bad = bad.len(),
+            "checked {} in {took:.2} s ({:.2} GiB/s)",
+            crate::human_bytes(bytes),
+            bytes as f64 / took.max(1e-9) / f64::from(1 << 30)
+        );
         if existing == ExistingData::Complete && !bad.is_empty() {
             let first = *bad.iter().min().expect("not empty");
             let file = layout
@@ -452,10 +465,17 @@ impl TorrentTask {
             (true, true) => (TorrentState::Seeding, Some(Instant::now())),
             (true, false) => (TorrentState::Complete, None),
         };
+        // After hashing, save at once: a restart then needs no hashing, even after a crash.
+        let hashed = self.progress_tx.borrow().checked_pieces > 0;
         let resume = self.options.resume_file.clone().map(|path| ResumeSaver {
             path,
             earlier,
-            next: Instant::now() + RESUME_INTERVAL,
+            next: Instant::now()
+                + if hashed {
+                    Duration::ZERO
+                } else {
+                    RESUME_INTERVAL
+                },
             saving: None,
         });
         let mut r = Running {
