@@ -11,6 +11,7 @@ pub mod digest;
 pub mod layout;
 pub mod metainfo;
 pub mod picker;
+pub mod resume;
 pub mod sim;
 pub mod torrent;
 pub mod tracker;

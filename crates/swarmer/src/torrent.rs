@@ -394,7 +394,7 @@ impl TorrentTask {
         let path = self.options.resume_file.clone()?;
         let (root, metainfo) = (self.root.clone(), Arc::clone(&self.metainfo));
         let loaded = tokio::task::spawn_blocking(move || {
-            ResumeState::load(&path, &root, metainfo.info_hash, &metainfo.info)
+            resume::load(&path, &root, metainfo.info_hash, &metainfo.info)
         })
         .await
         .ok()?;
@@ -1005,7 +1005,7 @@ impl Running {
                 files: resume::stamps(&root, &metainfo.info),
                 ..state
             };
-            match state.save(&path) {
+            match resume::save(&state, &path) {
                 Ok(()) => tracing::debug!(path = %path.display(), "saved fast-resume state"),
                 Err(e) => {
                     tracing::warn!("cannot save fast-resume state to {}: {e}", path.display())
