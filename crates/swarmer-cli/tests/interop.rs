@@ -16,6 +16,8 @@
 mod bencode;
 #[path = "interop/deadline.rs"]
 mod deadline;
+#[path = "interop/hostile.rs"]
+mod hostile;
 #[path = "interop/libtorrent.rs"]
 mod libtorrent;
 #[path = "interop/netns.rs"]
@@ -38,6 +40,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use deadline::Deadline;
+use hostile::{Behaviour, HostilePeers};
 use libtorrent::LtOptions;
 use netns::{Need, isolated};
 use payload::Payload;
@@ -52,6 +55,7 @@ const TRANSMISSION_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const LIBTORRENT_LIAR: SocketAddr = addr([127, 0, 0, 4], 6881);
 const LIBTORRENT_LEECHER: SocketAddr = addr([127, 0, 0, 11], 6881);
 const LIBTORRENT_RELAY: SocketAddr = addr([127, 0, 0, 12], 6881);
+const LIBTORRENT_SECOND_SEEDER: SocketAddr = addr([127, 0, 0, 13], 6881);
 
 const fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -934,4 +938,167 @@ fn unwritable_output_directory_is_a_clear_error() {
             let _ = std::process::Command::new("umount").arg(&out).status();
         },
     );
+
+/// The payload of `hostile_peers_are_survived`: 65 pieces of 1 MiB, so the bitfield has spare
+/// bits for the hostile peer that sets them.
+const HOSTILE_PAYLOAD: u64 = 64 * MIB + 100 * 1024;
+/// The upload limit of each honest seeder there: the download takes about 16 s, long enough for
+/// every hostile peer to be dialled, asked for blocks and caught, and for swarmer's 10 s
+/// handshake timeout to end the mute peer's connections.
+const HONEST_RATE: u64 = 2 * MIB;
+/// How long swarmer waits for a requested block before it asks another peer (the engine's
+/// default `request_timeout`): a trickling peer may delay the download by this much, no more.
+const STUCK_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// The bound on swarmer's peak RSS there, from the bounds ARCHITECTURE.md promises: unverified
+/// piece memory (32 MiB plus 4 pieces of 1 MiB headroom), the owner's event queue (16 MiB), and
+/// per connection a 256 KiB read buffer plus at most one 1 MiB frame being assembled (11 peers
+/// and a few connections on their way in or out: about 20 MiB), plus ~20 MiB for code, the
+/// runtime, logging and allocator slack. A 4 GiB message buffered, or a flood turned into
+/// per-message allocations, breaks it; honest traffic at these rates stays far below.
+const HOSTILE_PEAK_RSS_KIB: u64 = 96 * 1024;
+
+#[test]
+fn hostile_peers_are_survived() {
+    isolated("hostile_peers_are_survived", WITH_LIBTORRENT, |scene| {
+        let fixture = single_file(scene, HOSTILE_PAYLOAD, 20, &[HTTP_ANNOUNCE]);
+        let tracker = Tracker::start(scene, &[&fixture.torrent]);
+        let mut hostile = HostilePeers::start(
+            scene,
+            &fixture.torrent,
+            1 << 20,
+            HOSTILE_PAYLOAD,
+            swarmer::IP,
+        );
+        let honest = [LIBTORRENT_SEEDER, LIBTORRENT_SECOND_SEEDER];
+        let _seeders: Vec<Proc> = honest
+            .iter()
+            .enumerate()
+            .map(|(i, &listen)| {
+                let options = LtOptions {
+                    upload_rate_limit: Some(HONEST_RATE),
+                    ..LtOptions::new(&fixture.torrent, &fixture.seed_dir, listen)
+                };
+                libtorrent::seed(scene, &format!("lt-seeder-{i}"), &options)
+            })
+            .collect();
+        let everyone: Vec<SocketAddr> = honest
+            .iter()
+            .copied()
+            .chain(Behaviour::ALL.iter().map(|b| b.addr()))
+            .collect();
+        tracker.wait_until_listed(scene, &fixture.torrent, &everyone);
+        // Some hostile peers dial swarmer too; they retry until it listens.
+        hostile.dial(swarmer::addr());
+        // -vv: connection-level errors (the 4 GiB message, timeouts) are logged at debug level.
+        let run = swarmer::download_measured(scene, &fixture.torrent, &["-v"]);
+        let name = fixture.payload.root.file_name().expect("payload name");
+        fixture.payload.assert_same(&run.out.join(name));
+        scene.mark("every file is byte-identical");
+        hostile.stop();
+
+        let log = run.proc.stderr_text();
+        for behaviour in Behaviour::ALL {
+            let (connections, acts) = hostile.counts(behaviour);
+            let ip = behaviour.ip();
+            let about: Vec<&str> = log.lines().filter(|l| mentions(l, ip.into())).collect();
+            let faulted: Vec<&str> = about
+                .iter()
+                .copied()
+                .filter(|l| {
+                    l.contains("disconnecting peer: misbehaved")
+                        || l.contains("disconnecting peer: not useful: its requests")
+                        || l.contains("connection closed: message of")
+                        || l.contains("handshake timed out")
+                })
+                .collect();
+            scene.mark(&format!(
+                "{behaviour:?} ({ip}): {connections} connections, {acts} hostile acts, \
+                 {} log lines, swarmer's verdicts: {:?}",
+                about.len(),
+                faulted.iter().map(|l| verdict(l)).collect::<Vec<_>>()
+            ));
+            assert!(
+                connections > 0 && acts > 0,
+                "swarmer never met the hostile peer {behaviour:?}: the test proves nothing about it"
+            );
+            // Faults, and the mute peer's handshake timeouts; the trickler and the peer that
+            // closes after its handshake need not be caught before the download ends.
+            let must_be_dropped = matches!(
+                behaviour,
+                Behaviour::WrongData
+                    | Behaviour::Unrequested
+                    | Behaviour::Giant
+                    | Behaviour::BadBitfield
+                    | Behaviour::HaveFlood
+                    | Behaviour::Mute
+                    | Behaviour::OutOfRange
+            );
+            if must_be_dropped {
+                assert!(
+                    !faulted.is_empty(),
+                    "swarmer did not drop the faulty peer {behaviour:?} at {ip}"
+                );
+            }
+        }
+        let liar = Behaviour::WrongData.ip();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("banning peer") && mentions(l, liar.into())),
+            "swarmer did not ban the peer that sent wrong data ({liar})"
+        );
+        for seeder in honest {
+            let ip = seeder.ip();
+            let blamed: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    (l.contains("banning peer") || l.contains("disconnecting peer: misbehaved"))
+                        && mentions(l, ip)
+                })
+                .collect();
+            assert!(
+                blamed.is_empty(),
+                "swarmer dropped an honest seeder: {blamed:?}"
+            );
+        }
+        let (_, haves) = hostile.counts(Behaviour::HaveFlood);
+        scene.mark(&format!("the flooder wrote {haves} `have` messages"));
+
+        // The honest seeders alone take `ideal`; a peer that trickles may hold blocks back until
+        // their requests time out, and everything else (start-up, the tracker, the endgame) gets
+        // half as much again.
+        let ideal = Duration::from_secs_f64(HOSTILE_PAYLOAD as f64 / (2 * HONEST_RATE) as f64);
+        let bound = ideal.mul_f64(1.5) + STUCK_REQUEST_TIMEOUT;
+        scene.mark(&format!(
+            "swarmer downloaded {} MiB in {:.2}s (honest seeders alone: {:.2}s, bound {:.2}s), \
+             peak RSS {} KiB = {:.1} MiB (bound {} MiB)",
+            HOSTILE_PAYLOAD / MIB,
+            run.took.as_secs_f64(),
+            ideal.as_secs_f64(),
+            bound.as_secs_f64(),
+            run.peak_rss_kib,
+            run.peak_rss_kib as f64 / 1024.0,
+            HOSTILE_PEAK_RSS_KIB / 1024
+        ));
+        assert!(
+            run.took <= bound,
+            "the hostile peers slowed the download down"
+        );
+        assert!(run.peak_rss_kib > 0, "no VmHWM was read");
+        assert!(
+            run.peak_rss_kib <= HOSTILE_PEAK_RSS_KIB,
+            "swarmer's peak RSS of {} KiB is over the bound",
+            run.peak_rss_kib
+        );
+    });
+}
+
+/// True if a swarmer log line is about `ip` (its `addr=` or `ip=` field).
+fn mentions(line: &str, ip: IpAddr) -> bool {
+    line.contains(&format!("addr={ip}:"))
+        || line.split_whitespace().any(|w| w == format!("ip={ip}"))
+}
+
+/// The message of a swarmer log line: what follows the target's `: `.
+fn verdict(line: &str) -> &str {
+    line.split_once(": ").map_or(line, |(_, rest)| rest)
 }

@@ -239,6 +239,14 @@ pub enum Offence {
     /// we lack, blocks over 16 KiB, or beyond the advertised `reqq`.
     #[error("request flood: over {0} refused requests in a second")]
     RequestFlood(u32),
+    /// More than [`UNREQUESTED_BLOCKS_ALLOWED`] blocks we never asked this peer for (nor cancelled
+    /// lately).
+    #[error("sent {0} blocks we never requested")]
+    UnrequestedBlocks(u32),
+    /// More `have`s for pieces it had already announced than the torrent has pieces (at least
+    /// [`REDUNDANT_HAVES_ALLOWED`]): a flood.
+    #[error("sent {0} have messages for pieces it had announced already")]
+    RedundantHaves(u32),
 }
 
 /// Work for the driver, drained with [`Torrent::poll_action`].
@@ -381,6 +389,17 @@ struct Peer {
     allowed_in: Vec<PieceIndex>,
     /// The peer said it only uploads (BEP 21 `upload_only` in its extension handshake).
     upload_only: bool,
+    /// Requests we withdrew without an answer (cancelled, timed out, discarded by a choke), newest
+    /// last, at most [`LATE_BLOCKS_REMEMBERED`]: a block for one of them is a late answer, not an
+    /// unrequested block.
+    withdrawn: VecDeque<BlockRef>,
+    /// Blocks received that we never asked this peer for.
+    unrequested: u32,
+    /// `have`s for pieces the peer had announced already.
+    redundant_haves: u32,
+    /// Request timeouts since the peer last delivered a requested block. While non-zero the peer
+    /// is snubbed: one request at a time.
+    timeouts: u32,
 }
 
 #[derive(Debug)]
@@ -391,6 +410,26 @@ struct PieceBuffer {
 
 /// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
 pub const HEADROOM_PIECES: u64 = 4;
+
+/// Withdrawn requests remembered per peer, so their late answers are still welcome: the most a
+/// peer can have in flight ([`Config::max_queue`] by default) plus some.
+const LATE_BLOCKS_REMEMBERED: usize = 1024;
+
+/// Blocks a peer may send that we never asked it for (nor withdrew lately) before it is
+/// disconnected. They are dropped unseen: stored, one bad block would fail a piece that honest
+/// peers are filling and get them blamed for it. A few are tolerated for requests forgotten
+/// beyond [`LATE_BLOCKS_REMEMBERED`].
+pub const UNREQUESTED_BLOCKS_ALLOWED: u32 = 16;
+
+/// Redundant `have`s a peer may send, at least: a peer may announce each piece once more (say,
+/// after checking its files again), so the allowance is the torrent's piece count if larger. Each
+/// costs a bit lookup; the bound stops a flood from costing CPU time forever.
+pub const REDUNDANT_HAVES_ALLOWED: u32 = 64;
+
+/// Request timeouts in a row (no requested block in between) after which a peer is dropped as
+/// useless: it holds a connection slot and keeps blocks waiting for [`Config::request_timeout`]
+/// each time (a peer that trickles data, or accepts requests and never answers).
+pub const MAX_REQUEST_TIMEOUTS: u32 = 3;
 
 /// The most piece buffers kept for reuse after verification. Within this and the memory budget, steady
 /// state allocates (and zeroes) no buffer at all.
@@ -555,6 +594,10 @@ impl Torrent {
                 allowed_out,
                 allowed_in: Vec::new(),
                 upload_only: false,
+                withdrawn: VecDeque::new(),
+                unrequested: 0,
+                redundant_haves: 0,
+                timeouts: 0,
             },
         );
         if info.extensions {
@@ -738,7 +781,8 @@ impl Torrent {
         // Without the Fast Extension a choke discards every pending request (BEP 3). With it, the peer
         // rejects each one explicitly (BEP 6); the request timeout covers peers that forget.
         if !peer.info.fast {
-            for block in peer.in_flight.drain(..) {
+            while let Some(block) = peer.in_flight.pop_front() {
+                withdraw(peer, block);
                 self.picker.request_dropped(block);
             }
         }
@@ -1007,6 +1051,13 @@ impl Torrent {
             if full {
                 self.drop_if_both_seeds(key);
             }
+        } else {
+            peer.redundant_haves += 1;
+            if peer.redundant_haves > REDUNDANT_HAVES_ALLOWED.max(self.layout.piece_count()) {
+                return Err(PeerFault::Misbehaved(Offence::RedundantHaves(
+                    peer.redundant_haves,
+                )));
+            }
         }
         Ok(())
     }
@@ -1056,9 +1107,6 @@ impl Torrent {
                 length,
             }))?;
         let peer = self.peers.get_mut(&key).expect("caller checked");
-        peer.last_block = now;
-        peer.last_data = now;
-        peer.down.add(u64::from(length));
         let ip = peer.info.addr.ip();
         self.stats.downloaded += u64::from(length);
         // Blocks usually arrive in request order, so the search ends at the front.
@@ -1069,11 +1117,32 @@ impl Torrent {
             }
             None => 0,
         };
+        // A late answer to a request we withdrew (it timed out, or a cancel crossed the block) is
+        // still welcome if we need it: the piece hash decides if it was good. A block we never asked
+        // this peer for is dropped unseen (see `UNREQUESTED_BLOCKS_ALLOWED`).
+        if ours == 0 {
+            match peer.withdrawn.iter().rposition(|b| *b == block) {
+                Some(pos) => {
+                    peer.withdrawn.remove(pos);
+                }
+                None => {
+                    self.stats.wasted += u64::from(length);
+                    peer.unrequested += 1;
+                    if peer.unrequested > UNREQUESTED_BLOCKS_ALLOWED {
+                        let n = peer.unrequested;
+                        return Err(PeerFault::Misbehaved(Offence::UnrequestedBlocks(n)));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        peer.last_block = now;
+        peer.last_data = now;
+        peer.timeouts = 0;
+        peer.down.add(u64::from(length));
         // Other peers still hold a request for it (endgame, or a request that timed out here and went
         // elsewhere): they get a cancel whether or not endgame is still on.
         let duplicated = self.picker.request_count(block) > ours;
-        // A block nobody asked this peer for is still welcome if we need it (a late answer to a request
-        // that timed out, or a cancel that crossed the block): the piece hash decides if it was good.
         match self.picker.block_received(block) {
             BlockOutcome::Unneeded => self.stats.wasted += u64::from(length),
             BlockOutcome::New { piece_complete } => {
@@ -1124,6 +1193,7 @@ impl Torrent {
         for k in holders {
             let peer = self.peers.get_mut(&k).expect("listed above");
             peer.in_flight.retain(|b| *b != block);
+            withdraw(peer, block);
             self.send(k, Outgoing::Cancel(block), now);
         }
     }
@@ -1254,8 +1324,14 @@ impl Torrent {
                 piece,
                 peers: contributors.clone(),
             });
-            let penalty = if contributors.len() == 1 { 4 } else { 2 };
-            for ip in contributors {
+            // A banned address's blocks stay in the pieces it helped fill until they fail: such a
+            // piece is its fault alone, or every honest peer that filled the rest would be blamed.
+            let mut culprits = contributors;
+            if culprits.iter().any(|ip| self.banned.contains(ip)) {
+                culprits.retain(|ip| self.banned.contains(ip));
+            }
+            let penalty = if culprits.len() == 1 { 4 } else { 2 };
+            for ip in culprits {
                 let t = self.trust.entry(ip).or_insert(0);
                 *t -= penalty;
                 if *t <= self.config.ban_trust && self.banned.insert(ip) {
@@ -1307,7 +1383,12 @@ impl Torrent {
             total_up += peer.up.tick(elapsed);
             peer.refused_this_tick = 0;
             let by_rate = (peer.down.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
-            peer.queue_target = by_rate.clamp(config.initial_queue, config.max_queue);
+            // A snubbed peer (its requests timed out) gets one request at a time until it delivers.
+            peer.queue_target = if peer.timeouts > 0 {
+                1
+            } else {
+                by_rate.clamp(config.initial_queue, config.max_queue)
+            };
             if now.duration_since(peer.last_received) >= config.peer_timeout {
                 let silent = now.duration_since(peer.last_received);
                 self.disconnect(key, PeerFault::Misbehaved(Offence::Silent(silent)));
@@ -1316,10 +1397,19 @@ impl Torrent {
             if !peer.in_flight.is_empty()
                 && now.duration_since(peer.last_block) >= config.request_timeout
             {
-                // Stuck requests: give them to other peers, and ask this one for less.
+                // Stuck requests: give them to other peers, and ask this one for one block at a time
+                // until it delivers; drop it if that times out again and again.
+                peer.timeouts += 1;
+                if peer.timeouts >= MAX_REQUEST_TIMEOUTS {
+                    self.disconnect(key, PeerFault::Useless("its requests keep timing out"));
+                    continue;
+                }
                 let stuck: Vec<BlockRef> = peer.in_flight.drain(..).collect();
                 peer.queue_target = 1;
                 peer.last_block = now;
+                for &block in &stuck {
+                    withdraw(peer, block);
+                }
                 for block in stuck {
                     self.picker.request_dropped(block);
                     self.send(key, Outgoing::Cancel(block), now);
@@ -1415,6 +1505,14 @@ impl Torrent {
                 .sum::<u64>();
         assert_eq!(held, self.unverified_bytes, "unverified bytes");
     }
+}
+
+/// Remembers that we withdrew our request for `block` from `peer`, so its late answer is welcome.
+fn withdraw(peer: &mut Peer, block: BlockRef) {
+    if peer.withdrawn.len() == LATE_BLOCKS_REMEMBERED {
+        peer.withdrawn.pop_front();
+    }
+    peer.withdrawn.push_back(block);
 }
 
 /// The fault of a `request` or `cancel` outside the torrent.
@@ -1784,8 +1882,11 @@ mod tests {
             .filter(|m| matches!(m, Outgoing::Cancel(_)))
             .count();
         assert_eq!(cancels, 4);
-        // Two minutes of silence: disconnected.
-        for _ in 0..101 {
+        // It chokes us (so it holds no requests that could time out) and says no more. The other
+        // peer's requests keep timing out meanwhile, which drops it long before.
+        f.t.handle_message(slow, Message::Choke, f.now);
+        // Two minutes of silence after that: disconnected.
+        for _ in 0..120 {
             f.now += Duration::from_secs(1);
             f.t.handle_message(other, Message::KeepAlive, f.now);
             f.t.handle_timeout(f.now);
@@ -2262,5 +2363,282 @@ mod tests {
             visited.len() >= 3,
             "optimistic unchoke rotates: {visited:?}"
         );
+    }
+
+    /// Two peers with every piece, unchoking us; the first gets all requests of a 2-piece torrent.
+    fn two_seeders() -> (Fixture, PeerKey, PeerKey, Vec<BlockRef>) {
+        let mut f = Fixture::new(2);
+        let first = f.peer(2, false);
+        let second = f.peer(3, false);
+        for p in [first, second] {
+            f.t.handle_message(p, Message::Bitfield(Bitfield::full(2).as_bytes()), f.now);
+        }
+        f.t.handle_message(first, Message::Unchoke, f.now);
+        let asked = requests(&f.drain(), first);
+        assert_eq!(asked.len(), 4);
+        (f, first, second, asked)
+    }
+
+    fn requests(actions: &[Action], key: PeerKey) -> Vec<BlockRef> {
+        sends(actions, key)
+            .into_iter()
+            .filter_map(|m| match m {
+                Outgoing::Request(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The fields of a `piece` message for `b` filled with `byte`.
+    fn bad_block(b: BlockRef, byte: u8) -> (u32, u32, Vec<u8>) {
+        (b.piece.get(), b.offset, vec![byte; b.length as usize])
+    }
+
+    #[test]
+    fn unrequested_blocks_are_dropped_unseen_then_a_fault() {
+        let (mut f, first, second, asked) = two_seeders();
+        // The second peer slips a bad block into a piece the first is filling: it is not stored, so
+        // the piece verifies with the first peer's data and nobody is blamed.
+        let (index, begin, data) = bad_block(asked[0], 0xEE);
+        f.t.handle_message(
+            second,
+            Message::Piece {
+                index,
+                begin,
+                data: &data,
+            },
+            f.now,
+        );
+        assert!(faults(&f.drain()).is_empty(), "one is tolerated");
+        assert_eq!(f.t.stats().wasted, u64::from(BLOCK_SIZE));
+        let answers: Vec<Action> = asked
+            .iter()
+            .map(|b| Action::Send {
+                peer: first,
+                message: Outgoing::Request(*b),
+            })
+            .collect();
+        assert!(f.run(answers, None).is_empty());
+        assert!(f.t.is_complete());
+        let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
+        assert!(!events.iter().any(|e| matches!(e, Event::HashFailed { .. })));
+        // Past the allowance, the sender is dropped.
+        let (mut f, _, second, asked) = two_seeders();
+        let mut dropped = Vec::new();
+        for _ in 0..=UNREQUESTED_BLOCKS_ALLOWED {
+            let (index, begin, data) = bad_block(asked[1], 0xEE);
+            f.t.handle_message(
+                second,
+                Message::Piece {
+                    index,
+                    begin,
+                    data: &data,
+                },
+                f.now,
+            );
+            dropped.extend(faults(&f.drain()));
+        }
+        assert_eq!(
+            dropped,
+            vec![PeerFault::Misbehaved(Offence::UnrequestedBlocks(
+                UNREQUESTED_BLOCKS_ALLOWED + 1
+            ))]
+        );
+    }
+
+    #[test]
+    fn a_late_answer_to_a_withdrawn_request_is_welcome() {
+        let (mut f, first, _, asked) = two_seeders();
+        f.now += Duration::from_secs(20);
+        f.t.handle_timeout(f.now);
+        let cancelled = sends(&f.drain(), first)
+            .into_iter()
+            .filter(|m| matches!(m, Outgoing::Cancel(_)))
+            .count();
+        assert_eq!(cancelled, 4);
+        // The answers cross our cancels: all four are stored, none counts as unrequested.
+        for b in &asked {
+            let start = (f.t.layout.piece_offset(b.piece) + u64::from(b.offset)) as usize;
+            let data = f.content[start..start + b.length as usize].to_vec();
+            let msg = Message::Piece {
+                index: b.piece.get(),
+                begin: b.offset,
+                data: &data,
+            };
+            f.t.handle_message(first, msg, f.now);
+        }
+        let actions = f.drain();
+        assert!(faults(&actions).is_empty());
+        let verify = actions
+            .iter()
+            .filter(|a| matches!(a, Action::VerifyPiece { .. }))
+            .count();
+        assert_eq!(verify, 2, "both pieces are complete");
+    }
+
+    #[test]
+    fn a_have_flood_is_cheap_and_bounded() {
+        let pieces = 100;
+        let mut f = Fixture::new(pieces);
+        let p = f.peer(2, false);
+        f.drain();
+        let allowed = REDUNDANT_HAVES_ALLOWED.max(pieces as u32);
+        let mut faulted_after = None;
+        let mut output = 0;
+        for i in 0..100_000u32 {
+            f.t.handle_message(p, Message::Have(i % pieces as u32), f.now);
+            let actions: Vec<Action> = std::iter::from_fn(|| f.t.poll_action()).collect();
+            output += actions.len();
+            if !faults(&actions).is_empty() {
+                assert_eq!(
+                    faults(&actions),
+                    vec![PeerFault::Misbehaved(Offence::RedundantHaves(allowed + 1))]
+                );
+                faulted_after = Some(i + 1);
+                break;
+            }
+        }
+        // Every piece once, then the allowance of repeats, then one too many.
+        assert_eq!(faulted_after, Some(pieces as u32 + allowed + 1));
+        // The first `have` makes us interested; the peer still chokes us, so nothing else goes out.
+        assert_eq!(output, 2, "interested, then the disconnect");
+        f.t.check_invariants();
+        // A `have` for a piece we have ourselves is no offence, and one past the end is.
+        let mut f = Fixture::with_have(4, &[0]);
+        let p = f.peer(2, false);
+        f.t.handle_message(p, Message::Have(0), f.now);
+        assert!(faults(&f.drain()).is_empty());
+        f.t.handle_message(p, Message::Have(4), f.now);
+        assert_eq!(
+            faults(&f.drain()),
+            vec![PeerFault::Misbehaved(Offence::HaveOutOfRange(4))]
+        );
+    }
+
+    #[test]
+    fn a_peer_whose_requests_keep_timing_out_is_snubbed_then_dropped() {
+        // A peer that accepts requests and then trickles (or sends nothing): each timeout cancels
+        // what it holds; it stays at one request at a time, and is dropped at the third timeout.
+        let mut f = Fixture::new(8);
+        let slow = f.peer(2, false);
+        f.t.handle_message(slow, Message::Bitfield(Bitfield::full(8).as_bytes()), f.now);
+        f.t.handle_message(slow, Message::Unchoke, f.now);
+        assert_eq!(requests(&f.drain(), slow).len(), 16);
+        let timeout = Config::default().request_timeout;
+        let mut dropped_at = None;
+        for second in 1..=3 * timeout.as_secs() {
+            f.now += Duration::from_secs(1);
+            // Bytes of a block keep arriving, but never a whole message: the engine sees nothing.
+            f.t.handle_timeout(f.now);
+            let actions = f.drain();
+            if !faults(&actions).is_empty() {
+                assert_eq!(
+                    faults(&actions),
+                    vec![PeerFault::Useless("its requests keep timing out")]
+                );
+                dropped_at = Some(second);
+                break;
+            }
+            let asked = requests(&actions, slow).len();
+            if second % timeout.as_secs() == 0 {
+                assert_eq!(asked, 1, "after a timeout, one request at a time");
+            } else {
+                assert_eq!(asked, 0, "{second}");
+            }
+        }
+        assert_eq!(
+            dropped_at,
+            Some(u64::from(MAX_REQUEST_TIMEOUTS) * timeout.as_secs())
+        );
+        // A delivered block ends the snub.
+        let mut f = Fixture::new(8);
+        let p = f.peer(2, false);
+        f.t.handle_message(p, Message::Bitfield(Bitfield::full(8).as_bytes()), f.now);
+        f.t.handle_message(p, Message::Unchoke, f.now);
+        f.drain();
+        f.now += timeout;
+        f.t.handle_timeout(f.now);
+        let again = requests(&f.drain(), p);
+        assert_eq!(again.len(), 1);
+        f.now += Duration::from_secs(1);
+        let actions = again
+            .iter()
+            .map(|b| Action::Send {
+                peer: p,
+                message: Outgoing::Request(*b),
+            })
+            .collect();
+        f.run(actions, None);
+        f.t.handle_timeout(f.now);
+        assert!(
+            f.drain().len() > 1 || f.t.is_complete(),
+            "back to a full queue once it delivered"
+        );
+    }
+
+    #[test]
+    fn a_banned_liars_leftover_blocks_do_not_cost_honest_peers_trust() {
+        // Four-block pieces: the liar and the honest peer share pieces 2 and 3; the liar alone
+        // fills pieces 0 and 1, fails both and is banned at once (−4 twice).
+        let content: Vec<u8> = (0..4 * 4 * BLOCK_SIZE as usize)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let layout = Layout::new(4 * u64::from(BLOCK_SIZE), [content.len() as u64]).unwrap();
+        let mut f = Fixture {
+            t: Torrent::new(
+                layout,
+                InfoHash([0xaa; 20]),
+                Bitfield::new(4),
+                Config::default(),
+                1,
+            ),
+            content,
+            now: Instant::now(),
+        };
+        let liar = f.peer(3, false);
+        let honest = f.peer(2, false);
+        for p in [liar, honest] {
+            f.t.handle_message(p, Message::Bitfield(Bitfield::full(4).as_bytes()), f.now);
+        }
+        let block = |piece: u32, i: u32| BlockRef {
+            piece: f.t.layout.piece(piece).unwrap(),
+            offset: i * BLOCK_SIZE,
+            length: BLOCK_SIZE,
+        };
+        let (b20, b30) = (block(2, 0), block(3, 0));
+        f.t.handle_message(liar, Message::Unchoke, f.now);
+        let asked = requests(&f.drain(), liar);
+        assert!(asked.contains(&b20) && asked.contains(&b30), "{asked:?}");
+        // The liar answers the first block of pieces 2 and 3 wrongly, and all of 0 and 1.
+        let mut verify = Vec::new();
+        for b in asked.iter().filter(|b| b.piece.get() < 2 || b.offset == 0) {
+            let (index, begin, data) = bad_block(*b, 0xEE);
+            f.t.handle_message(
+                liar,
+                Message::Piece {
+                    index,
+                    begin,
+                    data: &data,
+                },
+                f.now,
+            );
+            verify.extend(f.drain());
+        }
+        for action in verify {
+            if let Action::VerifyPiece { piece, data } = action {
+                f.t.handle_piece_verified(piece, false, data, f.now);
+            }
+        }
+        assert!(f.t.is_banned(IpAddr::from([127, 0, 0, 3])));
+        f.drain();
+        // The honest peer fills the rest of pieces 2 and 3, which then fail: the liar's fault only.
+        f.t.handle_message(honest, Message::Unchoke, f.now);
+        let actions = f.drain();
+        f.run(actions, None);
+        let honest_ip = IpAddr::from([127, 0, 0, 2]);
+        assert!(!f.t.is_banned(honest_ip));
+        // +1 for each of the four good pieces, nothing taken for the two the liar spoiled.
+        assert_eq!(f.t.trust.get(&honest_ip), Some(&4));
+        assert!(f.t.is_complete());
     }
 }

@@ -85,10 +85,12 @@ impl PeerBook {
             .count()
     }
 
+    /// A connection to `addr` got past the handshake. Its failures are not forgiven yet: a peer
+    /// that handshakes and then breaks the protocol, every time, must back off like one that does
+    /// not answer, and be forgotten in the end.
     pub(crate) fn connected(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.get_mut(&addr) {
             e.state = State::Connected;
-            e.fails = 0;
         }
     }
 
@@ -110,6 +112,7 @@ impl PeerBook {
         };
         e.state = State::Idle;
         if handshaken && !fault {
+            e.fails = 0;
             e.next_try = now + REDIAL_DELAY;
             return;
         }
@@ -156,6 +159,31 @@ mod tests {
         }
         tokio::time::advance(MAX_BACKOFF).await;
         assert_eq!(book.next_to_dial(Instant::now()), None, "forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_faults_after_every_handshake_is_forgotten() {
+        let mut book = PeerBook::new(vec![]);
+        book.add([addr(2, 6881)]);
+        for _ in 0..MAX_FAILS {
+            tokio::time::advance(MAX_BACKOFF).await;
+            let a = book.next_to_dial(Instant::now()).expect("dialable again");
+            book.connected(a);
+            book.disconnected(a, true, true, true);
+        }
+        tokio::time::advance(MAX_BACKOFF).await;
+        assert_eq!(book.next_to_dial(Instant::now()), None, "forgotten");
+        // A clean parting forgives earlier faults.
+        book.add([addr(3, 6881)]);
+        let a = book.next_to_dial(Instant::now()).expect("new");
+        book.disconnected(a, true, true, true);
+        tokio::time::advance(MAX_BACKOFF).await;
+        let a = book
+            .next_to_dial(Instant::now())
+            .expect("after its back-off");
+        book.connected(a);
+        book.disconnected(a, true, false, true);
+        assert_eq!(book.entries[&a].fails, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,12 +1,13 @@
 //! Whole-client tests on loopback against scripted peers: an honest seeder, a seeder that lies about
-//! piece data, one that announces a 4 GiB message, and one for another torrent. They exercise the
-//! session, connection tasks, engine, verification and storage together, without a tracker.
+//! piece data, one that announces a 4 GiB message, one for another torrent, and one that trickles
+//! its answer a byte at a time. They exercise the session, connection tasks, engine, verification
+//! and storage together, without a tracker.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Fixture, assert_files_match, fixture};
 use swarmer::{Session, SessionConfig, TorrentHandle};
@@ -184,6 +185,122 @@ async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
     .await
     .expect("the liar was not caught");
     assert_eq!(progress.borrow().verified_bytes, 0);
+    let honest = spawn_peer(&f, Behaviour::Honest).await;
+    torrent.add_peers(vec![honest]).await;
+    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
+        .await
+        .expect("download timed out")
+        .expect("download failed");
+    torrent.stop().await.unwrap();
+    assert_files_match(&f, dir.path());
+}
+
+/// Starts a seeder on 127.0.0.6 that claims every piece, unchokes, and answers the first request
+/// it gets at 5 bytes/s, never finishing a message in time. The receiver gets how long after the
+/// request the connection was closed on it.
+async fn spawn_trickler(f: &Fixture) -> (SocketAddr, tokio::sync::oneshot::Receiver<Duration>) {
+    let listener = TcpListener::bind(("127.0.0.6", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (info_hash, pieces) = (f.metainfo.info_hash, f.metainfo.info.layout.piece_count());
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut hs = [0u8; 68];
+        stream.read_exact(&mut hs).await.unwrap();
+        let ours = Handshake {
+            reserved: reserved_bytes(false, false, false),
+            info_hash,
+            peer_id: PeerId(*b"-XX0001-tricklerpeer"),
+        };
+        let mut out = ours.encode().to_vec();
+        let bits = swarmer_proto::Bitfield::full(pieces as usize);
+        Message::Bitfield(bits.as_bytes()).encode(&mut out);
+        Message::Unchoke.encode(&mut out);
+        stream.write_all(&out).await.unwrap();
+        // Wait for the first request (its 17 bytes are all a request message is).
+        let mut buf = Vec::new();
+        let request = loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before asking for anything");
+            buf.extend_from_slice(&chunk[..n]);
+            let max = max_message_len(pieces);
+            let mut at = 0;
+            let mut found = None;
+            while let Some((message, used)) = Message::decode(&buf[at..], max).unwrap() {
+                at += used;
+                if let Message::Request(r) = message {
+                    found = Some(r);
+                    break;
+                }
+            }
+            if let Some(r) = found {
+                break r;
+            }
+            buf.drain(..at);
+        };
+        let asked = Instant::now();
+        let data = vec![0u8; request.length as usize];
+        let mut answer = Vec::new();
+        Message::Piece {
+            index: request.index,
+            begin: request.begin,
+            data: &data,
+        }
+        .encode(&mut answer);
+        let (mut reader, mut writer) = stream.into_split();
+        let trickle = async {
+            for byte in answer {
+                if writer.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let closed = async {
+            let mut sink = [0u8; 4096];
+            while reader.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        };
+        tokio::select! {
+            () = trickle => panic!("the whole block went out"),
+            () = closed => {}
+        }
+        let _ = closed_tx.send(asked.elapsed());
+    });
+    (addr, closed_rx)
+}
+
+#[tokio::test]
+async fn a_trickling_peer_is_snubbed_then_dropped() {
+    let f = fixture(16 * 1024);
+    let (trickler, closed) = spawn_trickler(&f).await;
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = Duration::from_secs(1);
+    let mut config = SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..SessionConfig::default()
+    };
+    config.engine.request_timeout = timeout;
+    let session = Session::new(config).await.unwrap();
+    let mut torrent = session
+        .add_torrent(f.metainfo.clone(), dir.path())
+        .await
+        .unwrap();
+    // Alone, it holds our requests: they time out each `timeout` (checked on the engine's 1 s
+    // tick) and after the third in a row it is dropped, though bytes keep arriving.
+    torrent.add_peers(vec![trickler]).await;
+    let after = tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .expect("the trickler was never dropped")
+        .expect("the trickler's task ended without a report");
+    let timeouts = swarmer_proto::torrent::MAX_REQUEST_TIMEOUTS;
+    assert!(
+        after >= timeout * (timeouts - 1)
+            && after <= (timeout + Duration::from_secs(1)) * (timeouts + 1),
+        "dropped {after:?} after the first request"
+    );
+    assert_eq!(torrent.progress().borrow().verified_bytes, 0);
     let honest = spawn_peer(&f, Behaviour::Honest).await;
     torrent.add_peers(vec![honest]).await;
     tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())

@@ -209,6 +209,39 @@ impl Proc {
     pub(crate) fn wait_exit(&mut self, deadline: Deadline) -> Option<ExitStatus> {
         self.child.wait_timeout(deadline.remaining())
     }
+
+    /// Like `wait_exit`, and also returns the process's peak resident set size in KiB: its
+    /// `VmHWM` (a high-water mark, so it only grows) as last read from `/proc/PID/status` while
+    /// it ran, at most `PEAK_RSS_SAMPLE` before it exited.
+    pub(crate) fn wait_exit_peak_rss(&mut self, deadline: Deadline) -> (Option<ExitStatus>, u64) {
+        let status_file = format!("/proc/{}/status", self.child.pid());
+        let mut peak = 0;
+        loop {
+            // A zombie has no VmHWM line any more: keep the last value read.
+            if let Some(kib) = std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|s| vm_hwm_kib(&s))
+            {
+                peak = kib;
+            }
+            let wait = PEAK_RSS_SAMPLE.min(deadline.remaining());
+            if let Some(status) = self.child.wait_timeout(wait) {
+                return (Some(status), peak);
+            }
+            if deadline.expired() {
+                return (None, peak);
+            }
+        }
+    }
+}
+
+/// How often `Proc::wait_exit_peak_rss` reads the high-water mark.
+const PEAK_RSS_SAMPLE: Duration = Duration::from_millis(20);
+
+/// The `VmHWM` line of a `/proc/PID/status` text, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for Proc {

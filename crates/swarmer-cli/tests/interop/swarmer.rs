@@ -75,6 +75,38 @@ pub(crate) fn start_download(
     Proc::spawn(name, &mut command, &scene.logs)
 }
 
+/// A finished `swarmer download`, measured.
+pub(crate) struct Measured {
+    /// Its output directory.
+    pub(crate) out: PathBuf,
+    /// The process, for its log.
+    pub(crate) proc: Proc,
+    /// From the spawn to the exit.
+    pub(crate) took: Duration,
+    /// Its peak resident set size (`VmHWM`), KiB.
+    pub(crate) peak_rss_kib: u64,
+}
+
+/// `download_with`, measuring the time to exit and the peak memory of the process.
+pub(crate) fn download_measured(scene: &Scene, torrent: &Path, extra: &[&str]) -> Measured {
+    let out = scene.subdir("swarmer-download");
+    let started = std::time::Instant::now();
+    let mut proc = start_download(scene, "swarmer", torrent, &out, extra);
+    let (status, peak_rss_kib) = proc.wait_exit_peak_rss(scene.deadline);
+    let took = started.elapsed();
+    match status {
+        Some(status) if status.success() => scene.mark("swarmer download exited 0"),
+        Some(status) => panic!("{} exited with {status}", proc.name()),
+        None => panic!("{} did not finish before the test's deadline", proc.name()),
+    }
+    Measured {
+        out,
+        proc,
+        took,
+        peak_rss_kib,
+    }
+}
+
 /// Starts `swarmer seed TORRENT -o DIR -v` (the payload is `DIR/NAME`) from 127.0.0.10 plus
 /// `extra` arguments, and waits until the tracker lists it, which it does once it has verified
 /// its data. The returned process seeds until stopped.
