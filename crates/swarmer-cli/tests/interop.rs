@@ -938,6 +938,7 @@ fn unwritable_output_directory_is_a_clear_error() {
             let _ = std::process::Command::new("umount").arg(&out).status();
         },
     );
+}
 
 /// The payload of `hostile_peers_are_survived`: 65 pieces of 1 MiB, so the bitfield has spare
 /// bits for the hostile peer that sets them.
