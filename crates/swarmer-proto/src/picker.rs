@@ -362,11 +362,9 @@ impl Picker {
     fn rebuild_order(&mut self) {
         self.order.clear();
         let (state, priority) = (&self.state, &self.priority);
-        self.order.extend(
-            (0..state.len() as u32).filter(|&p| {
-                state[p as usize] == PieceState::Missing && priority[p as usize].is_wanted()
-            }),
-        );
+        self.order.extend((0..state.len() as u32).filter(|&p| {
+            state[p as usize] == PieceState::Missing && priority[p as usize].is_wanted()
+        }));
         let (availability, tie) = (&self.availability, &self.tie);
         self.order.sort_unstable_by_key(|&p| {
             (
@@ -376,9 +374,12 @@ impl Picker {
             )
         });
         let mut levels = 0u8;
-        for p in self.order.iter().map(|&p| p as usize).chain(
-            self.partials.keys().map(|p| p.as_usize()),
-        ) {
+        for p in self
+            .order
+            .iter()
+            .map(|&p| p as usize)
+            .chain(self.partials.keys().map(|p| p.as_usize()))
+        {
             levels |= 1 << priority[p].as_u8();
         }
         self.levels = levels;
@@ -789,7 +790,11 @@ mod tests {
         // One block per piece; every peer has every piece, so only priority and rarity decide.
         // Columns: priorities of pieces 0..4, availability, expected picks in order (one pick of 4).
         let table: &[(&[FilePriority], &[u16], &[u32])] = &[
-            (&[Normal, Normal, Normal, Normal], &[4, 3, 2, 1], &[3, 2, 1, 0]),
+            (
+                &[Normal, Normal, Normal, Normal],
+                &[4, 3, 2, 1],
+                &[3, 2, 1, 0],
+            ),
             (&[Skip, Normal, Skip, Normal], &[1, 2, 1, 3], &[1, 3]),
             (&[Low, High, Normal, Skip], &[1, 3, 1, 1], &[1, 2, 0]),
             (&[High, Low, Low, High], &[3, 1, 2, 1], &[3, 0, 1, 2]),
@@ -860,5 +865,4 @@ mod tests {
         p.check_invariants();
         assert_eq!(picked_pieces(&mut p, &all, 2), vec![0, 0]);
     }
-
 }

@@ -102,7 +102,13 @@ mod tests {
     use super::*;
     use FilePriority::*;
 
-    fn check(piece: u64, files: &[u64], pads: &[bool], prio: &[FilePriority], want: &[FilePriority]) {
+    fn check(
+        piece: u64,
+        files: &[u64],
+        pads: &[bool],
+        prio: &[FilePriority],
+        want: &[FilePriority],
+    ) {
         let layout = Layout::new(piece, files.iter().copied()).unwrap();
         assert_eq!(
             piece_priorities(&layout, prio, pads).unwrap(),
@@ -113,10 +119,16 @@ mod tests {
 
     #[test]
     fn a_piece_takes_the_highest_priority_of_its_files() {
-        // 16-byte pieces over a(10) b(20) c(18): piece 0 = a + b[0..6], 1 = b[6..22], 2 = b + c.
-        let files = [10, 20, 18];
+        // 16-byte pieces over a(10) b(30) c(8): piece 0 = a + b[0..6], 1 = b[6..22], 2 = b[22..] + c.
+        let files = [10, 30, 8];
         check(16, &files, &[], &[], &[Normal, Normal, Normal]);
-        check(16, &files, &[], &[Normal, Skip, Normal], &[Normal, Skip, Normal]);
+        check(
+            16,
+            &files,
+            &[],
+            &[Normal, Skip, Normal],
+            &[Normal, Skip, Normal],
+        );
         check(16, &files, &[], &[Skip, Skip, High], &[Skip, Skip, High]);
         check(16, &files, &[], &[Low, High, Skip], &[High, High, High]);
         check(16, &files, &[], &[Skip, Skip, Skip], &[Skip, Skip, Skip]);
@@ -128,9 +140,21 @@ mod tests {
         // a(10) pad(6) b(16) empty(0) c(5): piece 0 = a + pad, 1 = b, 2 = c.
         let files = [10, 6, 16, 0, 5];
         let pads = [false, true, false, false, false];
-        check(16, &files, &pads, &[Skip, High, Normal, High, Low], &[Skip, Normal, Low]);
+        check(
+            16,
+            &files,
+            &pads,
+            &[Skip, High, Normal, High, Low],
+            &[Skip, Normal, Low],
+        );
         // A piece of padding only is skipped even when the padding file says otherwise.
-        check(4, &[4, 4], &[false, true], &[Normal, Normal], &[Normal, Skip]);
+        check(
+            4,
+            &[4, 4],
+            &[false, true],
+            &[Normal, Normal],
+            &[Normal, Skip],
+        );
     }
 
     #[test]
