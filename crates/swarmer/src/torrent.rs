@@ -631,7 +631,7 @@ impl Running {
                     tracing::warn!(%ip, "banning peer after repeated bad data");
                     self.book.ban(ip);
                 }
-                Event::Complete => {}
+                Event::Finished | Event::Complete => {}
             }
         }
     }
