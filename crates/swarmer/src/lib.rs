@@ -11,6 +11,7 @@ mod torrent;
 pub mod tracker;
 
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
+pub use swarmer_proto::FilePriority;
 pub use torrent::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
 };

@@ -65,6 +65,7 @@ async fn add_seed(
             AddTorrentOptions {
                 seed: Some(limits),
                 existing,
+                ..AddTorrentOptions::default()
             },
         )
         .await
@@ -168,6 +169,7 @@ async fn seeding_refuses_missing_or_corrupt_data() {
     let options = AddTorrentOptions {
         seed: Some(SeedLimits::default()),
         existing: ExistingData::Complete,
+        ..AddTorrentOptions::default()
     };
     let empty = tempfile::tempdir().unwrap();
     match s
