@@ -127,6 +127,12 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Bytes of the selection verified so far: `wanted_bytes - left_bytes` (all verified bytes
+    /// without a file selection).
+    pub fn wanted_done_bytes(&self) -> u64 {
+        self.wanted_bytes.saturating_sub(self.left_bytes)
+    }
+
     /// Every wanted piece is verified and on disk ([`TorrentState::Seeding`] or
     /// [`TorrentState::Complete`]).
     pub fn is_done(&self) -> bool {
