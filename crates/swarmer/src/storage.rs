@@ -657,6 +657,8 @@ impl Storage {
     }
 
     /// The open handle of on-disk file `i`, opened (and checked to be `id` still) if not cached.
+    /// Opening happens under the cache's lock: misses are serialised, which keeps the count of
+    /// open files exact; an evicted handle still in use by another thread closes when that IO ends.
     fn handle(&self, i: u32, id: (u64, u64)) -> Result<Arc<File>, StorageError> {
         let mut cache = self.handles.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(file) = cache.get(i) {
