@@ -48,7 +48,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     let files: Vec<_> = m.info.files.iter().filter(|f| !f.padding).collect();
-    let _ = writeln!(out, "files:       {}", files.len());
+    // The index in brackets is what `--files` takes; padding files (BEP 47) keep their index but
+    // are not listed.
+    let _ = writeln!(out, "files:       {} ([index] for --files)", files.len());
     for (i, f) in m.info.files.iter().enumerate() {
         if f.padding {
             continue;

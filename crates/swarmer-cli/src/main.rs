@@ -2,6 +2,7 @@
 //! library. Errors are printed as one line naming the file and the problem; nothing here panics on input.
 
 mod info;
+mod select;
 mod transfer;
 mod units;
 
@@ -46,6 +47,8 @@ struct DownloadArgs {
     #[arg(long)]
     seed: bool,
     #[command(flatten)]
+    select: select::SelectArgs,
+    #[command(flatten)]
     limits: SeedLimitArgs,
     #[command(flatten)]
     common: CommonArgs,
@@ -58,6 +61,10 @@ struct SeedArgs {
     /// Directory holding the data, as `download -o DIR` left it: DIR/NAME.
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     output: PathBuf,
+    /// With --only/--exclude/--files, only the selected files are checked and served; the others
+    /// need not exist.
+    #[command(flatten)]
+    select: select::SelectArgs,
     #[command(flatten)]
     limits: SeedLimitArgs,
     #[command(flatten)]
@@ -67,7 +74,8 @@ struct SeedArgs {
 /// When seeding stops by itself (otherwise: on Ctrl-C).
 #[derive(Debug, clap::Args)]
 struct SeedLimitArgs {
-    /// Stop seeding once uploaded bytes reach R times the torrent's size (e.g. 1.5).
+    /// Stop seeding once uploaded bytes reach R times the torrent's size, or the selected files' size
+    /// (e.g. 1.5).
     #[arg(long, value_name = "R", value_parser = units::parse_ratio)]
     seed_ratio: Option<f64>,
     /// Stop seeding after this long (e.g. 90s, 30m, 2h, 1h30m).

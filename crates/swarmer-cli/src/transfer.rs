@@ -19,6 +19,7 @@ use swarmer_proto::metainfo::Metainfo;
 
 pub(crate) use swarmer::human_bytes;
 
+use crate::select::{SelectArgs, Selection};
 use crate::{CommonArgs, DownloadArgs, SeedArgs, SeedLimitArgs};
 
 /// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
@@ -33,6 +34,7 @@ pub(crate) struct Job {
     torrent: PathBuf,
     output: PathBuf,
     options: AddTorrentOptions,
+    select: SelectArgs,
     common: CommonArgs,
 }
 
@@ -48,8 +50,9 @@ impl Job {
                 seed: seeding.then(|| limits(&args.limits)),
                 // Continue where an earlier run stopped: fast-resume state, else hashing what is there.
                 existing: ExistingData::Check,
-                resume_file: None,
+                ..AddTorrentOptions::default()
             },
+            select: args.select,
             common: args.common,
         }
     }
@@ -62,8 +65,9 @@ impl Job {
             options: AddTorrentOptions {
                 seed: Some(limits(&args.limits)),
                 existing: ExistingData::Complete,
-                resume_file: None,
+                ..AddTorrentOptions::default()
             },
+            select: args.select,
             common: args.common,
         }
     }
@@ -83,8 +87,10 @@ pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
         .with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 
-pub(crate) fn run(job: Job) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
+    let selection = Selection::parse(&job.select)?;
     let metainfo = read_metainfo(&job.torrent)?;
+    job.options.file_priorities = selection.priorities(&metainfo.info)?;
     init_logging(job.common.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -220,8 +226,8 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         Outcome::Interrupted(code) => {
             eprintln!(
                 "{name}: interrupted at {} of {} verified",
-                human_bytes(last.verified_bytes),
-                human_bytes(last.total_bytes)
+                human_bytes(last.wanted_done_bytes()),
+                human_bytes(last.wanted_bytes)
             );
             Ok(ExitCode::from(code))
         }
@@ -232,19 +238,19 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
 fn summary(p: &Progress) -> String {
     format!(
         "done, {} verified in {} pieces; uploaded {} (ratio {:.2})",
-        human_bytes(p.total_bytes),
-        p.piece_count,
+        human_bytes(p.wanted_bytes),
+        p.pieces_have,
         human_bytes(p.uploaded_bytes),
         ratio(p)
     )
 }
 
-/// Uploaded bytes over the torrent's size: the ratio `--seed-ratio` compares against.
+/// Uploaded bytes over the selected size: the ratio `--seed-ratio` compares against.
 fn ratio(p: &Progress) -> f64 {
-    if p.total_bytes == 0 {
+    if p.wanted_bytes == 0 {
         0.0
     } else {
-        p.uploaded_bytes as f64 / p.total_bytes as f64
+        p.uploaded_bytes as f64 / p.wanted_bytes as f64
     }
 }
 
@@ -338,8 +344,8 @@ impl Reporter {
                         bar.set_position(u64::from(p.checked_pieces));
                     }
                     Phase::Transfer => {
-                        bar.set_length(p.total_bytes);
-                        bar.set_position(p.verified_bytes);
+                        bar.set_length(p.wanted_bytes);
+                        bar.set_position(p.wanted_done_bytes());
                     }
                 }
                 bar.set_message(message(&p));
@@ -357,7 +363,7 @@ impl Reporter {
 
     fn finish(&self, p: &Progress) {
         if let Some(bar) = &self.bar {
-            bar.set_position(p.verified_bytes);
+            bar.set_position(p.wanted_done_bytes());
             bar.abandon();
         } else if self.plain && p.is_done() {
             eprintln!("{}: {}", self.name, status_line(p));
@@ -420,7 +426,7 @@ fn rates(p: &Progress) -> String {
 
 /// Time left at the current download rate, or `?` while nothing is arriving.
 fn eta(p: &Progress) -> String {
-    let left = p.total_bytes.saturating_sub(p.verified_bytes);
+    let left = p.left_bytes;
     if left == 0 {
         return "0s".into();
     }
@@ -439,10 +445,10 @@ fn status_line(p: &Progress) -> String {
     if p.state == TorrentState::Checking {
         return format!("checking {}/{} pieces", p.checked_pieces, p.pieces_to_check);
     }
-    let percent = if p.total_bytes == 0 {
+    let percent = if p.wanted_bytes == 0 {
         100.0
     } else {
-        p.verified_bytes as f64 * 100.0 / p.total_bytes as f64
+        p.wanted_done_bytes() as f64 * 100.0 / p.wanted_bytes as f64
     };
     let detail = match p.state {
         TorrentState::Seeding | TorrentState::Complete => message(p),
@@ -450,8 +456,8 @@ fn status_line(p: &Progress) -> String {
     };
     format!(
         "{percent:5.1}% {}/{} ({}/{} pieces), {detail}",
-        human_bytes(p.verified_bytes),
-        human_bytes(p.total_bytes),
+        human_bytes(p.wanted_done_bytes()),
+        human_bytes(p.wanted_bytes),
         p.pieces_have,
         p.piece_count,
     )
@@ -465,6 +471,8 @@ mod tests {
         let p = |verified, rate| swarmer::Progress {
             state: swarmer::TorrentState::Downloading,
             total_bytes: 10_000,
+            wanted_bytes: 10_000,
+            left_bytes: 10_000 - verified,
             verified_bytes: verified,
             downloaded_bytes: 0,
             wasted_bytes: 0,

@@ -185,6 +185,43 @@ fn download_from_libtorrent_via_http_tracker() {
     );
 }
 
+#[test]
+fn download_selected_files_from_libtorrent() {
+    isolated(
+        "download_selected_files_from_libtorrent",
+        WITH_LIBTORRENT,
+        |scene| {
+            // Torrent B with 16 KiB pieces: dir1/dir2/b.bin (2 MiB + 777 bytes) lies between
+            // wanted files and starts and ends mid-piece, so a piece straddles each of its ends;
+            // empty.bin is a 0-byte file that must not be created either.
+            let fixture = multi_file(scene, 14, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let _seeder = libtorrent_seeder(scene, &fixture);
+            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let out = swarmer::download_with(
+                scene,
+                &fixture.torrent,
+                &["--exclude", "dir1/dir2/b.bin", "--exclude", "empty.bin"],
+            );
+            let name = fixture.payload.root.file_name().expect("payload name");
+            let skipped = [PathBuf::from("dir1/dir2/b.bin"), PathBuf::from("empty.bin")];
+            fixture.payload.assert_selected(&out.join(name), &skipped);
+            scene.mark("every selected file is byte-identical; skipped files do not exist");
+            let parts: Vec<_> = std::fs::read_dir(&out)
+                .expect("read output directory")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".swarmer-") && n.ends_with(".parts"))
+                .collect();
+            assert_eq!(
+                parts.len(),
+                1,
+                "one parts file for the straddling pieces: {parts:?}"
+            );
+        },
+    );
+}
+
 /// Case 2's setup: torrent A with 1 MiB pieces, a Transmission seeder, UDP tracker only (so the
 /// case exercises BEP 15).
 fn seeded_by_transmission_via_udp(scene: &Scene, leech: fn(&Scene, &Fixture)) {

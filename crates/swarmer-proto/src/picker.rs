@@ -1,19 +1,22 @@
-//! Piece and block picking (BEP 3, "piece downloading strategy"): rarest first with random tie-breaks,
-//! partially downloaded pieces finished first, and endgame mode that requests the last blocks from several
-//! peers. The picker knows nothing of connections or time: it works on bitfields and counts, so tests are
+//! Piece and block picking (BEP 3, "piece downloading strategy"): higher [`FilePriority`] first, then
+//! partially downloaded pieces finished first, then rarest first with random tie-breaks, and endgame mode
+//! that requests the last blocks from several peers. Pieces of priority [`FilePriority::Skip`] are never
+//! picked, and endgame starts when every *wanted* piece is started. The picker knows nothing of connections or time: it works on bitfields and counts, so tests are
 //! tables of numbers.
 //!
 //! Invariants (checked by [`Picker::check_invariants`] in tests):
 //! - a piece is in exactly one state: missing, partial, verifying or have;
-//! - `free_blocks` is the number of free blocks over all partial pieces, `unstarted` the number of
-//!   missing pieces;
+//! - `free_blocks` is the number of free blocks over all partial pieces that are wanted (priority other
+//!   than `Skip`), `unstarted` the number of missing pieces that are wanted;
+//! - a partial piece is wanted (a piece whose priority drops to `Skip` is abandoned by
+//!   [`Picker::set_priorities`]);
 //! - a block's request count only counts requests not yet answered, dropped or cancelled.
 
 use std::collections::BTreeMap;
 
 use rand::Rng;
 
-use crate::{Bitfield, BlockRef, Layout, PieceIndex};
+use crate::{Bitfield, BlockRef, FilePriority, Layout, PieceIndex};
 
 /// How many peers may be asked for the same block at once in endgame mode.
 pub const MAX_ENDGAME_DUPLICATES: u8 = 3;
@@ -55,11 +58,17 @@ pub struct Picker {
     layout: Layout,
     state: Vec<PieceState>,
     availability: Vec<u16>,
+    /// Per piece: how much it is wanted; `Skip` pieces are never picked.
+    priority: Vec<FilePriority>,
     /// Random tie-break key per piece, fixed at creation.
     tie: Vec<u32>,
-    /// Missing pieces sorted by (availability, tie); rebuilt when availability changed.
+    /// Missing wanted pieces sorted by (priority, highest first; availability; tie); rebuilt when
+    /// availability or priorities changed.
     order: Vec<u32>,
     order_dirty: bool,
+    /// Bit `as_u8()` set for every priority of a missing or partial piece, as of the last rebuild of
+    /// `order`: the levels [`Picker::pick`] walks.
+    levels: u8,
     /// Ordered, so picks are reproducible from the seed.
     partials: BTreeMap<PieceIndex, Partial>,
     /// Scratch space for ordering partial pieces in [`Picker::pick`].
@@ -70,7 +79,8 @@ pub struct Picker {
 }
 
 impl Picker {
-    /// A picker for a torrent of `layout` where the pieces in `have` are already verified.
+    /// A picker for a torrent of `layout` where the pieces in `have` are already verified; every piece
+    /// is [`FilePriority::Normal`] until [`Picker::set_priorities`].
     pub fn new(layout: &Layout, have: &Bitfield, rng: &mut impl Rng) -> Picker {
         let n = layout.piece_count() as usize;
         let state: Vec<_> = (0..n)
@@ -88,14 +98,61 @@ impl Picker {
             have_count: (n - unstarted) as u32,
             state,
             availability: vec![0; n],
+            priority: vec![FilePriority::Normal; n],
             tie: (0..n).map(|_| rng.r#gen()).collect(),
             order: Vec::new(),
             order_dirty: true,
+            levels: 0,
             partials: BTreeMap::new(),
             partial_order: Vec::new(),
             unstarted,
             free_blocks: 0,
         }
+    }
+
+    /// Sets every piece's priority (`priorities` has one entry per piece; missing entries count as
+    /// `Normal`). Partial pieces that become `Skip` are abandoned: their received blocks are forgotten
+    /// and they become missing again. Returns those pieces, so the caller can cancel the requests it
+    /// holds for them and free their buffers (blocks that still arrive for them are
+    /// [`BlockOutcome::Unneeded`]).
+    pub fn set_priorities(&mut self, priorities: &[FilePriority]) -> Vec<PieceIndex> {
+        for (i, slot) in self.priority.iter_mut().enumerate() {
+            *slot = priorities.get(i).copied().unwrap_or_default();
+        }
+        let abandoned: Vec<PieceIndex> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|p| !self.priority[p.as_usize()].is_wanted())
+            .collect();
+        for piece in &abandoned {
+            self.partials.remove(piece);
+            self.state[piece.as_usize()] = PieceState::Missing;
+        }
+        self.recount();
+        self.order_dirty = true;
+        abandoned
+    }
+
+    /// The priority of `piece`.
+    pub fn priority(&self, piece: PieceIndex) -> FilePriority {
+        self.priority[piece.as_usize()]
+    }
+
+    /// Recomputes `unstarted` and `free_blocks` from the per-piece state and priorities.
+    fn recount(&mut self) {
+        let priority = &self.priority;
+        self.unstarted = self
+            .state
+            .iter()
+            .zip(priority)
+            .filter(|(s, p)| **s == PieceState::Missing && p.is_wanted())
+            .count();
+        self.free_blocks = self
+            .partials
+            .values()
+            .map(|part| part.blocks.iter().filter(|b| **b == 0).count())
+            .sum();
     }
 
     /// A peer announced all pieces in `pieces` (a `bitfield`, or `have all`).
@@ -128,12 +185,14 @@ impl Picker {
         self.state[piece.as_usize()] == PieceState::Have
     }
 
-    /// True when we still need `piece` (not verified and not waiting for verification).
+    /// True when we still need `piece`: it is wanted (not `Skip`), not verified and not waiting for
+    /// verification.
     pub fn wants(&self, piece: PieceIndex) -> bool {
-        matches!(
-            self.state[piece.as_usize()],
-            PieceState::Missing | PieceState::Partial
-        )
+        self.priority[piece.as_usize()].is_wanted()
+            && matches!(
+                self.state[piece.as_usize()],
+                PieceState::Missing | PieceState::Partial
+            )
     }
 
     /// The number of verified pieces.
@@ -144,12 +203,13 @@ impl Picker {
     /// The number of started, unverified pieces (partial or verifying).
     pub fn in_progress_count(&self) -> usize {
         self.state
-            .len()
-            .saturating_sub(self.unstarted + self.have_count as usize)
+            .iter()
+            .filter(|s| matches!(s, PieceState::Partial | PieceState::Verifying))
+            .count()
     }
 
-    /// True when every piece has been started and no free block remains: the last blocks may be asked
-    /// of several peers (endgame).
+    /// True when every wanted piece has been started and no free block of a wanted piece remains: the
+    /// last blocks may be asked of several peers (endgame).
     pub fn in_endgame(&self) -> bool {
         self.unstarted == 0 && self.free_blocks == 0
     }
@@ -158,8 +218,11 @@ impl Picker {
     /// tells whether this peer already has a block in flight (used in endgame). New pieces are only started
     /// when `may_start_new` (the caller's memory budget for unverified pieces).
     ///
-    /// Order: free blocks of partial pieces first (most complete first), then blocks of new pieces, rarest
-    /// first with random tie-breaks, then, in endgame, blocks already requested from other peers.
+    /// Order: free blocks of partial pieces first (highest priority, then most complete first), then
+    /// blocks of new pieces (highest priority, then rarest first with random tie-breaks), then, in
+    /// endgame, blocks already requested from other peers. Pieces of priority `Skip` are never picked.
+    /// A `High` piece is not preempted by a `Low` partial: partials come first only within their
+    /// priority, so a new `High` piece starts before `Low` partials are finished.
     pub fn pick(
         &mut self,
         peer_has: &Bitfield,
@@ -169,67 +232,34 @@ impl Picker {
         out: &mut Vec<BlockRef>,
     ) {
         let start = out.len();
-        let want = |out: &Vec<BlockRef>| out.len() - start < max;
         if max == 0 {
             return;
         }
-        // 1. Partial pieces, the most complete first, so pieces finish and free their memory.
-        if self.free_blocks > 0 {
-            // Runs after every received block: reuse one vector rather than allocate per call.
-            let mut order = std::mem::take(&mut self.partial_order);
-            order.clear();
-            order.extend(
-                self.partials
-                    .iter()
-                    .filter(|(p, part)| {
-                        peer_has.get(p.as_usize()) && part.received < part.blocks.len() as u32
-                    })
-                    .map(|(p, part)| (u32::MAX - part.received, *p)),
-            );
-            order.sort_unstable();
-            for &(_, piece) in &order {
-                self.take_free_blocks(piece, max - (out.len() - start), out);
-                if !want(out) {
-                    break;
-                }
+        if self.order_dirty {
+            self.rebuild_order();
+        }
+        // Every priority present among wanted pieces, highest first; usually just one.
+        let levels = self.levels;
+        for level in [FilePriority::High, FilePriority::Normal, FilePriority::Low] {
+            if levels & (1 << level.as_u8()) == 0 {
+                continue;
             }
-            self.partial_order = order;
-            if !want(out) {
+            self.pick_partials(level, peer_has, max, start, out);
+            if out.len() - start == max {
                 return;
             }
-        }
-        // 2. New pieces, rarest first.
-        if may_start_new && self.unstarted > 0 {
-            if self.order_dirty {
-                self.rebuild_order();
-            }
-            let mut i = 0;
-            while i < self.order.len() && want(out) {
-                let p = self.order[i] as usize;
-                if self.state[p] != PieceState::Missing {
-                    // Started since the last rebuild: drop it from the order.
-                    self.order.swap_remove(i);
-                    // swap_remove breaks the sort locally; a rebuild restores it next time.
-                    self.order_dirty = true;
-                    continue;
+            if may_start_new {
+                self.pick_new(level, peer_has, max, start, out);
+                if out.len() - start == max {
+                    return;
                 }
-                if peer_has.get(p) {
-                    let piece = PieceIndex::from_picker(p as u32);
-                    self.start_piece(piece);
-                    self.take_free_blocks(piece, max - (out.len() - start), out);
-                    // A started piece stays in `order` until the next pass removes it.
-                }
-                i += 1;
-            }
-            if !want(out) {
-                return;
             }
         }
-        // 3. Endgame: duplicate requests for blocks still outstanding elsewhere.
+        // Endgame: duplicate requests for blocks still outstanding elsewhere.
         if self.in_endgame() {
             let mut candidates: Vec<BlockRef> = Vec::new();
             for (piece, part) in &self.partials {
-                if !peer_has.get(piece.as_usize()) {
+                if !peer_has.get(piece.as_usize()) || !self.priority[piece.as_usize()].is_wanted() {
                     continue;
                 }
                 for (i, state) in part.blocks.iter().enumerate() {
@@ -242,8 +272,13 @@ impl Picker {
                     }
                 }
             }
-            // Least-requested blocks first.
-            candidates.sort_by_key(|b| self.partials[&b.piece].blocks[b.index_in_piece() as usize]);
+            // Least-requested blocks first, higher priority before lower.
+            candidates.sort_by_key(|b| {
+                (
+                    std::cmp::Reverse(self.priority[b.piece.as_usize()]),
+                    self.partials[&b.piece].blocks[b.index_in_piece() as usize],
+                )
+            });
             for block in candidates.into_iter().take(max - (out.len() - start)) {
                 let part = self
                     .partials
@@ -255,14 +290,99 @@ impl Picker {
         }
     }
 
+    /// Free blocks of partial pieces of priority `level` that the peer has, the most complete piece
+    /// first, so pieces finish and free their memory.
+    fn pick_partials(
+        &mut self,
+        level: FilePriority,
+        peer_has: &Bitfield,
+        max: usize,
+        start: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        if self.free_blocks == 0 {
+            return;
+        }
+        // Runs after every received block: reuse one vector rather than allocate per call.
+        let mut order = std::mem::take(&mut self.partial_order);
+        order.clear();
+        let priority = &self.priority;
+        order.extend(
+            self.partials
+                .iter()
+                .filter(|(p, part)| {
+                    priority[p.as_usize()] == level
+                        && peer_has.get(p.as_usize())
+                        && part.received < part.blocks.len() as u32
+                })
+                .map(|(p, part)| (u32::MAX - part.received, *p)),
+        );
+        order.sort_unstable();
+        for &(_, piece) in &order {
+            self.take_free_blocks(piece, max - (out.len() - start), out);
+            if out.len() - start == max {
+                break;
+            }
+        }
+        self.partial_order = order;
+    }
+
+    /// Blocks of new pieces of priority `level` that the peer has, rarest first.
+    fn pick_new(
+        &mut self,
+        level: FilePriority,
+        peer_has: &Bitfield,
+        max: usize,
+        start: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        if self.unstarted == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i < self.order.len() && out.len() - start < max {
+            let p = self.order[i] as usize;
+            if self.state[p] != PieceState::Missing {
+                // Started since the last rebuild: passed over here (removing it would disturb the
+                // order other priority levels walk next), dropped at the next rebuild.
+                self.order_dirty = true;
+                i += 1;
+                continue;
+            }
+            if self.priority[p] == level && peer_has.get(p) {
+                let piece = PieceIndex::from_picker(p as u32);
+                self.start_piece(piece);
+                self.take_free_blocks(piece, max - (out.len() - start), out);
+                // A started piece stays in `order` until the next pass removes it.
+            }
+            i += 1;
+        }
+    }
+
     fn rebuild_order(&mut self) {
         self.order.clear();
-        self.order.extend(
-            (0..self.state.len() as u32).filter(|&p| self.state[p as usize] == PieceState::Missing),
-        );
+        let (state, priority) = (&self.state, &self.priority);
+        self.order.extend((0..state.len() as u32).filter(|&p| {
+            state[p as usize] == PieceState::Missing && priority[p as usize].is_wanted()
+        }));
         let (availability, tie) = (&self.availability, &self.tie);
-        self.order
-            .sort_unstable_by_key(|&p| (availability[p as usize], tie[p as usize]));
+        self.order.sort_unstable_by_key(|&p| {
+            (
+                std::cmp::Reverse(priority[p as usize]),
+                availability[p as usize],
+                tie[p as usize],
+            )
+        });
+        let mut levels = 0u8;
+        for p in self
+            .order
+            .iter()
+            .map(|&p| p as usize)
+            .chain(self.partials.keys().map(|p| p.as_usize()))
+        {
+            levels |= 1 << priority[p].as_u8();
+        }
+        self.levels = levels;
         self.order_dirty = false;
     }
 
@@ -362,7 +482,9 @@ impl Picker {
             self.have_count += 1;
         } else {
             self.state[piece.as_usize()] = PieceState::Missing;
-            self.unstarted += 1;
+            if self.priority[piece.as_usize()].is_wanted() {
+                self.unstarted += 1;
+            }
             self.order_dirty = true;
         }
     }
@@ -372,7 +494,8 @@ impl Picker {
         let missing = self
             .state
             .iter()
-            .filter(|s| **s == PieceState::Missing)
+            .zip(&self.priority)
+            .filter(|(s, p)| **s == PieceState::Missing && p.is_wanted())
             .count();
         assert_eq!(missing, self.unstarted, "unstarted count");
         let have = self
@@ -389,6 +512,10 @@ impl Picker {
         assert_eq!(free, self.free_blocks, "free block count");
         for (piece, part) in &self.partials {
             assert_eq!(self.state[piece.as_usize()], PieceState::Partial);
+            assert!(
+                self.priority[piece.as_usize()].is_wanted(),
+                "partial {piece:?} is skipped"
+            );
             let received = part.blocks.iter().filter(|b| **b == RECEIVED).count();
             assert_eq!(
                 received as u32, part.received,
@@ -651,5 +778,91 @@ mod tests {
         }
         assert_eq!(p.have_count() as usize, union.count_ones());
         assert_eq!(layout.piece_count(), 40);
+    }
+
+    fn picked_pieces(p: &mut Picker, has: &Bitfield, max: usize) -> Vec<u32> {
+        pick(p, has, max).iter().map(|b| b.piece.get()).collect()
+    }
+
+    #[test]
+    fn priorities_order_and_skip_pieces() {
+        use FilePriority::*;
+        // One block per piece; every peer has every piece, so only priority and rarity decide.
+        // Columns: priorities of pieces 0..4, availability, expected picks in order (one pick of 4).
+        let table: &[(&[FilePriority], &[u16], &[u32])] = &[
+            (
+                &[Normal, Normal, Normal, Normal],
+                &[4, 3, 2, 1],
+                &[3, 2, 1, 0],
+            ),
+            (&[Skip, Normal, Skip, Normal], &[1, 2, 1, 3], &[1, 3]),
+            (&[Low, High, Normal, Skip], &[1, 3, 1, 1], &[1, 2, 0]),
+            (&[High, Low, Low, High], &[3, 1, 2, 1], &[3, 0, 1, 2]),
+            (&[Skip, Skip, Skip, Skip], &[1, 1, 1, 1], &[]),
+        ];
+        for (priorities, availability, expected) in table {
+            let (_, mut p) = setup(4, 1);
+            for (i, &a) in availability.iter().enumerate() {
+                for _ in 0..a {
+                    p.increment_availability(PieceIndex::from_picker(i as u32));
+                }
+            }
+            assert!(p.set_priorities(priorities).is_empty());
+            p.check_invariants();
+            let got = picked_pieces(&mut p, &Bitfield::full(4), 4);
+            assert_eq!(&got, expected, "priorities {priorities:?}");
+            // Endgame covers wanted pieces only: another peer gets duplicates of those, never a
+            // skipped piece.
+            assert!(p.in_endgame());
+            let mut dups = picked_pieces(&mut p, &Bitfield::full(4), 4);
+            dups.sort_unstable();
+            let mut wanted = expected.to_vec();
+            wanted.sort_unstable();
+            assert_eq!(dups, wanted, "endgame with priorities {priorities:?}");
+        }
+    }
+
+    #[test]
+    fn a_high_piece_starts_before_low_partials_finish() {
+        use FilePriority::*;
+        let (_, mut p) = setup(2, 4);
+        p.add_availability(&Bitfield::full(2));
+        p.set_priorities(&[Low, Low]);
+        let first = pick(&mut p, &Bitfield::full(2), 2);
+        let started = first[0].piece;
+        let other = 1 - started.get();
+        let mut prio = [Low, Low];
+        prio[other as usize] = High;
+        assert!(p.set_priorities(&prio).is_empty());
+        assert_eq!(picked_pieces(&mut p, &Bitfield::full(2), 4), vec![other; 4]);
+        assert_eq!(
+            picked_pieces(&mut p, &Bitfield::full(2), 2),
+            vec![started.get(); 2]
+        );
+    }
+
+    #[test]
+    fn skipping_a_partial_piece_abandons_it_and_unskipping_fetches_it() {
+        use FilePriority::*;
+        let (_, mut p) = setup(2, 2);
+        let all = Bitfield::full(2);
+        p.add_availability(&all);
+        p.set_priorities(&[Normal, Skip]);
+        let blocks = pick(&mut p, &all, 10);
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks.iter().all(|b| b.piece.get() == 0));
+        p.block_received(blocks[0]);
+        assert_eq!(
+            p.set_priorities(&[Skip, Normal]),
+            vec![PieceIndex::from_picker(0)]
+        );
+        p.check_invariants();
+        assert!(!p.wants(PieceIndex::from_picker(0)));
+        // A late block of the abandoned piece is not needed; its request count is gone.
+        assert_eq!(p.block_received(blocks[1]), BlockOutcome::Unneeded);
+        assert_eq!(picked_pieces(&mut p, &all, 10), vec![1, 1]);
+        p.set_priorities(&[Normal, Normal]);
+        p.check_invariants();
+        assert_eq!(picked_pieces(&mut p, &all, 2), vec![0, 0]);
     }
 }

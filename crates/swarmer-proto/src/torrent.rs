@@ -8,10 +8,18 @@
 //! tick ([`Torrent::poll_timeout`]), which updates rates, sizes request queues, times out stuck requests
 //! and silent peers, sends keep-alives and, every [`Config::choke_interval`], runs the choker.
 //!
+//! File selection: [`Torrent::set_piece_priorities`] gives each piece a [`FilePriority`]
+//! ([`crate::priority::piece_priorities`] derives them from file priorities). `Skip` pieces are never
+//! requested and do not make us interested; once every wanted piece is verified the torrent is
+//! finished ([`Event::Finished`]) and tells peers it only uploads (BEP 21), as a complete one does.
+//!
 //! Invariants (checked by [`Torrent::check_invariants`]):
 //! - every block in a peer's in-flight list is counted once in the picker's outstanding requests;
 //! - `unverified_bytes` is the size of all piece buffers held plus pieces out for verification;
-//! - a peer is interested-in exactly when it has a piece we have not verified;
+//! - a peer is interested-in exactly when it has a wanted piece (priority other than `Skip`) we have
+//!   not verified;
+//! - `Stats::left` is the size of the wanted pieces not verified, and the torrent is *finished* exactly
+//!   when it is 0 (every wanted piece verified); *complete* means every piece is verified;
 //! - a peer's queued requests are for pieces we have, and while we choke it only for its allowed-fast
 //!   pieces; at most [`Config::max_peer_requests`] are queued and [`Config::upload_window`] uploading;
 //! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked.
@@ -28,7 +36,7 @@ use crate::bitfield::BitfieldError;
 use crate::choker::{self, Candidate};
 use crate::picker::{BlockOutcome, Picker};
 use crate::wire::{BlockRequest, Message};
-use crate::{BLOCK_SIZE, Bitfield, BlockRef, InfoHash, Layout, PieceIndex};
+use crate::{BLOCK_SIZE, Bitfield, BlockRef, FilePriority, InfoHash, Layout, PieceIndex};
 
 /// Tunables of the download engine. [`Config::default`] gives the values used by the CLI.
 #[derive(Debug, Clone)]
@@ -298,6 +306,10 @@ pub enum Event {
     },
     /// An address is banned after repeated bad data.
     Banned(IpAddr),
+    /// Every wanted piece (priority other than `Skip`) is verified: the torrent is finished. Emitted
+    /// each time it becomes so (again after priorities asked for more); without a selection it comes
+    /// just before [`Event::Complete`].
+    Finished,
     /// Every piece is verified.
     Complete,
 }
@@ -335,8 +347,11 @@ pub struct Stats {
     pub wasted: u64,
     /// Bytes of verified pieces.
     pub verified: u64,
-    /// Bytes still to verify (`left` in a tracker announce).
+    /// Bytes of wanted pieces still to verify (`left` in a tracker announce): 0 once finished.
     pub left: u64,
+    /// Bytes of wanted pieces (priority other than `Skip`), verified or not: the size of the selection,
+    /// in whole pieces.
+    pub wanted: u64,
     /// Connected peers.
     pub peers: usize,
     /// Peers that are not choking us.
@@ -358,7 +373,7 @@ struct Peer {
     first_message: bool,
     peer_choking: bool,
     am_interested: bool,
-    /// Pieces the peer has that we have not verified.
+    /// Wanted pieces the peer has that we have not verified.
     wanted: u32,
     in_flight: VecDeque<BlockRef>,
     queue_target: u32,
@@ -462,6 +477,10 @@ pub struct Torrent {
     last_tick: Option<Instant>,
     stats: Stats,
     scratch: Vec<BlockRef>,
+    /// Every wanted piece is verified (`stats.left == 0`).
+    finished: bool,
+    /// Some peer may have been told `upload_only` 1 (BEP 21).
+    told_upload_only: bool,
 }
 
 impl Torrent {
@@ -485,8 +504,10 @@ impl Torrent {
         let stats = Stats {
             verified,
             left: layout.total_length() - verified,
+            wanted: layout.total_length(),
             ..Stats::default()
         };
+        let finished = stats.left == 0;
         Torrent {
             layout,
             info_hash,
@@ -510,6 +531,111 @@ impl Torrent {
             last_tick: None,
             stats,
             scratch: Vec::new(),
+            finished,
+            told_upload_only: finished,
+        }
+    }
+
+    /// Sets the priority of every piece (`priorities`: one per piece, in order; missing entries are
+    /// `Normal`, so an empty slice wants everything). Usually derived from file priorities with
+    /// [`crate::priority::piece_priorities`]; call it right after [`Torrent::new`] for a selection at
+    /// creation, or at any time to change it.
+    ///
+    /// Pieces becoming `Skip` stop being requested: outstanding requests for partial ones are
+    /// cancelled and their buffers freed (pieces already being verified still count). Interest in
+    /// every peer is re-evaluated. Becoming finished emits [`Event::Finished`] and announces BEP 21
+    /// `upload_only`; wanting more again sends `upload_only` 0.
+    pub fn set_piece_priorities(&mut self, priorities: &[FilePriority], now: Instant) {
+        let abandoned = self.picker.set_priorities(priorities);
+        for piece in abandoned {
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                let peer = self.peers.get_mut(&key).expect("listed");
+                let cancelled: Vec<BlockRef> = peer
+                    .in_flight
+                    .iter()
+                    .copied()
+                    .filter(|b| b.piece == piece)
+                    .collect();
+                peer.in_flight.retain(|b| b.piece != piece);
+                for block in cancelled {
+                    self.send(key, Outgoing::Cancel(block), now);
+                }
+            }
+            if let Some(buffer) = self.buffers.remove(&piece) {
+                self.unverified_bytes -= buffer.data.len() as u64;
+            }
+        }
+        let (mut left, mut wanted) = (0, 0);
+        for piece in self.layout.pieces() {
+            if self.picker.priority(piece).is_wanted() {
+                let len = u64::from(self.layout.piece_len(piece));
+                wanted += len;
+                if !self.have.get(piece.as_usize()) {
+                    left += len;
+                }
+            }
+        }
+        self.stats.left = left;
+        self.stats.wanted = wanted;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for &key in &keys {
+            let count = self.wanted_of(&self.peers[&key].bitfield);
+            self.peers.get_mut(&key).expect("listed").wanted = count;
+            self.update_interest(key, now);
+        }
+        if left == 0 && !self.finished {
+            self.on_finished(now);
+        } else if left > 0 && self.finished {
+            self.finished = false;
+            let handshake = self.extension_handshake();
+            for key in keys {
+                if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
+                    self.send(key, Outgoing::Extended(0, handshake.clone()), now);
+                }
+            }
+        }
+        self.fill_all(now);
+    }
+
+    /// True when every wanted piece (priority other than `Skip`) is verified; the same as
+    /// [`Torrent::is_complete`] without a selection.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The priority of `piece` (see [`Torrent::set_piece_priorities`]).
+    pub fn piece_priority(&self, piece: PieceIndex) -> FilePriority {
+        self.picker.priority(piece)
+    }
+
+    /// True when we want `i` (a piece index known to be in range) and lack it.
+    fn wants_piece(&self, i: usize) -> bool {
+        !self.have.get(i)
+            && self
+                .picker
+                .priority(crate::layout::piece_index_unchecked(i as u32))
+                .is_wanted()
+    }
+
+    /// The number of pieces in `bits` that we want and lack.
+    fn wanted_of(&self, bits: &Bitfield) -> u32 {
+        bits.iter_ones().filter(|&i| self.wants_piece(i)).count() as u32
+    }
+
+    /// Every wanted piece is now verified: tell the driver, tell peers we only upload (BEP 21), and
+    /// leave the peers that only upload too.
+    fn on_finished(&mut self, now: Instant) {
+        self.finished = true;
+        self.told_upload_only = true;
+        self.events.push_back(Event::Finished);
+        let handshake = self.extension_handshake();
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
+                self.send(key, Outgoing::Extended(0, handshake.clone()), now);
+            }
+            self.drop_if_both_seeds(key);
         }
     }
 
@@ -631,8 +757,8 @@ impl Torrent {
     }
 
     /// Our BEP 10 extension handshake: no extension messages yet (`m` is empty), our listening port
-    /// `p`, `reqq` (the requests we accept at once), our client name `v`, and BEP 21 `upload_only`
-    /// once we have every piece.
+    /// `p`, `reqq` (the requests we accept at once), our client name `v`, and BEP 21 `upload_only`:
+    /// 1 once every wanted piece is verified, 0 in a handshake re-sent because we want more again.
     fn extension_handshake(&self) -> Vec<u8> {
         use crate::bencode::OwnedValue;
         let v = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
@@ -647,8 +773,11 @@ impl Torrent {
         if let Some(port) = self.config.listen_port {
             fields.push(("p", OwnedValue::Int(i64::from(port))));
         }
-        if self.have.is_full() {
+        if self.finished {
             fields.push(("upload_only", OwnedValue::Int(1)));
+        } else if self.told_upload_only {
+            // Peers told 1 before learn that we download again.
+            fields.push(("upload_only", OwnedValue::Int(0)));
         }
         OwnedValue::dict(fields).encode()
     }
@@ -986,7 +1115,8 @@ impl Torrent {
         let rotate = self.choke_round % self.config.optimistic_rounds.max(1) == 0
             || !self.peers.values().any(|p| p.optimistic);
         self.choke_round = self.choke_round.wrapping_add(1);
-        let seeding = self.have.is_full();
+        // Finished with a selection, we download nothing: rank peers by what we upload to them.
+        let seeding = self.finished;
         let new_window = self.config.choke_interval * self.config.optimistic_rounds;
         let candidates: Vec<Candidate<PeerKey>> = self
             .peers
@@ -1021,10 +1151,10 @@ impl Torrent {
         }
     }
 
-    /// Two seeds have nothing to give each other: once we have every piece, a peer that has every
-    /// piece too (or says it only uploads, BEP 21) is disconnected.
+    /// Two seeds have nothing to give each other: once we have every wanted piece, a peer that has
+    /// every piece (or says it only uploads, BEP 21) is disconnected.
     fn drop_if_both_seeds(&mut self, key: PeerKey) {
-        if !self.have.is_full() {
+        if !self.finished {
             return;
         }
         let Some(peer) = self.peers.get(&key) else {
@@ -1044,7 +1174,8 @@ impl Torrent {
         if peer.bitfield.set(piece.as_usize()) {
             self.picker.increment_availability(piece);
             let full = peer.bitfield.is_full();
-            if !self.have.get(piece.as_usize()) {
+            if self.wants_piece(piece.as_usize()) {
+                let peer = self.peers.get_mut(&key).expect("caller checked");
                 peer.wanted += 1;
                 self.update_interest(key, now);
             }
@@ -1064,7 +1195,7 @@ impl Torrent {
 
     fn on_availability(&mut self, key: PeerKey, bits: Bitfield, now: Instant) {
         self.picker.add_availability(&bits);
-        let wanted = bits.iter_ones().filter(|&i| !self.have.get(i)).count() as u32;
+        let wanted = self.wanted_of(&bits);
         let peer = self.peers.get_mut(&key).expect("caller checked");
         peer.bitfield = bits;
         peer.wanted = wanted;
@@ -1283,11 +1414,14 @@ impl Torrent {
         {
             self.pool.push(buffer);
         }
+        let wanted = self.picker.priority(piece).is_wanted();
         self.picker.piece_verified(piece, ok);
         if ok {
             self.have.set(piece.as_usize());
             self.stats.verified += len;
-            self.stats.left -= len;
+            if wanted {
+                self.stats.left -= len;
+            }
             for ip in &contributors {
                 let t = self.trust.entry(*ip).or_insert(0);
                 *t = (*t + 1).min(20);
@@ -1297,8 +1431,10 @@ impl Torrent {
             for &key in &keys {
                 let peer = self.peers.get_mut(&key).expect("listed");
                 if peer.bitfield.get(piece.as_usize()) {
-                    peer.wanted -= 1;
-                    self.update_interest(key, now);
+                    if wanted {
+                        peer.wanted -= 1;
+                        self.update_interest(key, now);
+                    }
                 } else {
                     let granted = peer.allowed_out.binary_search(&piece).is_ok();
                     self.send(key, Outgoing::Have(piece), now);
@@ -1307,16 +1443,11 @@ impl Torrent {
                     }
                 }
             }
+            if self.stats.left == 0 && !self.finished {
+                self.on_finished(now);
+            }
             if self.have.is_full() {
                 self.events.push_back(Event::Complete);
-                // Tell peers we only upload now (BEP 21), and leave the seeds.
-                let handshake = self.extension_handshake();
-                for key in keys {
-                    if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
-                        self.send(key, Outgoing::Extended(0, handshake.clone()), now);
-                    }
-                    self.drop_if_both_seeds(key);
-                }
             }
         } else {
             self.stats.wasted += len;
@@ -1465,11 +1596,7 @@ impl Torrent {
             for b in &peer.in_flight {
                 *counts.entry(*b).or_default() += 1;
             }
-            let wanted = peer
-                .bitfield
-                .iter_ones()
-                .filter(|&i| !self.have.get(i))
-                .count() as u32;
+            let wanted = self.wanted_of(&peer.bitfield);
             assert_eq!(peer.wanted, wanted, "wanted count");
             assert_eq!(peer.am_interested, wanted > 0, "interest");
             assert!(
@@ -1504,6 +1631,20 @@ impl Torrent {
                 .map(|p| u64::from(self.layout.piece_len(*p)))
                 .sum::<u64>();
         assert_eq!(held, self.unverified_bytes, "unverified bytes");
+        let (mut left, mut wanted) = (0, 0);
+        for piece in self.layout.pieces() {
+            if self.picker.priority(piece).is_wanted() {
+                let len = u64::from(self.layout.piece_len(piece));
+                wanted += len;
+                left += len * u64::from(!self.have.get(piece.as_usize()));
+            }
+        }
+        assert_eq!(
+            (left, wanted),
+            (self.stats.left, self.stats.wanted),
+            "left and wanted bytes"
+        );
+        assert_eq!(self.finished, left == 0, "finished");
     }
 }
 
@@ -1736,8 +1877,8 @@ mod tests {
         assert!(f.run(actions, None).is_empty());
         assert!(f.t.is_complete());
         let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
-        assert_eq!(events.len(), 11);
-        assert_eq!(events.last(), Some(&Event::Complete));
+        assert_eq!(events.len(), 12);
+        assert_eq!(&events[10..], &[Event::Finished, Event::Complete]);
         assert_eq!(f.t.stats().left, 0);
         assert_eq!(f.t.stats().wasted, 0);
     }
@@ -2640,5 +2781,125 @@ mod tests {
         // +1 for each of the four good pieces, nothing taken for the two the liar spoiled.
         assert_eq!(f.t.trust.get(&honest_ip), Some(&4));
         assert!(f.t.is_complete());
+    }
+
+    #[test]
+    fn selection_decides_interest_left_and_finishing() {
+        use FilePriority::{High, Normal, Skip};
+        // Four pieces; priorities, the pieces the peer has, then: are we interested, bytes left, finished.
+        type Row = (&'static [FilePriority], &'static [u32], bool, u64, bool);
+        let table: &[Row] = &[
+            (&[], &[0, 1, 2, 3], true, 4 * PIECE, false),
+            (
+                &[Skip, Skip, Normal, Normal],
+                &[0, 1],
+                false,
+                2 * PIECE,
+                false,
+            ),
+            (
+                &[Skip, Skip, Normal, Normal],
+                &[1, 2],
+                true,
+                2 * PIECE,
+                false,
+            ),
+            (&[High, Skip, Skip, Skip], &[1, 2, 3], false, PIECE, false),
+            (&[Skip, Skip, Skip, Skip], &[0, 1, 2, 3], false, 0, true),
+        ];
+        for &(priorities, has, interested, left, finished) in table {
+            let mut f = Fixture::new(4);
+            f.t.set_piece_priorities(priorities, f.now);
+            let p = f.peer(2, false);
+            let mut bits = Bitfield::new(4);
+            for &i in has {
+                bits.set(i as usize);
+            }
+            f.t.handle_message(p, Message::Bitfield(bits.as_bytes()), f.now);
+            let sent = sends(&f.drain(), p);
+            assert_eq!(
+                sent.contains(&Outgoing::Interested),
+                interested,
+                "{priorities:?} {has:?}"
+            );
+            assert_eq!(f.t.stats().left, left, "{priorities:?}");
+            assert_eq!(f.t.is_finished(), finished, "{priorities:?}");
+            let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
+            assert_eq!(events.contains(&Event::Finished), finished);
+        }
+    }
+
+    #[test]
+    fn priorities_change_at_runtime() {
+        use FilePriority::{Normal, Skip};
+        let mut f = Fixture::new(4);
+        let p = f.t.add_peer(
+            PeerInfo {
+                addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
+                fast: true,
+                extensions: true,
+            },
+            f.now,
+        );
+        f.t.handle_message(p, Message::HaveAll, f.now);
+        f.t.handle_message(p, Message::Unchoke, f.now);
+        let requested: Vec<BlockRef> = sends(&f.drain(), p)
+            .into_iter()
+            .filter_map(|m| match m {
+                Outgoing::Request(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requested.len(), 8, "every block of the four pieces");
+        // Skipping pieces 0 and 1 cancels their requests and frees nothing else.
+        f.t.set_piece_priorities(&[Skip, Skip, Normal, Normal], f.now);
+        let actions = f.drain();
+        let cancelled: Vec<u32> = sends(&actions, p)
+            .into_iter()
+            .filter_map(|m| match m {
+                Outgoing::Cancel(b) => Some(b.piece.get()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancelled, vec![0, 0, 1, 1]);
+        assert_eq!(f.t.stats().left, 2 * PIECE);
+        // Answer the remaining requests: the torrent finishes without being complete and tells the
+        // peer it only uploads; the seed is left (both sides only upload).
+        let remaining: Vec<Action> = requested
+            .iter()
+            .filter(|b| b.piece.get() >= 2)
+            .map(|b| Action::Send {
+                peer: p,
+                message: Outgoing::Request(*b),
+            })
+            .collect();
+        f.run(remaining, None);
+        assert!(f.t.is_finished() && !f.t.is_complete());
+        let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
+        assert!(events.contains(&Event::Finished) && !events.contains(&Event::Complete));
+        assert!(!f.t.peers.contains_key(&p), "the seed was left");
+        // Wanting everything again: a new peer hears upload_only 0 and gets our interest.
+        f.t.set_piece_priorities(&[], f.now);
+        assert!(!f.t.is_finished());
+        assert_eq!(f.t.stats().left, 2 * PIECE);
+        let handshake = parse_extension_handshake(&f.t.extension_handshake());
+        assert!(!handshake.upload_only);
+        assert!(
+            f.t.extension_handshake()
+                .windows(14)
+                .any(|w| w == b"upload_onlyi0e")
+        );
+        let q = f.peer(3, false);
+        f.t.handle_message(q, Message::Bitfield(Bitfield::full(4).as_bytes()), f.now);
+        f.t.handle_message(q, Message::Unchoke, f.now);
+        let actions = f.drain();
+        assert!(sends(&actions, q).contains(&Outgoing::Interested));
+        f.run(actions, None);
+        assert!(f.t.is_complete());
+        let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
+        assert_eq!(
+            &events[events.len() - 2..],
+            &[Event::Finished, Event::Complete]
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod tracker;
 
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
 pub use space::{NotEnoughSpace, human_bytes};
+pub use swarmer_proto::FilePriority;
 pub use torrent::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
 };

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::priority::PriorityCountError;
 use swarmer_proto::torrent::Config as EngineConfig;
-use swarmer_proto::{InfoHash, PeerId};
+use swarmer_proto::{FilePriority, InfoHash, PeerId};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::rate::RateLimiter;
 use crate::space;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, StorageOptions, parts_file_name};
 use crate::torrent::{
     AddTorrentOptions, Command, ExistingData, Progress, TorrentError, TorrentState, TorrentTask,
 };
@@ -94,6 +95,9 @@ pub enum SessionError {
     /// The filesystem under the output directory cannot hold the rest of the torrent.
     #[error(transparent)]
     NotEnoughSpace(#[from] crate::NotEnoughSpace),
+    /// [`AddTorrentOptions::file_priorities`] is neither empty nor one per file.
+    #[error(transparent)]
+    FilePriorities(#[from] PriorityCountError),
 }
 
 pub(crate) struct SessionShared {
@@ -201,6 +205,11 @@ impl Session {
         options: AddTorrentOptions,
     ) -> Result<TorrentHandle, SessionError> {
         let info_hash = metainfo.info_hash;
+        let files = metainfo.info.files.len();
+        let given = options.file_priorities.len();
+        if given != 0 && given != files {
+            return Err(PriorityCountError { given, files }.into());
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         {
             let mut torrents = self.shared.torrents.lock().expect("lock poisoned");
@@ -217,12 +226,23 @@ impl Session {
         let storage = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
             let existing = options.existing;
+            let storage_options = StorageOptions {
+                priorities: options.file_priorities.clone(),
+                parts_file: Some(output_dir.join(parts_file_name(&info_hash))),
+                ..StorageOptions::default()
+            };
             tokio::task::spawn_blocking(move || match existing {
-                ExistingData::Complete => Ok(Storage::open_existing(&root, &m.info)?),
+                ExistingData::Complete => Ok(Storage::open_existing_with(
+                    &root,
+                    &m.info,
+                    &storage_options,
+                )?),
                 ExistingData::Ignore | ExistingData::Check => {
-                    let needed = space::bytes_needed(&root, &m.info, |_| true);
+                    let priorities = &storage_options.priorities;
+                    let wanted = |i: usize| priorities.get(i).is_none_or(|p| p.is_wanted());
+                    let needed = space::bytes_needed(&root, &m.info, wanted);
                     space::check_free_space(&root, needed)?;
-                    Ok(Storage::create(&root, &m.info)?)
+                    Ok(Storage::create_with(&root, &m.info, &storage_options)?)
                 }
             })
             .await
@@ -247,6 +267,8 @@ impl Session {
         let (progress_tx, progress_rx) = watch::channel(Progress {
             state,
             total_bytes: metainfo.info.layout.total_length(),
+            wanted_bytes: metainfo.info.layout.total_length(),
+            left_bytes: metainfo.info.layout.total_length(),
             verified_bytes: 0,
             downloaded_bytes: 0,
             wasted_bytes: 0,
@@ -381,7 +403,26 @@ impl TorrentHandle {
         let _ = self.commands.send(Command::AddPeers(peers)).await;
     }
 
-    /// Waits until every piece is verified and flushed to disk (the torrent may go on seeding).
+    /// Changes the file priorities (one per file of `info.files`, as
+    /// [`AddTorrentOptions::file_priorities`]; empty wants every file). Files that become wanted are
+    /// created at once; skipped files stay on disk if they were there. A torrent that was complete
+    /// downloads again if it now wants more.
+    ///
+    /// Errors: [`TorrentError::FilePriorities`] for a wrong count; [`TorrentError::Storage`] if a file
+    /// cannot be created (the torrent fails); [`TorrentError::TaskGone`] if the torrent has ended.
+    pub async fn set_file_priorities(
+        &self,
+        priorities: Vec<FilePriority>,
+    ) -> Result<(), TorrentError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetFilePriorities(priorities, done_tx))
+            .await
+            .map_err(|_| TorrentError::TaskGone)?;
+        done_rx.await.map_err(|_| TorrentError::TaskGone)?
+    }
+
+    /// Waits until every wanted piece is verified and flushed to disk (the torrent may go on seeding).
     ///
     /// Errors: the torrent failed with a local error (disk full, permission denied, existing data
     /// that does not match).

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::priority::{PriorityCountError, piece_priorities};
 use swarmer_proto::torrent::{
     Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
 };
 use swarmer_proto::wire::{Handshake, Message};
-use swarmer_proto::{Bitfield, PieceIndex, digest};
+use swarmer_proto::{Bitfield, FilePriority, PieceIndex, digest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -68,6 +69,12 @@ pub struct AddTorrentOptions {
     /// atomically every 30 s, when the download completes and when the torrent stops. `None` keeps no
     /// state.
     pub resume_file: Option<PathBuf>,
+    /// One priority per file of `info.files`, in that order (padding files included, their entry is
+    /// ignored); empty means every file is [`FilePriority::Normal`]. Skipped files are not created;
+    /// pieces they share with wanted files are kept in `DIR/.swarmer-<info-hash>.parts` (see
+    /// [`crate::storage`]). With [`ExistingData::Complete`] only the wanted pieces are checked and
+    /// served.
+    pub file_priorities: Vec<FilePriority>,
 }
 
 /// Where a torrent is in its life.
@@ -78,10 +85,11 @@ pub enum TorrentState {
     Checking,
     /// Downloading pieces.
     Downloading,
-    /// Every piece is verified and on disk, and we upload to peers (until a [`SeedLimits`] is reached
-    /// or the torrent is stopped).
+    /// Every wanted piece (all of them without a file selection) is verified and on disk, and we
+    /// upload the pieces we have to peers (until a [`SeedLimits`] is reached or the torrent is
+    /// stopped).
     Seeding,
-    /// Every piece is verified and flushed to disk, and we no longer serve peers.
+    /// Every wanted piece is verified and flushed to disk, and we no longer serve peers.
     Complete,
     /// Stopped by a local error (disk full, permission); the message says which file and what failed.
     Failed(String),
@@ -96,6 +104,11 @@ pub struct Progress {
     pub state: TorrentState,
     /// Total content size in bytes (padding files included).
     pub total_bytes: u64,
+    /// Bytes of the pieces that hold wanted files (the selection, in whole pieces): `total_bytes`
+    /// without a file selection. Progress of the selection is `wanted_bytes - left_bytes`.
+    pub wanted_bytes: u64,
+    /// Bytes of wanted pieces not verified yet.
+    pub left_bytes: u64,
     /// Bytes in verified pieces.
     pub verified_bytes: u64,
     /// Payload bytes received from peers, including discarded ones.
@@ -124,7 +137,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Every piece is verified and on disk ([`TorrentState::Seeding`] or [`TorrentState::Complete`]).
+    /// Bytes of the selection verified so far: `wanted_bytes - left_bytes` (all verified bytes
+    /// without a file selection).
+    pub fn wanted_done_bytes(&self) -> u64 {
+        self.wanted_bytes.saturating_sub(self.left_bytes)
+    }
+
+    /// Every wanted piece is verified and on disk ([`TorrentState::Seeding`] or
+    /// [`TorrentState::Complete`]).
     pub fn is_done(&self) -> bool {
         matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
     }
@@ -136,6 +156,9 @@ pub enum TorrentError {
     /// Reading or writing the torrent's files failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// File priorities that are not one per file of the torrent.
+    #[error(transparent)]
+    FilePriorities(#[from] PriorityCountError),
     /// The torrent's task ended unexpectedly (a bug: it panicked).
     #[error("torrent task ended unexpectedly")]
     TaskGone,
@@ -161,6 +184,7 @@ pub(crate) enum Command {
         addr: SocketAddr,
     },
     AddPeers(Vec<SocketAddr>),
+    SetFilePriorities(Vec<FilePriority>, oneshot::Sender<Result<(), TorrentError>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -305,6 +329,9 @@ impl TorrentTask {
                 (Bitfield::new(count as usize), to_hash, (0, 0))
             }
         };
+        // Only wanted pieces are checked (and, with `Complete`, required).
+        let wanted = self.piece_priorities();
+        to_hash.retain(|p| wanted[p.as_usize()].is_wanted());
         let vouched = have.iter_ones().filter_map(|p| layout.piece(p as u32));
         let vouched_bytes: u64 = vouched.map(|p| u64::from(layout.piece_len(p))).sum();
         self.progress_tx.send_modify(|p| {
@@ -344,6 +371,11 @@ impl TorrentTask {
                     None => return Ok(None),
                     // Peers wait until the check is over; connections are dropped.
                     Some(Command::Incoming { .. } | Command::AddPeers(_)) => continue,
+                    // Takes effect when the download starts; pieces being checked stay checked.
+                    Some(Command::SetFilePriorities(priorities, done)) => {
+                        let _ = done.send(self.store_priorities(priorities));
+                        continue;
+                    }
                 },
             };
             checked += 1;
@@ -407,6 +439,29 @@ impl TorrentTask {
         }
     }
 
+    /// Every piece's priority from [`AddTorrentOptions::file_priorities`] (checked to fit by the
+    /// session and by [`TorrentTask::store_priorities`]).
+    fn piece_priorities(&self) -> Vec<FilePriority> {
+        let info = &self.metainfo.info;
+        let padding: Vec<bool> = info.files.iter().map(|f| f.padding).collect();
+        piece_priorities(&info.layout, &self.options.file_priorities, &padding)
+            .unwrap_or_else(|_| vec![FilePriority::Normal; info.layout.piece_count() as usize])
+    }
+
+    /// Keeps new file priorities, after checking that there is one per file (or none).
+    fn store_priorities(&mut self, priorities: Vec<FilePriority>) -> Result<(), TorrentError> {
+        let files = self.metainfo.info.files.len();
+        if !priorities.is_empty() && priorities.len() != files {
+            return Err(PriorityCountError {
+                given: priorities.len(),
+                files,
+            }
+            .into());
+        }
+        self.options.file_priorities = priorities;
+        Ok(())
+    }
+
     /// Runs the torrent from the pieces in `have` until it is stopped or fails.
     async fn start(self, have: Bitfield, earlier: (u64, u64)) -> Result<(), TorrentError> {
         let shared = Arc::clone(&self.shared);
@@ -415,13 +470,16 @@ impl TorrentTask {
             listen_port: Some(shared.listen_addr.port()),
             ..shared.config.engine.clone()
         };
-        let engine = Torrent::new(
+        let mut engine = Torrent::new(
             metainfo.info.layout.clone(),
             metainfo.info_hash,
             have,
             engine_config,
             rand::random(),
         );
+        if !self.options.file_priorities.is_empty() {
+            engine.set_piece_priorities(&self.piece_priorities(), std::time::Instant::now());
+        }
         let stats = engine.stats();
         let (stats_tx, stats_rx) = watch::channel(TransferStats {
             uploaded: 0,
@@ -460,7 +518,7 @@ impl TorrentTask {
         if let Some(ip) = shared.config.bind_ip {
             own.push(SocketAddr::new(ip, shared.listen_addr.port()));
         }
-        let (state, seeding_since) = match (engine.is_complete(), self.options.seed.is_some()) {
+        let (state, seeding_since) = match (engine.is_finished(), self.options.seed.is_some()) {
             (false, _) => (TorrentState::Downloading, None),
             (true, true) => (TorrentState::Seeding, Some(Instant::now())),
             (true, false) => (TorrentState::Complete, None),
@@ -560,6 +618,18 @@ impl Running {
                     Some(Command::AddPeers(peers)) => {
                         self.book.add(peers);
                         self.connect_more();
+                    }
+                    Some(Command::SetFilePriorities(priorities, done)) => {
+                        let result = self.set_file_priorities(priorities).await;
+                        let failed = match &result {
+                            Err(TorrentError::Storage(e)) => Some(e.to_string()),
+                            _ => None,
+                        };
+                        let _ = done.send(result);
+                        if let Some(e) = failed {
+                            self.state = TorrentState::Failed(e);
+                            break Ok(());
+                        }
                     }
                     Some(Command::Stop(done)) => {
                         if !matches!(self.state, TorrentState::Complete) {
@@ -744,7 +814,7 @@ impl Running {
                     tracing::warn!(%ip, "banning peer after repeated bad data");
                     self.book.ban(ip);
                 }
-                Event::Complete => {}
+                Event::Finished | Event::Complete => {}
             }
         }
     }
@@ -765,8 +835,58 @@ impl Running {
         });
     }
 
+    /// New file priorities at run time: files that become wanted are created (their pieces we
+    /// already hold in the parts file copied in), then the engine re-plans. A torrent that was
+    /// done and now wants more downloads again.
+    async fn set_file_priorities(
+        &mut self,
+        priorities: Vec<FilePriority>,
+    ) -> Result<(), TorrentError> {
+        self.t.store_priorities(priorities)?;
+        let pieces = self.t.piece_priorities();
+        let info = &self.t.metainfo.info;
+        let to_create: Vec<_> = info
+            .layout
+            .files()
+            .filter(|f| {
+                let i = f.as_usize();
+                !info.files[i].padding
+                    && self
+                        .t
+                        .options
+                        .file_priorities
+                        .get(i)
+                        .is_none_or(|p| p.is_wanted())
+                    && !self.t.storage.is_on_disk(*f)
+            })
+            .collect();
+        if !to_create.is_empty() {
+            let storage = Arc::clone(&self.t.storage);
+            let have = self.engine.have().clone();
+            let write_lock = Arc::clone(&self.t.write_lock);
+            tokio::task::spawn_blocking(move || {
+                let _writing = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+                to_create
+                    .into_iter()
+                    .try_for_each(|f| storage.want_file(f, &have))
+            })
+            .await
+            .map_err(|_| TorrentError::TaskGone)??;
+        }
+        self.engine
+            .set_piece_priorities(&pieces, std::time::Instant::now());
+        if !self.engine.is_finished()
+            && matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
+        {
+            tracing::info!("file priorities changed; downloading again");
+            self.state = TorrentState::Downloading;
+            self.seeding_since = None;
+        }
+        Ok(())
+    }
+
     async fn finish_if_complete(&mut self) -> Result<(), TorrentError> {
-        if self.state != TorrentState::Downloading || !self.engine.is_complete() {
+        if self.state != TorrentState::Downloading || !self.engine.is_finished() {
             return Ok(());
         }
         // Nothing counts as downloaded before it is on disk.
@@ -809,7 +929,7 @@ impl Running {
         let Some(limits) = self.t.options.seed else {
             return;
         };
-        let total = self.engine.layout().total_length() as f64;
+        let total = self.engine.stats().wanted as f64;
         let by_ratio = limits
             .ratio
             .is_some_and(|r| self.engine.stats().uploaded as f64 >= r * total);
@@ -914,6 +1034,8 @@ impl Running {
         let progress = Progress {
             state: self.state.clone(),
             total_bytes: layout.total_length(),
+            wanted_bytes: s.wanted,
+            left_bytes: s.left,
             verified_bytes: s.verified,
             downloaded_bytes: s.downloaded,
             wasted_bytes: s.wasted,

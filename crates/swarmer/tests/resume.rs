@@ -49,6 +49,7 @@ async fn add(s: &Session, f: &Fixture, root: &Path, seed: bool) -> TorrentHandle
             seed: seed.then(SeedLimits::default),
             existing: ExistingData::Check,
             resume_file: Some(resume_path(f, root)),
+            ..AddTorrentOptions::default()
         },
     )
     .await

@@ -176,9 +176,26 @@ impl Payload {
         self.assert_files(downloaded, false);
     }
 
+    /// Like `assert_same` for a download of selected files: the files in `skipped` (relative to
+    /// the torrent's name) must not exist, every other file must be byte-identical.
+    pub(crate) fn assert_selected(&self, downloaded: &Path, skipped: &[PathBuf]) {
+        for relative in skipped {
+            let path = under(downloaded, relative);
+            assert!(!path.exists(), "skipped {} was created", path.display());
+        }
+        self.check_files(downloaded, |relative, _| {
+            !skipped.iter().any(|s| s == relative)
+        });
+    }
+
     fn assert_files(&self, downloaded: &Path, with_empty: bool) {
+        self.check_files(downloaded, |_, len| len > 0 || with_empty);
+    }
+
+    /// Compares the files for which `wanted(relative path, length)` holds.
+    fn check_files(&self, downloaded: &Path, wanted: impl Fn(&Path, u64) -> bool) {
         for (relative, len) in &self.files {
-            if *len == 0 && !with_empty {
+            if !wanted(relative, *len) {
                 continue;
             }
             let original = under(&self.root, relative);

@@ -89,7 +89,7 @@ use std::time::{Duration, Instant};
 use crate::digest::sha1;
 use crate::torrent::{Action, Config, Event, PeerFault, PeerInfo, PeerKey, Stats, Torrent};
 use crate::wire::Message;
-use crate::{Bitfield, InfoHash, Layout};
+use crate::{Bitfield, FilePriority, InfoHash, Layout};
 
 #[cfg(test)]
 mod tests;
@@ -135,6 +135,8 @@ pub struct NodeConfig {
     pub extensions: bool,
     /// The engine's tunables.
     pub engine: Config,
+    /// The priority of each piece ([`Torrent::set_piece_priorities`]); empty wants every piece.
+    pub piece_priorities: Vec<FilePriority>,
 }
 
 impl NodeConfig {
@@ -149,6 +151,7 @@ impl NodeConfig {
             fast: true,
             extensions: true,
             engine: Config::default(),
+            piece_priorities: Vec::new(),
         }
     }
 
@@ -400,13 +403,16 @@ impl Swarm {
             }
         };
         let engine_seed = splitmix64(self.seed ^ splitmix64(id.0 as u64 + 1));
-        let engine = Torrent::new(
+        let mut engine = Torrent::new(
             self.layout.clone(),
             self.info_hash,
             have,
             config.engine.clone(),
             engine_seed,
         );
+        if !config.piece_priorities.is_empty() {
+            engine.set_piece_priorities(&config.piece_priorities, self.instant());
+        }
         // One /24 per node: BEP 6 derives the allowed-fast set from the address masked to its /24, so
         // nodes sharing one would all be granted the same pieces and start on the same pieces.
         let n = id.0 + 1;

@@ -379,3 +379,62 @@ fn a_finished_leecher_seeds_to_newcomers() {
     assert_eq!(s.uploaded_as_seed(first), total);
     assert_eq!(s.transferred(seed, second), 0);
 }
+
+#[test]
+fn a_leecher_skipping_a_middle_file_finishes_without_its_pieces() {
+    // Files a (300 KiB), b (400 KiB, skipped), c (300 KiB) in 64 KiB pieces: pieces 4 and 10 straddle
+    // a|b and b|c and are wanted; pieces 5..=9 hold only b.
+    let layout = Layout::new(64 * KIB, [300 * KIB, 400 * KIB, 300 * KIB]).unwrap();
+    let files = [
+        FilePriority::Normal,
+        FilePriority::Skip,
+        FilePriority::Normal,
+    ];
+    let pieces = crate::priority::piece_priorities(&layout, &files, &[]).unwrap();
+    let skipped: Vec<usize> = (0..pieces.len())
+        .filter(|&i| !pieces[i].is_wanted())
+        .collect();
+    assert_eq!(skipped, vec![5, 6, 7, 8, 9]);
+    let wanted_bytes: u64 = layout
+        .pieces()
+        .filter(|p| pieces[p.as_usize()].is_wanted())
+        .map(|p| u64::from(layout.piece_len(p)))
+        .sum();
+    let mut s = Swarm::new(layout, 21);
+    let seed = s.add_node(NodeConfig::seed(MIB, MIB));
+    let picky = s.add_node(NodeConfig {
+        piece_priorities: pieces.clone(),
+        ..NodeConfig::leecher(MIB, MIB)
+    });
+    let full = s.add_node(NodeConfig::leecher(MIB, MIB));
+    full_mesh(&mut s);
+    let outcome = s.run_until(Duration::from_secs(60), |s| {
+        s.engine(picky).is_finished() && s.engine(full).is_complete()
+    });
+    println!(
+        "skipping 5 of 16 pieces: {outcome:?}, picky received {} of {wanted_bytes} wanted bytes",
+        s.stats(picky).downloaded
+    );
+    assert!(matches!(outcome, Outcome::Reached(_)), "{outcome:?}");
+    let engine = s.engine(picky);
+    assert!(!engine.is_complete());
+    for (i, priority) in pieces.iter().enumerate() {
+        assert_eq!(engine.have().get(i), priority.is_wanted(), "piece {i}");
+    }
+    // It never asked for a skipped piece: everything it received was wanted (no endgame duplicates
+    // of skipped pieces, no waste).
+    let stats = s.stats(picky);
+    assert_eq!((stats.left, stats.wanted), (0, wanted_bytes));
+    assert_eq!(stats.downloaded - stats.wasted, wanted_bytes);
+    assert!(stats.wasted <= 4 * 16 * KIB, "wasted {}", stats.wasted);
+    let events: Vec<&Event> = s.events(picky).iter().map(|(_, e)| e).collect();
+    assert!(events.contains(&&Event::Finished));
+    assert!(!events.contains(&&Event::Complete));
+    // Finished, it leaves the seed (both only upload, BEP 21) and serves the full leecher what it has.
+    assert!(
+        s.closed(picky)
+            .iter()
+            .any(|c| c.peer == seed && c.fault == PeerFault::Useless("both sides are seeds"))
+            || s.closed(seed).iter().any(|c| c.peer == picky)
+    );
+}
