@@ -5,11 +5,13 @@
 //!
 //! ```text
 //! d 10:downloaded i<bytes>e  5:files l <per file: l i<length>e i<mtime s>e i<mtime ns>e e, or le> e
-//!   6:format i1e  9:info-hash 20:<hash>  6:pieces <bitfield, BEP 3 order>  8:uploaded i<bytes>e e
+//!   6:format i1e  9:info-hash 20:<hash>  5:parts <a stamp as in files, or le>  6:pieces <bitfield,
+//!   BEP 3 order>  10:priorities <one byte per file, FilePriority::as_u8; empty: all Normal>
+//!   8:uploaded i<bytes>e e
 //! ```
 
 use crate::bencode::{self, OwnedValue};
-use crate::{Bitfield, InfoHash};
+use crate::{Bitfield, FilePriority, InfoHash};
 
 /// The version written in the `format` key; states with another version are refused.
 const FORMAT: i64 = 1;
@@ -35,6 +37,11 @@ pub struct ResumeState {
     /// One entry per file of the torrent's `info.files`, in order: its stamp, or `None` when it did
     /// not exist (a padding file, or one not created).
     pub files: Vec<Option<FileStamp>>,
+    /// The stamp of the parts file (pieces shared with skipped files), `None` if there was none.
+    pub parts: Option<FileStamp>,
+    /// The file priorities in force, one per file of `info.files`; empty means all
+    /// [`FilePriority::Normal`].
+    pub priorities: Vec<FilePriority>,
     /// Payload bytes uploaded over the torrent's life, so ratios survive restarts.
     pub uploaded: u64,
     /// Payload bytes downloaded over the torrent's life.
@@ -55,19 +62,17 @@ pub enum ResumeFormatError {
 impl ResumeState {
     /// The canonical bencoding of the state (a dictionary; see the module docs).
     pub fn encode(&self) -> Vec<u8> {
-        let files = self.files.iter().map(|stamp| match stamp {
-            Some(s) => OwnedValue::list([
-                int(s.length),
-                OwnedValue::Int(s.mtime),
-                OwnedValue::Int(s.mtime_nsec),
-            ]),
-            None => OwnedValue::list([]),
-        });
+        let files = self.files.iter().map(encode_stamp);
         OwnedValue::dict([
             ("format", OwnedValue::Int(FORMAT)),
             ("info-hash", OwnedValue::Bytes(self.info_hash.0.to_vec())),
             ("pieces", OwnedValue::Bytes(self.have.as_bytes().to_vec())),
             ("files", OwnedValue::list(files)),
+            ("parts", encode_stamp(&self.parts)),
+            (
+                "priorities",
+                OwnedValue::Bytes(self.priorities.iter().map(|p| p.as_u8()).collect()),
+            ),
             ("uploaded", int(self.uploaded)),
             ("downloaded", int(self.downloaded)),
         ])
@@ -109,22 +114,22 @@ impl ResumeState {
         }
         let stamps = list
             .iter()
-            .map(|entry| {
-                let fields = entry.as_list().ok_or(malformed("file entry"))?;
-                match fields {
-                    [] => Ok(None),
-                    [length, mtime, nsec] => Ok(Some(FileStamp {
-                        length: length
-                            .as_int()
-                            .and_then(|n| u64::try_from(n).ok())
-                            .ok_or(malformed("file length"))?,
-                        mtime: mtime.as_int().ok_or(malformed("file mtime"))?,
-                        mtime_nsec: nsec.as_int().ok_or(malformed("file mtime"))?,
-                    })),
-                    _ => Err(malformed("file entry")),
-                }
-            })
+            .map(decode_stamp)
             .collect::<Result<Vec<_>, _>>()?;
+        let parts = match root.get(b"parts") {
+            Some(v) => decode_stamp(v)?,
+            None => None,
+        };
+        let priorities = root
+            .get(b"priorities")
+            .map_or(Some(&[][..]), |v| v.as_bytes())
+            .ok_or(malformed("priorities"))?
+            .iter()
+            .map(|&n| FilePriority::from_u8(n).ok_or(malformed("priorities")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !priorities.is_empty() && priorities.len() != files {
+            return Err(ResumeFormatError::Mismatch("file count"));
+        }
         let total = |key: &[u8]| {
             root.get(key)
                 .and_then(|v| v.as_int())
@@ -135,9 +140,38 @@ impl ResumeState {
             info_hash: InfoHash(info_hash),
             have,
             files: stamps,
+            parts,
+            priorities,
             uploaded: total(b"uploaded")?,
             downloaded: total(b"downloaded")?,
         })
+    }
+}
+
+fn encode_stamp(stamp: &Option<FileStamp>) -> OwnedValue {
+    match stamp {
+        Some(s) => OwnedValue::list([
+            int(s.length),
+            OwnedValue::Int(s.mtime),
+            OwnedValue::Int(s.mtime_nsec),
+        ]),
+        None => OwnedValue::list([]),
+    }
+}
+
+fn decode_stamp(value: &bencode::Value<'_>) -> Result<Option<FileStamp>, ResumeFormatError> {
+    let malformed = ResumeFormatError::Malformed;
+    match value.as_list().ok_or(malformed("file entry"))? {
+        [] => Ok(None),
+        [length, mtime, nsec] => Ok(Some(FileStamp {
+            length: length
+                .as_int()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or(malformed("file length"))?,
+            mtime: mtime.as_int().ok_or(malformed("file mtime"))?,
+            mtime_nsec: nsec.as_int().ok_or(malformed("file mtime"))?,
+        })),
+        _ => Err(malformed("file entry")),
     }
 }
 
@@ -163,8 +197,28 @@ mod tests {
                 }),
                 None,
             ],
+            parts: Some(FileStamp {
+                length: 1 << 20,
+                mtime: 1_700_000_001,
+                mtime_nsec: 0,
+            }),
+            priorities: vec![FilePriority::High, FilePriority::Skip],
             uploaded: 5,
             downloaded: 1 << 40,
+        }
+    }
+
+    trait ReplaceBytes {
+        fn replace_bytes(self, from: &[u8], to: &[u8]) -> Vec<u8>;
+    }
+
+    impl ReplaceBytes for Vec<u8> {
+        fn replace_bytes(self, from: &[u8], to: &[u8]) -> Vec<u8> {
+            let at = self
+                .windows(from.len())
+                .position(|w| w == from)
+                .expect("present");
+            [&self[..at], to, &self[at + from.len()..]].concat()
         }
     }
 
@@ -184,6 +238,21 @@ mod tests {
         assert_eq!(
             ResumeState::decode(&s.encode(), 9, 2),
             Err(ResumeFormatError::Mismatch("piece count"))
+        );
+        let one_priority = ResumeState {
+            priorities: vec![FilePriority::Low],
+            ..s.clone()
+        };
+        assert_eq!(
+            ResumeState::decode(&one_priority.encode(), 4, 2),
+            Err(ResumeFormatError::Mismatch("file count"))
+        );
+        let bad_priority = s
+            .encode()
+            .replace_bytes(b"10:priorities2:\x07\x00", b"10:priorities2:\x07\x05");
+        assert_eq!(
+            ResumeState::decode(&bad_priority, 4, 2),
+            Err(ResumeFormatError::Malformed("priorities"))
         );
     }
 

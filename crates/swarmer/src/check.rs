@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use swarmer_proto::metainfo::Metainfo;
-use swarmer_proto::{Bitfield, PieceIndex, digest};
+use swarmer_proto::{Bitfield, FileIndex, PieceIndex, digest};
 use tokio::sync::mpsc;
 
 use crate::resume::Loaded;
@@ -26,12 +26,18 @@ pub(crate) struct Resumed {
 }
 
 impl Resumed {
-    /// Splits the pieces of `metainfo` by what `loaded` can vouch for.
-    pub(crate) fn new(metainfo: &Metainfo, loaded: &Loaded) -> Resumed {
+    /// Splits the pieces of `metainfo` by what `loaded` can vouch for. `on_disk(file)` is false for
+    /// files not on disk, whose pieces are kept in the parts file.
+    pub(crate) fn new(
+        metainfo: &Metainfo,
+        loaded: &Loaded,
+        on_disk: impl Fn(FileIndex) -> bool,
+    ) -> Resumed {
         let layout = &metainfo.info.layout;
         let mut stale = Bitfield::new(layout.piece_count() as usize);
         for file in layout.files() {
-            if loaded.changed[file.as_usize()] {
+            let in_parts = !on_disk(file) && !metainfo.info.files[file.as_usize()].padding;
+            if loaded.changed[file.as_usize()] || (loaded.parts_changed && in_parts) {
                 for piece in layout.file_pieces(file) {
                     stale.set(piece as usize);
                 }
@@ -124,17 +130,29 @@ mod tests {
                 info_hash: InfoHash([0; 20]),
                 have,
                 files: vec![None, None],
+                parts: None,
+                priorities: Vec::new(),
                 uploaded: 0,
                 downloaded: 0,
             },
             changed: vec![false, true],
+            parts_changed: false,
         };
-        let r = Resumed::new(&m, &loaded);
+        let r = Resumed::new(&m, &loaded, |_| true);
         assert_eq!(r.have.iter_ones().collect::<Vec<_>>(), [0]);
         assert_eq!(
             r.stale.iter().map(|p| p.get()).collect::<Vec<_>>(),
             [2, 3],
             "piece 2 straddles a and b, piece 3 is all b"
         );
+        // b skipped (not on disk) and the parts file changed: the same pieces are stale.
+        let loaded = Loaded {
+            changed: vec![false, false],
+            parts_changed: true,
+            ..loaded
+        };
+        let r = Resumed::new(&m, &loaded, |f| f.as_usize() == 0);
+        assert_eq!(r.have.iter_ones().collect::<Vec<_>>(), [0]);
+        assert_eq!(r.stale.iter().map(|p| p.get()).collect::<Vec<_>>(), [2, 3]);
     }
 }

@@ -54,17 +54,20 @@ pub struct Loaded {
     /// the last save, replaced, resized, created or deleted). Pieces touching such a file must be
     /// hashed again; the others are as the state says.
     pub changed: Vec<bool>,
+    /// The parts file's stamp differs from the saved one: pieces kept there must be hashed again.
+    pub parts_changed: bool,
 }
 
 impl Loaded {
     /// True when no file changed, so the state describes the data exactly.
     pub fn unchanged(&self) -> bool {
-        !self.changed.iter().any(|&c| c)
+        !self.parts_changed && !self.changed.iter().any(|&c| c)
     }
 }
 
 /// Reads the state at `path` for the torrent `info_hash` with `info`'s pieces and files, and compares
-/// every file under `root` with its saved stamp. `Ok(None)`: there is no state yet.
+/// every file under `root`, and the parts file at `parts`, with its saved stamp. `Ok(None)`: there is
+/// no state yet.
 ///
 /// Errors: a [`ResumeError`] saying why the state cannot be used at all.
 pub fn load(
@@ -72,6 +75,7 @@ pub fn load(
     root: &Path,
     info_hash: InfoHash,
     info: &Info,
+    parts: &Path,
 ) -> Result<Option<Loaded>, ResumeError> {
     let io_err = |error| ResumeError::Io {
         path: path.to_path_buf(),
@@ -101,7 +105,12 @@ pub fn load(
         .zip(stamps(root, info))
         .map(|(saved, now)| *saved != now)
         .collect();
-    Ok(Some(Loaded { state, changed }))
+    let parts_changed = state.parts != stamp(parts);
+    Ok(Some(Loaded {
+        state,
+        changed,
+        parts_changed,
+    }))
 }
 
 /// Writes `state` to `path` atomically: into `path` + `.tmp`, flushed, renamed over `path`, and the
@@ -142,17 +151,21 @@ pub fn stamps(root: &Path, info: &Info) -> Vec<Option<FileStamp>> {
             if entry.padding {
                 return None;
             }
-            let path = root.join(entry.path.iter().collect::<PathBuf>());
-            std::fs::symlink_metadata(path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| FileStamp {
-                    length: m.len(),
-                    mtime: m.mtime(),
-                    mtime_nsec: m.mtime_nsec(),
-                })
+            stamp(&root.join(entry.path.iter().collect::<PathBuf>()))
         })
         .collect()
+}
+
+/// The stamp of the regular file at `path`; `None` if there is none (or it is a link).
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| FileStamp {
+            length: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
 }
 
 /// The resume file for the torrent `info_hash` downloading into `output_dir`:
@@ -196,6 +209,8 @@ mod tests {
             info_hash: InfoHash([7; 20]),
             have,
             files: stamps(root, info),
+            parts: None,
+            priorities: Vec::new(),
             uploaded: 5,
             downloaded: 1 << 40,
         }
@@ -218,9 +233,15 @@ mod tests {
         let path = default_path(dir.path(), s.info_hash);
         save(&s, &path).unwrap();
         assert!(!path.with_extension("resume.tmp").exists());
-        let loaded = load(&path, dir.path(), s.info_hash, &info)
-            .unwrap()
-            .unwrap();
+        let loaded = load(
+            &path,
+            dir.path(),
+            s.info_hash,
+            &info,
+            &dir.path().join("parts"),
+        )
+        .unwrap()
+        .unwrap();
         assert!(loaded.unchanged());
         assert_eq!(loaded.state, s);
     }
@@ -238,15 +259,27 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&b).unwrap();
         f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();
-        let loaded = load(&path, dir.path(), s.info_hash, &info)
-            .unwrap()
-            .unwrap();
+        let loaded = load(
+            &path,
+            dir.path(),
+            s.info_hash,
+            &info,
+            &dir.path().join("parts"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(loaded.changed, [false, true]);
         // A deleted file too.
         std::fs::remove_file(dir.path().join("t/a")).unwrap();
-        let loaded = load(&path, dir.path(), s.info_hash, &info)
-            .unwrap()
-            .unwrap();
+        let loaded = load(
+            &path,
+            dir.path(),
+            s.info_hash,
+            &info,
+            &dir.path().join("parts"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(loaded.changed, [true, true]);
     }
 
@@ -260,23 +293,41 @@ mod tests {
         save(&s, &path).unwrap();
         let other = InfoHash([8; 20]);
         assert!(matches!(
-            load(&path, dir.path(), other, &info),
+            load(&path, dir.path(), other, &info, &dir.path().join("parts")),
             Err(ResumeError::OtherTorrent(h)) if h == s.info_hash
         ));
         assert!(matches!(
-            load(&path, dir.path(), s.info_hash, &self::info(&[("a", 20)])),
+            load(
+                &path,
+                dir.path(),
+                s.info_hash,
+                &self::info(&[("a", 20)]),
+                &dir.path().join("parts")
+            ),
             Err(ResumeError::Format(ResumeFormatError::Mismatch(
                 "file count"
             )))
         ));
         assert!(
-            load(&dir.path().join("none"), dir.path(), s.info_hash, &info)
-                .unwrap()
-                .is_none()
+            load(
+                &dir.path().join("none"),
+                dir.path(),
+                s.info_hash,
+                &info,
+                &dir.path().join("parts")
+            )
+            .unwrap()
+            .is_none()
         );
         std::fs::write(&path, b"garbage").unwrap();
         assert!(matches!(
-            load(&path, dir.path(), s.info_hash, &info),
+            load(
+                &path,
+                dir.path(),
+                s.info_hash,
+                &info,
+                &dir.path().join("parts")
+            ),
             Err(ResumeError::Format(ResumeFormatError::Malformed(_)))
         ));
     }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::rate::RateLimiter;
+use crate::resume;
 use crate::space;
 use crate::storage::{Storage, StorageError, StorageOptions, parts_file_name};
 use crate::torrent::{
@@ -202,7 +203,7 @@ impl Session {
         &self,
         metainfo: Metainfo,
         output_dir: &Path,
-        options: AddTorrentOptions,
+        mut options: AddTorrentOptions,
     ) -> Result<TorrentHandle, SessionError> {
         let info_hash = metainfo.info_hash;
         let files = metainfo.info.files.len();
@@ -223,34 +224,53 @@ impl Session {
             metainfo.info.files.iter().any(|f| {
                 !f.padding && output_dir.join(f.path.iter().collect::<PathBuf>()).exists()
             });
-        let storage = {
+        // The resume state is read before the storage is created: it may hold the file priorities to
+        // create the files by, and its stamps describe the files as they were left.
+        let opened = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
-            let existing = options.existing;
-            let storage_options = StorageOptions {
-                priorities: options.file_priorities.clone(),
-                parts_file: Some(output_dir.join(parts_file_name(&info_hash))),
-                ..StorageOptions::default()
-            };
-            tokio::task::spawn_blocking(move || match existing {
-                ExistingData::Complete => Ok(Storage::open_existing_with(
-                    &root,
-                    &m.info,
-                    &storage_options,
-                )?),
-                ExistingData::Ignore | ExistingData::Check => {
-                    let priorities = &storage_options.priorities;
-                    let wanted = |i: usize| priorities.get(i).is_none_or(|p| p.is_wanted());
-                    let needed = space::bytes_needed(&root, &m.info, wanted);
-                    space::check_free_space(&root, needed)?;
-                    Ok(Storage::create_with(&root, &m.info, &storage_options)?)
+            let (existing, resume_file) = (options.existing, options.resume_file.clone());
+            let mut priorities = options.file_priorities.clone();
+            tokio::task::spawn_blocking(move || {
+                let parts = root.join(parts_file_name(&m.info_hash));
+                let resumed = resume_file.and_then(|path| {
+                    resume::load(&path, &root, m.info_hash, &m.info, &parts)
+                        .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
+                        .ok()
+                        .flatten()
+                });
+                if let Some(saved) = resumed.as_ref().map(|r| &r.state.priorities) {
+                    if priorities.is_empty() && !saved.is_empty() {
+                        tracing::info!("using the file priorities saved in the resume state");
+                        priorities = saved.clone();
+                    }
                 }
+                let storage_options = StorageOptions {
+                    priorities: priorities.clone(),
+                    parts_file: Some(parts),
+                    ..StorageOptions::default()
+                };
+                let storage = match existing {
+                    ExistingData::Complete => {
+                        Storage::open_existing_with(&root, &m.info, &storage_options)?
+                    }
+                    ExistingData::Ignore | ExistingData::Check => {
+                        let wanted = |i: usize| priorities.get(i).is_none_or(|p| p.is_wanted());
+                        let needed = space::bytes_needed(&root, &m.info, wanted);
+                        space::check_free_space(&root, needed)?;
+                        Storage::create_with(&root, &m.info, &storage_options)?
+                    }
+                };
+                Ok::<_, SessionError>((storage, resumed, priorities))
             })
             .await
             .expect("storage creation panicked")
         };
-        let storage: Result<Storage, SessionError> = storage;
-        let storage = match storage {
-            Ok(s) => Arc::new(s),
+        let storage = opened.map(|(storage, resumed, priorities)| {
+            options.file_priorities = priorities;
+            (storage, resumed)
+        });
+        let (storage, resumed) = match storage {
+            Ok((s, resumed)) => (Arc::new(s), resumed),
             Err(e) => {
                 self.shared
                     .torrents
@@ -289,6 +309,7 @@ impl Session {
             storage,
             root: output_dir.to_path_buf(),
             had_data,
+            resumed,
             options,
             write_lock: Default::default(),
             progress_tx,

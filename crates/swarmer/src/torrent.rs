@@ -27,7 +27,7 @@ use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::resume::{self, Loaded, ResumeState};
 use crate::session::SessionShared;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, parts_file_name};
 use crate::tracker::{
     AnnouncerConfig, AnnouncerHandle, TrackerClient, TransferStats, spawn_announcer,
 };
@@ -216,6 +216,8 @@ pub(crate) struct TorrentTask {
     pub(crate) root: PathBuf,
     /// Some file of the torrent existed before the storage was created, so there may be data to check.
     pub(crate) had_data: bool,
+    /// The fast-resume state read before the storage was created, if there was a usable one.
+    pub(crate) resumed: Option<Loaded>,
     pub(crate) options: AddTorrentOptions,
     /// Held while writing a verified piece. Hashing runs in parallel; writes to one torrent's files go one
     /// at a time, because concurrent writers to a file only contend on its inode lock in the kernel
@@ -296,9 +298,10 @@ impl TorrentTask {
         let layout = self.metainfo.info.layout.clone();
         let count = layout.piece_count();
         let existing = self.options.existing;
-        let (mut have, mut to_hash, earlier) = match self.load_resume().await {
+        let (mut have, mut to_hash, earlier) = match self.resumed.take() {
             Some(loaded) => {
-                let resumed = Resumed::new(&self.metainfo, &loaded);
+                let storage = Arc::clone(&self.storage);
+                let resumed = Resumed::new(&self.metainfo, &loaded, |f| storage.is_on_disk(f));
                 tracing::info!(
                     pieces = resumed.have.count_ones(),
                     stale = resumed.stale.len(),
@@ -419,24 +422,6 @@ impl TorrentTask {
             });
         }
         Ok(Some((have, earlier)))
-    }
-
-    /// The saved fast-resume state, if there is one this torrent can use.
-    async fn load_resume(&self) -> Option<Loaded> {
-        let path = self.options.resume_file.clone()?;
-        let (root, metainfo) = (self.root.clone(), Arc::clone(&self.metainfo));
-        let loaded = tokio::task::spawn_blocking(move || {
-            resume::load(&path, &root, metainfo.info_hash, &metainfo.info)
-        })
-        .await
-        .ok()?;
-        match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::warn!("ignoring fast-resume state: {e}");
-                None
-            }
-        }
     }
 
     /// Every piece's priority from [`AddTorrentOptions::file_priorities`] (checked to fit by the
@@ -1110,6 +1095,8 @@ impl Running {
             info_hash: metainfo.info_hash,
             have: self.engine.have().clone(),
             files: Vec::new(),
+            parts: None,
+            priorities: self.t.options.file_priorities.clone(),
             uploaded: saver.earlier.0 + stats.uploaded,
             downloaded: saver.earlier.1 + stats.downloaded,
         };
@@ -1125,6 +1112,7 @@ impl Running {
             }
             let state = ResumeState {
                 files: resume::stamps(&root, &metainfo.info),
+                parts: resume::stamp(&root.join(parts_file_name(&metainfo.info_hash))),
                 ..state
             };
             match resume::save(&state, &path) {

@@ -191,3 +191,86 @@ async fn a_stopped_download_continues_without_fetching_verified_pieces_again() {
         "fetched {first} + {second} bytes of a {total}-byte torrent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_selection_is_saved_and_pieces_in_the_parts_file_are_vouched_for_only_while_it_is_unchanged()
+ {
+    // Eight 16 KiB pieces: piece 2 straddles a.bin|skip.bin and piece 5 skip.bin|c.bin, so both live
+    // in the parts file; 3 and 4 are skip.bin's alone; 0, 1, 6 and 7 are plain.
+    let f = common::fixture_with(
+        16 * 1024,
+        vec![
+            (vec!["a.bin"], 40_000),
+            (vec!["skip.bin"], 50_000),
+            (vec!["c.bin"], 30_000),
+        ],
+    );
+    let seed_dir = tempfile::tempdir().unwrap();
+    write_content(&f, seed_dir.path());
+    let seeder = session(SessionConfig::default()).await;
+    let mut seed = add(&seeder, &f, seed_dir.path(), true).await;
+    seed.wait_complete().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = session(SessionConfig::default()).await;
+    use swarmer::FilePriority::{Normal, Skip};
+    let options = |priorities| AddTorrentOptions {
+        existing: ExistingData::Check,
+        resume_file: Some(resume_path(&f, dir.path())),
+        file_priorities: priorities,
+        ..AddTorrentOptions::default()
+    };
+    let mut t = s
+        .add_torrent_with(
+            f.metainfo.clone(),
+            dir.path(),
+            options(vec![Normal, Skip, Normal]),
+        )
+        .await
+        .unwrap();
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    tokio::time::timeout(TIMEOUT, t.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    t.stop().await.unwrap();
+    let skipped = dir.path().join("fixture/skip.bin");
+    assert!(!skipped.exists());
+
+    // No priorities given: the saved ones apply, and the state vouches for everything wanted.
+    let mut t = s
+        .add_torrent_with(f.metainfo.clone(), dir.path(), options(Vec::new()))
+        .await
+        .unwrap();
+    t.wait_complete().await.unwrap();
+    let p = t.progress().borrow().clone();
+    assert_eq!((p.checked_pieces, p.pieces_have), (0, 6), "all but 3 and 4");
+    t.stop().await.unwrap();
+    assert!(!skipped.exists(), "the saved selection still skips it");
+
+    // The parts file is gone: its pieces are hashed again, found missing, and fetched again.
+    let parts = dir
+        .path()
+        .join(swarmer::storage::parts_file_name(&f.metainfo.info_hash));
+    std::fs::remove_file(&parts).unwrap();
+    let mut t = s
+        .add_torrent_with(f.metainfo.clone(), dir.path(), options(Vec::new()))
+        .await
+        .unwrap();
+    let p = wait_for(&t, |p| p.state != TorrentState::Checking).await;
+    assert_eq!(
+        (p.pieces_to_check, p.pieces_have),
+        (2, 4),
+        "pieces 2 and 5 were in the parts file"
+    );
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    tokio::time::timeout(TIMEOUT, t.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    t.stop().await.unwrap();
+    seed.stop().await.unwrap();
+    let a = std::fs::read(dir.path().join("fixture/a.bin")).unwrap();
+    let c = std::fs::read(dir.path().join("fixture/c.bin")).unwrap();
+    assert!(a == f.content[..40_000] && c == f.content[90_000..]);
+}
