@@ -5,6 +5,7 @@ mod info;
 mod select;
 mod transfer;
 mod units;
+mod verify;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -29,6 +30,18 @@ enum Command {
     /// Verify files you already have against a torrent (on all cores), then upload them to peers
     /// until Ctrl-C or a --seed-ratio/--seed-time limit.
     Seed(SeedArgs),
+    /// Check the data of a torrent in a directory (read-only, on all cores): report missing files,
+    /// wrong lengths and pieces that do not match; exit 0 only if everything matches.
+    Verify {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// Directory holding the data, as `download -o DIR` left it: DIR/NAME.
+        #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+        output: PathBuf,
+        /// Print only the report, no progress.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Print a .torrent file's name, info hash, sizes, files and trackers.
     Info {
         /// The .torrent file.
@@ -117,6 +130,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => transfer::run(transfer::Job::download(args)),
         Command::Seed(args) => transfer::run(transfer::Job::seed(args)),
+        Command::Verify {
+            torrent,
+            output,
+            quiet,
+        } => verify::run(&torrent, &output, quiet),
         Command::Info { torrent } => info::run(&torrent),
     };
     match result {

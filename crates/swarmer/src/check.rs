@@ -1,5 +1,6 @@
 //! Finding which pieces of a torrent are already on disk: the pieces a fast-resume state vouches for,
-//! and hashing the rest on every core, each hashing thread reading into one reused buffer.
+//! and hashing the rest on every core, each hashing thread reading into one reused buffer; and
+//! [`verify`], the read-only report behind `swarmer verify`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,9 @@ use swarmer_proto::{Bitfield, FileIndex, PieceIndex, digest};
 use tokio::sync::mpsc;
 
 use crate::resume::Loaded;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError, StorageOptions, parts_file_name};
+use std::path::{Path, PathBuf};
+use swarmer_proto::FilePriority;
 
 /// Threads hashing pieces: one per core.
 pub(crate) fn hashing_threads() -> usize {
@@ -91,6 +94,90 @@ pub(crate) fn hash_pieces(
         });
     }
     rx
+}
+
+/// What [`verify`] found: the state of every file and piece of a torrent's data on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Pieces in the torrent.
+    pub pieces: u32,
+    /// Pieces whose SHA-1 does not match, or that could not be read (a missing or short file), in
+    /// ascending order.
+    pub bad_pieces: Vec<u32>,
+    /// Files of the torrent that are not on disk, relative to the output directory.
+    pub missing_files: Vec<PathBuf>,
+    /// Files on disk with another length than the torrent's: (path, expected bytes, actual bytes).
+    pub wrong_length: Vec<(PathBuf, u64, u64)>,
+}
+
+impl VerifyReport {
+    /// True when every file is there with its length and every piece matches.
+    pub fn is_complete(&self) -> bool {
+        self.bad_pieces.is_empty() && self.missing_files.is_empty() && self.wrong_length.is_empty()
+    }
+}
+
+/// Checks the data of `metainfo` under `output_dir` (as a download there left it) without writing
+/// anything: which files are missing or have the wrong length, and which pieces do not match their
+/// SHA-1 (hashed on every core; pieces of skipped files are read from the parts file if there is
+/// one). `on_progress(hashed)` is called after each piece.
+///
+/// Errors: the storage cannot be opened (the output directory is missing, a symbolic link is in the
+/// way, ...), as [`StorageError`].
+pub async fn verify(
+    metainfo: Arc<Metainfo>,
+    output_dir: &Path,
+    mut on_progress: impl FnMut(u32),
+) -> Result<VerifyReport, StorageError> {
+    let info = &metainfo.info;
+    let mut report = VerifyReport {
+        pieces: info.layout.piece_count(),
+        ..VerifyReport::default()
+    };
+    // Files that are not there with their length are opened as skipped: their pieces come from the
+    // parts file, or fail.
+    let mut priorities = vec![FilePriority::Normal; info.files.len()];
+    for (i, entry) in info.files.iter().enumerate().filter(|(_, e)| !e.padding) {
+        let relative: PathBuf = entry.path.iter().collect();
+        match std::fs::symlink_metadata(output_dir.join(&relative)) {
+            Ok(meta) if meta.is_file() && meta.len() == entry.length => continue,
+            Ok(meta) if meta.is_file() => {
+                report
+                    .wrong_length
+                    .push((relative, entry.length, meta.len()))
+            }
+            _ => report.missing_files.push(relative),
+        }
+        priorities[i] = FilePriority::Skip;
+    }
+    let storage = {
+        let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
+        let options = StorageOptions {
+            priorities,
+            parts_file: Some(root.join(parts_file_name(&m.info_hash))),
+            ..StorageOptions::default()
+        };
+        tokio::task::spawn_blocking(move || Storage::open_existing_with(&root, &m.info, &options))
+            .await
+            .expect("opening storage panicked")?
+    };
+    let pieces: Vec<PieceIndex> = info.layout.pieces().collect();
+    let mut results = hash_pieces(
+        Arc::new(storage),
+        Arc::clone(&metainfo),
+        pieces,
+        hashing_threads(),
+    );
+    let mut hashed = 0;
+    while let Some((piece, ok)) = results.recv().await {
+        hashed += 1;
+        if !ok {
+            report.bad_pieces.push(piece.get());
+        }
+        on_progress(hashed);
+    }
+    report.bad_pieces.sort_unstable();
+    Ok(report)
 }
 
 #[cfg(test)]

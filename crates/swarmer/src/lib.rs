@@ -13,6 +13,7 @@ pub mod storage;
 mod torrent;
 pub mod tracker;
 
+pub use check::{VerifyReport, verify};
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
 pub use space::{NotEnoughSpace, human_bytes};
 pub use swarmer_proto::FilePriority;
