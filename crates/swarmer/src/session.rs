@@ -77,12 +77,12 @@ impl Default for SessionConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// The listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         /// The address tried.
         addr: SocketAddr,
-        /// The system's error.
-        source: std::io::Error,
+        /// The system's error (shown in the message, so not a `source`).
+        error: std::io::Error,
     },
     /// The tracker client could not be built.
     #[error("cannot set up the tracker client")]
@@ -145,11 +145,10 @@ impl Session {
     pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
         let ip = config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let addr = SocketAddr::new(ip, config.listen_port);
-        let listener =
-            bind_listener(addr).map_err(|source| SessionError::Listen { addr, source })?;
+        let listener = bind_listener(addr).map_err(|error| SessionError::Listen { addr, error })?;
         let listen_addr = listener
             .local_addr()
-            .map_err(|source| SessionError::Listen { addr, source })?;
+            .map_err(|error| SessionError::Listen { addr, error })?;
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;

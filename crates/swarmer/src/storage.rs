@@ -62,14 +62,15 @@ pub fn parts_file_name(info_hash: &InfoHash) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An operating-system error other than a full disk.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What we were doing: "create directory", "open", "set length of", "write", "read", "sync", ...
         op: &'static str,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (shown in the message, so not a `source`: a report walking the
+        /// chain would print it twice).
+        error: io::Error,
     },
     /// The disk (or the user's quota) is full: `ENOSPC` or `EDQUOT`. The torrent should pause until space
     /// is freed.
@@ -884,7 +885,7 @@ fn io_error(path: &Path, op: &'static str, source: io::Error) -> StorageError {
         _ => StorageError::Io {
             path: path.to_path_buf(),
             op,
-            source,
+            error: source,
         },
     }
 }
