@@ -848,6 +848,19 @@ fn download_survives_kill_9_three_times() {
     );
 }
 
+/// A new tmpfs mounted (with `options`, such as `size=64m`) on the scene's subdirectory `name`, in
+/// the test's private mount namespace: it goes away with the namespace.
+fn mount_tmpfs(scene: &Scene, name: &str, options: &str) -> PathBuf {
+    let dir = scene.subdir(name);
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(&dir)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount a tmpfs ({options}): {mounted}");
+    dir
+}
+
 /// Fills the filesystem holding `path` with a file there, then frees `give_back` bytes of it, so
 /// the next writes of anyone else soon fail with ENOSPC.
 fn fill_disk(path: &std::path::Path, give_back: u64) {
@@ -879,13 +892,7 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
             let fixture = single_file(scene, 48 * MIB, 18, &[HTTP_ANNOUNCE]);
             let tracker = Tracker::start(scene, &[&fixture.torrent]);
             let mut seeder = slow_libtorrent_seeder(scene, &fixture, &tracker, 8 * MIB);
-            let out = scene.subdir("small-disk");
-            let mounted = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-                .arg(&out)
-                .status()
-                .expect("run mount");
-            assert!(mounted.success(), "mount a tmpfs: {mounted}");
+            let out = mount_tmpfs(scene, "small-disk", "size=64m");
 
             let mut first =
                 swarmer::start_download(scene, "swarmer-1", &fixture.torrent, &out, &[]);
@@ -936,7 +943,6 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
                 sent < size + size / 2,
                 "verified pieces were fetched again: {sent} bytes sent"
             );
-            let _ = std::process::Command::new("umount").arg(&out).status();
         },
     );
 }
@@ -950,13 +956,7 @@ fn unwritable_output_directory_is_a_clear_error() {
         &[Need::Mktorrent],
         |scene| {
             let fixture = single_file(scene, MIB, 18, &[HTTP_ANNOUNCE]);
-            let out = scene.subdir("read-only");
-            let mounted = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "ro,size=8m", "tmpfs"])
-                .arg(&out)
-                .status()
-                .expect("run mount");
-            assert!(mounted.success(), "mount a read-only tmpfs: {mounted}");
+            let out = mount_tmpfs(scene, "read-only", "ro,size=8m");
             let mut proc = swarmer::start_download(scene, "swarmer", &fixture.torrent, &out, &[]);
             match proc.wait_exit(scene.deadline) {
                 Some(status) => assert!(
@@ -972,7 +972,6 @@ fn unwritable_output_directory_is_a_clear_error() {
                 "unclear message: {message}"
             );
             scene.mark(&format!("swarmer refused: {message}"));
-            let _ = std::process::Command::new("umount").arg(&out).status();
         },
     );
 }

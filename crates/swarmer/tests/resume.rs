@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Fixture, assert_files_match, fixture};
+use common::{Fixture, assert_files_match, fixture, session, write_content};
 use swarmer::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentHandle,
     TorrentState,
@@ -15,26 +15,6 @@ use swarmer::{
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn session(config: SessionConfig) -> Session {
-    Session::new(SessionConfig {
-        listen_port: 0,
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..config
-    })
-    .await
-    .unwrap()
-}
-
-fn write_content(f: &Fixture, root: &Path) {
-    let mut offset = 0usize;
-    for file in &f.metainfo.info.files {
-        let path = root.join(file.path.iter().collect::<PathBuf>());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
-        offset += file.length as usize;
-    }
-}
 
 fn resume_path(f: &Fixture, root: &Path) -> PathBuf {
     swarmer::resume::default_path(root, f.metainfo.info_hash)

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, assert_files_match, fixture, fixture_with};
+use common::{Fixture, assert_files_match, fixture, fixture_with, session, write_content};
 use swarmer::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, SessionError,
     TorrentError, TorrentHandle, TorrentState,
@@ -20,27 +20,6 @@ use tokio::net::TcpStream;
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn session(config: SessionConfig) -> Session {
-    Session::new(SessionConfig {
-        listen_port: 0,
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..config
-    })
-    .await
-    .unwrap()
-}
-
-/// Writes the fixture's files under `root`, as a finished download would have left them.
-fn write_content(f: &Fixture, root: &Path) {
-    let mut offset = 0usize;
-    for file in &f.metainfo.info.files {
-        let path: std::path::PathBuf = root.join(file.path.iter().collect::<std::path::PathBuf>());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
-        offset += file.length as usize;
-    }
-}
 
 /// Flips one bit of the file at `path`, at `offset` bytes; returns the file's new content.
 fn corrupt(path: &Path, offset: usize) -> Vec<u8> {

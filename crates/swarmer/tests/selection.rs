@@ -6,24 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_files_match, fixture_with};
+use common::{assert_files_match, fixture_with, session, write_content};
 use swarmer::{
-    AddTorrentOptions, ExistingData, FilePriority, SeedLimits, Session, SessionConfig,
-    SessionError, TorrentState,
+    AddTorrentOptions, ExistingData, FilePriority, SeedLimits, SessionConfig, SessionError,
+    TorrentState,
 };
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn session() -> Session {
-    Session::new(SessionConfig {
-        listen_port: 0,
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..SessionConfig::default()
-    })
-    .await
-    .unwrap()
-}
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(TIMEOUT, f).await.expect("timed out")
@@ -43,14 +33,8 @@ async fn a_leecher_downloads_only_the_selected_files_then_the_rest() {
     );
     let total = f.metainfo.info.layout.total_length();
     let seed_dir = tempfile::tempdir().unwrap();
-    let mut offset = 0;
-    for file in &f.metainfo.info.files {
-        let path = seed_dir.path().join(file.path.join("/"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
-        offset += file.length as usize;
-    }
-    let seed_session = session().await;
+    write_content(&f, seed_dir.path());
+    let seed_session = session(SessionConfig::default()).await;
     let mut seed = seed_session
         .add_torrent_with(
             f.metainfo.clone(),
@@ -66,7 +50,7 @@ async fn a_leecher_downloads_only_the_selected_files_then_the_rest() {
     within(seed.wait_complete()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let leech_session = session().await;
+    let leech_session = session(SessionConfig::default()).await;
     use FilePriority::{Normal, Skip};
     let wrong = leech_session
         .add_torrent_with(

@@ -2,8 +2,10 @@
 //! disk hold exactly its content.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use swarmer::{Session, SessionConfig};
 
 use swarmer_proto::metainfo::{FileEntry, Info, Metainfo};
 use swarmer_proto::{InfoHash, Layout, digest};
@@ -93,6 +95,28 @@ pub fn assert_files_match(f: &Fixture, root: &Path) {
             "{} differs",
             path.display()
         );
+        offset += file.length as usize;
+    }
+}
+
+/// A session listening on an ephemeral port of 127.0.0.1, otherwise as `config` says.
+pub async fn session(config: SessionConfig) -> Session {
+    Session::new(SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes the fixture's files under `root`, as a finished download would have left them.
+pub fn write_content(f: &Fixture, root: &Path) {
+    let mut offset = 0usize;
+    for file in &f.metainfo.info.files {
+        let path = root.join(file.path.iter().collect::<PathBuf>());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
         offset += file.length as usize;
     }
 }
