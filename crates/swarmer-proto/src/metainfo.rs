@@ -79,8 +79,9 @@ pub struct FileEntry {
 /// (`info.files[3].length`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
-    /// The input is longer than [`MAX_METAINFO_BYTES`]; nothing was decoded.
-    #[error("{len} bytes is larger than the {MAX_METAINFO_BYTES}-byte limit for a .torrent file")]
+    /// The input is longer than [`MAX_METAINFO_BYTES`]; nothing was decoded. The message leaves the length
+    /// out, since a caller that stops reading past the cap only knows a lower bound.
+    #[error("larger than the {MAX_METAINFO_BYTES}-byte (40 MiB) limit for a .torrent file")]
     TooLarge {
         /// The input's length in bytes.
         len: usize,
@@ -1079,7 +1080,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "41943041 bytes is larger than the 41943040-byte limit for a .torrent file"
+            "larger than the 41943040-byte (40 MiB) limit for a .torrent file"
         );
         assert_eq!(
             Info::from_bytes(&data).unwrap_err(),
