@@ -1,5 +1,6 @@
-//! Feeds the torrent engine a peer that sends arbitrary message streams, while we download or seed: no
-//! panic, and the engine's invariants hold after every message.
+//! Feeds the torrent engine (the peer session state machine) a peer that sends arbitrary message streams,
+//! while we download or seed and serve its requests: no panic, and the engine's invariants hold after
+//! every message. When the engine drops the peer, the rest of the input comes from a new connection.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -25,19 +26,22 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut t = Torrent::new(layout, InfoHash([7; 20]), have, Config::default(), 0);
     let mut now = Instant::now();
-    let peer = t.add_peer(
-        PeerInfo {
-            addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
-            fast: flags & 1 != 0,
-            extensions: flags & 2 != 0,
-        },
-        now,
-    );
+    let info = |n: u8| PeerInfo {
+        addr: SocketAddr::from(([127, 0, 0, n], 6881)),
+        fast: flags & 1 != 0,
+        extensions: flags & 2 != 0,
+    };
+    let mut connections = 1u8;
+    let mut peer = t.add_peer(info(connections), now);
     while let Ok(Some((message, used))) = Message::decode(rest, 1 << 16) {
         t.handle_message(peer, message, now);
         rest = &rest[used..];
+        let mut disconnected = false;
         while let Some(action) = t.poll_action() {
             match action {
+                // The rest of the input goes to a new connection from another address (the old one may be
+                // banned), so one input can drive many sessions instead of talking to a forgotten peer.
+                Action::Disconnect { peer: gone, .. } if gone == peer => disconnected = true,
                 Action::VerifyPiece { piece, data } => {
                     let ok = data.first() == Some(&0);
                     t.handle_piece_verified(piece, ok, data, now);
@@ -51,5 +55,10 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(700);
         t.handle_timeout(now);
         t.check_invariants();
+        if disconnected && connections < 250 {
+            t.remove_peer(peer);
+            connections += 1;
+            peer = t.add_peer(info(connections), now);
+        }
     }
 });

@@ -13,7 +13,18 @@ use std::collections::HashSet;
 
 use crate::bencode::{self, DecodeError, Dict, Value};
 use crate::layout::PieceIndex;
-use crate::{InfoHash, Layout, LayoutError, digest};
+use crate::{BLOCK_SIZE, InfoHash, Layout, LayoutError, digest};
+
+/// The largest .torrent file (or BEP 9 `info` dictionary) swarmer parses: 40 MiB. Callers reading a file
+/// should stop reading past this many bytes; [`Metainfo::from_bytes`] and [`Info::from_bytes`] refuse
+/// longer input with [`MetainfoError::TooLarge`] before decoding anything.
+///
+/// Large enough for a million files with names of a dozen characters (about 38 MB), or 100 TiB of content
+/// in 64 MiB pieces (1.6 million hashes, 32 MB); real torrents are far smaller (libtorrent's default limit
+/// is 10 MB). The cap is what bounds the parser's memory: every bencode node becomes a 48-byte value and
+/// every file a `FileEntry` with its own strings, so a file list takes about 25 bytes of memory per input
+/// byte (a million files in 31 MB peak at about 750 MB), and the worst case stays near 1 GB.
+pub const MAX_METAINFO_BYTES: usize = 40 * 1024 * 1024;
 
 /// A parsed, validated v1 metainfo file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +79,13 @@ pub struct FileEntry {
 /// (`info.files[3].length`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
+    /// The input is longer than [`MAX_METAINFO_BYTES`]; nothing was decoded. The message leaves the length
+    /// out, since a caller that stops reading past the cap only knows a lower bound.
+    #[error("larger than the {MAX_METAINFO_BYTES}-byte (40 MiB) limit for a .torrent file")]
+    TooLarge {
+        /// The input's length in bytes.
+        len: usize,
+    },
     /// The bytes are not one canonical bencode value.
     #[error(transparent)]
     Bencode(#[from] DecodeError),
@@ -93,8 +111,11 @@ pub enum MetainfoError {
     /// A name or path that must be text is not valid UTF-8.
     #[error("`{0}` is not valid UTF-8")]
     NotUtf8(String),
-    /// `info.piece length` is negative or zero.
-    #[error("`info.piece length` is {0}, expected a positive number of bytes")]
+    /// `info.piece length` is not a positive multiple of [`BLOCK_SIZE`] (16 KiB): zero, negative, or a
+    /// length such as 3 bytes. See [`Info::from_value`] for why.
+    #[error(
+        "`info.piece length` is {0} bytes, expected a positive multiple of {BLOCK_SIZE} bytes (16 KiB)"
+    )]
     BadPieceLength(i64),
     /// `info.pieces` is not a whole number of 20-byte SHA-1 hashes; holds its length in bytes.
     #[error("`info.pieces` is {0} bytes long, not a multiple of 20")]
@@ -157,8 +178,10 @@ impl Metainfo {
     /// the list is absent or ends up empty, or nothing (a trackerless torrent). `comment`, `created by` and
     /// `creation date` are kept when they have the right type and are dropped otherwise.
     ///
-    /// Errors: see [`MetainfoError`]; every problem with the bencode or the `info` dictionary fails.
+    /// Errors: see [`MetainfoError`]; every problem with the bencode or the `info` dictionary fails, and
+    /// so does input longer than [`MAX_METAINFO_BYTES`].
     pub fn from_bytes(data: &[u8]) -> Result<Metainfo, MetainfoError> {
+        check_size(data)?;
         let root = bencode::decode(data)?;
         let top = root.as_dict().ok_or(MetainfoError::NotADictionary {
             found: root.type_name(),
@@ -198,10 +221,29 @@ impl Info {
     ///
     /// Errors: as [`Metainfo::from_bytes`].
     pub fn from_bytes(data: &[u8]) -> Result<Info, MetainfoError> {
+        check_size(data)?;
         Info::from_value(&bencode::decode(data)?)
     }
 
     /// Validates a decoded `info` dictionary (BEP 3; `private` from BEP 27, padding files from BEP 47).
+    ///
+    /// Rules beyond BEP 3:
+    /// - `piece length` must be a positive multiple of [`BLOCK_SIZE`] (16 KiB), and at most
+    ///   [`MAX_PIECE_LENGTH`](crate::layout::MAX_PIECE_LENGTH). BEP 3 allows any length ("almost always a
+    ///   power of two"), and libtorrent and Transmission accept any positive v1 length; BEP 52 requires a
+    ///   power of two of at least 16 KiB. Every torrent creator in use writes powers of two from 16 KiB
+    ///   up, while tiny lengths (3 bytes) only serve to multiply the piece count and hash work, so they
+    ///   are refused; the rare non-power-of-two multiples of 16 KiB stay accepted.
+    /// - The file lengths must add up to the piece count `pieces` holds hashes for: a declared size
+    ///   (1 PiB, say) without the hashes to match is [`MetainfoError::PieceCountMismatch`]; sums beyond
+    ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`]s. Sizes are never trusted to fit
+    ///   on disk: that is the caller's check.
+    /// - Paths: see [`MetainfoError::UnsafePath`], [`MetainfoError::DuplicatePath`] and
+    ///   [`MetainfoError::PathConflict`]. Names differing only in case (`a` and `A`) are accepted: they
+    ///   are distinct on the file systems of Linux, and storage must detect two names landing on one file
+    ///   where they are not. Names invalid on Windows but safe on Unix (`CON`, `a?b`, `x.`, `1:2`) are
+    ///   kept as they are; only a drive letter prefix (`C:`) is rejected, since it would make the path
+    ///   absolute there.
     ///
     /// Errors: see [`MetainfoError`].
     pub fn from_value(value: &Value<'_>) -> Result<Info, MetainfoError> {
@@ -213,7 +255,7 @@ impl Info {
         let name = name(dict)?;
 
         let piece_length = required_int(dict, "info", "piece length")?;
-        if piece_length <= 0 {
+        if piece_length <= 0 || piece_length % i64::from(BLOCK_SIZE) != 0 {
             return Err(MetainfoError::BadPieceLength(piece_length));
         }
         let pieces = required_bytes(dict, "info", "pieces")?;
@@ -283,6 +325,14 @@ impl Info {
     }
 }
 
+/// Refuses input longer than [`MAX_METAINFO_BYTES`] before any decoding.
+fn check_size(data: &[u8]) -> Result<(), MetainfoError> {
+    if data.len() > MAX_METAINFO_BYTES {
+        return Err(MetainfoError::TooLarge { len: data.len() });
+    }
+    Ok(())
+}
+
 /// `info.name`, preferring a valid `name.utf-8`, checked to be one safe path component.
 fn name(dict: &Dict<'_>) -> Result<String, MetainfoError> {
     let name = match dict.get(b"name.utf-8").and_then(Value::as_str) {
@@ -312,8 +362,10 @@ fn files(dict: &Dict<'_>, name: &str) -> Result<Vec<FileEntry>, MetainfoError> {
             expected: "a dictionary",
             found: entry.type_name(),
         })?;
-        let mut path = vec![name.to_owned()];
-        path.extend(file_path(entry_dict, &at)?);
+        let components = file_path(entry_dict, &at)?;
+        let mut path = Vec::with_capacity(1 + components.len());
+        path.push(name.to_owned());
+        path.extend(components);
         if path.len() == 1 {
             return Err(MetainfoError::UnsafePath {
                 path: name.to_owned(),
@@ -935,6 +987,189 @@ mod tests {
                 file: "top/a/b/c".into(),
                 dir: "top/a/b".into()
             }
+        );
+    }
+
+    #[test]
+    fn piece_length_must_be_a_positive_multiple_of_16_kib() {
+        use MetainfoError::BadPieceLength;
+        let with_piece_length = |n: i64| set(single(5), "piece length", Some(OwnedValue::Int(n)));
+        for bad in [0, 3, -16384, 8192, 16385, 16384 * 3 + 1] {
+            assert_eq!(
+                parse_info(with_piece_length(bad)).unwrap_err(),
+                BadPieceLength(bad)
+            );
+        }
+        assert_eq!(
+            BadPieceLength(3).to_string(),
+            "`info.piece length` is 3 bytes, expected a positive multiple of 16384 bytes (16 KiB)"
+        );
+        // Powers of two and the rare non-power-of-two multiples of 16 KiB are accepted.
+        for good in [16384, 3 * 16384, 1 << 20, 64 << 20] {
+            assert_eq!(
+                parse_info(with_piece_length(good))
+                    .unwrap()
+                    .info
+                    .piece_length,
+                good as u32
+            );
+        }
+    }
+
+    /// A single-file info dict of `length` bytes in `piece_length` pieces with `count` hashes.
+    fn sized(length: i64, piece_length: i64, count: u64) -> OwnedValue {
+        let info = set(single(5), "length", Some(OwnedValue::Int(length)));
+        let info = set(info, "piece length", Some(OwnedValue::Int(piece_length)));
+        set(info, "pieces", Some(hashes(count)))
+    }
+
+    #[test]
+    fn huge_declared_sizes_never_overflow() {
+        use MetainfoError::*;
+        const PIB: i64 = 1 << 50;
+        // 1 PiB in 64 MiB pieces needs 2^24 hashes (335 MB); a file that declares it with fewer is refused
+        // without allocating anything for the declared size.
+        assert_eq!(
+            parse_info(sized(PIB, 64 << 20, 1)).unwrap_err(),
+            PieceCountMismatch {
+                expected: 1 << 24,
+                got: 1
+            }
+        );
+        // In 16 KiB pieces it would need 2^36 pieces, more than the wire protocol can number.
+        assert_eq!(
+            parse_info(sized(PIB, 16384, 1)).unwrap_err(),
+            Layout(LayoutError::TooManyPieces(1 << 36))
+        );
+        assert_eq!(
+            parse_info(sized(i64::MAX, 64 << 20, 1)).unwrap_err(),
+            Layout(LayoutError::TooManyPieces(1 << 37))
+        );
+        // File lengths whose sum passes 2^64.
+        let files = [
+            file(&["a"], i64::MAX),
+            file(&["b"], i64::MAX),
+            file(&["c"], 2),
+        ];
+        let info = set(
+            multi(vec![file(&["a"], 1)]),
+            "files",
+            Some(OwnedValue::list(files)),
+        );
+        assert_eq!(
+            parse_info(info).unwrap_err(),
+            Layout(LayoutError::TotalLengthOverflow)
+        );
+        // A consistent huge torrent parses: 16 TiB in 64 MiB pieces, 262,144 hashes (5 MB).
+        let m = parse_info(sized(1 << 44, 64 << 20, 1 << 18)).unwrap();
+        assert_eq!(m.total_length(), 1 << 44);
+        assert_eq!(m.piece_count(), 1 << 18);
+        let last = m.info.layout.piece((1 << 18) - 1).unwrap();
+        assert_eq!(m.info.layout.piece_len(last), 64 << 20);
+    }
+
+    #[test]
+    fn input_over_the_size_cap_is_refused_before_decoding() {
+        let data = vec![b'l'; MAX_METAINFO_BYTES + 1];
+        let err = Metainfo::from_bytes(&data).unwrap_err();
+        assert_eq!(
+            err,
+            MetainfoError::TooLarge {
+                len: MAX_METAINFO_BYTES + 1
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "larger than the 41943040-byte (40 MiB) limit for a .torrent file"
+        );
+        assert_eq!(
+            Info::from_bytes(&data).unwrap_err(),
+            MetainfoError::TooLarge {
+                len: MAX_METAINFO_BYTES + 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_million_tiny_files_parse() {
+        const FILES: usize = 1_000_000;
+        // Written directly into one buffer rather than through `OwnedValue`, which would hold it twice.
+        let pieces = FILES.div_ceil(PIECE as usize);
+        let mut data = Vec::with_capacity(FILES * 32 + pieces * 20 + 100);
+        data.extend_from_slice(b"d4:infod5:filesl");
+        for i in 0..FILES {
+            let name = format!("{i:x}");
+            data.extend_from_slice(
+                format!("d6:lengthi1e4:pathl{}:{name}ee", name.len()).as_bytes(),
+            );
+        }
+        data.extend_from_slice(b"e4:name3:top12:piece lengthi16384e");
+        data.extend_from_slice(format!("6:pieces{}:", pieces * 20).as_bytes());
+        data.extend(std::iter::repeat_n(7u8, pieces * 20));
+        data.extend_from_slice(b"ee");
+        assert!(data.len() < MAX_METAINFO_BYTES);
+
+        let m = Metainfo::from_bytes(&data).unwrap();
+        assert_eq!(m.info.files.len(), FILES);
+        assert_eq!(m.total_length(), FILES as u64);
+        assert_eq!(m.piece_count() as usize, pieces);
+        assert_eq!(m.info.files[FILES - 1].path, ["top", "f423f"]);
+    }
+
+    #[test]
+    fn names_differing_in_case_or_invalid_on_windows_are_kept() {
+        let m = parse_info(multi(vec![
+            file(&["README"], 1),
+            file(&["readme"], 1),
+            file(&["ReadMe", "x"], 1),
+            file(&["CON"], 1),
+            file(&["aux.txt"], 1),
+            file(&["a<b>c|d?e"], 1),
+            file(&["trailing dot."], 1),
+            file(&["trailing space "], 1),
+            file(&["1:2"], 1),
+        ]))
+        .unwrap();
+        let names: Vec<&str> = m.info.files.iter().map(|f| f.path[1].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "README",
+                "readme",
+                "ReadMe",
+                "CON",
+                "aux.txt",
+                "a<b>c|d?e",
+                "trailing dot.",
+                "trailing space ",
+                "1:2"
+            ]
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_rejected_wherever_a_name_comes_from() {
+        let nul = "a\0b";
+        assert_eq!(
+            unsafe_reason(parse_info(set(single(5), "name", Some(nul.into())))),
+            "NUL byte in path component"
+        );
+        assert_eq!(
+            unsafe_reason(parse_info(set(single(5), "name.utf-8", Some(nul.into())))),
+            "NUL byte in path component"
+        );
+        let entry = set(
+            file(&["ok"], 5),
+            "path.utf-8",
+            Some(OwnedValue::list(["dir".into(), nul.into()])),
+        );
+        assert_eq!(
+            unsafe_reason(parse_info(multi(vec![entry]))),
+            "NUL byte in path component"
+        );
+        assert_eq!(
+            unsafe_reason(parse_info(multi(vec![file(&["\0"], 5)]))),
+            "NUL byte in path component"
         );
     }
 

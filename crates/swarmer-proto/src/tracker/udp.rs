@@ -126,8 +126,10 @@ pub fn encode_announce(
 /// Decodes an announce reply to the request with `transaction_id`. `family` is the address family of the
 /// socket the reply came over; it sets the peer entry size (6 or 18 bytes).
 ///
-/// The interval is clamped like an HTTP one; seeders and leechers are always reported; the peer list is
-/// filtered and capped at [`MAX_PEERS`](super::MAX_PEERS). Errors: as for [`decode_connect_response`],
+/// The interval (a signed 32-bit number of seconds) is clamped like an HTTP one, so a negative, zero or
+/// huge one is raised or lowered into range; seeders and leechers are reported unless negative; the peer
+/// list drops port 0 and unspecified, broadcast and multicast addresses (loopback is kept) and is capped
+/// at [`MAX_PEERS`](super::MAX_PEERS), though a datagram holds at most 10,914 IPv4 entries anyway. Errors: as for [`decode_connect_response`],
 /// plus [`TrackerError::Malformed`] when the reply is shorter than 20 bytes or its peer bytes are not a
 /// whole number of entries.
 pub fn decode_announce_response(
@@ -141,17 +143,19 @@ pub fn decode_announce_response(
         return Err(TrackerError::Failure(EMPTY_ANNOUNCE_REPLY.into()));
     }
     let body = check_header(packet, transaction_id, ACTION_ANNOUNCE, 20)?;
-    let interval = u32::from_be_bytes(first_n(body));
-    let leechers = u32::from_be_bytes(first_n(&body[4..]));
-    let seeders = u32::from_be_bytes(first_n(&body[8..]));
+    // BEP 15 declares all three as int32_t: a negative interval is clamped like any other, and a negative
+    // count is no count.
+    let interval = i32::from_be_bytes(first_n(body));
+    let count = |at: usize| u32::try_from(i32::from_be_bytes(first_n(&body[at..]))).ok();
+    let (leechers, seeders) = (count(4), count(8));
     let mut sink = PeerSink::default();
     sink.push_compact(&body[12..], family.peer_len())?;
     Ok(AnnounceResponse {
         interval: clamp_interval(i64::from(interval)),
         min_interval: None,
         tracker_id: None,
-        seeders: Some(seeders),
-        leechers: Some(leechers),
+        seeders,
+        leechers,
         peers: sink.peers,
         warning: None,
     })
@@ -350,6 +354,63 @@ mod tests {
             decode_announce_response(&tiny[..8], 6, AddressFamily::V4),
             Err(TrackerError::TransactionMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn hostile_announce_replies_are_clamped_and_filtered() {
+        use super::super::{MAX_ANNOUNCE_INTERVAL, MAX_PEERS};
+        let reply = |interval: i32, leechers: i32, seeders: i32| {
+            let mut p = header(1, 5);
+            for v in [interval, leechers, seeders] {
+                p.extend_from_slice(&v.to_be_bytes());
+            }
+            p
+        };
+        for (interval, expected) in [
+            (-1, MIN_ANNOUNCE_INTERVAL),
+            (i32::MIN, MIN_ANNOUNCE_INTERVAL),
+            (0, MIN_ANNOUNCE_INTERVAL),
+            (i32::MAX, MAX_ANNOUNCE_INTERVAL),
+        ] {
+            let r =
+                decode_announce_response(&reply(interval, -1, -7), 5, AddressFamily::V4).unwrap();
+            assert_eq!(r.interval, expected);
+            assert_eq!((r.seeders, r.leechers), (None, None));
+        }
+        // A largest-possible datagram: 10,914 entries, mostly unusable; the usable ones are capped.
+        let mut p = reply(1800, 1, 1);
+        let bad: [[u8; 6]; 4] = [
+            [0, 0, 0, 0, 0x1a, 0xe1],
+            [255, 255, 255, 255, 0x1a, 0xe1],
+            [224, 0, 0, 1, 0x1a, 0xe1],
+            [127, 0, 0, 1, 0, 0],
+        ];
+        for entry in bad {
+            p.extend_from_slice(&entry);
+        }
+        p.extend_from_slice(&[127, 0, 0, 3, 0x1a, 0xe1]);
+        let mut i = 0u32;
+        while p.len() + 6 <= 65_507 {
+            p.extend_from_slice(&(0x0a00_0000 + i).to_be_bytes());
+            p.extend_from_slice(&6881u16.to_be_bytes());
+            i += 1;
+        }
+        let r = decode_announce_response(&p, 5, AddressFamily::V4).unwrap();
+        assert_eq!(r.peers.len(), MAX_PEERS);
+        assert_eq!(r.peers[0], "127.0.0.3:6881".parse().unwrap());
+        // IPv6: unspecified and multicast are dropped, loopback kept.
+        let mut p = reply(1800, 1, 1);
+        for (ip, port) in [
+            (std::net::Ipv6Addr::UNSPECIFIED, 1u16),
+            ("ff02::1".parse().unwrap(), 1),
+            (std::net::Ipv6Addr::LOCALHOST, 0),
+            (std::net::Ipv6Addr::LOCALHOST, 2),
+        ] {
+            p.extend_from_slice(&ip.octets());
+            p.extend_from_slice(&port.to_be_bytes());
+        }
+        let r = decode_announce_response(&p, 5, AddressFamily::V6).unwrap();
+        assert_eq!(r.peers, vec!["[::1]:2".parse().unwrap()]);
     }
 
     #[test]

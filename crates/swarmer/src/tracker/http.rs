@@ -1,5 +1,5 @@
 //! HTTP(S) announces (BEP 3): one GET with the percent-encoded query, the body read in chunks up to
-//! [`MAX_HTTP_BODY`] bytes, then parsed by `swarmer_proto::tracker::http`.
+//! [`MAX_HTTP_BODY`] bytes within the configured deadline, then parsed by `swarmer_proto::tracker::http`.
 
 use swarmer_proto::tracker::http::{announce_url, parse_announce_response};
 use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
@@ -33,12 +33,20 @@ pub(super) async fn announce(
                 limit: MAX_HTTP_BODY,
             });
         }
-        let mut body = Vec::new();
+        // Sized by the declared length when there is one; otherwise grown by doubling, but never past the cap,
+        // so the buffer holds at most MAX_HTTP_BODY bytes whatever the server sends.
+        let declared = resp.content_length().map_or(0, |len| len as usize);
+        let mut body = Vec::with_capacity(declared.clamp(16 * 1024, MAX_HTTP_BODY));
         while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
-            if body.len() + chunk.len() > MAX_HTTP_BODY {
+            let needed = body.len() + chunk.len();
+            if needed > MAX_HTTP_BODY {
                 return Err(AnnounceError::BodyTooLarge {
                     limit: MAX_HTTP_BODY,
                 });
+            }
+            if needed > body.capacity() {
+                let grown = (body.capacity() * 2).clamp(needed, MAX_HTTP_BODY);
+                body.reserve_exact(grown - body.len());
             }
             body.extend_from_slice(&chunk);
         }
@@ -60,11 +68,12 @@ pub(super) mod tests {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use swarmer_proto::tracker::{AnnounceEvent, TrackerError};
+    use swarmer_proto::tracker::{AnnounceEvent, MAX_PEERS, MIN_ANNOUNCE_INTERVAL, TrackerError};
     use swarmer_proto::{InfoHash, PeerId};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
+    use tokio::time::Instant;
 
     use super::super::{AnnounceError, TrackerClient, TrackerClientConfig};
     use super::*;
@@ -238,6 +247,143 @@ pub(super) mod tests {
         let (url, _r) = fake_tracker(reply).await;
         let e = client(5000).announce(&url, &request()).await.unwrap_err();
         assert!(matches!(e, AnnounceError::BodyTooLarge { .. }), "{e:?}");
+    }
+
+    /// A tracker that answers each connection with `head`, then writes `chunk_len` bytes of `x` at a time
+    /// (every `pause`, or as fast as the client reads) until the client goes away, and reports how many
+    /// body bytes it managed to write.
+    async fn endless_tracker(
+        head: &'static [u8],
+        chunk_len: usize,
+        pause: Option<Duration>,
+    ) -> (String, mpsc::UnboundedReceiver<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/announce", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = sock.read(&mut request).await;
+                    let mut sent = 0;
+                    if sock.write_all(head).await.is_ok() {
+                        let chunk = vec![b'x'; chunk_len];
+                        // A pause between writes is the hostile behaviour under test (a trickle), not a wait
+                        // for an event.
+                        let mut pace = pause.map(tokio::time::interval);
+                        loop {
+                            if let Some(pace) = &mut pace {
+                                pace.tick().await;
+                            }
+                            if sock.write_all(&chunk).await.is_err() {
+                                break;
+                            }
+                            sent += chunk_len;
+                        }
+                    }
+                    let _ = tx.send(sent);
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn a_100_mb_body_is_refused_without_buffering_it() {
+        // No Content-Length: the size is only known by reading, and the client stops at the cap.
+        const HUNDRED_MB: usize = 100 * 1000 * 1000;
+        let (url, mut sent) = endless_tracker(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            64 * 1024,
+            None,
+        )
+        .await;
+        let started = Instant::now();
+        let e = client(10_000).announce(&url, &request()).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AnnounceError::BodyTooLarge {
+                    limit: MAX_HTTP_BODY
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("tracker reply is larger than {MAX_HTTP_BODY} bytes")
+        );
+        // The server could only write what the cap and the socket buffers took before the client hung up.
+        let sent = sent.recv().await.unwrap();
+        assert!(sent < 4 * MAX_HTTP_BODY, "{sent}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Declared as 100 MB: refused before reading any of it.
+        let (url, _r) = fake_tracker(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {HUNDRED_MB}\r\n\r\n").into_bytes(),
+        )
+        .await;
+        let e = client(10_000).announce(&url, &request()).await.unwrap_err();
+        assert!(matches!(e, AnnounceError::BodyTooLarge { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_hits_the_deadline() {
+        let timeout = Duration::from_millis(300);
+        let client = client(timeout.as_millis() as u64);
+        // Headers, a start of a body, then nothing more, with the connection held open.
+        let (url, _r) = endless_tracker(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nd8:interval",
+            0,
+            Some(Duration::from_secs(3600)),
+        )
+        .await;
+        let started = Instant::now();
+        let e = client.announce(&url, &request()).await.unwrap_err();
+        assert!(
+            matches!(e, AnnounceError::Timeout(t) if t == timeout),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // A trickle: one byte every 10 ms, forever. Each read makes progress, so only the total deadline
+        // can end it.
+        let (url, _r) = endless_tracker(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1,
+            Some(Duration::from_millis(10)),
+        )
+        .await;
+        let started = Instant::now();
+        let e = client.announce(&url, &request()).await.unwrap_err();
+        assert!(matches!(e, AnnounceError::Timeout(_)), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_million_peers_are_cut_to_the_cap() {
+        const PEERS: u32 = 1_000_000;
+        let mut body = format!("d8:intervali-5e5:peers{}:", PEERS * 6).into_bytes();
+        // Port 0, broadcast, unspecified and multicast entries first: dropped, they do not use up the cap.
+        for ip in [
+            [1, 2, 3, 4],
+            [255, 255, 255, 255],
+            [0, 0, 0, 0],
+            [239, 1, 1, 1],
+        ] {
+            body.extend_from_slice(&ip);
+            body.extend_from_slice(&(if ip[0] == 1 { 0u16 } else { 6881u16 }).to_be_bytes());
+        }
+        for i in 4..PEERS {
+            body.extend_from_slice(&(0x0a00_0000 + i).to_be_bytes());
+            body.extend_from_slice(&6881u16.to_be_bytes());
+        }
+        body.push(b'e');
+        assert!(body.len() > 6_000_000 && body.len() < MAX_HTTP_BODY);
+        let (url, _r) = fake_tracker(ok_reply(&body)).await;
+        let r = client(10_000).announce(&url, &request()).await.unwrap();
+        assert_eq!(r.peers.len(), MAX_PEERS);
+        assert_eq!(r.peers[0], "10.0.0.4:6881".parse::<SocketAddr>().unwrap());
+        assert_eq!(r.interval, MIN_ANNOUNCE_INTERVAL);
     }
 
     #[tokio::test]

@@ -19,8 +19,12 @@ pub use announcer::{
     AnnouncerConfig, AnnouncerHandle, AnnouncerStatus, STOP_BUDGET, TransferStats, spawn_announcer,
 };
 
-/// A reply body larger than this many bytes (4 MiB) is abandoned with [`AnnounceError::BodyTooLarge`].
-pub const MAX_HTTP_BODY: usize = 4 * 1024 * 1024;
+/// A reply body larger than this many bytes (8 MiB) is abandoned with [`AnnounceError::BodyTooLarge`] as
+/// soon as the bytes read pass it (or at once when `Content-Length` declares more), so a 100 MB body is
+/// never buffered. 8 MiB holds a million compact IPv4 peers (6 MB), of which the parser keeps the first
+/// [`MAX_PEERS`](swarmer_proto::tracker::MAX_PEERS); libtorrent's limit is 1 MiB, which would refuse such
+/// a reply outright.
+pub const MAX_HTTP_BODY: usize = 8 * 1024 * 1024;
 
 /// At most this many HTTP redirects are followed per announce.
 pub const MAX_REDIRECTS: usize = 3;
@@ -32,7 +36,8 @@ pub struct TrackerClientConfig {
     /// Trackers record the announce's source address as the peer address, so a client that listens on
     /// one address of several must announce from it.
     pub bind: Option<IpAddr>,
-    /// Bound on a whole HTTP announce: connect, request, redirects and body. Default 20 s.
+    /// Bound on a whole HTTP announce: connect, request, redirects and body. Default 20 s. A body that
+    /// never ends, or trickles in a byte at a time, fails with [`AnnounceError::Timeout`] when it runs out.
     pub http_timeout: Duration,
     /// How long to wait for the first UDP reply before retransmitting; doubles after each retransmission.
     /// Default 5 s.

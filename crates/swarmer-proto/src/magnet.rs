@@ -1,0 +1,532 @@
+//! Magnet URIs (BEP 9 "magnet URI format", BEP 53 `so`): parsing `magnet:?xt=urn:btih:...` links into a
+//! typed [`Magnet`]. Only the parser lives here; fetching the metadata from peers is a later feature.
+//!
+//! The parser is strict about what it uses (the info hash, peer addresses, file indices) and ignores the
+//! parameters it does not know, as BEP 9 asks. Its input is capped at [`MAX_MAGNET_LEN`] bytes, so its
+//! memory is bounded by a small multiple of that.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+
+use crate::InfoHash;
+
+/// The longest magnet URI accepted, in bytes (64 KiB): enough for hundreds of trackers, far below
+/// anything that could strain memory.
+pub const MAX_MAGNET_LEN: usize = 64 * 1024;
+
+/// A parsed magnet link (BEP 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Magnet {
+    /// The v1 info hash from `xt=urn:btih:` (40 hexadecimal digits or 32 base32 characters).
+    pub info_hash: InfoHash,
+    /// `dn`: the display name, a hint for the user until the metadata arrives. Percent-decoded; not a
+    /// path (the metadata's `name`, once validated, decides file names).
+    pub display_name: Option<String>,
+    /// `tr` (and `tr.N`): tracker URLs, percent-decoded, in URI order, duplicates removed. BEP 9 puts
+    /// them all in one tier.
+    pub trackers: Vec<String>,
+    /// `x.pe`: peers to dial for the metadata, in URI order, duplicates removed.
+    pub peers: Vec<MagnetPeer>,
+    /// `so` (BEP 53): the file indices to download, as inclusive ranges in URI order (`0,2,4-6` is
+    /// `[0..=0, 2..=2, 4..=6]`); `None` when absent, meaning every file.
+    pub select_only: Option<Vec<RangeInclusive<u32>>>,
+}
+
+/// A peer address from `x.pe` (BEP 9): `hostname:port`, `ipv4:port` or `[ipv6]:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MagnetPeer {
+    /// An IP literal with its port.
+    Addr(SocketAddr),
+    /// A host name to resolve, with its port.
+    Host {
+        /// The host name, as written (ASCII letters, digits, `-` and `.`).
+        host: String,
+        /// The TCP port, never 0.
+        port: u16,
+    },
+}
+
+/// Why a string is not a usable magnet link. Values quoted in errors are cut to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MagnetError {
+    /// Longer than [`MAX_MAGNET_LEN`] bytes; nothing was parsed.
+    #[error("magnet link of {len} bytes is longer than the {MAX_MAGNET_LEN}-byte limit")]
+    TooLong {
+        /// The input's length in bytes.
+        len: usize,
+    },
+    /// Does not start with `magnet:?` (any case).
+    #[error("not a magnet link (expected it to start with `magnet:?`)")]
+    NotMagnet,
+    /// No `xt=urn:btih:` parameter (a v2-only `urn:btmh:` link is not supported yet).
+    #[error("magnet link has no `xt=urn:btih:` info hash")]
+    MissingInfoHash,
+    /// The `urn:btih:` hash is neither 40 (hex) nor 32 (base32) characters long.
+    #[error("info hash has {0} characters, expected 40 (hex) or 32 (base32)")]
+    HashLength(usize),
+    /// A 40-character hash with a non-hexadecimal character.
+    #[error("info hash {0:?} is not hexadecimal")]
+    BadHex(String),
+    /// A 32-character hash with a character outside the base32 alphabet (RFC 4648: A-Z, 2-7).
+    #[error("info hash {0:?} is not base32")]
+    BadBase32(String),
+    /// Two `xt=urn:btih:` parameters name different torrents.
+    #[error("magnet link names two different info hashes")]
+    ConflictingInfoHashes,
+    /// A parameter value has a broken `%` escape or does not decode to UTF-8.
+    #[error("`{param}` has a bad percent-encoding or is not UTF-8")]
+    BadEncoding {
+        /// The parameter's name.
+        param: String,
+    },
+    /// An `x.pe` value is not `host:port` or `[ipv6]:port`.
+    #[error("peer address {0:?} is not host:port or [ipv6]:port")]
+    BadPeer(String),
+    /// An `x.pe` port is not a number from 1 to 65535.
+    #[error("peer address {0:?} has a bad port (expected 1 to 65535)")]
+    BadPort(String),
+    /// A `so` value is not a comma-separated list of indices and `a-b` ranges with `a <= b`.
+    #[error("file selection {0:?} is not a list of indices and ranges such as `0,2,4-6`")]
+    BadFileSelection(String),
+}
+
+impl Magnet {
+    /// Parses a magnet URI (BEP 9).
+    ///
+    /// Recognised parameters: `xt` (`urn:btih:`; repeats must agree, other URNs such as the v2
+    /// `urn:btmh:` are ignored), `dn`, `tr`, `x.pe` and `so` (BEP 53); a `.N` suffix (`tr.1`, `xt.2`) is
+    /// accepted as BEP 9 suggests. Values are percent-decoded, and `+` means a space, as in HTML forms
+    /// and libtorrent. Unknown parameters and parameters without `=` are ignored; an empty `dn` counts as
+    /// absent and an empty `tr` is dropped.
+    ///
+    /// Errors: see [`MagnetError`].
+    pub fn parse(uri: &str) -> Result<Magnet, MagnetError> {
+        if uri.len() > MAX_MAGNET_LEN {
+            return Err(MagnetError::TooLong { len: uri.len() });
+        }
+        let query = uri
+            .get(..8)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("magnet:?"))
+            .map(|_| &uri[8..])
+            .ok_or(MagnetError::NotMagnet)?;
+        // A fragment is not part of the query.
+        let query = query.split('#').next().unwrap_or_default();
+
+        let mut info_hash = None;
+        let mut magnet = Magnet {
+            info_hash: InfoHash([0; 20]),
+            display_name: None,
+            trackers: Vec::new(),
+            peers: Vec::new(),
+            select_only: None,
+        };
+        for pair in query.split('&') {
+            let Some((key, raw)) = pair.split_once('=') else {
+                continue;
+            };
+            let decode = || {
+                percent_decode(raw).ok_or_else(|| MagnetError::BadEncoding {
+                    param: excerpt(key),
+                })
+            };
+            match base_key(key) {
+                "xt" => {
+                    let value = decode()?;
+                    let Some(hash) = strip_prefix_ignore_case(&value, "urn:btih:") else {
+                        continue;
+                    };
+                    let hash = parse_hash(hash)?;
+                    if info_hash.is_some_and(|seen| seen != hash) {
+                        return Err(MagnetError::ConflictingInfoHashes);
+                    }
+                    info_hash = Some(hash);
+                }
+                "dn" => magnet.display_name = Some(decode()?).filter(|name| !name.is_empty()),
+                "tr" => {
+                    let url = decode()?;
+                    if !url.is_empty() && !magnet.trackers.contains(&url) {
+                        magnet.trackers.push(url);
+                    }
+                }
+                "x.pe" => {
+                    let peer = parse_peer(&decode()?)?;
+                    if !magnet.peers.contains(&peer) {
+                        magnet.peers.push(peer);
+                    }
+                }
+                "so" => magnet.select_only = Some(parse_selection(&decode()?)?),
+                _ => {}
+            }
+        }
+        magnet.info_hash = info_hash.ok_or(MagnetError::MissingInfoHash)?;
+        Ok(magnet)
+    }
+}
+
+/// The parameter name without a `.N` index suffix (`tr.1` → `tr`); `x.pe` keeps its dot.
+fn base_key(key: &str) -> &str {
+    match key.rsplit_once('.') {
+        Some((base, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => key,
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    value
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .map(|_| &value[prefix.len()..])
+}
+
+/// Decodes `%XX` escapes and `+` (a space); `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hi = (*bytes.get(i + 1)? as char).to_digit(16)?;
+                let lo = (*bytes.get(i + 2)? as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A `urn:btih:` hash: 40 hexadecimal digits or 32 base32 characters (BEP 9), either case.
+fn parse_hash(hash: &str) -> Result<InfoHash, MagnetError> {
+    // Counted in characters, so that multi-byte text gets a length error rather than a split slice.
+    match hash.chars().count() {
+        40 => InfoHash::from_hex(hash).ok_or_else(|| MagnetError::BadHex(excerpt(hash))),
+        32 => base32_decode(hash)
+            .map(InfoHash)
+            .ok_or_else(|| MagnetError::BadBase32(excerpt(hash))),
+        _ => Err(MagnetError::HashLength(hash.chars().count())),
+    }
+}
+
+/// Decodes 32 base32 characters (RFC 4648 alphabet, any case, no padding) into 20 bytes.
+fn base32_decode(text: &str) -> Option<[u8; 20]> {
+    let mut out = [0u8; 20];
+    let mut acc: u64 = 0;
+    let mut bits = 0;
+    let mut pos = 0;
+    for c in text.bytes() {
+        let value = match c.to_ascii_uppercase() {
+            c @ b'A'..=b'Z' => c - b'A',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | u64::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(pos)? = (acc >> bits) as u8;
+            pos += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (pos == 20 && bits == 0).then_some(out)
+}
+
+/// An `x.pe` value: `[ipv6]:port`, `ipv4:port` or `hostname:port`.
+fn parse_peer(value: &str) -> Result<MagnetPeer, MagnetError> {
+    let bad = || MagnetError::BadPeer(excerpt(value));
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:").ok_or_else(bad)?;
+        let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
+        (Some(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(bad());
+        }
+        return Ok(match host.parse::<IpAddr>() {
+            Ok(ip) => MagnetPeer::Addr(SocketAddr::new(ip, parse_port(value, port)?)),
+            Err(_) => MagnetPeer::Host {
+                host: host.to_owned(),
+                port: parse_port(value, port)?,
+            },
+        });
+    };
+    let ip = host.ok_or_else(bad)?;
+    Ok(MagnetPeer::Addr(SocketAddr::new(
+        ip,
+        parse_port(value, port)?,
+    )))
+}
+
+fn parse_port(value: &str, port: &str) -> Result<u16, MagnetError> {
+    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    match port.parse::<u16>() {
+        Ok(port) if digits && port != 0 => Ok(port),
+        _ => Err(MagnetError::BadPort(excerpt(value))),
+    }
+}
+
+/// A BEP 53 `so` value: comma-separated indices and inclusive `a-b` ranges.
+fn parse_selection(value: &str) -> Result<Vec<RangeInclusive<u32>>, MagnetError> {
+    let bad = || MagnetError::BadFileSelection(excerpt(value));
+    let index = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse::<u32>().map_err(|_| bad())
+    };
+    value
+        .split(',')
+        .map(|item| match item.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (index(first)?, index(last)?);
+                if first > last {
+                    return Err(bad());
+                }
+                Ok(first..=last)
+            }
+            None => index(item).map(|i| i..=i),
+        })
+        .collect()
+}
+
+/// At most 64 characters of `s`, for error messages.
+fn excerpt(s: &str) -> String {
+    const LEN: usize = 64;
+    let mut out: String = s.chars().take(LEN).collect();
+    if s.chars().nth(LEN).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "c9e15763f722f23e98a29decdfae341b98d53056";
+
+    fn hash() -> InfoHash {
+        InfoHash::from_hex(HEX).unwrap()
+    }
+
+    fn check_err(uri: &str, expected: MagnetError) {
+        assert_eq!(Magnet::parse(uri), Err(expected), "{uri}");
+    }
+
+    #[test]
+    fn bep9_example_with_every_parameter() {
+        let m = Magnet::parse(&format!(
+            "magnet:?xt=urn:btih:{HEX}&dn=Cosmos+Laundromat%20%28720p%29\
+             &tr=http%3A%2F%2Ftracker.example%3A6969%2Fannounce&tr.1=udp://t2.example:80\
+             &tr=http%3A%2F%2Ftracker.example%3A6969%2Fannounce&x.pe=10.0.0.1:6881\
+             &x.pe=[2001:db8::1]:51413&x.pe=peer.example:7000&so=0,2,4-6&ws=http://seed/&unknown"
+        ))
+        .unwrap();
+        assert_eq!(
+            m,
+            Magnet {
+                info_hash: hash(),
+                display_name: Some("Cosmos Laundromat (720p)".into()),
+                trackers: vec![
+                    "http://tracker.example:6969/announce".into(),
+                    "udp://t2.example:80".into()
+                ],
+                peers: vec![
+                    MagnetPeer::Addr("10.0.0.1:6881".parse().unwrap()),
+                    MagnetPeer::Addr("[2001:db8::1]:51413".parse().unwrap()),
+                    MagnetPeer::Host {
+                        host: "peer.example".into(),
+                        port: 7000
+                    },
+                ],
+                select_only: Some(vec![0..=0, 2..=2, 4..=6]),
+            }
+        );
+    }
+
+    #[test]
+    fn minimal_link_and_case_insensitivity() {
+        let m = Magnet::parse(&format!("MAGNET:?xt=URN:BTIH:{}", HEX.to_uppercase())).unwrap();
+        assert_eq!(m.info_hash, hash());
+        assert_eq!(m.display_name, None);
+        assert!(m.trackers.is_empty() && m.peers.is_empty());
+        assert_eq!(m.select_only, None);
+        // A fragment and empty values are ignored; a repeated identical hash is fine.
+        let m = Magnet::parse(&format!(
+            "magnet:?dn=&tr=&xt=urn:btih:{HEX}&xt.1=urn:btih:{HEX}#x"
+        ))
+        .unwrap();
+        assert_eq!(m.display_name, None);
+        assert!(m.trackers.is_empty());
+    }
+
+    #[test]
+    fn base32_hashes() {
+        // The RFC 4648 base32 form of the same 20 bytes, in both cases.
+        let base32 = "ZHQVOY7XELZD5GFCTXWN7LRUDOMNKMCW";
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{base32}")).unwrap();
+        assert_eq!(m.info_hash, hash());
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{}", base32.to_lowercase())).unwrap();
+        assert_eq!(m.info_hash, hash());
+        check_err(
+            "magnet:?xt=urn:btih:ZHQVOY7XELZD5GFCTXWN7LRUDOMNKMC1",
+            MagnetError::BadBase32("ZHQVOY7XELZD5GFCTXWN7LRUDOMNKMC1".into()),
+        );
+    }
+
+    #[test]
+    fn hybrid_links_use_the_v1_hash() {
+        let m = Magnet::parse(&format!(
+            "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e\
+             &xt=urn:btih:{HEX}"
+        ))
+        .unwrap();
+        assert_eq!(m.info_hash, hash());
+        check_err(
+            "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+            MagnetError::MissingInfoHash,
+        );
+    }
+
+    #[test]
+    fn bad_hashes() {
+        check_err("magnet:?dn=x", MagnetError::MissingInfoHash);
+        check_err("magnet:?", MagnetError::MissingInfoHash);
+        check_err(
+            &format!("magnet:?xt=urn:btih:{}", &HEX[..39]),
+            MagnetError::HashLength(39),
+        );
+        check_err("magnet:?xt=urn:btih:", MagnetError::HashLength(0));
+        let not_hex = format!("{}g", &HEX[..39]);
+        check_err(
+            &format!("magnet:?xt=urn:btih:{not_hex}"),
+            MagnetError::BadHex(not_hex.clone()),
+        );
+        check_err(
+            &format!("magnet:?xt=urn:btih:{HEX}&xt=urn:btih:{}", "0".repeat(40)),
+            MagnetError::ConflictingInfoHashes,
+        );
+        // Lengths count characters, not bytes.
+        check_err(
+            &format!("magnet:?xt=urn:btih:{}", "é".repeat(20)),
+            MagnetError::HashLength(20),
+        );
+        check_err(
+            &format!("magnet:?xt=urn:btih:{}", "é".repeat(40)),
+            MagnetError::BadHex("é".repeat(40)),
+        );
+        check_err(
+            &format!("magnet:?xt=urn:btih:{}", "é".repeat(32)),
+            MagnetError::BadBase32("é".repeat(32)),
+        );
+    }
+
+    #[test]
+    fn bad_peers_and_ports() {
+        let with_peer = |peer: &str| format!("magnet:?xt=urn:btih:{HEX}&x.pe={peer}");
+        for bad in [
+            "10.0.0.1",
+            "[::1]",
+            "[::1]6881",
+            "[nope]:1",
+            ":6881",
+            "a b:1",
+            "[::1:1",
+        ] {
+            check_err(&with_peer(bad), MagnetError::BadPeer(bad.into()));
+        }
+        for bad in [
+            "10.0.0.1:0",
+            "10.0.0.1:65536",
+            "h:-1",
+            "[::1]:",
+            "h:x",
+            "h:",
+        ] {
+            check_err(&with_peer(bad), MagnetError::BadPort(bad.into()));
+        }
+        // A percent-encoded IPv6 address decodes first.
+        let m = Magnet::parse(&with_peer("%5B%3A%3A1%5D%3A6881")).unwrap();
+        assert_eq!(m.peers, [MagnetPeer::Addr("[::1]:6881".parse().unwrap())]);
+    }
+
+    #[test]
+    fn bep53_file_selection() {
+        let with_so = |so: &str| format!("magnet:?xt=urn:btih:{HEX}&so={so}");
+        let m = Magnet::parse(&with_so("0,2,4-6")).unwrap();
+        assert_eq!(m.select_only, Some(vec![0..=0, 2..=2, 4..=6]));
+        let m = Magnet::parse(&with_so("7")).unwrap();
+        assert_eq!(m.select_only, Some(vec![7..=7]));
+        for bad in [
+            "",
+            "1,",
+            "a",
+            "3-1",
+            "-1",
+            "1-",
+            "1-2-3",
+            "4294967296",
+            "1.5",
+            "1 ,2",
+        ] {
+            check_err(&with_so(bad), MagnetError::BadFileSelection(bad.into()));
+        }
+    }
+
+    #[test]
+    fn encodings_and_limits() {
+        check_err("http://example/", MagnetError::NotMagnet);
+        check_err("magnet:", MagnetError::NotMagnet);
+        check_err("magnet:xt=urn:btih:", MagnetError::NotMagnet);
+        check_err(
+            &format!("magnet:?xt=urn:btih:{HEX}&dn=%ZZ"),
+            MagnetError::BadEncoding { param: "dn".into() },
+        );
+        check_err(
+            &format!("magnet:?xt=urn:btih:{HEX}&tr=%ff"),
+            MagnetError::BadEncoding { param: "tr".into() },
+        );
+        check_err(
+            &format!("magnet:?xt=urn:btih:{HEX}&dn=%4"),
+            MagnetError::BadEncoding { param: "dn".into() },
+        );
+        // A value decoding to non-ASCII UTF-8 is kept.
+        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&dn=%C3%BC%2B1")).unwrap();
+        assert_eq!(m.display_name.as_deref(), Some("ü+1"));
+        // Unknown parameters, even malformed ones, are ignored.
+        let m = Magnet::parse(&format!("magnet:?xs=%ZZ&&=&xt=urn:btih:{HEX}&kt=a+b")).unwrap();
+        assert_eq!(m.info_hash, hash());
+        let long = format!(
+            "magnet:?xt=urn:btih:{HEX}&dn={}",
+            "a".repeat(MAX_MAGNET_LEN)
+        );
+        assert_eq!(
+            Magnet::parse(&long),
+            Err(MagnetError::TooLong { len: long.len() })
+        );
+        // Values quoted in errors are cut.
+        let peer = "h".repeat(100);
+        let Err(MagnetError::BadPeer(quoted)) =
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&x.pe={peer}"))
+        else {
+            panic!("expected BadPeer");
+        };
+        assert_eq!(quoted, format!("{}...", &peer[..64]));
+    }
+}
