@@ -1,16 +1,14 @@
 //! `swarmer info`: what a .torrent file contains, for people.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
-use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
+use std::process::ExitCode;
 
-use crate::transfer::human_bytes;
+use crate::transfer::{human_bytes, read_metainfo};
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let m = read_bounded(path)?;
+    let m = read_metainfo(path)?;
     let layout = &m.info.layout;
     let mut out = String::new();
     use std::fmt::Write;
@@ -64,18 +62,4 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .write_all(out.as_bytes())
         .context("writing to standard output")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads and parses a .torrent file, reading at most one byte more than
-/// [`MAX_METAINFO_BYTES`], so that a huge file (or an endless one such as `/dev/zero`) is refused without
-/// being loaded into memory.
-fn read_bounded(path: &Path) -> anyhow::Result<Metainfo> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_METAINFO_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
 }

@@ -2,7 +2,7 @@
 //! download, seed) until it is done or interrupted, showing progress as a bar on a terminal and as a
 //! status line every few seconds otherwise.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -15,7 +15,7 @@ use swarmer::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentError,
     TorrentState,
 };
-use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
 pub(crate) use swarmer::human_bytes;
 
@@ -81,8 +81,16 @@ fn limits(args: &SeedLimitArgs) -> SeedLimits {
 }
 
 /// Reads and parses a .torrent file; errors name the file.
+///
+/// Reads at most one byte past [`MAX_METAINFO_BYTES`], so a huge file (or `/dev/zero`) is refused by
+/// the parser's size check without being loaded.
 pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_METAINFO_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid torrent", path.display()))
 }
