@@ -1794,6 +1794,19 @@ mod tests {
             )
         }
 
+        /// A peer at 127.0.0.`ip` offering both the Fast Extension and the extension protocol.
+        fn peer_with_extensions(&mut self, ip: u8) -> PeerKey {
+            let addr = SocketAddr::from(([127, 0, 0, ip], 6881));
+            self.t.add_peer(
+                PeerInfo {
+                    addr,
+                    fast: true,
+                    extensions: true,
+                },
+                self.now,
+            )
+        }
+
         fn drain(&mut self) -> Vec<Action> {
             let mut out = Vec::new();
             while let Some(a) = self.t.poll_action() {
@@ -2415,22 +2428,8 @@ mod tests {
     #[test]
     fn completing_tells_peers_we_only_upload_and_drops_seeds() {
         let mut f = Fixture::with_have(2, &[0]);
-        let seed = f.t.add_peer(
-            PeerInfo {
-                addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
-                fast: true,
-                extensions: true,
-            },
-            f.now,
-        );
-        let leecher = f.t.add_peer(
-            PeerInfo {
-                addr: SocketAddr::from(([127, 0, 0, 3], 6881)),
-                fast: true,
-                extensions: true,
-            },
-            f.now,
-        );
+        let seed = f.peer_with_extensions(2);
+        let leecher = f.peer_with_extensions(3);
         f.t.handle_message(seed, Message::HaveAll, f.now);
         f.t.handle_message(leecher, Message::HaveNone, f.now);
         f.t.handle_message(seed, Message::Unchoke, f.now);
@@ -2833,14 +2832,7 @@ mod tests {
     fn priorities_change_at_runtime() {
         use FilePriority::{Normal, Skip};
         let mut f = Fixture::new(4);
-        let p = f.t.add_peer(
-            PeerInfo {
-                addr: SocketAddr::from(([127, 0, 0, 2], 6881)),
-                fast: true,
-                extensions: true,
-            },
-            f.now,
-        );
+        let p = f.peer_with_extensions(2);
         f.t.handle_message(p, Message::HaveAll, f.now);
         f.t.handle_message(p, Message::Unchoke, f.now);
         let requested: Vec<BlockRef> = sends(&f.drain(), p)
