@@ -141,7 +141,7 @@ fn libtorrent_download_time(scene: &Scene, fixture: &Fixture) -> Duration {
     let options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
     scene.mark("starting libtorrent leecher");
     let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
-    match leecher.wait_exit(scene.deadline) {
+    match libtorrent::wait_leecher(scene, "lt-leecher", &options, &mut leecher) {
         Some(status) => assert!(status.success(), "libtorrent leecher exited with {status}"),
         None => panic!("libtorrent leecher did not finish before the deadline"),
     }
@@ -453,7 +453,8 @@ fn swarmer_seeds_libtorrent_at_full_speed() {
                 "swarmer dropped libtorrent as misbehaving, though libtorrent caps its \
                  outstanding requests at the reqq swarmer advertises: {dropped:?}"
             );
-            let status = leecher.wait_exit(scene.deadline).expect("exited");
+            let status = libtorrent::wait_leecher(scene, "lt-leecher", &options, &mut leecher)
+                .expect("exited");
             assert!(status.success(), "libtorrent leecher exited with {status}");
             let took = libtorrent::events(&leecher, "finished")[0]["seconds"].as_f64();
             scene.mark(&format!("libtorrent leecher finished in {took:?} s"));
@@ -574,20 +575,17 @@ fn relayed_swarm(scene: &Scene, start_relay: fn(&Scene, &Fixture) -> Relay, stop
     // both the seeder and the leecher, and it dials them.
     let leecher_out = scene.subdir("lt-download");
     let seeder_ip = [ip_of(LIBTORRENT_SEEDER)];
-    let mut leecher = libtorrent::leech(
-        scene,
-        "lt-leecher",
-        &LtOptions {
-            block: &seeder_ip,
-            progress: true,
-            ..LtOptions::new(&fixture.torrent, &leecher_out, LIBTORRENT_LEECHER)
-        },
-    );
+    let leecher_options = LtOptions {
+        block: &seeder_ip,
+        progress: true,
+        ..LtOptions::new(&fixture.torrent, &leecher_out, LIBTORRENT_LEECHER)
+    };
+    let mut leecher = libtorrent::leech(scene, "lt-leecher", &leecher_options);
     tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_LEECHER]);
 
     let mut relay = start_relay(scene, &fixture);
     let relay_complete = (relay.wait_complete)(scene, &mut relay.proc);
-    match leecher.wait_exit(scene.deadline) {
+    match libtorrent::wait_leecher(scene, "lt-leecher", &leecher_options, &mut leecher) {
         Some(status) => assert!(status.success(), "libtorrent leecher exited with {status}"),
         None => panic!("libtorrent leecher did not finish before the deadline"),
     }

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, SystemTime};
 
 use crate::procs::Proc;
@@ -113,6 +113,28 @@ pub(crate) fn download_and_seed(scene: &Scene, name: &str, options: &LtOptions<'
 /// Starts a leecher; it exits 0 once every piece is verified.
 pub(crate) fn leech(scene: &Scene, name: &str, options: &LtOptions<'_>) -> Proc {
     Proc::spawn(name, &mut command("leech", options, scene), &scene.logs)
+}
+
+/// Waits until a leecher started by `leech` as `name` exits and returns its status (`None` past the
+/// deadline). python3-libtorrent 2.0.8 now and then dies of SIGSEGV inside its own threads (seen in
+/// leechers and seeders alike, whoever the other peer is); such a leecher is started once more with the
+/// same options, resumes from the data it has, and its status is returned instead. Another crash fails.
+pub(crate) fn wait_leecher(
+    scene: &Scene,
+    name: &str,
+    options: &LtOptions<'_>,
+    leecher: &mut Proc,
+) -> Option<ExitStatus> {
+    let status = leecher.wait_exit(scene.deadline)?;
+    if status.signal() != Some(SIGSEGV) {
+        return Some(status);
+    }
+    scene.mark(&format!(
+        "{name} crashed inside libtorrent ({status}); starting it again\n{}",
+        leecher.stderr_text()
+    ));
+    *leecher = leech(scene, &format!("{name}-again"), options);
+    leecher.wait_exit(scene.deadline)
 }
 
 /// The JSON events a libtorrent peer printed with the given `event` name.

@@ -188,6 +188,35 @@ def main():
         return 0
 
 
+def handle_alerts(ses, args):
+    """Reports the alerts popped from `ses`; returns 3 on a torrent or listen error, else None.
+
+    Alerts are only valid until the next pop_alerts(). Handling them in this function means no
+    reference to one (the loop variable) outlives it: python3-libtorrent 2.0 crashed now and then
+    while a stale alert object was still alive across pop_alerts() calls.
+    """
+    alerts = ses.pop_alerts()
+    for alert in alerts:
+        if isinstance(alert, lt.piece_finished_alert):
+            if args.progress:
+                emit("piece", piece=alert.piece_index)
+        elif isinstance(alert, lt.peer_blocked_alert):
+            emit("peer_blocked", ip=str(alert.endpoint[0]), reason=int(alert.reason))
+        elif isinstance(alert, lt.hash_failed_alert):
+            emit("hash_failed", piece=alert.piece_index)
+        elif isinstance(alert, lt.tracker_error_alert):
+            emit("tracker_error", url=alert.tracker_url(), message=alert.message())
+        elif isinstance(alert, lt.tracker_reply_alert):
+            emit("tracker_reply", url=alert.tracker_url(), peers=alert.num_peers)
+        elif isinstance(alert, lt.torrent_error_alert):
+            emit("error", message=alert.message())
+            return 3
+        elif isinstance(alert, lt.listen_failed_alert):
+            emit("error", message=alert.message())
+            return 3
+    return None
+
+
 def run(args, ses, handle, start):
     last_state = None
     seeding_since = None
@@ -198,24 +227,8 @@ def run(args, ses, handle, start):
             emit("timeout", seconds=now - start)
             return 0 if seeding_since is not None else 2
         ses.wait_for_alert(200)
-        for alert in ses.pop_alerts():
-            if isinstance(alert, lt.piece_finished_alert):
-                if args.progress:
-                    emit("piece", piece=alert.piece_index)
-            elif isinstance(alert, lt.peer_blocked_alert):
-                emit("peer_blocked", ip=str(alert.endpoint[0]), reason=int(alert.reason))
-            elif isinstance(alert, lt.hash_failed_alert):
-                emit("hash_failed", piece=alert.piece_index)
-            elif isinstance(alert, lt.tracker_error_alert):
-                emit("tracker_error", url=alert.tracker_url(), message=alert.message())
-            elif isinstance(alert, lt.tracker_reply_alert):
-                emit("tracker_reply", url=alert.tracker_url(), peers=alert.num_peers)
-            elif isinstance(alert, lt.torrent_error_alert):
-                emit("error", message=alert.message())
-                return 3
-            elif isinstance(alert, lt.listen_failed_alert):
-                emit("error", message=alert.message())
-                return 3
+        if handle_alerts(ses, args) is not None:
+            return 3
         status = handle.status()
         state = str(status.state)
         if state != last_state:
