@@ -14,7 +14,7 @@ use swarmer_proto::wire::{
 };
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
@@ -125,6 +125,8 @@ const READ_BUFFER: usize = 256 * 1024;
 /// read, and the owner's queue of batches would hold far more memory than its documented bound.
 /// A read of 16 KiB blocks makes ~16 frames, so this never splits ordinary traffic.
 const MAX_FRAMES_PER_BATCH: usize = 256;
+/// How long a connection we close waits for the peer to close its side (see [`linger`]).
+pub(crate) const LINGER: Duration = Duration::from_secs(3);
 
 /// Dials `addr` and runs the connection until it closes or `commands` is dropped.
 pub(crate) async fn run_outgoing(
@@ -314,16 +316,34 @@ async fn run_established(
             }
         }
     };
-    let error = tokio::select! {
-        r = read => r.err(),
+    let (error, closed_by_us) = tokio::select! {
+        r = read => (r.err(), false),
         w = &mut write_task => match w {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => None,
+            Ok(Ok(())) => (None, true),
+            Ok(Err(e)) => (Some(e), false),
+            Err(_) => (None, false),
         },
     };
     write_task.abort();
+    if closed_by_us {
+        linger(&mut reader).await;
+    }
     report_closed(&ctx, conn, error).await;
+}
+
+/// After our FIN (the writer shut the socket down), reads and discards what the peer still sends until
+/// it closes too, for at most [`LINGER`]. Closing a socket with unread input makes the kernel send a
+/// reset, and a reset can make the peer drop the last blocks we sent before it read them.
+async fn linger(reader: &mut OwnedReadHalf) {
+    let mut scratch = vec![0; 16 * 1024];
+    let drain = async {
+        while let Ok(n) = reader.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Writes what the owner sends, in order, until it drops the sender. Blocks are read from disk on the

@@ -3,7 +3,7 @@
 //! verification results, "block sent" reports, tracker peers and the clock, and carries out the engine's
 //! actions. Hashing and disk writes run on the blocking pool; connection tasks read uploaded blocks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -255,6 +255,9 @@ struct Running {
     failure: Option<StorageError>,
     /// Saves fast-resume state, if the torrent keeps one.
     resume: Option<ResumeSaver>,
+    /// Established connections we closed whose tasks are still finishing (flushing, then waiting for
+    /// the peer to close its side); each leaves when its `Closed` event arrives.
+    closing: HashSet<ConnId>,
 }
 
 /// Saving a torrent's fast-resume state: one save at a time, on the blocking pool.
@@ -544,6 +547,7 @@ impl TorrentTask {
             state,
             seeding_since,
             failure: None,
+            closing: HashSet::new(),
         };
         (r.checked_pieces, r.pieces_to_check) = {
             let p = r.t.progress_tx.borrow();
@@ -703,6 +707,7 @@ impl Running {
                     self.failure = Some(e);
                 }
                 self.close(conn, fault);
+                self.closing.remove(&conn);
             }
         }
     }
@@ -714,6 +719,7 @@ impl Running {
         if let Some(c) = self.conns.remove(&conn) {
             self.out.remove(&conn);
             if let Some(key) = c.key {
+                self.closing.insert(conn);
                 self.by_key.remove(&key);
                 self.engine.remove_peer(key);
             }
@@ -1052,7 +1058,11 @@ impl Running {
     }
 
     async fn shutdown(&mut self) {
-        self.conns.clear();
+        for (conn, c) in self.conns.drain() {
+            if c.key.is_some() {
+                self.closing.insert(conn);
+            }
+        }
         self.by_key.clear();
         // Pieces already complete are verified and written, so no downloaded data is lost.
         while let Some((piece, data)) = self.verify_queue.pop_front() {
@@ -1068,6 +1078,7 @@ impl Running {
         let storage = Arc::clone(&self.t.storage);
         let _ = tokio::task::spawn_blocking(move || storage.sync_all()).await;
         self.save_resume().await;
+        self.wait_for_closing().await;
         // The announce carries the final totals.
         self.publish();
         // Trackers learn we left (BEP 3 `event=stopped`); bounded by the announcer's stop budget.
@@ -1078,6 +1089,23 @@ impl Running {
 }
 
 impl Running {
+    /// Waits until the connections we closed have finished closing (bounded by [`peer::LINGER`] and a
+    /// second), so the process does not end with blocks still unread by peers: the kernel would reset
+    /// such connections, and the peers could lose the last blocks we sent.
+    async fn wait_for_closing(&mut self) {
+        let deadline = Instant::now() + peer::LINGER + Duration::from_secs(1);
+        while !self.closing.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(ConnEvent::Closed { conn, .. })) => {
+                    self.closing.remove(&conn);
+                }
+                Ok(Some(ConnEvent::Sent { bytes, .. })) => self.engine.count_uploaded(bytes),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
     /// Starts saving fast-resume state on the blocking pool, unless a save is under way. The pieces
     /// saved are those verified and written by now; the files are flushed before the state is written,
     /// so the state never vouches for data that is not on disk.
