@@ -8,7 +8,7 @@
 //! or the new one, never a torn file; a file written after the last save has a newer modification
 //! time, so the pieces touching it are hashed again.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -66,16 +66,16 @@ impl Loaded {
 }
 
 /// Reads the state at `path` for the torrent `info_hash` with `info`'s pieces and files, and compares
-/// every file under `root`, and the parts file at `parts`, with its saved stamp. `Ok(None)`: there is
-/// no state yet.
+/// each file's saved stamp with `current` (one per file of `info.files`, as [`stamps`] gives them) and
+/// the parts file's with `parts`. `Ok(None)`: there is no state yet.
 ///
 /// Errors: a [`ResumeError`] saying why the state cannot be used at all.
 pub fn load(
     path: &Path,
-    root: &Path,
     info_hash: InfoHash,
     info: &Info,
-    parts: &Path,
+    current: &[Option<FileStamp>],
+    parts: Option<FileStamp>,
 ) -> Result<Option<Loaded>, ResumeError> {
     let io_err = |error| ResumeError::Io {
         path: path.to_path_buf(),
@@ -102,10 +102,10 @@ pub fn load(
     let changed = state
         .files
         .iter()
-        .zip(stamps(root, info))
-        .map(|(saved, now)| *saved != now)
+        .zip(current)
+        .map(|(saved, now)| saved != now)
         .collect();
-    let parts_changed = state.parts != stamp(parts);
+    let parts_changed = state.parts != parts;
     Ok(Some(Loaded {
         state,
         changed,
@@ -141,31 +141,46 @@ pub fn save(state: &ResumeState, path: &Path) -> io::Result<()> {
     result
 }
 
-/// The stamp of every file of `info` under `root` (`None` for padding files and files that do not
-/// exist or are not regular files). Only `stat`s: no file is opened and no link is followed at the
-/// last component.
-pub fn stamps(root: &Path, info: &Info) -> Vec<Option<FileStamp>> {
+/// The `stat` of every file of `info` under `root`, in `info.files` order (`None` for padding files and
+/// files that do not exist or are not regular files). No file is opened and no link is followed at the
+/// last component. Start-up takes this once and derives the stamps, whether there is data to check and
+/// the space still needed from it.
+pub fn stat_files(root: &Path, info: &Info) -> Vec<Option<Metadata>> {
     info.files
         .iter()
         .map(|entry| {
             if entry.padding {
                 return None;
             }
-            stamp(&root.join(entry.path.iter().collect::<PathBuf>()))
+            regular_file(&root.join(entry.path.iter().collect::<PathBuf>()))
         })
+        .collect()
+}
+
+/// The stamp of every file of `info` under `root`, as [`stat_files`] finds them.
+pub fn stamps(root: &Path, info: &Info) -> Vec<Option<FileStamp>> {
+    stat_files(root, info)
+        .iter()
+        .map(|m| m.as_ref().map(stamp_of))
         .collect()
 }
 
 /// The stamp of the regular file at `path`; `None` if there is none (or it is a link).
 pub fn stamp(path: &Path) -> Option<FileStamp> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| FileStamp {
-            length: m.len(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-        })
+    regular_file(path).as_ref().map(stamp_of)
+}
+
+/// The length and modification time in `meta`.
+pub fn stamp_of(meta: &Metadata) -> FileStamp {
+    FileStamp {
+        length: meta.len(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+    }
+}
+
+fn regular_file(path: &Path) -> Option<Metadata> {
+    std::fs::symlink_metadata(path).ok().filter(|m| m.is_file())
 }
 
 /// The resume file for the torrent `info_hash` downloading into `output_dir`:
@@ -216,6 +231,16 @@ mod tests {
         }
     }
 
+    /// `load` against the files as they are now under `root`, with no parts file.
+    fn load_here(
+        path: &Path,
+        root: &Path,
+        info_hash: InfoHash,
+        info: &Info,
+    ) -> Result<Option<Loaded>, ResumeError> {
+        load(path, info_hash, info, &stamps(root, info), None)
+    }
+
     fn write_files(root: &Path, info: &Info) {
         std::fs::create_dir_all(root.join("t")).unwrap();
         for f in &info.files {
@@ -233,15 +258,9 @@ mod tests {
         let path = default_path(dir.path(), s.info_hash);
         save(&s, &path).unwrap();
         assert!(!path.with_extension("resume.tmp").exists());
-        let loaded = load(
-            &path,
-            dir.path(),
-            s.info_hash,
-            &info,
-            &dir.path().join("parts"),
-        )
-        .unwrap()
-        .unwrap();
+        let loaded = load_here(&path, dir.path(), s.info_hash, &info)
+            .unwrap()
+            .unwrap();
         assert!(loaded.unchanged());
         assert_eq!(loaded.state, s);
     }
@@ -259,27 +278,15 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&b).unwrap();
         f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();
-        let loaded = load(
-            &path,
-            dir.path(),
-            s.info_hash,
-            &info,
-            &dir.path().join("parts"),
-        )
-        .unwrap()
-        .unwrap();
+        let loaded = load_here(&path, dir.path(), s.info_hash, &info)
+            .unwrap()
+            .unwrap();
         assert_eq!(loaded.changed, [false, true]);
         // A deleted file too.
         std::fs::remove_file(dir.path().join("t/a")).unwrap();
-        let loaded = load(
-            &path,
-            dir.path(),
-            s.info_hash,
-            &info,
-            &dir.path().join("parts"),
-        )
-        .unwrap()
-        .unwrap();
+        let loaded = load_here(&path, dir.path(), s.info_hash, &info)
+            .unwrap()
+            .unwrap();
         assert_eq!(loaded.changed, [true, true]);
     }
 
@@ -293,41 +300,23 @@ mod tests {
         save(&s, &path).unwrap();
         let other = InfoHash([8; 20]);
         assert!(matches!(
-            load(&path, dir.path(), other, &info, &dir.path().join("parts")),
+            load_here(&path, dir.path(), other, &info),
             Err(ResumeError::OtherTorrent(h)) if h == s.info_hash
         ));
         assert!(matches!(
-            load(
-                &path,
-                dir.path(),
-                s.info_hash,
-                &self::info(&[("a", 20)]),
-                &dir.path().join("parts")
-            ),
+            load_here(&path, dir.path(), s.info_hash, &self::info(&[("a", 20)])),
             Err(ResumeError::Format(ResumeFormatError::Mismatch(
                 "file count"
             )))
         ));
         assert!(
-            load(
-                &dir.path().join("none"),
-                dir.path(),
-                s.info_hash,
-                &info,
-                &dir.path().join("parts")
-            )
-            .unwrap()
-            .is_none()
+            load_here(&dir.path().join("none"), dir.path(), s.info_hash, &info)
+                .unwrap()
+                .is_none()
         );
         std::fs::write(&path, b"garbage").unwrap();
         assert!(matches!(
-            load(
-                &path,
-                dir.path(),
-                s.info_hash,
-                &info,
-                &dir.path().join("parts")
-            ),
+            load_here(&path, dir.path(), s.info_hash, &info),
             Err(ResumeError::Format(ResumeFormatError::Malformed(_)))
         ));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -219,20 +219,23 @@ impl Session {
             torrents.insert(info_hash, cmd_tx.clone());
         }
         let metainfo = Arc::new(metainfo);
-        let had_data =
-            metainfo.info.files.iter().any(|f| {
-                !f.padding && output_dir.join(f.path.iter().collect::<PathBuf>()).exists()
-            });
-        // The resume state is read before the storage is created: it may hold the file priorities to
-        // create the files by, and its stamps describe the files as they were left.
+        // The files are `stat`ed once, before the storage creates any: that says whether there is data
+        // to check, what the resume state is compared with, and how much space is still needed. The
+        // resume state is read first too: it may hold the file priorities to create the files by.
         let opened = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
             let (existing, resume_file) = (options.existing, options.resume_file.clone());
             let mut priorities = options.file_priorities.clone();
             tokio::task::spawn_blocking(move || {
                 let parts = root.join(parts_file_name(&m.info_hash));
+                let stats = resume::stat_files(&root, &m.info);
+                let had_data = stats.iter().any(Option::is_some);
                 let resumed = resume_file.and_then(|path| {
-                    resume::load(&path, &root, m.info_hash, &m.info, &parts)
+                    let stamps: Vec<_> = stats
+                        .iter()
+                        .map(|s| s.as_ref().map(resume::stamp_of))
+                        .collect();
+                    resume::load(&path, m.info_hash, &m.info, &stamps, resume::stamp(&parts))
                         .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
                         .ok()
                         .flatten()
@@ -254,22 +257,22 @@ impl Session {
                     }
                     ExistingData::Ignore | ExistingData::Check => {
                         let wanted = |i: usize| priorities.get(i).is_none_or(|p| p.is_wanted());
-                        let needed = space::bytes_needed(&root, &m.info, wanted);
+                        let needed = space::bytes_needed(&m.info, &stats, wanted);
                         space::check_free_space(&root, needed)?;
                         Storage::create_with(&root, &m.info, &storage_options)?
                     }
                 };
-                Ok::<_, SessionError>((storage, resumed, priorities))
+                Ok::<_, SessionError>((storage, resumed, priorities, had_data))
             })
             .await
             .expect("storage creation panicked")
         };
-        let storage = opened.map(|(storage, resumed, priorities)| {
+        let storage = opened.map(|(storage, resumed, priorities, had_data)| {
             options.file_priorities = priorities;
-            (storage, resumed)
+            (storage, resumed, had_data)
         });
-        let (storage, resumed) = match storage {
-            Ok((s, resumed)) => (Arc::new(s), resumed),
+        let (storage, resumed, had_data) = match storage {
+            Ok((s, resumed, had_data)) => (Arc::new(s), resumed, had_data),
             Err(e) => {
                 self.shared
                     .torrents

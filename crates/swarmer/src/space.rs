@@ -2,6 +2,7 @@
 //! output directory has them, so a download that cannot fit is refused before it starts (files are
 //! sparse, so without this a 1 PiB torrent would only fail when the disk fills).
 
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -24,20 +25,22 @@ pub struct NotEnoughSpace {
     pub available: u64,
 }
 
-/// Bytes the files of `info` under `root` still need: for each file, its length minus the bytes
-/// already allocated to it on disk (a sparse file holds only what was written). `wanted(i)` says
-/// whether file `i` of `info.files` will be written at all.
-pub(crate) fn bytes_needed(root: &Path, info: &Info, wanted: impl Fn(usize) -> bool) -> u64 {
+/// Bytes the files of `info` still need: for each file, its length minus the bytes already allocated
+/// to it on disk (a sparse file holds only what was written), from `stats` (one per file, as
+/// [`crate::resume::stat_files`] gives them). `wanted(i)` says whether file `i` of `info.files` will
+/// be written at all.
+pub(crate) fn bytes_needed(
+    info: &Info,
+    stats: &[Option<Metadata>],
+    wanted: impl Fn(usize) -> bool,
+) -> u64 {
     info.files
         .iter()
+        .zip(stats)
         .enumerate()
-        .filter(|(i, f)| !f.padding && wanted(*i))
-        .map(|(_, f)| {
-            let path = root.join(f.path.iter().collect::<PathBuf>());
-            let allocated = std::fs::symlink_metadata(path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map_or(0, |m| m.blocks().saturating_mul(512));
+        .filter(|(i, (f, _))| !f.padding && wanted(*i))
+        .map(|(_, (f, stat))| {
+            let allocated = stat.as_ref().map_or(0, |m| m.blocks().saturating_mul(512));
             f.length.saturating_sub(allocated)
         })
         .sum()
