@@ -381,7 +381,7 @@ impl Reporter {
 
 /// What the bar counts: pieces checked, or bytes verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Checking,
     Transfer,
 }
@@ -394,7 +394,8 @@ impl Phase {
         }
     }
 
-    fn style(self) -> ProgressStyle {
+    /// The bar's look for this phase (also `swarmer verify`'s, which only checks).
+    pub(crate) fn style(self) -> ProgressStyle {
         let template = match self {
             Phase::Checking => {
                 "{prefix} checking [{bar:30}] {percent:>3}% {pos}/{len} pieces {msg}"

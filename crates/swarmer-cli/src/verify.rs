@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 use swarmer::VerifyReport;
 use swarmer_proto::metainfo::Info;
 
-use crate::transfer::{human_bytes, read_metainfo};
+use crate::transfer::{Phase, human_bytes, read_metainfo};
 
 /// Runs `swarmer verify TORRENT -o OUTPUT`; `quiet` drops the progress bar.
 pub(crate) fn run(torrent: &Path, output: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -22,13 +22,7 @@ pub(crate) fn run(torrent: &Path, output: &Path, quiet: bool) -> anyhow::Result<
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let bar =
             ProgressBar::with_draw_target(Some(u64::from(pieces)), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} checking [{bar:30}] {percent:>3}% {pos}/{len} pieces",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        bar.set_style(Phase::Checking.style());
         bar.set_prefix(name.clone());
         bar
     });
