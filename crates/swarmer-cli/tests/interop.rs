@@ -826,10 +826,7 @@ fn download_survives_kill_9_three_times() {
                 ));
             }
             let mut last = swarmer::start_download(scene, "swarmer-4", &fixture.torrent, &out, &[]);
-            match last.wait_exit(scene.deadline) {
-                Some(status) => assert!(status.success(), "the last run exited with {status}"),
-                None => panic!("the last run did not finish before the deadline"),
-            }
+            swarmer::expect_success(scene, &mut last);
             fixture.payload.assert_same(&out.join("single.bin"));
             scene.mark("every byte is identical after three kills");
             let size: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
@@ -908,15 +905,7 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
             let filler = out.join("filler");
             fill_disk(&filler, 2 * MIB);
             scene.mark("the disk is full but for 2 MiB");
-            match first.wait_exit(scene.deadline) {
-                Some(status) => assert!(
-                    !status.success() && status.code().is_some(),
-                    "swarmer exited with {status} on a full disk; expected an error exit"
-                ),
-                None => panic!("swarmer still runs on a full disk"),
-            }
-            let stderr = first.stderr_text();
-            let message = last_line(&stderr);
+            let message = swarmer::expect_failure(scene, &mut first);
             assert!(
                 message.contains("disk full") && message.contains("run the same command again"),
                 "unclear message: {message}"
@@ -926,10 +915,7 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
             std::fs::remove_file(&filler).expect("free the space");
             let mut second =
                 swarmer::start_download(scene, "swarmer-2", &fixture.torrent, &out, &[]);
-            match second.wait_exit(scene.deadline) {
-                Some(status) => assert!(status.success(), "the rerun exited with {status}"),
-                None => panic!("the rerun did not finish before the deadline"),
-            }
+            swarmer::expect_success(scene, &mut second);
             fixture.payload.assert_same(&file);
             scene.mark("the rerun completed; every byte is identical");
             let size: u64 = fixture.payload.files.iter().map(|(_, len)| len).sum();
@@ -956,15 +942,7 @@ fn unwritable_output_directory_is_a_clear_error() {
             let fixture = single_file(scene, MIB, 18, &[HTTP_ANNOUNCE]);
             let out = mount_tmpfs(scene, "read-only", "ro,size=8m");
             let mut proc = swarmer::start_download(scene, "swarmer", &fixture.torrent, &out, &[]);
-            match proc.wait_exit(scene.deadline) {
-                Some(status) => assert!(
-                    !status.success() && status.code().is_some(),
-                    "swarmer exited with {status}; expected an error exit"
-                ),
-                None => panic!("swarmer still runs with an unwritable output directory"),
-            }
-            let stderr = proc.stderr_text();
-            let message = last_line(&stderr);
+            let message = swarmer::expect_failure(scene, &mut proc);
             assert!(
                 message.contains("single.bin") && message.contains("Read-only file system"),
                 "unclear message: {message}"

@@ -52,12 +52,38 @@ pub(crate) fn download(scene: &Scene, torrent: &Path) -> PathBuf {
 pub(crate) fn download_with(scene: &Scene, torrent: &Path, extra: &[&str]) -> PathBuf {
     let out = scene.subdir("swarmer-download");
     let mut proc = start_download(scene, "swarmer", torrent, &out, extra);
-    match proc.wait_exit(scene.deadline) {
-        Some(status) if status.success() => scene.mark("swarmer download exited 0"),
+    expect_success(scene, &mut proc);
+    out
+}
+
+/// Asserts that a swarmer run exits 0 before the test's deadline.
+pub(crate) fn expect_success(scene: &Scene, proc: &mut Proc) {
+    let status = proc.wait_exit(scene.deadline);
+    check_success(scene, proc, status);
+}
+
+fn check_success(scene: &Scene, proc: &Proc, status: Option<std::process::ExitStatus>) {
+    match status {
+        Some(status) if status.success() => scene.mark(&format!("{} exited 0", proc.name())),
         Some(status) => panic!("{} exited with {status}", proc.name()),
         None => panic!("{} did not finish before the test's deadline", proc.name()),
     }
-    out
+}
+
+/// Asserts that a swarmer run fails before the test's deadline (a non-zero exit code, not death by a
+/// signal) and returns its error message: the last line of its stderr.
+pub(crate) fn expect_failure(scene: &Scene, proc: &mut Proc) -> String {
+    match proc.wait_exit(scene.deadline) {
+        Some(status) => assert!(
+            !status.success() && status.code().is_some(),
+            "{} exited with {status}; expected an error exit",
+            proc.name()
+        ),
+        None => panic!("{} still runs; expected an error exit", proc.name()),
+    }
+    let stderr = proc.stderr_text();
+    let message = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    message.expect("an error message on stderr").to_owned()
 }
 
 /// Starts `swarmer download TORRENT -o OUT -v` plus `extra` arguments from 127.0.0.10 as the
@@ -94,11 +120,7 @@ pub(crate) fn download_measured(scene: &Scene, torrent: &Path, extra: &[&str]) -
     let mut proc = start_download(scene, "swarmer", torrent, &out, extra);
     let (status, peak_rss_kib) = proc.wait_exit_peak_rss(scene.deadline);
     let took = started.elapsed();
-    match status {
-        Some(status) if status.success() => scene.mark("swarmer download exited 0"),
-        Some(status) => panic!("{} exited with {status}", proc.name()),
-        None => panic!("{} did not finish before the test's deadline", proc.name()),
-    }
+    check_success(scene, &proc, status);
     Measured {
         out,
         proc,
