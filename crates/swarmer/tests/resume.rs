@@ -125,11 +125,7 @@ async fn a_stopped_download_continues_without_fetching_verified_pieces_again() {
     let f = fixture(16 * 1024);
     let total = f.metainfo.info.layout.total_length();
     // A seeder, and a leecher held to 64 KiB/s so it can be stopped part-way.
-    let seed_dir = tempfile::tempdir().unwrap();
-    write_content(&f, seed_dir.path());
-    let seeder = session(SessionConfig::default()).await;
-    let mut seed = add(&seeder, &f, seed_dir.path(), true).await;
-    seed.wait_complete().await.unwrap();
+    let (_seed_dir, seeder, seed) = common::seeder(&f, SessionConfig::default()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let slow = session(SessionConfig {
@@ -185,11 +181,7 @@ async fn the_selection_is_saved_and_pieces_in_the_parts_file_are_vouched_for_onl
             (vec!["c.bin"], 30_000),
         ],
     );
-    let seed_dir = tempfile::tempdir().unwrap();
-    write_content(&f, seed_dir.path());
-    let seeder = session(SessionConfig::default()).await;
-    let mut seed = add(&seeder, &f, seed_dir.path(), true).await;
-    seed.wait_complete().await.unwrap();
+    let (_seed_dir, seeder, seed) = common::seeder(&f, SessionConfig::default()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let s = session(SessionConfig::default()).await;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, assert_files_match, fixture, fixture_with, session, write_content};
+use common::{Fixture, assert_files_match, fixture, fixture_with, seeder, session, write_content};
 use swarmer::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, SessionError,
     TorrentError, TorrentHandle, TorrentState,
@@ -49,24 +49,6 @@ async fn add_seed(
         )
         .await
         .unwrap()
-}
-
-/// A session seeding the fixture from a new directory holding its content.
-async fn seeder(f: &Fixture, config: SessionConfig) -> (tempfile::TempDir, Session, TorrentHandle) {
-    let dir = tempfile::tempdir().unwrap();
-    write_content(f, dir.path());
-    let session = session(config).await;
-    let mut torrent = add_seed(
-        &session,
-        f,
-        dir.path(),
-        SeedLimits::default(),
-        ExistingData::Complete,
-    )
-    .await;
-    within(torrent.wait_complete()).await.unwrap();
-    assert_eq!(torrent.progress().borrow().state, TorrentState::Seeding);
-    (dir, session, torrent)
 }
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {

@@ -6,11 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_files_match, fixture_with, session, write_content};
-use swarmer::{
-    AddTorrentOptions, ExistingData, FilePriority, SeedLimits, SessionConfig, SessionError,
-    TorrentState,
-};
+use common::{assert_files_match, fixture_with, seeder, session};
+use swarmer::{AddTorrentOptions, FilePriority, SessionConfig, SessionError, TorrentState};
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,22 +29,7 @@ async fn a_leecher_downloads_only_the_selected_files_then_the_rest() {
         ],
     );
     let total = f.metainfo.info.layout.total_length();
-    let seed_dir = tempfile::tempdir().unwrap();
-    write_content(&f, seed_dir.path());
-    let seed_session = session(SessionConfig::default()).await;
-    let mut seed = seed_session
-        .add_torrent_with(
-            f.metainfo.clone(),
-            seed_dir.path(),
-            AddTorrentOptions {
-                seed: Some(SeedLimits::default()),
-                existing: ExistingData::Complete,
-                ..AddTorrentOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    within(seed.wait_complete()).await.unwrap();
+    let (_seed_dir, seed_session, seed) = seeder(&f, SessionConfig::default()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let leech_session = session(SessionConfig::default()).await;

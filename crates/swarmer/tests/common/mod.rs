@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use swarmer::{Session, SessionConfig};
+use swarmer::{
+    AddTorrentOptions, ExistingData, SeedLimits, Session, SessionConfig, TorrentHandle,
+    TorrentState,
+};
 
 use swarmer_proto::metainfo::{FileEntry, Info, Metainfo};
 use swarmer_proto::{InfoHash, Layout, digest};
@@ -119,4 +122,30 @@ pub fn write_content(f: &Fixture, root: &Path) {
         std::fs::write(&path, &f.content[offset..offset + file.length as usize]).unwrap();
         offset += file.length as usize;
     }
+}
+
+/// A session seeding the fixture (until stopped) from a new directory holding its content, once it
+/// has verified that content. The directory lives as long as the returned `TempDir`.
+pub async fn seeder(
+    f: &Fixture,
+    config: SessionConfig,
+) -> (tempfile::TempDir, Session, TorrentHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    write_content(f, dir.path());
+    let session = session(config).await;
+    let options = AddTorrentOptions {
+        seed: Some(SeedLimits::default()),
+        existing: ExistingData::Complete,
+        ..AddTorrentOptions::default()
+    };
+    let mut torrent = session
+        .add_torrent_with(f.metainfo.clone(), dir.path(), options)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), torrent.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    assert_eq!(torrent.progress().borrow().state, TorrentState::Seeding);
+    (dir, session, torrent)
 }
