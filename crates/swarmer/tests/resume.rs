@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::{Fixture, assert_files_match, fixture, session, write_content};
 use swarmer::{
-    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentHandle,
-    TorrentState,
+    AddTorrentOptions, ExistingData, Progress, Session, SessionConfig, TorrentHandle, TorrentState,
 };
 
 /// Every wait in these tests is bounded by this.
@@ -21,12 +20,11 @@ fn resume_path(f: &Fixture, root: &Path) -> PathBuf {
 }
 
 /// Adds the fixture in `root` keeping resume state there, checking what is on disk.
-async fn add(s: &Session, f: &Fixture, root: &Path, seed: bool) -> TorrentHandle {
+async fn add(s: &Session, f: &Fixture, root: &Path) -> TorrentHandle {
     s.add_torrent_with(
         f.metainfo.clone(),
         root,
         AddTorrentOptions {
-            seed: seed.then(SeedLimits::default),
             existing: ExistingData::Check,
             resume_file: Some(resume_path(f, root)),
             ..AddTorrentOptions::default()
@@ -61,14 +59,14 @@ async fn unchanged_files_need_no_hashing_and_a_changed_file_only_its_own() {
 
     // First run: no state, so everything is hashed; completing saves the state.
     let s = session(SessionConfig::default()).await;
-    let mut t = add(&s, &f, dir.path(), false).await;
+    let mut t = add(&s, &f, dir.path()).await;
     t.wait_complete().await.unwrap();
     assert_eq!(t.progress().borrow().checked_pieces, count);
     t.stop().await.unwrap();
     assert!(resume_path(&f, dir.path()).exists());
 
     // Second run: the state vouches for every piece.
-    let mut t = add(&s, &f, dir.path(), false).await;
+    let mut t = add(&s, &f, dir.path()).await;
     t.wait_complete().await.unwrap();
     let p = t.progress().borrow().clone();
     assert_eq!((p.checked_pieces, p.pieces_have), (0, count));
@@ -84,7 +82,7 @@ async fn unchanged_files_need_no_hashing_and_a_changed_file_only_its_own() {
     let big_index = layout.file(3).unwrap();
     let touching = layout.file_pieces(big_index).len() as u32;
     assert!(touching < count);
-    let mut t = add(&s, &f, dir.path(), false).await;
+    let mut t = add(&s, &f, dir.path()).await;
     t.wait_complete().await.unwrap();
     let p = t.progress().borrow().clone();
     assert_eq!(
@@ -108,13 +106,13 @@ async fn damaged_data_is_found_by_checking_and_the_result_is_saved() {
     std::fs::write(&a, &bytes).unwrap();
 
     let s = session(SessionConfig::default()).await;
-    let t = add(&s, &f, dir.path(), false).await;
+    let t = add(&s, &f, dir.path()).await;
     let p = wait_for(&t, |p| p.state == TorrentState::Downloading).await;
     assert_eq!((p.checked_pieces, p.pieces_have), (count, count - 1));
     t.stop().await.unwrap();
 
     // Restart: nothing is hashed again, and the damaged piece is still missing.
-    let t = add(&s, &f, dir.path(), false).await;
+    let t = add(&s, &f, dir.path()).await;
     let p = wait_for(&t, |p| p.state == TorrentState::Downloading).await;
     assert_eq!((p.checked_pieces, p.pieces_have), (0, count - 1));
     t.stop().await.unwrap();
@@ -133,7 +131,7 @@ async fn a_stopped_download_continues_without_fetching_verified_pieces_again() {
         ..SessionConfig::default()
     })
     .await;
-    let t = add(&slow, &f, dir.path(), false).await;
+    let t = add(&slow, &f, dir.path()).await;
     t.add_peers(vec![seeder.listen_addr()]).await;
     let p = wait_for(&t, |p| p.verified_bytes >= total / 4).await;
     assert!(p.verified_bytes < total);
@@ -145,7 +143,7 @@ async fn a_stopped_download_continues_without_fetching_verified_pieces_again() {
 
     // Restart at full speed: the verified pieces are not fetched again.
     let fast = session(SessionConfig::default()).await;
-    let mut t = add(&fast, &f, dir.path(), false).await;
+    let mut t = add(&fast, &f, dir.path()).await;
     let resumed = wait_for(&t, |p| p.state != TorrentState::Checking).await;
     assert_eq!(
         resumed.checked_pieces, 0,
