@@ -438,7 +438,7 @@ fn swarmer_seeds_libtorrent_at_full_speed() {
             let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
             // A dropped libtorrent dials again only after about a minute: fail at the drop.
             let what = "the leecher to finish, or swarmer to drop it";
-            let dropped = scene.deadline.poll(what, Duration::from_millis(50), || {
+            let dropped = scene.deadline.wait(what, || {
                 let dropped = swarmer::dropped_as_misbehaving(&seeder);
                 if !dropped.is_empty() {
                     return Some(dropped);
@@ -1000,10 +1000,11 @@ fn hostile_peers_are_survived() {
             .chain(Behaviour::ALL.iter().map(|b| b.addr()))
             .collect();
         tracker.wait_until_listed(scene, &fixture.torrent, &everyone);
-        // Some hostile peers dial swarmer too; they retry until it listens.
-        hostile.dial(swarmer::addr());
         // -vv: connection-level errors (the 4 GiB message, timeouts) are logged at debug level.
-        let run = swarmer::download_measured(scene, &fixture.torrent, &["-v"]);
+        // Some hostile peers dial swarmer too, once it listens.
+        let run = swarmer::download_measured(scene, &fixture.torrent, &["-v"], || {
+            hostile.dial(swarmer::addr())
+        });
         let name = fixture.payload.root.file_name().expect("payload name");
         fixture.payload.assert_same(&run.out.join(name));
         scene.mark("every file is byte-identical");

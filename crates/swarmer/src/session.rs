@@ -149,6 +149,7 @@ impl Session {
         let listen_addr = listener
             .local_addr()
             .map_err(|error| SessionError::Listen { addr, error })?;
+        tracing::info!(%listen_addr, "listening for peers");
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;

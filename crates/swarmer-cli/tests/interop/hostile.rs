@@ -35,8 +35,6 @@ const TICK: Duration = Duration::from_millis(200);
 pub(crate) const HAVE_FLOOD: u64 = 100_000;
 /// Handshake-then-close connections the (i) peer makes to swarmer, at most.
 const HANDSHAKE_CLOSE_DIALS: u64 = 200;
-/// Pause between two of them.
-const HANDSHAKE_CLOSE_PAUSE: Duration = Duration::from_millis(50);
 const BLOCK: u32 = 16 * 1024;
 
 /// One way of misbehaving, lettered as in the issue.
@@ -203,8 +201,7 @@ impl HostilePeers {
         hostile
     }
 
-    /// Makes the peers that also dial start dialling `target` (swarmer); each retries until
-    /// swarmer listens.
+    /// Makes the peers that also dial start dialling `target` (swarmer), which must listen already.
     pub(crate) fn dial(&mut self, target: SocketAddr) {
         for peer in &self.peers {
             if !peer.behaviour.dials() {
@@ -331,8 +328,9 @@ fn accept_loop(
     }
 }
 
-/// Dials `target` (retrying until it listens) and misbehaves: once for the mute peer and the bad
-/// bitfield, up to `HANDSHAKE_CLOSE_DIALS` times for handshake-then-close.
+/// Dials `target`, which listens already, and misbehaves: once for the mute peer and the bad
+/// bitfield, `HANDSHAKE_CLOSE_DIALS` times in a row for handshake-then-close (each dial after the
+/// previous connection ended).
 fn dial_loop(
     target: SocketAddr,
     behaviour: Behaviour,
@@ -344,9 +342,7 @@ fn dial_loop(
     let mut dials = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < MAX_LIFETIME {
         let Some(stream) = connect_from(behaviour.ip(), target) else {
-            // swarmer does not listen yet.
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
+            return;
         };
         let mut conn = Conn::new(stream, stop);
         let _ = conn.misbehave_dialling(behaviour, &torrent, counts);
@@ -354,7 +350,6 @@ fn dial_loop(
         if behaviour != Behaviour::HandshakeThenClose || dials >= HANDSHAKE_CLOSE_DIALS {
             return;
         }
-        std::thread::sleep(HANDSHAKE_CLOSE_PAUSE);
     }
 }
 

@@ -1,17 +1,71 @@
 //! Child processes owned by a test: output captured to files, killed and reaped on drop.
 //!
-//! Each child's stdout and stderr go to `<logs>/<name>.stdout` and `<logs>/<name>.stderr`, so a
-//! test can poll them for events and the scene can print them when the test fails. The guard
-//! kills by PID with SIGKILL and waits, which also stops opentracker: it drops its privileges,
-//! which would clear a parent-death signal, so nothing but an explicit kill is reliable.
+//! Each child's stdout and stderr are piped to a thread that copies them to `<logs>/<name>.stdout`
+//! and `<logs>/<name>.stderr`, where a test looks for events and the scene finds them to print when
+//! the test fails. Every write there, and every exit, is announced through [`changed`], so waits on
+//! a process wake when it prints or exits instead of polling. The guard kills by PID with SIGKILL and
+//! waits, which also stops opentracker: it drops its privileges, which would clear a parent-death
+//! signal, so nothing but an explicit kill is reliable.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use crate::deadline::Deadline;
+
+/// A counter bumped whenever a child process writes output or exits, with a condition variable to
+/// wait for the next bump.
+pub(crate) struct Changes {
+    generation: Mutex<u64>,
+    bumped: Condvar,
+}
+
+static CHANGES: Changes = Changes {
+    generation: Mutex::new(0),
+    bumped: Condvar::new(),
+};
+
+/// The process-wide record of child output and exits.
+pub(crate) fn changed() -> &'static Changes {
+    &CHANGES
+}
+
+impl Changes {
+    /// The current generation: read it before looking at the state a wait is about.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.bumped.notify_all();
+    }
+
+    /// Waits until the generation moves past `seen`, or `timeout` passes.
+    pub(crate) fn wait_past(&self, seen: u64, timeout: Duration) {
+        let generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .bumped
+            .wait_timeout_while(generation, timeout, |g| *g == seen);
+    }
+}
+
+/// Copies everything `pipe` delivers into the file at `path`, announcing each write.
+fn copy_to_log(mut pipe: impl Read + Send + 'static, path: &Path) {
+    let mut log = File::create(path).expect("create log file");
+    std::thread::spawn(move || {
+        let mut buf = vec![0; 64 * 1024];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 || log.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            changed().bump();
+        }
+    });
+}
 
 /// A child process whose exit arrives as an event: a thread owns the `Child` and blocks in `wait`,
 /// so waiting with a timeout is a channel receive, not a polling loop.
@@ -29,6 +83,7 @@ impl Waited {
             if let Ok(status) = child.wait() {
                 let _ = tx.send(status);
             }
+            changed().bump();
         });
         Waited {
             pid,
@@ -97,12 +152,14 @@ impl Proc {
         let stdout = logs.join(format!("{name}.stdout"));
         let stderr = logs.join(format!("{name}.stderr"));
         let spawned_at = SystemTime::now();
-        let child = command
+        let mut child = command
             .stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("create stdout log"))
-            .stderr(File::create(&stderr).expect("create stderr log"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        copy_to_log(child.stdout.take().expect("stdout pipe"), &stdout);
+        copy_to_log(child.stderr.take().expect("stderr pipe"), &stderr);
         eprintln!("started {name} (pid {}): {command:?}", child.id());
         Proc {
             name: name.to_owned(),
@@ -162,7 +219,7 @@ impl Proc {
         matches: impl Fn(&str) -> bool,
     ) -> Result<String, ExitStatus> {
         let label = format!("{what} from {}", self.name);
-        deadline.poll(&label, Duration::from_millis(50), || {
+        deadline.wait(&label, || {
             let found = self
                 .stdout_text()
                 .lines()
@@ -176,7 +233,8 @@ impl Proc {
     }
 
     /// Waits until a stderr line satisfies `matches` and returns a wall-clock time at which that
-    /// line had not been written yet: the start of the last read that did not find it. Comparing
+    /// line had not been written yet: the start of the last look (each after the process wrote
+    /// something) that did not find it. Comparing
     /// it with another process's timestamps therefore never favours this process's line being
     /// later than it was. Fails if the process exits first or the deadline passes.
     pub(crate) fn wait_for_stderr_line(
@@ -187,7 +245,7 @@ impl Proc {
     ) -> SystemTime {
         let label = format!("{what} on the stderr of {}", self.name);
         let mut absent_at = self.spawned_at;
-        deadline.poll(&label, Duration::from_millis(20), || {
+        deadline.wait(&label, || {
             let reading_at = SystemTime::now();
             if self.stderr_text().lines().any(&matches) {
                 return Some(absent_at);

@@ -113,11 +113,21 @@ pub(crate) struct Measured {
     pub(crate) peak_rss_kib: u64,
 }
 
-/// `download_with`, measuring the time to exit and the peak memory of the process.
-pub(crate) fn download_measured(scene: &Scene, torrent: &Path, extra: &[&str]) -> Measured {
+/// `download_with`, measuring the time to exit and the peak memory of the process. `listening` runs
+/// once swarmer says it listens for peers (its `-v` log), before the download is waited for.
+pub(crate) fn download_measured(
+    scene: &Scene,
+    torrent: &Path,
+    extra: &[&str],
+    listening: impl FnOnce(),
+) -> Measured {
     let out = scene.subdir("swarmer-download");
     let started = std::time::Instant::now();
     let mut proc = start_download(scene, "swarmer", torrent, &out, extra);
+    proc.wait_for_stderr_line("`listening for peers`", scene.deadline, |l| {
+        l.contains("listening for peers")
+    });
+    listening();
     let (status, peak_rss_kib) = proc.wait_exit_peak_rss(scene.deadline);
     let took = started.elapsed();
     check_success(scene, &proc, status);
