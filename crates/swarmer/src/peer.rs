@@ -316,23 +316,24 @@ async fn run_established(
             }
         }
     };
-    let (error, closed_by_us) = tokio::select! {
+    let (error, uploaded_and_closed) = tokio::select! {
         r = read => (r.err(), false),
         w = &mut write_task => match w {
-            Ok(Ok(())) => (None, true),
+            Ok(Ok(uploaded)) => (None, uploaded),
             Ok(Err(e)) => (Some(e), false),
             Err(_) => (None, false),
         },
     };
     write_task.abort();
-    if closed_by_us {
+    // Only a peer we sent blocks to can lose something to a reset.
+    if uploaded_and_closed {
         linger(&mut reader).await;
     }
     report_closed(&ctx, conn, error).await;
 }
 
-/// After our FIN (the writer shut the socket down), reads and discards what the peer still sends until
-/// it closes too, for at most [`LINGER`]. Closing a socket with unread input makes the kernel send a
+/// After our FIN (the writer shut the socket down) on a connection we uploaded on, reads and discards
+/// what the peer still sends until it closes too, for at most [`LINGER`]. Closing a socket with unread input makes the kernel send a
 /// reset, and a reset can make the peer drop the last blocks we sent before it read them.
 async fn linger(reader: &mut OwnedReadHalf) {
     let mut scratch = vec![0; 16 * 1024];
@@ -346,14 +347,16 @@ async fn linger(reader: &mut OwnedReadHalf) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Writes what the owner sends, in order, until it drops the sender. Blocks are read from disk on the
-/// blocking pool, [`BLOCKS_PER_WRITE`] at a time, and each write is reported as [`ConnEvent::Sent`].
+/// Writes what the owner sends, in order, until it drops the sender; then shuts the socket down and
+/// returns whether any block was sent. Blocks are read from disk on the blocking pool,
+/// [`BLOCKS_PER_WRITE`] at a time, and each write is reported as [`ConnEvent::Sent`].
 async fn write_loop(
     conn: ConnId,
     mut writer: OwnedWriteHalf,
     mut commands: mpsc::Receiver<Outbound>,
     ctx: ConnContext,
-) -> Result<(), ConnError> {
+) -> Result<bool, ConnError> {
+    let mut uploaded = false;
     // One buffer for this connection's block reads, reused so it is zeroed only once.
     let mut buf = Vec::new();
     while let Some(command) = commands.recv().await {
@@ -376,20 +379,21 @@ async fn write_loop(
                         limit.acquire(len).await;
                     }
                     writer.write_all(&buf[..len]).await?;
+                    uploaded = true;
                     let sent = ConnEvent::Sent {
                         conn,
                         blocks: count,
                         bytes: payload,
                     };
                     if ctx.events.send(sent).await.is_err() {
-                        return Ok(());
+                        return Ok(uploaded);
                     }
                 }
             }
         }
     }
     writer.shutdown().await?;
-    Ok(())
+    Ok(uploaded)
 }
 
 /// Reads `blocks` into the start of `buf` (grown as needed) as `piece` messages (BEP 3); returns the
