@@ -843,17 +843,37 @@ fn download_survives_kill_9_three_times() {
     );
 }
 
-/// A new tmpfs mounted (with `options`, such as `size=64m`) on the scene's subdirectory `name`, in
-/// the test's private mount namespace: it goes away with the namespace.
-fn mount_tmpfs(scene: &Scene, name: &str, options: &str) -> PathBuf {
-    let dir = scene.subdir(name);
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-        .arg(&dir)
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "mount a tmpfs ({options}): {mounted}");
-    dir
+/// A tmpfs mounted on a scene subdirectory in the test's private mount namespace; unmounted when
+/// dropped (declare it after the scene and before the processes that use it), so the scene can
+/// remove its directory.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a new tmpfs (with `options`, such as `size=64m`) on the scene's subdirectory `name`.
+    fn mount(scene: &Scene, name: &str, options: &str) -> Tmpfs {
+        let dir = scene.subdir(name);
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mount a tmpfs ({options}): {mounted}");
+        Tmpfs(dir)
+    }
+}
+
+impl std::ops::Deref for Tmpfs {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// Fills the filesystem holding `path` with a file there, then frees `give_back` bytes of it, so
@@ -887,7 +907,7 @@ fn disk_full_stops_the_download_and_a_rerun_completes_it() {
             let fixture = single_file(scene, 48 * MIB, 18, &[HTTP_ANNOUNCE]);
             let tracker = Tracker::start(scene, &[&fixture.torrent]);
             let mut seeder = slow_libtorrent_seeder(scene, &fixture, &tracker, 8 * MIB);
-            let out = mount_tmpfs(scene, "small-disk", "size=64m");
+            let out = Tmpfs::mount(scene, "small-disk", "size=64m");
 
             let mut first =
                 swarmer::start_download(scene, "swarmer-1", &fixture.torrent, &out, &[]);
@@ -940,7 +960,7 @@ fn unwritable_output_directory_is_a_clear_error() {
         &[Need::Mktorrent],
         |scene| {
             let fixture = single_file(scene, MIB, 18, &[HTTP_ANNOUNCE]);
-            let out = mount_tmpfs(scene, "read-only", "ro,size=8m");
+            let out = Tmpfs::mount(scene, "read-only", "ro,size=8m");
             let mut proc = swarmer::start_download(scene, "swarmer", &fixture.torrent, &out, &[]);
             let message = swarmer::expect_failure(scene, &mut proc);
             assert!(
