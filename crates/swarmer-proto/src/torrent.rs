@@ -2529,9 +2529,15 @@ mod tests {
             .collect()
     }
 
-    /// The fields of a `piece` message for `b` filled with `byte`.
-    fn bad_block(b: BlockRef, byte: u8) -> (u32, u32, Vec<u8>) {
-        (b.piece.get(), b.offset, vec![byte; b.length as usize])
+    /// `peer` sends block `b` filled with 0xEE: data no piece holds.
+    fn send_bad_block(f: &mut Fixture, peer: PeerKey, b: BlockRef) {
+        let data = vec![0xEE; b.length as usize];
+        let message = Message::Piece {
+            index: b.piece.get(),
+            begin: b.offset,
+            data: &data,
+        };
+        f.t.handle_message(peer, message, f.now);
     }
 
     #[test]
@@ -2539,16 +2545,7 @@ mod tests {
         let (mut f, first, second, asked) = two_seeders();
         // The second peer slips a bad block into a piece the first is filling: it is not stored, so
         // the piece verifies with the first peer's data and nobody is blamed.
-        let (index, begin, data) = bad_block(asked[0], 0xEE);
-        f.t.handle_message(
-            second,
-            Message::Piece {
-                index,
-                begin,
-                data: &data,
-            },
-            f.now,
-        );
+        send_bad_block(&mut f, second, asked[0]);
         assert!(faults(&f.drain()).is_empty(), "one is tolerated");
         assert_eq!(f.t.stats().wasted, u64::from(BLOCK_SIZE));
         let answers: Vec<Action> = asked
@@ -2566,16 +2563,7 @@ mod tests {
         let (mut f, _, second, asked) = two_seeders();
         let mut dropped = Vec::new();
         for _ in 0..=UNREQUESTED_BLOCKS_ALLOWED {
-            let (index, begin, data) = bad_block(asked[1], 0xEE);
-            f.t.handle_message(
-                second,
-                Message::Piece {
-                    index,
-                    begin,
-                    data: &data,
-                },
-                f.now,
-            );
+            send_bad_block(&mut f, second, asked[1]);
             dropped.extend(faults(&f.drain()));
         }
         assert_eq!(
@@ -2752,16 +2740,7 @@ mod tests {
         // The liar answers the first block of pieces 2 and 3 wrongly, and all of 0 and 1.
         let mut verify = Vec::new();
         for b in asked.iter().filter(|b| b.piece.get() < 2 || b.offset == 0) {
-            let (index, begin, data) = bad_block(*b, 0xEE);
-            f.t.handle_message(
-                liar,
-                Message::Piece {
-                    index,
-                    begin,
-                    data: &data,
-                },
-                f.now,
-            );
+            send_bad_block(&mut f, liar, *b);
             verify.extend(f.drain());
         }
         for action in verify {
