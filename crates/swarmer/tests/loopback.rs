@@ -133,6 +133,22 @@ async fn start(f: &Fixture) -> (tempfile::TempDir, Session, TorrentHandle) {
     (dir, session, torrent)
 }
 
+/// Adds an honest peer to `torrent`, which must then complete with the files right in `dir`.
+async fn finish_from_an_honest_peer(
+    f: &Fixture,
+    mut torrent: TorrentHandle,
+    dir: &std::path::Path,
+) {
+    let honest = spawn_peer(f, Behaviour::Honest).await;
+    torrent.add_peers(vec![honest]).await;
+    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
+        .await
+        .expect("download timed out")
+        .expect("download failed");
+    torrent.stop().await.unwrap();
+    assert_files_match(f, dir);
+}
+
 async fn download(f: &Fixture, peers: Vec<SocketAddr>) -> (tempfile::TempDir, swarmer::Progress) {
     let (dir, _session, mut torrent) = start(f).await;
     torrent.add_peers(peers).await;
@@ -174,7 +190,7 @@ async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
     let f = fixture(16 * 1024);
     let liar = spawn_peer(&f, Behaviour::Liar).await;
     // Only the liar at first: every piece it sends fails, and it gets banned.
-    let (dir, _session, mut torrent) = start(&f).await;
+    let (dir, _session, torrent) = start(&f).await;
     let mut progress = torrent.progress();
     torrent.add_peers(vec![liar]).await;
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -185,14 +201,7 @@ async fn lying_peer_is_banned_and_its_pieces_fetched_again() {
     .await
     .expect("the liar was not caught");
     assert_eq!(progress.borrow().verified_bytes, 0);
-    let honest = spawn_peer(&f, Behaviour::Honest).await;
-    torrent.add_peers(vec![honest]).await;
-    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
-        .await
-        .expect("download timed out")
-        .expect("download failed");
-    torrent.stop().await.unwrap();
-    assert_files_match(&f, dir.path());
+    finish_from_an_honest_peer(&f, torrent, dir.path()).await;
 }
 
 /// Starts a seeder on 127.0.0.6 that claims every piece, unchokes, and answers the first request
@@ -283,7 +292,7 @@ async fn a_trickling_peer_is_snubbed_then_dropped() {
     };
     config.engine.request_timeout = timeout;
     let session = Session::new(config).await.unwrap();
-    let mut torrent = session
+    let torrent = session
         .add_torrent(f.metainfo.clone(), dir.path())
         .await
         .unwrap();
@@ -301,12 +310,5 @@ async fn a_trickling_peer_is_snubbed_then_dropped() {
         "dropped {after:?} after the first request"
     );
     assert_eq!(torrent.progress().borrow().verified_bytes, 0);
-    let honest = spawn_peer(&f, Behaviour::Honest).await;
-    torrent.add_peers(vec![honest]).await;
-    tokio::time::timeout(Duration::from_secs(60), torrent.wait_complete())
-        .await
-        .expect("download timed out")
-        .expect("download failed");
-    torrent.stop().await.unwrap();
-    assert_files_match(&f, dir.path());
+    finish_from_an_honest_peer(&f, torrent, dir.path()).await;
 }
