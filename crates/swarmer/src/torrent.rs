@@ -245,8 +245,6 @@ struct Running {
     verify_slots: usize,
     out: HashMap<ConnId, Vec<Pending>>,
     hash_failures: u32,
-    checked_pieces: u32,
-    pieces_to_check: u32,
     announced_complete: bool,
     state: TorrentState,
     /// When seeding began, for [`SeedLimits::time`].
@@ -541,17 +539,11 @@ impl TorrentTask {
             verify_slots: hashing_threads(),
             out: HashMap::new(),
             hash_failures: 0,
-            checked_pieces: 0,
-            pieces_to_check: 0,
             announced_complete: false,
             state,
             seeding_since,
             failure: None,
             closing: HashSet::new(),
-        };
-        (r.checked_pieces, r.pieces_to_check) = {
-            let p = r.t.progress_tx.borrow();
-            (p.checked_pieces, p.pieces_to_check)
         };
         r.run().await
     }
@@ -1037,10 +1029,16 @@ impl Running {
             pieces_have: self.engine.have().count_ones() as u32,
             piece_count: layout.piece_count(),
             hash_failures: self.hash_failures,
-            checked_pieces: self.checked_pieces,
-            pieces_to_check: self.pieces_to_check,
+            // What the check found stays as it published it.
+            checked_pieces: 0,
+            pieces_to_check: 0,
         };
         self.t.progress_tx.send_if_modified(|p| {
+            let progress = Progress {
+                checked_pieces: p.checked_pieces,
+                pieces_to_check: p.pieces_to_check,
+                ..progress
+            };
             let changed = *p != progress;
             *p = progress;
             changed
