@@ -362,9 +362,14 @@ def bench(args, clients, work, procs):
     report(args, clients, results)
 
 
+def medians(results):
+    """{name: {field: median over the runs}} for {name: [one dict of figures per run]}."""
+    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            for name, runs in results.items()}
+
+
 def report(args, clients, results):
-    med = {c: {k: statistics.median(r[k] for r in results[c]) for k in results[c][0]}
-           for c in clients}
+    med = medians(results)
     print(f"\nDownload of a {args.size_mib} MiB single-file torrent (1 MiB pieces) from one "
           f"libtorrent 2.0 high-performance seeder over loopback; medians of {args.runs} runs.\n")
     print("| client | wall s | MiB/s | CPU s (user+sys) | peak RSS MiB | peak anon RSS MiB |")

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -262,8 +261,7 @@ def bench(args, seeders, work, procs):
 
 
 def report(args, seeders, results):
-    med = {s: {k: statistics.median(r[k] for r in results[s]) for k in results[s][0]}
-           for s in seeders}
+    med = dl.medians(results)
     print(f"\nA libtorrent 2.0 high-performance leecher downloads a {args.size_mib} MiB single-file "
           f"torrent (1 MiB pieces) from one seeder over loopback; medians of {args.runs} runs.\n")
     print("| seeder | leecher wall s | MiB/s | leecher in-session s | seeder CPU s (user+sys) "
