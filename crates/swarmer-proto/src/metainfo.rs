@@ -10,6 +10,7 @@
 //! comment, dates) are advisory: a malformed one is dropped instead of failing the whole file.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::bencode::{self, DecodeError, Dict, Value};
 use crate::layout::PieceIndex;
@@ -33,6 +34,9 @@ pub struct Metainfo {
     pub info_hash: InfoHash,
     /// The validated `info` dictionary.
     pub info: Info,
+    /// The exact bencoded bytes of the `info` dictionary, as hashed: what the metadata exchange
+    /// (BEP 9, `ut_metadata`) serves to peers, and what a saved `.torrent` file contains.
+    pub info_bytes: Arc<[u8]>,
     /// Tracker URLs in tiers (BEP 12 `announce-list`, or `[[announce]]` when there is no list), in file order.
     pub announce_tiers: Vec<Vec<String>>,
     /// `comment`, if present and UTF-8.
@@ -191,6 +195,7 @@ impl Metainfo {
         Ok(Metainfo {
             info_hash: InfoHash(digest::sha1(info_value.raw())),
             info,
+            info_bytes: Arc::from(info_value.raw()),
             announce_tiers: announce_tiers(top),
             comment: top
                 .get(b"comment")
@@ -202,6 +207,54 @@ impl Metainfo {
                 .map(str::to_owned),
             creation_date: top.get(b"creation date").and_then(Value::as_int),
         })
+    }
+
+    /// A metainfo made of an `info` dictionary received by the metadata exchange (BEP 9) and the
+    /// trackers of a magnet link (one tier each, as BEP 9 leaves the order to the client). The info
+    /// hash is the SHA-1 of `info_bytes`; the caller compares it with the one it asked for.
+    ///
+    /// Errors: as [`Info::from_bytes`].
+    pub fn from_info_bytes(
+        info_bytes: &[u8],
+        announce_tiers: Vec<Vec<String>>,
+    ) -> Result<Metainfo, MetainfoError> {
+        let info = Info::from_bytes(info_bytes)?;
+        Ok(Metainfo {
+            info_hash: InfoHash(digest::sha1(info_bytes)),
+            info,
+            info_bytes: Arc::from(info_bytes),
+            announce_tiers,
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        })
+    }
+
+    /// A `.torrent` file for this metainfo (BEP 3): `announce` (the first tracker), `announce-list`
+    /// (BEP 12, when there is more than one tracker) and `info` byte for byte as hashed, so the file
+    /// has the same info hash. Comment and dates are not written.
+    pub fn to_torrent_bytes(&self) -> Vec<u8> {
+        use crate::bencode::OwnedValue;
+        let mut out = b"d".to_vec();
+        let trackers: Vec<&String> = self.announce_tiers.iter().flatten().collect();
+        let string = |s: &str| OwnedValue::Bytes(s.as_bytes().to_vec());
+        if let Some(first) = trackers.first() {
+            out.extend_from_slice(b"8:announce");
+            string(first).encode_into(&mut out);
+        }
+        if trackers.len() > 1 {
+            out.extend_from_slice(b"13:announce-list");
+            OwnedValue::list(
+                self.announce_tiers
+                    .iter()
+                    .map(|tier| OwnedValue::list(tier.iter().map(|url| string(url)))),
+            )
+            .encode_into(&mut out);
+        }
+        out.extend_from_slice(b"4:info");
+        out.extend_from_slice(&self.info_bytes);
+        out.push(b'e');
+        out
     }
 
     /// The content's total length in bytes, padding files included.
@@ -575,6 +628,36 @@ mod tests {
             ("piece length", OwnedValue::Int(PIECE)),
             ("pieces", hashes((length as u64).div_ceil(PIECE as u64))),
         ])
+    }
+
+    #[test]
+    fn info_bytes_round_trip_through_a_saved_torrent_and_the_metadata_exchange() {
+        let info = single(40_000).encode();
+        let torrent = OwnedValue::dict([
+            ("announce", "http://a/announce".into()),
+            ("comment", "dropped".into()),
+            ("info", single(40_000)),
+        ])
+        .encode();
+        let m = Metainfo::from_bytes(&torrent).unwrap();
+        assert_eq!(&m.info_bytes[..], &info[..]);
+        assert_eq!(m.info_hash, InfoHash(digest::sha1(&info)));
+
+        let tiers = vec![
+            vec!["http://a/announce".to_owned()],
+            vec!["udp://b:1".to_owned()],
+        ];
+        let fetched = Metainfo::from_info_bytes(&info, tiers.clone()).unwrap();
+        assert_eq!(fetched.info_hash, m.info_hash);
+        let saved = Metainfo::from_bytes(&fetched.to_torrent_bytes()).unwrap();
+        assert_eq!(saved.info_hash, m.info_hash);
+        assert_eq!(saved.announce_tiers, tiers);
+        assert_eq!(saved.info, m.info);
+
+        let bare = Metainfo::from_info_bytes(&info, vec![]).unwrap();
+        let saved = Metainfo::from_bytes(&bare.to_torrent_bytes()).unwrap();
+        assert!(saved.announce_tiers.is_empty());
+        assert!(Metainfo::from_info_bytes(b"d4:name1:xe", vec![]).is_err());
     }
 
     /// A `files` entry.

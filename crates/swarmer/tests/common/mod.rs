@@ -75,6 +75,7 @@ pub fn fixture_with(piece_length: u32, files: Vec<(Vec<&str>, u64)>) -> Fixture 
     let metainfo = Metainfo {
         info_hash: InfoHash(digest::sha1(b"loopback fixture")),
         info,
+        info_bytes: std::sync::Arc::from(&b"loopback fixture"[..]),
         announce_tiers: vec![],
         comment: None,
         created_by: None,
