@@ -8,6 +8,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod digest;
+pub mod extension;
 pub mod layout;
 pub mod magnet;
 pub mod metainfo;
