@@ -11,6 +11,7 @@ pub mod digest;
 pub mod extension;
 pub mod layout;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod picker;
 pub mod priority;

@@ -1,0 +1,701 @@
+//! Fetching a torrent's metadata, the bencoded `info` dictionary, from peers by the metadata
+//! exchange (BEP 9, `ut_metadata`), so that a magnet link, which carries only the info hash, becomes
+//! a torrent.
+//!
+//! The metadata is cut into pieces of 16 KiB ([`METADATA_PIECE_LEN`]); the last may be shorter. Each
+//! peer announces the total size (`metadata_size`) in its extension handshake (BEP 10). Pieces are
+//! requested from several peers at once, a few per peer, and re-requested elsewhere when a peer
+//! rejects them, times out or leaves. When every piece is in, the SHA-1 of the whole must be the
+//! info hash; if it is not, every peer that contributed is excluded and the fetch starts over with
+//! the others (a liar cannot be told apart from honest peers when several contributed).
+//!
+//! Memory is bounded by the size cap ([`MAX_METADATA_SIZE`]): one buffer of the agreed size, plus
+//! per-peer bookkeeping for at most [`MAX_PEERS`] peers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::InfoHash;
+use crate::digest::sha1;
+use crate::extension::{
+    ExtensionError, ExtensionHandshake, MAX_METADATA_SIZE, METADATA_PIECE_LEN, MetadataMessage,
+    UT_METADATA,
+};
+
+/// Pieces requested from one peer at a time.
+pub const REQUESTS_PER_PEER: u32 = 4;
+/// A request unanswered for this long goes to another peer, and counts against this one.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer whose requests time out this many times gets no more requests.
+pub const MAX_TIMEOUTS: u32 = 3;
+/// Peers tracked at once; further ones are not used for the fetch.
+pub const MAX_PEERS: usize = 200;
+
+/// Identifies a peer connection to the fetch; chosen by the caller, unique while the peer is added.
+pub type PeerKey = u64;
+
+/// Why a peer is of no further use to the fetch. The caller should close the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataFault {
+    /// A `ut_metadata` message that does not decode (BEP 9, "extension message").
+    #[error("malformed ut_metadata message")]
+    Malformed,
+    /// A `data` message for a piece we did not ask this peer for.
+    #[error("ut_metadata piece {piece} was not requested")]
+    Unrequested {
+        /// The metadata piece index.
+        piece: u32,
+    },
+    /// A `data` message whose `total_size` or length does not match the piece asked for.
+    #[error("ut_metadata piece {piece} has the wrong size")]
+    WrongSize {
+        /// The metadata piece index.
+        piece: u32,
+    },
+    /// The peer contributed to metadata that did not hash to the info hash.
+    #[error("sent metadata that does not match the info hash")]
+    BadMetadata,
+    /// The peer's requests timed out [`MAX_TIMEOUTS`] times.
+    #[error("metadata requests keep timing out")]
+    TooSlow,
+}
+
+/// A message to send: `payload` goes in an extended message (BEP 10) with id `id` to `peer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The peer to send to.
+    pub peer: PeerKey,
+    /// The extended message id the peer assigned to `ut_metadata`.
+    pub id: u8,
+    /// The encoded `ut_metadata` message.
+    pub payload: Vec<u8>,
+}
+
+/// How far the fetch is, for progress displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchProgress {
+    /// Peers that offer `ut_metadata` with a usable size.
+    pub peers: usize,
+    /// Metadata pieces received (of the current attempt).
+    pub pieces_have: u32,
+    /// Metadata pieces in all; 0 while no peer has said how large the metadata is.
+    pub piece_count: u32,
+}
+
+#[derive(Debug)]
+struct Peer {
+    /// Their id for `ut_metadata`.
+    id: u8,
+    /// The `metadata_size` they announced, bytes.
+    size: u32,
+    outstanding: u32,
+    timeouts: u32,
+    /// Pieces they rejected: not asked of them again in this attempt.
+    rejected: Vec<u32>,
+    /// Excluded from the fetch (a fault was reported); kept so it is not re-added.
+    excluded: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Missing,
+    Requested { peer: PeerKey, at: Instant },
+    Have { from: PeerKey },
+}
+
+/// The state of one metadata fetch (BEP 9). Feed it extension handshakes, `ut_metadata` messages,
+/// departures and the time; send what [`MetadataFetch::poll_outgoing`] returns; take the result from
+/// [`MetadataFetch::take_metadata`].
+#[derive(Debug)]
+pub struct MetadataFetch {
+    info_hash: InfoHash,
+    peers: HashMap<PeerKey, Peer>,
+    /// The size being fetched, bytes: the first usable size announced, replaced after a hash failure.
+    size: Option<u32>,
+    slots: Vec<Slot>,
+    buffer: Vec<u8>,
+    outgoing: Vec<Outgoing>,
+    faults: Vec<(PeerKey, MetadataFault)>,
+    done: Option<Vec<u8>>,
+    taken: bool,
+}
+
+impl MetadataFetch {
+    /// A fetch of the metadata whose SHA-1 is `info_hash`.
+    pub fn new(info_hash: InfoHash) -> MetadataFetch {
+        MetadataFetch {
+            info_hash,
+            peers: HashMap::new(),
+            size: None,
+            slots: Vec::new(),
+            buffer: Vec::new(),
+            outgoing: Vec::new(),
+            faults: Vec::new(),
+            done: None,
+            taken: false,
+        }
+    }
+
+    /// A peer's extension handshake (BEP 10) arrived. Peers without `ut_metadata` or without a
+    /// `metadata_size` in 1..=[`MAX_METADATA_SIZE`] are not used. A later handshake from the same
+    /// peer updates its id and size.
+    pub fn handle_handshake(
+        &mut self,
+        peer: PeerKey,
+        handshake: &ExtensionHandshake,
+        now: Instant,
+    ) {
+        let (Some(id), Some(size)) = (handshake.id_of(UT_METADATA), handshake.metadata_size) else {
+            self.remove_peer(peer);
+            return;
+        };
+        if size == 0 || size > MAX_METADATA_SIZE {
+            self.remove_peer(peer);
+            return;
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
+            return;
+        }
+        let entry = self.peers.entry(peer).or_insert(Peer {
+            id,
+            size,
+            outstanding: 0,
+            timeouts: 0,
+            rejected: Vec::new(),
+            excluded: false,
+        });
+        entry.id = id;
+        entry.size = size;
+        if self.size.is_none() {
+            self.start(size);
+        }
+        self.schedule(now);
+    }
+
+    /// A `ut_metadata` message from `peer` (the payload after the extended message id). Requests
+    /// from the peer are answered with `reject`: we have no metadata to give yet.
+    ///
+    /// Errors: a fault that makes the peer useless to the fetch; it is excluded and the caller
+    /// should disconnect it.
+    pub fn handle_message(
+        &mut self,
+        peer: PeerKey,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), MetadataFault> {
+        let result = self.on_message(peer, payload);
+        if result.is_err() {
+            self.exclude(peer);
+        }
+        self.schedule(now);
+        result
+    }
+
+    fn on_message(&mut self, peer: PeerKey, payload: &[u8]) -> Result<(), MetadataFault> {
+        let message = MetadataMessage::decode(payload).map_err(|e| match e {
+            ExtensionError::DataLength { piece, .. }
+            | ExtensionError::PieceOutOfRange { piece, .. } => MetadataFault::WrongSize { piece },
+            _ => MetadataFault::Malformed,
+        })?;
+        match message {
+            MetadataMessage::Request { piece } => {
+                // BEP 9: a peer without the metadata rejects requests for it.
+                if let Some(p) = self.peers.get(&peer) {
+                    let mut reply = Vec::new();
+                    MetadataMessage::Reject { piece }.encode(&mut reply);
+                    self.outgoing.push(Outgoing {
+                        peer,
+                        id: p.id,
+                        payload: reply,
+                    });
+                }
+                Ok(())
+            }
+            MetadataMessage::Reject { piece } => {
+                let i = piece as usize;
+                if let Some(slot) = self.slots.get_mut(i) {
+                    if matches!(*slot, Slot::Requested { peer: p, .. } if p == peer) {
+                        *slot = Slot::Missing;
+                        if let Some(state) = self.peers.get_mut(&peer) {
+                            state.outstanding -= 1;
+                            if state.rejected.len() < self.slots.len() {
+                                state.rejected.push(piece);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                let i = piece as usize;
+                if self.is_complete() {
+                    return Ok(());
+                }
+                if !self.peers.contains_key(&peer) {
+                    return Err(MetadataFault::Unrequested { piece });
+                }
+                match self.slots.get(i) {
+                    Some(Slot::Requested { peer: p, .. }) if *p == peer => {}
+                    // A late answer to a request that timed out and went elsewhere is harmless.
+                    Some(Slot::Have { .. }) | Some(Slot::Requested { .. }) => return Ok(()),
+                    _ => return Err(MetadataFault::Unrequested { piece }),
+                }
+                let size = self.size.expect("pieces exist only with a size");
+                let start = i * METADATA_PIECE_LEN as usize;
+                let len = (size as usize - start).min(METADATA_PIECE_LEN as usize);
+                if total_size != size || data.len() != len {
+                    return Err(MetadataFault::WrongSize { piece });
+                }
+                self.buffer[start..start + len].copy_from_slice(data);
+                self.slots[i] = Slot::Have { from: peer };
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.outstanding -= 1;
+                }
+                self.finish_if_complete();
+                Ok(())
+            }
+        }
+    }
+
+    /// `peer` is gone: its requests go to others.
+    pub fn remove_peer(&mut self, peer: PeerKey) {
+        if self.peers.remove(&peer).is_some() {
+            self.release(peer);
+        }
+    }
+
+    /// Re-requests what timed out. Call at [`MetadataFetch::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut late = Vec::new();
+        for slot in &mut self.slots {
+            if let Slot::Requested { peer, at } = *slot {
+                if now.saturating_duration_since(at) >= REQUEST_TIMEOUT {
+                    *slot = Slot::Missing;
+                    late.push(peer);
+                }
+            }
+        }
+        for peer in late {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            state.outstanding -= 1;
+            state.timeouts += 1;
+            if state.timeouts >= MAX_TIMEOUTS && !state.excluded {
+                self.exclude(peer);
+                self.faults.push((peer, MetadataFault::TooSlow));
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// When [`MetadataFetch::handle_timeout`] is next due, if any request is outstanding.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Requested { at, .. } => Some(*at + REQUEST_TIMEOUT),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The messages to send, in order.
+    pub fn drain_outgoing(&mut self) -> std::vec::Drain<'_, Outgoing> {
+        self.outgoing.drain(..)
+    }
+
+    /// The next peer found useless since the last call (timeouts, bad metadata); the caller should
+    /// disconnect it.
+    pub fn poll_fault(&mut self) -> Option<(PeerKey, MetadataFault)> {
+        self.faults.pop()
+    }
+
+    /// The verified metadata (bencoded `info` dictionary whose SHA-1 is the info hash), once, when
+    /// the fetch is complete.
+    pub fn take_metadata(&mut self) -> Option<Vec<u8>> {
+        let done = self.done.take();
+        if done.is_some() {
+            self.taken = true;
+        }
+        done
+    }
+
+    /// True once the metadata is verified.
+    pub fn is_complete(&self) -> bool {
+        self.done.is_some() || self.taken
+    }
+
+    /// How far the fetch is.
+    pub fn progress(&self) -> FetchProgress {
+        FetchProgress {
+            peers: self.usable_peers().count(),
+            pieces_have: self
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Have { .. }))
+                .count() as u32,
+            piece_count: self.slots.len() as u32,
+        }
+    }
+
+    fn usable_peers(&self) -> impl Iterator<Item = (&PeerKey, &Peer)> {
+        let size = self.size;
+        self.peers
+            .iter()
+            .filter(move |(_, p)| !p.excluded && Some(p.size) == size)
+    }
+
+    fn start(&mut self, size: u32) {
+        self.size = Some(size);
+        self.buffer = vec![0; size as usize];
+        self.slots = vec![Slot::Missing; size.div_ceil(METADATA_PIECE_LEN) as usize];
+        for peer in self.peers.values_mut() {
+            peer.outstanding = 0;
+            peer.rejected.clear();
+        }
+    }
+
+    /// Hands missing pieces to usable peers with free request slots: those with the fewest timeouts
+    /// first, then the least loaded.
+    fn schedule(&mut self, now: Instant) {
+        if self.is_complete() {
+            return;
+        }
+        if self.size.is_none() {
+            // After a hash failure: the size some peer that did not contribute announced.
+            let next = self.peers.values().find(|p| !p.excluded).map(|p| p.size);
+            match next {
+                Some(size) => self.start(size),
+                None => return,
+            }
+        }
+        let size = self.size;
+        let mut free: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.excluded && Some(p.size) == size && p.outstanding < REQUESTS_PER_PEER
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        free.sort_unstable();
+        for i in 0..self.slots.len() {
+            if free.is_empty() {
+                break;
+            }
+            if self.slots[i] != Slot::Missing {
+                continue;
+            }
+            let piece = i as u32;
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| !self.peers[k].rejected.contains(&piece))
+                .min_by_key(|(_, k)| (self.peers[k].timeouts, self.peers[k].outstanding))
+                .map(|(at, k)| (at, *k));
+            let Some((at, peer)) = best else {
+                continue;
+            };
+            let state = self.peers.get_mut(&peer).expect("free peers exist");
+            state.outstanding += 1;
+            let mut payload = Vec::new();
+            MetadataMessage::Request { piece }.encode(&mut payload);
+            self.outgoing.push(Outgoing {
+                peer,
+                id: state.id,
+                payload,
+            });
+            if state.outstanding >= REQUESTS_PER_PEER {
+                free.swap_remove(at);
+            }
+            self.slots[i] = Slot::Requested { peer, at: now };
+        }
+    }
+
+    fn finish_if_complete(&mut self) {
+        if !self.slots.iter().all(|s| matches!(s, Slot::Have { .. })) {
+            return;
+        }
+        if sha1(&self.buffer) == self.info_hash.0 {
+            self.done = Some(std::mem::take(&mut self.buffer));
+            self.slots.clear();
+            return;
+        }
+        let mut liars: Vec<PeerKey> = self
+            .slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Have { from } => Some(*from),
+                _ => None,
+            })
+            .collect();
+        liars.sort_unstable();
+        liars.dedup();
+        for peer in liars {
+            self.exclude(peer);
+            self.faults.push((peer, MetadataFault::BadMetadata));
+        }
+        // The next scheduling round starts over with a size from the peers left.
+        self.size = None;
+        self.slots.clear();
+        self.buffer = Vec::new();
+    }
+
+    /// Takes `peer` out of the fetch; its requests go back.
+    fn exclude(&mut self, peer: PeerKey) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.excluded = true;
+        }
+        self.release(peer);
+    }
+
+    /// Puts `peer`'s outstanding requests back.
+    fn release(&mut self, peer: PeerKey) {
+        for slot in &mut self.slots {
+            if matches!(slot, Slot::Requested { peer: p, .. } if *p == peer) {
+                *slot = Slot::Missing;
+            }
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.outstanding = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THEIR_ID: u8 = 7;
+
+    /// Metadata of `len` bytes and its info hash.
+    fn metadata(len: usize) -> (Vec<u8>, InfoHash) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let hash = InfoHash(sha1(&bytes));
+        (bytes, hash)
+    }
+
+    fn handshake(size: u32) -> ExtensionHandshake {
+        ExtensionHandshake {
+            messages: vec![(UT_METADATA.to_owned(), THEIR_ID)],
+            metadata_size: Some(size),
+            ..ExtensionHandshake::default()
+        }
+    }
+
+    /// The pieces requested so far, as (peer, piece).
+    fn requests(f: &mut MetadataFetch) -> Vec<(PeerKey, u32)> {
+        f.drain_outgoing()
+            .map(|o| {
+                assert_eq!(o.id, THEIR_ID);
+                match MetadataMessage::decode(&o.payload).unwrap() {
+                    MetadataMessage::Request { piece } => (o.peer, piece),
+                    other => panic!("expected a request, got {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    fn data(bytes: &[u8], piece: u32, total: u32) -> Vec<u8> {
+        let start = piece as usize * METADATA_PIECE_LEN as usize;
+        let end = (start + METADATA_PIECE_LEN as usize).min(bytes.len());
+        let mut out = Vec::new();
+        MetadataMessage::Data {
+            piece,
+            total_size: total,
+            data: &bytes[start..end],
+        }
+        .encode(&mut out);
+        out
+    }
+
+    fn answer_all(f: &mut MetadataFetch, bytes: &[u8], now: Instant) {
+        loop {
+            let asked = requests(f);
+            if asked.is_empty() {
+                break;
+            }
+            for (peer, piece) in asked {
+                f.handle_message(peer, &data(bytes, piece, bytes.len() as u32), now)
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn fetches_from_several_peers_and_verifies() {
+        let (bytes, hash) = metadata(100_000); // 7 pieces, the last 2,304 bytes
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(100_000), now);
+        f.handle_handshake(2, &handshake(100_000), now);
+        let first = requests(&mut f);
+        assert_eq!(first.len(), 7, "4 + 3 requests spread over both peers");
+        assert!(first.iter().filter(|(p, _)| *p == 1).count() <= REQUESTS_PER_PEER as usize);
+        assert!(first.iter().any(|(p, _)| *p == 2));
+        assert_eq!(f.progress().piece_count, 7);
+        for (peer, piece) in first {
+            f.handle_message(peer, &data(&bytes, piece, 100_000), now)
+                .unwrap();
+        }
+        assert!(f.is_complete());
+        assert_eq!(f.take_metadata().unwrap(), bytes);
+        assert!(f.take_metadata().is_none());
+    }
+
+    #[test]
+    fn peers_without_ut_metadata_or_with_absurd_sizes_are_not_used() {
+        let (_, hash) = metadata(10);
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &ExtensionHandshake::default(), now);
+        f.handle_handshake(2, &handshake(0), now);
+        f.handle_handshake(3, &handshake(MAX_METADATA_SIZE + 1), now);
+        assert!(requests(&mut f).is_empty());
+        assert_eq!(f.progress(), FetchProgress::default());
+    }
+
+    #[test]
+    fn wrong_sizes_and_unrequested_pieces_are_faults() {
+        let (bytes, hash) = metadata(40_000); // 3 pieces
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(40_000), now);
+        let asked = requests(&mut f);
+        assert_eq!(asked.len(), 3);
+        // A short piece 0 (the codec checks the length against the piece's).
+        let mut short = data(&bytes, 0, 40_000);
+        short.truncate(short.len() - 100);
+        assert_eq!(
+            f.handle_message(1, &short, now),
+            Err(MetadataFault::WrongSize { piece: 0 })
+        );
+        // Peer 2 sends a piece nobody asked it for, and one beyond the end.
+        f.handle_handshake(2, &handshake(40_000), now);
+        let asked = requests(&mut f);
+        assert_eq!(asked.len(), 3, "peer 1's requests went to peer 2");
+        assert!(asked.iter().all(|(p, _)| *p == 2));
+        assert_eq!(
+            f.handle_message(3, &data(&bytes, 0, 40_000), now),
+            Err(MetadataFault::Unrequested { piece: 0 })
+        );
+        assert_eq!(
+            f.handle_message(2, b"garbage", now),
+            Err(MetadataFault::Malformed)
+        );
+        // A wrong total size from a peer is a fault too.
+        f.handle_handshake(4, &handshake(40_000), now);
+        let asked = requests(&mut f);
+        let (peer, piece) = asked[0];
+        assert_eq!(
+            f.handle_message(peer, &data(&bytes, piece, 40_001), now),
+            Err(MetadataFault::WrongSize { piece })
+        );
+        assert!(!f.is_complete());
+    }
+
+    #[test]
+    fn rejected_and_timed_out_pieces_go_to_other_peers() {
+        let (bytes, hash) = metadata(20_000); // 2 pieces
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(20_000), now);
+        assert_eq!(requests(&mut f), vec![(1, 0), (1, 1)]);
+        let mut reject = Vec::new();
+        MetadataMessage::Reject { piece: 0 }.encode(&mut reject);
+        f.handle_message(1, &reject, now).unwrap();
+        assert!(
+            requests(&mut f).is_empty(),
+            "not asked again of the peer that rejected it"
+        );
+        f.handle_handshake(2, &handshake(20_000), now + REQUEST_TIMEOUT / 2);
+        assert_eq!(requests(&mut f), vec![(2, 0)]);
+        // Piece 1 at peer 1 times out and goes to peer 2.
+        assert_eq!(f.poll_timeout(), Some(now + REQUEST_TIMEOUT));
+        let later = now + REQUEST_TIMEOUT;
+        f.handle_timeout(later);
+        let asked = requests(&mut f);
+        assert!(asked.contains(&(2, 1)), "{asked:?}");
+        for (peer, piece) in asked.into_iter().chain([(2, 0)]) {
+            f.handle_message(peer, &data(&bytes, piece, 20_000), later)
+                .unwrap();
+        }
+        // A late answer from peer 1 after the piece went elsewhere is ignored.
+        f.handle_message(1, &data(&bytes, 1, 20_000), later)
+            .unwrap();
+        assert_eq!(f.take_metadata().unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_peer_that_keeps_timing_out_is_dropped() {
+        let (_, hash) = metadata(10);
+        let mut now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(10), now);
+        for _ in 0..MAX_TIMEOUTS {
+            assert_eq!(requests(&mut f), vec![(1, 0)]);
+            now += REQUEST_TIMEOUT;
+            f.handle_timeout(now);
+        }
+        assert_eq!(f.poll_fault(), Some((1, MetadataFault::TooSlow)));
+        assert!(requests(&mut f).is_empty());
+    }
+
+    #[test]
+    fn metadata_that_fails_the_hash_is_refetched_from_other_peers() {
+        let (bytes, hash) = metadata(30_000);
+        let mut lie = bytes.clone();
+        lie[5] ^= 1;
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        // The liar announces the right size, and later an honest peer comes.
+        f.handle_handshake(1, &handshake(30_000), now);
+        answer_all(&mut f, &lie, now);
+        assert!(!f.is_complete());
+        assert_eq!(f.poll_fault(), Some((1, MetadataFault::BadMetadata)));
+        f.handle_handshake(2, &handshake(30_000), now);
+        answer_all(&mut f, &bytes, now);
+        assert_eq!(f.take_metadata().unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_wrong_size_announced_first_gives_way_to_the_right_one() {
+        let (bytes, hash) = metadata(30_000);
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(20_000), now);
+        f.handle_handshake(2, &handshake(30_000), now);
+        // Peer 1's 20,000 bytes fail the hash; peer 2's size is tried next.
+        for (peer, piece) in requests(&mut f) {
+            assert_eq!(peer, 1);
+            f.handle_message(peer, &data(&bytes[..20_000], piece, 20_000), now)
+                .unwrap();
+        }
+        assert_eq!(f.poll_fault(), Some((1, MetadataFault::BadMetadata)));
+        answer_all(&mut f, &bytes, now);
+        assert_eq!(f.take_metadata().unwrap(), bytes);
+    }
+
+    #[test]
+    fn requests_for_our_metadata_are_rejected() {
+        let (_, hash) = metadata(10);
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(10), now);
+        let _ = requests(&mut f);
+        let mut request = Vec::new();
+        MetadataMessage::Request { piece: 0 }.encode(&mut request);
+        f.handle_message(1, &request, now).unwrap();
+        let out: Vec<_> = f.drain_outgoing().collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            MetadataMessage::decode(&out[0].payload).unwrap(),
+            MetadataMessage::Reject { piece: 0 }
+        );
+    }
+}
