@@ -51,8 +51,13 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct DownloadArgs {
-    /// The .torrent file.
+    /// The .torrent file, or a magnet link (`'magnet:?xt=urn:btih:...'`, quoted for the shell): its
+    /// metadata is fetched from peers first (BEP 9).
     torrent: PathBuf,
+    /// With a magnet link: also write the fetched torrent to FILE (a .torrent with the link's
+    /// trackers).
+    #[arg(long, value_name = "FILE")]
+    save_torrent: Option<PathBuf>,
     /// Directory to download into: a single-file torrent becomes DIR/NAME, a multi-file one DIR/NAME/...
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     output: PathBuf,

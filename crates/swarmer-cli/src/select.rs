@@ -165,6 +165,39 @@ impl Selection {
     }
 }
 
+/// One priority per file for a magnet link's `so` (BEP 53): `Normal` for the files whose indices the
+/// ranges name, `Skip` for the others and for padding files. Indices past the last file are ignored;
+/// when no file is left, the result is empty, meaning every file (with a warning, as the link is
+/// wrong and the user asked for the torrent).
+pub(crate) fn select_only(
+    ranges: &[std::ops::RangeInclusive<u32>],
+    info: &Info,
+) -> Vec<FilePriority> {
+    let priorities: Vec<FilePriority> = info
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let named = ranges
+                .iter()
+                .any(|r| u32::try_from(i).is_ok_and(|i| r.contains(&i)));
+            if named && !file.padding {
+                FilePriority::Normal
+            } else {
+                FilePriority::Skip
+            }
+        })
+        .collect();
+    if priorities.iter().any(|p| p.is_wanted()) {
+        priorities
+    } else {
+        tracing::warn!(
+            "the magnet link's `so` names no file of the torrent; downloading every file"
+        );
+        Vec::new()
+    }
+}
+
 /// The path a glob is matched against: components inside the torrent joined with `/` (a multi-file
 /// torrent's name dropped; a single-file torrent is its name).
 fn torrent_path(info: &Info, components: &[String]) -> String {

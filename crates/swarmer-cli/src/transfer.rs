@@ -12,14 +12,15 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use swarmer::storage::StorageError;
 use swarmer::{
-    AddTorrentOptions, ExistingData, Progress, SeedLimits, Session, SessionConfig, TorrentError,
-    TorrentState,
+    AddTorrentOptions, ExistingData, FetchedMetadata, MetadataProgress, Progress, SeedLimits,
+    Session, SessionConfig, TorrentError, TorrentState,
 };
+use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
 pub(crate) use swarmer::human_bytes;
 
-use crate::select::{SelectArgs, Selection};
+use crate::select::{self, SelectArgs, Selection};
 use crate::{CommonArgs, DownloadArgs, SeedArgs, SeedLimitArgs};
 
 /// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
@@ -32,6 +33,8 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// One run of the command: which torrent, where, and how.
 pub(crate) struct Job {
     torrent: PathBuf,
+    /// Where to write a magnet link's fetched torrent (`--save-torrent`).
+    save_torrent: Option<PathBuf>,
     output: PathBuf,
     options: AddTorrentOptions,
     select: SelectArgs,
@@ -45,6 +48,7 @@ impl Job {
             args.seed || args.limits.seed_ratio.is_some() || args.limits.seed_time.is_some();
         Job {
             torrent: args.torrent,
+            save_torrent: args.save_torrent,
             output: args.output,
             options: AddTorrentOptions {
                 seed: seeding.then(|| limits(&args.limits)),
@@ -61,6 +65,7 @@ impl Job {
     pub(crate) fn seed(args: SeedArgs) -> Job {
         Job {
             torrent: args.torrent,
+            save_torrent: None,
             output: args.output,
             options: AddTorrentOptions {
                 seed: Some(limits(&args.limits)),
@@ -95,16 +100,35 @@ pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
         .with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 
+/// What to transfer: a torrent read from a file, or a magnet link whose metadata comes from peers.
+enum Source {
+    File(Metainfo),
+    Magnet(Magnet),
+}
+
+/// A magnet link when `arg` starts with `magnet:`, else the .torrent file it names; errors say which.
+fn read_source(arg: &Path) -> anyhow::Result<Source> {
+    match arg.to_str() {
+        Some(s) if s.len() >= 7 && s[..7].eq_ignore_ascii_case("magnet:") => {
+            let magnet = Magnet::parse(s).context("invalid magnet link")?;
+            Ok(Source::Magnet(magnet))
+        }
+        _ => read_metainfo(arg).map(Source::File),
+    }
+}
+
 pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     let selection = Selection::parse(&job.select)?;
-    let metainfo = read_metainfo(&job.torrent)?;
-    job.options.file_priorities = selection.priorities(&metainfo.info)?;
+    let source = read_source(&job.torrent)?;
+    if let Source::File(metainfo) = &source {
+        job.options.file_priorities = selection.priorities(&metainfo.info)?;
+    }
     init_logging(job.common.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(transfer(job, metainfo))
+    runtime.block_on(transfer(job, source, selection))
 }
 
 fn init_logging(verbose: u8) {
@@ -146,7 +170,7 @@ impl std::io::Write for LogWriter {
     }
 }
 
-async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
+async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow::Result<ExitCode> {
     let common = &job.common;
     let config = SessionConfig {
         bind_ip: common.bind_address,
@@ -160,12 +184,43 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         },
         ..SessionConfig::default()
     };
-    let name = metainfo.info.name.clone();
     let seeding = job.options.seed.is_some();
     if job.options.existing != ExistingData::Complete {
         std::fs::create_dir_all(&job.output)
             .with_context(|| format!("cannot create output directory {}", job.output.display()))?;
     }
+    let session = Session::new(config).await?;
+    let signals = Signals::new()?;
+    let (metainfo, peers, mut reporter) = match source {
+        Source::File(metainfo) => {
+            let reporter = Reporter::new(&metainfo.info.name, common.quiet, common.verbose > 0);
+            (metainfo, Vec::new(), reporter)
+        }
+        Source::Magnet(magnet) => {
+            let name = magnet
+                .display_name
+                .clone()
+                .unwrap_or_else(|| magnet.info_hash.to_string());
+            let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);
+            let fetched =
+                match magnet_metainfo(&session, &magnet, &job, &reporter, &signals).await? {
+                    Ok(fetched) => fetched,
+                    Err(code) => {
+                        eprintln!("{name}: interrupted while fetching the metadata");
+                        return Ok(ExitCode::from(code));
+                    }
+                };
+            job.options.file_priorities = match &magnet.select_only {
+                Some(so) if selection.is_everything() => {
+                    select::select_only(so, &fetched.metainfo.info)
+                }
+                _ => selection.priorities(&fetched.metainfo.info)?,
+            };
+            (fetched.metainfo, fetched.peers, reporter)
+        }
+    };
+    let name = metainfo.info.name.clone();
+    reporter.set_name(&name);
     let options = AddTorrentOptions {
         resume_file: Some(swarmer::resume::default_path(
             &job.output,
@@ -173,14 +228,14 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         )),
         ..job.options.clone()
     };
-    let session = Session::new(config).await?;
     let mut torrent = session
         .add_torrent_with(metainfo, &job.output, options)
         .await
         .with_context(|| format!("cannot start {name}"))?;
-    let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);
+    if !peers.is_empty() {
+        torrent.add_peers(peers).await;
+    }
     let mut progress = torrent.progress();
-    let signals = Signals::new()?;
     let outcome = tokio::select! {
         r = async {
             torrent.wait_complete().await?;
@@ -240,6 +295,71 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// The metainfo of a magnet link: from the copy an earlier run saved in the output directory, or
+/// fetched from peers while the reporter shows how it goes. Writes the copy (and `--save-torrent`).
+/// `Err(code)` inside: interrupted by a signal, with the exit code to use.
+async fn magnet_metainfo(
+    session: &Session,
+    magnet: &Magnet,
+    job: &Job,
+    reporter: &Reporter,
+    signals: &Signals,
+) -> anyhow::Result<Result<FetchedMetadata, u8>> {
+    let cached = metadata_cache_path(&job.output, magnet.info_hash);
+    let saved = std::fs::read(&cached)
+        .ok()
+        .and_then(|bytes| Metainfo::from_bytes(&bytes).ok())
+        .filter(|m| m.info_hash == magnet.info_hash);
+    let fetched = match saved {
+        Some(mut metainfo) => {
+            tracing::info!(path = %cached.display(), "using the metadata an earlier run saved");
+            // The link's trackers, not those saved, are what the user gave this time.
+            metainfo.announce_tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+            FetchedMetadata {
+                metainfo,
+                peers: Vec::new(),
+            }
+        }
+        None => {
+            let fetch = session.fetch_metadata(magnet);
+            let mut progress = fetch.progress();
+            tokio::select! {
+                r = fetch.wait() => r?,
+                _ = reporter.follow_metadata(&mut progress) => unreachable!("progress ends only when the fetch ends"),
+                code = signals.recv() => return Ok(Err(code)),
+            }
+        }
+    };
+    let torrent = fetched.metainfo.to_torrent_bytes();
+    if job.options.existing != ExistingData::Complete {
+        if let Err(e) = write_atomically(&cached, &torrent) {
+            tracing::warn!("cannot save the metadata in {}: {e}", cached.display());
+        }
+    }
+    if let Some(path) = &job.save_torrent {
+        write_atomically(path, &torrent)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        reporter.println(&format!("saved the torrent as {}", path.display()));
+    }
+    Ok(Ok(fetched))
+}
+
+/// Where a magnet download keeps its fetched torrent, so a rerun need not fetch it again:
+/// `DIR/.swarmer-<info hash>.torrent`, beside the resume state.
+fn metadata_cache_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
+    dir.join(format!(".swarmer-{info_hash}.torrent"))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash leaves
+/// either the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The closing line: what was verified and what was uploaded.
@@ -310,6 +430,28 @@ struct Reporter {
     name: String,
 }
 
+/// The bar's look while a magnet link's metadata is fetched.
+fn metadata_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {spinner} fetching metadata: {msg}")
+        .expect("valid template")
+}
+
+/// The metadata phase in words: peers found and connected, metadata pieces in.
+fn metadata_line(p: &MetadataProgress) -> String {
+    let pieces = if p.metadata.piece_count == 0 {
+        "size not known yet".to_owned()
+    } else {
+        format!(
+            "{}/{} pieces",
+            p.metadata.pieces_have, p.metadata.piece_count
+        )
+    };
+    format!(
+        "{} peers found, {} connected, {} with metadata; {pieces}",
+        p.peers_known, p.peers_connected, p.metadata.peers
+    )
+}
+
 impl Reporter {
     fn new(name: &str, quiet: bool, verbose: bool) -> Reporter {
         let terminal = std::io::stderr().is_terminal();
@@ -323,6 +465,40 @@ impl Reporter {
             plain: !quiet && bar.is_none(),
             bar,
             name: name.to_string(),
+        }
+    }
+
+    /// Names the torrent in the bar and status lines (a magnet link's name is known only once its
+    /// metadata is).
+    fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
+        if let Some(bar) = &self.bar {
+            bar.set_prefix(name.to_string());
+        }
+    }
+
+    /// Shows a metadata fetch until it ends (this future never completes by itself).
+    async fn follow_metadata(&self, progress: &mut tokio::sync::watch::Receiver<MetadataProgress>) {
+        if let Some(bar) = &self.bar {
+            bar.set_style(metadata_style());
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        let mut last_line = Instant::now();
+        loop {
+            let p = *progress.borrow_and_update();
+            if let Some(bar) = &self.bar {
+                bar.set_message(metadata_line(&p));
+            } else if self.plain && last_line.elapsed() >= STATUS_INTERVAL {
+                last_line = Instant::now();
+                eprintln!("{}: fetching metadata: {}", self.name, metadata_line(&p));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if progress.changed().await.is_err() {
+                if let Some(bar) = &self.bar {
+                    bar.disable_steady_tick();
+                }
+                std::future::pending::<()>().await;
+            }
         }
     }
 

@@ -1136,3 +1136,124 @@ fn mentions(line: &str, ip: IpAddr) -> bool {
 fn verdict(line: &str) -> &str {
     line.split_once(": ").map_or(line, |(_, rest)| rest)
 }
+
+// Magnet links (BEP 9): the metadata comes from the real clients over `ut_metadata`.
+
+/// A magnet link for `torrent`: its info hash and then `extra` (`&tr=...`, `&x.pe=...`).
+fn magnet_for(torrent: &std::path::Path, extra: &str) -> String {
+    let bytes = std::fs::read(torrent).expect("read torrent");
+    let hash = tracker::hex(&bencode::info_hash(&bytes));
+    format!("magnet:?xt=urn:btih:{hash}{extra}")
+}
+
+/// The `[index]` of the file at `path` (inside the torrent, without its name) in `swarmer info`.
+fn file_index(torrent: &std::path::Path, name: &str, path: &str) -> usize {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_swarmer"))
+        .arg("info")
+        .arg(torrent)
+        .output()
+        .expect("run swarmer info");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let wanted = format!("] {name}/{path} (");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&wanted))
+        .unwrap_or_else(|| panic!("{path} not in swarmer info:\n{text}"));
+    let index = line.trim().trim_start_matches('[');
+    index[..index.find(']').expect("]")].parse().expect("index")
+}
+
+#[test]
+fn magnet_from_transmission_by_peer_address() {
+    isolated(
+        "magnet_from_transmission_by_peer_address",
+        WITH_TRANSMISSION,
+        |scene| {
+            // No tracker at all: the link's x.pe is the only way to the seeder.
+            let fixture = single_file(scene, 10 * MIB + 333, 20, &[]);
+            let transmission = Transmission::start(scene, TRANSMISSION_IP);
+            transmission.seed(scene, &fixture.torrent, &fixture.seed_dir);
+            let seeder = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
+            let magnet = magnet_for(&fixture.torrent, &format!("&dn=single.bin&x.pe={seeder}"));
+            let saved = scene.dir.join("saved.torrent");
+            let saved_arg = saved.to_string_lossy().into_owned();
+            let out = scene.subdir("swarmer-download");
+            let started = std::time::Instant::now();
+            let mut proc = swarmer::start_download(
+                scene,
+                "swarmer",
+                std::path::Path::new(&magnet),
+                &out,
+                &["--save-torrent", &saved_arg],
+            );
+            proc.wait_for_stderr_line("the metadata", scene.deadline, |l| {
+                l.contains("metadata fetched and verified")
+            });
+            let metadata = started.elapsed();
+            swarmer::expect_success(scene, &mut proc);
+            fixture.payload.assert_same(&out.join("single.bin"));
+            scene.mark(&format!(
+                "metadata from Transmission after {:.1} s, every byte after {:.1} s",
+                metadata.as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            ));
+            // The saved torrent has the original's info hash.
+            let original = bencode::info_hash(&std::fs::read(&fixture.torrent).expect("read"));
+            let written = bencode::info_hash(&std::fs::read(&saved).expect("read saved"));
+            assert_eq!(original, written, "--save-torrent wrote another torrent");
+            scene.mark("--save-torrent wrote a torrent with the same info hash");
+        },
+    );
+}
+
+#[test]
+fn magnet_from_libtorrent_via_tracker_with_file_selection() {
+    isolated(
+        "magnet_from_libtorrent_via_tracker_with_file_selection",
+        WITH_LIBTORRENT,
+        |scene| {
+            // Info hash and tracker only; `so` (BEP 53) leaves out one file with data and an
+            // empty one.
+            let fixture = multi_file(scene, 14, &[HTTP_ANNOUNCE]);
+            let tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let _seeder = libtorrent_seeder(scene, &fixture);
+            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let skipped = ["dir1/dir2/b.bin", "empty.bin"];
+            let skip: Vec<usize> = skipped
+                .iter()
+                .map(|p| file_index(&fixture.torrent, "multi", p))
+                .collect();
+            let so: Vec<String> = (0..fixture.payload.files.len())
+                .filter(|i| !skip.contains(i))
+                .map(|i| i.to_string())
+                .collect();
+            let tr = HTTP_ANNOUNCE.replace(':', "%3A").replace('/', "%2F");
+            let magnet = magnet_for(&fixture.torrent, &format!("&tr={tr}&so={}", so.join(",")));
+            let out = scene.subdir("swarmer-download");
+            let mut proc =
+                swarmer::start_download(scene, "swarmer", std::path::Path::new(&magnet), &out, &[]);
+            swarmer::expect_success(scene, &mut proc);
+            let skipped: Vec<PathBuf> = skipped.iter().map(PathBuf::from).collect();
+            fixture
+                .payload
+                .assert_selected(&out.join("multi"), &skipped);
+            scene.mark("metadata from libtorrent; the files `so` selects are byte-identical, the others absent");
+            // A rerun finds the metadata saved beside the resume state and fetches nothing.
+            let mut again = swarmer::start_download(
+                scene,
+                "swarmer-again",
+                std::path::Path::new(&magnet),
+                &out,
+                &[],
+            );
+            swarmer::expect_success(scene, &mut again);
+            assert!(
+                again
+                    .stderr_text()
+                    .contains("using the metadata an earlier run saved"),
+                "the rerun fetched the metadata again"
+            );
+            scene.mark("the rerun used the saved metadata");
+        },
+    );
+}

@@ -99,8 +99,9 @@ pub(crate) struct ConnContext {
     pub(crate) max_frame: u32,
     pub(crate) connect_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
-    /// Where uploaded blocks are read from.
-    pub(crate) storage: Arc<Storage>,
+    /// Where uploaded blocks are read from; `None` while a magnet link's metadata is fetched, when
+    /// there are no blocks to send.
+    pub(crate) storage: Option<Arc<Storage>>,
     /// Session-wide limits on bytes written and read, if any.
     pub(crate) upload_limit: Option<Arc<RateLimiter>>,
     pub(crate) download_limit: Option<Arc<RateLimiter>>,
@@ -363,8 +364,11 @@ async fn write_loop(
         match command {
             Outbound::Bytes(bytes) => writer.write_all(&bytes).await?,
             Outbound::Blocks(blocks) => {
+                let Some(storage) = &ctx.storage else {
+                    return Err(std::io::Error::other("blocks to send but no storage").into());
+                };
                 for chunk in blocks.chunks(BLOCKS_PER_WRITE) {
-                    let storage = Arc::clone(&ctx.storage);
+                    let storage = Arc::clone(storage);
                     let count = chunk.len() as u32;
                     let chunk = chunk.to_vec();
                     let read = tokio::task::spawn_blocking(move || {

@@ -66,6 +66,11 @@ impl PeerBook {
         }
     }
 
+    /// Every address known and not banned, in no particular order.
+    pub(crate) fn known(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// An address worth dialling now, marked as connecting.
     pub(crate) fn next_to_dial(&mut self, now: Instant) -> Option<SocketAddr> {
         let (addr, entry) = self

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::PriorityCountError;
 use swarmer_proto::torrent::Config as EngineConfig;
@@ -17,6 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::magnet::MetadataFetchHandle;
 use crate::rate::RateLimiter;
 use crate::resume;
 use crate::space;
@@ -178,6 +180,15 @@ impl Session {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.shared.peer_id
+    }
+
+    /// Starts fetching the metadata (the `info` dictionary) of a magnet link from peers (BEP 9): those
+    /// in its `x.pe`, those its trackers return, and those the DHT finds when it is on. The result is
+    /// a [`Metainfo`] checked against the link's info hash, to add with
+    /// [`Session::add_torrent_with`], plus the peers found, to hand to it with
+    /// [`TorrentHandle::add_peers`].
+    pub fn fetch_metadata(&self, magnet: &Magnet) -> MetadataFetchHandle {
+        crate::magnet::spawn(Arc::clone(&self.shared), self.tracker.clone(), magnet)
     }
 
     /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a

@@ -496,7 +496,7 @@ impl TorrentTask {
                 .max(1 << 20),
             connect_timeout: shared.config.connect_timeout,
             handshake_timeout: shared.config.handshake_timeout,
-            storage: Arc::clone(&self.storage),
+            storage: Some(Arc::clone(&self.storage)),
             upload_limit: shared.upload_limit.clone(),
             download_limit: shared.download_limit.clone(),
         };

@@ -1,0 +1,424 @@
+//! Turning a magnet link (BEP 9) into a torrent: finding peers for its info hash (the link's `x.pe`
+//! peers, its trackers, the DHT), fetching the metadata from them with `ut_metadata` (the sans-IO
+//! [`MetadataFetch`] decides what to ask whom) and checking it against the info hash.
+//!
+//! The connections of this phase only exchange extension messages (BEP 10); once the metadata is in,
+//! they close and the torrent starts with every peer address found, like one added from a file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use swarmer_proto::InfoHash;
+use swarmer_proto::extension::{ExtensionHandshake, OUR_UT_METADATA, UT_METADATA};
+use swarmer_proto::magnet::{Magnet, MagnetPeer};
+use swarmer_proto::metadata::{FetchProgress, MetadataFetch};
+use swarmer_proto::metainfo::{Metainfo, MetainfoError};
+use swarmer_proto::wire::Message;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::peer::{self, ConnContext, ConnEvent, ConnId, Outbound};
+use crate::peer_book::PeerBook;
+use crate::session::SessionShared;
+use crate::tracker::{
+    AnnouncerConfig, AnnouncerHandle, TrackerClient, TransferStats, spawn_announcer,
+};
+
+/// Capacity of one connection's queue of outgoing messages.
+const CONN_QUEUE: usize = 64;
+/// Capacity of the queue of events from all connections to the fetch task.
+const EVENT_QUEUE: usize = 64;
+/// How often more peers are dialled, and the progress published at least.
+const TICK: Duration = Duration::from_secs(1);
+/// Largest frame accepted in this phase (length prefix excluded): a bitfield of the largest torrent
+/// we accept (2 million pieces is 256 KiB), or a `ut_metadata` piece, with room to spare.
+const MAX_FRAME: u32 = 1 << 20;
+/// How long a host name in `x.pe` may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a metadata fetch is going, for display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataProgress {
+    /// Peer addresses known (from the link, trackers and the DHT).
+    pub peers_known: usize,
+    /// Peers connected now.
+    pub peers_connected: usize,
+    /// The metadata pieces: how many peers offer them, how many are in, how many in all.
+    pub metadata: FetchProgress,
+}
+
+/// The result of a metadata fetch: the torrent, and the peers found on the way.
+#[derive(Debug, Clone)]
+pub struct FetchedMetadata {
+    /// The metainfo built from the verified `info` dictionary and the link's trackers (one tier
+    /// each, in link order).
+    pub metainfo: Metainfo,
+    /// Every peer address found, to hand to the torrent ([`crate::TorrentHandle::add_peers`]).
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Why a metadata fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The metadata matched the info hash but is not a valid `info` dictionary: the torrent itself
+    /// is broken, and fetching again would give the same bytes.
+    #[error("the torrent's metadata is invalid: {0}")]
+    Invalid(#[source] MetainfoError),
+    /// The fetch task ended unexpectedly (a bug: it panicked).
+    #[error("metadata fetch task ended unexpectedly")]
+    TaskGone,
+}
+
+/// A metadata fetch in progress, started by [`crate::Session::fetch_metadata`]. Dropping it stops
+/// the fetch.
+pub struct MetadataFetchHandle {
+    info_hash: InfoHash,
+    progress: watch::Receiver<MetadataProgress>,
+    task: JoinHandle<Result<FetchedMetadata, MetadataError>>,
+}
+
+impl MetadataFetchHandle {
+    /// The info hash being fetched.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Progress updates, at most about once a second and on every metadata piece.
+    pub fn progress(&self) -> watch::Receiver<MetadataProgress> {
+        self.progress.clone()
+    }
+
+    /// Waits until the metadata is fetched and verified. There is no overall time limit: a magnet
+    /// link's swarm may take long to find; drop the handle to give up.
+    ///
+    /// Errors: [`MetadataError`].
+    pub async fn wait(mut self) -> Result<FetchedMetadata, MetadataError> {
+        (&mut self.task)
+            .await
+            .map_err(|_| MetadataError::TaskGone)?
+    }
+}
+
+impl Drop for MetadataFetchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts fetching the metadata of `magnet`.
+pub(crate) fn spawn(
+    shared: Arc<SessionShared>,
+    tracker: TrackerClient,
+    magnet: &Magnet,
+) -> MetadataFetchHandle {
+    let (progress_tx, progress) = watch::channel(MetadataProgress::default());
+    let info_hash = magnet.info_hash;
+    let task = tokio::spawn(run(shared, tracker, magnet.clone(), progress_tx));
+    MetadataFetchHandle {
+        info_hash,
+        progress,
+        task,
+    }
+}
+
+struct Conn {
+    addr: SocketAddr,
+    commands: mpsc::Sender<Outbound>,
+    handshaken: bool,
+}
+
+struct Fetch {
+    shared: Arc<SessionShared>,
+    ctx: ConnContext,
+    book: PeerBook,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    fetch: MetadataFetch,
+    our_handshake: Bytes,
+}
+
+async fn run(
+    shared: Arc<SessionShared>,
+    tracker: TrackerClient,
+    magnet: Magnet,
+    progress: watch::Sender<MetadataProgress>,
+) -> Result<FetchedMetadata, MetadataError> {
+    let tiers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+    // Trackers are told 1 byte is left: the size is unknown, and 0 would say we are a seed.
+    let (_stats_tx, stats_rx) = watch::channel(TransferStats {
+        uploaded: 0,
+        downloaded: 0,
+        left: 1,
+    });
+    let mut announcer = Some(spawn_announcer(
+        tracker,
+        AnnouncerConfig {
+            tiers: tiers.clone(),
+            info_hash: magnet.info_hash,
+            peer_id: shared.peer_id,
+            port: shared.listen_addr.port(),
+            num_want: shared.config.num_want,
+        },
+        stats_rx,
+    ));
+    let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut own = vec![shared.listen_addr];
+    if let Some(ip) = shared.config.bind_ip {
+        own.push(SocketAddr::new(ip, shared.listen_addr.port()));
+    }
+    let our_handshake = {
+        let handshake = ExtensionHandshake {
+            messages: vec![(UT_METADATA.to_owned(), OUR_UT_METADATA)],
+            listen_port: Some(shared.listen_addr.port()),
+            client: Some(concat!("swarmer ", env!("CARGO_PKG_VERSION")).to_owned()),
+            ..ExtensionHandshake::default()
+        };
+        let mut bytes = Vec::new();
+        Message::Extended {
+            id: 0,
+            payload: &handshake.encode(),
+        }
+        .encode(&mut bytes);
+        Bytes::from(bytes)
+    };
+    let mut f = Fetch {
+        ctx: ConnContext {
+            info_hash: magnet.info_hash,
+            our_id: shared.peer_id,
+            bind_ip: shared.config.bind_ip,
+            events: events_tx,
+            max_frame: MAX_FRAME,
+            connect_timeout: shared.config.connect_timeout,
+            handshake_timeout: shared.config.handshake_timeout,
+            storage: None,
+            upload_limit: shared.upload_limit.clone(),
+            download_limit: shared.download_limit.clone(),
+        },
+        shared,
+        book: PeerBook::new(own),
+        conns: HashMap::new(),
+        next_conn: 0,
+        fetch: MetadataFetch::new(magnet.info_hash),
+        our_handshake,
+    };
+    f.book.add(resolve(&magnet.peers).await);
+    f.connect_more();
+    let mut batch = Vec::with_capacity(EVENT_QUEUE);
+    let mut next_tick = Instant::now() + TICK;
+    let metadata = loop {
+        let wake = match f.fetch.poll_timeout() {
+            Some(t) => Instant::from_std(t).min(next_tick),
+            None => next_tick,
+        };
+        tokio::select! {
+            n = events_rx.recv_many(&mut batch, EVENT_QUEUE) => {
+                debug_assert!(n > 0, "the task holds a sender, so the channel never closes");
+                for event in batch.drain(..) {
+                    f.on_event(event);
+                }
+            }
+            Some(peers) = next_peers(&mut announcer) => {
+                f.book.add(peers);
+                f.connect_more();
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                f.fetch.handle_timeout(now.into_std());
+                if now >= next_tick {
+                    next_tick = now + TICK;
+                    f.connect_more();
+                }
+            }
+        }
+        f.flush();
+        progress.send_replace(MetadataProgress {
+            peers_known: f.book.known().count(),
+            peers_connected: f.conns.values().filter(|c| c.handshaken).count(),
+            metadata: f.fetch.progress(),
+        });
+        if let Some(metadata) = f.fetch.take_metadata() {
+            break metadata;
+        }
+    };
+    tracing::info!(
+        bytes = metadata.len(),
+        peers = f.conns.len(),
+        "metadata fetched and verified"
+    );
+    let peers: Vec<SocketAddr> = f.book.known().collect();
+    // Dropping the connections' command senders closes them.
+    f.conns.clear();
+    if let Some(a) = announcer.take() {
+        a.stop().await;
+    }
+    let metainfo = Metainfo::from_info_bytes(&metadata, tiers).map_err(MetadataError::Invalid)?;
+    Ok(FetchedMetadata { metainfo, peers })
+}
+
+impl Fetch {
+    fn connect_more(&mut self) {
+        let config = &self.shared.config;
+        let now = Instant::now();
+        let connecting = self.conns.values().filter(|c| !c.handshaken).count();
+        let mut room = config
+            .max_peers_per_torrent
+            .saturating_sub(self.conns.len())
+            .min(config.max_half_open.saturating_sub(connecting));
+        while room > 0 {
+            let Some(addr) = self.book.next_to_dial(now) else {
+                break;
+            };
+            room -= 1;
+            let (tx, rx) = mpsc::channel(CONN_QUEUE);
+            let conn = self.next_conn;
+            self.next_conn += 1;
+            self.conns.insert(
+                conn,
+                Conn {
+                    addr,
+                    commands: tx,
+                    handshaken: false,
+                },
+            );
+            tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
+        }
+    }
+
+    fn on_event(&mut self, event: ConnEvent) {
+        let now = std::time::Instant::now();
+        match event {
+            ConnEvent::Handshaken { conn, handshake } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                self.book.connected(c.addr);
+                if !handshake.supports_extensions() {
+                    tracing::debug!(addr = %c.addr, "peer lacks the extension protocol (BEP 10); cannot fetch metadata from it");
+                    self.close(conn, false);
+                    return;
+                }
+                c.handshaken = true;
+                if c.commands
+                    .try_send(Outbound::Bytes(self.our_handshake.clone()))
+                    .is_err()
+                {
+                    self.close(conn, false);
+                }
+            }
+            ConnEvent::Frames { conn, frames } => {
+                for frame in frames {
+                    if !self.conns.contains_key(&conn) {
+                        return;
+                    }
+                    let message = match Message::decode(&frame, u32::MAX) {
+                        Ok(Some((message, _))) => message,
+                        Ok(None) => unreachable!("the connection task sends whole frames"),
+                        Err(e) => {
+                            tracing::debug!(addr = %self.conns[&conn].addr, "malformed message: {e}");
+                            self.close(conn, true);
+                            return;
+                        }
+                    };
+                    match message {
+                        Message::Extended { id: 0, payload } => {
+                            match ExtensionHandshake::decode(payload) {
+                                Ok(h) => self.fetch.handle_handshake(conn, &h, now),
+                                Err(e) => {
+                                    tracing::debug!(addr = %self.conns[&conn].addr, "bad extension handshake: {e}");
+                                    self.close(conn, true);
+                                }
+                            }
+                        }
+                        Message::Extended {
+                            id: OUR_UT_METADATA,
+                            payload,
+                        } => {
+                            if let Err(fault) = self.fetch.handle_message(conn, payload, now) {
+                                tracing::info!(addr = %self.conns[&conn].addr, "dropping peer: {fault}");
+                                self.close(conn, true);
+                            }
+                        }
+                        // Bitfields, haves and the rest matter once the torrent runs.
+                        _ => {}
+                    }
+                }
+            }
+            ConnEvent::Sent { .. } => {}
+            ConnEvent::Closed { conn, error } => {
+                let fault = error.as_ref().is_some_and(|e| e.is_peer_fault());
+                if let Some(e) = &error {
+                    if let Some(c) = self.conns.get(&conn) {
+                        tracing::debug!(addr = %c.addr, "connection closed: {e}");
+                    }
+                }
+                self.close(conn, fault);
+            }
+        }
+    }
+
+    /// Sends what the fetch decided and disconnects the peers it gave up on.
+    fn flush(&mut self) {
+        let outgoing: Vec<_> = self.fetch.drain_outgoing().collect();
+        for out in outgoing {
+            let Some(c) = self.conns.get(&out.peer) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            Message::Extended {
+                id: out.id,
+                payload: &out.payload,
+            }
+            .encode(&mut bytes);
+            if c.commands
+                .try_send(Outbound::Bytes(Bytes::from(bytes)))
+                .is_err()
+            {
+                self.close(out.peer, true);
+            }
+        }
+        while let Some((conn, fault)) = self.fetch.poll_fault() {
+            if let Some(c) = self.conns.get(&conn) {
+                tracing::info!(addr = %c.addr, "dropping peer: {fault}");
+            }
+            self.close(conn, true);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, fault: bool) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.fetch.remove_peer(conn);
+            self.book.disconnected(c.addr, c.handshaken, fault, true);
+        }
+    }
+}
+
+async fn next_peers(announcer: &mut Option<AnnouncerHandle>) -> Option<Vec<SocketAddr>> {
+    match announcer {
+        Some(a) => a.next_peers().await,
+        None => None,
+    }
+}
+
+/// The addresses of `x.pe` peers; host names are resolved (each within [`RESOLVE_TIMEOUT`]), and
+/// those that fail are logged and skipped.
+async fn resolve(peers: &[MagnetPeer]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for peer in peers {
+        match peer {
+            MagnetPeer::Addr(addr) => out.push(*addr),
+            MagnetPeer::Host { host, port } => {
+                let lookup = tokio::net::lookup_host((host.as_str(), *port));
+                match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                    Ok(Ok(addrs)) => out.extend(addrs),
+                    Ok(Err(e)) => tracing::warn!("cannot resolve peer {host}:{port}: {e}"),
+                    Err(_) => tracing::warn!("resolving peer {host}:{port} timed out"),
+                }
+            }
+        }
+    }
+    out
+}
