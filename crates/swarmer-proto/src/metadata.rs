@@ -280,12 +280,13 @@ impl MetadataFetch {
             }
         }
         for peer in late {
-            let Some(state) = self.peers.get_mut(&peer) else {
+            // An excluded peer's count was reset with its other requests.
+            let Some(state) = self.peers.get_mut(&peer).filter(|s| !s.excluded) else {
                 continue;
             };
             state.outstanding -= 1;
             state.timeouts += 1;
-            if state.timeouts >= MAX_TIMEOUTS && !state.excluded {
+            if state.timeouts >= MAX_TIMEOUTS {
                 self.exclude(peer);
                 self.faults.push((peer, MetadataFault::TooSlow));
             }
@@ -642,6 +643,22 @@ mod tests {
             now += REQUEST_TIMEOUT;
             f.handle_timeout(now);
         }
+        assert_eq!(f.poll_fault(), Some((1, MetadataFault::TooSlow)));
+        assert!(requests(&mut f).is_empty());
+    }
+
+    /// Found by the `metadata` fuzz target: the timeout that excludes a peer reset its count of
+    /// outstanding requests, and its next late request then took one from zero.
+    #[test]
+    fn several_requests_timing_out_at_the_last_allowed_timeout() {
+        let (_, hash) = metadata(40_000);
+        let mut now = Instant::now();
+        let mut f = MetadataFetch::new(hash);
+        f.handle_handshake(1, &handshake(40_000), now);
+        // Three requests time out together: the third excludes the peer.
+        assert_eq!(requests(&mut f).len(), MAX_TIMEOUTS as usize);
+        now += REQUEST_TIMEOUT;
+        f.handle_timeout(now);
         assert_eq!(f.poll_fault(), Some((1, MetadataFault::TooSlow)));
         assert!(requests(&mut f).is_empty());
     }
