@@ -9,6 +9,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod digest;
 pub mod layout;
+pub mod lsd;
 pub mod magnet;
 pub mod metainfo;
 pub mod picker;
