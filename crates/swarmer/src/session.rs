@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::lsd::{Lsd, LsdCommand};
 use crate::rate::RateLimiter;
 use crate::resume;
 use crate::space;
@@ -53,6 +54,10 @@ pub struct SessionConfig {
     pub max_upload_rate: Option<u64>,
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
+    /// Local Service Discovery (BEP 14): multicast announces of the non-private torrents to
+    /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
+    /// the same torrents there. Off by default: it sends packets to the local network.
+    pub lsd: bool,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +74,7 @@ impl Default for SessionConfig {
             num_want: 80,
             max_upload_rate: None,
             max_download_rate: None,
+            lsd: false,
         }
     }
 }
@@ -111,6 +117,14 @@ pub(crate) struct SessionShared {
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
 }
 
+impl SessionShared {
+    /// The command queue of the torrent with `info_hash`, if the session has it.
+    pub(crate) fn torrent(&self, info_hash: &InfoHash) -> Option<mpsc::Sender<Command>> {
+        let torrents = self.torrents.lock().expect("lock poisoned");
+        torrents.get(info_hash).cloned()
+    }
+}
+
 /// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
 ///
 /// ```no_run
@@ -136,6 +150,8 @@ pub struct Session {
     shared: Arc<SessionShared>,
     tracker: TrackerClient,
     listener: JoinHandle<()>,
+    /// The Local Service Discovery task, if [`SessionConfig::lsd`] is set and it could start.
+    lsd: Option<Lsd>,
 }
 
 impl Session {
@@ -163,10 +179,16 @@ impl Session {
             torrents: Mutex::new(HashMap::new()),
         });
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let lsd = if shared.config.lsd {
+            Lsd::start(Arc::clone(&shared))
+        } else {
+            None
+        };
         Ok(Session {
             shared,
             tracker,
             listener,
+            lsd,
         })
     }
 
@@ -319,6 +341,14 @@ impl Session {
             commands: cmd_rx,
         };
         let shared = Arc::clone(&self.shared);
+        // BEP 27: a private torrent finds peers through its trackers only.
+        let lsd = match &self.lsd {
+            Some(lsd) if !task.metainfo.info.private => Some(lsd.commands()),
+            _ => None,
+        };
+        if let Some(lsd) = &lsd {
+            crate::lsd::tell(lsd, LsdCommand::Add(info_hash));
+        }
         let task = tokio::spawn(async move {
             let result = task.run().await;
             shared
@@ -326,6 +356,9 @@ impl Session {
                 .lock()
                 .expect("lock poisoned")
                 .remove(&info_hash);
+            if let Some(lsd) = &lsd {
+                crate::lsd::tell(lsd, LsdCommand::Remove(info_hash));
+            }
             result
         });
         Ok(TorrentHandle {
