@@ -1136,3 +1136,64 @@ fn mentions(line: &str, ip: IpAddr) -> bool {
 fn verdict(line: &str) -> &str {
     line.split_once(": ").map_or(line, |(_, rest)| rest)
 }
+
+/// Local Service Discovery (BEP 14): a torrent without any tracker, two swarmers on different
+/// loopback addresses with LSD on (and every other discovery off). The seeder starts first and
+/// announces while it checks its data; the leecher's announce at its start reaches the seeder,
+/// which dials it, so the download completes only if LSD works both ways: sending from the bind
+/// address to 239.192.152.143:6771 and receiving on the shared port 6771 (SO_REUSEPORT).
+///
+/// Multicast on `lo` in the test's namespace: a socket that joins the group on the interface of a
+/// 127.0.0.x address (as swarmer does with `--bind-address`) and sends from it needs nothing set
+/// up (measured: no `multicast` flag on `lo`, no route). Joining on "any interface" fails with
+/// ENODEV unless a route for 239.0.0.0/8 goes via `lo`; `netns::loopback_multicast` adds it for
+/// clients that join that way.
+#[test]
+fn swarmer_finds_swarmer_by_local_service_discovery() {
+    isolated(
+        "swarmer_finds_swarmer_by_local_service_discovery",
+        &[Need::Mktorrent],
+        |scene| {
+            let fixture = single_file(scene, 3 * MIB, 16, &[]);
+            let seed_dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&seed_dir);
+            let mut seeder = swarmer::start_with_lsd(
+                scene,
+                "swarmer-seed",
+                "seed",
+                &fixture.torrent,
+                &seed_dir,
+                swarmer::addr(),
+                &[],
+            );
+            seeder.wait_for_stderr_line("`data verified`", scene.deadline, |l| {
+                l.contains("data verified")
+            });
+            let out = scene.subdir("swarmer-download");
+            let mut leecher = swarmer::start_with_lsd(
+                scene,
+                "swarmer-download",
+                "download",
+                &fixture.torrent,
+                &out,
+                swarmer::SECOND_ADDR,
+                &[],
+            );
+            swarmer::expect_success(scene, &mut leecher);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            let found = swarmer::found_by_lsd(&seeder);
+            let leecher_addr = swarmer::SECOND_ADDR.to_string();
+            assert!(
+                found.iter().any(|l| l.contains(&leecher_addr)),
+                "the seeder's log does not say LSD found {leecher_addr}: {found:?}"
+            );
+            let status = seeder.signal("INT", Duration::from_secs(15));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "the seeder did not exit 0 after SIGINT: {status:?}"
+            );
+            scene.mark("the seeder exited 0");
+        },
+    );
+}
