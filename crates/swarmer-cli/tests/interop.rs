@@ -1143,11 +1143,13 @@ fn verdict(line: &str) -> &str {
 /// which dials it, so the download completes only if LSD works both ways: sending from the bind
 /// address to 239.192.152.143:6771 and receiving on the shared port 6771 (SO_REUSEPORT).
 ///
-/// Multicast on `lo` in the test's namespace: a socket that joins the group on the interface of a
-/// 127.0.0.x address (as swarmer does with `--bind-address`) and sends from it needs nothing set
-/// up (measured: no `multicast` flag on `lo`, no route). Joining on "any interface" fails with
-/// ENODEV unless a route for 239.0.0.0/8 goes via `lo`; `netns::loopback_multicast` adds it for
-/// clients that join that way.
+/// Multicast on `lo` in the test's namespace needs no setup for these clients (measured): a socket
+/// that joins the group on the interface of a 127.0.0.x address (swarmer with `--bind-address`,
+/// libtorrent with its `listen_interfaces`) and sends from such an address works without the
+/// `multicast` flag on `lo` and without a route. Only joining on "any interface" (a swarmer without
+/// `--bind-address`) fails, with ENODEV, unless `ip route add 239.0.0.0/8 dev lo` (after
+/// `ip link set lo multicast on`) is run in the namespace; no test does that, so the namespace
+/// setup is unchanged. `Ip: OutNoRoutes` stays 0, as the harness asserts.
 #[test]
 fn swarmer_finds_swarmer_by_local_service_discovery() {
     isolated(
@@ -1194,6 +1196,52 @@ fn swarmer_finds_swarmer_by_local_service_discovery() {
                 "the seeder did not exit 0 after SIGINT: {status:?}"
             );
             scene.mark("the seeder exited 0");
+        },
+    );
+}
+
+/// Local Service Discovery with libtorrent: a libtorrent seeder (LSD on, no tracker in the
+/// torrent) found by a swarmer leecher that started first, so libtorrent's announce at its start
+/// reaches swarmer, which dials it.
+///
+/// libtorrent 2.0.8 gotchas: LSD needs `enable_lsd` in the session settings *and* the torrent
+/// without the `disable_lsd` flag; it announces a torrent as soon as it is added (before its check
+/// ends) and repeats each announce twice, about 2 s and 6 s later, which our inbound limit (16 per
+/// source per minute) absorbs. Its Python binding has no `lsd_peer_alert`, so its side of the
+/// discovery cannot be observed from `lt_peer.py`; swarmer's log shows it.
+#[test]
+fn swarmer_finds_libtorrent_by_local_service_discovery() {
+    isolated(
+        "swarmer_finds_libtorrent_by_local_service_discovery",
+        &[Need::Mktorrent, Need::Libtorrent],
+        |scene| {
+            let fixture = single_file(scene, 3 * MIB, 16, &[]);
+            let out = scene.subdir("swarmer-download");
+            let mut leecher = swarmer::start_with_lsd(
+                scene,
+                "swarmer",
+                "download",
+                &fixture.torrent,
+                &out,
+                swarmer::addr(),
+                &[],
+            );
+            leecher.wait_for_stderr_line("`local service discovery on`", scene.deadline, |l| {
+                l.contains("local service discovery on")
+            });
+            let mut options =
+                LtOptions::new(&fixture.torrent, &fixture.seed_dir, LIBTORRENT_SEEDER);
+            options.lsd = true;
+            let _seeder = libtorrent::seed(scene, "lt-seeder", &options);
+            swarmer::expect_success(scene, &mut leecher);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            let found = swarmer::found_by_lsd(&leecher);
+            let seeder = LIBTORRENT_SEEDER.to_string();
+            assert!(
+                found.iter().any(|l| l.contains(&seeder)),
+                "swarmer's log does not say LSD found {seeder}: {found:?}"
+            );
         },
     );
 }
