@@ -1245,3 +1245,99 @@ fn swarmer_finds_libtorrent_by_local_service_discovery() {
         },
     );
 }
+
+/// Private torrents (BEP 27) stay out of LSD. An observer swarmer (LSD on, `-vv`, which logs every
+/// announce it receives) starts first; then a swarmer seeds a private torrent with LSD on; then a
+/// third swarmer seeds the observer's public torrent. Announces reach the observer's socket in the
+/// order they were sent on `lo`, and a torrent is registered for LSD before its data is checked, so
+/// once the observer has heard the public seeder, it would have heard the private seeder's announce
+/// before it. It must not have.
+#[test]
+fn private_torrent_is_never_announced_by_lsd() {
+    isolated(
+        "private_torrent_is_never_announced_by_lsd",
+        &[Need::Mktorrent],
+        |scene| {
+            let public = single_file(scene, MIB, 16, &[]);
+            let private_dir = scene.subdir("private");
+            let private = payload::single_file(&private_dir, "private.bin", MIB, 3);
+            let private_torrent = scene.dir.join("private.torrent");
+            let made = std::process::Command::new("mktorrent")
+                .args(["-l", "16", "-p", "-o"])
+                .arg(&private_torrent)
+                .arg(&private.root)
+                .output()
+                .expect("run mktorrent");
+            assert!(made.status.success(), "mktorrent -p failed: {made:?}");
+            let private_hash: String = bencode::info_hash(
+                &std::fs::read(&private_torrent).expect("read the private torrent"),
+            )
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+
+            let observer_out = scene.subdir("observer");
+            let mut observer = swarmer::start_with_lsd(
+                scene,
+                "observer",
+                "download",
+                &public.torrent,
+                &observer_out,
+                swarmer::SECOND_ADDR,
+                &["-v"],
+            );
+            observer.wait_for_stderr_line("`local service discovery on`", scene.deadline, |l| {
+                l.contains("local service discovery on")
+            });
+            let mut private_seeder = swarmer::start_with_lsd(
+                scene,
+                "private-seed",
+                "seed",
+                &private_torrent,
+                &private_dir,
+                swarmer::addr(),
+                &[],
+            );
+            private_seeder.wait_for_stderr_line("`data verified`", scene.deadline, |l| {
+                l.contains("data verified")
+            });
+            let public_seeder_addr = addr([127, 0, 0, 21], 6892);
+            let mut public_seeder = swarmer::start_with_lsd(
+                scene,
+                "public-seed",
+                "seed",
+                &public.torrent,
+                &public.seed_dir,
+                public_seeder_addr,
+                &[],
+            );
+            // The observer dials the public seeder it heard of and completes its download.
+            swarmer::expect_success(scene, &mut observer);
+            let name = public.payload.root.file_name().expect("payload name");
+            public.payload.assert_same(&observer_out.join(name));
+            let log = observer.stderr_text();
+            let heard: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("LSD announce received"))
+                .collect();
+            assert!(
+                heard
+                    .iter()
+                    .any(|l| l.contains(&public_seeder_addr.to_string())),
+                "the observer did not log the public seeder's announce: {heard:?}"
+            );
+            assert!(
+                !log.contains(&private_hash),
+                "the private torrent {private_hash} was announced: {heard:?}"
+            );
+            scene.mark(&format!(
+                "the observer heard {} announce(s), none of the private torrent",
+                heard.len()
+            ));
+            for seeder in [&mut private_seeder, &mut public_seeder] {
+                let status = seeder.signal("INT", Duration::from_secs(15));
+                assert!(status.is_some_and(|s| s.success()), "{status:?}");
+            }
+        },
+    );
+}

@@ -13,8 +13,9 @@
 //! index for a bind address needs an interface listing this crate does not have. A session bound to an
 //! IPv6 address runs without LSD (with a warning).
 //!
-//! Private torrents (BEP 27) are never registered here, so they are neither announced nor given
-//! peers from LSD.
+//! A torrent is registered once it can serve peers (after checking its data) and unregistered when
+//! its task ends. Private torrents (BEP 27) are never registered, so they are neither announced nor
+//! given peers from LSD.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -159,10 +160,18 @@ async fn run(
         }
         let now = Instant::now().into_std();
         loop {
-            let batch = schedule.poll_announce(now);
+            let mut batch = schedule.poll_announce(now);
             if batch.is_empty() {
                 break;
             }
+            // A torrent that ended just as it was registered: stop announcing it.
+            batch.retain(|hash| {
+                let present = shared.torrent(hash).is_some();
+                if !present {
+                    schedule.remove(hash);
+                }
+                present
+            });
             for datagram in encode(Group::V4, port, &batch, &cookie) {
                 // Never waits: a full socket buffer loses this announce, the next comes in 5 minutes.
                 match sender.try_send_to(&datagram, Group::V4.addr()) {
@@ -196,10 +205,16 @@ fn route(shared: &SessionShared, schedule: &Scheduler, verdict: Verdict, from: S
             return;
         }
     };
+    tracing::debug!(%peer, info_hashes = %hex_list(&info_hashes), "LSD announce received");
     for hash in info_hashes.iter().filter(|h| schedule.contains(h)) {
         if let Some(torrent) = shared.torrent(hash) {
             tracing::info!(%peer, info_hash = %hash, "peer found by local service discovery");
             let _ = torrent.try_send(Command::AddPeers(vec![peer]));
         }
     }
+}
+
+fn hex_list(hashes: &[InfoHash]) -> String {
+    let hex: Vec<String> = hashes.iter().map(InfoHash::to_hex).collect();
+    hex.join(",")
 }

@@ -346,8 +346,18 @@ impl Session {
             Some(lsd) if !task.metainfo.info.private => Some(lsd.commands()),
             _ => None,
         };
-        if let Some(lsd) = &lsd {
-            crate::lsd::tell(lsd, LsdCommand::Add(info_hash));
+        if let Some(lsd) = lsd.clone() {
+            // Announced once it can serve: a peer that dials during the check is turned away and
+            // backs off. The LSD task drops it again if it ends in the meantime.
+            let mut progress = progress_rx.clone();
+            tokio::spawn(async move {
+                let serving = |p: &Progress| {
+                    matches!(p.state, TorrentState::Downloading | TorrentState::Seeding)
+                };
+                if progress.wait_for(serving).await.is_ok() {
+                    crate::lsd::tell(&lsd, LsdCommand::Add(info_hash));
+                }
+            });
         }
         let task = tokio::spawn(async move {
             let result = task.run().await;
