@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     for (i, h) in a.info_hashes.iter().enumerate() {
         assert!(!a.info_hashes[..i].contains(h));
     }
-    let cookie = a.cookie.clone().unwrap_or_else(|| Cookie::new("fuzz").unwrap());
+    let cookie = a
+        .cookie
+        .clone()
+        .unwrap_or_else(|| Cookie::new("fuzz").unwrap());
     let mut again = Vec::new();
     for datagram in lsd::encode(Group::V6, a.port, &a.info_hashes, &cookie) {
         assert!(datagram.len() <= MAX_DATAGRAM);
