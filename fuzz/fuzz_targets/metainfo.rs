@@ -14,10 +14,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(data.len() <= MAX_METAINFO_BYTES);
     assert_eq!(m.info.piece_length % BLOCK_SIZE, 0);
-    assert_eq!(
-        m.info.piece_hashes.len(),
-        m.info.layout.piece_count() as usize
-    );
+    assert_eq!(m.info.piece_hashes.len(), m.info.layout.piece_count() as usize);
     assert_eq!(m.info.files.len(), m.info.layout.file_count());
     assert!(!m.info.files.is_empty());
     for file in &m.info.files {
