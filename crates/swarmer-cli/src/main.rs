@@ -128,6 +128,10 @@ struct CommonArgs {
     /// Log what happens (-v: info, -vv: debug, -vvv: trace) to standard error.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Do not use Local Service Discovery (BEP 14: multicast announces to 239.192.152.143:6771 that
+    /// find peers on the local network). Private torrents never use it.
+    #[arg(long)]
+    no_lsd: bool,
 }
 
 fn main() -> ExitCode {

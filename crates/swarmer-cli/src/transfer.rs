@@ -178,6 +178,7 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         max_peers_per_torrent: usize::from(common.max_peers),
         max_upload_rate: common.max_upload_rate,
         max_download_rate: common.max_download_rate,
+        lsd: !common.no_lsd,
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()

@@ -1257,3 +1257,208 @@ fn magnet_from_libtorrent_via_tracker_with_file_selection() {
         },
     );
 }
+
+/// Local Service Discovery (BEP 14): a torrent without any tracker, two swarmers on different
+/// loopback addresses with LSD on (and every other discovery off). The seeder starts first and
+/// announces while it checks its data; the leecher's announce at its start reaches the seeder,
+/// which dials it, so the download completes only if LSD works both ways: sending from the bind
+/// address to 239.192.152.143:6771 and receiving on the shared port 6771 (SO_REUSEPORT).
+///
+/// Multicast on `lo` in the test's namespace needs no setup for these clients (measured): a socket
+/// that joins the group on the interface of a 127.0.0.x address (swarmer with `--bind-address`,
+/// libtorrent with its `listen_interfaces`) and sends from such an address works without the
+/// `multicast` flag on `lo` and without a route. Only joining on "any interface" (a swarmer without
+/// `--bind-address`) fails, with ENODEV, unless `ip route add 239.0.0.0/8 dev lo` (after
+/// `ip link set lo multicast on`) is run in the namespace; no test does that, so the namespace
+/// setup is unchanged. `Ip: OutNoRoutes` stays 0, as the harness asserts.
+#[test]
+fn swarmer_finds_swarmer_by_local_service_discovery() {
+    isolated(
+        "swarmer_finds_swarmer_by_local_service_discovery",
+        &[Need::Mktorrent],
+        |scene| {
+            let fixture = single_file(scene, 3 * MIB, 16, &[]);
+            let seed_dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&seed_dir);
+            let mut seeder = swarmer::start_with_lsd(
+                scene,
+                "swarmer-seed",
+                "seed",
+                &fixture.torrent,
+                &seed_dir,
+                swarmer::addr(),
+                &[],
+            );
+            seeder.wait_for_stderr_line("`data verified`", scene.deadline, |l| {
+                l.contains("data verified")
+            });
+            let out = scene.subdir("swarmer-download");
+            let mut leecher = swarmer::start_with_lsd(
+                scene,
+                "swarmer-download",
+                "download",
+                &fixture.torrent,
+                &out,
+                swarmer::SECOND_ADDR,
+                &[],
+            );
+            swarmer::expect_success(scene, &mut leecher);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            let found = swarmer::found_by_lsd(&seeder);
+            let leecher_addr = swarmer::SECOND_ADDR.to_string();
+            assert!(
+                found.iter().any(|l| l.contains(&leecher_addr)),
+                "the seeder's log does not say LSD found {leecher_addr}: {found:?}"
+            );
+            let status = seeder.signal("INT", Duration::from_secs(15));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "the seeder did not exit 0 after SIGINT: {status:?}"
+            );
+            scene.mark("the seeder exited 0");
+        },
+    );
+}
+
+/// Local Service Discovery with libtorrent: a libtorrent seeder (LSD on, no tracker in the
+/// torrent) found by a swarmer leecher that started first, so libtorrent's announce at its start
+/// reaches swarmer, which dials it.
+///
+/// libtorrent 2.0.8 gotchas: LSD needs `enable_lsd` in the session settings *and* the torrent
+/// without the `disable_lsd` flag; it announces a torrent as soon as it is added (before its check
+/// ends) and repeats each announce twice, about 2 s and 6 s later, which our inbound limit (16 per
+/// source per minute) absorbs. Its Python binding has no `lsd_peer_alert`, so its side of the
+/// discovery cannot be observed from `lt_peer.py`; swarmer's log shows it.
+#[test]
+fn swarmer_finds_libtorrent_by_local_service_discovery() {
+    isolated(
+        "swarmer_finds_libtorrent_by_local_service_discovery",
+        &[Need::Mktorrent, Need::Libtorrent],
+        |scene| {
+            let fixture = single_file(scene, 3 * MIB, 16, &[]);
+            let out = scene.subdir("swarmer-download");
+            let mut leecher = swarmer::start_with_lsd(
+                scene,
+                "swarmer",
+                "download",
+                &fixture.torrent,
+                &out,
+                swarmer::addr(),
+                &[],
+            );
+            leecher.wait_for_stderr_line("`local service discovery on`", scene.deadline, |l| {
+                l.contains("local service discovery on")
+            });
+            let mut options =
+                LtOptions::new(&fixture.torrent, &fixture.seed_dir, LIBTORRENT_SEEDER);
+            options.lsd = true;
+            let _seeder = libtorrent::seed(scene, "lt-seeder", &options);
+            swarmer::expect_success(scene, &mut leecher);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            let found = swarmer::found_by_lsd(&leecher);
+            let seeder = LIBTORRENT_SEEDER.to_string();
+            assert!(
+                found.iter().any(|l| l.contains(&seeder)),
+                "swarmer's log does not say LSD found {seeder}: {found:?}"
+            );
+        },
+    );
+}
+
+/// Private torrents (BEP 27) stay out of LSD. An observer swarmer (LSD on, `-vv`, which logs every
+/// announce it receives) starts first; then a swarmer seeds a private torrent with LSD on; then a
+/// third swarmer seeds the observer's public torrent. Announces reach the observer's socket in the
+/// order they were sent on `lo`, and a torrent is registered for LSD before its data is checked, so
+/// once the observer has heard the public seeder, it would have heard the private seeder's announce
+/// before it. It must not have.
+#[test]
+fn private_torrent_is_never_announced_by_lsd() {
+    isolated(
+        "private_torrent_is_never_announced_by_lsd",
+        &[Need::Mktorrent],
+        |scene| {
+            let public = single_file(scene, MIB, 16, &[]);
+            let private_dir = scene.subdir("private");
+            let private = payload::single_file(&private_dir, "private.bin", MIB, 3);
+            let private_torrent = scene.dir.join("private.torrent");
+            let made = std::process::Command::new("mktorrent")
+                .args(["-l", "16", "-p", "-o"])
+                .arg(&private_torrent)
+                .arg(&private.root)
+                .output()
+                .expect("run mktorrent");
+            assert!(made.status.success(), "mktorrent -p failed: {made:?}");
+            let private_hash: String = bencode::info_hash(
+                &std::fs::read(&private_torrent).expect("read the private torrent"),
+            )
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+
+            let observer_out = scene.subdir("observer");
+            let mut observer = swarmer::start_with_lsd(
+                scene,
+                "observer",
+                "download",
+                &public.torrent,
+                &observer_out,
+                swarmer::SECOND_ADDR,
+                &["-v"],
+            );
+            observer.wait_for_stderr_line("`local service discovery on`", scene.deadline, |l| {
+                l.contains("local service discovery on")
+            });
+            let mut private_seeder = swarmer::start_with_lsd(
+                scene,
+                "private-seed",
+                "seed",
+                &private_torrent,
+                &private_dir,
+                swarmer::addr(),
+                &[],
+            );
+            private_seeder.wait_for_stderr_line("`data verified`", scene.deadline, |l| {
+                l.contains("data verified")
+            });
+            let public_seeder_addr = addr([127, 0, 0, 21], 6892);
+            let mut public_seeder = swarmer::start_with_lsd(
+                scene,
+                "public-seed",
+                "seed",
+                &public.torrent,
+                &public.seed_dir,
+                public_seeder_addr,
+                &[],
+            );
+            // The observer dials the public seeder it heard of and completes its download.
+            swarmer::expect_success(scene, &mut observer);
+            let name = public.payload.root.file_name().expect("payload name");
+            public.payload.assert_same(&observer_out.join(name));
+            let log = observer.stderr_text();
+            let heard: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("LSD announce received"))
+                .collect();
+            assert!(
+                heard
+                    .iter()
+                    .any(|l| l.contains(&public_seeder_addr.to_string())),
+                "the observer did not log the public seeder's announce: {heard:?}"
+            );
+            assert!(
+                !log.contains(&private_hash),
+                "the private torrent {private_hash} was announced: {heard:?}"
+            );
+            scene.mark(&format!(
+                "the observer heard {} announce(s), none of the private torrent",
+                heard.len()
+            ));
+            for seeder in [&mut private_seeder, &mut public_seeder] {
+                let status = seeder.signal("INT", Duration::from_secs(15));
+                assert!(status.is_some_and(|s| s.success()), "{status:?}");
+            }
+        },
+    );
+}

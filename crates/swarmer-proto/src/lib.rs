@@ -10,6 +10,7 @@ pub mod choker;
 pub mod digest;
 pub mod extension;
 pub mod layout;
+pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;

@@ -3,6 +3,7 @@
 //! drives: see ARCHITECTURE.md for the map.
 
 mod check;
+mod lsd;
 mod magnet;
 mod peer;
 mod peer_book;

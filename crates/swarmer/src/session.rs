@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
 use crate::rate::RateLimiter;
 use crate::resume;
@@ -55,6 +56,10 @@ pub struct SessionConfig {
     pub max_upload_rate: Option<u64>,
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
+    /// Local Service Discovery (BEP 14): multicast announces of the non-private torrents to
+    /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
+    /// the same torrents there. Off by default: it sends packets to the local network.
+    pub lsd: bool,
 }
 
 impl Default for SessionConfig {
@@ -71,6 +76,7 @@ impl Default for SessionConfig {
             num_want: 80,
             max_upload_rate: None,
             max_download_rate: None,
+            lsd: false,
         }
     }
 }
@@ -113,6 +119,14 @@ pub(crate) struct SessionShared {
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
 }
 
+impl SessionShared {
+    /// The command queue of the torrent with `info_hash`, if the session has it.
+    pub(crate) fn torrent(&self, info_hash: &InfoHash) -> Option<mpsc::Sender<Command>> {
+        let torrents = self.torrents.lock().expect("lock poisoned");
+        torrents.get(info_hash).cloned()
+    }
+}
+
 /// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
 ///
 /// ```no_run
@@ -138,6 +152,8 @@ pub struct Session {
     shared: Arc<SessionShared>,
     tracker: TrackerClient,
     listener: JoinHandle<()>,
+    /// The Local Service Discovery task, if [`SessionConfig::lsd`] is set and it could start.
+    lsd: Option<Lsd>,
 }
 
 impl Session {
@@ -165,10 +181,16 @@ impl Session {
             torrents: Mutex::new(HashMap::new()),
         });
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let lsd = if shared.config.lsd {
+            Lsd::start(Arc::clone(&shared))
+        } else {
+            None
+        };
         Ok(Session {
             shared,
             tracker,
             listener,
+            lsd,
         })
     }
 
@@ -330,6 +352,24 @@ impl Session {
             commands: cmd_rx,
         };
         let shared = Arc::clone(&self.shared);
+        // BEP 27: a private torrent finds peers through its trackers only.
+        let lsd = match &self.lsd {
+            Some(lsd) if !task.metainfo.info.private => Some(lsd.commands()),
+            _ => None,
+        };
+        if let Some(lsd) = lsd.clone() {
+            // Announced once it can serve: a peer that dials during the check is turned away and
+            // backs off. The LSD task drops it again if it ends in the meantime.
+            let mut progress = progress_rx.clone();
+            tokio::spawn(async move {
+                let serving = |p: &Progress| {
+                    matches!(p.state, TorrentState::Downloading | TorrentState::Seeding)
+                };
+                if progress.wait_for(serving).await.is_ok() {
+                    crate::lsd::tell(&lsd, LsdCommand::Add(info_hash));
+                }
+            });
+        }
         let task = tokio::spawn(async move {
             let result = task.run().await;
             shared
@@ -337,6 +377,9 @@ impl Session {
                 .lock()
                 .expect("lock poisoned")
                 .remove(&info_hash);
+            if let Some(lsd) = &lsd {
+                crate::lsd::tell(lsd, LsdCommand::Remove(info_hash));
+            }
             result
         });
         Ok(TorrentHandle {

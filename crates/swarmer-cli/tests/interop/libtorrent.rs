@@ -28,6 +28,8 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) upload_rate_limit: Option<u64>,
     /// Report every verified piece as a `piece` event.
     pub(crate) progress: bool,
+    /// Local Service Discovery (BEP 14) on; off by default, like every discovery but the tracker.
+    pub(crate) lsd: bool,
 }
 
 impl<'a> LtOptions<'a> {
@@ -41,6 +43,7 @@ impl<'a> LtOptions<'a> {
             block: &[],
             upload_rate_limit: None,
             progress: false,
+            lsd: false,
         }
     }
 }
@@ -70,6 +73,9 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.progress {
         command.arg("--progress");
+    }
+    if options.lsd {
+        command.arg("--lsd");
     }
     command
 }

@@ -142,6 +142,12 @@ def main():
         "--progress", action="store_true", help="report every verified piece as a piece event"
     )
     parser.add_argument(
+        "--lsd",
+        action="store_true",
+        help="turn Local Service Discovery (BEP 14) on, for this torrent too; its errors are "
+        "reported as lsd_error events",
+    )
+    parser.add_argument(
         "--reannounce",
         type=float,
         default=0.0,
@@ -156,6 +162,8 @@ def main():
         # In seed mode libtorrent hashes each piece the first time a peer asks for it and leaves
         # seed mode on a mismatch; this setting makes it trust the data for good.
         settings["disable_hash_checks"] = True
+    if args.lsd:
+        settings["enable_lsd"] = True
     ses = lt.session(settings)
     if args.upload_rate_limit:
         limit_loopback_too(ses)
@@ -166,7 +174,9 @@ def main():
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
     flags = lt.torrent_flags
-    params.flags |= flags.disable_pex | flags.disable_dht | flags.disable_lsd
+    params.flags |= flags.disable_pex | flags.disable_dht
+    if not args.lsd:
+        params.flags |= flags.disable_lsd
     params.flags &= ~flags.auto_managed
     params.flags &= ~flags.paused
     if args.seed_mode:
@@ -202,6 +212,8 @@ def handle_alerts(ses, args):
                 emit("piece", piece=alert.piece_index)
         elif isinstance(alert, lt.peer_blocked_alert):
             emit("peer_blocked", ip=str(alert.endpoint[0]), reason=int(alert.reason))
+        elif isinstance(alert, lt.lsd_error_alert):
+            emit("lsd_error", message=alert.message())
         elif isinstance(alert, lt.hash_failed_alert):
             emit("hash_failed", piece=alert.piece_index)
         elif isinstance(alert, lt.tracker_error_alert):

@@ -1,0 +1,827 @@
+//! Local Service Discovery (BEP 14), sans-IO: the `BT-SEARCH` announce codec, the schedule of our own
+//! announces (which info hashes to multicast when) and the filter for announces we receive (our own
+//! cookie, a rate limit per source address). The driver owns the sockets and the clock.
+//!
+//! An announce is a small HTTP-like datagram multicast to `239.192.152.143:6771` (IPv4) or
+//! `[ff15::efc0:988f]:6771` (IPv6):
+//!
+//! ```text
+//! BT-SEARCH * HTTP/1.1\r\n
+//! Host: 239.192.152.143:6771\r\n
+//! Port: 6881\r\n
+//! Infohash: 0123456789abcdef0123456789abcdef01234567\r\n
+//! cookie: 5f0e3a9c81b2d4e6\r\n
+//! \r\n
+//! \r\n
+//! ```
+//!
+//! The receiver learns a peer at (source IP of the datagram, `Port`) for each info hash.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use crate::InfoHash;
+
+/// The UDP port of both LSD multicast groups (BEP 14).
+pub const LSD_PORT: u16 = 6771;
+/// The IPv4 group (org-local scope), BEP 14 "A".
+pub const IPV4_GROUP: Ipv4Addr = Ipv4Addr::new(239, 192, 152, 143);
+/// The IPv6 group (site-local scope), BEP 14 "B".
+pub const IPV6_GROUP: Ipv6Addr = Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0xefc0, 0x988f);
+/// The largest datagram we send or accept, bytes. BEP 14 asks senders of several info hashes to stay
+/// under 1400 bytes so the datagram is never fragmented; a larger one is refused whole.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Most info hashes kept from one received announce; the rest are ignored. A datagram within
+/// [`MAX_DATAGRAM`] has room for 27 at most, so this only guards against a later change of that limit.
+pub const MAX_PARSED_INFO_HASHES: usize = 32;
+/// Most info hashes we put in one datagram: with the longest `Host` and cookie lines the datagram is
+/// then at most 1,393 bytes, under [`MAX_DATAGRAM`].
+pub const MAX_SENT_INFO_HASHES: usize = 24;
+/// Longest cookie accepted, bytes; BEP 14 leaves its shape open, clients send a few hex digits.
+pub const MAX_COOKIE_LEN: usize = 64;
+/// How often each torrent is announced again after its first announce (libtorrent and BEP 14's
+/// reference implementations use 5 minutes).
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Shortest time between two announces of one torrent: BEP 14 asks for at most one per minute.
+pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
+/// An announce due within this much time is sent early with one that is due now, so that torrents
+/// share datagrams (never earlier than [`MIN_ANNOUNCE_INTERVAL`] after their last announce).
+pub const BATCH_SLACK: Duration = Duration::from_secs(30);
+/// Most torrents the [`Scheduler`] tracks, including those removed in the last minute.
+pub const MAX_SCHEDULED: usize = 10_000;
+/// Length of the window of the inbound rate limit.
+pub const INBOUND_WINDOW: Duration = Duration::from_secs(60);
+/// Most announces accepted from one source IP address per [`INBOUND_WINDOW`]. A client with many
+/// torrents needs several datagrams (at most one per torrent per minute), so this is not 1.
+pub const INBOUND_PER_WINDOW: u32 = 16;
+/// Most source addresses the inbound rate limit remembers; when it is full of sources seen within the
+/// window, announces from new sources are refused until a window ends.
+pub const MAX_INBOUND_SOURCES: usize = 1024;
+
+const REQUEST_LINE: &str = "BT-SEARCH * HTTP/1.1";
+
+/// One of the two multicast groups of BEP 14.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// `239.192.152.143:6771`.
+    V4,
+    /// `[ff15::efc0:988f]:6771`.
+    V6,
+}
+
+impl Group {
+    /// The group's address and port, where announces are sent.
+    pub fn addr(self) -> SocketAddr {
+        match self {
+            Group::V4 => SocketAddr::V4(SocketAddrV4::new(IPV4_GROUP, LSD_PORT)),
+            Group::V6 => SocketAddr::V6(SocketAddrV6::new(IPV6_GROUP, LSD_PORT, 0, 0)),
+        }
+    }
+
+    /// The value of the `Host` header for this group (RFC 2616 14.23, RFC 2732 brackets for IPv6).
+    pub fn host(self) -> &'static str {
+        match self {
+            Group::V4 => "239.192.152.143:6771",
+            Group::V6 => "[ff15::efc0:988f]:6771",
+        }
+    }
+}
+
+/// The opaque token a client puts in its announces to recognise them when multicast loops them back
+/// (BEP 14 `cookie`): 1 to [`MAX_COOKIE_LEN`] visible ASCII characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Cookie(String);
+
+impl Cookie {
+    /// A fresh cookie of 16 lowercase hex digits (64 random bits) from `rng`.
+    pub fn generate(rng: &mut impl rand::RngCore) -> Cookie {
+        Cookie(format!("{:016x}", rng.next_u64()))
+    }
+
+    /// Takes `s` as a cookie if it is 1 to [`MAX_COOKIE_LEN`] visible ASCII characters (no spaces).
+    pub fn new(s: &str) -> Option<Cookie> {
+        let ok =
+            !s.is_empty() && s.len() <= MAX_COOKIE_LEN && s.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| Cookie(s.to_owned()))
+    }
+
+    /// The cookie's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cookie({})", self.0)
+    }
+}
+
+/// A parsed announce (BEP 14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// The TCP port the sender listens on for peers (1 to 65535).
+    pub port: u16,
+    /// The torrents announced: 1 to [`MAX_PARSED_INFO_HASHES`], distinct, in datagram order.
+    pub info_hashes: Vec<InfoHash>,
+    /// The sender's cookie, if it sent a valid one.
+    pub cookie: Option<Cookie>,
+}
+
+/// Why a datagram is not an announce we accept. Every variant is the sender's fault (malformed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LsdError {
+    /// The datagram is over [`MAX_DATAGRAM`] bytes.
+    #[error("datagram of {0} bytes is over the 1400-byte limit")]
+    TooLong(usize),
+    /// It is not valid UTF-8 (announces are ASCII).
+    #[error("not text")]
+    NotText,
+    /// The first line is not `BT-SEARCH * HTTP/1.1`.
+    #[error("not a BT-SEARCH request")]
+    NotAnnounce,
+    /// The headers are not ended by a blank line.
+    #[error("headers not ended by a blank line")]
+    Unterminated,
+    /// Something other than line breaks follows the blank line.
+    #[error("data after the headers")]
+    TrailingData,
+    /// A header line has no `:`.
+    #[error("header line without a colon")]
+    BadHeader,
+    /// `Host` or `Port` is missing.
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    /// `Host` or `Port` appears twice.
+    #[error("duplicate {0} header")]
+    Duplicate(&'static str),
+    /// `Port` is not a decimal number from 1 to 65535.
+    #[error("bad port")]
+    BadPort,
+    /// No `Infohash` header holds 40 hex digits.
+    #[error("no valid info hash")]
+    NoInfoHash,
+}
+
+/// Encodes the announces of `info_hashes` for `group`: one datagram per [`MAX_SENT_INFO_HASHES`]
+/// hashes, each at most [`MAX_DATAGRAM`] bytes, with our listening `port` and `cookie`. Empty
+/// `info_hashes` give no datagram.
+pub fn encode(group: Group, port: u16, info_hashes: &[InfoHash], cookie: &Cookie) -> Vec<Vec<u8>> {
+    info_hashes
+        .chunks(MAX_SENT_INFO_HASHES)
+        .map(|chunk| {
+            let mut text = format!(
+                "{REQUEST_LINE}\r\nHost: {}\r\nPort: {port}\r\n",
+                group.host()
+            );
+            for hash in chunk {
+                text.push_str("Infohash: ");
+                text.push_str(&hash.to_hex());
+                text.push_str("\r\n");
+            }
+            text.push_str("cookie: ");
+            text.push_str(cookie.as_str());
+            text.push_str("\r\n\r\n\r\n");
+            text.into_bytes()
+        })
+        .collect()
+}
+
+/// Parses a received datagram as an announce (BEP 14).
+///
+/// Strict where it matters and lenient where clients differ: the request line must be exact and the
+/// headers must end with a blank line followed only by line breaks; lines may end in `\r\n` or `\n`;
+/// header names are case-insensitive and unknown headers are ignored. `Host` (any value) and `Port`
+/// must appear once each. `Infohash` values that are not 40 hex digits are skipped, duplicates are
+/// dropped and only the first [`MAX_PARSED_INFO_HASHES`] are kept; at least one must be valid. A cookie
+/// that is not a valid [`Cookie`] is treated as absent.
+///
+/// Errors: [`LsdError`], naming the first problem found. Never panics.
+pub fn parse(datagram: &[u8]) -> Result<Announce, LsdError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(LsdError::TooLong(datagram.len()));
+    }
+    let text = std::str::from_utf8(datagram).map_err(|_| LsdError::NotText)?;
+    // Only complete lines count: a last fragment without its `\n` ends nothing.
+    let mut lines = text.split_inclusive('\n');
+    let mut line = || {
+        let l = lines.next()?.strip_suffix('\n')?;
+        Some(l.strip_suffix('\r').unwrap_or(l))
+    };
+    if line() != Some(REQUEST_LINE) {
+        return Err(LsdError::NotAnnounce);
+    }
+    let (mut host, mut port, mut cookie) = (false, None, None);
+    let mut info_hashes = Vec::new();
+    loop {
+        let l = line().ok_or(LsdError::Unterminated)?;
+        if l.is_empty() {
+            break;
+        }
+        let (name, value) = l.split_once(':').ok_or(LsdError::BadHeader)?;
+        let value = value.trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("host") {
+            if std::mem::replace(&mut host, true) {
+                return Err(LsdError::Duplicate("Host"));
+            }
+        } else if name.eq_ignore_ascii_case("port") {
+            if port.replace(parse_port(value)?).is_some() {
+                return Err(LsdError::Duplicate("Port"));
+            }
+        } else if name.eq_ignore_ascii_case("infohash") {
+            let hash = InfoHash::from_hex(value);
+            if let Some(hash) = hash.filter(|h| !info_hashes.contains(h)) {
+                if info_hashes.len() < MAX_PARSED_INFO_HASHES {
+                    info_hashes.push(hash);
+                }
+            }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            cookie = Cookie::new(value);
+        }
+    }
+    // What follows the blank line: BEP 14 ends with a second blank line; allow any number.
+    let rest: String = lines.collect();
+    if rest.bytes().any(|b| b != b'\r' && b != b'\n') {
+        return Err(LsdError::TrailingData);
+    }
+    if !host {
+        return Err(LsdError::Missing("Host"));
+    }
+    let port = port.ok_or(LsdError::Missing("Port"))?;
+    if info_hashes.is_empty() {
+        return Err(LsdError::NoInfoHash);
+    }
+    Ok(Announce {
+        port,
+        info_hashes,
+        cookie,
+    })
+}
+
+fn parse_port(value: &str) -> Result<u16, LsdError> {
+    let digits = !value.is_empty() && value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<u16>() {
+        Ok(port) if digits && port != 0 => Ok(port),
+        _ => Err(LsdError::BadPort),
+    }
+}
+
+/// When a torrent is next announced.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// `None`: removed; kept only until [`MIN_ANNOUNCE_INTERVAL`] after `last`, so that removing and
+    /// adding it again cannot announce it twice in a minute.
+    next: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Slot {
+    /// The earliest instant the torrent may be announced again.
+    fn allowed_at(&self) -> Option<Instant> {
+        self.last.map(|l| l + MIN_ANNOUNCE_INTERVAL)
+    }
+}
+
+/// Which info hashes to announce when (BEP 14): each torrent once when added and then every
+/// [`ANNOUNCE_INTERVAL`], never twice within [`MIN_ANNOUNCE_INTERVAL`], batched up to
+/// [`MAX_SENT_INFO_HASHES`] per datagram. Tracks at most [`MAX_SCHEDULED`] torrents.
+///
+/// The driver calls [`Scheduler::poll_announce`] until it returns nothing, sends each batch, then
+/// sleeps until [`Scheduler::poll_timeout`] (or until a torrent is added).
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    slots: HashMap<InfoHash, Slot>,
+}
+
+impl Scheduler {
+    /// An empty schedule.
+    pub fn new() -> Scheduler {
+        Scheduler::default()
+    }
+
+    /// Schedules `info_hash` for an announce now (or as soon as the per-minute limit allows, if it was
+    /// announced lately) and every [`ANNOUNCE_INTERVAL`] after. Returns false if it was already
+    /// scheduled or the schedule is full ([`MAX_SCHEDULED`]).
+    pub fn add(&mut self, info_hash: InfoHash, now: Instant) -> bool {
+        if self.slots.len() >= MAX_SCHEDULED {
+            self.forget_removed(now);
+        }
+        let full = self.slots.len() >= MAX_SCHEDULED;
+        match self.slots.entry(info_hash) {
+            Entry::Occupied(mut e) if e.get().next.is_none() => {
+                let slot = e.get_mut();
+                slot.next = Some(slot.allowed_at().map_or(now, |a| a.max(now)));
+                true
+            }
+            Entry::Occupied(_) => false,
+            Entry::Vacant(_) if full => false,
+            Entry::Vacant(e) => {
+                e.insert(Slot {
+                    next: Some(now),
+                    last: None,
+                });
+                true
+            }
+        }
+    }
+
+    /// Stops announcing `info_hash`. Returns false if it was not scheduled.
+    pub fn remove(&mut self, info_hash: &InfoHash) -> bool {
+        match self.slots.get_mut(info_hash) {
+            Some(slot) if slot.next.is_some() => {
+                slot.next = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `info_hash` is scheduled (added and not removed).
+    pub fn contains(&self, info_hash: &InfoHash) -> bool {
+        self.slots.get(info_hash).is_some_and(|s| s.next.is_some())
+    }
+
+    /// The number of scheduled torrents.
+    pub fn len(&self) -> usize {
+        self.slots.values().filter(|s| s.next.is_some()).count()
+    }
+
+    /// Whether no torrent is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// When the next announce is due; `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slots.values().filter_map(|s| s.next).min()
+    }
+
+    /// The info hashes to announce in one datagram now: those due, earliest first, plus any due within
+    /// [`BATCH_SLACK`] that the per-minute limit allows, at most [`MAX_SENT_INFO_HASHES`]. Marks them
+    /// announced at `now`. Empty when nothing is due.
+    pub fn poll_announce(&mut self, now: Instant) -> Vec<InfoHash> {
+        self.forget_removed(now);
+        if self.poll_timeout().is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        let mut ready: Vec<(Instant, InfoHash)> = self
+            .slots
+            .iter()
+            .filter_map(|(hash, slot)| {
+                let next = slot.next?;
+                let allowed = slot.allowed_at().is_none_or(|a| a <= now);
+                (next <= now + BATCH_SLACK && allowed).then_some((next, *hash))
+            })
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(MAX_SENT_INFO_HASHES);
+        for (_, hash) in &ready {
+            if let Some(slot) = self.slots.get_mut(hash) {
+                slot.last = Some(now);
+                slot.next = Some(now + ANNOUNCE_INTERVAL);
+            }
+        }
+        ready.into_iter().map(|(_, hash)| hash).collect()
+    }
+
+    fn forget_removed(&mut self, now: Instant) {
+        self.slots
+            .retain(|_, s| s.next.is_some() || s.allowed_at().is_some_and(|a| a > now));
+    }
+}
+
+/// What to make of a received datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Another client at `peer` (source IP, announced port) takes part in `info_hashes`.
+    Peer {
+        /// Where to connect to it.
+        peer: SocketAddr,
+        /// The torrents it announced (not filtered by what we have).
+        info_hashes: Vec<InfoHash>,
+    },
+    /// Our own announce, looped back (same cookie).
+    Own,
+    /// The source sent more than [`INBOUND_PER_WINDOW`] announces in this window, or too many sources
+    /// are being tracked.
+    RateLimited,
+    /// Not an announce we accept.
+    Malformed(LsdError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    count: u32,
+}
+
+/// The receiving side of LSD: recognises our own announces by their cookie and limits how many
+/// announces each source IP address gets through ([`INBOUND_PER_WINDOW`] per [`INBOUND_WINDOW`],
+/// [`MAX_INBOUND_SOURCES`] sources remembered).
+#[derive(Debug)]
+pub struct Inbound {
+    cookie: Cookie,
+    sources: HashMap<IpAddr, Window>,
+}
+
+impl Inbound {
+    /// A receiver that ignores announces carrying `cookie` (the one we send).
+    pub fn new(cookie: Cookie) -> Inbound {
+        Inbound {
+            cookie,
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Judges `datagram`, received from `from` at `now`. Malformed datagrams and our own count
+    /// toward the source's limit too, so a flood of garbage is cut off as early as a flood of
+    /// announces.
+    pub fn handle(&mut self, datagram: &[u8], from: IpAddr, now: Instant) -> Verdict {
+        if !self.allow(from, now) {
+            return Verdict::RateLimited;
+        }
+        match parse(datagram) {
+            Err(e) => Verdict::Malformed(e),
+            Ok(a) if a.cookie.as_ref() == Some(&self.cookie) => Verdict::Own,
+            Ok(a) => Verdict::Peer {
+                peer: SocketAddr::new(from, a.port),
+                info_hashes: a.info_hashes,
+            },
+        }
+    }
+
+    fn allow(&mut self, from: IpAddr, now: Instant) -> bool {
+        let expired = |w: &Window| now.saturating_duration_since(w.start) >= INBOUND_WINDOW;
+        if !self.sources.contains_key(&from) && self.sources.len() >= MAX_INBOUND_SOURCES {
+            self.sources.retain(|_, w| !expired(w));
+            if self.sources.len() >= MAX_INBOUND_SOURCES {
+                return false;
+            }
+        }
+        let window = self.sources.entry(from).or_insert(Window {
+            start: now,
+            count: 0,
+        });
+        if expired(window) {
+            *window = Window {
+                start: now,
+                count: 0,
+            };
+        }
+        window.count += 1;
+        window.count <= INBOUND_PER_WINDOW
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(n: u8) -> InfoHash {
+        InfoHash([n; 20])
+    }
+
+    fn cookie() -> Cookie {
+        Cookie::new("c00k1e").unwrap()
+    }
+
+    /// The example of BEP 14, with its two trailing blank lines.
+    const BEP_EXAMPLE: &[u8] = b"BT-SEARCH * HTTP/1.1\r\n\
+        Host: 239.192.152.143:6771\r\n\
+        Port: 6881\r\n\
+        Infohash: 0123456789ABCDEF0123456789abcdef01234567\r\n\
+        cookie: 5f0e3a9c\r\n\
+        \r\n\
+        \r\n";
+
+    #[test]
+    fn parses_the_bep_example() {
+        let a = parse(BEP_EXAMPLE).unwrap();
+        assert_eq!(a.port, 6881);
+        assert_eq!(
+            a.info_hashes,
+            [InfoHash::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap()]
+        );
+        assert_eq!(a.cookie, Cookie::new("5f0e3a9c"));
+    }
+
+    #[test]
+    fn encode_parse_round_trip() {
+        let hashes: Vec<InfoHash> = (0..3).map(hash).collect();
+        for group in [Group::V4, Group::V6] {
+            let datagrams = encode(group, 51413, &hashes, &cookie());
+            assert_eq!(datagrams.len(), 1);
+            let text = String::from_utf8(datagrams[0].clone()).unwrap();
+            assert!(text.starts_with("BT-SEARCH * HTTP/1.1\r\n"));
+            assert!(text.contains(&format!("Host: {}\r\n", group.host())));
+            assert!(text.ends_with("\r\n\r\n\r\n"));
+            let a = parse(&datagrams[0]).unwrap();
+            assert_eq!(a.port, 51413);
+            assert_eq!(a.info_hashes, hashes);
+            assert_eq!(a.cookie, Some(cookie()));
+        }
+    }
+
+    #[test]
+    fn many_hashes_are_split_into_datagrams_under_1400_bytes() {
+        let hashes: Vec<InfoHash> = (0..50).map(hash).collect();
+        let long_cookie = Cookie::new(&"x".repeat(MAX_COOKIE_LEN)).unwrap();
+        let datagrams = encode(Group::V6, 65535, &hashes, &long_cookie);
+        assert_eq!(datagrams.len(), 3);
+        let mut all = Vec::new();
+        for d in &datagrams {
+            assert!(d.len() <= MAX_DATAGRAM, "{} bytes", d.len());
+            all.extend(parse(d).unwrap().info_hashes);
+        }
+        assert_eq!(all, hashes);
+        assert!(encode(Group::V4, 1, &[], &cookie()).is_empty());
+    }
+
+    #[test]
+    fn accepts_bare_newlines_any_header_case_and_unknown_headers() {
+        let text = "BT-SEARCH * HTTP/1.1\nHOST: whatever\nport:  80 \nX-Other: 1\n\
+            INFOHASH:\t0101010101010101010101010101010101010101\n\n";
+        let a = parse(text.as_bytes()).unwrap();
+        assert_eq!((a.port, a.info_hashes, a.cookie), (80, vec![hash(1)], None));
+    }
+
+    #[test]
+    fn bad_hashes_are_skipped_duplicates_dropped_and_the_count_bounded() {
+        let mut short = String::from("BT-SEARCH * HTTP/1.1\nHost:h\nPort:1\nInfohash:nothex\n");
+        for bad in ["0123", &"g".repeat(40), &"0".repeat(41), ""] {
+            short.push_str(&format!("Infohash:{bad}\n"));
+        }
+        // Nearly as many hashes as 1400 bytes hold (fewer than MAX_PARSED_INFO_HASHES), one repeated.
+        for n in 0..22 {
+            short.push_str(&format!("Infohash:{}\n", hash(n).to_hex()));
+            if n == 2 {
+                short.push_str(&format!("Infohash:{}\n", hash(1).to_hex().to_uppercase()));
+            }
+        }
+        short.push('\n');
+        assert!(short.len() <= MAX_DATAGRAM, "{}", short.len());
+        let a = parse(short.as_bytes()).unwrap();
+        let expected: Vec<InfoHash> = (0..22).map(hash).collect();
+        assert_eq!(a.info_hashes, expected);
+        // A byte more and the datagram is refused whole.
+        let pad = format!("X: {}\n", "p".repeat(MAX_DATAGRAM - short.len() - 3));
+        let over = short.replacen("Port:1\n", &format!("Port:1\n{pad}"), 1);
+        assert_eq!(over.len(), MAX_DATAGRAM + 1);
+        assert_eq!(parse(over.as_bytes()), Err(LsdError::TooLong(over.len())));
+    }
+
+    #[test]
+    fn malformed_datagrams_are_refused() {
+        let ok = "BT-SEARCH * HTTP/1.1\r\nHost: h\r\nPort: 6881\r\nInfohash: \
+            0101010101010101010101010101010101010101\r\n";
+        let cases: Vec<(String, LsdError)> = vec![
+            (ok.to_owned(), LsdError::Unterminated),
+            (format!("{ok}\r\nbody"), LsdError::TrailingData),
+            (
+                ok.replace("BT-SEARCH", "M-SEARCH") + "\r\n",
+                LsdError::NotAnnounce,
+            ),
+            (format!(" {ok}\r\n"), LsdError::NotAnnounce),
+            (String::new(), LsdError::NotAnnounce),
+            (
+                ok.replace("Host: h\r\n", "") + "\r\n",
+                LsdError::Missing("Host"),
+            ),
+            (
+                ok.replace("Port: 6881\r\n", "") + "\r\n",
+                LsdError::Missing("Port"),
+            ),
+            (ok.replace("6881", "0") + "\r\n", LsdError::BadPort),
+            (ok.replace("6881", "65536") + "\r\n", LsdError::BadPort),
+            (ok.replace("6881", "+80") + "\r\n", LsdError::BadPort),
+            (ok.replace("6881", "") + "\r\n", LsdError::BadPort),
+            (format!("{ok}Port: 1\r\n\r\n"), LsdError::Duplicate("Port")),
+            (format!("{ok}Host: 1\r\n\r\n"), LsdError::Duplicate("Host")),
+            (format!("{ok}nonsense\r\n\r\n"), LsdError::BadHeader),
+            (ok.replace("0101", "zz01") + "\r\n", LsdError::NoInfoHash),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text.as_bytes()), Err(expected), "{text:?}");
+        }
+        assert_eq!(parse(&[0xff; 30]), Err(LsdError::NotText));
+        let huge = format!("{ok}\r\n{}", "\r\n".repeat(700));
+        assert_eq!(parse(huge.as_bytes()), Err(LsdError::TooLong(huge.len())));
+        // Just under the limit, trailing line breaks are fine.
+        let padded = format!(
+            "{ok}\r\n{}",
+            "\r\n".repeat((MAX_DATAGRAM - ok.len() - 2) / 2)
+        );
+        assert!(parse(padded.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_cookies_count_as_absent() {
+        for bad in ["", &"c".repeat(MAX_COOKIE_LEN + 1)] {
+            let text = format!(
+                "BT-SEARCH * HTTP/1.1\nHost:h\nPort:1\nInfohash:{}\ncookie: {bad}\n\n",
+                hash(1).to_hex()
+            );
+            assert_eq!(parse(text.as_bytes()).unwrap().cookie, None);
+        }
+        assert!(Cookie::new("a b").is_none());
+        let generated = Cookie::generate(&mut rand::thread_rng());
+        assert_eq!(generated.as_str().len(), 16);
+        assert_eq!(Cookie::new(generated.as_str()), Some(generated));
+    }
+
+    #[test]
+    fn scheduler_announces_at_start_then_every_five_minutes() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new();
+        assert_eq!(s.poll_timeout(), None);
+        assert!(s.add(hash(1), t0));
+        assert!(!s.add(hash(1), t0));
+        assert_eq!(s.poll_timeout(), Some(t0));
+        assert_eq!(s.poll_announce(t0), [hash(1)]);
+        assert_eq!(s.poll_announce(t0), []);
+        assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_INTERVAL));
+        let before = t0 + ANNOUNCE_INTERVAL - Duration::from_millis(1);
+        assert_eq!(s.poll_announce(before), []);
+        assert_eq!(s.poll_announce(t0 + ANNOUNCE_INTERVAL), [hash(1)]);
+        assert_eq!(s.poll_timeout(), Some(t0 + 2 * ANNOUNCE_INTERVAL));
+    }
+
+    /// Counts the announces of each torrent over `seconds`, polling every second as a driver would, and
+    /// checks that no two announces of one torrent are less than a minute apart.
+    fn simulate(s: &mut Scheduler, t0: Instant, seconds: u64) -> HashMap<InfoHash, Vec<Instant>> {
+        let mut sent: HashMap<InfoHash, Vec<Instant>> = HashMap::new();
+        for second in 0..seconds {
+            let now = t0 + Duration::from_secs(second);
+            loop {
+                let batch = s.poll_announce(now);
+                if batch.is_empty() {
+                    break;
+                }
+                assert!(batch.len() <= MAX_SENT_INFO_HASHES);
+                for h in batch {
+                    sent.entry(h).or_default().push(now);
+                }
+            }
+        }
+        for times in sent.values() {
+            for pair in times.windows(2) {
+                assert!(pair[1] - pair[0] >= MIN_ANNOUNCE_INTERVAL, "{pair:?}");
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn removing_and_adding_again_waits_for_the_minute() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new();
+        s.add(hash(1), t0);
+        assert_eq!(s.poll_announce(t0), [hash(1)]);
+        assert!(s.remove(&hash(1)));
+        assert!(!s.remove(&hash(1)));
+        assert!(!s.contains(&hash(1)));
+        assert_eq!(s.poll_timeout(), None);
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(s.add(hash(1), t1));
+        assert!(s.contains(&hash(1)));
+        assert_eq!(s.poll_timeout(), Some(t0 + MIN_ANNOUNCE_INTERVAL));
+        assert_eq!(s.poll_announce(t1 + Duration::from_secs(49)), []);
+        assert_eq!(s.poll_announce(t0 + MIN_ANNOUNCE_INTERVAL), [hash(1)]);
+        // Long after a removal, adding announces at once.
+        s.remove(&hash(1));
+        let t2 = t0 + Duration::from_secs(3600);
+        s.add(hash(1), t2);
+        assert_eq!(s.poll_announce(t2), [hash(1)]);
+    }
+
+    #[test]
+    fn torrents_share_datagrams_and_never_exceed_one_announce_a_minute() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new();
+        // 30 torrents at once: two datagrams (24 + 6).
+        for n in 0..30 {
+            s.add(hash(n), t0);
+        }
+        assert_eq!(s.poll_announce(t0).len(), MAX_SENT_INFO_HASHES);
+        assert_eq!(s.poll_announce(t0).len(), 6);
+        assert_eq!(s.poll_announce(t0), []);
+        // One added 20 s later is announced at once; at the next round it rides with the others, early.
+        let late = t0 + Duration::from_secs(20);
+        s.add(hash(100), late);
+        assert_eq!(s.poll_announce(late), [hash(100)]);
+        let round = t0 + ANNOUNCE_INTERVAL;
+        let mut batch = s.poll_announce(round);
+        batch.extend(s.poll_announce(round));
+        assert_eq!(batch.len(), 31);
+        assert!(batch.contains(&hash(100)));
+        // Over an hour with torrents coming and going, every torrent is announced at least every 5
+        // minutes and never twice in one minute (checked inside).
+        let mut s = Scheduler::new();
+        for n in 0..40 {
+            s.add(hash(n), t0 + Duration::from_secs(u64::from(n) * 7));
+        }
+        let sent = simulate(&mut s, t0, 3600);
+        for n in 0..40u8 {
+            let times = &sent[&hash(n)];
+            assert!(
+                times.len() >= 12,
+                "{n}: {} announces in an hour",
+                times.len()
+            );
+            for pair in times.windows(2) {
+                assert!(pair[1] - pair[0] <= ANNOUNCE_INTERVAL);
+            }
+        }
+    }
+
+    #[test]
+    fn scheduler_is_bounded() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new();
+        for n in 0..MAX_SCHEDULED as u32 {
+            let mut h = [0u8; 20];
+            h[..4].copy_from_slice(&n.to_be_bytes());
+            assert!(s.add(InfoHash(h), t0));
+        }
+        assert!(!s.add(InfoHash([0xff; 20]), t0));
+        assert_eq!(s.len(), MAX_SCHEDULED);
+    }
+
+    #[test]
+    fn own_cookie_is_ignored_and_others_become_peers() {
+        let t0 = Instant::now();
+        let mut inbound = Inbound::new(cookie());
+        let from = IpAddr::from([127, 0, 0, 20]);
+        let ours = encode(Group::V4, 6881, &[hash(1)], &cookie());
+        assert_eq!(inbound.handle(&ours[0], from, t0), Verdict::Own);
+        let theirs = encode(
+            Group::V4,
+            6882,
+            &[hash(1), hash(2)],
+            &Cookie::new("other").unwrap(),
+        );
+        assert_eq!(
+            inbound.handle(&theirs[0], from, t0),
+            Verdict::Peer {
+                peer: SocketAddr::new(from, 6882),
+                info_hashes: vec![hash(1), hash(2)],
+            }
+        );
+        // No cookie at all (Transmission 3 sends none): a peer.
+        let bare = format!(
+            "BT-SEARCH * HTTP/1.1\r\nHost: h\r\nPort: 9\r\nInfohash: {}\r\n\r\n",
+            hash(3).to_hex()
+        );
+        assert!(matches!(
+            inbound.handle(bare.as_bytes(), from, t0),
+            Verdict::Peer { .. }
+        ));
+        assert_eq!(
+            inbound.handle(b"junk", from, t0),
+            Verdict::Malformed(LsdError::NotAnnounce)
+        );
+    }
+
+    #[test]
+    fn inbound_is_rate_limited_per_source() {
+        let t0 = Instant::now();
+        let mut inbound = Inbound::new(cookie());
+        let datagram = &encode(Group::V4, 1, &[hash(1)], &Cookie::new("x").unwrap())[0];
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        for _ in 0..INBOUND_PER_WINDOW {
+            assert!(matches!(
+                inbound.handle(datagram, a, t0),
+                Verdict::Peer { .. }
+            ));
+        }
+        assert_eq!(inbound.handle(datagram, a, t0), Verdict::RateLimited);
+        assert!(matches!(
+            inbound.handle(datagram, b, t0),
+            Verdict::Peer { .. }
+        ));
+        let later = t0 + INBOUND_WINDOW;
+        assert!(matches!(
+            inbound.handle(datagram, a, later),
+            Verdict::Peer { .. }
+        ));
+        // Sources are bounded: with the table full of live windows a new source is refused, and
+        // admitted once they have expired.
+        let mut inbound = Inbound::new(cookie());
+        for n in 0..MAX_INBOUND_SOURCES as u32 {
+            let ip = IpAddr::from(Ipv4Addr::from(0x0a00_0000 + n));
+            assert!(matches!(
+                inbound.handle(datagram, ip, t0),
+                Verdict::Peer { .. }
+            ));
+        }
+        let new = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(inbound.handle(datagram, new, t0), Verdict::RateLimited);
+        assert!(matches!(
+            inbound.handle(datagram, new, later),
+            Verdict::Peer { .. }
+        ));
+    }
+}
