@@ -203,7 +203,7 @@ impl Message {
                 let message = list
                     .get(1)
                     .and_then(Value::as_bytes)
-                    .map(|m| String::from_utf8_lossy(&m[..m.len().min(256)]).into_owned())
+                    .map(|m| truncated_text(&m[..m.len().min(MAX_ERROR_TEXT)]))
                     .unwrap_or_default();
                 Body::Error { code, message }
             }
@@ -411,6 +411,21 @@ fn decode_response(r: &Value<'_>) -> Result<Response, KrpcError> {
         values,
         token,
     })
+}
+
+/// Longest error text kept, in bytes.
+const MAX_ERROR_TEXT: usize = 256;
+
+/// `bytes` as text (invalid UTF-8 replaced), cut to at most [`MAX_ERROR_TEXT`] bytes on a character
+/// boundary, so that decoding the re-encoded text gives the same text.
+fn truncated_text(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    let mut end = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
 }
 
 /// Decodes compact node info: whole 26-byte (IPv4) or 38-byte (IPv6) entries, at most [`MAX_NODES`]
