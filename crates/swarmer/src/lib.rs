@@ -3,6 +3,7 @@
 //! drives: see ARCHITECTURE.md for the map.
 
 mod check;
+mod dht;
 mod peer;
 mod peer_book;
 mod rate;
@@ -14,6 +15,7 @@ mod torrent;
 pub mod tracker;
 
 pub use check::{VerifyReport, verify};
+pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
 pub use space::{NotEnoughSpace, human_bytes};
 pub use swarmer_proto::FilePriority;

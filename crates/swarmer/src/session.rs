@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::dht::{DhtConfig, DhtHandle};
 use crate::rate::RateLimiter;
 use crate::resume;
 use crate::space;
@@ -53,6 +54,9 @@ pub struct SessionConfig {
     pub max_upload_rate: Option<u64>,
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
+    /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
+    /// tracker; `None` (the default): off.
+    pub dht: Option<DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +73,7 @@ impl Default for SessionConfig {
             num_want: 80,
             max_upload_rate: None,
             max_download_rate: None,
+            dht: None,
         }
     }
 }
@@ -79,6 +84,14 @@ pub enum SessionError {
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The system's error (shown in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// The DHT's UDP socket could not be bound.
+    #[error("cannot start the DHT on {addr}: {error}")]
+    Dht {
         /// The address tried.
         addr: SocketAddr,
         /// The system's error (shown in the message, so not a `source`).
@@ -109,6 +122,8 @@ pub(crate) struct SessionShared {
     pub(crate) upload_limit: Option<Arc<RateLimiter>>,
     pub(crate) download_limit: Option<Arc<RateLimiter>>,
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
+    /// The session's DHT node, if [`SessionConfig::dht`] is set.
+    pub(crate) dht: Option<DhtHandle>,
 }
 
 /// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
@@ -153,6 +168,16 @@ impl Session {
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        let dht = match &config.dht {
+            Some(dht_config) => {
+                let addr = crate::dht::bind_addr(config.bind_ip, listen_addr.port());
+                let handle = crate::dht::start(dht_config, addr)
+                    .await
+                    .map_err(|error| SessionError::Dht { addr, error })?;
+                Some(handle)
+            }
+            None => None,
+        };
         let limiter = |rate: Option<u64>| rate.map(|r| Arc::new(RateLimiter::new(r)));
         let shared = Arc::new(SessionShared {
             peer_id: PeerId::generate(&mut rand::thread_rng()),
@@ -161,6 +186,7 @@ impl Session {
             config,
             listen_addr,
             torrents: Mutex::new(HashMap::new()),
+            dht,
         });
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Session {
@@ -178,6 +204,11 @@ impl Session {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.shared.peer_id
+    }
+
+    /// The session's DHT node, if [`SessionConfig::dht`] turned it on.
+    pub fn dht(&self) -> Option<DhtHandle> {
+        self.shared.dht.clone()
     }
 
     /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a

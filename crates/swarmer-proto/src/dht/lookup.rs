@@ -74,6 +74,18 @@ impl Lookup {
         l
     }
 
+    /// True until the first query is handed out.
+    pub fn not_started(&self) -> bool {
+        self.sent == 0
+    }
+
+    /// Adds starting nodes (from the routing table, once it has some).
+    pub fn add_nodes(&mut self, nodes: &[(NodeId, SocketAddr)]) {
+        for &(id, addr) in nodes {
+            self.add(id, addr);
+        }
+    }
+
     /// The id or info hash looked up.
     pub fn target(&self) -> NodeId {
         self.target

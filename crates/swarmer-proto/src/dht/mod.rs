@@ -64,6 +64,9 @@ pub const MAX_BOOTSTRAP: usize = 32;
 /// Most distinct source IPs whose rate is tracked; beyond that, queries from new IPs go unanswered
 /// until idle ones are forgotten (a flood from many addresses then costs us nothing).
 pub const MAX_RATE_IPS: usize = 4096;
+/// A search started before we know any node waits this long for the table to fill (bootstrap in
+/// progress) before it gives up.
+pub const JOIN_WAIT: Duration = Duration::from_secs(10);
 /// Our KRPC version string `v`: "SW" and version 0.1.
 pub const VERSION: &[u8; 4] = b"SW\x00\x01";
 
@@ -138,6 +141,7 @@ enum SearchKind {
 
 #[derive(Debug)]
 struct Search {
+    started: Instant,
     lookup: Lookup,
     kind: SearchKind,
     seen: HashSet<SocketAddr>,
@@ -487,7 +491,9 @@ impl Dht {
             } => {
                 if self.tokens.validate(from.ip(), &token) {
                     let port = if implied_port { from.port() } else { port };
-                    self.store_peer(info_hash, SocketAddr::new(from.ip(), port), now);
+                    let peer = SocketAddr::new(from.ip(), port);
+                    self.store_peer(info_hash, peer, now);
+                    self.report_local_peer(info_hash, peer);
                     Body::Response(Response {
                         id: own,
                         ..Response::default()
@@ -557,6 +563,23 @@ impl Dht {
             peers.remove(0);
         }
         peers.push((peer, now));
+    }
+
+    /// Reports a peer announced to us to our own searches for that torrent.
+    fn report_local_peer(&mut self, info_hash: InfoHash, peer: SocketAddr) {
+        for (sid, s) in &mut self.searches {
+            let wanted =
+                matches!(s.kind, SearchKind::GetPeers { info_hash: h, .. } if h == info_hash);
+            if wanted && s.seen.len() < MAX_SEEN_PEERS && s.seen.insert(peer) {
+                push_bounded(
+                    &mut self.events,
+                    Event::PeersFound {
+                        search: *sid,
+                        peers: vec![peer],
+                    },
+                );
+            }
+        }
     }
 
     /// Number of peers stored for `info_hash` from others' announces.
@@ -680,9 +703,40 @@ impl Dht {
             .map(|n| (n.id, n.addr))
             .collect();
         let lookup = Lookup::new(target, &start, seeds);
+        // Peers announced to us count too: in a small network we may be the closest node.
+        if let SearchKind::GetPeers { info_hash, .. } = &kind {
+            let local: Vec<SocketAddr> = self
+                .store
+                .get(info_hash)
+                .map(|p| p.iter().map(|(a, _)| *a).collect())
+                .unwrap_or_default();
+            if !local.is_empty() {
+                push_bounded(
+                    &mut self.events,
+                    Event::PeersFound {
+                        search: sid,
+                        peers: local.clone(),
+                    },
+                );
+            }
+            let mut seen = HashSet::new();
+            seen.extend(local);
+            self.searches.insert(
+                sid,
+                Search {
+                    started: now,
+                    lookup,
+                    kind,
+                    seen,
+                },
+            );
+            self.drive_searches(now);
+            return sid;
+        }
         self.searches.insert(
             sid,
             Search {
+                started: now,
                 lookup,
                 kind,
                 seen: HashSet::new(),
@@ -697,6 +751,18 @@ impl Dht {
         let mut ids: Vec<SearchId> = self.searches.keys().copied().collect();
         ids.sort();
         for sid in ids {
+            // A search that has not sent anything yet starts from whatever the table holds now.
+            if let Some(s) = self.searches.get_mut(&sid) {
+                if s.lookup.not_started() {
+                    let start: Vec<(NodeId, SocketAddr)> = self
+                        .table
+                        .closest(&s.lookup.target(), K * 2, now)
+                        .into_iter()
+                        .map(|n| (n.id, n.addr))
+                        .collect();
+                    s.lookup.add_nodes(&start);
+                }
+            }
             loop {
                 if self.txns.len() >= MAX_TRANSACTIONS {
                     break;
@@ -723,7 +789,12 @@ impl Dht {
                     }
                 }
             }
-            let done = self.searches.get(&sid).is_some_and(|s| s.lookup.is_done());
+            // Before we know any node, wait a while for the bootstrap instead of giving up.
+            let done = self.searches.get(&sid).is_some_and(|s| {
+                s.lookup.is_done()
+                    && !(s.lookup.not_started()
+                        && now.saturating_duration_since(s.started) < JOIN_WAIT)
+            });
             if done {
                 let search = self.searches.remove(&sid).expect("checked above");
                 let mut announced = 0;
