@@ -154,6 +154,7 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         max_peers_per_torrent: usize::from(common.max_peers),
         max_upload_rate: common.max_upload_rate,
         max_download_rate: common.max_download_rate,
+        dht: common.dht.config(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()

@@ -44,6 +44,8 @@ pub struct DhtConfig {
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the routing table is saved.
 const SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// When the routing table is first saved after start.
+const FIRST_SAVE: Duration = Duration::from_secs(60);
 /// Largest state file read, in bytes (a full table is ~40 KiB).
 const MAX_STATE_FILE: u64 = 1 << 20;
 /// Commands queued to the task.
@@ -167,7 +169,8 @@ struct Task {
 impl Task {
     async fn run(mut self) {
         let mut buf = vec![0u8; RECV_BUFFER];
-        let mut next_save = tokio::time::Instant::now() + SAVE_INTERVAL;
+        // A first save soon after joining, so short runs leave nodes for the next start too.
+        let mut next_save = tokio::time::Instant::now() + FIRST_SAVE;
         if !self.saved.is_empty() {
             let saved = std::mem::take(&mut self.saved);
             self.dht.bootstrap(&saved, Instant::now());

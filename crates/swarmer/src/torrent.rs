@@ -598,7 +598,7 @@ impl Running {
                     self.connect_more();
                 }
                 Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
-                    tracing::debug!(count = peers.len(), "peers from the DHT");
+                    tracing::info!(count = peers.len(), "peers from the DHT");
                     self.book.add(peers);
                     self.connect_more();
                 }

@@ -28,6 +28,8 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) upload_rate_limit: Option<u64>,
     /// Report every verified piece as a `piece` event.
     pub(crate) progress: bool,
+    /// Turn the DHT on, joining through these nodes (`ip:port,ip:port`).
+    pub(crate) dht_bootstrap: Option<&'a str>,
 }
 
 impl<'a> LtOptions<'a> {
@@ -41,6 +43,7 @@ impl<'a> LtOptions<'a> {
             block: &[],
             upload_rate_limit: None,
             progress: false,
+            dht_bootstrap: None,
         }
     }
 }
@@ -71,6 +74,22 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     if options.progress {
         command.arg("--progress");
     }
+    if let Some(nodes) = options.dht_bootstrap {
+        command.arg("--dht-bootstrap").arg(nodes);
+    }
+    command
+}
+
+/// `lt_peer.py MODE --listen ADDR --timeout T` with no torrent (the `dht` mode); callers add the rest.
+pub(crate) fn bare_command(mode: &str, listen: SocketAddr, scene: &Scene) -> Command {
+    let mut command = Command::new("/usr/bin/python3");
+    command
+        .arg(script())
+        .arg(mode)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--timeout")
+        .arg(scene.deadline.remaining().as_secs().to_string());
     command
 }
 

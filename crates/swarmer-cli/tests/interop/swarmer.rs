@@ -21,10 +21,21 @@ pub(crate) fn addr() -> SocketAddr {
     SocketAddr::from((IP, PORT))
 }
 
-/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v`, without
-/// RUST_LOG from the environment, so `-v` decides what the log shows.
+/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v --no-dht`, without
+/// RUST_LOG from the environment, so `-v` decides what the log shows. The DHT is off unless a test is
+/// about it (see `command_with_dht`), and `XDG_CACHE_HOME` points into the scene (next to `OUT`), so
+/// no run writes to the real home.
 fn command(subcommand: &str, torrent: &Path, out: &Path) -> Command {
+    let mut command = command_with_dht(subcommand, torrent, out);
+    command.arg("--no-dht");
+    command
+}
+
+/// `command` with the DHT on (the CLI's default); callers add `--dht-bootstrap`.
+fn command_with_dht(subcommand: &str, torrent: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    let cache = out.parent().unwrap_or(out).join("xdg-cache");
+    command.env("XDG_CACHE_HOME", cache);
     command
         .arg(subcommand)
         .arg(torrent)
@@ -275,4 +286,20 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// Starts `swarmer download TORRENT -o OUT --seed -v` from 127.0.0.10 with the DHT on, plus `extra`
+/// arguments (`--dht-bootstrap`), without waiting for anything. Returns the process and the output
+/// directory.
+pub(crate) fn download_and_seed_with_dht(
+    scene: &Scene,
+    torrent: &Path,
+    extra: &[&str],
+) -> (Proc, PathBuf) {
+    let out = scene.subdir("swarmer-download");
+    let mut command = command_with_dht("download", torrent, &out);
+    command.arg("--seed").args(extra);
+    scene.mark("starting swarmer download --seed with the DHT");
+    let proc = Proc::spawn("swarmer", &mut command, &scene.logs);
+    (proc, out)
 }
