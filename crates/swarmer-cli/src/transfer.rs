@@ -202,6 +202,10 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
     reporter.finish(&last);
     // Announce `stopped` and flush, whatever happened.
     let stopped = torrent.stop().await;
+    // Keep the DHT nodes for the next start (bounded by the save's own timeout).
+    if let Some(dht) = session.dht() {
+        dht.save().await;
+    }
     let done = last.is_done();
     match outcome {
         Outcome::Finished(Ok(())) => {

@@ -44,6 +44,8 @@ pub struct DhtConfig {
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the routing table is saved.
 const SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Longest [`DhtHandle::save`] waits.
+pub const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// When the routing table is first saved after start.
 const FIRST_SAVE: Duration = Duration::from_secs(60);
 /// Largest state file read, in bytes (a full table is ~40 KiB).
@@ -63,6 +65,7 @@ enum Command {
     },
     Ping(SocketAddr),
     Nodes(oneshot::Sender<Vec<SocketAddr>>),
+    Save(oneshot::Sender<()>),
 }
 
 /// A handle to the session's DHT node; cheap to clone. The node runs while any handle exists.
@@ -112,6 +115,17 @@ impl DhtHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Saves the routing table to [`DhtConfig::state_file`] now (if set and the table is not empty),
+    /// returning when it is written; bounded by [`SAVE_TIMEOUT`]. For a clean exit: the node saves
+    /// by itself every 5 minutes and when its last handle is dropped, but a runtime that shuts down
+    /// right after may not let that last save finish.
+    pub async fn save(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Save(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(SAVE_TIMEOUT, rx).await;
+        }
     }
 
     /// The UDP address the node listens on.
@@ -190,6 +204,10 @@ impl Task {
                     Err(e) => tracing::debug!("DHT receive: {e}"),
                 },
                 command = self.commands.recv() => match command {
+                    Some(Command::Save(done)) => {
+                        self.save().await;
+                        let _ = done.send(());
+                    }
                     Some(c) => self.command(c),
                     None => break,
                 },
@@ -229,6 +247,10 @@ impl Task {
             Command::Nodes(reply) => {
                 let nodes = self.dht.nodes(now).into_iter().map(|(_, a)| a).collect();
                 let _ = reply.send(nodes);
+            }
+            // Handled in the loop, which can await the write.
+            Command::Save(done) => {
+                let _ = done.send(());
             }
         }
     }
