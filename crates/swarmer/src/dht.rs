@@ -45,7 +45,7 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the routing table is saved.
 const SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Longest [`DhtHandle::save`] waits.
-pub const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
+const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// When the routing table is first saved after start.
 const FIRST_SAVE: Duration = Duration::from_secs(60);
 /// Largest state file read, in bytes (a full table is ~40 KiB).
@@ -118,7 +118,7 @@ impl DhtHandle {
     }
 
     /// Saves the routing table to [`DhtConfig::state_file`] now (if set and the table is not empty),
-    /// returning when it is written; bounded by [`SAVE_TIMEOUT`]. For a clean exit: the node saves
+    /// returning when it is written; bounded by 5 s. For a clean exit: the node saves
     /// by itself every 5 minutes and when its last handle is dropped, but a runtime that shuts down
     /// right after may not let that last save finish.
     pub async fn save(&self) {
