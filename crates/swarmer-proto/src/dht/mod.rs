@@ -290,7 +290,9 @@ impl Dht {
     /// routing table.
     pub fn ping(&mut self, addr: SocketAddr, now: Instant) {
         let addr = krpc::canonical_addr(addr);
-        if addr.port() == 0 || self.table.nodes().any(|n| n.addr == addr) {
+        let known = self.table.nodes().any(|n| n.addr == addr);
+        let asking = self.txns.values().any(|t| t.addr == addr);
+        if addr.port() == 0 || known || asking {
             return;
         }
         self.send_query(addr, None, TxnKind::Ping, Method::Ping, now);
