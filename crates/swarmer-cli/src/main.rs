@@ -122,6 +122,8 @@ struct CommonArgs {
     /// Most bytes per second received from all peers together (e.g. 500K, 2M; K = 1024).
     #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
     max_download_rate: Option<u64>,
+    #[command(flatten)]
+    dht: DhtArgs,
     /// Print nothing but errors.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -152,5 +154,46 @@ fn main() -> ExitCode {
             eprintln!("swarmer: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The DHT (BEP 5): on by default, on the same port as --port (UDP).
+#[derive(Debug, clap::Args)]
+struct DhtArgs {
+    /// Do not use the DHT to find peers (trackers only).
+    #[arg(long)]
+    no_dht: bool,
+    /// A DHT node to join through (repeatable); replaces the default public routers.
+    #[arg(long, value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
+}
+
+impl DhtArgs {
+    /// The session's DHT settings: `None` with --no-dht. The routing table is kept in
+    /// `$XDG_CACHE_HOME/swarmer/dht.dat` (else `$HOME/.cache/swarmer/dht.dat`; not kept if neither is set).
+    fn config(&self) -> Option<swarmer::DhtConfig> {
+        if self.no_dht {
+            return None;
+        }
+        let bootstrap = if self.dht_bootstrap.is_empty() {
+            swarmer::DEFAULT_BOOTSTRAP
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            self.dht_bootstrap.clone()
+        };
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            });
+        Some(swarmer::DhtConfig {
+            bootstrap,
+            state_file: cache.map(|c| c.join("swarmer").join("dht.dat")),
+        })
     }
 }

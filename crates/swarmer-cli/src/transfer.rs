@@ -179,6 +179,7 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         max_upload_rate: common.max_upload_rate,
         max_download_rate: common.max_download_rate,
         lsd: !common.no_lsd,
+        dht: common.dht.config(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()
@@ -207,6 +208,9 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
                 match magnet_metainfo(&session, &magnet, &job, &reporter, &signals).await? {
                     Ok(fetched) => fetched,
                     Err(code) => {
+                        if let Some(dht) = session.dht() {
+                            dht.save().await;
+                        }
                         eprintln!("{name}: interrupted while fetching the metadata");
                         return Ok(ExitCode::from(code));
                     }
@@ -257,6 +261,10 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
     reporter.finish(&last);
     // Announce `stopped` and flush, whatever happened.
     let stopped = torrent.stop().await;
+    // Keep the DHT nodes for the next start (bounded by the save's own timeout).
+    if let Some(dht) = session.dht() {
+        dht.save().await;
+    }
     let done = last.is_done();
     match outcome {
         Outcome::Finished(Ok(())) => {

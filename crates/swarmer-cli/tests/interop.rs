@@ -16,6 +16,8 @@
 mod bencode;
 #[path = "interop/deadline.rs"]
 mod deadline;
+#[path = "interop/dht.rs"]
+mod dht;
 #[path = "interop/hostile.rs"]
 mod hostile;
 #[path = "interop/libtorrent.rs"]
@@ -1459,6 +1461,123 @@ fn private_torrent_is_never_announced_by_lsd() {
                 let status = seeder.signal("INT", Duration::from_secs(15));
                 assert!(status.is_some_and(|s| s.success()), "{status:?}");
             }
+        },
+    );
+}
+
+/// BEP 5 against libtorrent: a torrent with no tracker, seeded by one of five libtorrent DHT nodes on
+/// loopback; `swarmer download --dht-bootstrap NODE` must find the seeder through the DHT, download
+/// every file byte-identical, and announce itself so that a libtorrent node accepts its
+/// `announce_peer` (which needs the token from libtorrent's `get_peers` answer: our KRPC interoperates
+/// both ways). Prints the time to the first DHT peer and to completion.
+#[test]
+fn dht_finds_a_trackerless_libtorrent_seeder() {
+    isolated(
+        "dht_finds_a_trackerless_libtorrent_seeder",
+        &[Need::Mktorrent, Need::Libtorrent],
+        |scene| {
+            let fixture = single_file(scene, 4 * MIB, 16, &[]);
+            let mut nodes = dht::start_nodes(scene);
+            let seeder = dht::start_seeder(scene, &fixture.torrent, &fixture.seed_dir);
+            // The seeder's own announce reaching another node shows the libtorrent DHT works here.
+            scene.deadline.poll(
+                "a libtorrent node to receive the seeder's DHT announce",
+                Duration::from_millis(100),
+                || {
+                    dht::announced_from(&nodes.iter().collect::<Vec<_>>(), dht::NODES[0])
+                        .then_some(())
+                },
+            );
+            scene.mark("the libtorrent DHT knows the seeder");
+            let bootstrap = dht::NODES[2].to_string();
+            let started = std::time::Instant::now();
+            let (mut proc, out) = swarmer::download_and_seed_with_dht(
+                scene,
+                &fixture.torrent,
+                &["--dht-bootstrap", &bootstrap],
+            );
+            proc.wait_for_stderr_line("`peers from the DHT`", scene.deadline, |l| {
+                l.contains("peers from the DHT")
+            });
+            let first_peer = started.elapsed();
+            scene.mark(&format!("first DHT peers after {first_peer:?}"));
+            swarmer::wait_download_complete(scene, &mut proc);
+            let complete = started.elapsed();
+            scene.mark(&format!("download complete after {complete:?}"));
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            scene.mark("every file is byte-identical");
+            let all: Vec<&Proc> = nodes.iter().chain(std::iter::once(&seeder)).collect();
+            scene.deadline.poll(
+                "a libtorrent node to accept swarmer's DHT announce",
+                Duration::from_millis(100),
+                || dht::announced_from(&all, swarmer::addr()).then_some(()),
+            );
+            scene.mark("a libtorrent node accepted swarmer's announce_peer");
+            eprintln!(
+                "DHT interop: first peer {:.2}s, complete {:.2}s after start",
+                first_peer.as_secs_f64(),
+                complete.as_secs_f64()
+            );
+            proc.assert_running();
+            let status = proc.signal("TERM", Duration::from_secs(15));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "swarmer did not exit 0: {status:?}"
+            );
+            for n in &mut nodes {
+                n.assert_running();
+            }
+        },
+    );
+}
+
+/// BEP 9 over BEP 5, as the issue asks: the same trackerless libtorrent swarm, and swarmer given only
+/// a magnet link with the info hash. It finds peers through the DHT, fetches the metadata from them
+/// (`ut_metadata`), and downloads every file byte-identical. Prints the time from start to the
+/// metadata and to completion.
+#[test]
+fn magnet_by_info_hash_alone_through_the_dht() {
+    isolated(
+        "magnet_by_info_hash_alone_through_the_dht",
+        &[Need::Mktorrent, Need::Libtorrent],
+        |scene| {
+            let fixture = single_file(scene, 4 * MIB, 16, &[]);
+            let nodes = dht::start_nodes(scene);
+            let _seeder = dht::start_seeder(scene, &fixture.torrent, &fixture.seed_dir);
+            scene.deadline.poll(
+                "a libtorrent node to receive the seeder's DHT announce",
+                Duration::from_millis(100),
+                || {
+                    dht::announced_from(&nodes.iter().collect::<Vec<_>>(), dht::NODES[0])
+                        .then_some(())
+                },
+            );
+            scene.mark("the libtorrent DHT knows the seeder");
+            let magnet = magnet_for(&fixture.torrent, "");
+            let bootstrap = dht::NODES[2].to_string();
+            let out = scene.subdir("swarmer-download");
+            let started = std::time::Instant::now();
+            let mut proc = swarmer::start_download_with_dht(
+                scene,
+                &magnet,
+                &out,
+                &["--dht-bootstrap", &bootstrap],
+            );
+            proc.wait_for_stderr_line("the metadata", scene.deadline, |l| {
+                l.contains("metadata fetched and verified")
+            });
+            let metadata = started.elapsed();
+            swarmer::expect_success(scene, &mut proc);
+            let complete = started.elapsed();
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            scene.mark("every file is byte-identical");
+            eprintln!(
+                "magnet over the DHT: metadata {:.2}s, complete {:.2}s after start",
+                metadata.as_secs_f64(),
+                complete.as_secs_f64()
+            );
         },
     );
 }

@@ -312,7 +312,12 @@ pub enum Event {
     Finished,
     /// Every piece is verified.
     Complete,
+    /// A peer said (BEP 5 `port`) that it runs a DHT node at this UDP address.
+    DhtPort(SocketAddr),
 }
+
+/// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
+const MAX_DHT_PORT_EVENTS: usize = 256;
 
 /// A range of one verified piece that a peer requested (BEP 3 `request`), checked against the layout:
 /// `offset + length` is within the piece and `length` is 1 to [`BLOCK_SIZE`] bytes. Peers usually ask
@@ -810,7 +815,16 @@ impl Torrent {
         };
         let fast = peer.info.fast;
         let result = match message {
-            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => Ok(()),
+            Message::KeepAlive | Message::Unknown { .. } => Ok(()),
+            Message::Port(port) => {
+                // BEP 5: the peer runs a DHT node on this UDP port. Reported (bounded: a peer
+                // repeating it cannot grow the queue) for the driver to ping; never a fault.
+                let node = SocketAddr::new(peer.info.addr.ip(), port);
+                if port != 0 && self.events.len() < MAX_DHT_PORT_EVENTS {
+                    self.events.push_back(Event::DhtPort(node));
+                }
+                Ok(())
+            }
             Message::Suggest(_) | Message::AllowedFast(_) if !fast => {
                 Err(PeerFault::Misbehaved(Offence::FastNotNegotiated))
             }
@@ -2871,6 +2885,29 @@ mod tests {
         assert_eq!(
             &events[events.len() - 2..],
             &[Event::Finished, Event::Complete]
+        );
+    }
+
+    #[test]
+    fn port_messages_are_reported_for_the_dht_and_bounded() {
+        let mut f = Fixture::new(10);
+        let p = f.peer(2, true);
+        f.drain();
+        f.t.handle_message(p, Message::Port(6881), f.now);
+        let events: Vec<Event> = std::iter::from_fn(|| f.t.poll_event()).collect();
+        assert_eq!(
+            events,
+            vec![Event::DhtPort(SocketAddr::from(([127, 0, 0, 2], 6881)))]
+        );
+        // A peer repeating it cannot grow the event queue without bound, nor is it a fault.
+        for _ in 0..10_000 {
+            f.t.handle_message(p, Message::Port(6881), f.now);
+        }
+        assert!(std::iter::from_fn(|| f.t.poll_event()).count() <= MAX_DHT_PORT_EVENTS);
+        assert!(
+            f.drain()
+                .iter()
+                .all(|a| !matches!(a, Action::Disconnect { .. }))
         );
     }
 }

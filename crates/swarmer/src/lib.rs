@@ -3,6 +3,7 @@
 //! drives: see ARCHITECTURE.md for the map.
 
 mod check;
+mod dht;
 mod lsd;
 mod magnet;
 mod peer;
@@ -16,6 +17,7 @@ mod torrent;
 pub mod tracker;
 
 pub use check::{VerifyReport, verify};
+pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use magnet::{FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress};
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
 pub use space::{NotEnoughSpace, human_bytes};

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::session::SessionShared;
@@ -195,6 +196,7 @@ async fn run(
             connect_timeout: shared.config.connect_timeout,
             handshake_timeout: shared.config.handshake_timeout,
             storage: None,
+            dht: shared.dht.is_some(),
             upload_limit: shared.upload_limit.clone(),
             download_limit: shared.download_limit.clone(),
         },
@@ -205,15 +207,24 @@ async fn run(
         fetch: MetadataFetch::new(magnet.info_hash),
         our_handshake,
     };
+    // Searches without announcing: until the metadata is in we cannot serve anyone.
+    let mut dht = f
+        .shared
+        .dht
+        .clone()
+        .map(|h| TorrentDht::new(h, magnet.info_hash, None));
     f.book.add(resolve(&magnet.peers).await);
     f.connect_more();
     let mut batch = Vec::with_capacity(EVENT_QUEUE);
     let mut next_tick = Instant::now() + TICK;
     let metadata = loop {
-        let wake = match f.fetch.poll_timeout() {
+        let mut wake = match f.fetch.poll_timeout() {
             Some(t) => Instant::from_std(t).min(next_tick),
             None => next_tick,
         };
+        if let Some(d) = &dht {
+            wake = wake.min(d.deadline());
+        }
         tokio::select! {
             n = events_rx.recv_many(&mut batch, EVENT_QUEUE) => {
                 debug_assert!(n > 0, "the task holds a sender, so the channel never closes");
@@ -225,12 +236,28 @@ async fn run(
                 f.book.add(peers);
                 f.connect_more();
             }
+            Some(peers) = TorrentDht::next_peers(&mut dht) => {
+                tracing::info!(count = peers.len(), "peers from the DHT");
+                f.book.add(peers);
+                f.connect_more();
+            }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 f.fetch.handle_timeout(now.into_std());
                 if now >= next_tick {
                     next_tick = now + TICK;
                     f.connect_more();
+                    if f.conns.is_empty() && f.book.dialable(now) == 0 {
+                        if let Some(a) = &announcer {
+                            a.want_peers();
+                        }
+                        if let Some(d) = &mut dht {
+                            d.peers_dry(now);
+                        }
+                    }
+                }
+                if let Some(d) = &mut dht {
+                    d.poll_start(now);
                 }
             }
         }

@@ -105,6 +105,8 @@ pub(crate) struct ConnContext {
     /// Session-wide limits on bytes written and read, if any.
     pub(crate) upload_limit: Option<Arc<RateLimiter>>,
     pub(crate) download_limit: Option<Arc<RateLimiter>>,
+    /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
+    pub(crate) dht: bool,
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
@@ -115,8 +117,11 @@ const BLOCKS_PER_WRITE: usize = 16;
 /// rather than in 256 KiB steps.
 const LIMITED_READ: usize = 32 * 1024;
 
-/// Our reserved handshake bytes: the Fast Extension (BEP 6) and the extension protocol (BEP 10); no DHT yet.
-const OUR_RESERVED: [u8; 8] = reserved_bytes(false, true, true);
+/// Our reserved handshake bytes: the Fast Extension (BEP 6) and the extension protocol (BEP 10), and
+/// the DHT (BEP 5) when [`ConnContext::dht`] says the session runs one for this torrent.
+const fn our_reserved(dht: bool) -> [u8; 8] {
+    reserved_bytes(dht, true, true)
+}
 
 /// Size of the read buffer: large enough for dozens of 16 KiB blocks per read system call.
 const READ_BUFFER: usize = 256 * 1024;
@@ -174,7 +179,7 @@ pub(crate) async fn run_incoming(
 
 fn handshake(ctx: &ConnContext) -> [u8; HANDSHAKE_LEN] {
     Handshake {
-        reserved: OUR_RESERVED,
+        reserved: our_reserved(ctx.dht),
         info_hash: ctx.info_hash,
         peer_id: ctx.our_id,
     }

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::dht::{DhtConfig, DhtHandle};
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
 use crate::rate::RateLimiter;
@@ -60,6 +61,9 @@ pub struct SessionConfig {
     /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
     /// the same torrents there. Off by default: it sends packets to the local network.
     pub lsd: bool,
+    /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
+    /// tracker; `None` (the default): off.
+    pub dht: Option<DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -77,6 +81,7 @@ impl Default for SessionConfig {
             max_upload_rate: None,
             max_download_rate: None,
             lsd: false,
+            dht: None,
         }
     }
 }
@@ -87,6 +92,14 @@ pub enum SessionError {
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The system's error (shown in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// The DHT's UDP socket could not be bound.
+    #[error("cannot start the DHT on {addr}: {error}")]
+    Dht {
         /// The address tried.
         addr: SocketAddr,
         /// The system's error (shown in the message, so not a `source`).
@@ -117,6 +130,8 @@ pub(crate) struct SessionShared {
     pub(crate) upload_limit: Option<Arc<RateLimiter>>,
     pub(crate) download_limit: Option<Arc<RateLimiter>>,
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
+    /// The session's DHT node, if [`SessionConfig::dht`] is set.
+    pub(crate) dht: Option<DhtHandle>,
 }
 
 impl SessionShared {
@@ -171,6 +186,16 @@ impl Session {
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        let dht = match &config.dht {
+            Some(dht_config) => {
+                let addr = crate::dht::bind_addr(config.bind_ip, listen_addr.port());
+                let handle = crate::dht::start(dht_config, addr)
+                    .await
+                    .map_err(|error| SessionError::Dht { addr, error })?;
+                Some(handle)
+            }
+            None => None,
+        };
         let limiter = |rate: Option<u64>| rate.map(|r| Arc::new(RateLimiter::new(r)));
         let shared = Arc::new(SessionShared {
             peer_id: PeerId::generate(&mut rand::thread_rng()),
@@ -179,6 +204,7 @@ impl Session {
             config,
             listen_addr,
             torrents: Mutex::new(HashMap::new()),
+            dht,
         });
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         let lsd = if shared.config.lsd {
@@ -211,6 +237,11 @@ impl Session {
     /// [`TorrentHandle::add_peers`].
     pub fn fetch_metadata(&self, magnet: &Magnet) -> MetadataFetchHandle {
         crate::magnet::spawn(Arc::clone(&self.shared), self.tracker.clone(), magnet)
+    }
+
+    /// The session's DHT node, if [`SessionConfig::dht`] turned it on.
+    pub fn dht(&self) -> Option<DhtHandle> {
+        self.shared.dht.clone()
     }
 
     /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::check::{Resumed, hash_pieces, hashing_threads};
+use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::resume::{self, Loaded, ResumeState};
@@ -256,6 +257,8 @@ struct Running {
     /// Established connections we closed whose tasks are still finishing (flushing, then waiting for
     /// the peer to close its side); each leaves when its `Closed` event arrives.
     closing: HashSet<ConnId>,
+    /// DHT searches for this torrent (BEP 5), if the session runs a DHT and the torrent is not private.
+    dht: Option<TorrentDht>,
 }
 
 /// Saving a torrent's fast-resume state: one save at a time, on the blocking pool.
@@ -499,7 +502,14 @@ impl TorrentTask {
             storage: Some(Arc::clone(&self.storage)),
             upload_limit: shared.upload_limit.clone(),
             download_limit: shared.download_limit.clone(),
+            dht: shared.dht.is_some() && !metainfo.info.private,
         };
+        // BEP 27: a private torrent finds peers through its trackers only.
+        let dht = shared
+            .dht
+            .clone()
+            .filter(|_| !metainfo.info.private)
+            .map(|h| TorrentDht::new(h, metainfo.info_hash, Some(shared.listen_addr.port())));
         let mut own = vec![shared.listen_addr];
         if let Some(ip) = shared.config.bind_ip {
             own.push(SocketAddr::new(ip, shared.listen_addr.port()));
@@ -544,6 +554,7 @@ impl TorrentTask {
             seeding_since,
             failure: None,
             closing: HashSet::new(),
+            dht,
         };
         r.run().await
     }
@@ -565,6 +576,9 @@ impl Running {
             if let Some(saver) = &self.resume {
                 wake = wake.min(saver.next);
             }
+            if let Some(d) = &self.dht {
+                wake = wake.min(d.deadline());
+            }
             tokio::select! {
                 n = self.events_rx.recv_many(&mut batch, 64) => {
                     debug_assert!(n > 0, "the owner holds a sender, so the channel never closes");
@@ -583,6 +597,11 @@ impl Running {
                     self.book.add(peers);
                     self.connect_more();
                 }
+                Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
+                    tracing::info!(count = peers.len(), "peers from the DHT");
+                    self.book.add(peers);
+                    self.connect_more();
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     self.engine.handle_timeout(now.into_std());
@@ -592,6 +611,9 @@ impl Running {
                     }
                     if self.resume.as_ref().is_some_and(|s| now >= s.next) {
                         self.start_resume_save();
+                    }
+                    if let Some(d) = &mut self.dht {
+                        d.poll_start(now);
                     }
                 }
                 command = self.t.commands.recv() => match command {
@@ -798,6 +820,11 @@ impl Running {
                     self.book.ban(ip);
                 }
                 Event::Finished | Event::Complete => {}
+                Event::DhtPort(node) => {
+                    if let Some(d) = &self.dht {
+                        d.ping(node);
+                    }
+                }
             }
         }
     }
@@ -970,6 +997,9 @@ impl Running {
         if self.conns.len() < limit / 4 && self.book.dialable(now) == 0 {
             if let Some(a) = &self.announcer {
                 a.want_peers();
+            }
+            if let Some(d) = &mut self.dht {
+                d.peers_dry(now);
             }
         }
     }

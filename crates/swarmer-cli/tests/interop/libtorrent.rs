@@ -30,6 +30,8 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) progress: bool,
     /// Local Service Discovery (BEP 14) on; off by default, like every discovery but the tracker.
     pub(crate) lsd: bool,
+    /// Turn the DHT on, joining through these nodes (`ip:port,ip:port`).
+    pub(crate) dht_bootstrap: Option<&'a str>,
 }
 
 impl<'a> LtOptions<'a> {
@@ -44,6 +46,7 @@ impl<'a> LtOptions<'a> {
             upload_rate_limit: None,
             progress: false,
             lsd: false,
+            dht_bootstrap: None,
         }
     }
 }
@@ -77,6 +80,22 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     if options.lsd {
         command.arg("--lsd");
     }
+    if let Some(nodes) = options.dht_bootstrap {
+        command.arg("--dht-bootstrap").arg(nodes);
+    }
+    command
+}
+
+/// `lt_peer.py MODE --listen ADDR --timeout T` with no torrent (the `dht` mode); callers add the rest.
+pub(crate) fn bare_command(mode: &str, listen: SocketAddr, scene: &Scene) -> Command {
+    let mut command = Command::new("/usr/bin/python3");
+    command
+        .arg(script())
+        .arg(mode)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--timeout")
+        .arg(scene.deadline.remaining().as_secs().to_string());
     command
 }
 

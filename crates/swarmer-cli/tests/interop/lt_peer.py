@@ -4,7 +4,8 @@
 Modes:
   seed   add the torrent with the data already in --save-path, check it (or trust it with
          --seed-mode) and seed until killed or --timeout;
-  leech  download into --save-path and exit 0 as soon as every piece is verified.
+  leech  download into --save-path and exit 0 as soon as every piece is verified;
+  dht    no torrent: only a DHT node (needs --dht-bootstrap), until killed or --timeout.
 
 Progress goes to stdout as one JSON object per line, flushed at once, so the caller can wait on
 events such as {"event":"seeding"} or {"event":"finished","seconds":1.23} by reading the file.
@@ -17,8 +18,8 @@ life) and exits 0.
 Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
 finishing, 3 torrent error.
 
-Every packet stays on the loopback address given by --listen: DHT, LSD, UPnP, NAT-PMP, PEX and
-uTP are off, and the address is used for listening, outgoing peer connections and tracker
+Every packet stays on the loopback address given by --listen: DHT (unless --dht-bootstrap), LSD,
+UPnP, NAT-PMP, PEX and uTP are off, and the address is used for listening, outgoing peer connections and tracker
 announces alike (opentracker records the announce's source address).
 """
 
@@ -85,6 +86,25 @@ def session_settings(listen, high_performance, upload_rate_limit, plaintext=Fals
     return pack
 
 
+def enable_dht_on_loopback(pack, bootstrap):
+    """Turns the DHT on, joining through `bootstrap` ("ip:port,ip:port"), in a way that works on
+    127.0.0.x: by default libtorrent keeps one routing-table node per /24 (dht_restrict_routing_ips)
+    and one per IP in a lookup (dht_restrict_search_ips), which on loopback leaves a single node.
+    Each node received or stored is reported (dht_notification alerts)."""
+    pack.update(
+        {
+            "enable_dht": True,
+            "dht_bootstrap_nodes": bootstrap,
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_ignore_dark_internet": False,
+            "dht_enforce_node_id": False,
+            "dht_prefer_verified_node_ids": False,
+            "alert_mask": pack["alert_mask"] | lt.alert.category_t.dht_notification,
+        }
+    )
+
+
 def limit_loopback_too(ses):
     """Puts every peer in the global peer class, whose rate limits apply.
 
@@ -106,9 +126,9 @@ def block_ips(ses, ips):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["seed", "leech"])
-    parser.add_argument("--torrent", required=True)
-    parser.add_argument("--save-path", required=True)
+    parser.add_argument("mode", choices=["seed", "leech", "dht"])
+    parser.add_argument("--torrent")
+    parser.add_argument("--save-path")
     parser.add_argument("--listen", required=True, help="127.0.0.x:port")
     parser.add_argument("--high-performance", action="store_true")
     parser.add_argument(
@@ -153,7 +173,17 @@ def main():
         default=0.0,
         help="while seeding, re-announce every this many seconds ignoring the tracker's min interval",
     )
+    parser.add_argument(
+        "--dht-bootstrap",
+        metavar="HOST:PORT,...",
+        help="turn the DHT on (settings that work on loopback), joining through these nodes; "
+        "announces received are reported as dht_announce events",
+    )
     args = parser.parse_args()
+    if args.mode != "dht" and (args.torrent is None or args.save_path is None):
+        parser.error("seed and leech need --torrent and --save-path")
+    if args.mode == "dht" and not args.dht_bootstrap:
+        parser.error("dht needs --dht-bootstrap")
 
     settings = session_settings(
         args.listen, args.high_performance, args.upload_rate_limit, args.plaintext
@@ -164,19 +194,32 @@ def main():
         settings["disable_hash_checks"] = True
     if args.lsd:
         settings["enable_lsd"] = True
+    if args.dht_bootstrap:
+        enable_dht_on_loopback(settings, args.dht_bootstrap)
     ses = lt.session(settings)
     if args.upload_rate_limit:
         limit_loopback_too(ses)
     if args.block_ip:
         block_ips(ses, args.block_ip)
 
+    if args.mode == "dht":
+        emit("dht_started", listen=args.listen)
+        signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            return run_dht(args, ses)
+        except Stop:
+            emit("stopped")
+            return 0
+
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
     flags = lt.torrent_flags
-    params.flags |= flags.disable_pex | flags.disable_dht
+    params.flags |= flags.disable_pex
     if not args.lsd:
         params.flags |= flags.disable_lsd
+    if not args.dht_bootstrap:
+        params.flags |= flags.disable_dht
     params.flags &= ~flags.auto_managed
     params.flags &= ~flags.paused
     if args.seed_mode:
@@ -226,7 +269,38 @@ def handle_alerts(ses, args):
         elif isinstance(alert, lt.listen_failed_alert):
             emit("error", message=alert.message())
             return 3
+        elif isinstance(alert, lt.dht_announce_alert):
+            emit(
+                "dht_announce",
+                ip=str(alert.ip),
+                port=alert.port,
+                info_hash=str(alert.info_hash),
+            )
+        elif isinstance(alert, lt.dht_get_peers_alert):
+            emit("dht_get_peers", info_hash=str(alert.info_hash))
+        elif isinstance(alert, lt.dht_reply_alert):
+            emit("dht_reply", peers=alert.num_peers)
+        elif isinstance(alert, lt.dht_bootstrap_alert):
+            emit("dht_bootstrap")
     return None
+
+
+def run_dht(args, ses):
+    """A DHT-only node: reports alerts and, every 2 s, the size of its routing table."""
+    start = time.monotonic()
+    last_stats = 0.0
+    while True:
+        now = time.monotonic()
+        if now - start > args.timeout:
+            emit("timeout", seconds=now - start)
+            return 0
+        ses.wait_for_alert(200)
+        if handle_alerts(ses, args) is not None:
+            return 3
+        if now - last_stats >= 2.0:
+            last_stats = now
+            status = ses.status()
+            emit("dht_nodes", nodes=status.dht_nodes)
 
 
 def run(args, ses, handle, start):
@@ -256,6 +330,8 @@ def run(args, ses, handle, start):
             if args.reannounce > 0 and now - last_reannounce >= args.reannounce:
                 # Plain force_reannounce() silently respects the tracker's min interval.
                 handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
+                if args.dht_bootstrap:
+                    handle.force_dht_announce()
                 last_reannounce = now
 
 

@@ -23,7 +23,7 @@ pub(crate) fn addr() -> SocketAddr {
 
 /// The flags that turn off swarmer's discovery of peers beyond the test's tracker (on by default in
 /// the CLI). Every test passes them all, except a test about one of them, which drops that one.
-pub(crate) const DISCOVERY_OFF: &[&str] = &["--no-lsd"];
+pub(crate) const DISCOVERY_OFF: &[&str] = &["--no-lsd", "--no-dht"];
 
 /// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v` plus
 /// [`DISCOVERY_OFF`], without RUST_LOG from the environment, so `-v` decides what the log shows.
@@ -31,7 +31,28 @@ fn command(subcommand: &str, torrent: &Path, out: &Path) -> Command {
     command_at(subcommand, torrent, out, addr(), DISCOVERY_OFF)
 }
 
+/// [`DISCOVERY_OFF`] without `flag`: for a test about that kind of discovery.
+fn discovery_off_except(flag: &str) -> Vec<&'static str> {
+    DISCOVERY_OFF
+        .iter()
+        .copied()
+        .filter(|f| *f != flag)
+        .collect()
+}
+
+/// `command` with the DHT on (the CLI's default); callers add `--dht-bootstrap`.
+fn command_with_dht(subcommand: &str, torrent: &Path, out: &Path) -> Command {
+    command_at(
+        subcommand,
+        torrent,
+        out,
+        addr(),
+        &discovery_off_except("--no-dht"),
+    )
+}
+
 /// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address IP --port PORT -v` plus `flags`.
+/// `XDG_CACHE_HOME` points into the scene (next to `OUT`), so no run writes to the real home.
 fn command_at(
     subcommand: &str,
     torrent: &Path,
@@ -40,6 +61,8 @@ fn command_at(
     flags: &[&str],
 ) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    let cache = out.parent().unwrap_or(out).join("xdg-cache");
+    command.env("XDG_CACHE_HOME", cache);
     command
         .arg(subcommand)
         .arg(torrent)
@@ -311,12 +334,8 @@ pub(crate) fn start_with_lsd(
     at: SocketAddr,
     extra: &[&str],
 ) -> Proc {
-    let flags: Vec<&str> = DISCOVERY_OFF
-        .iter()
-        .copied()
-        .filter(|f| *f != "--no-lsd")
-        .chain(extra.iter().copied())
-        .collect();
+    let mut flags = discovery_off_except("--no-lsd");
+    flags.extend_from_slice(extra);
     let mut command = command_at(subcommand, torrent, out, at, &flags);
     scene.mark(&format!(
         "starting swarmer {subcommand} ({name}) on {at} with LSD"
@@ -332,4 +351,34 @@ pub(crate) fn found_by_lsd(proc: &Proc) -> Vec<String> {
         .filter(|l| l.contains("peer found by local service discovery"))
         .map(strip_ansi)
         .collect()
+}
+
+/// Starts `swarmer download TORRENT -o OUT --seed -v` from 127.0.0.10 with the DHT on, plus `extra`
+/// arguments (`--dht-bootstrap`), without waiting for anything. Returns the process and the output
+/// directory.
+pub(crate) fn download_and_seed_with_dht(
+    scene: &Scene,
+    torrent: &Path,
+    extra: &[&str],
+) -> (Proc, PathBuf) {
+    let out = scene.subdir("swarmer-download");
+    let mut command = command_with_dht("download", torrent, &out);
+    command.arg("--seed").args(extra);
+    scene.mark("starting swarmer download --seed with the DHT");
+    let proc = Proc::spawn("swarmer", &mut command, &scene.logs);
+    (proc, out)
+}
+
+/// Starts `swarmer download SOURCE -o OUT -v` from 127.0.0.10 with the DHT on (plus `extra`, e.g.
+/// `--dht-bootstrap`), without waiting for anything. `source` may be a magnet link.
+pub(crate) fn start_download_with_dht(
+    scene: &Scene,
+    source: &str,
+    out: &Path,
+    extra: &[&str],
+) -> Proc {
+    let mut command = command_with_dht("download", Path::new(source), out);
+    command.args(extra);
+    scene.mark("starting swarmer download with the DHT");
+    Proc::spawn("swarmer", &mut command, &scene.logs)
 }

@@ -1,0 +1,73 @@
+//! A small DHT of libtorrent nodes (BEP 5) on loopback, for the test that swarmer finds a trackerless
+//! torrent's seeder through it and announces itself into it.
+//!
+//! Five libtorrent 2.0.8 sessions, each on its own 127.0.0.2x:6881 (TCP and the DHT's UDP), join
+//! through one another (`lt_peer.py --dht-bootstrap`); one of them seeds. What a libtorrent DHT needs
+//! on loopback (measured here):
+//! - `dht_restrict_routing_ips = False` and `dht_restrict_search_ips = False`: by default libtorrent
+//!   keeps one routing-table entry per /24 and queries one node per IP in a lookup, so on 127.0.0.x
+//!   it would know a single node.
+//! - `dht_ignore_dark_internet = False`, `dht_prefer_verified_node_ids = False` and
+//!   `dht_enforce_node_id = False` (the default): loopback ids cannot be BEP 42-verified.
+//! - The torrent must not carry `disable_dht`, and a seeder should `force_dht_announce()`: its first
+//!   announce happens before its DHT has joined, and the next one would be 15 minutes later.
+//! - `dht_announce_alert` (category `dht_notification`) reports announces a node received: that is
+//!   how the test sees that swarmer's `announce_peer` (with a token from its `get_peers` answer) was
+//!   accepted by libtorrent, i.e. that our queries interoperate.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::libtorrent::{self, LtOptions};
+use crate::procs::Proc;
+use crate::scene::Scene;
+
+/// The libtorrent DHT nodes' addresses; the first seeds.
+pub(crate) const NODES: [SocketAddr; 5] = [
+    crate::addr([127, 0, 0, 21], 6881),
+    crate::addr([127, 0, 0, 22], 6881),
+    crate::addr([127, 0, 0, 23], 6881),
+    crate::addr([127, 0, 0, 24], 6881),
+    crate::addr([127, 0, 0, 25], 6881),
+];
+
+/// Every node's address but `except`, as `lt_peer.py --dht-bootstrap` takes them.
+fn bootstrap_list(except: SocketAddr) -> String {
+    NODES
+        .iter()
+        .filter(|a| **a != except)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts the DHT-only nodes (all but the first), without waiting for anything.
+pub(crate) fn start_nodes(scene: &Scene) -> Vec<Proc> {
+    NODES[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let mut command = libtorrent::bare_command("dht", *addr, scene);
+            command.arg("--dht-bootstrap").arg(bootstrap_list(*addr));
+            Proc::spawn(&format!("lt-dht-{}", i + 2), &mut command, &scene.logs)
+        })
+        .collect()
+}
+
+/// Starts the seeder on the first node address with the DHT on and waits until it seeds.
+pub(crate) fn start_seeder(scene: &Scene, torrent: &Path, save_path: &Path) -> Proc {
+    let bootstrap = bootstrap_list(NODES[0]);
+    let mut options = LtOptions::new(torrent, save_path, NODES[0]);
+    options.dht_bootstrap = Some(&bootstrap);
+    libtorrent::seed(scene, "lt-dht-seeder", &options)
+}
+
+/// True if some node printed a `dht_announce` event for the peer `peer` (its IP and TCP port).
+pub(crate) fn announced_from(procs: &[&Proc], peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_string();
+    procs.iter().any(|p| {
+        libtorrent::events(p, "dht_announce")
+            .iter()
+            .any(|e| e["ip"] == ip.as_str() && e["port"] == peer.port())
+    })
+}

@@ -1,0 +1,730 @@
+//! The KRPC message codec of the DHT (BEP 5, "KRPC protocol"): queries (`ping`, `find_node`,
+//! `get_peers`, `announce_peer`), responses and errors, with compact node info (26 bytes per IPv4 node,
+//! 38 per IPv6 node in BEP 32's `nodes6`) and compact peers (`values`).
+//!
+//! **Strictness.** Every key we use must have the type BEP 5 gives it (ids 20 bytes, ports in
+//! 1..=65535, compact strings of whole entries); anything else rejects the packet. Unknown keys are
+//! ignored, so extensions (BEP 32 `want`, BEP 44, BEP 51) do not break parsing.
+//!
+//! **Bounds.** Packets over [`MAX_PACKET`] bytes are rejected before decoding; at most [`MAX_NODES`]
+//! nodes per family and [`MAX_VALUES`] peers are kept from one response (the rest is ignored, after a
+//! length check that costs nothing), transaction ids and tokens are at most [`MAX_TID_LEN`] and
+//! [`MAX_TOKEN_LEN`] bytes. Decoding therefore allocates at most a small multiple of the packet.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::node_id::NodeId;
+use crate::InfoHash;
+use crate::bencode::{self, OwnedValue, Value};
+
+/// Largest KRPC packet we decode, in bytes. Real messages fit one Ethernet frame (~1,500 bytes).
+pub const MAX_PACKET: usize = 8 * 1024;
+/// Most nodes kept per family (`nodes`, `nodes6`) from one response; BEP 5 responses carry 8.
+pub const MAX_NODES: usize = 16;
+/// Most peers kept from one `get_peers` response's `values`.
+pub const MAX_VALUES: usize = 200;
+/// Longest transaction id accepted, in bytes (clients use 2 to 4).
+pub const MAX_TID_LEN: usize = 16;
+/// Longest token accepted, in bytes (clients use 4 to 20).
+pub const MAX_TOKEN_LEN: usize = 64;
+/// Bytes of one IPv4 compact node: 20-byte id, 4-byte address, 2-byte port (BEP 5).
+pub const COMPACT_NODE_V4: usize = 26;
+/// Bytes of one IPv6 compact node: 20-byte id, 16-byte address, 2-byte port (BEP 32).
+pub const COMPACT_NODE_V6: usize = 38;
+
+/// The KRPC error codes of BEP 5.
+pub mod error_code {
+    /// 201: generic error.
+    pub const GENERIC: i64 = 201;
+    /// 202: server error.
+    pub const SERVER: i64 = 202;
+    /// 203: protocol error (malformed packet, invalid arguments, bad token).
+    pub const PROTOCOL: i64 = 203;
+    /// 204: method unknown.
+    pub const METHOD_UNKNOWN: i64 = 204;
+}
+
+/// One KRPC message (BEP 5): a transaction id, the optional client version `v`, the BEP 42 `ip`
+/// (the requester's address as the responder saw it) and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `t`: chosen by the querier, echoed in the response; 1..=[`MAX_TID_LEN`] bytes.
+    pub transaction: Vec<u8>,
+    /// `v`: the sender's client and version (conventionally 2 letters and 2 bytes).
+    pub version: Option<Vec<u8>>,
+    /// `ip` (BEP 42): in a response, the address the responder saw the query come from.
+    pub ip: Option<SocketAddr>,
+    /// `ro` = 1 (BEP 43): the sender does not answer queries, so must not enter routing tables.
+    pub read_only: bool,
+    /// The query, response or error.
+    pub body: Body,
+}
+
+/// What a message is (`y`: `q`, `r` or `e`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// `y` = `q`.
+    Query(Query),
+    /// `y` = `r`. Responses do not say which query they answer; the transaction id does.
+    Response(Response),
+    /// `y` = `e`: `[code, message]`.
+    Error {
+        /// One of [`error_code`], or another integer.
+        code: i64,
+        /// Human-readable text (lossily decoded as UTF-8).
+        message: String,
+    },
+}
+
+/// A query: the querier's id (`a.id`) and the method with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The querying node's id.
+    pub id: NodeId,
+    /// `q` and the rest of `a`.
+    pub method: Method,
+}
+
+/// The query methods of BEP 5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// `ping`.
+    Ping,
+    /// `find_node` with `target`.
+    FindNode {
+        /// The id whose closest nodes are wanted.
+        target: NodeId,
+    },
+    /// `get_peers` with `info_hash`.
+    GetPeers {
+        /// The torrent whose peers are wanted.
+        info_hash: InfoHash,
+    },
+    /// `announce_peer`: the querier downloads `info_hash` and accepts peers on `port` (or, with
+    /// `implied_port`, on the UDP source port); `token` from an earlier `get_peers` response.
+    AnnouncePeer {
+        /// The torrent.
+        info_hash: InfoHash,
+        /// The TCP port, 1..=65535 unless `implied_port`.
+        port: u16,
+        /// `implied_port` = 1: use the packet's source port instead of `port`.
+        implied_port: bool,
+        /// The token we handed out in `get_peers`.
+        token: Vec<u8>,
+    },
+    /// Any other method name (answered with error 204).
+    Unknown(Vec<u8>),
+}
+
+/// A response's arguments (`r`): every key any of the four methods returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Response {
+    /// The responding node's id.
+    pub id: NodeId,
+    /// `nodes`: IPv4 compact node info, at most [`MAX_NODES`] kept.
+    pub nodes: Vec<CompactNode>,
+    /// `nodes6` (BEP 32): IPv6 compact node info, at most [`MAX_NODES`] kept.
+    pub nodes6: Vec<CompactNode>,
+    /// `values`: compact peers (6 or 18 bytes each), at most [`MAX_VALUES`] kept.
+    pub values: Vec<SocketAddr>,
+    /// `token`: for a later `announce_peer` to this node.
+    pub token: Option<Vec<u8>>,
+}
+
+/// A node as compact node info carries it: id and UDP address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CompactNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+/// Why a packet is not a valid KRPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KrpcError {
+    /// Over [`MAX_PACKET`] bytes.
+    #[error("packet of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Not bencode.
+    #[error("not bencode: {0}")]
+    Bencode(#[from] bencode::DecodeError),
+    /// The top level is not a dictionary.
+    #[error("not a dictionary")]
+    NotADict,
+    /// A required key is missing.
+    #[error("missing key {0}")]
+    Missing(&'static str),
+    /// A key has the wrong type, length or range.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+impl Message {
+    /// Decodes one KRPC packet (BEP 5).
+    ///
+    /// Errors: [`KrpcError`] for anything but a well-formed message; never panics.
+    pub fn decode(packet: &[u8]) -> Result<Message, KrpcError> {
+        if packet.len() > MAX_PACKET {
+            return Err(KrpcError::TooLarge(packet.len()));
+        }
+        // Lenient: some clients do not sort keys, and KRPC is never hashed.
+        let root = bencode::decode_lenient(packet)?;
+        if root.as_dict().is_none() {
+            return Err(KrpcError::NotADict);
+        }
+        let transaction = bytes(&root, b"t", "t")?;
+        if transaction.is_empty() || transaction.len() > MAX_TID_LEN {
+            return Err(KrpcError::Invalid("t"));
+        }
+        let version = match root.get(b"v") {
+            Some(v) => Some(v.as_bytes().ok_or(KrpcError::Invalid("v"))?.to_vec()),
+            None => None,
+        };
+        let ip = match root.get(b"ip") {
+            // Some clients send garbage here; it is advisory, so ignore what does not parse.
+            Some(v) => v.as_bytes().and_then(decode_compact_addr),
+            None => None,
+        };
+        let read_only = root.get(b"ro").and_then(Value::as_int) == Some(1);
+        let y = bytes(&root, b"y", "y")?;
+        let body = match y {
+            b"q" => Body::Query(decode_query(&root)?),
+            b"r" => Body::Response(decode_response(
+                root.get(b"r").ok_or(KrpcError::Missing("r"))?,
+            )?),
+            b"e" => {
+                let e = root.get(b"e").ok_or(KrpcError::Missing("e"))?;
+                let list = e.as_list().ok_or(KrpcError::Invalid("e"))?;
+                let code = list
+                    .first()
+                    .and_then(Value::as_int)
+                    .ok_or(KrpcError::Invalid("e"))?;
+                let message = list
+                    .get(1)
+                    .and_then(Value::as_bytes)
+                    .map(|m| truncated_text(&m[..m.len().min(MAX_ERROR_TEXT)]))
+                    .unwrap_or_default();
+                Body::Error { code, message }
+            }
+            _ => return Err(KrpcError::Invalid("y")),
+        };
+        Ok(Message {
+            transaction: transaction.to_vec(),
+            version,
+            ip,
+            read_only,
+            body,
+        })
+    }
+
+    /// The canonical bencoding of this message (keys sorted), ready to send as one UDP datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut top: Vec<(&[u8], OwnedValue)> =
+            vec![(b"t", OwnedValue::Bytes(self.transaction.clone()))];
+        if let Some(v) = &self.version {
+            top.push((b"v", OwnedValue::Bytes(v.clone())));
+        }
+        if let Some(ip) = self.ip {
+            top.push((b"ip", OwnedValue::Bytes(encode_compact_addr(ip))));
+        }
+        if self.read_only {
+            top.push((b"ro", OwnedValue::Int(1)));
+        }
+        match &self.body {
+            Body::Query(q) => {
+                top.push((b"y", OwnedValue::Bytes(b"q".to_vec())));
+                let mut a: Vec<(&[u8], OwnedValue)> =
+                    vec![(b"id", OwnedValue::Bytes(q.id.0.to_vec()))];
+                let name: &[u8] = match &q.method {
+                    Method::Ping => b"ping",
+                    Method::FindNode { target } => {
+                        a.push((b"target", OwnedValue::Bytes(target.0.to_vec())));
+                        b"find_node"
+                    }
+                    Method::GetPeers { info_hash } => {
+                        a.push((b"info_hash", OwnedValue::Bytes(info_hash.0.to_vec())));
+                        b"get_peers"
+                    }
+                    Method::AnnouncePeer {
+                        info_hash,
+                        port,
+                        implied_port,
+                        token,
+                    } => {
+                        a.push((b"info_hash", OwnedValue::Bytes(info_hash.0.to_vec())));
+                        a.push((b"port", OwnedValue::Int(i64::from(*port))));
+                        if *implied_port {
+                            a.push((b"implied_port", OwnedValue::Int(1)));
+                        }
+                        a.push((b"token", OwnedValue::Bytes(token.clone())));
+                        b"announce_peer"
+                    }
+                    Method::Unknown(name) => name,
+                };
+                top.push((b"q", OwnedValue::Bytes(name.to_vec())));
+                top.push((b"a", OwnedValue::dict(a)));
+            }
+            Body::Response(r) => {
+                top.push((b"y", OwnedValue::Bytes(b"r".to_vec())));
+                let mut d: Vec<(&[u8], OwnedValue)> =
+                    vec![(b"id", OwnedValue::Bytes(r.id.0.to_vec()))];
+                if !r.nodes.is_empty() {
+                    d.push((b"nodes", OwnedValue::Bytes(encode_nodes(&r.nodes))));
+                }
+                if !r.nodes6.is_empty() {
+                    d.push((b"nodes6", OwnedValue::Bytes(encode_nodes(&r.nodes6))));
+                }
+                if !r.values.is_empty() {
+                    let values = r
+                        .values
+                        .iter()
+                        .map(|a| OwnedValue::Bytes(encode_compact_addr(*a)));
+                    d.push((b"values", OwnedValue::list(values)));
+                }
+                if let Some(t) = &r.token {
+                    d.push((b"token", OwnedValue::Bytes(t.clone())));
+                }
+                top.push((b"r", OwnedValue::dict(d)));
+            }
+            Body::Error { code, message } => {
+                top.push((b"y", OwnedValue::Bytes(b"e".to_vec())));
+                top.push((
+                    b"e",
+                    OwnedValue::list([
+                        OwnedValue::Int(*code),
+                        OwnedValue::Bytes(message.as_bytes().to_vec()),
+                    ]),
+                ));
+            }
+        }
+        OwnedValue::dict(top).encode()
+    }
+}
+
+fn bytes<'a>(v: &Value<'a>, key: &[u8], name: &'static str) -> Result<&'a [u8], KrpcError> {
+    v.get(key)
+        .ok_or(KrpcError::Missing(name))?
+        .as_bytes()
+        .ok_or(KrpcError::Invalid(name))
+}
+
+fn id20(v: &Value<'_>, key: &[u8], name: &'static str) -> Result<[u8; 20], KrpcError> {
+    bytes(v, key, name)?
+        .try_into()
+        .map_err(|_| KrpcError::Invalid(name))
+}
+
+fn decode_query(root: &Value<'_>) -> Result<Query, KrpcError> {
+    let q = bytes(root, b"q", "q")?;
+    let a = root.get(b"a").ok_or(KrpcError::Missing("a"))?;
+    if a.as_dict().is_none() {
+        return Err(KrpcError::Invalid("a"));
+    }
+    let id = NodeId(id20(a, b"id", "id")?);
+    let method = match q {
+        b"ping" => Method::Ping,
+        b"find_node" => Method::FindNode {
+            target: NodeId(id20(a, b"target", "target")?),
+        },
+        b"get_peers" => Method::GetPeers {
+            info_hash: InfoHash(id20(a, b"info_hash", "info_hash")?),
+        },
+        b"announce_peer" => {
+            let implied_port = match a.get(b"implied_port") {
+                None => false,
+                Some(v) => match v.as_int() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(KrpcError::Invalid("implied_port")),
+                },
+            };
+            let port = match a.get(b"port").map(Value::as_int) {
+                Some(Some(p)) if (1..=65535).contains(&p) => p as u16,
+                // With implied_port the port key is advisory (some clients send 0 or omit it).
+                _ if implied_port => 0,
+                None => return Err(KrpcError::Missing("port")),
+                Some(_) => return Err(KrpcError::Invalid("port")),
+            };
+            let token = bytes(a, b"token", "token")?;
+            if token.len() > MAX_TOKEN_LEN {
+                return Err(KrpcError::Invalid("token"));
+            }
+            Method::AnnouncePeer {
+                info_hash: InfoHash(id20(a, b"info_hash", "info_hash")?),
+                port,
+                implied_port,
+                token: token.to_vec(),
+            }
+        }
+        other => Method::Unknown(other[..other.len().min(32)].to_vec()),
+    };
+    Ok(Query { id, method })
+}
+
+fn decode_response(r: &Value<'_>) -> Result<Response, KrpcError> {
+    if r.as_dict().is_none() {
+        return Err(KrpcError::Invalid("r"));
+    }
+    let id = NodeId(id20(r, b"id", "id")?);
+    let nodes = match r.get(b"nodes") {
+        Some(v) => decode_nodes(v.as_bytes().ok_or(KrpcError::Invalid("nodes"))?, false)
+            .ok_or(KrpcError::Invalid("nodes"))?,
+        None => Vec::new(),
+    };
+    let nodes6 = match r.get(b"nodes6") {
+        Some(v) => decode_nodes(v.as_bytes().ok_or(KrpcError::Invalid("nodes6"))?, true)
+            .ok_or(KrpcError::Invalid("nodes6"))?,
+        None => Vec::new(),
+    };
+    let values = match r.get(b"values") {
+        Some(v) => {
+            let list = v.as_list().ok_or(KrpcError::Invalid("values"))?;
+            let mut out = Vec::with_capacity(list.len().min(MAX_VALUES));
+            for item in list {
+                let addr = item
+                    .as_bytes()
+                    .and_then(decode_compact_addr)
+                    .ok_or(KrpcError::Invalid("values"))?;
+                if out.len() < MAX_VALUES {
+                    out.push(addr);
+                }
+            }
+            out
+        }
+        None => Vec::new(),
+    };
+    let token = match r.get(b"token") {
+        Some(v) => {
+            let t = v.as_bytes().ok_or(KrpcError::Invalid("token"))?;
+            if t.len() > MAX_TOKEN_LEN {
+                return Err(KrpcError::Invalid("token"));
+            }
+            Some(t.to_vec())
+        }
+        None => None,
+    };
+    Ok(Response {
+        id,
+        nodes,
+        nodes6,
+        values,
+        token,
+    })
+}
+
+/// Longest error text kept, in bytes.
+const MAX_ERROR_TEXT: usize = 256;
+
+/// `bytes` as text (invalid UTF-8 replaced), cut to at most [`MAX_ERROR_TEXT`] bytes on a character
+/// boundary, so that decoding the re-encoded text gives the same text.
+fn truncated_text(bytes: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    let mut end = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+/// Decodes compact node info: whole 26-byte (IPv4) or 38-byte (IPv6) entries, at most [`MAX_NODES`]
+/// kept. `None` if the length is not a multiple of the entry size.
+pub fn decode_nodes(b: &[u8], v6: bool) -> Option<Vec<CompactNode>> {
+    let size = if v6 { COMPACT_NODE_V6 } else { COMPACT_NODE_V4 };
+    if b.len() % size != 0 {
+        return None;
+    }
+    Some(
+        b.chunks_exact(size)
+            .take(MAX_NODES)
+            .filter_map(|c| {
+                let id = NodeId(c[..20].try_into().ok()?);
+                let addr = decode_compact_addr(&c[20..])?;
+                Some(CompactNode { id, addr })
+            })
+            .collect(),
+    )
+}
+
+/// Encodes nodes as compact node info (each node in its own family's format; callers put IPv4 nodes in
+/// `nodes` and IPv6 ones in `nodes6`).
+pub fn encode_nodes(nodes: &[CompactNode]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nodes.len() * COMPACT_NODE_V6);
+    for n in nodes {
+        out.extend_from_slice(&n.id.0);
+        out.extend_from_slice(&encode_compact_addr(n.addr));
+    }
+    out
+}
+
+/// Decodes a compact address: 6 bytes (IPv4 + port) or 18 bytes (IPv6 + port), port big-endian.
+/// `None` for any other length or port 0.
+pub fn decode_compact_addr(b: &[u8]) -> Option<SocketAddr> {
+    let (ip, port) = match b.len() {
+        6 => (
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+            u16::from_be_bytes([b[4], b[5]]),
+        ),
+        18 => {
+            let octets: [u8; 16] = b[..16].try_into().ok()?;
+            (
+                IpAddr::V6(Ipv6Addr::from(octets)),
+                u16::from_be_bytes([b[16], b[17]]),
+            )
+        }
+        _ => return None,
+    };
+    (port != 0).then_some(SocketAddr::new(ip, port))
+}
+
+/// Encodes a compact address: 6 bytes for IPv4, 18 for IPv6 (an IPv4-mapped IPv6 address stays 18).
+pub fn encode_compact_addr(addr: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18);
+    match addr {
+        SocketAddr::V4(a) => out.extend_from_slice(&a.ip().octets()),
+        SocketAddr::V6(a) => out.extend_from_slice(&a.ip().octets()),
+    }
+    out.extend_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+/// Normalises an IPv4-mapped IPv6 socket address (`::ffff:a.b.c.d`) to plain IPv4, as a dual-stack
+/// socket reports them.
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+            None => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &[u8; 20]) -> NodeId {
+        NodeId(*s)
+    }
+
+    /// Every literal example of BEP 5, decoded and re-encoded byte for byte.
+    #[test]
+    fn bep5_examples_round_trip() {
+        let cases: Vec<(&[u8], Message)> = vec![
+            (
+                b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe",
+                query(b"aa", Method::Ping),
+            ),
+            (
+                b"d1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re",
+                response(
+                    b"aa",
+                    Response {
+                        id: id(b"mnopqrstuvwxyz123456"),
+                        ..Response::default()
+                    },
+                ),
+            ),
+            (
+                b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe",
+                query(
+                    b"aa",
+                    Method::FindNode {
+                        target: id(b"mnopqrstuvwxyz123456"),
+                    },
+                ),
+            ),
+            (
+                b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe",
+                query(
+                    b"aa",
+                    Method::GetPeers {
+                        info_hash: InfoHash(*b"mnopqrstuvwxyz123456"),
+                    },
+                ),
+            ),
+            (
+                b"d1:rd2:id20:abcdefghij01234567895:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa1:y1:re",
+                response(
+                    b"aa",
+                    Response {
+                        id: id(b"abcdefghij0123456789"),
+                        token: Some(b"aoeusnth".to_vec()),
+                        values: vec![
+                            decode_compact_addr(b"axje.u").unwrap(),
+                            decode_compact_addr(b"idhtnm").unwrap(),
+                        ],
+                        ..Response::default()
+                    },
+                ),
+            ),
+            (
+                b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe",
+                query(
+                    b"aa",
+                    Method::AnnouncePeer {
+                        info_hash: InfoHash(*b"mnopqrstuvwxyz123456"),
+                        port: 6881,
+                        implied_port: true,
+                        token: b"aoeusnth".to_vec(),
+                    },
+                ),
+            ),
+            (
+                b"d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee",
+                Message {
+                    transaction: b"aa".to_vec(),
+                    version: None,
+                    ip: None,
+                    read_only: false,
+                    body: Body::Error {
+                        code: 201,
+                        message: "A Generic Error Ocurred".into(),
+                    },
+                },
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let got = Message::decode(bytes).unwrap();
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(bytes));
+            assert_eq!(got.encode(), bytes);
+        }
+    }
+
+    fn query(t: &[u8], method: Method) -> Message {
+        Message {
+            transaction: t.to_vec(),
+            version: None,
+            ip: None,
+            read_only: false,
+            body: Body::Query(Query {
+                id: id(b"abcdefghij0123456789"),
+                method,
+            }),
+        }
+    }
+
+    fn response(t: &[u8], r: Response) -> Message {
+        Message {
+            transaction: t.to_vec(),
+            version: None,
+            ip: None,
+            read_only: false,
+            body: Body::Response(r),
+        }
+    }
+
+    #[test]
+    fn nodes_round_trip_both_families() {
+        let n4 = CompactNode {
+            id: id(b"01234567890123456789"),
+            addr: "1.2.3.4:6881".parse().unwrap(),
+        };
+        let n6 = CompactNode {
+            id: id(b"abcdefghijabcdefghij"),
+            addr: "[2001:db8::1]:51413".parse().unwrap(),
+        };
+        let mut m = response(
+            b"xy",
+            Response {
+                id: id(b"mnopqrstuvwxyz123456"),
+                nodes: vec![n4, n4],
+                nodes6: vec![n6],
+                values: vec!["[2001:db8::2]:1".parse().unwrap()],
+                token: Some(vec![1, 2, 3]),
+            },
+        );
+        m.version = Some(b"SW\x00\x01".to_vec());
+        m.ip = Some("5.6.7.8:9".parse().unwrap());
+        m.read_only = true;
+        let bytes = m.encode();
+        assert_eq!(Message::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        let bad: &[&[u8]] = &[
+            b"",
+            b"garbage",
+            b"le",
+            b"d1:t2:aae",
+            b"d1:t2:aa1:y1:xe",
+            b"d1:t0:1:y1:qe",
+            // id of 19 bytes
+            b"d1:ad2:id19:abcdefghij012345678e1:q4:ping1:t2:aa1:y1:qe",
+            // id is an integer
+            b"d1:ad2:idi5ee1:q4:ping1:t2:aa1:y1:qe",
+            // a is a list
+            b"d1:ali1ee1:q4:ping1:t2:aa1:y1:qe",
+            // missing target
+            b"d1:ad2:id20:abcdefghij0123456789e1:q9:find_node1:t2:aa1:y1:qe",
+            // port out of range
+            b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti70000e5:token1:xe1:q13:announce_peer1:t2:aa1:y1:qe",
+            // truncated compact node info (25 bytes)
+            b"d1:rd2:id20:mnopqrstuvwxyz1234565:nodes25:0123456789012345678901234e1:t2:aa1:y1:re",
+            // a value of 5 bytes
+            b"d1:rd2:id20:mnopqrstuvwxyz1234566:valuesl5:abcdeee1:t2:aa1:y1:re",
+            // values not a list
+            b"d1:rd2:id20:mnopqrstuvwxyz1234566:values6:abcdefe1:t2:aa1:y1:re",
+            // error without list
+            b"d1:ei201e1:t2:aa1:y1:ee",
+            // truncated bencode
+            b"d1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:r",
+        ];
+        for b in bad {
+            assert!(
+                Message::decode(b).is_err(),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert!(matches!(
+            Message::decode(&vec![b'x'; MAX_PACKET + 1]),
+            Err(KrpcError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn huge_node_lists_are_truncated() {
+        // 300 nodes in one response (7,800 bytes of compact info): decoded, but only MAX_NODES kept.
+        let mut compact = Vec::new();
+        for i in 0..300u32 {
+            compact.extend_from_slice(&[i as u8; 20]);
+            compact.extend_from_slice(&[10, 0, (i >> 8) as u8, i as u8, 0x1a, 0xe1]);
+        }
+        let mut packet = b"d1:rd2:id20:mnopqrstuvwxyz1234565:nodes".to_vec();
+        packet.extend_from_slice(format!("{}:", compact.len()).as_bytes());
+        packet.extend_from_slice(&compact);
+        packet.extend_from_slice(b"e1:t2:aa1:y1:re");
+        let m = Message::decode(&packet).unwrap();
+        let Body::Response(r) = m.body else {
+            panic!("not a response")
+        };
+        assert_eq!(r.nodes.len(), MAX_NODES);
+        // 10,000 peers do not fit a packet at all.
+        let mut packet = b"d1:rd2:id20:mnopqrstuvwxyz1234566:valuesl".to_vec();
+        for _ in 0..10_000 {
+            packet.extend_from_slice(b"6:abcdef");
+        }
+        packet.extend_from_slice(b"ee1:t2:aa1:y1:re");
+        assert!(matches!(
+            Message::decode(&packet),
+            Err(KrpcError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_and_methods() {
+        let m = Message::decode(
+            b"d1:ad2:id20:abcdefghij01234567894:wantl2:n4e3:zzzi1ee1:q4:vote1:t2:aa1:v4:LT\x01\x001:y1:qe",
+        )
+        .unwrap();
+        let Body::Query(q) = m.body else {
+            panic!("not a query")
+        };
+        assert_eq!(q.method, Method::Unknown(b"vote".to_vec()));
+        assert_eq!(m.version.as_deref(), Some(&b"LT\x01\x00"[..]));
+    }
+}
