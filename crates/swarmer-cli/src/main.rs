@@ -123,6 +123,12 @@ struct CommonArgs {
     /// Log what happens (-v: info, -vv: debug, -vvv: trace) to standard error.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
+    #[arg(long)]
+    no_pex: bool,
+    /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
 }
 
 fn main() -> ExitCode {

@@ -154,6 +154,7 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         max_peers_per_torrent: usize::from(common.max_peers),
         max_upload_rate: common.max_upload_rate,
         max_download_rate: common.max_download_rate,
+        pex: !common.no_pex,
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()
@@ -173,11 +174,15 @@ async fn transfer(job: Job, metainfo: Metainfo) -> anyhow::Result<ExitCode> {
         )),
         ..job.options.clone()
     };
+    let peers = resolve_peers(&common.peers).await?;
     let session = Session::new(config).await?;
     let mut torrent = session
         .add_torrent_with(metainfo, &job.output, options)
         .await
         .with_context(|| format!("cannot start {name}"))?;
+    if !peers.is_empty() {
+        torrent.add_peers(peers).await;
+    }
     let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);
     let mut progress = torrent.progress();
     let signals = Signals::new()?;
@@ -470,6 +475,27 @@ fn status_line(p: &Progress) -> String {
         p.pieces_have,
         p.piece_count,
     )
+}
+
+/// How long resolving the host names of `--peer` may take, all together.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The addresses of the `--peer HOST:PORT` arguments (a host name may give several). Errors name
+/// the argument that does not resolve.
+async fn resolve_peers(peers: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let resolve = async {
+        let mut addrs = Vec::new();
+        for peer in peers {
+            let found = tokio::net::lookup_host(peer.as_str())
+                .await
+                .with_context(|| format!("--peer {peer}: not a HOST:PORT that resolves"))?;
+            addrs.extend(found);
+        }
+        anyhow::Ok(addrs)
+    };
+    tokio::time::timeout(RESOLVE_TIMEOUT, resolve)
+        .await
+        .context("--peer: resolving host names timed out")?
 }
 
 #[cfg(test)]

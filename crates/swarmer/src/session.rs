@@ -53,6 +53,9 @@ pub struct SessionConfig {
     pub max_upload_rate: Option<u64>,
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
+    /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
+    /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
+    pub pex: bool,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +72,7 @@ impl Default for SessionConfig {
             num_want: 80,
             max_upload_rate: None,
             max_download_rate: None,
+            pex: true,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Session {
             write_lock: Default::default(),
             progress_tx,
             commands: cmd_rx,
+            early_peers: Vec::new(),
         };
         let shared = Arc::clone(&self.shared);
         let task = tokio::spawn(async move {
