@@ -28,6 +28,14 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) upload_rate_limit: Option<u64>,
     /// Report every verified piece as a `piece` event.
     pub(crate) progress: bool,
+    /// Exchange peers (BEP 11 PEX); off unless a test is about it.
+    pub(crate) pex: bool,
+    /// Add the torrent by its info hash only, fetching the metadata from peers (BEP 9).
+    pub(crate) magnet: bool,
+    /// Peers it dials as soon as the torrent is added.
+    pub(crate) connect: &'a [SocketAddr],
+    /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
+    pub(crate) report_peers: bool,
 }
 
 impl<'a> LtOptions<'a> {
@@ -41,6 +49,10 @@ impl<'a> LtOptions<'a> {
             block: &[],
             upload_rate_limit: None,
             progress: false,
+            pex: false,
+            magnet: false,
+            connect: &[],
+            report_peers: false,
         }
     }
 }
@@ -70,6 +82,18 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.progress {
         command.arg("--progress");
+    }
+    if options.pex {
+        command.arg("--pex");
+    }
+    if options.magnet {
+        command.arg("--magnet");
+    }
+    for peer in options.connect {
+        command.arg("--connect").arg(peer.to_string());
+    }
+    if options.report_peers {
+        command.arg("--report-peers");
     }
     command
 }

@@ -21,9 +21,17 @@ pub(crate) fn addr() -> SocketAddr {
     SocketAddr::from((IP, PORT))
 }
 
-/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v`, without
-/// RUST_LOG from the environment, so `-v` decides what the log shows.
+/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v --no-pex`,
+/// without RUST_LOG from the environment, so `-v` decides what the log shows. Peer exchange is
+/// off, so only the test's tracker or `--peer` hands out peers; PEX tests use `command_with_pex`.
 fn command(subcommand: &str, torrent: &Path, out: &Path) -> Command {
+    let mut command = command_with_pex(subcommand, torrent, out);
+    command.arg("--no-pex");
+    command
+}
+
+/// `command` with peer exchange on (the CLI's default).
+pub(crate) fn command_with_pex(subcommand: &str, torrent: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
     command
         .arg(subcommand)
