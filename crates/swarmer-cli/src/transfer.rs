@@ -502,6 +502,30 @@ async fn resolve_peers(peers: &[String]) -> anyhow::Result<Vec<std::net::SocketA
 mod tests {
 
     #[test]
+    fn peers_are_addresses_with_a_port() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let peers = ["127.0.0.2:6881".to_owned(), "[::1]:51413".to_owned()];
+        let addrs = runtime.block_on(super::resolve_peers(&peers)).unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                "127.0.0.2:6881".parse().unwrap(),
+                "[::1]:51413".parse().unwrap()
+            ]
+        );
+        let error = runtime
+            .block_on(super::resolve_peers(&["127.0.0.2".to_owned()]))
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--peer 127.0.0.2"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
     fn eta_from_the_download_rate() {
         let p = |verified, rate| swarmer::Progress {
             state: swarmer::TorrentState::Downloading,
