@@ -24,12 +24,20 @@ fuzz_target!(|data: &[u8]| {
             have.set(i);
         }
     }
-    let mut t = Torrent::new(layout, InfoHash([7; 20]), have, Config::default(), 0);
+    // Metadata of two BEP 9 pieces to serve; flag bit 6 makes the torrent private (nothing served,
+    // no PEX).
+    let config = Config {
+        metadata: Some(vec![b'x'; 20_000].into()),
+        private: flags & 0x40 != 0,
+        ..Config::default()
+    };
+    let mut t = Torrent::new(layout, InfoHash([7; 20]), have, config, 0);
     let mut now = Instant::now();
     let info = |n: u8| PeerInfo {
         addr: SocketAddr::from(([127, 0, 0, n], 6881)),
         fast: flags & 1 != 0,
         extensions: flags & 2 != 0,
+        outgoing: flags & 0x20 != 0,
     };
     let mut connections = 1u8;
     let mut peer = t.add_peer(info(connections), now);

@@ -134,6 +134,12 @@ struct CommonArgs {
     /// find peers on the local network). Private torrents never use it.
     #[arg(long)]
     no_lsd: bool,
+    /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
+    #[arg(long)]
+    no_pex: bool,
+    /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
 }
 
 fn main() -> ExitCode {

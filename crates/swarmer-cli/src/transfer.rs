@@ -15,7 +15,7 @@ use swarmer::{
     AddTorrentOptions, ExistingData, FetchedMetadata, MetadataProgress, Progress, SeedLimits,
     Session, SessionConfig, TorrentError, TorrentState,
 };
-use swarmer_proto::magnet::Magnet;
+use swarmer_proto::magnet::{Magnet, MagnetPeer};
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
 pub(crate) use swarmer::human_bytes;
@@ -180,6 +180,7 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         max_download_rate: common.max_download_rate,
         lsd: !common.no_lsd,
         dht: common.dht.config(),
+        pex: !common.no_pex,
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()
@@ -191,14 +192,19 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         std::fs::create_dir_all(&job.output)
             .with_context(|| format!("cannot create output directory {}", job.output.display()))?;
     }
+    // `--peer` addresses: dialled for a magnet link's metadata, then by the torrent.
+    let given_peers = resolve_peers(&common.peers).await?;
     let session = Session::new(config).await?;
     let signals = Signals::new()?;
-    let (metainfo, peers, mut reporter) = match source {
+    let (metainfo, mut peers, mut reporter) = match source {
         Source::File(metainfo) => {
             let reporter = Reporter::new(&metainfo.info.name, common.quiet, common.verbose > 0);
             (metainfo, Vec::new(), reporter)
         }
-        Source::Magnet(magnet) => {
+        Source::Magnet(mut magnet) => {
+            magnet
+                .peers
+                .extend(given_peers.iter().copied().map(MagnetPeer::Addr));
             let name = magnet
                 .display_name
                 .clone()
@@ -237,6 +243,7 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         .add_torrent_with(metainfo, &job.output, options)
         .await
         .with_context(|| format!("cannot start {name}"))?;
+    peers.extend(given_peers);
     if !peers.is_empty() {
         torrent.add_peers(peers).await;
     }
@@ -657,8 +664,53 @@ fn status_line(p: &Progress) -> String {
     )
 }
 
+/// How long resolving the host names of `--peer` may take, all together.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The addresses of the `--peer HOST:PORT` arguments (a host name may give several). Errors name
+/// the argument that does not resolve.
+async fn resolve_peers(peers: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let resolve = async {
+        let mut addrs = Vec::new();
+        for peer in peers {
+            let found = tokio::net::lookup_host(peer.as_str())
+                .await
+                .with_context(|| format!("--peer {peer}: not a HOST:PORT that resolves"))?;
+            addrs.extend(found);
+        }
+        anyhow::Ok(addrs)
+    };
+    tokio::time::timeout(RESOLVE_TIMEOUT, resolve)
+        .await
+        .context("--peer: resolving host names timed out")?
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn peers_are_addresses_with_a_port() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let peers = ["127.0.0.2:6881".to_owned(), "[::1]:51413".to_owned()];
+        let addrs = runtime.block_on(super::resolve_peers(&peers)).unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                "127.0.0.2:6881".parse().unwrap(),
+                "[::1]:51413".parse().unwrap()
+            ]
+        );
+        let error = runtime
+            .block_on(super::resolve_peers(&["127.0.0.2".to_owned()]))
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--peer 127.0.0.2"),
+            "{error:#}"
+        );
+    }
 
     #[test]
     fn eta_from_the_download_rate() {

@@ -26,6 +26,8 @@ mod libtorrent;
 mod netns;
 #[path = "interop/payload.rs"]
 mod payload;
+#[path = "interop/pex.rs"]
+mod pex;
 #[path = "interop/procs.rs"]
 mod procs;
 #[path = "interop/scene.rs"]
@@ -550,9 +552,12 @@ struct Relay {
     /// Where its copy of the payload ends up (the parent of the payload's name).
     out: PathBuf,
     /// Waits until the relay has downloaded every piece and returns a wall-clock time no later
-    /// than that moment.
-    wait_complete: fn(&Scene, &mut Proc) -> SystemTime,
+    /// than that moment (it may replace a relay that crashed with a new one).
+    wait_complete: Box<WaitComplete>,
 }
+
+/// See [`Relay::wait_complete`].
+type WaitComplete = dyn Fn(&Scene, &mut Proc) -> SystemTime;
 
 /// Case c's setup: a seeder (127.0.0.2, uploads limited) and a leecher (127.0.0.11) that block
 /// each other, so every byte the leecher gets comes through the relay that `start_relay`
@@ -644,16 +649,16 @@ fn libtorrent_relay(scene: &Scene, fixture: &Fixture) -> Relay {
         "lt-relay",
         &LtOptions::new(&fixture.torrent, &out, LIBTORRENT_RELAY),
     );
+    let (torrent, save_path) = (fixture.torrent.clone(), out.clone());
     Relay {
         proc,
         out,
-        wait_complete: |scene, proc| {
-            let line = proc.wait_for_line("seeding", scene.deadline, |l| {
-                l.contains(r#""event": "seeding""#)
-            });
+        wait_complete: Box::new(move |scene, proc| {
+            let options = LtOptions::new(&torrent, &save_path, LIBTORRENT_RELAY);
+            let line = libtorrent::wait_seeding(scene, "lt-relay", &options, proc);
             scene.mark("lt-relay has every piece");
             libtorrent::event_time(&serde_json::from_str(&line).expect("JSON event"))
-        },
+        }),
     }
 }
 
@@ -662,7 +667,7 @@ fn swarmer_relay(scene: &Scene, fixture: &Fixture) -> Relay {
     Relay {
         proc,
         out,
-        wait_complete: swarmer::wait_download_complete,
+        wait_complete: Box::new(swarmer::wait_download_complete),
     }
 }
 
@@ -1578,6 +1583,115 @@ fn magnet_by_info_hash_alone_through_the_dht() {
                 metadata.as_secs_f64(),
                 complete.as_secs_f64()
             );
+        },
+    );
+}
+
+/// BEP 9: a libtorrent leecher that knows only the info hash (a magnet link without trackers)
+/// and swarmer's address gets the metadata from swarmer — two 16 KiB pieces of it, the torrent
+/// having 1 024 pieces — then the data, byte-identical.
+#[test]
+fn libtorrent_fetches_metadata_from_swarmer() {
+    isolated(
+        "libtorrent_fetches_metadata_from_swarmer",
+        WITH_LIBTORRENT,
+        |scene| {
+            let fixture = single_file(scene, 32 * MIB, 15, &[HTTP_ANNOUNCE]);
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let mut seeder = swarmer_seeder(scene, &fixture);
+            let out = scene.subdir("lt-download");
+            let seeders = [swarmer::addr()];
+            let options = LtOptions {
+                magnet: true,
+                connect: &seeders,
+                ..LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER)
+            };
+            scene.mark("starting libtorrent magnet leecher");
+            let mut leecher = libtorrent::leech(scene, "lt-magnet", &options);
+            match libtorrent::wait_leecher(scene, "lt-magnet", &options, &mut leecher) {
+                Some(status) => {
+                    assert!(status.success(), "libtorrent leecher exited with {status}")
+                }
+                None => panic!("libtorrent magnet leecher did not finish before the deadline"),
+            }
+            scene.mark("libtorrent magnet leecher finished");
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            scene.mark("every file is byte-identical");
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+        },
+    );
+}
+
+/// BEP 11: no tracker and no DHT. libtorrent seeder B (127.0.0.13, PEX off, uploads limited to
+/// 32 KiB/s so that A stays a leecher for ~30 s) and libtorrent leecher A (127.0.0.2, PEX on)
+/// that dials B. Once A has a piece (so it is connected to B), swarmer is started, told only
+/// about A (`--peer`); A's PEX message names B, swarmer dials B and completes. B reports that it
+/// uploaded to swarmer over a connection it did not dial, and swarmer's log shows B's address
+/// arriving by PEX. libtorrent sends its first PEX message right after the extension handshake
+/// (measured: 0.6 s) and then one every 60 s; the test relies on the first, and takes ~35 s.
+#[test]
+fn swarmer_learns_a_seeder_through_pex() {
+    isolated(
+        "swarmer_learns_a_seeder_through_pex",
+        &[Need::Mktorrent, Need::Libtorrent],
+        |scene| {
+            // 1 MiB: at 32 KiB/s B needs ~32 s to fill A and swarmer.
+            let fixture = single_file(scene, MIB, 15, &[]);
+            let b_options = LtOptions {
+                upload_rate_limit: Some(32 * 1024),
+                report_peers: true,
+                ..LtOptions::new(
+                    &fixture.torrent,
+                    &fixture.seed_dir,
+                    LIBTORRENT_SECOND_SEEDER,
+                )
+            };
+            let mut b = libtorrent::seed(scene, "lt-b", &b_options);
+            let a_dir = scene.subdir("lt-a");
+            let b_addr = [LIBTORRENT_SECOND_SEEDER];
+            let a_options = LtOptions {
+                pex: true,
+                connect: &b_addr,
+                progress: true,
+                ..LtOptions::new(&fixture.torrent, &a_dir, LIBTORRENT_SEEDER)
+            };
+            let mut a = libtorrent::leech(scene, "lt-a", &a_options);
+            a.wait_for_line("a piece from B", scene.deadline, |l| {
+                l.contains(r#""event": "piece""#)
+            });
+            scene.mark("A is connected to B and has a piece");
+            let (mut swarmer, out) =
+                pex::download_with_pex(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            swarmer::expect_success(scene, &mut swarmer);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            scene.mark("every file is byte-identical");
+
+            let b_ip = LIBTORRENT_SECOND_SEEDER.ip();
+            let learnt = pex::pex_lines(&swarmer);
+            assert!(
+                learnt
+                    .iter()
+                    .any(|l| l.contains(&LIBTORRENT_SECOND_SEEDER.to_string())),
+                "swarmer's log shows no PEX message naming B: {learnt:?}"
+            );
+            let status = b.signal("TERM", Duration::from_secs(10));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "B did not stop cleanly: {status:?}"
+            );
+            let ip = IpAddr::V4(swarmer::IP);
+            match pex::connection_to(&b, ip) {
+                Some((uploaded, b_dialled)) => {
+                    assert!(!b_dialled, "B dialled swarmer; swarmer was to dial B");
+                    assert!(uploaded > 0, "B uploaded nothing to swarmer");
+                    scene.mark(&format!(
+                        "B uploaded {uploaded} bytes to swarmer, which dialled it after PEX ({b_ip} named by A)"
+                    ));
+                }
+                None => panic!("B was never connected to swarmer"),
+            }
         },
     );
 }

@@ -1,6 +1,8 @@
 //! The state machine of one torrent: the one place that decides what to request from whom, whom to
 //! unchoke and which requests to serve, when a peer is faulty, and when a piece is ready for
-//! verification (BEP 3 "peer protocol", BEP 6 Fast Extension, BEP 10 extension handshake).
+//! verification (BEP 3 "peer protocol", BEP 6 Fast Extension, BEP 10 extension handshake), and the
+//! extension messages it takes part in: serving metadata (BEP 9 `ut_metadata`) and peer exchange
+//! (BEP 11 `ut_pex`). Neither happens for a private torrent (BEP 27, [`Config::private`]).
 //!
 //! It is sans-IO: the driver feeds it connection events, decoded peer messages, verification results and
 //! "block sent" reports, always with the current time, and drains [`Action`]s (messages to send, blocks
@@ -22,10 +24,13 @@
 //!   when it is 0 (every wanted piece verified); *complete* means every piece is verified;
 //! - a peer's queued requests are for pieces we have, and while we choke it only for its allowed-fast
 //!   pieces; at most [`Config::max_peer_requests`] are queued and [`Config::upload_window`] uploading;
-//! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked.
+//! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked;
+//! - a private torrent advertises, serves and sends no extension message (`m` is empty);
+//! - we send a peer at most one PEX message per [`PEX_INTERVAL`], never listing the peer itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -34,6 +39,10 @@ use rand::seq::SliceRandom;
 
 use crate::bitfield::BitfieldError;
 use crate::choker::{self, Candidate};
+use crate::extension::{
+    ExtensionError, ExtensionHandshake, MAX_METADATA_SIZE, MetadataMessage, OUR_UT_METADATA,
+    OUR_UT_PEX, PexFlags, PexMessage, UT_METADATA, UT_PEX,
+};
 use crate::picker::{BlockOutcome, Picker};
 use crate::wire::{BlockRequest, Message};
 use crate::{BLOCK_SIZE, Bitfield, BlockRef, FilePriority, InfoHash, Layout, PieceIndex};
@@ -86,6 +95,18 @@ pub struct Config {
     pub allowed_fast: usize,
     /// Our TCP listening port, sent as `p` in the extension handshake (BEP 10).
     pub listen_port: Option<u16>,
+    /// The raw info dictionary (its bytes as in the metainfo, whose SHA-1 is the info hash) to serve
+    /// to peers that ask for it (BEP 9 `ut_metadata`, advertised with `metadata_size`). `None`, or
+    /// more than [`MAX_METADATA_SIZE`] bytes, serves nothing. Drivers pass `None` for a private
+    /// torrent; [`Config::private`] overrides it anyway.
+    pub metadata: Option<Arc<[u8]>>,
+    /// Exchange peers with peers that support BEP 11 `ut_pex`: tell each, at most once a minute,
+    /// whom we connected to and lost, and report what they tell us as
+    /// [`Event::PeersDiscovered`].
+    pub pex: bool,
+    /// The torrent is private (BEP 27): peers come only from its trackers, so no metadata is served
+    /// and no peers are exchanged, whatever [`Config::metadata`] and [`Config::pex`] say.
+    pub private: bool,
 }
 
 impl Default for Config {
@@ -108,6 +129,9 @@ impl Default for Config {
             upload_window: 64,
             allowed_fast: 10,
             listen_port: None,
+            metadata: None,
+            pex: true,
+            private: false,
         }
     }
 }
@@ -125,6 +149,9 @@ pub struct PeerInfo {
     pub fast: bool,
     /// Both sides set the extension protocol bit (BEP 10).
     pub extensions: bool,
+    /// We dialled the peer, so `addr` is where it listens (what PEX tells others, BEP 11 flag
+    /// 0x10); for an incoming connection its listening port comes from its extension handshake.
+    pub outgoing: bool,
 }
 
 /// A message for a peer, owned, as the engine produces it.
@@ -255,6 +282,10 @@ pub enum Offence {
     /// [`REDUNDANT_HAVES_ALLOWED`]): a flood.
     #[error("sent {0} have messages for pieces it had announced already")]
     RedundantHaves(u32),
+    /// More BEP 9 metadata requests within a minute than the allowance (this many; see
+    /// [`METADATA_REQUESTS_PER_MINUTE`]).
+    #[error("over {0} metadata requests in a minute")]
+    MetadataFlood(u32),
 }
 
 /// Work for the driver, drained with [`Torrent::poll_action`].
@@ -314,6 +345,10 @@ pub enum Event {
     Complete,
     /// A peer said (BEP 5 `port`) that it runs a DHT node at this UDP address.
     DhtPort(SocketAddr),
+    /// A peer told us of other peers (BEP 11 `ut_pex` `added`/`added6`): at most
+    /// [`crate::extension::MAX_PEX_PEERS`] usable addresses (no port 0, no unspecified address),
+    /// from one message per peer per [`PEX_MIN_RECEIVE_INTERVAL`]. The driver may dial them.
+    PeersDiscovered(Vec<SocketAddr>),
 }
 
 /// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
@@ -420,6 +455,29 @@ struct Peer {
     /// Request timeouts since the peer last delivered a requested block. While non-zero the peer
     /// is snubbed: one request at a time.
     timeouts: u32,
+    /// Extension messages (BEP 10, BEP 9, BEP 11) with this peer.
+    ext: PeerExtensions,
+}
+
+/// What one peer's extension handshakes told us, and the state of its extension messages.
+#[derive(Debug, Default)]
+struct PeerExtensions {
+    /// The id the peer wants BEP 9 `ut_metadata` messages under (its `m`), if it supports them.
+    ut_metadata: Option<u8>,
+    /// The id the peer wants BEP 11 `ut_pex` messages under, if it supports them.
+    ut_pex: Option<u8>,
+    /// Its listening port (`p`), for the address PEX gives of an incoming connection.
+    listen_port: Option<u16>,
+    /// Metadata requests since `metadata_window` began (at most a minute ago).
+    metadata_requests: u32,
+    metadata_window: Option<Instant>,
+    /// When we may next send it a PEX message (`None` until it supports `ut_pex`).
+    pex_due: Option<Instant>,
+    /// Addresses our PEX messages listed as added and not yet as dropped: what it knows from us. At
+    /// most [`PEX_TOLD_MAX`].
+    pex_told: HashSet<SocketAddr>,
+    /// When we last took a PEX message from it.
+    pex_received: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -450,6 +508,30 @@ pub const REDUNDANT_HAVES_ALLOWED: u32 = 64;
 /// useless: it holds a connection slot and keeps blocks waiting for [`Config::request_timeout`]
 /// each time (a peer that trickles data, or accepts requests and never answers).
 pub const MAX_REQUEST_TIMEOUTS: u32 = 3;
+
+/// BEP 9 metadata requests a peer may send per minute: 64, or twice the metadata's piece count
+/// when larger (an honest fetcher asks for each piece once, again only after a reject or a lost
+/// answer). Beyond that it is [`Offence::MetadataFlood`]: each answer costs us up to 16 KiB.
+pub const METADATA_REQUESTS_PER_MINUTE: u32 = 64;
+
+/// We send each peer at most one PEX message per this interval (BEP 11 asks for no more than one
+/// a minute).
+pub const PEX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Our first PEX message to a peer goes this long after its extension handshake, so peers that
+/// connected at the same moment (and their listening ports) are in it.
+pub const PEX_FIRST_DELAY: Duration = Duration::from_secs(3);
+
+/// A PEX message received less than this long after the previous one from the same peer is
+/// ignored: BEP 11 peers send one a minute, so this only stops a flood.
+pub const PEX_MIN_RECEIVE_INTERVAL: Duration = Duration::from_secs(45);
+
+/// Added peers, and dropped peers, listed in one PEX message we send (libtorrent's limit too).
+pub const PEX_MAX_PER_MESSAGE: usize = 50;
+
+/// Addresses remembered per peer as told to it by PEX; under heavy churn the oldest knowledge is
+/// let go (the peer learns of those departures from its own failed connections).
+const PEX_TOLD_MAX: usize = 1000;
 
 /// The most piece buffers kept for reuse after verification. Within this and the memory budget, steady
 /// state allocates (and zeroes) no buffer at all.
@@ -729,6 +811,7 @@ impl Torrent {
                 unrequested: 0,
                 redundant_haves: 0,
                 timeouts: 0,
+                ext: PeerExtensions::default(),
             },
         );
         if info.extensions {
@@ -761,30 +844,43 @@ impl Torrent {
         key
     }
 
-    /// Our BEP 10 extension handshake: no extension messages yet (`m` is empty), our listening port
-    /// `p`, `reqq` (the requests we accept at once), our client name `v`, and BEP 21 `upload_only`:
-    /// 1 once every wanted piece is verified, 0 in a handshake re-sent because we want more again.
+    /// Our BEP 10 extension handshake: `m` lists `ut_metadata` (with `metadata_size`) when we serve
+    /// metadata and `ut_pex` when we exchange peers (neither for a private torrent), then our
+    /// listening port `p`, `reqq` (the requests we accept at once), our client name `v`, and BEP 21
+    /// `upload_only`: 1 once every wanted piece is verified, else 0 (which also tells peers told 1
+    /// before that we download again).
     fn extension_handshake(&self) -> Vec<u8> {
-        use crate::bencode::OwnedValue;
-        let v = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
-        let mut fields = vec![
-            ("m", OwnedValue::dict(Vec::<(&str, OwnedValue)>::new())),
-            (
-                "reqq",
-                OwnedValue::Int(i64::from(self.config.max_peer_requests)),
-            ),
-            ("v", OwnedValue::Bytes(v.as_bytes().to_vec())),
-        ];
-        if let Some(port) = self.config.listen_port {
-            fields.push(("p", OwnedValue::Int(i64::from(port))));
+        let mut messages = Vec::new();
+        let metadata = self.served_metadata();
+        if metadata.is_some() {
+            messages.push((UT_METADATA.to_owned(), OUR_UT_METADATA));
         }
-        if self.finished {
-            fields.push(("upload_only", OwnedValue::Int(1)));
-        } else if self.told_upload_only {
-            // Peers told 1 before learn that we download again.
-            fields.push(("upload_only", OwnedValue::Int(0)));
+        if self.pex_enabled() {
+            messages.push((UT_PEX.to_owned(), OUR_UT_PEX));
         }
-        OwnedValue::dict(fields).encode()
+        ExtensionHandshake {
+            messages,
+            listen_port: self.config.listen_port,
+            client: Some(concat!("swarmer ", env!("CARGO_PKG_VERSION")).to_owned()),
+            your_ip: None,
+            reqq: Some(self.config.max_peer_requests),
+            metadata_size: metadata.map(|m| m.len() as u32),
+            upload_only: self.finished,
+        }
+        .encode()
+    }
+
+    /// The metadata we serve (BEP 9): not for a private torrent, nor when empty or too large.
+    fn served_metadata(&self) -> Option<&Arc<[u8]>> {
+        self.config
+            .metadata
+            .as_ref()
+            .filter(|m| !self.config.private && (1..=MAX_METADATA_SIZE as usize).contains(&m.len()))
+    }
+
+    /// True when we exchange peers (BEP 11): asked to, and not a private torrent.
+    fn pex_enabled(&self) -> bool {
+        self.config.pex && !self.config.private
     }
 
     /// A connection closed (by the peer, by an IO error, or after a [`Action::Disconnect`]): its
@@ -901,21 +997,215 @@ impl Torrent {
                 }
             }
             Message::Piece { index, begin, data } => self.on_block(key, index, begin, data, now),
-            Message::Extended { id, payload } => {
-                if id == 0 {
-                    let ext = parse_extension_handshake(payload);
-                    if let Some(reqq) = ext.reqq {
-                        peer.reqq = Some(reqq);
-                    }
-                    peer.upload_only = ext.upload_only;
-                    self.drop_if_both_seeds(key);
-                }
-                Ok(())
-            }
+            Message::Extended { id, payload } => self.on_extended(key, id, payload, now),
         };
         if let Err(fault) = result {
             self.disconnect(key, fault);
         }
+    }
+
+    /// A BEP 10 extended message. Id 0 is a handshake (a later one updates the earlier: `m` entries
+    /// with id 0 switch an extension off); [`OUR_UT_METADATA`] and [`OUR_UT_PEX`] are BEP 9 and BEP
+    /// 11 messages when we offered those; anything under another id is ignored (BEP 10: ids are
+    /// ours to assign, so it is nothing we asked for).
+    fn on_extended(
+        &mut self,
+        key: PeerKey,
+        id: u8,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        match id {
+            0 => {
+                // The handshake is advisory: a malformed one changes nothing.
+                if let Ok(ext) = ExtensionHandshake::decode(payload) {
+                    self.on_extension_handshake(key, &ext, now);
+                }
+                Ok(())
+            }
+            OUR_UT_METADATA if self.served_metadata().is_some() => {
+                match MetadataMessage::decode(payload) {
+                    Ok(MetadataMessage::Request { piece }) => {
+                        self.on_metadata_request(key, piece, now)
+                    }
+                    // We fetch nothing here: data and rejects are answers to someone else.
+                    Ok(MetadataMessage::Data { .. } | MetadataMessage::Reject { .. })
+                    | Err(ExtensionError::UnknownMsgType(_)) => Ok(()),
+                    Err(e) => Err(PeerFault::Malformed(format!("ut_metadata: {e}"))),
+                }
+            }
+            OUR_UT_PEX if self.pex_enabled() => self.on_pex(key, payload, now),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_extension_handshake(&mut self, key: PeerKey, ext: &ExtensionHandshake, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if let Some(reqq) = ext.reqq {
+            peer.reqq = Some(reqq);
+        }
+        peer.upload_only = ext.upload_only;
+        if ext.listen_port.is_some() {
+            peer.ext.listen_port = ext.listen_port;
+        }
+        for (name, id) in &ext.messages {
+            let id = (*id != 0).then_some(*id);
+            match name.as_str() {
+                UT_METADATA => peer.ext.ut_metadata = id,
+                UT_PEX => peer.ext.ut_pex = id,
+                _ => {}
+            }
+        }
+        if peer.ext.ut_pex.is_some() && peer.ext.pex_due.is_none() {
+            peer.ext.pex_due = Some(now + PEX_FIRST_DELAY);
+        }
+        self.drop_if_both_seeds(key);
+    }
+
+    /// A BEP 9 request: a piece we have is sent at once (`data`), one past the end is rejected. A
+    /// peer that did not say which id it wants `ut_metadata` under gets no answer. More than the
+    /// allowance of [`METADATA_REQUESTS_PER_MINUTE`] is [`Offence::MetadataFlood`].
+    fn on_metadata_request(
+        &mut self,
+        key: PeerKey,
+        piece: u32,
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        let metadata = Arc::clone(self.served_metadata().expect("caller checked"));
+        let total = metadata.len() as u32;
+        let allowance =
+            METADATA_REQUESTS_PER_MINUTE.max(2 * crate::extension::metadata_piece_count(total));
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let ext = &mut peer.ext;
+        if ext
+            .metadata_window
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(60))
+        {
+            ext.metadata_window = Some(now);
+            ext.metadata_requests = 0;
+        }
+        ext.metadata_requests += 1;
+        if ext.metadata_requests > allowance {
+            return Err(PeerFault::Misbehaved(Offence::MetadataFlood(allowance)));
+        }
+        let Some(id) = ext.ut_metadata else {
+            return Ok(());
+        };
+        let mut payload = Vec::new();
+        match crate::extension::metadata_piece_len(piece, total) {
+            Some(len) => {
+                let start = piece as usize * crate::extension::METADATA_PIECE_LEN as usize;
+                MetadataMessage::Data {
+                    piece,
+                    total_size: total,
+                    data: &metadata[start..start + len as usize],
+                }
+                .encode(&mut payload);
+            }
+            None => MetadataMessage::Reject { piece }.encode(&mut payload),
+        }
+        self.send(key, Outgoing::Extended(id, payload), now);
+        Ok(())
+    }
+
+    /// A BEP 11 message: its added peers become [`Event::PeersDiscovered`]. One message per
+    /// [`PEX_MIN_RECEIVE_INTERVAL`] per peer is taken, the rest ignored; a malformed one is a fault.
+    fn on_pex(&mut self, key: PeerKey, payload: &[u8], now: Instant) -> Result<(), PeerFault> {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if peer
+            .ext
+            .pex_received
+            .is_some_and(|t| now.duration_since(t) < PEX_MIN_RECEIVE_INTERVAL)
+        {
+            return Ok(());
+        }
+        peer.ext.pex_received = Some(now);
+        let message = PexMessage::decode(payload)
+            .map_err(|e| PeerFault::Malformed(format!("ut_pex: {e}")))?;
+        let own = peer.info.addr;
+        let addrs: Vec<SocketAddr> = message
+            .added
+            .into_iter()
+            .map(|(addr, _)| addr)
+            .filter(|a| *a != own)
+            .collect();
+        if !addrs.is_empty() {
+            self.events.push_back(Event::PeersDiscovered(addrs));
+        }
+        Ok(())
+    }
+
+    /// Where `peer` accepts connections, as PEX tells others: the address we dialled, or for an
+    /// incoming connection its address with the port of its extension handshake (`None` before it
+    /// gave one).
+    fn listen_addr(peer: &Peer) -> Option<SocketAddr> {
+        if peer.info.outgoing {
+            Some(peer.info.addr)
+        } else {
+            let port = peer.ext.listen_port?;
+            Some(SocketAddr::new(peer.info.addr.ip(), port))
+        }
+    }
+
+    /// Sends `key` a PEX message (BEP 11) if one is due and there is news: peers connected since
+    /// the last one (`added`, with flags: 0x10 when we dialled them, 0x02 when they only upload)
+    /// and peers gone (`dropped`), at most [`PEX_MAX_PER_MESSAGE`] of each (the rest go in the
+    /// next). The peer itself is never listed.
+    fn send_pex_if_due(&mut self, key: PeerKey, now: Instant) {
+        let piece_count = self.layout.piece_count() as usize;
+        let peer = &self.peers[&key];
+        let (Some(id), Some(due)) = (peer.ext.ut_pex, peer.ext.pex_due) else {
+            return;
+        };
+        if now < due || !self.pex_enabled() {
+            return;
+        }
+        let itself = (peer.info.addr, Self::listen_addr(peer));
+        let current: BTreeMap<SocketAddr, PexFlags> = self
+            .peers
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .filter_map(|(_, p)| {
+                let addr = Self::listen_addr(p)?;
+                let mut flags = 0;
+                if p.info.outgoing {
+                    flags |= PexFlags::REACHABLE;
+                }
+                if p.upload_only || p.bitfield.count_ones() == piece_count {
+                    flags |= PexFlags::SEED;
+                }
+                Some((addr, PexFlags(flags)))
+            })
+            .filter(|(addr, _)| *addr != itself.0 && Some(*addr) != itself.1)
+            .collect();
+        let told = &self.peers[&key].ext.pex_told;
+        let added: Vec<(SocketAddr, PexFlags)> = current
+            .iter()
+            .filter(|(a, _)| !told.contains(a))
+            .take(PEX_MAX_PER_MESSAGE)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        let mut dropped: Vec<SocketAddr> = told
+            .iter()
+            .filter(|a| !current.contains_key(a))
+            .copied()
+            .collect();
+        dropped.sort_unstable();
+        dropped.truncate(PEX_MAX_PER_MESSAGE);
+        if added.is_empty() && dropped.is_empty() {
+            return;
+        }
+        let ext = &mut self.peers.get_mut(&key).expect("listed").ext;
+        ext.pex_due = Some(now + PEX_INTERVAL);
+        ext.pex_told.extend(added.iter().map(|(a, _)| *a));
+        for a in &dropped {
+            ext.pex_told.remove(a);
+        }
+        if ext.pex_told.len() > PEX_TOLD_MAX {
+            ext.pex_told.retain(|a| current.contains_key(a));
+        }
+        let payload = PexMessage { added, dropped }.encode();
+        self.send(key, Outgoing::Extended(id, payload), now);
     }
 
     fn on_choke(&mut self, key: PeerKey) {
@@ -1560,6 +1850,7 @@ impl Torrent {
                     self.send(key, Outgoing::Cancel(block), now);
                 }
             }
+            self.send_pex_if_due(key, now);
             let peer = &self.peers[&key];
             if now.duration_since(peer.last_sent) >= self.config.keepalive_interval {
                 self.send(key, Outgoing::KeepAlive, now);
@@ -1731,33 +2022,6 @@ fn choker_rate(peer: &Peer, seeding: bool) -> u64 {
     }
 }
 
-/// What we use of a peer's BEP 10 extension handshake.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct ExtensionHandshake {
-    /// Requests it accepts at once, if it gives a sane number.
-    reqq: Option<u32>,
-    /// BEP 21: it will not download.
-    upload_only: bool,
-}
-
-/// Reads a peer's extension handshake. Keys may be unsorted (some clients do), and anything
-/// malformed is ignored: the handshake is advisory.
-fn parse_extension_handshake(payload: &[u8]) -> ExtensionHandshake {
-    let Ok(value) = crate::bencode::decode_lenient(payload) else {
-        return ExtensionHandshake::default();
-    };
-    let Some(dict) = value.as_dict() else {
-        return ExtensionHandshake::default();
-    };
-    let int = |key: &[u8]| dict.get(key).and_then(|v| v.as_int());
-    ExtensionHandshake {
-        reqq: int(b"reqq")
-            .and_then(|r| u32::try_from(r).ok())
-            .filter(|r| (1..=100_000).contains(r)),
-        upload_only: int(b"upload_only").is_some_and(|v| v != 0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1803,6 +2067,7 @@ mod tests {
                     addr,
                     fast,
                     extensions: false,
+                    outgoing: true,
                 },
                 self.now,
             )
@@ -1816,6 +2081,7 @@ mod tests {
                     addr,
                     fast: true,
                     extensions: true,
+                    outgoing: true,
                 },
                 self.now,
             )
@@ -2091,27 +2357,11 @@ mod tests {
 
     #[test]
     fn extension_handshake_round_trips_reqq() {
-        let ours = parse_extension_handshake(&Fixture::new(2).t.extension_handshake());
-        assert_eq!(
-            ours,
-            ExtensionHandshake {
-                reqq: Some(250),
-                upload_only: false
-            }
-        );
-        let seeding =
-            parse_extension_handshake(&Fixture::with_have(2, &[0, 1]).t.extension_handshake());
-        assert!(seeding.upload_only);
-        assert_eq!(parse_extension_handshake(b"d4:reqqi0ee").reqq, None);
-        assert_eq!(parse_extension_handshake(b"d4:reqqi-5ee").reqq, None);
-        assert_eq!(
-            parse_extension_handshake(b"garbage"),
-            ExtensionHandshake::default()
-        );
-        // Unsorted keys, as some clients send them.
-        let unsorted = parse_extension_handshake(b"d4:reqqi9e11:upload_onlyi1e1:md1:xi1eee");
-        assert_eq!(unsorted.reqq, Some(9));
-        assert!(unsorted.upload_only);
+        let ours = ExtensionHandshake::decode(&Fixture::new(2).t.extension_handshake()).unwrap();
+        assert_eq!(ours.reqq, Some(250));
+        assert!(!ours.upload_only);
+        let seeding = Fixture::with_have(2, &[0, 1]).t.extension_handshake();
+        assert!(ExtensionHandshake::decode(&seeding).unwrap().upload_only);
         let mut f = Fixture::new(2);
         let p = f.peer(2, false);
         f.t.handle_message(
@@ -2867,7 +3117,7 @@ mod tests {
         f.t.set_piece_priorities(&[], f.now);
         assert!(!f.t.is_finished());
         assert_eq!(f.t.stats().left, 2 * PIECE);
-        let handshake = parse_extension_handshake(&f.t.extension_handshake());
+        let handshake = ExtensionHandshake::decode(&f.t.extension_handshake()).unwrap();
         assert!(!handshake.upload_only);
         assert!(
             f.t.extension_handshake()
@@ -2909,5 +3159,379 @@ mod tests {
                 .iter()
                 .all(|a| !matches!(a, Action::Disconnect { .. }))
         );
+    }
+
+    // Extension messages: serving metadata (BEP 9) and peer exchange (BEP 11).
+
+    /// A torrent of 2 pieces (we have none: seeds stay connected) whose engine has `config`.
+    fn ext_fixture(config: Config) -> Fixture {
+        let mut f = Fixture::new(2);
+        let layout = f.t.layout.clone();
+        f.t = Torrent::new(layout, InfoHash([0xaa; 20]), Bitfield::new(2), config, 1);
+        f
+    }
+
+    /// A connection from 127.0.0.`ip`:`port` (dialled by us when `outgoing`) with both extensions,
+    /// whose extension handshake is `handshake`.
+    fn ext_peer(f: &mut Fixture, ip: u8, port: u16, outgoing: bool, handshake: &[u8]) -> PeerKey {
+        let key = f.t.add_peer(
+            PeerInfo {
+                addr: SocketAddr::from(([127, 0, 0, ip], port)),
+                fast: true,
+                extensions: true,
+                outgoing,
+            },
+            f.now,
+        );
+        let ext = |payload| Message::Extended { id: 0, payload };
+        f.t.handle_message(key, ext(handshake), f.now);
+        f.t.handle_message(key, Message::HaveNone, f.now);
+        key
+    }
+
+    /// The extended messages sent to `key` under `id`.
+    fn extended(actions: &[Action], key: PeerKey, id: u8) -> Vec<Vec<u8>> {
+        sends(actions, key)
+            .into_iter()
+            .filter_map(|m| match m {
+                Outgoing::Extended(i, payload) if i == id => Some(payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn metadata_request(f: &mut Fixture, key: PeerKey, id: u8, piece: u32) {
+        let mut payload = Vec::new();
+        MetadataMessage::Request { piece }.encode(&mut payload);
+        let msg = Message::Extended {
+            id,
+            payload: &payload,
+        };
+        f.t.handle_message(key, msg, f.now);
+    }
+
+    /// Info dictionary bytes of 40 000 bytes: three metadata pieces, the last 7 232 bytes.
+    fn info_bytes() -> Arc<[u8]> {
+        let mut v = b"d4:name4:test6:pieces39972:".to_vec();
+        v.extend((0..39_972u32).map(|i| (i * 7 % 256) as u8));
+        v.push(b'e');
+        assert_eq!(v.len(), 40_000);
+        v.into()
+    }
+
+    #[test]
+    fn metadata_is_served_piece_by_piece() {
+        let info = info_bytes();
+        let mut f = ext_fixture(Config {
+            metadata: Some(Arc::clone(&info)),
+            ..Config::default()
+        });
+        let p = ext_peer(&mut f, 2, 6881, true, b"d1:md11:ut_metadatai7eee");
+        let ours = extended(&f.drain(), p, 0);
+        let ours = ExtensionHandshake::decode(&ours[0]).unwrap();
+        assert_eq!(ours.id_of(UT_METADATA), Some(OUR_UT_METADATA));
+        assert_eq!(ours.id_of(UT_PEX), Some(OUR_UT_PEX));
+        assert_eq!(ours.metadata_size, Some(40_000));
+
+        let mut assembled = Vec::new();
+        for piece in 0..3 {
+            metadata_request(&mut f, p, OUR_UT_METADATA, piece);
+            let answers = extended(&f.drain(), p, 7);
+            assert_eq!(answers.len(), 1, "answered at once");
+            match MetadataMessage::decode(&answers[0]).unwrap() {
+                MetadataMessage::Data {
+                    piece: got,
+                    total_size,
+                    data,
+                } => {
+                    assert_eq!((got, total_size), (piece, 40_000));
+                    assembled.extend_from_slice(data);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sha1(&assembled), sha1(&info));
+        assert_eq!(&assembled[..], &info[..]);
+        // Past the end: rejected.
+        metadata_request(&mut f, p, OUR_UT_METADATA, 3);
+        let answers = extended(&f.drain(), p, 7);
+        assert_eq!(
+            MetadataMessage::decode(&answers[0]),
+            Ok(MetadataMessage::Reject { piece: 3 })
+        );
+        // Under an id we did not assign: ignored, and no fault.
+        metadata_request(&mut f, p, 9, 0);
+        assert!(f.drain().is_empty());
+        // A malformed request is the peer's fault.
+        f.t.handle_message(
+            p,
+            Message::Extended {
+                id: OUR_UT_METADATA,
+                payload: b"d8:msg_typei0ee",
+            },
+            f.now,
+        );
+        assert!(matches!(faults(&f.drain())[..], [PeerFault::Malformed(_)]));
+
+        // A peer that gave no id for ut_metadata gets no answer (there is no id to send it under).
+        let q = ext_peer(&mut f, 3, 6881, true, b"d1:md6:ut_pexi1eee");
+        f.drain();
+        metadata_request(&mut f, q, OUR_UT_METADATA, 0);
+        assert!(f.drain().is_empty());
+    }
+
+    #[test]
+    fn metadata_requests_are_bounded_per_minute() {
+        let mut f = ext_fixture(Config {
+            metadata: Some(info_bytes()),
+            ..Config::default()
+        });
+        let p = ext_peer(&mut f, 2, 6881, true, b"d1:md11:ut_metadatai7eee");
+        f.drain();
+        for _ in 0..METADATA_REQUESTS_PER_MINUTE {
+            metadata_request(&mut f, p, OUR_UT_METADATA, 0);
+        }
+        assert_eq!(
+            extended(&f.drain(), p, 7).len(),
+            METADATA_REQUESTS_PER_MINUTE as usize
+        );
+        // A minute later the allowance is back.
+        f.now += Duration::from_secs(60);
+        for _ in 0..METADATA_REQUESTS_PER_MINUTE {
+            metadata_request(&mut f, p, OUR_UT_METADATA, 1);
+        }
+        let actions = f.drain();
+        assert!(faults(&actions).is_empty());
+        metadata_request(&mut f, p, OUR_UT_METADATA, 1);
+        assert_eq!(
+            faults(&f.drain()),
+            vec![PeerFault::Misbehaved(Offence::MetadataFlood(
+                METADATA_REQUESTS_PER_MINUTE
+            ))]
+        );
+    }
+
+    #[test]
+    fn a_private_torrent_advertises_serves_and_exchanges_nothing() {
+        let mut f = ext_fixture(Config {
+            metadata: Some(info_bytes()),
+            pex: true,
+            private: true,
+            ..Config::default()
+        });
+        let p = ext_peer(
+            &mut f,
+            2,
+            6881,
+            true,
+            b"d1:md11:ut_metadatai7e6:ut_pexi5eee",
+        );
+        let _other = ext_peer(&mut f, 3, 6881, true, b"d1:md6:ut_pexi5eee");
+        let ours = extended(&f.drain(), p, 0);
+        let ours = ExtensionHandshake::decode(&ours[0]).unwrap();
+        assert!(ours.messages.is_empty());
+        assert_eq!(ours.metadata_size, None);
+        metadata_request(&mut f, p, OUR_UT_METADATA, 0);
+        let pex = pex_payload(&[([127, 0, 0, 9], 6881)]);
+        f.t.handle_message(
+            p,
+            Message::Extended {
+                id: OUR_UT_PEX,
+                payload: &pex,
+            },
+            f.now,
+        );
+        assert!(f.drain().is_empty());
+        let (actions, events) = advance(&mut f, 130);
+        assert!(extended(&actions, p, 5).is_empty(), "no PEX sent");
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    fn pex_payload(added: &[([u8; 4], u16)]) -> Vec<u8> {
+        PexMessage {
+            added: added
+                .iter()
+                .map(|(ip, port)| (SocketAddr::from((*ip, *port)), PexFlags(0)))
+                .collect(),
+            dropped: vec![],
+        }
+        .encode()
+    }
+
+    /// Moves the clock on `seconds` seconds, one tick at a time, with every peer sending a
+    /// keep-alive each second (so none goes silent). Returns the actions and events meanwhile.
+    fn advance(f: &mut Fixture, seconds: u64) -> (Vec<Action>, Vec<Event>) {
+        let mut actions = Vec::new();
+        for _ in 0..seconds {
+            f.now += Duration::from_secs(1);
+            let keys: Vec<PeerKey> = f.t.peers.keys().copied().collect();
+            for key in keys {
+                f.t.handle_message(key, Message::KeepAlive, f.now);
+            }
+            f.t.handle_timeout(f.now);
+            actions.extend(f.drain());
+        }
+        let events = std::iter::from_fn(|| f.t.poll_event()).collect();
+        (actions, events)
+    }
+
+    /// The PEX messages in `actions` sent to `key` (under id 5), with the second of each.
+    fn pex_sent(actions: &[Action], key: PeerKey) -> Vec<PexMessage> {
+        extended(actions, key, 5)
+            .iter()
+            .map(|p| PexMessage::decode(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
+        let mut f = ext_fixture(Config::default());
+        let v4 = |ip: u8, port: u16| SocketAddr::from(([127, 0, 0, ip], port));
+        let x = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5ee1:pi6881ee");
+        let y = ext_peer(&mut f, 3, 6881, true, b"d1:md6:ut_pexi5eee");
+        // Incoming: its listening port comes from its handshake.
+        let _z = ext_peer(&mut f, 4, 50_000, false, b"d1:md6:ut_pexi5ee1:pi7000ee");
+        // Incoming without `p`: we do not know where it listens, so it is not passed on.
+        let _w = ext_peer(&mut f, 5, 50_001, false, b"d1:md6:ut_pexi5eee");
+        // A seed, dialled by us.
+        let s = ext_peer(
+            &mut f,
+            6,
+            6881,
+            true,
+            b"d1:md6:ut_pexi5ee11:upload_onlyi1ee",
+        );
+        f.drain();
+        let (actions, _) = advance(&mut f, PEX_FIRST_DELAY.as_secs());
+        let to_x = pex_sent(&actions, x);
+        assert_eq!(
+            to_x.len(),
+            1,
+            "the first message comes soon after the handshake"
+        );
+        let reachable = PexFlags(PexFlags::REACHABLE);
+        assert_eq!(
+            to_x[0],
+            PexMessage {
+                added: vec![
+                    (v4(3, 6881), reachable),
+                    (v4(4, 7000), PexFlags(0)),
+                    (v4(6, 6881), PexFlags(PexFlags::REACHABLE | PexFlags::SEED)),
+                ],
+                dropped: vec![],
+            },
+            "the others, never x itself nor w"
+        );
+        assert!(
+            pex_sent(&actions, y)[0]
+                .added
+                .iter()
+                .all(|(a, _)| *a != v4(3, 6881))
+        );
+
+        // y leaves and a new peer arrives: x hears of both a minute after the first message, not
+        // earlier.
+        f.t.remove_peer(y);
+        let n = ext_peer(&mut f, 7, 6881, true, b"d1:md6:ut_pexi5eee");
+        let (actions, _) = advance(&mut f, PEX_INTERVAL.as_secs() - 1);
+        assert!(pex_sent(&actions, x).is_empty(), "not within a minute");
+        let (actions, _) = advance(&mut f, 1);
+        assert_eq!(
+            pex_sent(&actions, x),
+            vec![PexMessage {
+                added: vec![(v4(7, 6881), reachable)],
+                dropped: vec![v4(3, 6881)],
+            }]
+        );
+        // Nothing new: nothing sent, however long we wait.
+        let (actions, _) = advance(&mut f, 2 * PEX_INTERVAL.as_secs());
+        assert!(pex_sent(&actions, x).is_empty());
+        let _ = (n, s);
+    }
+
+    #[test]
+    fn pex_lists_at_most_fifty_peers_per_message() {
+        let mut f = ext_fixture(Config::default());
+        let x = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5eee");
+        for port in 0..120u16 {
+            ext_peer(&mut f, 3, 10_000 + port, true, b"de");
+        }
+        f.drain();
+        let (actions, _) = advance(&mut f, PEX_FIRST_DELAY.as_secs());
+        let sent = pex_sent(&actions, x);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].added.len(), PEX_MAX_PER_MESSAGE);
+        // The rest follow a minute apart.
+        let (actions, _) = advance(&mut f, 2 * PEX_INTERVAL.as_secs());
+        let sent = pex_sent(&actions, x);
+        assert_eq!(
+            sent.iter().map(|m| m.added.len()).collect::<Vec<_>>(),
+            vec![50, 20]
+        );
+    }
+
+    #[test]
+    fn received_pex_becomes_peers_discovered_and_is_bounded() {
+        let mut f = ext_fixture(Config::default());
+        let p = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5eee");
+        f.drain();
+        let receive = |f: &mut Fixture, payload: &[u8]| {
+            let msg = Message::Extended {
+                id: OUR_UT_PEX,
+                payload,
+            };
+            f.t.handle_message(p, msg, f.now);
+            std::iter::from_fn(|| f.t.poll_event()).collect::<Vec<Event>>()
+        };
+        // The sender itself and port 0 are left out.
+        let events = receive(
+            &mut f,
+            &pex_payload(&[
+                ([127, 0, 0, 13], 6881),
+                ([127, 0, 0, 2], 6881),
+                ([127, 0, 0, 14], 0),
+            ]),
+        );
+        assert_eq!(
+            events,
+            vec![Event::PeersDiscovered(vec![SocketAddr::from((
+                [127, 0, 0, 13],
+                6881
+            ))])]
+        );
+        // Another within 45 s is ignored.
+        f.now += PEX_MIN_RECEIVE_INTERVAL - Duration::from_secs(1);
+        assert!(receive(&mut f, &pex_payload(&[([127, 0, 0, 15], 1)])).is_empty());
+        // After that, a huge one is cut to MAX_PEX_PEERS.
+        f.now += Duration::from_secs(1);
+        let many: Vec<([u8; 4], u16)> = (0..1000).map(|i| ([127, 1, 0, 1], 1000 + i)).collect();
+        match &receive(&mut f, &pex_payload(&many))[..] {
+            [Event::PeersDiscovered(addrs)] => {
+                assert_eq!(addrs.len(), crate::extension::MAX_PEX_PEERS)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(faults(&f.drain()).is_empty());
+        // A malformed one is the peer's fault.
+        f.now += PEX_MIN_RECEIVE_INTERVAL;
+        receive(&mut f, b"d5:added5:abcdee");
+        assert!(matches!(faults(&f.drain())[..], [PeerFault::Malformed(_)]));
+
+        // With PEX off we do not offer it, and ignore what comes under its id.
+        let mut f = ext_fixture(Config {
+            pex: false,
+            ..Config::default()
+        });
+        let p = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5eee");
+        let ours = ExtensionHandshake::decode(&extended(&f.drain(), p, 0)[0]).unwrap();
+        assert_eq!(ours.id_of(UT_PEX), None);
+        let msg = Message::Extended {
+            id: OUR_UT_PEX,
+            payload: &pex_payload(&[([127, 0, 0, 13], 6881)]),
+        };
+        f.t.handle_message(p, msg, f.now);
+        assert_eq!(f.t.poll_event(), None);
+        let (actions, _) = advance(&mut f, 70);
+        assert!(pex_sent(&actions, p).is_empty());
     }
 }

@@ -64,6 +64,9 @@ pub struct SessionConfig {
     /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
     /// tracker; `None` (the default): off.
     pub dht: Option<DhtConfig>,
+    /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
+    /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
+    pub pex: bool,
 }
 
 impl Default for SessionConfig {
@@ -82,6 +85,7 @@ impl Default for SessionConfig {
             max_download_rate: None,
             lsd: false,
             dht: None,
+            pex: true,
         }
     }
 }
@@ -381,6 +385,7 @@ impl Session {
             write_lock: Default::default(),
             progress_tx,
             commands: cmd_rx,
+            early_peers: Vec::new(),
         };
         let shared = Arc::clone(&self.shared);
         // BEP 27: a private torrent finds peers through its trackers only.

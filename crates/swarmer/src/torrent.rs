@@ -226,6 +226,9 @@ pub(crate) struct TorrentTask {
     pub(crate) write_lock: Arc<std::sync::Mutex<()>>,
     pub(crate) progress_tx: watch::Sender<Progress>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    /// Peers added while the data was being checked, dialled once the torrent starts (at most
+    /// [`crate::peer_book::MAX_KNOWN`]).
+    pub(crate) early_peers: Vec<SocketAddr>,
 }
 
 struct Running {
@@ -376,8 +379,13 @@ impl TorrentTask {
                         return Ok(None);
                     }
                     None => return Ok(None),
-                    // Peers wait until the check is over; connections are dropped.
-                    Some(Command::Incoming { .. } | Command::AddPeers(_)) => continue,
+                    // Connections are dropped while checking; added peers wait until it is over.
+                    Some(Command::Incoming { .. }) => continue,
+                    Some(Command::AddPeers(peers)) => {
+                        let room = crate::peer_book::MAX_KNOWN.saturating_sub(self.early_peers.len());
+                        self.early_peers.extend(peers.into_iter().take(room));
+                        continue;
+                    }
                     // Takes effect when the download starts; pieces being checked stay checked.
                     Some(Command::SetFilePriorities(priorities, done)) => {
                         let _ = done.send(self.store_priorities(priorities));
@@ -452,11 +460,16 @@ impl TorrentTask {
     }
 
     /// Runs the torrent from the pieces in `have` until it is stopped or fails.
-    async fn start(self, have: Bitfield, earlier: (u64, u64)) -> Result<(), TorrentError> {
+    async fn start(mut self, have: Bitfield, earlier: (u64, u64)) -> Result<(), TorrentError> {
         let shared = Arc::clone(&self.shared);
         let metainfo = Arc::clone(&self.metainfo);
+        // A private torrent's metadata is never served and its peers never exchanged (BEP 27).
+        let private = metainfo.info.private;
         let engine_config = EngineConfig {
             listen_port: Some(shared.listen_addr.port()),
+            metadata: (!private).then(|| Arc::clone(&metainfo.info_bytes)),
+            pex: shared.config.pex && !private,
+            private,
             ..shared.config.engine.clone()
         };
         let mut engine = Torrent::new(
@@ -532,9 +545,11 @@ impl TorrentTask {
                 },
             saving: None,
         });
+        let mut book = PeerBook::new(own);
+        book.add(std::mem::take(&mut self.early_peers));
         let mut r = Running {
             resume,
-            book: PeerBook::new(own),
+            book,
             t: self,
             engine,
             announcer: Some(announcer),
@@ -678,6 +693,7 @@ impl Running {
                     addr: c.addr,
                     fast: handshake.supports_fast(),
                     extensions: handshake.supports_extensions(),
+                    outgoing: c.outgoing,
                 };
                 tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
                 let key = self.engine.add_peer(info, now);
@@ -824,6 +840,11 @@ impl Running {
                     if let Some(d) = &self.dht {
                         d.ping(node);
                     }
+                }
+                Event::PeersDiscovered(peers) => {
+                    tracing::debug!(?peers, "peers from peer exchange (PEX)");
+                    self.book.add(peers);
+                    self.connect_more();
                 }
             }
         }

@@ -32,6 +32,14 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) lsd: bool,
     /// Turn the DHT on, joining through these nodes (`ip:port,ip:port`).
     pub(crate) dht_bootstrap: Option<&'a str>,
+    /// Exchange peers (BEP 11 PEX); off unless a test is about it.
+    pub(crate) pex: bool,
+    /// Add the torrent by its info hash only, fetching the metadata from peers (BEP 9).
+    pub(crate) magnet: bool,
+    /// Peers it dials as soon as the torrent is added.
+    pub(crate) connect: &'a [SocketAddr],
+    /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
+    pub(crate) report_peers: bool,
 }
 
 impl<'a> LtOptions<'a> {
@@ -47,6 +55,10 @@ impl<'a> LtOptions<'a> {
             progress: false,
             lsd: false,
             dht_bootstrap: None,
+            pex: false,
+            magnet: false,
+            connect: &[],
+            report_peers: false,
         }
     }
 }
@@ -83,6 +95,18 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     if let Some(nodes) = options.dht_bootstrap {
         command.arg("--dht-bootstrap").arg(nodes);
     }
+    if options.pex {
+        command.arg("--pex");
+    }
+    if options.magnet {
+        command.arg("--magnet");
+    }
+    for peer in options.connect {
+        command.arg("--connect").arg(peer.to_string());
+    }
+    if options.report_peers {
+        command.arg("--report-peers");
+    }
     command
 }
 
@@ -106,23 +130,38 @@ pub(crate) fn bare_command(mode: &str, listen: SocketAddr, scene: &Scene) -> Com
 /// in a few hundred starts here). A seeder that crashed before it seeded has not met the client
 /// under test, so it is started once more rather than failing the test.
 pub(crate) fn seed(scene: &Scene, name: &str, options: &LtOptions<'_>) -> Proc {
-    let seeding = |l: &str| l.contains(r#""event": "seeding""#);
     let mut proc = download_and_seed(scene, name, options);
-    if let Err(status) = proc.wait_for_line_or_exit("seeding", scene.deadline, seeding) {
-        assert_eq!(
-            status.signal(),
-            Some(SIGSEGV),
-            "{name} exited before it seeded with {status}\n{}",
-            proc.stderr_text()
-        );
-        scene.mark(&format!(
-            "{name} crashed ({status}) while checking; starting it again"
-        ));
-        proc = download_and_seed(scene, &format!("{name}-again"), options);
-        proc.wait_for_line("seeding", scene.deadline, seeding);
-    }
+    wait_seeding(scene, name, options, &mut proc);
     scene.mark(&format!("{name} seeds on {}", options.listen));
     proc
+}
+
+/// Waits until `proc`, started by `download_and_seed` as `name` with `options`, has every piece
+/// and seeds; returns its `seeding` event line. python3-libtorrent 2.0.8 now and then dies of
+/// SIGSEGV inside its own threads (while checking, or while downloading as a relay); such a peer is
+/// started once more with the same options as `NAME-again`, replacing `proc`, and resumes from the
+/// data it has. Any other exit, or a second crash, fails.
+pub(crate) fn wait_seeding(
+    scene: &Scene,
+    name: &str,
+    options: &LtOptions<'_>,
+    proc: &mut Proc,
+) -> String {
+    let seeding = |l: &str| l.contains(r#""event": "seeding""#);
+    match proc.wait_for_line_or_exit("seeding", scene.deadline, seeding) {
+        Ok(line) => line,
+        Err(status) => {
+            assert_eq!(
+                status.signal(),
+                Some(SIGSEGV),
+                "{name} exited before it seeded with {status}\n{}",
+                proc.stderr_text()
+            );
+            scene.mark(&format!("{name} crashed ({status}); starting it again"));
+            *proc = download_and_seed(scene, &format!("{name}-again"), options);
+            proc.wait_for_line("seeding", scene.deadline, seeding)
+        }
+    }
 }
 
 const SIGSEGV: i32 = 11;

@@ -14,12 +14,20 @@ ordered against other processes' logs. With --progress, each verified piece is r
 {"event":"piece","piece":N} (printed after the piece passed its hash check, so its "time" is an
 upper bound on when it was verified).
 On SIGTERM it prints {"event":"stopped","uploaded":N,"downloaded":N} (payload bytes over its
-life) and exits 0.
+life) and exits 0; with --report-peers that event also lists every peer it was connected to as
+"peers": [{"ip","port","uploaded","downloaded","outgoing"}] (bytes to and from each, as last
+sampled while connected, every 200 ms at most; "outgoing": this process dialled it).
 Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
 finishing, 3 torrent error.
 
-Every packet stays on the loopback address given by --listen: DHT (unless --dht-bootstrap), LSD,
-UPnP, NAT-PMP, PEX and uTP are off, and the address is used for listening, outgoing peer connections and tracker
+Opt-in, for tests of those features: --pex turns peer exchange (BEP 11) on for the torrent,
+--magnet adds the torrent by its info hash only (a magnet link: the metadata comes from peers,
+BEP 9), --connect IP:PORT dials a peer directly (repeatable), --lsd turns Local Service Discovery
+on and --dht-bootstrap turns the DHT on.
+
+Every packet stays on the loopback address given by --listen: DHT (unless --dht-bootstrap), LSD
+(unless --lsd), UPnP, NAT-PMP, PEX (unless --pex) and uTP are off, and the address is used for
+listening, outgoing peer connections and tracker
 announces alike (opentracker records the announce's source address).
 """
 
@@ -40,6 +48,21 @@ def emit(event, **fields):
     fields["event"] = event
     fields["time"] = time.time()
     print(json.dumps(fields), flush=True)
+
+
+# With --report-peers: (ip, port) -> the last sample of that connection, kept after it closes.
+PEERS_SEEN = {}
+
+
+def sample_peers(handle):
+    for p in handle.get_peer_info():
+        PEERS_SEEN[(p.ip[0], p.ip[1])] = {
+            "ip": p.ip[0],
+            "port": p.ip[1],
+            "uploaded": p.total_upload,
+            "downloaded": p.total_download,
+            "outgoing": bool(p.flags & lt.peer_info.local_connection),
+        }
 
 
 class Stop(Exception):
@@ -179,6 +202,24 @@ def main():
         help="turn the DHT on (settings that work on loopback), joining through these nodes; "
         "announces received are reported as dht_announce events",
     )
+    parser.add_argument("--pex", action="store_true", help="exchange peers (BEP 11)")
+    parser.add_argument(
+        "--magnet",
+        action="store_true",
+        help="add the torrent by its info hash only and fetch the metadata from peers (BEP 9)",
+    )
+    parser.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="IP:PORT",
+        help="dial this peer once the torrent is added (repeatable)",
+    )
+    parser.add_argument(
+        "--report-peers",
+        action="store_true",
+        help="list the connected peers and the bytes exchanged with each in the stopped event",
+    )
     args = parser.parse_args()
     if args.mode != "dht" and (args.torrent is None or args.save_path is None):
         parser.error("seed and leech need --torrent and --save-path")
@@ -211,11 +252,16 @@ def main():
             emit("stopped")
             return 0
 
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(args.torrent)
+    if args.magnet:
+        info_hash = str(lt.torrent_info(args.torrent).info_hashes().v1)
+        params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + info_hash)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
     flags = lt.torrent_flags
-    params.flags |= flags.disable_pex
+    if not args.pex:
+        params.flags |= flags.disable_pex
     if not args.lsd:
         params.flags |= flags.disable_lsd
     if not args.dht_bootstrap:
@@ -227,16 +273,24 @@ def main():
     start = time.monotonic()
     handle = ses.add_torrent(params)
     emit("added", info_hash=str(handle.info_hashes().v1), pid_listen=args.listen)
+    for peer in args.connect:
+        ip, _, port = peer.rpartition(":")
+        handle.connect_peer((ip, int(port)))
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return run(args, ses, handle, start)
     except Stop:
         status = handle.status()
+        fields = {}
+        if args.report_peers:
+            sample_peers(handle)
+            fields["peers"] = list(PEERS_SEEN.values())
         emit(
             "stopped",
             uploaded=status.total_payload_upload,
             downloaded=status.total_payload_download,
+            **fields,
         )
         return 0
 
@@ -315,6 +369,8 @@ def run(args, ses, handle, start):
         ses.wait_for_alert(200)
         if handle_alerts(ses, args) is not None:
             return 3
+        if args.report_peers:
+            sample_peers(handle)
         status = handle.status()
         state = str(status.state)
         if state != last_state:

@@ -23,7 +23,7 @@ pub(crate) fn addr() -> SocketAddr {
 
 /// The flags that turn off swarmer's discovery of peers beyond the test's tracker (on by default in
 /// the CLI). Every test passes them all, except a test about one of them, which drops that one.
-pub(crate) const DISCOVERY_OFF: &[&str] = &["--no-lsd", "--no-dht"];
+pub(crate) const DISCOVERY_OFF: &[&str] = &["--no-lsd", "--no-dht", "--no-pex"];
 
 /// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v` plus
 /// [`DISCOVERY_OFF`], without RUST_LOG from the environment, so `-v` decides what the log shows.
@@ -48,6 +48,17 @@ fn command_with_dht(subcommand: &str, torrent: &Path, out: &Path) -> Command {
         out,
         addr(),
         &discovery_off_except("--no-dht"),
+    )
+}
+
+/// `command` with peer exchange on (the CLI's default).
+pub(crate) fn command_with_pex(subcommand: &str, torrent: &Path, out: &Path) -> Command {
+    command_at(
+        subcommand,
+        torrent,
+        out,
+        addr(),
+        &discovery_off_except("--no-pex"),
     )
 }
 

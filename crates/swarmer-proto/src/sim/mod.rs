@@ -446,15 +446,17 @@ impl Swarm {
         }
         let fast = na.config.fast && nb.config.fast;
         let extensions = na.config.extensions && nb.config.extensions;
-        let info = |addr| PeerInfo {
+        // `a` dials `b`.
+        let info = |addr, outgoing| PeerInfo {
             addr,
             fast,
             extensions,
+            outgoing,
         };
         let (addr_a, addr_b) = (na.addr, nb.addr);
         let at = self.instant();
-        let key_a = self.nodes[a.0].engine.add_peer(info(addr_b), at);
-        let key_b = self.nodes[b.0].engine.add_peer(info(addr_a), at);
+        let key_a = self.nodes[a.0].engine.add_peer(info(addr_b, true), at);
+        let key_b = self.nodes[b.0].engine.add_peer(info(addr_a, false), at);
         let conn = self.conns.len();
         self.conns.push(Conn {
             ends: [a, b],
