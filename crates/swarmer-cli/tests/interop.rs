@@ -603,12 +603,12 @@ fn relayed_swarm(scene: &Scene, start_relay: fn(&Scene, &Fixture) -> Relay, stop
     scene.mark("the leecher's and the relay's files are byte-identical");
 
     // The filters really kept the seeder and the leecher apart.
-    let blocked = libtorrent::events(&leecher, "peer_blocked");
+    let blocked = libtorrent::leecher_events(scene, "lt-leecher", "peer_blocked");
     assert!(
         blocked.iter().any(|e| e["ip"] == seeder_ip[0].to_string()),
         "the leecher never refused the seeder, so the filter is not proven: {blocked:?}"
     );
-    let pieces = libtorrent::events(&leecher, "piece");
+    let pieces = libtorrent::leecher_events(scene, "lt-leecher", "piece");
     let first_piece = pieces
         .iter()
         .map(libtorrent::event_time)
@@ -1482,18 +1482,7 @@ fn dht_finds_a_trackerless_libtorrent_seeder() {
         &[Need::Mktorrent, Need::Libtorrent],
         |scene| {
             let fixture = single_file(scene, 4 * MIB, 16, &[]);
-            let mut nodes = dht::start_nodes(scene);
-            let seeder = dht::start_seeder(scene, &fixture.torrent, &fixture.seed_dir);
-            // The seeder's own announce reaching another node shows the libtorrent DHT works here.
-            scene.deadline.poll(
-                "a libtorrent node to receive the seeder's DHT announce",
-                Duration::from_millis(100),
-                || {
-                    dht::announced_from(&nodes.iter().collect::<Vec<_>>(), dht::NODES[0])
-                        .then_some(())
-                },
-            );
-            scene.mark("the libtorrent DHT knows the seeder");
+            let (mut nodes, seeder) = dht::start_swarm(scene, &fixture.torrent, &fixture.seed_dir);
             let bootstrap = dht::NODES[2].to_string();
             let started = std::time::Instant::now();
             let (mut proc, out) = swarmer::download_and_seed_with_dht(
@@ -1548,17 +1537,7 @@ fn magnet_by_info_hash_alone_through_the_dht() {
         &[Need::Mktorrent, Need::Libtorrent],
         |scene| {
             let fixture = single_file(scene, 4 * MIB, 16, &[]);
-            let nodes = dht::start_nodes(scene);
-            let _seeder = dht::start_seeder(scene, &fixture.torrent, &fixture.seed_dir);
-            scene.deadline.poll(
-                "a libtorrent node to receive the seeder's DHT announce",
-                Duration::from_millis(100),
-                || {
-                    dht::announced_from(&nodes.iter().collect::<Vec<_>>(), dht::NODES[0])
-                        .then_some(())
-                },
-            );
-            scene.mark("the libtorrent DHT knows the seeder");
+            let _swarm = dht::start_swarm(scene, &fixture.torrent, &fixture.seed_dir);
             let magnet = magnet_for(&fixture.torrent, "");
             let bootstrap = dht::NODES[2].to_string();
             let out = scene.subdir("swarmer-download");

@@ -232,7 +232,7 @@ async fn run(
                     f.on_event(event);
                 }
             }
-            Some(peers) = next_peers(&mut announcer) => {
+            Some(peers) = AnnouncerHandle::next_of(&mut announcer) => {
                 f.book.add(peers);
                 f.connect_more();
             }
@@ -420,13 +420,6 @@ impl Fetch {
             self.fetch.remove_peer(conn);
             self.book.disconnected(c.addr, c.handshaken, fault, true);
         }
-    }
-}
-
-async fn next_peers(announcer: &mut Option<AnnouncerHandle>) -> Option<Vec<SocketAddr>> {
-    match announcer {
-        Some(a) => a.next_peers().await,
-        None => None,
     }
 }
 

@@ -608,7 +608,7 @@ impl Running {
                         Err(e) => break Err(TorrentError::Storage(e)),
                     }
                 }
-                Some(peers) = next_peers(&mut self.announcer) => {
+                Some(peers) = AnnouncerHandle::next_of(&mut self.announcer) => {
                     self.book.add(peers);
                     self.connect_more();
                 }
@@ -1213,12 +1213,5 @@ impl Running {
         if let Some(saving) = self.resume.as_mut().and_then(|s| s.saving.take()) {
             let _ = saving.await;
         }
-    }
-}
-
-async fn next_peers(announcer: &mut Option<AnnouncerHandle>) -> Option<Vec<SocketAddr>> {
-    match announcer {
-        Some(a) => a.next_peers().await,
-        None => None,
     }
 }

@@ -42,7 +42,7 @@ fn bootstrap_list(except: SocketAddr) -> String {
 }
 
 /// Starts the DHT-only nodes (all but the first), without waiting for anything.
-pub(crate) fn start_nodes(scene: &Scene) -> Vec<Proc> {
+fn start_nodes(scene: &Scene) -> Vec<Proc> {
     NODES[1..]
         .iter()
         .enumerate()
@@ -55,7 +55,7 @@ pub(crate) fn start_nodes(scene: &Scene) -> Vec<Proc> {
 }
 
 /// Starts the seeder on the first node address with the DHT on and waits until it seeds.
-pub(crate) fn start_seeder(scene: &Scene, torrent: &Path, save_path: &Path) -> Proc {
+fn start_seeder(scene: &Scene, torrent: &Path, save_path: &Path) -> Proc {
     let bootstrap = bootstrap_list(NODES[0]);
     let mut options = LtOptions::new(torrent, save_path, NODES[0]);
     options.dht_bootstrap = Some(&bootstrap);
@@ -70,4 +70,19 @@ pub(crate) fn announced_from(procs: &[&Proc], peer: SocketAddr) -> bool {
             .iter()
             .any(|e| e["ip"] == ip.as_str() && e["port"] == peer.port())
     })
+}
+
+/// Starts the DHT-only nodes and the seeder of `torrent` (its data in `save_path`), and waits until
+/// some node has received the seeder's own announce, which shows the libtorrent DHT works here and
+/// knows the seeder. Returns the nodes and the seeder.
+pub(crate) fn start_swarm(scene: &Scene, torrent: &Path, save_path: &Path) -> (Vec<Proc>, Proc) {
+    let nodes = start_nodes(scene);
+    let seeder = start_seeder(scene, torrent, save_path);
+    scene.deadline.poll(
+        "a libtorrent node to receive the seeder's DHT announce",
+        std::time::Duration::from_millis(100),
+        || announced_from(&nodes.iter().collect::<Vec<_>>(), NODES[0]).then_some(()),
+    );
+    scene.mark("the libtorrent DHT knows the seeder");
+    (nodes, seeder)
 }

@@ -203,7 +203,23 @@ pub(crate) fn wait_leecher(
 
 /// The JSON events a libtorrent peer printed with the given `event` name.
 pub(crate) fn events(proc: &Proc, event: &str) -> Vec<serde_json::Value> {
-    proc.stdout_text()
+    events_in(&proc.stdout_text(), event)
+}
+
+/// The events named `event` of a leecher started as `name` over all its runs: [`wait_leecher`]
+/// starts a crashed one again as `NAME-again`, and each run reports only what it did itself.
+pub(crate) fn leecher_events(scene: &Scene, name: &str, event: &str) -> Vec<serde_json::Value> {
+    [name.to_owned(), format!("{name}-again")]
+        .iter()
+        .flat_map(|run| {
+            let log = std::fs::read_to_string(scene.logs.join(format!("{run}.stdout")));
+            events_in(&log.unwrap_or_default(), event)
+        })
+        .collect()
+}
+
+fn events_in(stdout: &str, event: &str) -> Vec<serde_json::Value> {
+    stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["event"] == event)

@@ -706,6 +706,7 @@ impl Dht {
             .collect();
         let lookup = Lookup::new(target, &start, seeds);
         // Peers announced to us count too: in a small network we may be the closest node.
+        let mut seen = HashSet::new();
         if let SearchKind::GetPeers { info_hash, .. } = &kind {
             let local: Vec<SocketAddr> = self
                 .store
@@ -713,27 +714,15 @@ impl Dht {
                 .map(|p| p.iter().map(|(a, _)| *a).collect())
                 .unwrap_or_default();
             if !local.is_empty() {
+                seen.extend(local.iter().copied());
                 push_bounded(
                     &mut self.events,
                     Event::PeersFound {
                         search: sid,
-                        peers: local.clone(),
+                        peers: local,
                     },
                 );
             }
-            let mut seen = HashSet::new();
-            seen.extend(local);
-            self.searches.insert(
-                sid,
-                Search {
-                    started: now,
-                    lookup,
-                    kind,
-                    seen,
-                },
-            );
-            self.drive_searches(now);
-            return sid;
         }
         self.searches.insert(
             sid,
@@ -741,7 +730,7 @@ impl Dht {
                 started: now,
                 lookup,
                 kind,
-                seen: HashSet::new(),
+                seen,
             },
         );
         self.drive_searches(now);

@@ -125,6 +125,17 @@ impl std::fmt::Debug for AnnouncerHandle {
 }
 
 impl AnnouncerHandle {
+    /// [`AnnouncerHandle::next_peers`] of an announcer that may be gone: `None` at once without one,
+    /// so a `select!` arm matching `Some` stays disabled.
+    pub(crate) async fn next_of(
+        announcer: &mut Option<AnnouncerHandle>,
+    ) -> Option<Vec<SocketAddr>> {
+        match announcer {
+            Some(a) => a.next_peers().await,
+            None => None,
+        }
+    }
+
     /// The peers of the next successful announce, or `None` once the announcer has ended. Lists the owner
     /// does not take in time are dropped (at most a few are buffered).
     pub async fn next_peers(&mut self) -> Option<Vec<SocketAddr>> {
