@@ -604,12 +604,18 @@ impl Phase {
 fn message(p: &Progress) -> String {
     match p.state {
         TorrentState::Checking => String::new(),
-        TorrentState::Seeding | TorrentState::Complete => format!(
+        TorrentState::Seeding => format!(
             "seeding ↑ {}/s, uploaded {} (ratio {:.2}), {} peers",
             human_bytes(p.upload_rate),
             human_bytes(p.uploaded_bytes),
             ratio(p),
             p.peers
+        ),
+        // Done and no longer serving: rates and peers are over.
+        TorrentState::Complete => format!(
+            "complete, uploaded {} (ratio {:.2})",
+            human_bytes(p.uploaded_bytes),
+            ratio(p)
         ),
         _ => rates(p),
     }
