@@ -106,7 +106,7 @@ fn bench_pick(c: &mut Criterion) {
             || picker.clone(),
             |p| {
                 out.clear();
-                p.pick(black_box(&peers[3]), 64, true, |_| false, &mut out);
+                p.pick(black_box(&peers[3]), 64, usize::MAX, |_| false, &mut out);
                 out.len()
             },
             BatchSize::LargeInput,
@@ -114,7 +114,7 @@ fn bench_pick(c: &mut Criterion) {
     });
     // Steady state: the order is current, then one `have` arrives and the same peer asks again.
     out.clear();
-    picker.pick(&peers[3], 64, true, |_| false, &mut out);
+    picker.pick(&peers[3], 64, usize::MAX, |_| false, &mut out);
     for block in out.drain(..) {
         picker.request_dropped(block);
     }
@@ -125,7 +125,7 @@ fn bench_pick(c: &mut Criterion) {
             |p| {
                 p.increment_availability(have);
                 out.clear();
-                p.pick(black_box(&peers[3]), 64, true, |_| false, &mut out);
+                p.pick(black_box(&peers[3]), 64, usize::MAX, |_| false, &mut out);
                 out.len()
             },
             BatchSize::LargeInput,

@@ -208,6 +208,11 @@ impl Picker {
             .count()
     }
 
+    /// The number of started pieces still downloading (not yet out for verification).
+    pub fn partial_count(&self) -> usize {
+        self.partials.len()
+    }
+
     /// True when every wanted piece has been started and no free block of a wanted piece remains: the
     /// last blocks may be asked of several peers (endgame).
     pub fn in_endgame(&self) -> bool {
@@ -215,8 +220,8 @@ impl Picker {
     }
 
     /// Appends to `out` up to `max` blocks to request from a peer holding `peer_has`. `already_requested`
-    /// tells whether this peer already has a block in flight (used in endgame). New pieces are only started
-    /// when `may_start_new` (the caller's memory budget for unverified pieces).
+    /// tells whether this peer already has a block in flight (used in endgame). At most `max_new_pieces`
+    /// new pieces are started (the caller's memory budget for unverified pieces).
     ///
     /// Order: free blocks of partial pieces first (highest priority, then most complete first), then
     /// blocks of new pieces (highest priority, then rarest first with random tie-breaks), then, in
@@ -227,10 +232,11 @@ impl Picker {
         &mut self,
         peer_has: &Bitfield,
         max: usize,
-        may_start_new: bool,
+        max_new_pieces: usize,
         already_requested: impl Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
+        let mut new_pieces = max_new_pieces;
         let start = out.len();
         if max == 0 {
             return;
@@ -248,8 +254,8 @@ impl Picker {
             if out.len() - start == max {
                 return;
             }
-            if may_start_new {
-                self.pick_new(level, peer_has, max, start, out);
+            if new_pieces > 0 {
+                self.pick_new(level, peer_has, max, start, &mut new_pieces, out);
                 if out.len() - start == max {
                     return;
                 }
@@ -328,19 +334,22 @@ impl Picker {
     }
 
     /// Blocks of new pieces of priority `level` that the peer has, rarest first.
+    /// Starts new pieces of priority `level` that the peer has, rarest first, taking their blocks
+    /// until `out` holds `max` blocks from `start` on or `new_pieces` (decremented) runs out.
     fn pick_new(
         &mut self,
         level: FilePriority,
         peer_has: &Bitfield,
         max: usize,
         start: usize,
+        new_pieces: &mut usize,
         out: &mut Vec<BlockRef>,
     ) {
         if self.unstarted == 0 {
             return;
         }
         let mut i = 0;
-        while i < self.order.len() && out.len() - start < max {
+        while i < self.order.len() && out.len() - start < max && *new_pieces > 0 {
             let p = self.order[i] as usize;
             if self.state[p] != PieceState::Missing {
                 // Started since the last rebuild: passed over here (removing it would disturb the
@@ -352,6 +361,7 @@ impl Picker {
             if self.priority[p] == level && peer_has.get(p) {
                 let piece = PieceIndex::from_picker(p as u32);
                 self.start_piece(piece);
+                *new_pieces -= 1;
                 self.take_free_blocks(piece, max - (out.len() - start), out);
                 // A started piece stays in `order` until the next pass removes it.
             }
@@ -567,7 +577,7 @@ mod tests {
 
     fn pick(p: &mut Picker, has: &Bitfield, max: usize) -> Vec<BlockRef> {
         let mut out = Vec::new();
-        p.pick(has, max, true, |_| false, &mut out);
+        p.pick(has, max, usize::MAX, |_| false, &mut out);
         p.check_invariants();
         out
     }
@@ -675,7 +685,7 @@ mod tests {
         p.pick(
             &all,
             4,
-            true,
+            usize::MAX,
             |b| b != dropped && blocks.contains(&b),
             &mut again,
         );
@@ -693,16 +703,16 @@ mod tests {
         assert!(p.in_endgame());
         // Peer B gets duplicates of everything A has outstanding.
         let mut b = Vec::new();
-        p.pick(&all, 10, true, |_| false, &mut b);
+        p.pick(&all, 10, usize::MAX, |_| false, &mut b);
         assert_eq!(b.len(), 4);
         // Peer A itself gets nothing new: it already requested all of them.
         let mut again = Vec::new();
-        p.pick(&all, 10, true, |blk| a.contains(&blk), &mut again);
+        p.pick(&all, 10, usize::MAX, |blk| a.contains(&blk), &mut again);
         assert!(again.is_empty());
         // The duplicate cap holds.
         for _ in 0..5 {
             let mut c = Vec::new();
-            p.pick(&all, 10, true, |_| false, &mut c);
+            p.pick(&all, 10, usize::MAX, |_| false, &mut c);
         }
         assert!(
             a.iter()
@@ -717,7 +727,7 @@ mod tests {
         let all = Bitfield::full(2);
         p.add_availability(&all);
         let mut out = Vec::new();
-        p.pick(&all, 10, false, |_| false, &mut out);
+        p.pick(&all, 10, 0, |_| false, &mut out);
         assert!(out.is_empty());
     }
 
@@ -752,7 +762,7 @@ mod tests {
             assert!(round < 99_999, "stalled");
             let peer = &peers[rng.gen_range(0..peers.len())];
             let mut out = Vec::new();
-            p.pick(peer, 3, true, |b| outstanding.contains(&b), &mut out);
+            p.pick(peer, 3, usize::MAX, |b| outstanding.contains(&b), &mut out);
             outstanding.extend(out);
             if outstanding.is_empty() {
                 continue;
