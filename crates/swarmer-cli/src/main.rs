@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc (see ARCHITECTURE.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A fast, careful BitTorrent client.
 #[derive(Debug, Parser)]
 #[command(name = "swarmer", version, about)]

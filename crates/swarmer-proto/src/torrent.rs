@@ -2828,7 +2828,13 @@ mod tests {
             max_unverified_bytes: PIECE,
             ..Config::default()
         };
-        f.t = Torrent::new(f.t.layout.clone(), InfoHash([0xaa; 20]), Bitfield::new(100), config, 1);
+        f.t = Torrent::new(
+            f.t.layout.clone(),
+            InfoHash([0xaa; 20]),
+            Bitfield::new(100),
+            config,
+            1,
+        );
         let p = f.peer(2, true);
         f.t.handle_message(p, Message::HaveAll, f.now);
         f.t.handle_message(p, Message::Unchoke, f.now);

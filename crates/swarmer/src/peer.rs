@@ -123,8 +123,10 @@ const fn our_reserved(dht: bool) -> [u8; 8] {
     reserved_bytes(dht, true, true)
 }
 
-/// Size of the read buffer: large enough for dozens of 16 KiB blocks per read system call.
-const READ_BUFFER: usize = 256 * 1024;
+/// Size of the read buffer: four 16 KiB blocks per read system call. Frames handed to the owner share
+/// it, so it is reallocated when they are still alive; larger buffers (256 KiB) measured the same
+/// speed with about 20 MiB more peak memory at 600 MiB/s.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Most frames sent to the owner in one batch. A read of tiny messages (a flood of 9-byte `have`s)
 /// would otherwise become one batch of ~29,000 frame handles of 32 bytes each, 3.5 times the bytes

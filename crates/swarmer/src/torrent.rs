@@ -193,9 +193,9 @@ pub(crate) enum Command {
 /// reading and is disconnected.
 const CONN_QUEUE: usize = 256;
 /// Capacity of the queue of events from all connections to the owner task. An event carries at most one
-/// socket read (256 KiB), so this bounds buffered input at 16 MiB per torrent; a full queue stops the
+/// socket read (64 KiB), so this bounds buffered input at 2 MiB per torrent; a full queue stops the
 /// connection tasks from reading, which pushes back on the peers through TCP.
-const EVENT_QUEUE: usize = 64;
+const EVENT_QUEUE: usize = 32;
 /// How often the owner looks for new peers to dial.
 const CONNECT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often fast-resume state is saved while the torrent runs.
