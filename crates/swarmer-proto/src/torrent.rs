@@ -1727,7 +1727,7 @@ impl Torrent {
         // pieces may hold at most (the budget plus headroom), so the pool never adds memory beyond
         // that, and buffers are allocated once rather than once per piece.
         let in_use = (self.buffers.len() + self.verifying.len()) as u64;
-        if in_use + self.pool.len() as u64 + 1 <= self.budget_pieces() + HEADROOM_PIECES
+        if in_use + (self.pool.len() as u64) < self.budget_pieces() + HEADROOM_PIECES
             && self.pool.len() < MAX_BUFFER_POOL
         {
             self.pool.push(buffer);
