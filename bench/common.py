@@ -33,8 +33,11 @@ def die_with_parent():
     _libc.prctl(1, signal.SIGKILL)
 
 
+_START = time.monotonic()
+
+
 def log(message):
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def ensure_netns(script, marker):

@@ -26,8 +26,9 @@ Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everyw
 
 Figures per run: wall seconds (spawn to exit, or to completion for a daemon), MiB/s, CPU seconds
 per GiB (user+sys of the client process: wait4 rusage for a child that exits, /proc/PID/stat for a
-daemon), peak RSS (ru_maxrss, or VmHWM) and peak anonymous RSS (RssAnon sampled from /proc every
-20 ms: libtorrent 2.0 mmaps the payload, so its RSS counts file pages). Every download is checked
+daemon), peak RSS (VmHWM) and peak anonymous RSS (RssAnon), both sampled from /proc every 20 ms
+(libtorrent 2.0 mmaps the payload, so its RSS counts file pages; ru_maxrss would count the forked
+Python too). Every download is checked
 file by file against the payload's SHA-1s; a mismatch stops the benchmark.
 
 Writes bench/results/<UTC timestamp>/: results.md (one table of medians per scenario), results.json
@@ -78,7 +79,9 @@ ADDR = {
     "lt-default": ("127.0.0.12", 6881),
     "transmission": ("127.0.0.13", 51413),
     "aria2": ("127.0.0.14", 6882),
-    "rqbit": ("127.0.0.15", 4240),
+    # rqbit can choose its listening address but not the source of its tracker announces, which
+    # therefore come from 127.0.0.1: it listens there, so that the peer the tracker hands out works.
+    "rqbit": ("127.0.0.1", 4240),
 }
 TRANSMISSION_RPC_PORT = 9091
 SEEDER_A = ("127.0.0.2", 6881)
@@ -92,6 +95,16 @@ SAMPLE_S = 0.02
 
 class BenchError(Exception):
     """A failed run: wrong data, a client that exited early or timed out. Stops the benchmark."""
+
+
+class Crashed(BenchError):
+    """A process killed by a signal. python3-libtorrent 2.0.8 segfaults now and then inside
+    `session.wait_for_alert` under a heavy alert load (lt_peer.py's loop); when `libtorrent` is
+    set, the run is retried instead of stopping the benchmark."""
+
+    def __init__(self, message, libtorrent):
+        super().__init__(message)
+        self.libtorrent = libtorrent
 
 
 def parse_size(text):
@@ -184,9 +197,10 @@ def multi_file_payload(parent, count, total):
 # ---------------------------------------------------------------------------------------------
 # Measuring processes
 
-def run_to_exit(name, command, logdir, timeout, cwd=None):
-    """Runs `command` to its exit; returns wall, CPU (user+sys from wait4), ru_maxrss and sampled
-    peak RssAnon. Raises BenchError on a non-zero exit or after `timeout` seconds."""
+def run_to_exit(name, command, logdir, timeout, cwd=None, watch=lambda: None, libtorrent=False):
+    """Runs `command` to its exit; returns wall, CPU (user+sys from wait4), peak VmHWM and
+    peak RssAnon. Calls `watch()` every 20 ms (it raises to abort). Raises BenchError on a non-zero
+    exit or after `timeout` seconds, Crashed (with `libtorrent`) when a signal killed it."""
     with open(os.path.join(logdir, f"{name}.stdout"), "wb") as out, \
             open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
         start = time.monotonic()
@@ -200,6 +214,7 @@ def run_to_exit(name, command, logdir, timeout, cwd=None):
                 if pid:
                     break
                 memory.sample()
+                watch()
                 if time.monotonic() - start > timeout:
                     raise BenchError(f"{name} timed out after {timeout:.0f} s; logs in {logdir}")
                 time.sleep(SAMPLE_S)
@@ -209,10 +224,16 @@ def run_to_exit(name, command, logdir, timeout, cwd=None):
                 os.wait4(child.pid, 0)
         wall = time.monotonic() - start
     child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode < 0:
+        raise Crashed(f"{name} was killed by signal {-child.returncode}; logs in {logdir}",
+                      libtorrent)
     if child.returncode != 0:
         raise BenchError(f"{name} exited with {child.returncode}; logs in {logdir}")
+    # ru_maxrss also counts the RSS of the forked Python before exec, so small clients would all
+    # show the benchmark's own size: the peak is VmHWM as last sampled (at most 20 ms early).
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mib": usage.ru_maxrss / 1024, "peak_anon_mib": memory.anon / 1024}
+            "peak_rss_mib": max(memory.hwm, memory.rss) / 1024,
+            "peak_anon_mib": memory.anon / 1024, "ru_maxrss_mib": usage.ru_maxrss / 1024}
 
 
 class TransmissionRpc:
@@ -318,6 +339,9 @@ class Bench:
         self.logdir = os.path.join(out, "logs")
         os.makedirs(self.logdir, exist_ok=True)
         self.runs = []
+        self.crashes = []
+        # The libtorrent seeders of the running scenario: label -> [command, (ip, port), Popen].
+        self.seeders = {}
 
     def deadline(self, size=0):
         """Seconds allowed for start-up work on `size` bytes (checking, listing) from now."""
@@ -332,7 +356,9 @@ class Bench:
                 figures = self.leech_transmission(torrent, outdir, name)
             else:
                 figures = run_to_exit(name, self.leech_command(client, torrent, outdir),
-                                      self.logdir, self.args.timeout, cwd=outdir)
+                                      self.logdir, self.args.timeout, cwd=outdir,
+                                      watch=self.check_seeders,
+                                      libtorrent=client.startswith("lt-"))
             payload.verify(outdir, name)
         finally:
             shutil.rmtree(outdir, ignore_errors=True)
@@ -370,6 +396,7 @@ class Bench:
                                      f"logs in {self.logdir}")
                 if daemon.poll() is not None:
                     raise BenchError(f"{name} exited with {daemon.returncode}")
+                self.check_seeders()
                 memory.sample()
                 if now - last_poll >= 0.1:
                     last_poll = now
@@ -391,7 +418,7 @@ class Bench:
         """libtorrent seeders (high-performance settings) re-announcing every 2 s, so that they
         find and dial a Transmission leecher, which never dials loopback peers itself. Waits
         until each has checked its data and the tracker lists it."""
-        seeders = []
+        self.seeders = {}
         for i, (ip, port) in enumerate(addrs):
             command = ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
                        "--save-path", payload.parent, "--listen", f"{ip}:{port}",
@@ -399,15 +426,52 @@ class Bench:
             if seed_mode:
                 command.append("--seed-mode")
             label = f"{name}-{i}" if len(addrs) > 1 else name
-            seeders.append((label, ip, port,
-                            self.procs.start(label, command, self.logdir, env=child_env())))
-        ih = info_hash(torrent)
-        deadline = self.deadline(payload.size * len(addrs))
-        for label, ip, port, child in seeders:
-            self.wait_lt_seeding(label, child, deadline)
-            wait_for(f"the tracker to list {label}", deadline,
-                     lambda: tracker_lists(ih, (ip, port)), 0.1)
-        return [child for _, _, _, child in seeders]
+            self.seeders[label] = [command, (ip, port), None]
+        self.seeder_info_hash = info_hash(torrent)
+        self.seeder_size = payload.size
+        self.restart_seeders()
+
+    def restart_seeders(self):
+        """(Re)starts every seeder of the scenario that is not running and waits until each
+        has checked its data and the tracker lists it."""
+        started = []
+        for label, entry in self.seeders.items():
+            command, _addr, child = entry
+            if child is not None and child.poll() is None:
+                continue
+            log_label = label if child is None else f"{label}-restart{len(self.crashes)}"
+            entry[2] = self.procs.start(log_label, command, self.logdir, env=child_env())
+            started.append((log_label, entry))
+        deadline = self.deadline(self.seeder_size * len(started))
+        for log_label, (_command, addr, child) in started:
+            self.wait_lt_seeding(log_label, child, deadline)
+            wait_for(f"the tracker to list {log_label}", deadline,
+                     lambda: tracker_lists(self.seeder_info_hash, addr), 0.1)
+
+    def stop_seeders(self):
+        for _command, _addr, child in self.seeders.values():
+            if child is not None:
+                self.procs.stop(child)
+        self.seeders = {}
+
+    def check_seeders(self):
+        """Raises Crashed (a libtorrent one) if a seeder of the scenario has exited."""
+        for label, (_command, _addr, child) in self.seeders.items():
+            if child is not None and child.poll() is not None:
+                raise Crashed(f"seeder {label} exited with {child.returncode}", True)
+
+    def attempt(self, what, body):
+        """body(), retried up to twice after a libtorrent process crashed (see Crashed), with
+        the scenario's seeders restarted; every crash is kept in results.json."""
+        for attempt in range(3):
+            try:
+                return body()
+            except Crashed as e:
+                if not e.libtorrent or attempt == 2:
+                    raise
+                log(f"warning: {what}: {e}; retrying the run")
+                self.crashes.append({"run": what, "error": str(e)})
+                self.restart_seeders()
 
     def wait_lt_seeding(self, label, child, deadline):
         def seeding():
@@ -482,9 +546,11 @@ class Bench:
                        "--save-path", outdir, "--listen", f"{ip}:{port}", "--high-performance",
                        "--timeout", str(self.args.timeout)]
             try:
-                leecher = run_to_exit(f"{name}-leecher", command, self.logdir, self.args.timeout)
+                leecher = run_to_exit(f"{name}-leecher", command, self.logdir,
+                                      self.args.timeout, libtorrent=True)
                 if seeder.poll() is not None:
-                    raise BenchError(f"{name}: the seeder exited during the download")
+                    raise Crashed(f"{name}: the seeder exited with {seeder.returncode} during "
+                                  "the download", client == "lt-hp")
                 memory.sample()
                 cpu = cpu_seconds(seeder.pid) - cpu_before
                 payload.verify(outdir, f"{name}-leecher")
@@ -508,17 +574,20 @@ class Bench:
             f"(verified)")
 
     def rounds(self, clients):
-        """(run, client) in run order: every client once per run, the first one rotating."""
+        """(run, client) in run order: every client once per run, the first one rotating.
+        Transmission takes part only in the last --transmission-runs runs."""
         for run in range(self.args.runs):
             shift = run % len(clients)
             for client in clients[shift:] + clients[:shift]:
+                if client == "transmission" and run < self.args.runs - self.args.transmission_runs:
+                    continue
                 yield run, client
 
     def leech_scenario(self, scenario, torrent, payload):
         for run, client in self.rounds(self.clients):
             name = f"{scenario}-{client}-{run}"
-            self.record(scenario, client, run, self.leech(client, torrent, payload, name),
-                        payload.size)
+            figures = self.attempt(name, lambda: self.leech(client, torrent, payload, name))
+            self.record(scenario, client, run, figures, payload.size)
 
     def run(self):
         args, work = self.args, self.work
@@ -541,26 +610,25 @@ class Bench:
             warm_up(work, args.size // MIB)
             if "a" in big:
                 log("scenario a: one libtorrent seeder")
-                seeders = self.start_lt_seeders(torrents["a"], payload, [SEEDER_A],
+                self.start_lt_seeders(torrents["a"], payload, [SEEDER_A],
                                                 "a-seeder")
                 self.leech_scenario("a", torrents["a"], payload)
-                for s in seeders:
-                    self.procs.stop(s)
+                self.stop_seeders()
             if "b" in big:
                 log("scenario b: 8 libtorrent seeders")
                 # Seed mode: the 8 seeders trust the shared copy instead of each hashing it.
-                seeders = self.start_lt_seeders(torrents["b"], payload, SEEDERS_B,
+                self.start_lt_seeders(torrents["b"], payload, SEEDERS_B,
                                                 "b-seeder", seed_mode=True)
                 self.leech_scenario("b", torrents["b"], payload)
-                for s in seeders:
-                    self.procs.stop(s)
+                self.stop_seeders()
             if "d" in big:
                 log("scenario d: each client seeds to a libtorrent leecher")
                 seeding = [c for c in self.clients if c in SEEDING_CLIENTS]
                 for run, client in self.rounds(seeding):
                     name = f"d-{client}-{run}"
-                    self.record("d", client, run,
-                                self.seed_run(client, torrents["d"], payload, name), payload.size)
+                    figures = self.attempt(
+                        name, lambda: self.seed_run(client, torrents["d"], payload, name))
+                    self.record("d", client, run, figures, payload.size)
             payload.remove()
         if "c" in scenarios:
             payload = multi_file_payload(os.path.join(work, "seed-c"), args.files_count,
@@ -577,10 +645,9 @@ class Bench:
                     f.write(ih.hex() + "\n")
                 tracker.send_signal(signal.SIGHUP)
             log("scenario c: many files, one libtorrent seeder")
-            seeders = self.start_lt_seeders(torrent, payload, [SEEDER_C], "c-seeder")
+            self.start_lt_seeders(torrent, payload, [SEEDER_C], "c-seeder")
             self.leech_scenario("c", torrent, payload)
-            for s in seeders:
-                self.procs.stop(s)
+            self.stop_seeders()
             payload.remove()
 
 
@@ -595,11 +662,13 @@ def aria2_command(directory):
 
 
 def rqbit_command(rqbit, directory):
-    """rqbit with DHT, UPnP and its HTTP API off; downloads into `directory`."""
-    _ip, port = ADDR["rqbit"]
-    return [rqbit, "--disable-dht", "--disable-dht-persistence", "--disable-upnp",
-            "--http-api-listen-addr", "127.0.0.15:3030", "download", "--output-folder", directory,
-            "--overwrite"]
+    """`rqbit download` into `directory` with DHT, LSD, UPnP and its HTTP API off, IPv4 only.
+    It keeps seeding when done unless given --exit-on-finish; existing files are checked first."""
+    ip, port = ADDR["rqbit"]
+    return [rqbit, "--disable-dht", "--disable-dht-persistence", "--disable-lsd",
+            "--disable-upnp-port-forward", "--ipv4-only", "--listen-ip", ip,
+            "--listen-port", str(port), "download", "--disable-http-api",
+            "--output-folder", directory, "--overwrite"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,7 +686,7 @@ def markdown(args, clients, runs, env):
     lines = [f"# swarmer swarm benchmark, {env['started_utc']}", "",
              f"Loopback in a private network namespace; payload in "
              f"{'RAM (/dev/shm)' if not args.disk else args.disk}; {env['cpu']}, "
-             f"{env['cores']} cores; medians of {args.runs} run(s); every download verified by "
+             f"{env['cores']} cores; medians of the runs (`runs` column); every download verified by "
              f"SHA-1. Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
              ""]
     fmt = {"size": human(args.size), "count": f"{args.files_count:,}",
@@ -627,14 +696,14 @@ def markdown(args, clients, runs, env):
         if not present:
             continue
         lines += [f"## ({scenario}) {SCENARIOS[scenario].format(**fmt)}", ""]
-        lines += ["| client | MiB/s | wall s | CPU s/GiB | peak RSS MiB | peak anon RSS MiB |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += ["| client | MiB/s | wall s | CPU s/GiB | peak RSS MiB | peak anon RSS MiB | runs |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         med = {c: medians(runs, scenario, c) for c in present}
         for c in present:
             m = med[c]
             lines.append(f"| {c} | {m['mibps']:.0f} | {m['wall_s']:.2f} | "
                          f"{m['cpu_s_per_gib']:.2f} | {m['peak_rss_mib']:.0f} | "
-                         f"{m['peak_anon_mib']:.0f} |")
+                         f"{m['peak_anon_mib']:.0f} | {m['n']} |")
         others = [c for c in present if c != "swarmer"]
         if "swarmer" in med and others:
             fastest = max(others, key=lambda c: med[c]["mibps"])
@@ -653,6 +722,11 @@ def markdown(args, clients, runs, env):
               "2 s), and it decides interest/unchoke on a ~10 s timer, which its wall time "
               "includes.", "",
               f"Reproduce: `{env['command']}` (took {env['elapsed_s'] / 60:.1f} min)", ""]
+    crashes = env.get("libtorrent_crashes_retried", [])
+    if crashes:
+        lines += [f"python3-libtorrent crashed {len(crashes)} time(s) (a known segfault in its "
+                  "`wait_for_alert`); those runs were repeated: "
+                  + ", ".join(c["run"] for c in crashes) + ".", ""]
     return "\n".join(lines)
 
 
@@ -749,7 +823,8 @@ def check_tools(parser, args):
         if not args.rqbit:
             if args.clients_given:
                 parser.error("rqbit is not on PATH (cargo install rqbit)")
-            log("rqbit is not on PATH: skipping it (cargo install rqbit)")
+            if os.environ.get(IN_NETNS) is None:
+                log("rqbit is not on PATH: skipping it (cargo install rqbit)")
             wanted.remove("rqbit")
         else:
             args.rqbit = os.path.abspath(args.rqbit)
@@ -771,6 +846,9 @@ def main():
     parser.add_argument("--disk", metavar="DIR", help="payloads and downloads in DIR, not /dev/shm")
     parser.add_argument("--swarmer", default=os.path.join(REPO, "target/release/swarmer"))
     parser.add_argument("--rqbit", default=None, help="rqbit binary (default: from PATH)")
+    parser.add_argument("--transmission-runs", type=int, default=1,
+                        help="runs of Transmission per scenario (default 1: at 10-30 MiB/s on "
+                        "loopback it would take most of the time; its speed varies little)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per download")
     parser.add_argument("--out", help="results folder (default bench/results/<UTC timestamp>)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -811,6 +889,7 @@ def main():
     finally:
         env["elapsed_s"] = time.monotonic() - t0
         runs = state["bench"].runs if "bench" in state else []
+        env["libtorrent_crashes_retried"] = state["bench"].crashes if "bench" in state else []
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump({"env": env, "args": {k: v for k, v in vars(args).items()},
                        "clients": clients, "runs": runs}, f, indent=1)
