@@ -782,6 +782,15 @@ def versions(args, clients):
     return out
 
 
+def loadavg():
+    """/proc/loadavg: other work on the machine skews every figure; the JSON keeps it."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -872,7 +881,8 @@ def main():
     env = {"started_utc": started.strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(),
            "cores": os.cpu_count(), "kernel": platform.release(),
            "versions": versions(args, clients),
-           "command": "sudo bench/swarm.py" + "".join(f" {a}" for a in sys.argv[1:])}
+           "command": "sudo bench/swarm.py" + "".join(f" {a}" for a in sys.argv[1:]),
+           "loadavg_start": loadavg()}
     base = args.disk or "/dev/shm"
     t0 = time.monotonic()
     state = {}
@@ -888,6 +898,7 @@ def main():
         sys.exit(f"swarm.py: FAILED: {e}")
     finally:
         env["elapsed_s"] = time.monotonic() - t0
+        env["loadavg_end"] = loadavg()
         runs = state["bench"].runs if "bench" in state else []
         env["libtorrent_crashes_retried"] = state["bench"].crashes if "bench" in state else []
         with open(os.path.join(out, "results.json"), "w") as f:
