@@ -741,6 +741,7 @@ def chart(path, args, clients, runs):
     width = 0.8 / max(len(clients), 1)
     for ax, key, label in ((axes[0], "mibps", "MiB/s (higher is better)"),
                            (axes[1], "cpu_s_per_gib", "CPU s/GiB (lower is better)")):
+        top = 0.0
         for i, client in enumerate(clients):
             xs, ys = [], []
             for j, s in enumerate(scenarios):
@@ -749,6 +750,8 @@ def chart(path, args, clients, runs):
                     xs.append(j + (i - (len(clients) - 1) / 2) * width)
                     ys.append(m[key])
             ax.bar(xs, ys, width, label=client)
+            top = max([top] + ys)
+        ax.set_ylim(0, top * 1.2 or 1)  # room for the legend above the bars
         ax.set_xticks(range(len(scenarios)), [f"({s})" for s in scenarios])
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
