@@ -62,10 +62,10 @@ def check_swarmer(parser, args):
         parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
 
 
-def in_workdir(prefix, keep, body, base="/dev/shm"):
+def in_workdir(prefix, keep, body, base="/dev/shm", logs="logs"):
     """Runs `body(work, procs)` in a new directory BASE/PREFIX-PID; stops every process started
-    through `procs` and removes the directory afterwards (keeps it with `keep`; keeps only its logs
-    after a failure)."""
+    through `procs` and removes the directory afterwards (keeps it with `keep`; keeps only its
+    subdirectory `logs` after a failure, nothing if `logs` is None)."""
     work = os.path.join(base, f"{prefix}-{os.getpid()}")
     os.makedirs(work, mode=0o755)
     os.chmod(work, 0o755)
@@ -76,17 +76,19 @@ def in_workdir(prefix, keep, body, base="/dev/shm"):
         failed = False
     finally:
         procs.stop_all()
-        if failed:
+        if failed and logs is None:
+            shutil.rmtree(work, ignore_errors=True)
+        elif failed:
             # Keep the logs, but not the payload and downloads that fill /dev/shm.
             for entry in os.listdir(work):
                 path = os.path.join(work, entry)
-                if entry == "logs":
+                if entry == logs:
                     continue
                 if os.path.isdir(path):
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.remove(path)
-            log(f"failed; logs kept in {work}/logs")
+            log(f"failed; logs kept in {work}/{logs}")
         elif keep:
             log(f"files kept in {work}")
         else:

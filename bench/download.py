@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402 - the payload, tracker and process helpers shared by bench/
-    LT_PEER, MIB, REPO, Swarm, check_swarmer, die_with_parent, ensure_netns, in_workdir, log,
+    LT_PEER, REPO, Swarm, check_swarmer, die_with_parent, ensure_netns, in_workdir, log,
     medians, peak_anon_rss_sampler, sha1_of, tracker_lists, wait_for, warm_up)
 
 IN_NETNS = "SWARMER_BENCH_IN_NETNS"

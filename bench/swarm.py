@@ -20,7 +20,8 @@ Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everyw
   swarmer       target/release/swarmer download|seed ... -q --no-dht --no-lsd --no-pex
   lt-hp         crates/swarmer-cli/tests/interop/lt_peer.py with high_performance_seed() settings
   lt-default    the same with libtorrent's default settings (leecher only)
-  transmission  transmission-daemon 3.00 driven over its RPC (a fresh config per run)
+  transmission  transmission-daemon 3.00 driven over its RPC (a fresh config per run); only in
+                the last --transmission-runs runs (default 1): it moves 10-30 MiB/s here
   aria2         aria2c, exits when done (--seed-time=0); seeds with -V --seed-ratio=0.0
   rqbit         only if `rqbit` is on PATH (cargo install rqbit)
 
@@ -58,7 +59,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402 - the payload, tracker and process helpers shared by bench/
-    GIB, LT_PEER, MIB, REPO, MemorySampler, Procs, check_swarmer, chunk_bytes, cpu_seconds,
+    GIB, LT_PEER, MIB, REPO, MemorySampler, check_swarmer, chunk_bytes, cpu_seconds,
     die_with_parent, ensure_netns, in_workdir, info_hash, log, make_torrent, sha1_of, start_tracker,
     tracker_lists, wait_for, warm_up)
 
@@ -896,7 +897,7 @@ def main():
         bench.run()
 
     try:
-        in_workdir("swarmer-swarm-bench", args.keep, body, base=base)
+        in_workdir("swarmer-swarm-bench", args.keep, body, base=base, logs=None)
     except BenchError as e:
         sys.exit(f"swarm.py: FAILED: {e}")
     finally:
