@@ -22,225 +22,24 @@ Not a test. Needs root (it re-executes itself inside a private network namespace
 """
 
 import argparse
-import ctypes
-import hashlib
-import http.client
 import os
-import random
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LT_PEER = os.path.join(REPO, "crates/swarmer-cli/tests/interop/lt_peer.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402 - the payload, tracker and process helpers shared by bench/
+    LT_PEER, REPO, Swarm, check_swarmer, die_with_parent, ensure_netns, in_workdir, log,
+    medians, peak_anon_rss_sampler, sha1_of, tracker_lists, wait_for, warm_up)
+
 IN_NETNS = "SWARMER_BENCH_IN_NETNS"
-TRACKER = ("127.0.0.1", 6969)
 SEEDER = ("127.0.0.2", 6881)
 CLIENT_ADDR = {
     "swarmer": ("127.0.0.10", 6890),
     "lt-hp": ("127.0.0.11", 6881),
     "lt-default": ("127.0.0.12", 6881),
 }
-MIB = 1 << 20
-
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-
-
-def die_with_parent():
-    """preexec_fn: SIGKILL this child if the benchmark dies (PR_SET_PDEATHSIG)."""
-    _libc.prctl(1, signal.SIGKILL)
-
-
-def log(message):
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def ensure_netns(script, marker):
-    """Unless already inside it (`marker` set), runs `script` again inside `unshare --net` with
-    `lo` up, with this process's arguments, and exits with its exit code."""
-    if os.environ.get(marker) is not None:
-        return
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    if shutil.which("unshare") is None or shutil.which("ip", path=path) is None:
-        sys.exit(f"{os.path.basename(script)}: needs `unshare` and `ip` (util-linux, iproute2)")
-    env = dict(os.environ, **{marker: "1"}, PATH=path)
-    env.pop("RUST_LOG", None)
-    command = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-               "/usr/bin/python3", os.path.abspath(script)] + sys.argv[1:]
-    sys.exit(subprocess.call(command, env=env))
-
-
-def check_swarmer(parser, args):
-    """Makes `args.swarmer` absolute and fails the command line if it is not an executable."""
-    args.swarmer = os.path.abspath(args.swarmer)
-    if not os.access(args.swarmer, os.X_OK):
-        parser.error(f"{args.swarmer} is not executable (cargo build --release -p swarmer-cli)")
-
-
-def in_workdir(prefix, keep, body):
-    """Runs `body(work, procs)` in a new directory /dev/shm/PREFIX-PID; stops every process started
-    through `procs` and removes the directory afterwards (keeps it with `keep`; keeps only its logs
-    after a failure)."""
-    work = f"/dev/shm/{prefix}-{os.getpid()}"
-    os.makedirs(work, mode=0o755)
-    os.chmod(work, 0o755)
-    procs = Procs()
-    failed = True
-    try:
-        body(work, procs)
-        failed = False
-    finally:
-        procs.stop_all()
-        if failed:
-            # Keep the logs, but not the payload and downloads that fill /dev/shm.
-            for entry in os.listdir(work):
-                path = os.path.join(work, entry)
-                if entry == "logs":
-                    continue
-                if os.path.isdir(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.remove(path)
-            log(f"failed; logs kept in {work}/logs")
-        elif keep:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-class Swarm:
-    """What every benchmark starts from, under `work`: logs/, a payload of `size_mib` MiB in seed/
-    with its SHA-1, a torrent of it (1 MiB pieces) made by mktorrent, and opentracker (whitelisting
-    it) running through `procs`."""
-
-    def __init__(self, work, size_mib, procs):
-        self.logdir = os.path.join(work, "logs")
-        self.seed_dir = os.path.join(work, "seed")
-        tracker_root = os.path.join(work, "opentracker")
-        for d in (self.logdir, self.seed_dir, tracker_root):
-            os.makedirs(d, mode=0o755)
-        payload = os.path.join(self.seed_dir, "bench.bin")
-        log(f"writing {size_mib} MiB payload")
-        self.sha1 = write_payload(payload, size_mib * MIB)
-        self.torrent = os.path.join(work, "bench.torrent")
-        subprocess.run(["mktorrent", "-l", "20", "-a",
-                        f"http://{TRACKER[0]}:{TRACKER[1]}/announce", "-o", self.torrent, payload],
-                       check=True, stdout=subprocess.DEVNULL)
-        self.info_hash = info_hash(self.torrent)
-        whitelist = os.path.join(tracker_root, "whitelist.txt")
-        with open(whitelist, "w") as f:
-            f.write(self.info_hash.hex() + "\n")
-        os.chmod(whitelist, 0o644)
-        procs.start("opentracker", ["opentracker", "-i", TRACKER[0], "-p", str(TRACKER[1]),
-                                    "-P", str(TRACKER[1]), "-d", tracker_root,
-                                    "-w", "/whitelist.txt"], self.logdir)
-
-
-def write_payload(path, size, seed=0x5EED):
-    """Deterministic pseudo-random content, in 16 MiB chunks each seeded from (seed, index)."""
-    sha1 = hashlib.sha1()
-    with open(path, "wb") as out:
-        done, index = 0, 0
-        while done < size:
-            chunk = random.Random(seed * 1_000_003 + index).randbytes(min(16 * MIB, size - done))
-            out.write(chunk)
-            sha1.update(chunk)
-            done += len(chunk)
-            index += 1
-    return sha1.hexdigest()
-
-
-def sha1_of(path):
-    sha1 = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(16 * MIB):
-            sha1.update(block)
-    return sha1.hexdigest()
-
-
-def info_hash(torrent):
-    import libtorrent as lt
-
-    return lt.torrent_info(torrent).info_hashes().v1.to_bytes()
-
-
-class Procs:
-    """Every long-lived child, killed by PID at the end."""
-
-    def __init__(self):
-        self.children = []
-
-    def start(self, name, command, logdir, **kwargs):
-        out = open(os.path.join(logdir, f"{name}.stdout"), "wb")
-        err = open(os.path.join(logdir, f"{name}.stderr"), "wb")
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 preexec_fn=die_with_parent, **kwargs)
-        self.children.append(child)
-        return child
-
-    def stop_all(self):
-        # opentracker drops privileges, which clears the parent-death signal: kill explicitly.
-        for child in reversed(self.children):
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-
-
-def wait_for(what, deadline, probe, interval=0.05):
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            sys.exit(f"bench: timed out waiting for {what}")
-        time.sleep(interval)
-
-
-def tracker_lists(ih, peer):
-    """Probe announce (started, then stopped); True if the tracker hands out `peer`."""
-    quote = lambda b: urllib.parse.quote(b, safe="")  # noqa: E731 - every byte but unreserved as %XX
-    peer_id = b"-XX0000-benchprobe00"
-    peers = b""
-    for event in ("started", "stopped"):
-        path = (f"/announce?info_hash={quote(ih)}&peer_id={quote(peer_id)}&port=1&uploaded=0"
-                f"&downloaded=0&left=1&compact=1&numwant=200&event={event}")
-        try:
-            conn = http.client.HTTPConnection(*TRACKER, timeout=2)
-            conn.request("GET", path)
-            body = conn.getresponse().read()
-            conn.close()
-        except OSError:
-            return False
-        if event == "started":
-            marker = body.find(b"5:peers")
-            if marker < 0:
-                return False
-            length_end = body.index(b":", marker + 7)
-            length = int(body[marker + 7:length_end])
-            peers = body[length_end + 1:length_end + 1 + length]
-    want = bytes(int(x) for x in peer[0].split(".")) + peer[1].to_bytes(2, "big")
-    return any(peers[i:i + 6] == want for i in range(0, len(peers), 6))
-
-
-def peak_anon_rss_sampler(pid):
-    """Returns a function that samples RssAnon (KiB) of `pid` and remembers the peak."""
-    peak = [0]
-
-    def sample():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("RssAnon:"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
-        except OSError:
-            pass
-        return peak[0]
-
-    return sample
 
 
 def run_client(client, args, torrent, outdir, logdir, run_index):
@@ -284,21 +83,6 @@ def run_client(client, args, torrent, outdir, logdir, run_index):
     }
 
 
-def warm_up(work, size_mib):
-    """Writes and deletes twice the payload size in the work directory before the timed runs.
-
-    On a virtual machine the first writes into memory the guest has never touched are much slower
-    (the hypervisor backs the pages on first use), which made whichever client ran first look ~2x
-    slower. Touching that memory once, untimed, gives every client the same starting conditions.
-    """
-    path = os.path.join(work, "warm-up")
-    chunk = b"\xa5" * MIB
-    with open(path, "wb") as f:
-        for _ in range(2 * size_mib):
-            f.write(chunk)
-    os.remove(path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -339,7 +123,7 @@ def bench(args, clients, work, procs):
     wait_for("the seeder to check its data", deadline, seeding)
     wait_for("the tracker to list the seeder", deadline, lambda: tracker_lists(ih, SEEDER), 0.25)
     log("seeder is listed; warming up")
-    warm_up(work, args.size_mib)
+    warm_up(work, 2 * args.size_mib)
     log("starting runs")
 
     results = {c: [] for c in clients}
@@ -360,12 +144,6 @@ def bench(args, clients, work, procs):
                 f"rss {r['maxrss_mib']:.0f} MiB anon {r['anon_mib']:.0f} MiB (sha1 ok)")
             shutil.rmtree(outdir)
     report(args, clients, results)
-
-
-def medians(results):
-    """{name: {field: median over the runs}} for {name: [one dict of figures per run]}."""
-    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            for name, runs in results.items()}
 
 
 def report(args, clients, results):

@@ -37,8 +37,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The download benchmark's helpers: payload, torrent, tracker probe, process bookkeeping.
-import download as dl  # noqa: E402
+# The helpers shared by bench/: payload, torrent, tracker probe, process bookkeeping, /proc.
+import common as dl  # noqa: E402
+from common import MemorySampler, cpu_seconds  # noqa: E402
 
 IN_NETNS = "SWARMER_SEED_BENCH_IN_NETNS"
 SEEDER_ADDR = {
@@ -47,43 +48,10 @@ SEEDER_ADDR = {
 }
 LEECHER = ("127.0.0.11", 6881)
 MIB = dl.MIB
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message):
     print(f"[seed-bench] {message}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid):
-    """user+sys CPU seconds of every thread of `pid` so far (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        # The command name (field 2) may contain spaces; the fields after it are fixed.
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-class MemorySampler:
-    """Remembers the peak VmRSS and RssAnon (KiB) of a process over the samples taken."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.rss = 0
-        self.anon = 0
-        self.hwm = 0
-
-    def sample(self):
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key == "VmRSS":
-                        self.rss = max(self.rss, int(value.split()[0]))
-                    elif key == "RssAnon":
-                        self.anon = max(self.anon, int(value.split()[0]))
-                    elif key == "VmHWM":
-                        self.hwm = int(value.split()[0])
-        except OSError:
-            pass
 
 
 def start_seeder(kind, args, torrent, seed_dir, logdir, procs, run_index):
@@ -217,7 +185,7 @@ def bench(args, seeders, work, procs):
     logdir, seed_dir, torrent, ih = swarm.logdir, swarm.seed_dir, swarm.torrent, swarm.info_hash
     want_sha1 = swarm.sha1
     log("warming up")
-    dl.warm_up(work, args.size_mib)
+    dl.warm_up(work, 2 * args.size_mib)
 
     results = {s: [] for s in seeders}
     for run in range(args.runs):

@@ -1,0 +1,921 @@
+#!/usr/bin/python3
+"""Swarm benchmark: swarmer against libtorrent, Transmission, aria2 and rqbit on loopback, one command.
+
+Inside a private network namespace holding only `lo` (it re-executes itself under
+`unshare --net`), it writes deterministic payloads into RAM (/dev/shm, or a directory on disk with
+--disk DIR), makes v1 torrents with mktorrent, starts opentracker on 127.0.0.1:6969 and real
+seeders, and times every client in the same run, interleaved run by run (the first client rotates
+each run) so that drift hits all of them alike. Scenarios:
+
+  a  one file (--size, 4 GiB), 1 MiB pieces, one libtorrent seeder (high-performance settings)
+  b  the same file, 8 libtorrent seeders on 127.0.0.21-28 sharing one copy of the data
+  c  --files-count files (10,000) totalling --files-total (1 GiB) in nested directories, one
+     libtorrent seeder
+  d  seeding: each client in turn seeds the (a) payload and one libtorrent leecher with
+     high-performance settings downloads it; the figures are the leecher's speed and the
+     seeder's CPU and memory
+
+Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everywhere):
+
+  swarmer       target/release/swarmer download|seed ... -q --no-dht --no-lsd --no-pex
+  lt-hp         crates/swarmer-cli/tests/interop/lt_peer.py with high_performance_seed() settings
+  lt-default    the same with libtorrent's default settings (leecher only)
+  transmission  transmission-daemon 3.00 driven over its RPC (a fresh config per run); only in
+                the last --transmission-runs runs (default 1): it moves 10-30 MiB/s here
+  aria2         aria2c, exits when done (--seed-time=0); seeds with -V --seed-ratio=0.0
+  rqbit         only if `rqbit` is on PATH (cargo install rqbit)
+
+Figures per run: wall seconds (spawn to exit, or to completion for a daemon), MiB/s, CPU seconds
+per GiB (user+sys of the client process: wait4 rusage for a child that exits, /proc/PID/stat for a
+daemon), peak RSS (VmHWM) and peak anonymous RSS (RssAnon), both sampled from /proc every 20 ms
+(libtorrent 2.0 mmaps the payload, so its RSS counts file pages; ru_maxrss would count the forked
+Python too). Every download is checked
+file by file against the payload's SHA-1s; a mismatch stops the benchmark.
+
+Writes bench/results/<UTC timestamp>/: results.md (one table of medians per scenario), results.json
+(every run, versions, the command) and chart.png; logs/ holds every process's output. Needs root,
+opentracker, mktorrent, python3-libtorrent, python3-matplotlib, transmission-daemon, aria2:
+
+  cargo build --release -p swarmer-cli
+  sudo bench/swarm.py                                          # everything, 3 runs
+  sudo bench/swarm.py --size 512M --files-total 256M --runs 1  # a quick look
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402 - the payload, tracker and process helpers shared by bench/
+    GIB, LT_PEER, MIB, REPO, MemorySampler, check_swarmer, chunk_bytes, cpu_seconds,
+    die_with_parent, ensure_netns, in_workdir, info_hash, log, make_torrent, sha1_of, start_tracker,
+    tracker_lists, wait_for, warm_up)
+
+IN_NETNS = "SWARMER_SWARM_BENCH_IN_NETNS"
+SCENARIOS = {
+    "a": "one {size} file, 1 MiB pieces, one libtorrent seeder (high-performance settings)",
+    "b": "one {size} file, 1 MiB pieces, 8 libtorrent seeders (high-performance settings)",
+    "c": "{count} files totalling {files_total} in nested directories, 1 MiB pieces, one "
+         "libtorrent seeder (high-performance settings)",
+    "d": "seeding one {size} file (1 MiB pieces) to one libtorrent leecher (high-performance "
+         "settings): MiB/s and wall are the leecher's, CPU and memory the seeder's",
+}
+CLIENTS = ["swarmer", "lt-hp", "lt-default", "transmission", "aria2", "rqbit"]
+SEEDING_CLIENTS = ["swarmer", "lt-hp", "transmission", "aria2", "rqbit"]
+ADDR = {
+    "swarmer": ("127.0.0.10", 6890),
+    "lt-hp": ("127.0.0.11", 6881),
+    "lt-default": ("127.0.0.12", 6881),
+    "transmission": ("127.0.0.13", 51413),
+    "aria2": ("127.0.0.14", 6882),
+    # rqbit can choose its listening address but not the source of its tracker announces, which
+    # therefore come from 127.0.0.1: it listens there, so that the peer the tracker hands out works.
+    "rqbit": ("127.0.0.1", 4240),
+}
+TRANSMISSION_RPC_PORT = 9091
+SEEDER_A = ("127.0.0.2", 6881)
+SEEDER_C = ("127.0.0.4", 6881)
+SEEDERS_B = [(f"127.0.0.{20 + i}", 6881) for i in range(1, 9)]
+LEECHER_D = ("127.0.0.3", 6881)
+SINGLE_NAME = "bench.bin"
+MULTI_NAME = "bench-files"
+SAMPLE_S = 0.02
+
+
+class BenchError(Exception):
+    """A failed run: wrong data, a client that exited early or timed out. Stops the benchmark."""
+
+
+class Crashed(BenchError):
+    """A process killed by a signal. python3-libtorrent 2.0.8 segfaults now and then inside
+    `session.wait_for_alert` under a heavy alert load (lt_peer.py's loop); when `libtorrent` is
+    set, the run is retried instead of stopping the benchmark."""
+
+    def __init__(self, message, libtorrent):
+        super().__init__(message)
+        self.libtorrent = libtorrent
+
+
+def parse_size(text):
+    """'4G', '512M', '64K', '1048576' -> bytes (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def human(size):
+    for unit, scale in (("GiB", GIB), ("MiB", MIB)):
+        if size >= scale and size % (scale // 16) == 0:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+def child_env():
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads
+
+class Payload:
+    """Files under `parent`/`name` with their SHA-1s, and the bytes they hold."""
+
+    def __init__(self, parent, name, sha1s, size):
+        self.parent, self.name, self.sha1s, self.size = parent, name, sha1s, size
+
+    def verify(self, outdir, who):
+        """Raises BenchError unless every file of the payload is in `outdir` with the same SHA-1."""
+        for rel, want in self.sha1s.items():
+            path = os.path.join(outdir, self.name, rel) if rel else os.path.join(outdir, self.name)
+            if not os.path.isfile(path):
+                raise BenchError(f"{who}: {path} is missing")
+            got = sha1_of(path)
+            if got != want:
+                raise BenchError(f"{who}: {path} has SHA-1 {got}, the payload's is {want}")
+
+    def remove(self):
+        path = os.path.join(self.parent, self.name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def single_file_payload(parent, size):
+    os.makedirs(parent, exist_ok=True)
+    log(f"writing a {human(size)} payload")
+    path = os.path.join(parent, SINGLE_NAME)
+    sha1 = hashlib.sha1()
+    with open(path, "wb") as out:
+        done, index = 0, 0
+        while done < size:
+            chunk = chunk_bytes(0x5EED, index, min(16 * MIB, size - done))
+            out.write(chunk)
+            sha1.update(chunk)
+            done += len(chunk)
+            index += 1
+    return Payload(parent, SINGLE_NAME, {"": sha1.hexdigest()}, size)
+
+
+def multi_file_payload(parent, count, total):
+    """`count` files of varied sizes (log-normal, at least 1 byte) totalling `total` bytes, 100 per
+    directory two levels down (d00/s0/f00000.bin ...), deterministic content."""
+    log(f"writing {count} files totalling {human(total)}")
+    rng = random.Random(0xF11E5)
+    weights = [rng.lognormvariate(0.0, 1.5) for _ in range(count)]
+    scale = (total - count) / sum(weights)
+    sizes = [1 + int(w * scale) for w in weights]
+    sizes[max(range(count), key=lambda i: sizes[i])] += total - sum(sizes)
+    sha1s = {}
+    root = os.path.join(parent, MULTI_NAME)
+    for i, size in enumerate(sizes):
+        rel = os.path.join(f"d{i // 1000:02d}", f"s{(i // 100) % 10}", f"f{i:05d}.bin")
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = chunk_bytes(0xF11E5, i, size)
+        with open(path, "wb") as f:
+            f.write(data)
+        sha1s[rel] = hashlib.sha1(data).hexdigest()
+    return Payload(parent, MULTI_NAME, sha1s, total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring processes
+
+def run_to_exit(name, command, logdir, timeout, cwd=None, watch=lambda: None, libtorrent=False):
+    """Runs `command` to its exit; returns wall, CPU (user+sys from wait4), peak VmHWM and
+    peak RssAnon. Calls `watch()` every 20 ms (it raises to abort). Raises BenchError on a non-zero
+    exit or after `timeout` seconds, Crashed (with `libtorrent`) when a signal killed it."""
+    with open(os.path.join(logdir, f"{name}.stdout"), "wb") as out, \
+            open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
+        start = time.monotonic()
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 env=child_env(), cwd=cwd, preexec_fn=die_with_parent)
+        memory = MemorySampler(child.pid)
+        pid = 0
+        try:
+            while True:
+                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+                if pid:
+                    break
+                memory.sample()
+                watch()
+                if time.monotonic() - start > timeout:
+                    raise BenchError(f"{name} timed out after {timeout:.0f} s; logs in {logdir}")
+                time.sleep(SAMPLE_S)
+        finally:
+            if not pid:
+                child.kill()
+                os.wait4(child.pid, 0)
+        wall = time.monotonic() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode < 0:
+        raise Crashed(f"{name} was killed by signal {-child.returncode}; logs in {logdir}",
+                      libtorrent)
+    if child.returncode != 0:
+        raise BenchError(f"{name} exited with {child.returncode}; logs in {logdir}")
+    # ru_maxrss also counts the RSS of the forked Python before exec, so small clients would all
+    # show the benchmark's own size: the peak is VmHWM as last sampled (at most 20 ms early).
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": max(memory.hwm, memory.rss) / 1024,
+            "peak_anon_mib": memory.anon / 1024, "ru_maxrss_mib": usage.ru_maxrss / 1024}
+
+
+class TransmissionRpc:
+    """Transmission's JSON RPC on ip:port; handles the 409 that hands out the session id."""
+
+    def __init__(self, ip, port):
+        self.ip, self.port, self.session_id = ip, port, ""
+
+    def call(self, method, **arguments):
+        body = json.dumps({"method": method, "arguments": arguments})
+        for _ in range(2):
+            conn = http.client.HTTPConnection(self.ip, self.port, timeout=5)
+            try:
+                conn.request("POST", "/transmission/rpc", body,
+                             {"X-Transmission-Session-Id": self.session_id,
+                              "Content-Type": "application/json"})
+                reply = conn.getresponse()
+                data = reply.read()
+            finally:
+                conn.close()
+            if reply.status == 409:
+                self.session_id = reply.getheader("X-Transmission-Session-Id", "")
+                continue
+            if reply.status != 200:
+                raise BenchError(f"transmission RPC {method}: HTTP {reply.status} {data[:200]!r}")
+            answer = json.loads(data)
+            if answer.get("result") != "success":
+                raise BenchError(f"transmission RPC {method}: {answer.get('result')}")
+            return answer["arguments"]
+        raise BenchError(f"transmission RPC {method}: no session id")
+
+    def torrent(self):
+        fields = ["status", "percentDone", "leftUntilDone", "error", "errorString"]
+        torrents = self.call("torrent-get", fields=fields)["torrents"]
+        if not torrents:
+            raise BenchError("transmission lost its torrent")
+        t = torrents[0]
+        if t["error"]:
+            raise BenchError(f"transmission reports error {t['error']}: {t['errorString']}")
+        return t
+
+
+def start_transmission(procs, name, workdir, logdir, deadline):
+    """A transmission-daemon with a fresh config dir on its 127.0.0.x; returns (Popen, rpc) once
+    its RPC answers. settings.json is written before the start: the daemon rewrites it on exit."""
+    ip, port = ADDR["transmission"]
+    conf = os.path.join(workdir, f"{name}-config")
+    os.makedirs(conf)
+    settings = {
+        "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False, "utp-enabled": False,
+        "port-forwarding-enabled": False, "blocklist-enabled": False,
+        "bind-address-ipv4": ip, "bind-address-ipv6": "::1",
+        "peer-port": port, "peer-port-random-on-start": False,
+        "rpc-enabled": True, "rpc-bind-address": ip, "rpc-port": TRANSMISSION_RPC_PORT,
+        "rpc-authentication-required": False, "rpc-whitelist-enabled": False,
+        "rpc-host-whitelist-enabled": False,
+        "download-queue-enabled": False, "seed-queue-enabled": False,
+        "ratio-limit-enabled": False, "idle-seeding-limit-enabled": False,
+        "speed-limit-up-enabled": False, "speed-limit-down-enabled": False,
+        "alt-speed-enabled": False, "encryption": 0,
+        "download-dir": workdir, "incomplete-dir-enabled": False, "rename-partial-files": False,
+        "watch-dir-enabled": False, "start-added-torrents": True, "message-level": 1,
+    }
+    with open(os.path.join(conf, "settings.json"), "w") as f:
+        json.dump(settings, f)
+    daemon = procs.start(name, ["transmission-daemon", "-f", "-g", conf], logdir, env=child_env())
+    rpc = TransmissionRpc(ip, TRANSMISSION_RPC_PORT)
+
+    def up():
+        if daemon.poll() is not None:
+            raise BenchError(f"{name} exited with {daemon.returncode}; logs in {logdir}")
+        try:
+            rpc.call("session-get")
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+
+    wait_for(f"{name}'s RPC", deadline, up)
+    return daemon, rpc
+
+
+def transmission_add(rpc, torrent, parent):
+    with open(torrent, "rb") as f:
+        metainfo = base64.b64encode(f.read()).decode()
+    rpc.call("torrent-add", metainfo=metainfo, **{"download-dir": parent, "paused": False})
+
+
+def daemon_figures(pid, memory):
+    """CPU seconds so far and peak memory of a daemon, from /proc, before it is stopped."""
+    memory.sample()
+    return {"cpu_s": cpu_seconds(pid), "peak_rss_mib": memory.hwm / 1024,
+            "peak_anon_mib": memory.anon / 1024}
+
+
+# ---------------------------------------------------------------------------------------------
+# Leechers
+
+class Bench:
+    """One benchmark: its options, the work directory, the processes, the runs recorded."""
+
+    def __init__(self, args, clients, work, procs, out):
+        self.args, self.clients, self.work, self.procs, self.out = args, clients, work, procs, out
+        self.logdir = os.path.join(out, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.runs = []
+        self.crashes = []
+        # The libtorrent seeders of the running scenario: label -> [command, (ip, port), Popen].
+        self.seeders = {}
+
+    def deadline(self, size=0):
+        """Seconds allowed for start-up work on `size` bytes (checking, listing) from now."""
+        return time.monotonic() + 120 + size / (50 * MIB)
+
+    def leech(self, client, torrent, payload, name):
+        """Downloads `torrent` with `client` into a fresh directory, verifies it, deletes it."""
+        outdir = os.path.join(self.work, f"dl-{name}")
+        os.makedirs(outdir)
+        try:
+            if client == "transmission":
+                figures = self.leech_transmission(torrent, outdir, name)
+            else:
+                figures = run_to_exit(name, self.leech_command(client, torrent, outdir),
+                                      self.logdir, self.args.timeout, cwd=outdir,
+                                      watch=self.check_seeders,
+                                      libtorrent=client.startswith("lt-"))
+            payload.verify(outdir, name)
+        finally:
+            shutil.rmtree(outdir, ignore_errors=True)
+        return figures
+
+    def leech_command(self, client, torrent, outdir):
+        ip, port = ADDR[client]
+        if client == "swarmer":
+            return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
+                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"]
+        if client in ("lt-hp", "lt-default"):
+            command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
+                       "--save-path", outdir, "--listen", f"{ip}:{port}",
+                       "--timeout", str(self.args.timeout)]
+            return command + (["--high-performance"] if client == "lt-hp" else [])
+        if client == "aria2":
+            return aria2_command(outdir) + ["--seed-time=0", torrent]
+        if client == "rqbit":
+            return rqbit_command(self.args.rqbit, outdir) + ["--exit-on-finish", torrent]
+        raise ValueError(client)
+
+    def leech_transmission(self, torrent, outdir, name):
+        """Wall time runs from spawning the daemon to the RPC reporting every piece verified."""
+        start = time.monotonic()
+        daemon, rpc = start_transmission(self.procs, name, outdir, self.logdir,
+                                         start + self.args.timeout)
+        try:
+            memory = MemorySampler(daemon.pid)
+            transmission_add(rpc, torrent, outdir)
+            last_poll = 0.0
+            while True:
+                now = time.monotonic()
+                if now - start > self.args.timeout:
+                    raise BenchError(f"{name} timed out after {self.args.timeout:.0f} s; "
+                                     f"logs in {self.logdir}")
+                if daemon.poll() is not None:
+                    raise BenchError(f"{name} exited with {daemon.returncode}")
+                self.check_seeders()
+                memory.sample()
+                if now - last_poll >= 0.1:
+                    last_poll = now
+                    t = rpc.torrent()
+                    if t["percentDone"] == 1 and t["leftUntilDone"] == 0:
+                        break
+                time.sleep(SAMPLE_S)
+            wall = time.monotonic() - start
+            figures = dict(daemon_figures(daemon.pid, memory), wall_s=wall)
+        finally:
+            # Stopping flushes its cache: the files are complete once it has exited.
+            self.procs.stop(daemon)
+        return figures
+
+    # -----------------------------------------------------------------------------------------
+    # Seeders
+
+    def start_lt_seeders(self, torrent, payload, addrs, name, seed_mode=False):
+        """libtorrent seeders (high-performance settings) re-announcing every 2 s, so that they
+        find and dial a Transmission leecher, which never dials loopback peers itself. Waits
+        until each has checked its data and the tracker lists it."""
+        self.seeders = {}
+        for i, (ip, port) in enumerate(addrs):
+            command = ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
+                       "--save-path", payload.parent, "--listen", f"{ip}:{port}",
+                       "--high-performance", "--reannounce", "2", "--timeout", "1e9"]
+            if seed_mode:
+                command.append("--seed-mode")
+            label = f"{name}-{i}" if len(addrs) > 1 else name
+            self.seeders[label] = [command, (ip, port), None]
+        self.seeder_info_hash = info_hash(torrent)
+        self.seeder_size = payload.size
+        self.restart_seeders()
+
+    def restart_seeders(self):
+        """(Re)starts every seeder of the scenario that is not running and waits until each
+        has checked its data and the tracker lists it."""
+        started = []
+        for label, entry in self.seeders.items():
+            command, _addr, child = entry
+            if child is not None and child.poll() is None:
+                continue
+            log_label = label if child is None else f"{label}-restart{len(self.crashes)}"
+            entry[2] = self.procs.start(log_label, command, self.logdir, env=child_env())
+            started.append((log_label, entry))
+        deadline = self.deadline(self.seeder_size * len(started))
+        for log_label, (_command, addr, child) in started:
+            self.wait_lt_seeding(log_label, child, deadline)
+            wait_for(f"the tracker to list {log_label}", deadline,
+                     lambda: tracker_lists(self.seeder_info_hash, addr), 0.1)
+
+    def stop_seeders(self):
+        for _command, _addr, child in self.seeders.values():
+            if child is not None:
+                self.procs.stop(child)
+        self.seeders = {}
+
+    def check_seeders(self):
+        """Raises Crashed (a libtorrent one) if a seeder of the scenario has exited."""
+        for label, (_command, _addr, child) in self.seeders.items():
+            if child is not None and child.poll() is not None:
+                raise Crashed(f"seeder {label} exited with {child.returncode}", True)
+
+    def attempt(self, what, body):
+        """body(), retried up to twice after a libtorrent process crashed (see Crashed), with
+        the scenario's seeders restarted; every crash is kept in results.json."""
+        for attempt in range(3):
+            try:
+                return body()
+            except Crashed as e:
+                if not e.libtorrent or attempt == 2:
+                    raise
+                log(f"warning: {what}: {e}; retrying the run")
+                self.crashes.append({"run": what, "error": str(e)})
+                self.restart_seeders()
+
+    def wait_lt_seeding(self, label, child, deadline):
+        def seeding():
+            if child.poll() is not None:
+                raise BenchError(f"{label} exited with {child.returncode}; logs in {self.logdir}")
+            with open(os.path.join(self.logdir, f"{label}.stdout")) as f:
+                return '"event": "seeding"' in f.read()
+
+        wait_for(f"{label} to check its data", deadline, seeding)
+
+    def start_seeder(self, client, torrent, payload, name):
+        """Starts `client` seeding `payload` and waits until it has verified the data and the
+        tracker lists it. Returns (Popen, MemorySampler); stop it with self.procs.stop."""
+        ip, port = ADDR[client]
+        deadline = self.deadline(payload.size)
+        parent = payload.parent
+        ih = info_hash(torrent)
+        rpc = None
+        if client == "swarmer":
+            # Not -q: the "data verified, seeding" line tells when it is ready.
+            command = [self.args.swarmer, "seed", torrent, "-o", parent, "--bind-address", ip,
+                       "--port", str(port), "--no-dht", "--no-lsd", "--no-pex"]
+        elif client == "lt-hp":
+            command = ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
+                       "--save-path", parent, "--listen", f"{ip}:{port}", "--high-performance",
+                       "--timeout", "1e9"]
+        elif client == "aria2":
+            command = aria2_command(parent) + ["-V", "--seed-ratio=0.0", torrent]
+        elif client == "rqbit":
+            command = rqbit_command(self.args.rqbit, parent) + [torrent]
+        if client == "transmission":
+            child, rpc = start_transmission(self.procs, name, self.work, self.logdir, deadline)
+            transmission_add(rpc, torrent, parent)
+        else:
+            child = self.procs.start(name, command, self.logdir, env=child_env(), cwd=self.work)
+        memory = MemorySampler(child.pid)
+
+        def check(what_file, text):
+            memory.sample()
+            if child.poll() is not None:
+                raise BenchError(f"{name} exited with {child.returncode}; logs in {self.logdir}")
+            if what_file is None:
+                return True
+            with open(os.path.join(self.logdir, f"{name}.{what_file}"), errors="replace") as f:
+                return text in f.read()
+
+        if client == "swarmer":
+            ready = lambda: check("stderr", ": data verified, seeding")  # noqa: E731
+        elif client == "lt-hp":
+            ready = lambda: check("stdout", '"event": "seeding"')  # noqa: E731
+        elif client == "transmission":
+            def ready():
+                check(None, None)
+                t = rpc.torrent()
+                return t["status"] == 6 and t["percentDone"] == 1
+        else:
+            ready = lambda: check(None, None)  # noqa: E731
+        wait_for(f"{name} to verify its data", deadline, ready, 0.1)
+        wait_for(f"the tracker to list {name}", deadline,
+                 lambda: check(None, None) and tracker_lists(ih, (ip, port)), 0.1)
+        return child, memory
+
+    def seed_run(self, client, torrent, payload, name):
+        """Scenario d: one run of `client` seeding to a libtorrent high-performance leecher."""
+        seeder, memory = self.start_seeder(client, torrent, payload, f"{name}-seeder")
+        try:
+            cpu_before = cpu_seconds(seeder.pid)
+            outdir = os.path.join(self.work, f"dl-{name}")
+            os.makedirs(outdir)
+            ip, port = LEECHER_D
+            command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
+                       "--save-path", outdir, "--listen", f"{ip}:{port}", "--high-performance",
+                       "--timeout", str(self.args.timeout)]
+            try:
+                leecher = run_to_exit(f"{name}-leecher", command, self.logdir,
+                                      self.args.timeout, libtorrent=True)
+                if seeder.poll() is not None:
+                    raise Crashed(f"{name}: the seeder exited with {seeder.returncode} during "
+                                  "the download", client == "lt-hp")
+                memory.sample()
+                cpu = cpu_seconds(seeder.pid) - cpu_before
+                payload.verify(outdir, f"{name}-leecher")
+            finally:
+                shutil.rmtree(outdir, ignore_errors=True)
+        finally:
+            self.procs.stop(seeder)
+        return {"wall_s": leecher["wall_s"], "cpu_s": cpu, "peak_rss_mib": memory.hwm / 1024,
+                "peak_anon_mib": memory.anon / 1024, "leecher_cpu_s": leecher["cpu_s"]}
+
+    # -----------------------------------------------------------------------------------------
+
+    def record(self, scenario, client, run, figures, size):
+        figures = dict(figures, scenario=scenario, client=client, run=run, bytes=size)
+        figures["mibps"] = size / MIB / figures["wall_s"]
+        figures["cpu_s_per_gib"] = figures["cpu_s"] / (size / GIB)
+        self.runs.append(figures)
+        log(f"{scenario} {client} run {run}: {figures['wall_s']:.2f} s, "
+            f"{figures['mibps']:.0f} MiB/s, CPU {figures['cpu_s_per_gib']:.2f} s/GiB, "
+            f"RSS {figures['peak_rss_mib']:.0f} MiB, anon {figures['peak_anon_mib']:.0f} MiB "
+            f"(verified)")
+
+    def rounds(self, clients):
+        """(run, client) in run order: every client once per run, the first one rotating.
+        Transmission takes part only in the last --transmission-runs runs."""
+        for run in range(self.args.runs):
+            shift = run % len(clients)
+            for client in clients[shift:] + clients[:shift]:
+                if client == "transmission" and run < self.args.runs - self.args.transmission_runs:
+                    continue
+                yield run, client
+
+    def leech_scenario(self, scenario, torrent, payload):
+        for run, client in self.rounds(self.clients):
+            name = f"{scenario}-{client}-{run}"
+            figures = self.attempt(name, lambda: self.leech(client, torrent, payload, name))
+            self.record(scenario, client, run, figures, payload.size)
+
+    def run(self):
+        args, work = self.args, self.work
+        scenarios = args.scenarios
+        tracker_root = os.path.join(work, "opentracker")
+        os.makedirs(tracker_root, mode=0o755)
+        tracker = None
+        big = [s for s in scenarios if s in "abd"]
+        if big:
+            payload = single_file_payload(os.path.join(work, "seed"), args.size)
+            torrents = {}
+            for s in big:
+                torrents[s] = os.path.join(work, f"{s}.torrent")
+                # A source string per scenario: same data, separate swarms on the tracker.
+                make_torrent(os.path.join(payload.parent, payload.name), torrents[s],
+                             source=f"swarmer-bench-{s}")
+            tracker = start_tracker(tracker_root, [info_hash(t) for t in torrents.values()],
+                                    self.procs, self.logdir)
+            log(f"warming up: writing and deleting {human(args.size)}")
+            warm_up(work, args.size // MIB)
+            if "a" in big:
+                log("scenario a: one libtorrent seeder")
+                self.start_lt_seeders(torrents["a"], payload, [SEEDER_A],
+                                                "a-seeder")
+                self.leech_scenario("a", torrents["a"], payload)
+                self.stop_seeders()
+            if "b" in big:
+                log("scenario b: 8 libtorrent seeders")
+                # Seed mode: the 8 seeders trust the shared copy instead of each hashing it.
+                self.start_lt_seeders(torrents["b"], payload, SEEDERS_B,
+                                                "b-seeder", seed_mode=True)
+                self.leech_scenario("b", torrents["b"], payload)
+                self.stop_seeders()
+            if "d" in big:
+                log("scenario d: each client seeds to a libtorrent leecher")
+                seeding = [c for c in self.clients if c in SEEDING_CLIENTS]
+                for run, client in self.rounds(seeding):
+                    name = f"d-{client}-{run}"
+                    figures = self.attempt(
+                        name, lambda: self.seed_run(client, torrents["d"], payload, name))
+                    self.record("d", client, run, figures, payload.size)
+            payload.remove()
+        if "c" in scenarios:
+            payload = multi_file_payload(os.path.join(work, "seed-c"), args.files_count,
+                                         args.files_total)
+            torrent = os.path.join(work, "c.torrent")
+            make_torrent(os.path.join(payload.parent, payload.name), torrent,
+                         source="swarmer-bench-c")
+            ih = info_hash(torrent)
+            if tracker is None:
+                tracker = start_tracker(tracker_root, [ih], self.procs, self.logdir)
+            else:
+                # opentracker reloads its whitelist on SIGHUP.
+                with open(os.path.join(tracker_root, "whitelist.txt"), "a") as f:
+                    f.write(ih.hex() + "\n")
+                tracker.send_signal(signal.SIGHUP)
+            log("scenario c: many files, one libtorrent seeder")
+            self.start_lt_seeders(torrent, payload, [SEEDER_C], "c-seeder")
+            self.leech_scenario("c", torrent, payload)
+            self.stop_seeders()
+            payload.remove()
+
+
+def aria2_command(directory):
+    """aria2c on its own 127.0.0.x with DHT, LPD and PEX off, no config file, no preallocation."""
+    ip, port = ADDR["aria2"]
+    return ["aria2c", "--no-conf", "--enable-dht=false", "--enable-dht6=false",
+            "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
+            f"--interface={ip}", f"--listen-port={port}", f"--dir={directory}",
+            "--file-allocation=none", "--bt-save-metadata=false", "--allow-overwrite=true",
+            "--console-log-level=warn", "--summary-interval=0", "--show-console-readout=false"]
+
+
+def rqbit_command(rqbit, directory):
+    """`rqbit download` into `directory` with DHT, LSD, UPnP and its HTTP API off, IPv4 only.
+    It keeps seeding when done unless given --exit-on-finish; existing files are checked first."""
+    ip, port = ADDR["rqbit"]
+    return [rqbit, "--disable-dht", "--disable-dht-persistence", "--disable-lsd",
+            "--disable-upnp-port-forward", "--ipv4-only", "--listen-ip", ip,
+            "--listen-port", str(port), "download", "--disable-http-api",
+            "--output-folder", directory, "--overwrite"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+def medians(runs, scenario, client):
+    rows = [r for r in runs if r["scenario"] == scenario and r["client"] == client]
+    if not rows:
+        return None
+    keys = ["mibps", "wall_s", "cpu_s_per_gib", "peak_rss_mib", "peak_anon_mib"]
+    return {k: statistics.median(r[k] for r in rows) for k in keys} | {"n": len(rows)}
+
+
+def markdown(args, clients, runs, env):
+    lines = [f"# swarmer swarm benchmark, {env['started_utc']}", "",
+             f"Loopback in a private network namespace; payload in "
+             f"{'RAM (/dev/shm)' if not args.disk else args.disk}; {env['cpu']}, "
+             f"{env['cores']} cores; medians of the runs (`runs` column); every download verified by "
+             f"SHA-1. Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
+             ""]
+    fmt = {"size": human(args.size), "count": f"{args.files_count:,}",
+           "files_total": human(args.files_total)}
+    for scenario in args.scenarios:
+        present = [c for c in clients if medians(runs, scenario, c)]
+        if not present:
+            continue
+        lines += [f"## ({scenario}) {SCENARIOS[scenario].format(**fmt)}", ""]
+        lines += ["| client | MiB/s | wall s | CPU s/GiB | peak RSS MiB | peak anon RSS MiB | runs |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        med = {c: medians(runs, scenario, c) for c in present}
+        for c in present:
+            m = med[c]
+            lines.append(f"| {c} | {m['mibps']:.0f} | {m['wall_s']:.2f} | "
+                         f"{m['cpu_s_per_gib']:.2f} | {m['peak_rss_mib']:.0f} | "
+                         f"{m['peak_anon_mib']:.0f} | {m['n']} |")
+        others = [c for c in present if c != "swarmer"]
+        if "swarmer" in med and others:
+            fastest = max(others, key=lambda c: med[c]["mibps"])
+            thriftiest = min(others, key=lambda c: med[c]["cpu_s_per_gib"])
+            sw = med["swarmer"]
+            lines += ["", f"swarmer / best other: MiB/s {sw['mibps'] / med[fastest]['mibps']:.2f}x "
+                      f"({fastest}), CPU s/GiB "
+                      f"{sw['cpu_s_per_gib'] / max(med[thriftiest]['cpu_s_per_gib'], 1e-9):.2f}x "
+                      f"({thriftiest})"]
+        lines.append("")
+    lines += ["Wall: spawn to exit (Transmission: spawn to every piece verified; (d): the "
+              "leecher's). CPU: user+sys of the client process ((d): of the seeder while the "
+              "leecher ran). libtorrent clients are Python processes: wall, CPU and RSS include "
+              "the interpreter; its RSS counts the mmapped payload, see anon RSS. Transmission "
+              "never dials loopback peers: its seeders must dial it after re-announcing (every "
+              "2 s), and it decides interest/unchoke on a ~10 s timer, which its wall time "
+              "includes.", "",
+              f"Reproduce: `{env['command']}` (took {env['elapsed_s'] / 60:.1f} min)", ""]
+    crashes = env.get("libtorrent_crashes_retried", [])
+    if crashes:
+        lines += [f"python3-libtorrent crashed {len(crashes)} time(s) (a known segfault in its "
+                  "`wait_for_alert`); those runs were repeated: "
+                  + ", ".join(c["run"] for c in crashes) + ".", ""]
+    return "\n".join(lines)
+
+
+def chart(path, args, clients, runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [s for s in args.scenarios if any(r["scenario"] == s for r in runs)]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
+    width = 0.8 / max(len(clients), 1)
+    for ax, key, label in ((axes[0], "mibps", "MiB/s (higher is better)"),
+                           (axes[1], "cpu_s_per_gib", "CPU s/GiB (lower is better)")):
+        top = 0.0
+        for i, client in enumerate(clients):
+            xs, ys = [], []
+            for j, s in enumerate(scenarios):
+                m = medians(runs, s, client)
+                if m:
+                    xs.append(j + (i - (len(clients) - 1) / 2) * width)
+                    ys.append(m[key])
+            ax.bar(xs, ys, width, label=client)
+            top = max([top] + ys)
+        ax.set_ylim(0, top * 1.2 or 1)  # room for the legend above the bars
+        ax.set_xticks(range(len(scenarios)), [f"({s})" for s in scenarios])
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncols=min(len(clients), 6), fontsize="small")
+    axes[0].set_title("(a) 1 file, 1 seeder  (b) 1 file, 8 seeders  (c) many files  "
+                      "(d) seeding to libtorrent")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def versions(args, clients):
+    def first_line(command):
+        try:
+            p = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    import libtorrent as lt
+
+    rev = first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = first_line(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+    out = {"swarmer": rev + ("+dirty" if dirty not in ("", "?") else ""),
+           "libtorrent": lt.__version__}
+    if "transmission" in clients:
+        out["transmission"] = first_line(["transmission-daemon", "-V"]).split(" ", 1)[-1]
+    if "aria2" in clients:
+        out["aria2"] = first_line(["aria2c", "--version"]).rsplit(" ", 1)[-1]
+    if "rqbit" in clients:
+        out["rqbit"] = first_line([args.rqbit, "--version"]).rsplit(" ", 1)[-1]
+    return out
+
+
+def loadavg():
+    """/proc/loadavg: other work on the machine skews every figure; the JSON keeps it."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+# ---------------------------------------------------------------------------------------------
+
+def check_tools(parser, args):
+    """Fails with the command that installs what is missing; returns the clients to run."""
+    missing = []
+    for tool, package in (("opentracker", "opentracker"), ("mktorrent", "mktorrent")):
+        if shutil.which(tool) is None:
+            missing.append(package)
+    for module, package in (("libtorrent", "python3-libtorrent"),
+                            ("matplotlib", "python3-matplotlib")):
+        probe = subprocess.run(["/usr/bin/python3", "-c", f"import {module}"],
+                               capture_output=True)
+        if probe.returncode != 0:
+            missing.append(package)
+    wanted = [c for c in args.clients.split(",") if c]
+    unknown = [c for c in wanted if c not in CLIENTS]
+    if unknown:
+        parser.error(f"unknown clients {unknown}; choose from {CLIENTS}")
+    if "transmission" in wanted and shutil.which("transmission-daemon") is None:
+        missing.append("transmission-daemon")
+    if "aria2" in wanted and shutil.which("aria2c") is None:
+        missing.append("aria2")
+    if missing:
+        sys.exit(f"swarm.py: missing {', '.join(missing)}: "
+                 f"sudo apt-get install -y {' '.join(missing)}")
+    if "rqbit" in wanted:
+        args.rqbit = args.rqbit or shutil.which("rqbit")
+        if not args.rqbit:
+            if args.clients_given:
+                parser.error("rqbit is not on PATH (cargo install rqbit)")
+            if os.environ.get(IN_NETNS) is None:
+                log("rqbit is not on PATH: skipping it (cargo install rqbit)")
+            wanted.remove("rqbit")
+        else:
+            args.rqbit = os.path.abspath(args.rqbit)
+    if "swarmer" in wanted:
+        check_swarmer(parser, args)
+    return wanted
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per client and scenario")
+    parser.add_argument("--scenarios", default="abcd", help="any of a, b, c, d (default abcd)")
+    parser.add_argument("--clients", default=None,
+                        help=f"comma-separated, from {','.join(CLIENTS)} (default: all; rqbit "
+                        "only if on PATH)")
+    parser.add_argument("--size", default="4G", help="single-file payload of (a), (b), (d)")
+    parser.add_argument("--files-total", default="1G", help="bytes in all files of (c)")
+    parser.add_argument("--files-count", type=int, default=10_000, help="files in (c)")
+    parser.add_argument("--disk", metavar="DIR", help="payloads and downloads in DIR, not /dev/shm")
+    parser.add_argument("--swarmer", default=os.path.join(REPO, "target/release/swarmer"))
+    parser.add_argument("--rqbit", default=None, help="rqbit binary (default: from PATH)")
+    parser.add_argument("--transmission-runs", type=int, default=1,
+                        help="runs of Transmission per scenario (default 1: at 10-30 MiB/s on "
+                        "loopback it would take most of the time; its speed varies little)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per download")
+    parser.add_argument("--out", help="results folder (default bench/results/<UTC timestamp>)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    args.clients_given = args.clients is not None
+    args.clients = args.clients or ",".join(CLIENTS)
+    args.size = parse_size(args.size)
+    args.files_total = parse_size(args.files_total)
+    args.scenarios = "".join(s for s in "abcd" if s in args.scenarios)
+    if not args.scenarios or any(s not in "abcd" for s in args.scenarios):
+        parser.error("--scenarios takes letters from abcd")
+    if args.runs < 1 or args.size < MIB or args.files_count < 1 \
+            or args.files_total < args.files_count:
+        parser.error("need --runs >= 1, --size >= 1M, --files-total >= --files-count bytes")
+    clients = check_tools(parser, args)
+    ensure_netns(__file__, IN_NETNS)
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    out = args.out or os.path.join(REPO, "bench", "results", started.strftime("%Y%m%dT%H%M%SZ"))
+    os.makedirs(out, exist_ok=True)
+    env = {"started_utc": started.strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(),
+           "cores": os.cpu_count(), "kernel": platform.release(),
+           "versions": versions(args, clients),
+           "command": "sudo bench/swarm.py" + "".join(f" {a}" for a in sys.argv[1:]),
+           "loadavg_start": loadavg()}
+    base = args.disk or "/dev/shm"
+    t0 = time.monotonic()
+    state = {}
+
+    def body(work, procs):
+        bench = Bench(args, clients, work, procs, out)
+        state["bench"] = bench
+        bench.run()
+
+    try:
+        in_workdir("swarmer-swarm-bench", args.keep, body, base=base, logs=None)
+    except BenchError as e:
+        sys.exit(f"swarm.py: FAILED: {e}")
+    finally:
+        env["elapsed_s"] = time.monotonic() - t0
+        env["loadavg_end"] = loadavg()
+        runs = state["bench"].runs if "bench" in state else []
+        env["libtorrent_crashes_retried"] = state["bench"].crashes if "bench" in state else []
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump({"env": env, "args": {k: v for k, v in vars(args).items()},
+                       "clients": clients, "runs": runs}, f, indent=1)
+    text = markdown(args, clients, runs, env)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    chart(os.path.join(out, "chart.png"), args, clients, runs)
+    print(text)
+    print(f"Results in {out} (results.md, results.json, chart.png, logs/); "
+          f"total {env['elapsed_s'] / 60:.1f} min.")
+
+
+if __name__ == "__main__":
+    main()
