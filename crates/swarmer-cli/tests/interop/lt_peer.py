@@ -43,6 +43,13 @@ import libtorrent as lt
 # A crash inside libtorrent would otherwise end the process with no word on stderr.
 faulthandler.enable()
 
+# How often the alert queue is polled, in seconds. Not `session.wait_for_alert()`: python3-libtorrent
+# 2.0.8 wraps the alert pointer that call returns, and libtorrent's network thread can free it by
+# growing the alert queue meanwhile, so the process died of SIGSEGV inside that call now and then
+# under heavy alert traffic (piece progress, checking, several peers). Polling `pop_alerts()` on a
+# timer touches no alert outside handle_alerts(); events are printed at most this much later.
+ALERT_POLL = 0.02
+
 
 def emit(event, **fields):
     fields["event"] = event
@@ -348,7 +355,7 @@ def run_dht(args, ses):
         if now - start > args.timeout:
             emit("timeout", seconds=now - start)
             return 0
-        ses.wait_for_alert(200)
+        time.sleep(ALERT_POLL)
         if handle_alerts(ses, args) is not None:
             return 3
         if now - last_stats >= 2.0:
@@ -366,7 +373,7 @@ def run(args, ses, handle, start):
         if now - start > args.timeout:
             emit("timeout", seconds=now - start)
             return 0 if seeding_since is not None else 2
-        ses.wait_for_alert(200)
+        time.sleep(ALERT_POLL)
         if handle_alerts(ses, args) is not None:
             return 3
         if args.report_peers:
