@@ -11,6 +11,7 @@ mod peer_book;
 mod rate;
 pub mod resume;
 mod session;
+mod sources;
 mod space;
 pub mod storage;
 mod torrent;

@@ -25,9 +25,8 @@ use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::session::SessionShared;
-use crate::tracker::{
-    AnnouncerConfig, AnnouncerHandle, TrackerClient, TransferStats, spawn_announcer,
-};
+use crate::sources::PeerSources;
+use crate::tracker::{AnnouncerConfig, TrackerClient, TransferStats, spawn_announcer};
 
 /// Capacity of one connection's queue of outgoing messages.
 const CONN_QUEUE: usize = 64;
@@ -155,7 +154,7 @@ async fn run(
         downloaded: 0,
         left: 1,
     });
-    let mut announcer = Some(spawn_announcer(
+    let announcer = spawn_announcer(
         tracker,
         AnnouncerConfig {
             tiers: tiers.clone(),
@@ -165,7 +164,7 @@ async fn run(
             num_want: shared.config.num_want,
         },
         stats_rx,
-    ));
+    );
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut own = vec![shared.listen_addr];
     if let Some(ip) = shared.config.bind_ip {
@@ -207,12 +206,13 @@ async fn run(
         fetch: MetadataFetch::new(magnet.info_hash),
         our_handshake,
     };
-    // Searches without announcing: until the metadata is in we cannot serve anyone.
-    let mut dht = f
+    // The DHT is searched without announcing: until the metadata is in we cannot serve anyone.
+    let dht = f
         .shared
         .dht
         .clone()
         .map(|h| TorrentDht::new(h, magnet.info_hash, None));
+    let mut sources = PeerSources::new(announcer, dht);
     f.book.add(resolve(&magnet.peers).await);
     f.connect_more();
     let mut batch = Vec::with_capacity(EVENT_QUEUE);
@@ -222,8 +222,8 @@ async fn run(
             Some(t) => Instant::from_std(t).min(next_tick),
             None => next_tick,
         };
-        if let Some(d) = &dht {
-            wake = wake.min(d.deadline());
+        if let Some(due) = sources.deadline() {
+            wake = wake.min(due);
         }
         tokio::select! {
             n = events_rx.recv_many(&mut batch, EVENT_QUEUE) => {
@@ -232,12 +232,7 @@ async fn run(
                     f.on_event(event);
                 }
             }
-            Some(peers) = AnnouncerHandle::next_of(&mut announcer) => {
-                f.book.add(peers);
-                f.connect_more();
-            }
-            Some(peers) = TorrentDht::next_peers(&mut dht) => {
-                tracing::info!(count = peers.len(), "peers from the DHT");
+            peers = sources.next() => {
                 f.book.add(peers);
                 f.connect_more();
             }
@@ -248,17 +243,10 @@ async fn run(
                     next_tick = now + TICK;
                     f.connect_more();
                     if f.conns.is_empty() && f.book.dialable(now) == 0 {
-                        if let Some(a) = &announcer {
-                            a.want_peers();
-                        }
-                        if let Some(d) = &mut dht {
-                            d.peers_dry(now);
-                        }
+                        sources.dry(now);
                     }
                 }
-                if let Some(d) = &mut dht {
-                    d.poll_start(now);
-                }
+                sources.poll(now);
             }
         }
         f.flush();
@@ -279,22 +267,16 @@ async fn run(
     let peers: Vec<SocketAddr> = f.book.known().collect();
     // Dropping the connections' command senders closes them.
     f.conns.clear();
-    if let Some(a) = announcer.take() {
-        a.stop().await;
-    }
+    sources.stop().await;
     let metainfo = Metainfo::from_info_bytes(&metadata, tiers).map_err(MetadataError::Invalid)?;
     Ok(FetchedMetadata { metainfo, peers })
 }
 
 impl Fetch {
     fn connect_more(&mut self) {
-        let config = &self.shared.config;
         let now = Instant::now();
         let connecting = self.conns.values().filter(|c| !c.handshaken).count();
-        let mut room = config
-            .max_peers_per_torrent
-            .saturating_sub(self.conns.len())
-            .min(config.max_half_open.saturating_sub(connecting));
+        let mut room = self.shared.config.dial_room(self.conns.len(), connecting);
         while room > 0 {
             let Some(addr) = self.book.next_to_dial(now) else {
                 break;

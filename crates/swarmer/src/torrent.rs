@@ -28,10 +28,9 @@ use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
 use crate::resume::{self, Loaded, ResumeState};
 use crate::session::SessionShared;
+use crate::sources::PeerSources;
 use crate::storage::{Storage, StorageError, parts_file_name};
-use crate::tracker::{
-    AnnouncerConfig, AnnouncerHandle, TrackerClient, TransferStats, spawn_announcer,
-};
+use crate::tracker::{AnnouncerConfig, TrackerClient, TransferStats, spawn_announcer};
 
 /// What to do with data already in the output directory when a torrent is added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -234,7 +233,8 @@ pub(crate) struct TorrentTask {
 struct Running {
     t: TorrentTask,
     engine: Torrent,
-    announcer: Option<AnnouncerHandle>,
+    /// Trackers and the DHT.
+    sources: PeerSources,
     stats_tx: watch::Sender<TransferStats>,
     ctx: ConnContext,
     events_rx: mpsc::Receiver<ConnEvent>,
@@ -260,8 +260,6 @@ struct Running {
     /// Established connections we closed whose tasks are still finishing (flushing, then waiting for
     /// the peer to close its side); each leaves when its `Closed` event arrives.
     closing: HashSet<ConnId>,
-    /// DHT searches for this torrent (BEP 5), if the session runs a DHT and the torrent is not private.
-    dht: Option<TorrentDht>,
 }
 
 /// Saving a torrent's fast-resume state: one save at a time, on the blocking pool.
@@ -552,7 +550,7 @@ impl TorrentTask {
             book,
             t: self,
             engine,
-            announcer: Some(announcer),
+            sources: PeerSources::new(announcer, dht),
             stats_tx,
             ctx,
             events_rx,
@@ -569,7 +567,6 @@ impl TorrentTask {
             seeding_since,
             failure: None,
             closing: HashSet::new(),
-            dht,
         };
         r.run().await
     }
@@ -591,8 +588,8 @@ impl Running {
             if let Some(saver) = &self.resume {
                 wake = wake.min(saver.next);
             }
-            if let Some(d) = &self.dht {
-                wake = wake.min(d.deadline());
+            if let Some(due) = self.sources.deadline() {
+                wake = wake.min(due);
             }
             tokio::select! {
                 n = self.events_rx.recv_many(&mut batch, 64) => {
@@ -608,12 +605,7 @@ impl Running {
                         Err(e) => break Err(TorrentError::Storage(e)),
                     }
                 }
-                Some(peers) = AnnouncerHandle::next_of(&mut self.announcer) => {
-                    self.book.add(peers);
-                    self.connect_more();
-                }
-                Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
-                    tracing::info!(count = peers.len(), "peers from the DHT");
+                peers = self.sources.next() => {
                     self.book.add(peers);
                     self.connect_more();
                 }
@@ -627,9 +619,7 @@ impl Running {
                     if self.resume.as_ref().is_some_and(|s| now >= s.next) {
                         self.start_resume_save();
                     }
-                    if let Some(d) = &mut self.dht {
-                        d.poll_start(now);
-                    }
+                    self.sources.poll(now);
                 }
                 command = self.t.commands.recv() => match command {
                     Some(Command::Incoming { stream, buf, handshake, addr }) => self.accept(stream, buf, handshake, addr),
@@ -836,11 +826,7 @@ impl Running {
                     self.book.ban(ip);
                 }
                 Event::Finished | Event::Complete => {}
-                Event::DhtPort(node) => {
-                    if let Some(d) = &self.dht {
-                        d.ping(node);
-                    }
-                }
+                Event::DhtPort(node) => self.sources.dht_node(node),
                 Event::PeersDiscovered(peers) => {
                     tracing::debug!(?peers, "peers from peer exchange (PEX)");
                     self.book.add(peers);
@@ -927,9 +913,7 @@ impl Running {
             .map_err(|_| TorrentError::TaskGone)??;
         if !self.announced_complete {
             self.announced_complete = true;
-            if let Some(a) = &self.announcer {
-                a.completed();
-            }
+            self.sources.completed();
         }
         // A restart now seeds without hashing anything.
         self.save_resume().await;
@@ -993,16 +977,11 @@ impl Running {
         if !self.serving() {
             return;
         }
-        let limit = self.t.shared.config.max_peers_per_torrent;
+        let config = &self.t.shared.config;
+        let limit = config.max_peers_per_torrent;
         let now = Instant::now();
         let connecting = self.conns.values().filter(|c| c.key.is_none()).count();
-        let mut room = limit.saturating_sub(self.conns.len()).min(
-            self.t
-                .shared
-                .config
-                .max_half_open
-                .saturating_sub(connecting),
-        );
+        let mut room = config.dial_room(self.conns.len(), connecting);
         while room > 0 {
             let Some(addr) = self.book.next_to_dial(now) else {
                 break;
@@ -1016,12 +995,7 @@ impl Running {
             tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
         }
         if self.conns.len() < limit / 4 && self.book.dialable(now) == 0 {
-            if let Some(a) = &self.announcer {
-                a.want_peers();
-            }
-            if let Some(d) = &mut self.dht {
-                d.peers_dry(now);
-            }
+            self.sources.dry(now);
         }
     }
 
@@ -1131,9 +1105,7 @@ impl Running {
         // The announce carries the final totals.
         self.publish();
         // Trackers learn we left (BEP 3 `event=stopped`); bounded by the announcer's stop budget.
-        if let Some(announcer) = self.announcer.take() {
-            announcer.stop().await;
-        }
+        self.sources.stop().await;
     }
 }
 

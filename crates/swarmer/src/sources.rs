@@ -1,0 +1,96 @@
+//! Where one torrent's peer addresses come from besides incoming connections: its trackers (BEP 3,
+//! BEP 12, BEP 15) and the DHT (BEP 5). Shared by a running torrent and by a magnet link's metadata
+//! phase, so both ask for more peers, and wake up for them, the same way.
+
+use std::net::SocketAddr;
+
+use tokio::time::Instant;
+
+use crate::dht::TorrentDht;
+use crate::session::SessionConfig;
+use crate::tracker::AnnouncerHandle;
+
+/// A torrent's announcer and DHT searches; either may be absent (no trackers, DHT off, private).
+pub(crate) struct PeerSources {
+    /// `None` once stopped.
+    announcer: Option<AnnouncerHandle>,
+    dht: Option<TorrentDht>,
+}
+
+impl PeerSources {
+    pub(crate) fn new(announcer: AnnouncerHandle, dht: Option<TorrentDht>) -> PeerSources {
+        PeerSources {
+            announcer: Some(announcer),
+            dht,
+        }
+    }
+
+    /// The next peers any source found. Never completes while no source has any (a DHT search
+    /// that ends without peers is rescheduled by [`PeerSources::poll`]).
+    pub(crate) async fn next(&mut self) -> Vec<SocketAddr> {
+        tokio::select! {
+            Some(peers) = AnnouncerHandle::next_of(&mut self.announcer) => peers,
+            Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
+                tracing::info!(count = peers.len(), "peers from the DHT");
+                peers
+            }
+            else => std::future::pending().await,
+        }
+    }
+
+    /// When [`PeerSources::poll`] is next due, if ever.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.dht.as_ref().map(TorrentDht::deadline)
+    }
+
+    /// Starts the DHT search that is due, if any.
+    pub(crate) fn poll(&mut self, now: Instant) {
+        if let Some(d) = &mut self.dht {
+            d.poll_start(now);
+        }
+    }
+
+    /// The torrent has nobody left to dial: ask the trackers (within their minimum interval) and
+    /// the DHT (at most once a minute) for more.
+    pub(crate) fn dry(&mut self, now: Instant) {
+        if let Some(a) = &self.announcer {
+            a.want_peers();
+        }
+        if let Some(d) = &mut self.dht {
+            d.peers_dry(now);
+        }
+    }
+
+    /// A peer runs a DHT node at `node` (BEP 5 `port`).
+    pub(crate) fn dht_node(&self, node: SocketAddr) {
+        if let Some(d) = &self.dht {
+            d.ping(node);
+        }
+    }
+
+    /// Tells the trackers the download completed (BEP 3 `event=completed`), once.
+    pub(crate) fn completed(&self) {
+        if let Some(a) = &self.announcer {
+            a.completed();
+        }
+    }
+
+    /// Tells the trackers we leave (`event=stopped`), within the announcer's stop budget; searches
+    /// end with the torrent.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(announcer) = self.announcer.take() {
+            announcer.stop().await;
+        }
+    }
+}
+
+impl SessionConfig {
+    /// How many more connections may be dialled now, with `open` connections of which `connecting`
+    /// are not yet past the handshake: within [`SessionConfig::max_peers_per_torrent`] and
+    /// [`SessionConfig::max_half_open`].
+    pub(crate) fn dial_room(&self, open: usize, connecting: usize) -> usize {
+        self.max_peers_per_torrent
+            .saturating_sub(open)
+            .min(self.max_half_open.saturating_sub(connecting))
+    }
+}
