@@ -117,6 +117,15 @@ fn libtorrent_seeder(scene: &Scene, fixture: &Fixture) -> Proc {
     )
 }
 
+/// Starts opentracker for `fixture` and a libtorrent seeder of it, and waits until the tracker lists
+/// the seeder. Both run until dropped.
+fn tracked_libtorrent_seeder(scene: &Scene, fixture: &Fixture) -> (Tracker, Proc) {
+    let tracker = Tracker::start(scene, &[&fixture.torrent]);
+    let seeder = libtorrent_seeder(scene, fixture);
+    tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+    (tracker, seeder)
+}
+
 /// Downloads with swarmer and checks every file against the original.
 fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
     let out = swarmer::download(scene, &fixture.torrent);
@@ -161,9 +170,7 @@ fn libtorrent_download_time(scene: &Scene, fixture: &Fixture) -> Duration {
 /// Case 1's setup: torrent B with 16 KiB pieces, a libtorrent seeder, HTTP tracker.
 fn seeded_by_libtorrent_via_http(scene: &Scene, leech: fn(&Scene, &Fixture)) {
     let fixture = multi_file(scene, 14, &[HTTP_ANNOUNCE]);
-    let tracker = Tracker::start(scene, &[&fixture.torrent]);
-    let _seeder = libtorrent_seeder(scene, &fixture);
-    tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+    let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
     leech(scene, &fixture);
 }
 
@@ -199,9 +206,7 @@ fn download_selected_files_from_libtorrent() {
             // wanted files and starts and ends mid-piece, so a piece straddles each of its ends;
             // empty.bin is a 0-byte file that must not be created either.
             let fixture = multi_file(scene, 14, &[HTTP_ANNOUNCE]);
-            let tracker = Tracker::start(scene, &[&fixture.torrent]);
-            let _seeder = libtorrent_seeder(scene, &fixture);
-            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
             let out = swarmer::download_with(
                 scene,
                 &fixture.torrent,
@@ -288,9 +293,7 @@ fn first_tracker_tier_dead() {
         // listens on 127.0.0.1 ports 1 and 2: HTTP is refused at once, UDP gets no answer.
         let dead_tier = "http://127.0.0.1:1/announce,udp://127.0.0.1:2/announce";
         let fixture = single_file(scene, 6 * MIB + 5, 20, &[dead_tier, HTTP_ANNOUNCE]);
-        let tracker = Tracker::start(scene, &[&fixture.torrent]);
-        let _seeder = libtorrent_seeder(scene, &fixture);
-        tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+        let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
         swarmer_downloads(scene, &fixture);
     });
 }
@@ -752,9 +755,7 @@ fn swarmer_download_keeps_max_download_rate() {
         WITH_LIBTORRENT,
         |scene| {
             let fixture = multi_file(scene, 15, &[HTTP_ANNOUNCE]);
-            let tracker = Tracker::start(scene, &[&fixture.torrent]);
-            let _seeder = libtorrent_seeder(scene, &fixture);
-            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
             let limit = RATE_LIMIT.to_string();
             let started = std::time::Instant::now();
             let out =
@@ -1222,9 +1223,7 @@ fn magnet_from_libtorrent_via_tracker_with_file_selection() {
             // Info hash and tracker only; `so` (BEP 53) leaves out one file with data and an
             // empty one.
             let fixture = multi_file(scene, 14, &[HTTP_ANNOUNCE]);
-            let tracker = Tracker::start(scene, &[&fixture.torrent]);
-            let _seeder = libtorrent_seeder(scene, &fixture);
-            tracker.wait_until_listed(scene, &fixture.torrent, &[LIBTORRENT_SEEDER]);
+            let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
             let skipped = ["dir1/dir2/b.bin", "empty.bin"];
             let skip: Vec<usize> = skipped
                 .iter()
