@@ -138,23 +138,12 @@ impl Selection {
                 bail!("--files: index {i} is a padding file, which holds no data");
             }
         }
-        let priorities: Vec<FilePriority> = info
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, file)| {
-                let path = torrent_path(info, &file.path);
-                let included = self.include.as_ref().is_none_or(|inc| {
-                    inc.globs.matches(&path)
-                        || inc.ranges.iter().any(|&(a, b)| (a..=b).contains(&i))
-                });
-                if !file.padding && included && !self.exclude.matches(&path) {
-                    FilePriority::Normal
-                } else {
-                    FilePriority::Skip
-                }
-            })
-            .collect();
+        let priorities = mark(info, |i, path| {
+            let included = self.include.as_ref().is_none_or(|inc| {
+                inc.globs.matches(path) || inc.ranges.iter().any(|&(a, b)| (a..=b).contains(&i))
+            });
+            included && !self.exclude.matches(path)
+        });
         if !priorities.iter().any(|p| p.is_wanted()) {
             bail!(
                 "no file selected: --only, --files and --exclude leave none of the torrent's {} files",
@@ -173,21 +162,11 @@ pub(crate) fn select_only(
     ranges: &[std::ops::RangeInclusive<u32>],
     info: &Info,
 ) -> Vec<FilePriority> {
-    let priorities: Vec<FilePriority> = info
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let named = ranges
-                .iter()
-                .any(|r| u32::try_from(i).is_ok_and(|i| r.contains(&i)));
-            if named && !file.padding {
-                FilePriority::Normal
-            } else {
-                FilePriority::Skip
-            }
-        })
-        .collect();
+    let priorities = mark(info, |i, _| {
+        ranges
+            .iter()
+            .any(|r| u32::try_from(i).is_ok_and(|i| r.contains(&i)))
+    });
     if priorities.iter().any(|p| p.is_wanted()) {
         priorities
     } else {
@@ -196,6 +175,22 @@ pub(crate) fn select_only(
         );
         Vec::new()
     }
+}
+
+/// One priority per file of `info.files`: `Normal` where `selected(index, path inside the torrent)`
+/// holds, `Skip` elsewhere and for padding files, which are never stored.
+fn mark(info: &Info, selected: impl Fn(usize, &str) -> bool) -> Vec<FilePriority> {
+    info.files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            if !file.padding && selected(i, &torrent_path(info, &file.path)) {
+                FilePriority::Normal
+            } else {
+                FilePriority::Skip
+            }
+        })
+        .collect()
 }
 
 /// The path a glob is matched against: components inside the torrent joined with `/` (a multi-file
