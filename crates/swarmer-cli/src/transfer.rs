@@ -109,7 +109,11 @@ enum Source {
 /// A magnet link when `arg` starts with `magnet:`, else the .torrent file it names; errors say which.
 fn read_source(arg: &Path) -> anyhow::Result<Source> {
     match arg.to_str() {
-        Some(s) if s.len() >= 7 && s[..7].eq_ignore_ascii_case("magnet:") => {
+        Some(s)
+            if s.as_bytes()
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"magnet:")) =>
+        {
             let magnet = Magnet::parse(s).context("invalid magnet link")?;
             Ok(Source::Magnet(magnet))
         }
@@ -170,7 +174,7 @@ impl std::io::Write for LogWriter {
     }
 }
 
-async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow::Result<ExitCode> {
+async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Result<ExitCode> {
     let common = &job.common;
     let config = SessionConfig {
         bind_ip: common.bind_address,
@@ -187,7 +191,6 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
         },
         ..SessionConfig::default()
     };
-    let seeding = job.options.seed.is_some();
     if job.options.existing != ExistingData::Complete {
         std::fs::create_dir_all(&job.output)
             .with_context(|| format!("cannot create output directory {}", job.output.display()))?;
@@ -195,6 +198,26 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
     // `--peer` addresses: dialled for a magnet link's metadata, then by the torrent.
     let given_peers = resolve_peers(&common.peers).await?;
     let session = Session::new(config).await?;
+    let result = run_torrent(&session, job, source, selection, given_peers).await;
+    // Keep the DHT nodes for the next start, however the run ended (bounded by the save's own
+    // timeout).
+    if let Some(dht) = session.dht() {
+        dht.save().await;
+    }
+    result
+}
+
+/// Adds the torrent to `session` (a magnet link's metadata fetched first) and follows it until it
+/// is done, fails or a signal comes; returns the exit code.
+async fn run_torrent(
+    session: &Session,
+    mut job: Job,
+    source: Source,
+    selection: Selection,
+    given_peers: Vec<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let common = &job.common;
+    let seeding = job.options.seed.is_some();
     let signals = Signals::new()?;
     let (metainfo, mut peers, mut reporter) = match source {
         Source::File(metainfo) => {
@@ -210,17 +233,14 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
                 .clone()
                 .unwrap_or_else(|| magnet.info_hash.to_string());
             let reporter = Reporter::new(&name, common.quiet, common.verbose > 0);
-            let fetched =
-                match magnet_metainfo(&session, &magnet, &job, &reporter, &signals).await? {
-                    Ok(fetched) => fetched,
-                    Err(code) => {
-                        if let Some(dht) = session.dht() {
-                            dht.save().await;
-                        }
-                        eprintln!("{name}: interrupted while fetching the metadata");
-                        return Ok(ExitCode::from(code));
-                    }
-                };
+            let fetched = match magnet_metainfo(session, &magnet, &job, &reporter, &signals).await?
+            {
+                Ok(fetched) => fetched,
+                Err(code) => {
+                    eprintln!("{name}: interrupted while fetching the metadata");
+                    return Ok(ExitCode::from(code));
+                }
+            };
             job.options.file_priorities = match &magnet.select_only {
                 Some(so) if selection.is_everything() => {
                     select::select_only(so, &fetched.metainfo.info)
@@ -268,10 +288,6 @@ async fn transfer(mut job: Job, source: Source, selection: Selection) -> anyhow:
     reporter.finish(&last);
     // Announce `stopped` and flush, whatever happened.
     let stopped = torrent.stop().await;
-    // Keep the DHT nodes for the next start (bounded by the save's own timeout).
-    if let Some(dht) = session.dht() {
-        dht.save().await;
-    }
     let done = last.is_done();
     match outcome {
         Outcome::Finished(Ok(())) => {
@@ -324,38 +340,38 @@ async fn magnet_metainfo(
     signals: &Signals,
 ) -> anyhow::Result<Result<FetchedMetadata, u8>> {
     let cached = metadata_cache_path(&job.output, magnet.info_hash);
-    let saved = std::fs::read(&cached)
+    let saved = read_metainfo(&cached)
         .ok()
-        .and_then(|bytes| Metainfo::from_bytes(&bytes).ok())
         .filter(|m| m.info_hash == magnet.info_hash);
     let fetched = match saved {
         Some(mut metainfo) => {
             tracing::info!(path = %cached.display(), "using the metadata an earlier run saved");
-            // The link's trackers, not those saved, are what the user gave this time.
+            // The link's trackers and peers, not those saved, are what the user gave this time.
             metainfo.announce_tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
             FetchedMetadata {
                 metainfo,
-                peers: Vec::new(),
+                peers: swarmer::resolve_peers(&magnet.peers).await,
             }
         }
         None => {
             let fetch = session.fetch_metadata(magnet);
             let mut progress = fetch.progress();
-            tokio::select! {
+            let fetched = tokio::select! {
                 r = fetch.wait() => r?,
                 _ = reporter.follow_metadata(&mut progress) => unreachable!("progress ends only when the fetch ends"),
                 code = signals.recv() => return Ok(Err(code)),
+            };
+            if job.options.existing != ExistingData::Complete {
+                let torrent = fetched.metainfo.to_torrent_bytes();
+                if let Err(e) = swarmer::write_atomically(&cached, &torrent) {
+                    tracing::warn!("cannot save the metadata in {}: {e}", cached.display());
+                }
             }
+            fetched
         }
     };
-    let torrent = fetched.metainfo.to_torrent_bytes();
-    if job.options.existing != ExistingData::Complete {
-        if let Err(e) = write_atomically(&cached, &torrent) {
-            tracing::warn!("cannot save the metadata in {}: {e}", cached.display());
-        }
-    }
     if let Some(path) = &job.save_torrent {
-        write_atomically(path, &torrent)
+        swarmer::write_atomically(path, &fetched.metainfo.to_torrent_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         reporter.println(&format!("saved the torrent as {}", path.display()));
     }
@@ -366,16 +382,6 @@ async fn magnet_metainfo(
 /// `DIR/.swarmer-<info hash>.torrent`, beside the resume state.
 fn metadata_cache_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
     dir.join(format!(".swarmer-{info_hash}.torrent"))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash leaves
-/// either the old file or the new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The closing line: what was verified and what was uploaded.
@@ -485,10 +491,11 @@ impl Reporter {
     }
 
     /// Names the torrent in the bar and status lines (a magnet link's name is known only once its
-    /// metadata is).
+    /// metadata is), and ends the metadata phase's spinner: the transfer redraws on progress.
     fn set_name(&mut self, name: &str) {
         self.name = name.to_string();
         if let Some(bar) = &self.bar {
+            bar.disable_steady_tick();
             bar.set_prefix(name.to_string());
         }
     }
@@ -510,9 +517,6 @@ impl Reporter {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             if progress.changed().await.is_err() {
-                if let Some(bar) = &self.bar {
-                    bar.disable_steady_tick();
-                }
                 std::future::pending::<()>().await;
             }
         }

@@ -357,11 +357,10 @@ async fn save_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || crate::write_atomically(&path, &bytes))
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// Resolves `host:port` names (each within [`RESOLVE_TIMEOUT`]), keeping addresses of our socket's

@@ -2,6 +2,7 @@
 //! peers with tokio, and reports progress. The protocol logic lives in `swarmer-proto`, which this crate
 //! drives: see ARCHITECTURE.md for the map.
 
+mod atomic_file;
 mod check;
 mod dht;
 mod lsd;
@@ -17,9 +18,12 @@ pub mod storage;
 mod torrent;
 pub mod tracker;
 
+pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
-pub use magnet::{FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress};
+pub use magnet::{
+    FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress, resolve_peers,
+};
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
 pub use space::{NotEnoughSpace, human_bytes};
 pub use swarmer_proto::FilePriority;

@@ -213,7 +213,7 @@ async fn run(
         .clone()
         .map(|h| TorrentDht::new(h, magnet.info_hash, None));
     let mut sources = PeerSources::new(announcer, dht);
-    f.book.add(resolve(&magnet.peers).await);
+    f.book.add(resolve_peers(&magnet.peers).await);
     f.connect_more();
     let mut batch = Vec::with_capacity(EVENT_QUEUE);
     let mut next_tick = Instant::now() + TICK;
@@ -405,9 +405,9 @@ impl Fetch {
     }
 }
 
-/// The addresses of `x.pe` peers; host names are resolved (each within [`RESOLVE_TIMEOUT`]), and
-/// those that fail are logged and skipped.
-async fn resolve(peers: &[MagnetPeer]) -> Vec<SocketAddr> {
+/// The addresses of a magnet link's `x.pe` peers (BEP 9); host names are resolved (each within 10 s),
+/// and those that fail are logged and skipped.
+pub async fn resolve_peers(peers: &[MagnetPeer]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for peer in peers {
         match peer {

@@ -8,8 +8,8 @@
 //! or the new one, never a torn file; a file written after the last save has a newer modification
 //! time, so the pieces touching it are hashed again.
 
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -118,27 +118,7 @@ pub fn load(
 ///
 /// Errors: any IO error (a full disk included); the previous state is then left as it was.
 pub fn save(state: &ResumeState, path: &Path) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(&state.encode())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::write_atomically(path, &state.encode())
 }
 
 /// The `stat` of every file of `info` under `root`, in `info.files` order (`None` for padding files and
