@@ -17,7 +17,6 @@
 //!
 //! Invariants (checked by [`Torrent::check_invariants`]):
 //! - every block in a peer's in-flight list is counted once in the picker's outstanding requests;
-//! - `unverified_bytes` is the size of all piece buffers held plus pieces out for verification;
 //! - a peer is interested-in exactly when it has a wanted piece (priority other than `Skip`) we have
 //!   not verified;
 //! - `Stats::left` is the size of the wanted pieces not verified, and the torrent is *finished* exactly
@@ -353,6 +352,9 @@ pub enum Event {
     PeersDiscovered(Vec<SocketAddr>),
 }
 
+/// Listen addresses of the connected peers with their PEX flags and keys (see `Torrent::pex_snapshot`).
+type PexSnapshot = BTreeMap<SocketAddr, (PexFlags, PeerKey)>;
+
 /// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
 const MAX_DHT_PORT_EVENTS: usize = 256;
 
@@ -413,6 +415,8 @@ struct Peer {
     info: PeerInfo,
     bitfield: Bitfield,
     first_message: bool,
+    /// The DHT port (BEP 5 `port`) last reported for this peer.
+    dht_port: Option<u16>,
     peer_choking: bool,
     am_interested: bool,
     /// Wanted pieces the peer has that we have not verified.
@@ -557,7 +561,6 @@ pub struct Torrent {
     buffers: BTreeMap<PieceIndex, PieceBuffer>,
     verifying: BTreeMap<PieceIndex, Vec<IpAddr>>,
     pool: Vec<Vec<u8>>,
-    unverified_bytes: u64,
     trust: HashMap<IpAddr, i32>,
     banned: HashSet<IpAddr>,
     actions: VecDeque<Action>,
@@ -568,8 +571,6 @@ pub struct Torrent {
     scratch: Vec<BlockRef>,
     /// Every wanted piece is verified (`stats.left == 0`).
     finished: bool,
-    /// Some peer may have been told `upload_only` 1 (BEP 21).
-    told_upload_only: bool,
 }
 
 impl Torrent {
@@ -611,7 +612,6 @@ impl Torrent {
             buffers: BTreeMap::new(),
             verifying: BTreeMap::new(),
             pool: Vec::new(),
-            unverified_bytes: 0,
             trust: HashMap::new(),
             banned: HashSet::new(),
             actions: VecDeque::new(),
@@ -621,7 +621,6 @@ impl Torrent {
             stats,
             scratch: Vec::new(),
             finished,
-            told_upload_only: finished,
         }
     }
 
@@ -651,9 +650,7 @@ impl Torrent {
                     self.send(key, Outgoing::Cancel(block), now);
                 }
             }
-            if let Some(buffer) = self.buffers.remove(&piece) {
-                self.unverified_bytes -= buffer.data.len() as u64;
-            }
+            self.buffers.remove(&piece);
         }
         let (mut left, mut wanted) = (0, 0);
         for piece in self.layout.pieces() {
@@ -716,7 +713,6 @@ impl Torrent {
     /// leave the peers that only upload too.
     fn on_finished(&mut self, now: Instant) {
         self.finished = true;
-        self.told_upload_only = true;
         self.events.push_back(Event::Finished);
         let handshake = self.extension_handshake();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -787,6 +783,7 @@ impl Torrent {
                 info,
                 bitfield: Bitfield::new(self.layout.piece_count() as usize),
                 first_message: true,
+                dht_port: None,
                 peer_choking: true,
                 am_interested: false,
                 wanted: 0,
@@ -915,10 +912,13 @@ impl Torrent {
         let result = match message {
             Message::KeepAlive | Message::Unknown { .. } => Ok(()),
             Message::Port(port) => {
-                // BEP 5: the peer runs a DHT node on this UDP port. Reported (bounded: a peer
-                // repeating it cannot grow the queue) for the driver to ping; never a fault.
+                // BEP 5: the peer runs a DHT node on this UDP port. Reported for the driver to
+                // ping once per port a peer names (a peer repeating it makes no pings), and bounded
+                // in the queue (one changing it cannot grow it); never a fault.
                 let node = SocketAddr::new(peer.info.addr.ip(), port);
-                if port != 0 && self.events.len() < MAX_DHT_PORT_EVENTS {
+                let news = peer.dht_port != Some(port);
+                peer.dht_port = Some(port);
+                if port != 0 && news && self.events.len() < MAX_DHT_PORT_EVENTS {
                     self.events.push_back(Event::DhtPort(node));
                 }
                 Ok(())
@@ -1149,12 +1149,30 @@ impl Torrent {
         }
     }
 
+    /// Every connected peer's listen address with its PEX flags (BEP 11: 0x10 when we dialled it,
+    /// 0x02 when it only uploads), taken once per tick for all the messages due in it.
+    fn pex_snapshot(&self) -> PexSnapshot {
+        self.peers
+            .iter()
+            .filter_map(|(k, p)| {
+                let addr = Self::listen_addr(p)?;
+                let mut flags = 0;
+                if p.info.outgoing {
+                    flags |= PexFlags::REACHABLE;
+                }
+                if p.upload_only || p.bitfield.is_full() {
+                    flags |= PexFlags::SEED;
+                }
+                Some((addr, (PexFlags(flags), *k)))
+            })
+            .collect()
+    }
+
     /// Sends `key` a PEX message (BEP 11) if one is due and there is news: peers connected since
     /// the last one (`added`, with flags: 0x10 when we dialled them, 0x02 when they only upload)
     /// and peers gone (`dropped`), at most [`PEX_MAX_PER_MESSAGE`] of each (the rest go in the
     /// next). The peer itself is never listed.
-    fn send_pex_if_due(&mut self, key: PeerKey, now: Instant) {
-        let piece_count = self.layout.piece_count() as usize;
+    fn send_pex_if_due(&mut self, key: PeerKey, now: Instant, snapshot: &PexSnapshot) {
         let peer = &self.peers[&key];
         let (Some(id), Some(due)) = (peer.ext.ut_pex, peer.ext.pex_due) else {
             return;
@@ -1163,35 +1181,20 @@ impl Torrent {
             return;
         }
         let itself = (peer.info.addr, Self::listen_addr(peer));
-        let current: BTreeMap<SocketAddr, PexFlags> = self
-            .peers
+        // The peers this one may be told of: all but itself.
+        let current = |addr: &SocketAddr| {
+            snapshot.get(addr).is_some_and(|(_, k)| *k != key)
+                && *addr != itself.0
+                && Some(*addr) != itself.1
+        };
+        let told = &peer.ext.pex_told;
+        let added: Vec<(SocketAddr, PexFlags)> = snapshot
             .iter()
-            .filter(|(k, _)| **k != key)
-            .filter_map(|(_, p)| {
-                let addr = Self::listen_addr(p)?;
-                let mut flags = 0;
-                if p.info.outgoing {
-                    flags |= PexFlags::REACHABLE;
-                }
-                if p.upload_only || p.bitfield.count_ones() == piece_count {
-                    flags |= PexFlags::SEED;
-                }
-                Some((addr, PexFlags(flags)))
-            })
-            .filter(|(addr, _)| *addr != itself.0 && Some(*addr) != itself.1)
-            .collect();
-        let told = &self.peers[&key].ext.pex_told;
-        let added: Vec<(SocketAddr, PexFlags)> = current
-            .iter()
-            .filter(|(a, _)| !told.contains(a))
+            .filter(|(a, _)| current(a) && !told.contains(a))
             .take(PEX_MAX_PER_MESSAGE)
-            .map(|(a, f)| (*a, *f))
+            .map(|(a, (f, _))| (*a, *f))
             .collect();
-        let mut dropped: Vec<SocketAddr> = told
-            .iter()
-            .filter(|a| !current.contains_key(a))
-            .copied()
-            .collect();
+        let mut dropped: Vec<SocketAddr> = told.iter().filter(|a| !current(a)).copied().collect();
         dropped.sort_unstable();
         dropped.truncate(PEX_MAX_PER_MESSAGE);
         if added.is_empty() && dropped.is_empty() {
@@ -1204,7 +1207,7 @@ impl Torrent {
             ext.pex_told.remove(a);
         }
         if ext.pex_told.len() > PEX_TOLD_MAX {
-            ext.pex_told.retain(|a| current.contains_key(a));
+            ext.pex_told.retain(current);
         }
         let payload = PexMessage { added, dropped }.encode();
         self.send(key, Outgoing::Extended(id, payload), now);
@@ -1604,7 +1607,6 @@ impl Torrent {
     fn store_block(&mut self, block: BlockRef, data: &[u8], ip: IpAddr) {
         let piece_len = self.layout.piece_len(block.piece) as usize;
         let buffer = self.buffers.entry(block.piece).or_insert_with(|| {
-            self.unverified_bytes += piece_len as u64;
             let mut data = self.pool.pop().unwrap_or_default();
             data.resize(piece_len, 0);
             PieceBuffer {
@@ -1722,7 +1724,6 @@ impl Torrent {
             return;
         };
         let len = u64::from(self.layout.piece_len(piece));
-        self.unverified_bytes -= len;
         // Keep the buffer for the next piece while buffers in use plus pooled stay within what started
         // pieces may hold at most (the budget plus headroom), so the pool never adds memory beyond
         // that, and buffers are allocated once rather than once per piece.
@@ -1825,6 +1826,12 @@ impl Torrent {
         let mut total_rate = 0.0;
         let mut total_up = 0.0;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        let pex_due = self.pex_enabled()
+            && self
+                .peers
+                .values()
+                .any(|p| p.ext.ut_pex.is_some() && p.ext.pex_due.is_some_and(|due| now >= due));
+        let pex_snapshot = pex_due.then(|| self.pex_snapshot());
         for key in keys {
             let config = &self.config;
             let peer = self.peers.get_mut(&key).expect("listed");
@@ -1864,7 +1871,9 @@ impl Torrent {
                     self.send(key, Outgoing::Cancel(block), now);
                 }
             }
-            self.send_pex_if_due(key, now);
+            if let Some(snapshot) = &pex_snapshot {
+                self.send_pex_if_due(key, now, snapshot);
+            }
             let peer = &self.peers[&key];
             if now.duration_since(peer.last_sent) >= self.config.keepalive_interval {
                 self.send(key, Outgoing::KeepAlive, now);
@@ -1939,17 +1948,6 @@ impl Torrent {
         for (block, n) in counts {
             assert_eq!(self.picker.request_count(block), n, "requests of {block:?}");
         }
-        let held: u64 = self
-            .buffers
-            .values()
-            .map(|b| b.data.len() as u64)
-            .sum::<u64>()
-            + self
-                .verifying
-                .keys()
-                .map(|p| u64::from(self.layout.piece_len(*p)))
-                .sum::<u64>();
-        assert_eq!(held, self.unverified_bytes, "unverified bytes");
         let (mut left, mut wanted) = (0, 0);
         for piece in self.layout.pieces() {
             if self.picker.priority(piece).is_wanted() {
