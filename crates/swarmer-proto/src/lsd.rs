@@ -243,8 +243,7 @@ pub fn parse(datagram: &[u8]) -> Result<Announce, LsdError> {
         }
     }
     // What follows the blank line: BEP 14 ends with a second blank line; allow any number.
-    let rest: String = lines.collect();
-    if rest.bytes().any(|b| b != b'\r' && b != b'\n') {
+    if !lines.all(|l| l.bytes().all(|b| b == b'\r' || b == b'\n')) {
         return Err(LsdError::TrailingData);
     }
     if !host {

@@ -1,5 +1,5 @@
 //! Magnet URIs (BEP 9 "magnet URI format", BEP 53 `so`): parsing `magnet:?xt=urn:btih:...` links into a
-//! typed [`Magnet`]. Only the parser lives here; fetching the metadata from peers is a later feature.
+//! typed [`Magnet`]. Fetching the metadata the link names is [`crate::metadata`]'s.
 //!
 //! The parser is strict about what it uses (the info hash, peer addresses, file indices) and ignores the
 //! parameters it does not know, as BEP 9 asks. Its input is capped at [`MAX_MAGNET_LEN`] bytes, so its
@@ -245,32 +245,30 @@ fn base32_decode(text: &str) -> Option<[u8; 20]> {
 /// An `x.pe` value: `[ipv6]:port`, `ipv4:port` or `hostname:port`.
 fn parse_peer(value: &str) -> Result<MagnetPeer, MagnetError> {
     let bad = || MagnetError::BadPeer(excerpt(value));
-    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+    if let Some(rest) = value.strip_prefix('[') {
         let (ip, port) = rest.split_once("]:").ok_or_else(bad)?;
         let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| bad())?;
-        (Some(IpAddr::V6(ip)), port)
-    } else {
-        let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
-            return Err(bad());
-        }
-        return Ok(match host.parse::<IpAddr>() {
-            Ok(ip) => MagnetPeer::Addr(SocketAddr::new(ip, parse_port(value, port)?)),
-            Err(_) => MagnetPeer::Host {
-                host: host.to_owned(),
-                port: parse_port(value, port)?,
-            },
-        });
-    };
-    let ip = host.ok_or_else(bad)?;
-    Ok(MagnetPeer::Addr(SocketAddr::new(
-        ip,
-        parse_port(value, port)?,
-    )))
+        return Ok(MagnetPeer::Addr(SocketAddr::new(
+            IpAddr::V6(ip),
+            parse_port(value, port)?,
+        )));
+    }
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad());
+    }
+    let port = parse_port(value, port)?;
+    Ok(match host.parse::<IpAddr>() {
+        Ok(ip) => MagnetPeer::Addr(SocketAddr::new(ip, port)),
+        Err(_) => MagnetPeer::Host {
+            host: host.to_owned(),
+            port,
+        },
+    })
 }
 
 fn parse_port(value: &str, port: &str) -> Result<u16, MagnetError> {

@@ -19,7 +19,7 @@ use crate::InfoHash;
 use crate::digest::sha1;
 use crate::extension::{
     ExtensionError, ExtensionHandshake, MAX_METADATA_SIZE, METADATA_PIECE_LEN, MetadataMessage,
-    UT_METADATA,
+    UT_METADATA, metadata_piece_count,
 };
 
 /// Pieces requested from one peer at a time.
@@ -90,8 +90,8 @@ struct Peer {
     size: u32,
     outstanding: u32,
     timeouts: u32,
-    /// Pieces they rejected: not asked of them again in this attempt.
-    rejected: Vec<u32>,
+    /// Per piece of this attempt: they rejected it, so it is not asked of them again.
+    rejected: Vec<bool>,
     /// Excluded from the fetch (a fault was reported); kept so it is not re-added.
     excluded: bool,
 }
@@ -161,7 +161,7 @@ impl MetadataFetch {
             size,
             outstanding: 0,
             timeouts: 0,
-            rejected: Vec::new(),
+            rejected: vec![false; self.slots.len()],
             excluded: false,
         });
         entry.id = id;
@@ -218,8 +218,8 @@ impl MetadataFetch {
                         *slot = Slot::Missing;
                         if let Some(state) = self.peers.get_mut(&peer) {
                             state.outstanding -= 1;
-                            if state.rejected.len() < self.slots.len() {
-                                state.rejected.push(piece);
+                            if let Some(rejected) = state.rejected.get_mut(i) {
+                                *rejected = true;
                             }
                         }
                     }
@@ -244,13 +244,12 @@ impl MetadataFetch {
                     Some(Slot::Have { .. }) | Some(Slot::Requested { .. }) => return Ok(()),
                     _ => return Err(MetadataFault::Unrequested { piece }),
                 }
-                let size = self.size.expect("pieces exist only with a size");
-                let start = i * METADATA_PIECE_LEN as usize;
-                let len = (size as usize - start).min(METADATA_PIECE_LEN as usize);
-                if total_size != size || data.len() != len {
+                // The codec checked the length against `total_size`, so that must be ours.
+                if Some(total_size) != self.size {
                     return Err(MetadataFault::WrongSize { piece });
                 }
-                self.buffer[start..start + len].copy_from_slice(data);
+                let start = i * METADATA_PIECE_LEN as usize;
+                self.buffer[start..start + data.len()].copy_from_slice(data);
                 self.slots[i] = Slot::Have { from: peer };
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.outstanding -= 1;
@@ -354,10 +353,10 @@ impl MetadataFetch {
     fn start(&mut self, size: u32) {
         self.size = Some(size);
         self.buffer = vec![0; size as usize];
-        self.slots = vec![Slot::Missing; size.div_ceil(METADATA_PIECE_LEN) as usize];
+        self.slots = vec![Slot::Missing; metadata_piece_count(size) as usize];
         for peer in self.peers.values_mut() {
             peer.outstanding = 0;
-            peer.rejected.clear();
+            peer.rejected = vec![false; self.slots.len()];
         }
     }
 
@@ -396,7 +395,7 @@ impl MetadataFetch {
             let best = free
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| !self.peers[k].rejected.contains(&piece))
+                .filter(|(_, k)| !self.peers[k].rejected.get(i).copied().unwrap_or(false))
                 .min_by_key(|(_, k)| (self.peers[k].timeouts, self.peers[k].outstanding))
                 .map(|(at, k)| (at, *k));
             let Some((at, peer)) = best else {

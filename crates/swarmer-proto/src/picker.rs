@@ -357,7 +357,6 @@ impl Picker {
         self.partial_order = order;
     }
 
-    /// Blocks of new pieces of priority `level` that the peer has, rarest first.
     /// Starts new pieces of priority `level` that the peer has, rarest first, taking their blocks
     /// until `out` holds `max` blocks from `start` on or `new_pieces` (decremented) runs out.
     fn pick_new(
