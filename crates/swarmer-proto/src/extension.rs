@@ -10,7 +10,7 @@
 //! advisory, so its decoder ignores unknown keys and optional keys of the wrong type; the metadata and
 //! PEX decoders are strict about the keys they need.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::bencode::{self, Dict, OwnedValue, Value};
 
@@ -403,11 +403,11 @@ impl PexMessage {
         for (addr, flags) in &self.added {
             match addr {
                 SocketAddr::V4(_) => {
-                    write_compact(&mut added, addr);
+                    crate::compact::encode_into(&mut added, addr);
                     added_f.push(flags.0);
                 }
                 SocketAddr::V6(_) => {
-                    write_compact(&mut added6, addr);
+                    crate::compact::encode_into(&mut added6, addr);
                     added6_f.push(flags.0);
                 }
             }
@@ -415,8 +415,8 @@ impl PexMessage {
         let (mut dropped, mut dropped6) = (vec![], vec![]);
         for addr in &self.dropped {
             match addr {
-                SocketAddr::V4(_) => write_compact(&mut dropped, addr),
-                SocketAddr::V6(_) => write_compact(&mut dropped6, addr),
+                SocketAddr::V4(_) => crate::compact::encode_into(&mut dropped, addr),
+                SocketAddr::V6(_) => crate::compact::encode_into(&mut dropped6, addr),
             }
         }
         let has_v6 = !added6.is_empty() || !dropped6.is_empty();
@@ -451,32 +451,9 @@ fn compact<'a>(
             len: bytes.len(),
         });
     }
-    Ok(bytes.chunks_exact(size).map(move |c| {
-        let (ip, port) = c.split_at(size - 2);
-        let ip = match ip.len() {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(ip).ok()?)),
-            _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip).ok()?)),
-        };
-        let port = u16::from_be_bytes([port[0], port[1]]);
-        usable_peer(SocketAddr::new(ip, port))
-    }))
-}
-
-/// `addr` if a peer can listen there: not port 0, not an unspecified, multicast or broadcast
-/// address.
-pub fn usable_peer(addr: SocketAddr) -> Option<SocketAddr> {
-    let ip = addr.ip();
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    (addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast).then_some(addr)
-}
-
-/// Appends the compact form of `addr` (address bytes, then the port big-endian).
-fn write_compact(out: &mut Vec<u8>, addr: &SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
-    }
-    out.extend_from_slice(&addr.port().to_be_bytes());
+    Ok(bytes
+        .chunks_exact(size)
+        .map(|c| crate::compact::decode(c).and_then(crate::compact::usable_peer)))
 }
 
 #[cfg(test)]
@@ -776,7 +753,7 @@ mod tests {
             ([255, 255, 255, 255], 80),
             ([10, 1, 1, 1], 80),
         ] {
-            write_compact(&mut added, &v4(ip, port));
+            crate::compact::encode_into(&mut added, &v4(ip, port));
         }
         let mut payload = format!("d5:added{}:", added.len()).into_bytes();
         payload.extend(&added);

@@ -7,6 +7,7 @@ pub mod allowed_fast;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod compact;
 pub mod dht;
 pub mod digest;
 pub mod extension;

@@ -11,7 +11,7 @@
 //! length check that costs nothing), transaction ids and tokens are at most [`MAX_TID_LEN`] and
 //! [`MAX_TOKEN_LEN`] bytes. Decoding therefore allocates at most a small multiple of the packet.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 
 use super::node_id::NodeId;
 use crate::InfoHash;
@@ -183,7 +183,7 @@ impl Message {
         };
         let ip = match root.get(b"ip") {
             // Some clients send garbage here; it is advisory, so ignore what does not parse.
-            Some(v) => v.as_bytes().and_then(decode_compact_addr),
+            Some(v) => v.as_bytes().and_then(crate::compact::decode),
             None => None,
         };
         let read_only = root.get(b"ro").and_then(Value::as_int) == Some(1);
@@ -226,7 +226,7 @@ impl Message {
             top.push((b"v", OwnedValue::Bytes(v.clone())));
         }
         if let Some(ip) = self.ip {
-            top.push((b"ip", OwnedValue::Bytes(encode_compact_addr(ip))));
+            top.push((b"ip", OwnedValue::Bytes(compact_bytes(ip))));
         }
         if self.read_only {
             top.push((b"ro", OwnedValue::Int(1)));
@@ -279,7 +279,7 @@ impl Message {
                     let values = r
                         .values
                         .iter()
-                        .map(|a| OwnedValue::Bytes(encode_compact_addr(*a)));
+                        .map(|a| OwnedValue::Bytes(compact_bytes(*a)));
                     d.push((b"values", OwnedValue::list(values)));
                 }
                 if let Some(t) = &r.token {
@@ -384,7 +384,7 @@ fn decode_response(r: &Value<'_>) -> Result<Response, KrpcError> {
             for item in list {
                 let addr = item
                     .as_bytes()
-                    .and_then(decode_compact_addr)
+                    .and_then(crate::compact::decode)
                     .ok_or(KrpcError::Invalid("values"))?;
                 if out.len() < MAX_VALUES {
                     out.push(addr);
@@ -440,7 +440,7 @@ pub fn decode_nodes(b: &[u8], v6: bool) -> Option<Vec<CompactNode>> {
             .take(MAX_NODES)
             .filter_map(|c| {
                 let id = NodeId(c[..20].try_into().ok()?);
-                let addr = decode_compact_addr(&c[20..])?;
+                let addr = crate::compact::decode(&c[20..])?;
                 Some(CompactNode { id, addr })
             })
             .collect(),
@@ -453,52 +453,22 @@ pub fn encode_nodes(nodes: &[CompactNode]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nodes.len() * COMPACT_NODE_V6);
     for n in nodes {
         out.extend_from_slice(&n.id.0);
-        out.extend_from_slice(&encode_compact_addr(n.addr));
+        out.extend_from_slice(&compact_bytes(n.addr));
     }
     out
 }
 
-/// Decodes a compact address: 6 bytes (IPv4 + port) or 18 bytes (IPv6 + port), port big-endian.
-/// `None` for any other length or port 0.
-pub fn decode_compact_addr(b: &[u8]) -> Option<SocketAddr> {
-    let (ip, port) = match b.len() {
-        6 => (
-            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
-            u16::from_be_bytes([b[4], b[5]]),
-        ),
-        18 => {
-            let octets: [u8; 16] = b[..16].try_into().ok()?;
-            (
-                IpAddr::V6(Ipv6Addr::from(octets)),
-                u16::from_be_bytes([b[16], b[17]]),
-            )
-        }
-        _ => return None,
-    };
-    (port != 0).then_some(SocketAddr::new(ip, port))
-}
-
-/// Encodes a compact address: 6 bytes for IPv4, 18 for IPv6 (an IPv4-mapped IPv6 address stays 18).
-pub fn encode_compact_addr(addr: SocketAddr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(18);
-    match addr {
-        SocketAddr::V4(a) => out.extend_from_slice(&a.ip().octets()),
-        SocketAddr::V6(a) => out.extend_from_slice(&a.ip().octets()),
-    }
-    out.extend_from_slice(&addr.port().to_be_bytes());
+/// The compact form of `addr` as its own byte string.
+fn compact_bytes(addr: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(crate::compact::V6_LEN);
+    crate::compact::encode_into(&mut out, &addr);
     out
 }
 
 /// Normalises an IPv4-mapped IPv6 socket address (`::ffff:a.b.c.d`) to plain IPv4, as a dual-stack
 /// socket reports them.
 pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
-            None => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
-        },
-        v4 => v4,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[cfg(test)]
@@ -553,8 +523,8 @@ mod tests {
                         id: id(b"abcdefghij0123456789"),
                         token: Some(b"aoeusnth".to_vec()),
                         values: vec![
-                            decode_compact_addr(b"axje.u").unwrap(),
-                            decode_compact_addr(b"idhtnm").unwrap(),
+                            crate::compact::decode(b"axje.u").unwrap(),
+                            crate::compact::decode(b"idhtnm").unwrap(),
                         ],
                         ..Response::default()
                     },

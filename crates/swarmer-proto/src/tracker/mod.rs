@@ -9,7 +9,7 @@ pub mod tiers;
 pub mod udp;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::{InfoHash, PeerId};
 
@@ -150,17 +150,6 @@ fn sanitize_message(raw: &[u8]) -> String {
         .collect()
 }
 
-/// Whether a peer address from a tracker is worth dialling.
-fn usable_peer(addr: &SocketAddr) -> bool {
-    if addr.port() == 0 {
-        return false;
-    }
-    match addr.ip() {
-        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast()),
-        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
-    }
-}
-
 /// Collects peers: filters unusable ones, drops duplicates and stops at [`MAX_PEERS`].
 #[derive(Default)]
 struct PeerSink {
@@ -170,7 +159,10 @@ struct PeerSink {
 
 impl PeerSink {
     fn push(&mut self, addr: SocketAddr) {
-        if self.peers.len() < MAX_PEERS && usable_peer(&addr) && self.seen.insert(addr) {
+        if self.peers.len() < MAX_PEERS
+            && crate::compact::usable_peer(addr).is_some()
+            && self.seen.insert(addr)
+        {
             self.peers.push(addr);
         }
     }
@@ -192,16 +184,10 @@ impl PeerSink {
             if self.is_full() {
                 break;
             }
-            let (ip, port) = entry.split_at(entry_len - 2);
-            let port = u16::from_be_bytes([port[0], port[1]]);
-            let ip = match <[u8; 4]>::try_from(ip) {
-                Ok(v4) => IpAddr::from(v4),
-                Err(_) => match <[u8; 16]>::try_from(ip) {
-                    Ok(v6) => IpAddr::from(v6),
-                    Err(_) => continue,
-                },
-            };
-            self.push(SocketAddr::new(ip, port));
+            // Port 0 decodes to nothing; `push` drops the other unusable addresses.
+            if let Some(addr) = crate::compact::decode(entry) {
+                self.push(addr);
+            }
         }
         Ok(())
     }
