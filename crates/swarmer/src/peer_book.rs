@@ -55,7 +55,12 @@ impl PeerBook {
             if self.entries.len() >= MAX_KNOWN {
                 break;
             }
-            if self.own.contains(&addr) || self.banned.contains(&addr.ip()) || addr.port() == 0 {
+            // Trackers and PEX filter their lists already; the DHT's and a magnet link's come here
+            // as they were given.
+            if self.own.contains(&addr)
+                || self.banned.contains(&addr.ip())
+                || swarmer_proto::compact::usable_peer(addr).is_none()
+            {
                 continue;
             }
             self.entries.entry(addr).or_insert(Entry {

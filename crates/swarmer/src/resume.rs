@@ -173,6 +173,7 @@ pub fn default_path(output_dir: &Path, info_hash: InfoHash) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
     use swarmer_proto::metainfo::FileEntry;
     use swarmer_proto::{Bitfield, Layout};
 
