@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -248,15 +248,23 @@ impl Task {
                 let nodes = self.dht.nodes(now).into_iter().map(|(_, a)| a).collect();
                 let _ = reply.send(nodes);
             }
-            // Handled in the loop, which can await the write.
-            Command::Save(done) => {
-                let _ = done.send(());
-            }
+            Command::Save(_) => unreachable!("the loop handles Save, which awaits the write"),
         }
     }
 
-    /// Sends queued datagrams and hands events to searches.
+    /// Sends queued datagrams, cancels searches whose handle was dropped, and hands events to the
+    /// others.
     async fn flush(&mut self) {
+        let dropped: Vec<SearchId> = self
+            .searches
+            .iter()
+            .filter(|(_, tx)| tx.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dropped {
+            self.searches.remove(&id);
+            self.dht.cancel(id);
+        }
         while let Some((to, bytes)) = self.dht.poll_transmit() {
             if let Err(e) = self.socket.send_to(&bytes, to).await {
                 tracing::debug!(%to, "DHT send: {e}");
@@ -269,10 +277,7 @@ impl Task {
                     let Some(tx) = self.searches.get(&search) else {
                         continue;
                     };
-                    if tx.is_closed() {
-                        self.searches.remove(&search);
-                        self.dht.cancel(search);
-                    } else if tx.try_send(peers).is_err() {
+                    if tx.try_send(peers).is_err() {
                         tracing::debug!(?search, "DHT search not read; peers dropped");
                     }
                 }
@@ -477,14 +482,6 @@ impl TorrentDht {
             }
         }
     }
-}
-
-/// The address the DHT socket binds: the session's bind IP (or any) and the TCP listener's port.
-pub(crate) fn bind_addr(bind_ip: Option<IpAddr>, port: u16) -> SocketAddr {
-    SocketAddr::new(
-        bind_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        port,
-    )
 }
 
 #[cfg(test)]

@@ -192,7 +192,9 @@ impl Session {
         let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
         let dht = match &config.dht {
             Some(dht_config) => {
-                let addr = crate::dht::bind_addr(config.bind_ip, listen_addr.port());
+                // The same address and port as the TCP listener (BEP 5 leaves the port to us;
+                // users expect one).
+                let addr = listen_addr;
                 let handle = crate::dht::start(dht_config, addr)
                     .await
                     .map_err(|error| SessionError::Dht { addr, error })?;

@@ -207,16 +207,6 @@ impl Lookup {
             .take(K)
             .collect()
     }
-
-    /// The closest nodes that answered, at most `K` (the lookup's result).
-    pub fn closest_answered(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.candidates
-            .iter()
-            .filter(|c| matches!(c.state, State::Answered(_)))
-            .take(K)
-            .map(|c| (c.id, c.addr))
-            .collect()
-    }
 }
 
 #[cfg(test)]

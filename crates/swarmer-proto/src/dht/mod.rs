@@ -549,11 +549,11 @@ impl Dht {
 
     fn store_peer(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Instant) {
         if !self.store.contains_key(&info_hash) && self.store.len() >= MAX_STORED_TORRENTS {
-            // Evict the torrent announced least recently.
+            // Evict the torrent announced least recently (each list is in announce order).
             let stalest = self
                 .store
                 .iter()
-                .min_by_key(|(_, p)| p.iter().map(|(_, t)| *t).max())
+                .min_by_key(|(_, p)| p.last().map(|(_, t)| *t))
                 .map(|(h, _)| *h);
             if let Some(h) = stalest {
                 self.store.remove(&h);

@@ -298,15 +298,6 @@ impl RoutingTable {
         }
         out
     }
-
-    /// When the stalest bucket will need a refresh.
-    pub fn next_refresh(&self) -> Instant {
-        self.buckets
-            .iter()
-            .map(|b| b.last_changed + FRESHNESS)
-            .min()
-            .expect("at least one bucket")
-    }
 }
 
 fn touch(n: &mut Node, responded: bool, now: Instant) {

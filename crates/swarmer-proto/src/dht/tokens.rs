@@ -34,11 +34,6 @@ impl Tokens {
         }
     }
 
-    /// When [`Tokens::rotate_if_due`] next has work to do.
-    pub fn next_rotation(&self) -> Instant {
-        self.next_rotation
-    }
-
     /// Rotates the secret if [`ROTATION`] has passed (once per call, however long it has been: a token
     /// made just before a long pause stays valid one more period, which is harmless).
     pub fn rotate_if_due(&mut self, now: Instant, rng: &mut impl rand::RngCore) {
