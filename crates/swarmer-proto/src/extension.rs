@@ -16,6 +16,8 @@ use crate::bencode::{self, Dict, OwnedValue, Value};
 
 /// The BEP 9 extension's name in `m`.
 pub const UT_METADATA: &str = "ut_metadata";
+/// Our client name and version, sent as `v` in our extension handshakes.
+pub const OUR_CLIENT: &str = concat!("swarmer ", env!("CARGO_PKG_VERSION"));
 /// The BEP 11 extension's name in `m`.
 pub const UT_PEX: &str = "ut_pex";
 /// The ids we assign in our own `m` dictionary (the ids peers must use when sending to us).

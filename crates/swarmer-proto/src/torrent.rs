@@ -860,7 +860,7 @@ impl Torrent {
         ExtensionHandshake {
             messages,
             listen_port: self.config.listen_port,
-            client: Some(concat!("swarmer ", env!("CARGO_PKG_VERSION")).to_owned()),
+            client: Some(crate::extension::OUR_CLIENT.to_owned()),
             your_ip: None,
             reqq: Some(self.config.max_peer_requests),
             metadata_size: metadata.map(|m| m.len() as u32),

@@ -166,15 +166,11 @@ async fn run(
         stats_rx,
     );
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
-    let mut own = vec![shared.listen_addr];
-    if let Some(ip) = shared.config.bind_ip {
-        own.push(SocketAddr::new(ip, shared.listen_addr.port()));
-    }
     let our_handshake = {
         let handshake = ExtensionHandshake {
             messages: vec![(UT_METADATA.to_owned(), OUR_UT_METADATA)],
             listen_port: Some(shared.listen_addr.port()),
-            client: Some(concat!("swarmer ", env!("CARGO_PKG_VERSION")).to_owned()),
+            client: Some(swarmer_proto::extension::OUR_CLIENT.to_owned()),
             ..ExtensionHandshake::default()
         };
         let mut bytes = Vec::new();
@@ -186,21 +182,16 @@ async fn run(
         Bytes::from(bytes)
     };
     let mut f = Fetch {
-        ctx: ConnContext {
-            info_hash: magnet.info_hash,
-            our_id: shared.peer_id,
-            bind_ip: shared.config.bind_ip,
-            events: events_tx,
-            max_frame: MAX_FRAME,
-            connect_timeout: shared.config.connect_timeout,
-            handshake_timeout: shared.config.handshake_timeout,
-            storage: None,
-            dht: shared.dht.is_some(),
-            upload_limit: shared.upload_limit.clone(),
-            download_limit: shared.download_limit.clone(),
-        },
+        ctx: ConnContext::new(
+            &shared,
+            magnet.info_hash,
+            events_tx,
+            MAX_FRAME,
+            None,
+            shared.dht.is_some(),
+        ),
+        book: PeerBook::new(vec![shared.listen_addr]),
         shared,
-        book: PeerBook::new(own),
         conns: HashMap::new(),
         next_conn: 0,
         fetch: MetadataFetch::new(magnet.info_hash),
@@ -250,11 +241,13 @@ async fn run(
             }
         }
         f.flush();
-        progress.send_replace(MetadataProgress {
-            peers_known: f.book.known().count(),
+        let now = MetadataProgress {
+            peers_known: f.book.len(),
             peers_connected: f.conns.values().filter(|c| c.handshaken).count(),
             metadata: f.fetch.progress(),
-        });
+        };
+        // Watchers wake only when something they show changed.
+        progress.send_if_modified(|shown| std::mem::replace(shown, now) != now);
         if let Some(metadata) = f.fetch.take_metadata() {
             break metadata;
         }

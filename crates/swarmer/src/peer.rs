@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::rate::RateLimiter;
+use crate::session::SessionShared;
 use crate::storage::{Storage, StorageError};
 
 /// What the owner task asks a connection to write, in order.
@@ -107,6 +108,35 @@ pub(crate) struct ConnContext {
     pub(crate) download_limit: Option<Arc<RateLimiter>>,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
+}
+
+impl ConnContext {
+    /// The context of `shared`'s connections for the torrent `info_hash`: its bind address,
+    /// timeouts and rate limits, with the owner's `events` queue, frames up to `max_frame` bytes,
+    /// the `storage` blocks are uploaded from (`None` while fetching metadata) and whether our
+    /// handshake offers the DHT (`dht`, BEP 5).
+    pub(crate) fn new(
+        shared: &SessionShared,
+        info_hash: InfoHash,
+        events: mpsc::Sender<ConnEvent>,
+        max_frame: u32,
+        storage: Option<Arc<Storage>>,
+        dht: bool,
+    ) -> ConnContext {
+        ConnContext {
+            info_hash,
+            our_id: shared.peer_id,
+            bind_ip: shared.config.bind_ip,
+            events,
+            max_frame,
+            connect_timeout: shared.config.connect_timeout,
+            handshake_timeout: shared.config.handshake_timeout,
+            storage,
+            upload_limit: shared.upload_limit.clone(),
+            download_limit: shared.download_limit.clone(),
+            dht,
+        }
+    }
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more

@@ -71,6 +71,11 @@ impl PeerBook {
         }
     }
 
+    /// How many addresses are known.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Every address known and not banned, in no particular order.
     pub(crate) fn known(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.entries.keys().copied()

@@ -499,32 +499,23 @@ impl TorrentTask {
         );
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let piece_count = engine.layout().piece_count() as usize;
-        let ctx = ConnContext {
-            info_hash: metainfo.info_hash,
-            our_id: shared.peer_id,
-            bind_ip: shared.config.bind_ip,
-            events: events_tx,
+        let ctx = ConnContext::new(
+            &shared,
+            metainfo.info_hash,
+            events_tx,
             // A block message, or a bitfield, or an extension message of up to 1 MiB, whichever is larger.
-            max_frame: (piece_count.div_ceil(8) as u32 + 1)
+            (piece_count.div_ceil(8) as u32 + 1)
                 .max(swarmer_proto::BLOCK_SIZE + 9)
                 .max(1 << 20),
-            connect_timeout: shared.config.connect_timeout,
-            handshake_timeout: shared.config.handshake_timeout,
-            storage: Some(Arc::clone(&self.storage)),
-            upload_limit: shared.upload_limit.clone(),
-            download_limit: shared.download_limit.clone(),
-            dht: shared.dht.is_some() && !metainfo.info.private,
-        };
+            Some(Arc::clone(&self.storage)),
+            shared.dht.is_some() && !metainfo.info.private,
+        );
         // BEP 27: a private torrent finds peers through its trackers only.
         let dht = shared
             .dht
             .clone()
             .filter(|_| !metainfo.info.private)
             .map(|h| TorrentDht::new(h, metainfo.info_hash, Some(shared.listen_addr.port())));
-        let mut own = vec![shared.listen_addr];
-        if let Some(ip) = shared.config.bind_ip {
-            own.push(SocketAddr::new(ip, shared.listen_addr.port()));
-        }
         let (state, seeding_since) = match (engine.is_finished(), self.options.seed.is_some()) {
             (false, _) => (TorrentState::Downloading, None),
             (true, true) => (TorrentState::Seeding, Some(Instant::now())),
@@ -543,7 +534,8 @@ impl TorrentTask {
                 },
             saving: None,
         });
-        let mut book = PeerBook::new(own);
+        // The listener's address is the bind address with our port: trackers hand us back to ourselves.
+        let mut book = PeerBook::new(vec![shared.listen_addr]);
         book.add(std::mem::take(&mut self.early_peers));
         let mut r = Running {
             resume,
