@@ -522,13 +522,19 @@ fn seed_refuses_missing_or_corrupt_data() {
             let empty = scene.subdir("missing");
             let error =
                 swarmer::seed_fails(scene, "swarmer-missing", &fixture.torrent, &empty, within);
-            scene.mark(&format!("missing data refused: {}", last_line(&error)));
+            scene.mark(&format!(
+                "missing data refused: {}",
+                swarmer::last_line(&error)
+            ));
 
             let corrupt = scene.subdir("corrupt");
             fixture.payload.corrupted_copy(&corrupt, 1 << 15, &[70]);
             let error =
                 swarmer::seed_fails(scene, "swarmer-corrupt", &fixture.torrent, &corrupt, within);
-            scene.mark(&format!("corrupt data refused: {}", last_line(&error)));
+            scene.mark(&format!(
+                "corrupt data refused: {}",
+                swarmer::last_line(&error)
+            ));
 
             let peers = tracker::listed(&fixture.torrent);
             assert!(
@@ -537,12 +543,6 @@ fn seed_refuses_missing_or_corrupt_data() {
             );
         },
     );
-}
-
-/// The last non-empty line of a process's stderr: where a CLI prints its error.
-fn last_line(text: &str) -> &str {
-    let line = text.lines().rev().find(|l| !l.trim().is_empty());
-    line.expect("an error message on stderr")
 }
 
 /// The upload limit of case c's seeder: the 10 MiB payload then takes about 5 s to reach the
@@ -1233,7 +1233,7 @@ fn magnet_from_libtorrent_via_tracker_with_file_selection() {
                 .filter(|i| !skip.contains(i))
                 .map(|i| i.to_string())
                 .collect();
-            let tr = HTTP_ANNOUNCE.replace(':', "%3A").replace('/', "%2F");
+            let tr = tracker::percent_encode(HTTP_ANNOUNCE.as_bytes());
             let magnet = magnet_for(&fixture.torrent, &format!("&tr={tr}&so={}", so.join(",")));
             let out = scene.subdir("swarmer-download");
             let mut proc =
@@ -1396,12 +1396,9 @@ fn private_torrent_is_never_announced_by_lsd() {
                 .output()
                 .expect("run mktorrent");
             assert!(made.status.success(), "mktorrent -p failed: {made:?}");
-            let private_hash: String = bencode::info_hash(
+            let private_hash = tracker::hex(&bencode::info_hash(
                 &std::fs::read(&private_torrent).expect("read the private torrent"),
-            )
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+            ));
 
             let observer_out = scene.subdir("observer");
             let mut observer = swarmer::start_with_lsd(

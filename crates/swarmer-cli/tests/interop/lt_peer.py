@@ -16,7 +16,7 @@ upper bound on when it was verified).
 On SIGTERM it prints {"event":"stopped","uploaded":N,"downloaded":N} (payload bytes over its
 life) and exits 0; with --report-peers that event also lists every peer it was connected to as
 "peers": [{"ip","port","uploaded","downloaded","outgoing"}] (bytes to and from each, as last
-sampled while connected, every 200 ms at most; "outgoing": this process dialled it).
+sampled while connected, at each poll of the alert queue (ALERT_POLL); "outgoing": this process dialled it).
 Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
 finishing, 3 torrent error.
 

@@ -53,10 +53,13 @@ impl Changes {
     }
 }
 
-/// Copies everything `pipe` delivers into the file at `path`, announcing each write.
-fn copy_to_log(mut pipe: impl Read + Send + 'static, path: &Path) {
+/// Copies everything `pipe` delivers into the file at `path`, announcing each write. The returned
+/// channel disconnects once the pipe is drained (the writer closed it) and all is in the file.
+fn copy_to_log(mut pipe: impl Read + Send + 'static, path: &Path) -> mpsc::Receiver<()> {
     let mut log = File::create(path).expect("create log file");
+    let (drained, done) = mpsc::channel::<()>();
     std::thread::spawn(move || {
+        let _drained = drained;
         let mut buf = vec![0; 64 * 1024];
         while let Ok(n) = pipe.read(&mut buf) {
             if n == 0 || log.write_all(&buf[..n]).is_err() {
@@ -65,7 +68,12 @@ fn copy_to_log(mut pipe: impl Read + Send + 'static, path: &Path) {
             changed().bump();
         }
     });
+    done
 }
+
+/// How long an exited process's output may take to reach its log files before the exit is
+/// reported anyway (a grandchild may hold the pipes open).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A child process whose exit arrives as an event: a thread owns the `Child` and blocks in `wait`,
 /// so waiting with a timeout is a channel receive, not a polling loop.
@@ -76,11 +84,23 @@ pub(crate) struct Waited {
 }
 
 impl Waited {
-    pub(crate) fn new(mut child: Child) -> Waited {
+    pub(crate) fn new(child: Child) -> Waited {
+        Waited::with_logs(child, Vec::new())
+    }
+
+    /// Like [`Waited::new`], but the exit is reported only once the output copied by
+    /// [`copy_to_log`] (`drained`) is all in the log files (or after [`DRAIN_TIMEOUT`]), so whoever
+    /// sees the exit also sees the last lines.
+    fn with_logs(mut child: Child, drained: Vec<mpsc::Receiver<()>>) -> Waited {
         let pid = child.id();
         let (tx, exits) = mpsc::channel();
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
+                let until = std::time::Instant::now() + DRAIN_TIMEOUT;
+                for log in drained {
+                    let _ = log
+                        .recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
+                }
                 let _ = tx.send(status);
             }
             changed().bump();
@@ -158,12 +178,14 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        copy_to_log(child.stdout.take().expect("stdout pipe"), &stdout);
-        copy_to_log(child.stderr.take().expect("stderr pipe"), &stderr);
+        let drained = vec![
+            copy_to_log(child.stdout.take().expect("stdout pipe"), &stdout),
+            copy_to_log(child.stderr.take().expect("stderr pipe"), &stderr),
+        ];
         eprintln!("started {name} (pid {}): {command:?}", child.id());
         Proc {
             name: name.to_owned(),
-            child: Waited::new(child),
+            child: Waited::with_logs(child, drained),
             stdout,
             stderr,
             spawned_at,

@@ -123,17 +123,27 @@ fn check_success(scene: &Scene, proc: &Proc, status: Option<std::process::ExitSt
 /// Asserts that a swarmer run fails before the test's deadline (a non-zero exit code, not death by a
 /// signal) and returns its error message: the last line of its stderr.
 pub(crate) fn expect_failure(scene: &Scene, proc: &mut Proc) -> String {
-    match proc.wait_exit(scene.deadline) {
+    expect_error_exit(proc, scene.deadline, "; expected an error exit");
+    last_line(&proc.stderr_text()).to_owned()
+}
+
+/// Waits for `proc` to exit with an error (a non-zero code, not death by a signal) before
+/// `deadline`; panics otherwise, saying after "still runs" what was `expected`.
+fn expect_error_exit(proc: &mut Proc, deadline: crate::deadline::Deadline, expected: &str) {
+    match proc.wait_exit(deadline) {
         Some(status) => assert!(
             !status.success() && status.code().is_some(),
             "{} exited with {status}; expected an error exit",
             proc.name()
         ),
-        None => panic!("{} still runs; expected an error exit", proc.name()),
+        None => panic!("{} still runs{}", proc.name(), expected),
     }
-    let stderr = proc.stderr_text();
-    let message = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    message.expect("an error message on stderr").to_owned()
+}
+
+/// The last non-empty line of `text`: a failed swarmer's error message, from its stderr.
+pub(crate) fn last_line(text: &str) -> &str {
+    let line = text.lines().rev().find(|l| !l.trim().is_empty());
+    line.expect("an error message on stderr")
 }
 
 /// Starts `swarmer download TORRENT -o OUT -v` plus `extra` arguments from 127.0.0.10 as the
@@ -284,13 +294,11 @@ pub(crate) fn seed_fails(
 ) -> String {
     let mut proc = Proc::spawn(name, &mut command("seed", torrent, dir), &scene.logs);
     let deadline = crate::deadline::Deadline::after(within.min(scene.deadline.remaining()));
-    match proc.wait_exit(deadline) {
-        Some(status) => assert!(
-            !status.success() && status.code().is_some(),
-            "{name} exited with {status}; expected an error exit"
-        ),
-        None => panic!("{name} still runs after {within:?}; expected it to refuse the data"),
-    }
+    expect_error_exit(
+        &mut proc,
+        deadline,
+        &format!(" after {within:?}; expected it to refuse the data"),
+    );
     let stderr = proc.stderr_text();
     // A usage error would mean the command line is wrong, not that the data was judged.
     assert!(
