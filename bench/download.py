@@ -5,7 +5,7 @@ Creates a single-file payload with deterministic content in /dev/shm, makes a to
 mktorrent (1 MiB pieces), starts opentracker on 127.0.0.1 and a libtorrent seeder
 (high_performance_seed settings) on 127.0.0.2, then times each client N times, alternating:
 
-  swarmer     `swarmer download T -o DIR --bind-address 127.0.0.10 --port 6890 -q`
+  swarmer     `swarmer download T -o DIR --bind-address 127.0.0.10 --port 6890 -q --no-dht --no-lsd --no-pex`
   lt-hp       a libtorrent leecher with high_performance_seed() settings (127.0.0.11)
   lt-default  a libtorrent leecher with default settings (127.0.0.12)
 
@@ -46,7 +46,7 @@ def run_client(client, args, torrent, outdir, logdir, run_index):
     ip, port = CLIENT_ADDR[client]
     if client == "swarmer":
         command = [args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                   "--port", str(port), "-q"]
+                   "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"]
     else:
         command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent, "--save-path", outdir,
                    "--listen", f"{ip}:{port}", "--timeout", str(args.timeout)]

@@ -5,7 +5,8 @@ Creates a single-file payload with deterministic content in /dev/shm, makes a to
 mktorrent (1 MiB pieces) and starts opentracker on 127.0.0.1. Then, N times each and alternating,
 it starts one seeder on that payload:
 
-  swarmer     `swarmer seed T -o DIR --bind-address 127.0.0.10 --port 6890` (release build)
+  swarmer     `swarmer seed T -o DIR --bind-address 127.0.0.10 --port 6890 --no-dht --no-lsd --no-pex`
+              (release build)
   libtorrent  a libtorrent seeder with high_performance_seed() settings (127.0.0.2)
 
 waits until it has verified its data and the tracker lists it, and times a libtorrent leecher
@@ -38,7 +39,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The helpers shared by bench/: payload, torrent, tracker probe, process bookkeeping, /proc.
-import common as dl  # noqa: E402
+import common  # noqa: E402
 from common import MemorySampler, cpu_seconds  # noqa: E402
 
 IN_NETNS = "SWARMER_SEED_BENCH_IN_NETNS"
@@ -47,7 +48,7 @@ SEEDER_ADDR = {
     "libtorrent": ("127.0.0.2", 6881),
 }
 LEECHER = ("127.0.0.11", 6881)
-MIB = dl.MIB
+MIB = common.MIB
 
 
 def log(message):
@@ -61,9 +62,9 @@ def start_seeder(kind, args, torrent, seed_dir, logdir, procs, run_index):
         # -v logs only events (connections, announces), so a slow run can be explained from
         # its log without costing the transfer anything measurable.
         command = [args.swarmer, "seed", torrent, "-o", seed_dir, "--bind-address", ip,
-                   "--port", str(port), "-v"]
+                   "--port", str(port), "-v", "--no-dht", "--no-lsd", "--no-pex"]
     else:
-        command = ["/usr/bin/python3", dl.LT_PEER, "seed", "--torrent", torrent,
+        command = ["/usr/bin/python3", common.LT_PEER, "seed", "--torrent", torrent,
                    "--save-path", seed_dir, "--listen", f"{ip}:{port}", "--high-performance",
                    "--timeout", "1e9"]
     env = dict(os.environ)
@@ -92,10 +93,10 @@ def wait_ready(kind, name, child, ih, logdir, deadline):
 
     def listed():
         alive()
-        return dl.tracker_lists(ih, SEEDER_ADDR[kind])
+        return common.tracker_lists(ih, SEEDER_ADDR[kind])
 
-    dl.wait_for(f"{name} to verify its data", deadline, seeding)
-    dl.wait_for(f"the tracker to list {name}", deadline, listed, 0.1)
+    common.wait_for(f"{name} to verify its data", deadline, seeding)
+    common.wait_for(f"the tracker to list {name}", deadline, listed, 0.1)
 
 
 def stop_seeder(kind, child):
@@ -124,7 +125,7 @@ def warn_disconnects(stderr_log, name):
 def leech(args, torrent, outdir, logdir, name, seeder, memory):
     """Runs the leecher to completion; samples the seeder's memory meanwhile. Returns its wall
     seconds and the seconds it reported from adding the torrent to having every piece."""
-    command = ["/usr/bin/python3", dl.LT_PEER, "leech", "--torrent", torrent, "--save-path",
+    command = ["/usr/bin/python3", common.LT_PEER, "leech", "--torrent", torrent, "--save-path",
                outdir, "--listen", f"{LEECHER[0]}:{LEECHER[1]}", "--high-performance",
                "--timeout", str(args.timeout)]
     if args.plaintext_leecher:
@@ -133,7 +134,7 @@ def leech(args, torrent, outdir, logdir, name, seeder, memory):
     with open(stdout, "wb") as out, open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
         start = time.monotonic()
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 preexec_fn=dl.die_with_parent)
+                                 preexec_fn=common.die_with_parent)
         while child.poll() is None:
             memory.sample()
             if seeder.poll() is not None:
@@ -160,7 +161,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--swarmer", default=os.path.join(dl.REPO, "target/release/swarmer"))
+    parser.add_argument("--swarmer", default=os.path.join(common.REPO, "target/release/swarmer"))
     parser.add_argument("--seeders", default="swarmer,libtorrent",
                         help="comma-separated, in run order: swarmer, libtorrent")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
@@ -174,18 +175,18 @@ def main():
     if unknown:
         parser.error(f"unknown seeders {unknown}; choose from {list(SEEDER_ADDR)}")
     if "swarmer" in seeders:
-        dl.check_swarmer(parser, args)
-    dl.ensure_netns(__file__, IN_NETNS)
-    dl.in_workdir("swarmer-seed-bench", args.keep,
+        common.check_swarmer(parser, args)
+    common.ensure_netns(__file__, IN_NETNS)
+    common.in_workdir("swarmer-seed-bench", args.keep,
                   lambda work, procs: bench(args, seeders, work, procs))
 
 
 def bench(args, seeders, work, procs):
-    swarm = dl.Swarm(work, args.size_mib, procs)
+    swarm = common.Swarm(work, args.size_mib, procs)
     logdir, seed_dir, torrent, ih = swarm.logdir, swarm.seed_dir, swarm.torrent, swarm.info_hash
     want_sha1 = swarm.sha1
     log("warming up")
-    dl.warm_up(work, 2 * args.size_mib)
+    common.warm_up(work, 2 * args.size_mib)
 
     results = {s: [] for s in seeders}
     for run in range(args.runs):
@@ -207,7 +208,7 @@ def bench(args, seeders, work, procs):
             downloaded = os.path.join(outdir, "bench.bin")
             if not os.path.isfile(downloaded):
                 sys.exit(f"seed-bench: the leecher of {name} wrote no {downloaded}; logs in {logdir}")
-            got = dl.sha1_of(downloaded)
+            got = common.sha1_of(downloaded)
             if got != want_sha1:
                 sys.exit(f"seed-bench: the leecher of {name} got a different file (sha1 {got})")
             shutil.rmtree(outdir)
@@ -229,7 +230,7 @@ def bench(args, seeders, work, procs):
 
 
 def report(args, seeders, results):
-    med = dl.medians(results)
+    med = common.medians(results)
     print(f"\nA libtorrent 2.0 high-performance leecher downloads a {args.size_mib} MiB single-file "
           f"torrent (1 MiB pieces) from one seeder over loopback; medians of {args.runs} runs.\n")
     print("| seeder | leecher wall s | MiB/s | leecher in-session s | seeder CPU s (user+sys) "

@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402 - the payload, tracker and process helpers shared by bench/
     GIB, LT_PEER, MIB, REPO, MemorySampler, check_swarmer, chunk_bytes, cpu_seconds,
     die_with_parent, ensure_netns, in_workdir, info_hash, log, make_torrent, sha1_of, start_tracker,
-    tracker_lists, wait_for, warm_up)
+    tracker_lists, wait_for, warm_up, write_payload)
 
 IN_NETNS = "SWARMER_SWARM_BENCH_IN_NETNS"
 SCENARIOS = {
@@ -99,9 +99,10 @@ class BenchError(Exception):
 
 
 class Crashed(BenchError):
-    """A process killed by a signal. python3-libtorrent 2.0.8 segfaults now and then inside
-    `session.wait_for_alert` under a heavy alert load (lt_peer.py's loop); when `libtorrent` is
-    set, the run is retried instead of stopping the benchmark."""
+    """A process killed by a signal. python3-libtorrent 2.0.8 segfaulted now and then inside
+    `session.wait_for_alert` under a heavy alert load (lt_peer.py now polls `pop_alerts()`
+    instead); should a libtorrent peer still crash (`libtorrent` set), the run is retried instead
+    of stopping the benchmark."""
 
     def __init__(self, message, libtorrent):
         super().__init__(message)
@@ -122,12 +123,6 @@ def human(size):
         if size >= scale and size % (scale // 16) == 0:
             return f"{size / scale:g} {unit}"
     return f"{size} bytes"
-
-
-def child_env():
-    env = dict(os.environ)
-    env.pop("RUST_LOG", None)
-    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,17 +155,8 @@ class Payload:
 def single_file_payload(parent, size):
     os.makedirs(parent, exist_ok=True)
     log(f"writing a {human(size)} payload")
-    path = os.path.join(parent, SINGLE_NAME)
-    sha1 = hashlib.sha1()
-    with open(path, "wb") as out:
-        done, index = 0, 0
-        while done < size:
-            chunk = chunk_bytes(0x5EED, index, min(16 * MIB, size - done))
-            out.write(chunk)
-            sha1.update(chunk)
-            done += len(chunk)
-            index += 1
-    return Payload(parent, SINGLE_NAME, {"": sha1.hexdigest()}, size)
+    sha1 = write_payload(os.path.join(parent, SINGLE_NAME), size)
+    return Payload(parent, SINGLE_NAME, {"": sha1}, size)
 
 
 def multi_file_payload(parent, count, total):
@@ -206,7 +192,7 @@ def run_to_exit(name, command, logdir, timeout, cwd=None, watch=lambda: None, li
             open(os.path.join(logdir, f"{name}.stderr"), "wb") as err:
         start = time.monotonic()
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                 env=child_env(), cwd=cwd, preexec_fn=die_with_parent)
+                                 cwd=cwd, preexec_fn=die_with_parent)
         memory = MemorySampler(child.pid)
         pid = 0
         try:
@@ -300,7 +286,7 @@ def start_transmission(procs, name, workdir, logdir, deadline):
     }
     with open(os.path.join(conf, "settings.json"), "w") as f:
         json.dump(settings, f)
-    daemon = procs.start(name, ["transmission-daemon", "-f", "-g", conf], logdir, env=child_env())
+    daemon = procs.start(name, ["transmission-daemon", "-f", "-g", conf], logdir)
     rpc = TransmissionRpc(ip, TRANSMISSION_RPC_PORT)
 
     def up():
@@ -441,7 +427,7 @@ class Bench:
             if child is not None and child.poll() is None:
                 continue
             log_label = label if child is None else f"{label}-restart{len(self.crashes)}"
-            entry[2] = self.procs.start(log_label, command, self.logdir, env=child_env())
+            entry[2] = self.procs.start(log_label, command, self.logdir)
             started.append((log_label, entry))
         deadline = self.deadline(self.seeder_size * len(started))
         for log_label, (_command, addr, child) in started:
@@ -507,7 +493,7 @@ class Bench:
             child, rpc = start_transmission(self.procs, name, self.work, self.logdir, deadline)
             transmission_add(rpc, torrent, parent)
         else:
-            child = self.procs.start(name, command, self.logdir, env=child_env(), cwd=self.work)
+            child = self.procs.start(name, command, self.logdir, cwd=self.work)
         memory = MemorySampler(child.pid)
 
         def check(what_file, text):
@@ -725,8 +711,7 @@ def markdown(args, clients, runs, env):
               f"Reproduce: `{env['command']}` (took {env['elapsed_s'] / 60:.1f} min)", ""]
     crashes = env.get("libtorrent_crashes_retried", [])
     if crashes:
-        lines += [f"python3-libtorrent crashed {len(crashes)} time(s) (a known segfault in its "
-                  "`wait_for_alert`); those runs were repeated: "
+        lines += [f"python3-libtorrent crashed {len(crashes)} time(s); those runs were repeated: "
                   + ", ".join(c["run"] for c in crashes) + ".", ""]
     return "\n".join(lines)
 
