@@ -535,6 +535,7 @@ async function login(event) {
     await api('POST', '/login', { token });
   } catch (e) {
     showError(e.status === 401 || e.status === 403 ? 'Wrong token.' : `Cannot log in: ${errorText(e)}`);
+    $('token-input').select();
     return;
   }
   $('token-input').value = '';
