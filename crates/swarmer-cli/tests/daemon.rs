@@ -42,3 +42,5 @@ mod webdriver;
 
 #[path = "daemon/browser.rs"]
 mod browser;
+#[path = "daemon/web_ui.rs"]
+mod web_ui;

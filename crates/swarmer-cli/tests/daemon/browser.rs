@@ -25,6 +25,8 @@ const SEEDER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 /// The torrents' tracker: nothing listens there (connection refused at once), so peers come only
 /// from the magnet link.
 const DEAD_TRACKER: &str = "http://127.0.0.1:1/announce";
+/// The restarted daemon's API token.
+const TOKEN: &str = "ui7-test-token";
 /// The window size the UI is designed for.
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 800;
@@ -277,7 +279,9 @@ fn run(scene: &Scene) {
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
     // Stopping the daemon while the page holds its event stream must still end it promptly; the
-    // page notices, and reconnects once a daemon is back on the same address (with its state).
+    // page notices. A daemon back on the same address with its state, now with a token, answers
+    // the page's reconnection with 401: the page asks for the token, logs in (a cookie), and
+    // shows the torrents again, all without a reload.
     let http_port = daemon.http_port();
     let state_dir = daemon.state_dir.clone();
     daemon.stop();
@@ -293,14 +297,30 @@ fn run(scene: &Scene) {
             name: "daemon-restarted".to_owned(),
             state_dir: Some(state_dir),
             http_port,
+            token: Some(TOKEN.to_owned()),
             ..options
         },
     );
-    browser.wait_for(scene.deadline, "the page to reconnect", |b| {
-        (!b.visible("#connection") && b.find(&row1).is_some()).then_some(())
+    browser.wait_for(scene.deadline, "the page to ask for the token", |b| {
+        b.visible("#login").then_some(())
     });
+    browser.type_into("#token-input", TOKEN);
+    browser.click("#login-submit");
+    browser.wait_for(
+        scene.deadline,
+        "the page to reconnect after logging in",
+        |b| {
+            let shown = !b.visible("#login") && !b.visible("#connection");
+            (shown && b.text(&format!("{row1} [data-testid=torrent-percent]"))? == "100%")
+                .then_some(())
+        },
+    );
     assert_eq!(row_count(&browser), 1);
-    scene.mark("the page reconnected to the restarted daemon by itself");
+    assert!(
+        !browser.visible("#error"),
+        "an error is shown after logging in"
+    );
+    scene.mark("the page logged in to the restarted daemon and shows its torrent");
     drop(browser);
     restarted.stop();
 }
