@@ -26,6 +26,7 @@ use crate::check::{Resumed, hash_pieces, hashing_threads};
 use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
+use crate::rate::TorrentLimits;
 use crate::resume::{self, Loaded, ResumeState};
 use crate::session::SessionShared;
 use crate::sources::PeerSources;
@@ -75,6 +76,13 @@ pub struct AddTorrentOptions {
     /// [`crate::storage`]). With [`ExistingData::Complete`] only the wanted pieces are checked and
     /// served.
     pub file_priorities: Vec<FilePriority>,
+    /// Most bytes per second this torrent's connections send (payload and messages); `None`: no
+    /// limit of its own (the session's [`crate::SessionConfig::max_upload_rate`] applies to all
+    /// torrents together either way). [`crate::TorrentHandle::set_rate_limits`] changes it.
+    pub max_upload_rate: Option<u64>,
+    /// Most bytes per second this torrent's connections read; `None`: no limit of its own (the
+    /// session's [`crate::SessionConfig::max_download_rate`] still applies).
+    pub max_download_rate: Option<u64>,
 }
 
 /// Where a torrent is in its life.
@@ -228,6 +236,8 @@ pub(crate) struct TorrentTask {
     /// Peers added while the data was being checked, dialled once the torrent starts (at most
     /// [`crate::peer_book::MAX_KNOWN`]).
     pub(crate) early_peers: Vec<SocketAddr>,
+    /// The torrent's own rate limits, shared with its handle.
+    pub(crate) limits: TorrentLimits,
 }
 
 struct Running {
@@ -509,6 +519,7 @@ impl TorrentTask {
                 .max(1 << 20),
             Some(Arc::clone(&self.storage)),
             shared.dht.is_some() && !metainfo.info.private,
+            &self.limits,
         );
         // BEP 27: a private torrent finds peers through its trackers only.
         let dht = shared
