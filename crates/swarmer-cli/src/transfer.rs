@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -253,10 +253,9 @@ async fn run_torrent(
     let name = metainfo.info.name.clone();
     reporter.set_name(&name);
     let options = AddTorrentOptions {
-        resume_file: Some(swarmer::resume::default_path(
-            &job.output,
-            metainfo.info_hash,
-        )),
+        resume: Some(Arc::new(swarmer::resume::ResumeFile::new(
+            swarmer::resume::default_path(&job.output, metainfo.info_hash),
+        ))),
         ..job.options.clone()
     };
     let mut torrent = session

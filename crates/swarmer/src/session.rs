@@ -315,21 +315,27 @@ impl Session {
         // resume state is read first too: it may hold the file priorities to create the files by.
         let opened = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
-            let (existing, resume_file) = (options.existing, options.resume_file.clone());
+            let (existing, resume_store) = (options.existing, options.resume.clone());
             let mut priorities = options.file_priorities.clone();
             tokio::task::spawn_blocking(move || {
                 let parts = root.join(parts_file_name(&m.info_hash));
                 let stats = resume::stat_files(&root, &m.info);
                 let had_data = stats.iter().any(Option::is_some);
-                let resumed = resume_file.and_then(|path| {
+                let resumed = resume_store.and_then(|store| {
                     let stamps: Vec<_> = stats
                         .iter()
                         .map(|s| s.as_ref().map(resume::stamp_of))
                         .collect();
-                    resume::load(&path, m.info_hash, &m.info, &stamps, resume::stamp(&parts))
-                        .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
-                        .ok()
-                        .flatten()
+                    resume::load(
+                        &*store,
+                        m.info_hash,
+                        &m.info,
+                        &stamps,
+                        resume::stamp(&parts),
+                    )
+                    .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
+                    .ok()
+                    .flatten()
                 });
                 if let Some(saved) = resumed.as_ref().map(|r| &r.state.priorities) {
                     if priorities.is_empty() && !saved.is_empty() {
