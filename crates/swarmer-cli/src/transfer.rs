@@ -135,7 +135,7 @@ pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     runtime.block_on(transfer(job, source, selection))
 }
 
-fn init_logging(verbose: u8) {
+pub(crate) fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
