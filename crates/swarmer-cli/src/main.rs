@@ -1,6 +1,8 @@
 //! The `swarmer` binary: command-line parsing, terminal output and exit codes around the `swarmer`
 //! library. Errors are printed as one line naming the file and the problem; nothing here panics on input.
 
+mod client;
+mod daemon;
 mod info;
 mod select;
 mod transfer;
@@ -50,6 +52,26 @@ enum Command {
     Info {
         /// The .torrent file.
         torrent: PathBuf,
+    },
+    /// Run in the background hosting many torrents, controlled over HTTP: a JSON API, a web UI
+    /// and the Transmission RPC (for transmission-remote and tools that speak it).
+    Daemon(daemon::DaemonArgs),
+    /// Add a torrent (.torrent file or magnet link) to a running daemon.
+    Add(client::AddArgs),
+    /// List a running daemon's torrents.
+    List {
+        #[command(flatten)]
+        daemon: client::DaemonAddress,
+    },
+    /// Remove a torrent from a running daemon (its files stay unless --delete-data).
+    Remove {
+        /// The torrent's id, as `swarmer list` shows it.
+        id: u64,
+        /// Delete the torrent's downloaded files too.
+        #[arg(long)]
+        delete_data: bool,
+        #[command(flatten)]
+        daemon: client::DaemonAddress,
     },
 }
 
@@ -157,6 +179,14 @@ fn main() -> ExitCode {
             quiet,
         } => verify::run(&torrent, &output, quiet),
         Command::Info { torrent } => info::run(&torrent),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Add(args) => client::add(args),
+        Command::List { daemon } => client::list(daemon),
+        Command::Remove {
+            id,
+            delete_data,
+            daemon,
+        } => client::remove(id, delete_data, daemon),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -135,7 +135,7 @@ pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     runtime.block_on(transfer(job, source, selection))
 }
 
-fn init_logging(verbose: u8) {
+pub(crate) fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -253,10 +253,9 @@ async fn run_torrent(
     let name = metainfo.info.name.clone();
     reporter.set_name(&name);
     let options = AddTorrentOptions {
-        resume_file: Some(swarmer::resume::default_path(
-            &job.output,
-            metainfo.info_hash,
-        )),
+        resume: Some(Arc::new(swarmer::resume::ResumeFile::new(
+            swarmer::resume::default_path(&job.output, metainfo.info_hash),
+        ))),
         ..job.options.clone()
     };
     let mut torrent = session

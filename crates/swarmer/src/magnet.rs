@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
+use crate::rate::TorrentLimits;
 use crate::session::SessionShared;
 use crate::sources::PeerSources;
 use crate::tracker::{AnnouncerConfig, TrackerClient, TransferStats, spawn_announcer};
@@ -189,6 +190,8 @@ async fn run(
             MAX_FRAME,
             None,
             shared.dht.is_some(),
+            // Metadata exchange has no torrent limits of its own; the session's apply.
+            &TorrentLimits::new(None, None),
         ),
         book: PeerBook::new(vec![shared.listen_addr]),
         shared,

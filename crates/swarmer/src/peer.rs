@@ -18,7 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::rate::RateLimiter;
+use crate::rate::{LimiterPair, TorrentLimits};
 use crate::session::SessionShared;
 use crate::storage::{Storage, StorageError};
 
@@ -103,9 +103,9 @@ pub(crate) struct ConnContext {
     /// Where uploaded blocks are read from; `None` while a magnet link's metadata is fetched, when
     /// there are no blocks to send.
     pub(crate) storage: Option<Arc<Storage>>,
-    /// Session-wide limits on bytes written and read, if any.
-    pub(crate) upload_limit: Option<Arc<RateLimiter>>,
-    pub(crate) download_limit: Option<Arc<RateLimiter>>,
+    /// The torrent's and the session's limits on bytes written and read (each possibly unlimited).
+    pub(crate) upload_limit: LimiterPair,
+    pub(crate) download_limit: LimiterPair,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
 }
@@ -113,8 +113,8 @@ pub(crate) struct ConnContext {
 impl ConnContext {
     /// The context of `shared`'s connections for the torrent `info_hash`: its bind address,
     /// timeouts and rate limits, with the owner's `events` queue, frames up to `max_frame` bytes,
-    /// the `storage` blocks are uploaded from (`None` while fetching metadata) and whether our
-    /// handshake offers the DHT (`dht`, BEP 5).
+    /// the `storage` blocks are uploaded from (`None` while fetching metadata), whether our
+    /// handshake offers the DHT (`dht`, BEP 5) and the torrent's own rate limits (`limits`).
     pub(crate) fn new(
         shared: &SessionShared,
         info_hash: InfoHash,
@@ -122,6 +122,7 @@ impl ConnContext {
         max_frame: u32,
         storage: Option<Arc<Storage>>,
         dht: bool,
+        limits: &TorrentLimits,
     ) -> ConnContext {
         ConnContext {
             info_hash,
@@ -132,8 +133,14 @@ impl ConnContext {
             connect_timeout: shared.config.connect_timeout,
             handshake_timeout: shared.config.handshake_timeout,
             storage,
-            upload_limit: shared.upload_limit.clone(),
-            download_limit: shared.download_limit.clone(),
+            upload_limit: LimiterPair {
+                torrent: Arc::clone(&limits.upload),
+                session: Arc::clone(&shared.upload_limit),
+            },
+            download_limit: LimiterPair {
+                torrent: Arc::clone(&limits.download),
+                session: Arc::clone(&shared.download_limit),
+            },
             dht,
         }
     }
@@ -338,16 +345,15 @@ async fn run_established(
             if buf.capacity() - buf.len() < READ_BUFFER / 4 {
                 buf.reserve(READ_BUFFER);
             }
-            let n = match &ctx.download_limit {
-                None => reader.read_buf(&mut buf).await?,
-                Some(limit) => {
-                    let n = (&mut reader)
-                        .take(LIMITED_READ as u64)
-                        .read_buf(&mut buf)
-                        .await?;
-                    limit.acquire(n).await;
-                    n
-                }
+            let n = if ctx.download_limit.is_limited() {
+                let n = (&mut reader)
+                    .take(LIMITED_READ as u64)
+                    .read_buf(&mut buf)
+                    .await?;
+                ctx.download_limit.acquire(n).await;
+                n
+            } else {
+                reader.read_buf(&mut buf).await?
             };
             if n == 0 {
                 return Ok(());
@@ -416,9 +422,7 @@ async fn write_loop(
                     .map_err(|_| std::io::Error::other("block read task panicked"))?;
                     buf = read.0;
                     let (len, payload) = read.1?;
-                    if let Some(limit) = &ctx.upload_limit {
-                        limit.acquire(len).await;
-                    }
+                    ctx.upload_limit.acquire(len).await;
                     writer.write_all(&buf[..len]).await?;
                     uploaded = true;
                     let sent = ConnEvent::Sent {

@@ -1,19 +1,25 @@
-//! The session-wide byte-rate limiter behind `--max-upload-rate` and `--max-download-rate`: one
-//! [`RateLimiter`] per direction, shared by every connection, that spreads bytes evenly over time.
+//! The byte-rate limiters behind `--max-upload-rate` and `--max-download-rate` and the per-torrent
+//! limits: a [`RateLimiter`] per direction and scope, shared through an `Arc` by every connection it
+//! covers, that spreads bytes evenly over time and whose rate can change at run time.
 //!
-//! It is a token bucket kept as one instant, GCRA's "theoretical arrival time": `paid_until` is when
-//! every byte granted so far is paid for at the configured rate. A caller reserves its bytes at once,
-//! going into debt if the bucket holds fewer, and then sleeps until its debt is paid. So callers are
-//! served in the order they asked, a large request is never starved by a stream of small ones, any
-//! size passes without being split, and there is no retry loop. The arithmetic is a pure function of
-//! `now` ([`Schedule::reserve`]); the async part is one `sleep_until` on tokio's clock, so tests run on
-//! paused time. ARCHITECTURE.md says why this is not the `governor` crate.
+//! It is a token bucket kept in bytes, GCRA's "theoretical arrival time" counted in bytes rather than
+//! time: `reserved` counts every byte granted so far and `paid(now)` every byte the rate has paid for
+//! by `now`. A caller reserves its bytes at once, going into debt if the bucket holds fewer, and then
+//! sleeps until the rate has paid up to its position. So callers are served in the order they asked,
+//! a large request is never starved by a stream of small ones, any size passes without being split,
+//! and there is no retry loop. Because a waiter holds a position in bytes rather than a deadline, a
+//! new rate re-prices every byte not yet paid for: waiters are woken and sleep again until the new
+//! deadline of their position. The arithmetic is a pure function of `now` ([`Schedule`]); the async
+//! part sleeps on tokio's clock, so tests run on paused time. ARCHITECTURE.md says why this is not
+//! the `governor` crate.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use swarmer_proto::BLOCK_SIZE;
 use swarmer_proto::wire::PIECE_HEADER_LEN;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The smallest burst in bytes: one block with its `piece` message header, so that a block can always
@@ -23,99 +29,243 @@ const MIN_BURST: u64 = BLOCK_SIZE as u64 + PIECE_HEADER_LEN as u64;
 /// The burst is this fraction of a second's worth of bytes (unless that is under [`MIN_BURST`]).
 const BURST_DIVISOR: u64 = 10;
 
+/// The longest a deadline lies ahead of its schedule's anchor; only reached by absurd debts (a rate of
+/// a few bytes per second and gigabytes waiting), and keeps `Instant` arithmetic from overflowing.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+const NANOS_PER_SECOND: u128 = 1_000_000_000;
+
 /// A byte-rate limit shared by many tasks through an `Arc`: together they get `bytes_per_second` on
-/// average, with bursts of at most a tenth of a second's worth (never less than one block).
+/// average, with bursts of at most a tenth of a second's worth (never less than one block). It may be
+/// unlimited, which costs one atomic load per call, and its rate may change at any time.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
+    /// The rate in bytes per second, 0 when unlimited: read before taking the lock, so an unlimited
+    /// limiter costs nothing more. Written only with `schedule` locked.
+    rate: AtomicU64,
     /// Held only for the few arithmetic operations of a reservation, never across an `await`.
     schedule: Mutex<Schedule>,
+    /// Wakes every waiter when the rate changes, so it sleeps again until its new deadline.
+    changed: Notify,
 }
 
 impl RateLimiter {
-    /// A limiter that lets `bytes_per_second` bytes through per second; `bytes_per_second` > 0 (a zero
-    /// is treated as 1, since "no limit" is expressed by having no limiter).
-    pub(crate) fn new(bytes_per_second: u64) -> RateLimiter {
+    /// A limiter letting `bytes_per_second` through per second; `None` is unlimited, and `Some(0)` is
+    /// treated as 1.
+    pub(crate) fn new(bytes_per_second: Option<u64>) -> RateLimiter {
+        let rate = bytes_per_second.map(|r| r.max(1));
         RateLimiter {
-            schedule: Mutex::new(Schedule::new(bytes_per_second)),
+            rate: AtomicU64::new(rate.unwrap_or(0)),
+            schedule: Mutex::new(Schedule::new(Instant::now(), rate.unwrap_or(1))),
+            changed: Notify::new(),
         }
     }
 
+    /// [`RateLimiter::new`] behind an `Arc`, as connections share it.
+    pub(crate) fn shared(bytes_per_second: Option<u64>) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter::new(bytes_per_second))
+    }
+
+    /// The rate in bytes per second; `None` when unlimited.
+    pub(crate) fn rate(&self) -> Option<u64> {
+        match self.rate.load(Ordering::Relaxed) {
+            0 => None,
+            rate => Some(rate),
+        }
+    }
+
+    /// True when a rate is set.
+    pub(crate) fn is_limited(&self) -> bool {
+        self.rate.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the rate in bytes per second (`None`: unlimited; `Some(0)` is treated as 1). Bytes already
+    /// reserved and not yet paid for are paid at the new rate: waiters wake and sleep until their new
+    /// deadline, or pass at once when the limiter becomes unlimited. The bucket holds at most the new
+    /// rate's burst from now on.
+    pub(crate) fn set_rate(&self, bytes_per_second: Option<u64>) {
+        let rate = bytes_per_second.map(|r| r.max(1));
+        {
+            let mut schedule = self.lock();
+            if self.rate() == rate {
+                return;
+            }
+            let now = Instant::now();
+            match rate {
+                // Debt run up before the limiter became unlimited was released with it.
+                Some(rate) if !self.is_limited() => schedule.restart(now, rate),
+                Some(rate) => schedule.set_rate(now, rate),
+                None => {}
+            }
+            self.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Waits until `bytes` may pass. Many tasks may call this concurrently; they are served in the
-    /// order they called, and together get `bytes_per_second` on average. A call larger than the burst
-    /// is fine: it waits until the debt it leaves is paid, and later callers wait behind it.
+    /// order they called, and together get the rate on average. A call larger than the burst is fine:
+    /// it waits until the debt it leaves is paid, and later callers wait behind it. Returns at once
+    /// when unlimited.
     ///
     /// Dropping the future while it waits keeps its reservation: the bytes count as sent, so the
     /// limit errs on the slow side and is never exceeded.
     pub(crate) async fn acquire(&self, bytes: usize) {
-        if bytes == 0 {
+        if bytes == 0 || !self.is_limited() {
             return;
         }
-        let now = Instant::now();
-        let deadline = self
-            .schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reserve(now, bytes as u64);
-        if deadline > now {
-            tokio::time::sleep_until(deadline).await;
+        let position = {
+            let mut schedule = self.lock();
+            if !self.is_limited() {
+                return;
+            }
+            schedule.reserve(Instant::now(), bytes as u64)
+        };
+        loop {
+            // Registered before the deadline is read, so a change in between is not missed.
+            let changed = self.changed.notified();
+            let deadline = {
+                let schedule = self.lock();
+                if !self.is_limited() {
+                    return;
+                }
+                schedule.deadline(position)
+            };
+            if deadline <= Instant::now() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                () = changed => {}
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A torrent's own limiters, shared by its [`crate::TorrentHandle`] (which changes their rates) and
+/// its connections.
+#[derive(Debug, Clone)]
+pub(crate) struct TorrentLimits {
+    pub(crate) upload: Arc<RateLimiter>,
+    pub(crate) download: Arc<RateLimiter>,
+}
+
+impl TorrentLimits {
+    /// Limiters with `upload` and `download` bytes per second (`None`: unlimited).
+    pub(crate) fn new(upload: Option<u64>, download: Option<u64>) -> TorrentLimits {
+        TorrentLimits {
+            upload: RateLimiter::shared(upload),
+            download: RateLimiter::shared(download),
         }
     }
 }
 
-/// The bucket's state and the pure arithmetic of reserving bytes in it.
+/// A torrent's limiter and the session's for one direction: bytes pass the torrent's first, then the
+/// session's, so a torrent never exceeds its own limit and all of them together never exceed the
+/// session's.
+#[derive(Debug, Clone)]
+pub(crate) struct LimiterPair {
+    pub(crate) torrent: Arc<RateLimiter>,
+    pub(crate) session: Arc<RateLimiter>,
+}
+
+impl LimiterPair {
+    /// True when either limiter has a rate.
+    pub(crate) fn is_limited(&self) -> bool {
+        self.torrent.is_limited() || self.session.is_limited()
+    }
+
+    /// Waits until `bytes` may pass both limiters, the torrent's first.
+    pub(crate) async fn acquire(&self, bytes: usize) {
+        self.torrent.acquire(bytes).await;
+        self.session.acquire(bytes).await;
+    }
+}
+
+/// The bucket's state and the pure arithmetic of reserving bytes in it and of changing its rate.
 #[derive(Debug)]
 struct Schedule {
     /// The rate, at least 1.
     bytes_per_second: u64,
-    /// How long the rate takes to fill the bucket from empty: idle time beyond this is not saved up.
-    burst: Duration,
-    /// When every byte reserved so far is paid for; `None` before the first reservation (a full bucket).
-    paid_until: Option<Instant>,
+    /// The bucket's size in bytes: idle time beyond filling it is not saved up.
+    burst: u64,
+    /// Since `anchor`, the rate has paid for `bytes_per_second` more bytes each second.
+    anchor: Instant,
+    /// The bytes paid for at `anchor`, counted as `reserved` is.
+    paid_at_anchor: u128,
+    /// Every byte reserved so far (plus the idle bytes skipped when the bucket was full).
+    reserved: u128,
 }
 
 impl Schedule {
-    /// A full bucket for `bytes_per_second` (raised to 1 if zero).
-    fn new(bytes_per_second: u64) -> Schedule {
-        let bytes_per_second = bytes_per_second.max(1);
+    /// A full bucket at `now` for `bytes_per_second` (raised to 1 if zero).
+    fn new(now: Instant, bytes_per_second: u64) -> Schedule {
         let mut schedule = Schedule {
-            bytes_per_second,
-            burst: Duration::ZERO,
-            paid_until: None,
+            bytes_per_second: 1,
+            burst: 0,
+            anchor: now,
+            paid_at_anchor: 0,
+            reserved: 0,
         };
-        schedule.burst = schedule.cost(MIN_BURST.max(bytes_per_second / BURST_DIVISOR));
+        schedule.restart(now, bytes_per_second);
         schedule
     }
 
-    /// Reserves `bytes` at `now` and returns when they may pass: the instant their debt is paid, which
-    /// is `now` or earlier if the bucket held them.
-    fn reserve(&mut self, now: Instant, bytes: u64) -> Instant {
-        // A bucket idle for longer than `burst` is full, and no fuller.
-        let full_since = now.checked_sub(self.burst).unwrap_or(now);
-        let start = self
-            .paid_until
-            .map_or(full_since, |paid| paid.max(full_since));
-        // Cannot overflow: a cost is at most 2^64 ns (584 years), and `paid_until` only runs ahead of
-        // the clock by the debt of the reservations waiting at this moment.
-        let paid = start + self.cost(bytes);
-        self.paid_until = Some(paid);
-        paid
+    /// Sets the rate to `bytes_per_second` and fills the bucket: no debt is left.
+    fn restart(&mut self, now: Instant, bytes_per_second: u64) {
+        self.set_rate(now, bytes_per_second);
+        self.paid_at_anchor = self.paid_at_anchor.max(self.reserved) + u128::from(self.burst);
     }
 
-    /// The time the rate takes to pay for `bytes`, rounded up to the nanosecond so that rounding never
-    /// lets more through than the rate.
-    fn cost(&self, bytes: u64) -> Duration {
-        let nanos = (u128::from(bytes) * 1_000_000_000).div_ceil(u128::from(self.bytes_per_second));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    /// Sets the rate to `bytes_per_second` from `now` on: what was paid for by `now` stays paid, the
+    /// rest is paid at the new rate.
+    fn set_rate(&mut self, now: Instant, bytes_per_second: u64) {
+        self.paid_at_anchor = self.paid(now);
+        self.anchor = now;
+        self.bytes_per_second = bytes_per_second.max(1);
+        self.burst = MIN_BURST.max(self.bytes_per_second / BURST_DIVISOR);
+    }
+
+    /// The bytes paid for by `now` (rounded down, so rounding never lets more through than the rate).
+    fn paid(&self, now: Instant) -> u128 {
+        let nanos = now.saturating_duration_since(self.anchor).as_nanos();
+        self.paid_at_anchor
+            + nanos.saturating_mul(u128::from(self.bytes_per_second)) / NANOS_PER_SECOND
+    }
+
+    /// Reserves `bytes` at `now` and returns the position the rate must pay up to before they pass.
+    fn reserve(&mut self, now: Instant, bytes: u64) -> u128 {
+        // A bucket idle for long enough is full, and no fuller.
+        let full = self.paid(now).saturating_sub(u128::from(self.burst));
+        self.reserved = self.reserved.max(full) + u128::from(bytes);
+        self.reserved
+    }
+
+    /// When the rate has paid up to `position`: at or before the anchor if it already has, else
+    /// rounded up to the nanosecond.
+    fn deadline(&self, position: u128) -> Instant {
+        let Some(owed) = position.checked_sub(self.paid_at_anchor) else {
+            return self.anchor;
+        };
+        let nanos = owed
+            .saturating_mul(NANOS_PER_SECOND)
+            .div_ceil(u128::from(self.bytes_per_second));
+        let wait = u64::try_from(nanos).map_or(MAX_WAIT, Duration::from_nanos);
+        self.anchor + wait.min(MAX_WAIT)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
 
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+    const KIB: u64 = 1024;
     const BLOCK_MSG: usize = MIN_BURST as usize;
 
     /// Runs one caller per entry of `sizes`, each acquiring its size in a loop for `run` seconds of
@@ -145,6 +295,22 @@ mod tests {
         passed
     }
 
+    /// Starts `callers` tasks acquiring `size` bytes in a loop for ever; returns the running total of
+    /// bytes they got through.
+    fn spawn_endless(limiter: &Arc<RateLimiter>, callers: usize, size: usize) -> Arc<AtomicU64> {
+        let total = Arc::new(AtomicU64::new(0));
+        for _ in 0..callers {
+            let (limiter, total) = (Arc::clone(limiter), Arc::clone(&total));
+            tokio::spawn(async move {
+                loop {
+                    limiter.acquire(size).await;
+                    total.fetch_add(size as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        total
+    }
+
     fn assert_within(actual: f64, expected: f64, tolerance: f64, what: &str) {
         let error = (actual - expected).abs() / expected;
         assert!(
@@ -153,9 +319,15 @@ mod tests {
         );
     }
 
+    /// Reserves `bytes` at `now` and returns when they may pass (`now` if at once).
+    fn pass_at(schedule: &mut Schedule, now: Instant, bytes: u64) -> Instant {
+        let position = schedule.reserve(now, bytes);
+        schedule.deadline(position).max(now)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_caller_gets_the_rate() {
-        let limiter = RateLimiter::new(MIB);
+        let limiter = RateLimiter::new(Some(MIB));
         let start = Instant::now();
         for _ in 0..(10 * MIB / 16384) {
             limiter.acquire(16384).await;
@@ -170,7 +342,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_the_rate_evenly() {
-        let limiter = Arc::new(RateLimiter::new(MIB));
+        let limiter = RateLimiter::shared(Some(MIB));
         let passed = run_callers(limiter, &[BLOCK_MSG; 4], Duration::from_secs(10)).await;
         let total: u64 = passed.iter().sum();
         assert_within(total as f64, 10.0 * MIB as f64, 0.05, "total bytes in 10 s");
@@ -189,7 +361,7 @@ mod tests {
         // Served in order of asking, the 256 KiB caller gets one turn per round of the three small ones:
         // 256 of every 304 KiB. A limiter that waits for the bucket to hold the whole request would
         // give it almost nothing while the small callers keep the bucket low.
-        let limiter = Arc::new(RateLimiter::new(MIB));
+        let limiter = RateLimiter::shared(Some(MIB));
         let sizes = [256 * 1024, 16 * 1024, 16 * 1024, 16 * 1024];
         let passed = run_callers(limiter, &sizes, Duration::from_secs(10)).await;
         let total: u64 = passed.iter().sum();
@@ -204,7 +376,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_larger_than_the_burst_passes_and_pays_its_debt() {
-        let limiter = RateLimiter::new(MIB);
+        let limiter = RateLimiter::new(Some(MIB));
         let start = Instant::now();
         let size = 256 * 1024 + 100;
         let burst = MIB / BURST_DIVISOR;
@@ -223,7 +395,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_second_is_at_most_a_tenth_of_a_second_more() {
-        let limiter = Arc::new(RateLimiter::new(MIB));
+        let limiter = RateLimiter::shared(Some(MIB));
         let passed = run_callers(limiter, &[4096, 4096], Duration::from_secs(1)).await;
         let total: u64 = passed.iter().sum();
         assert!(total >= MIB, "only {total} bytes in the first second");
@@ -235,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_block_passes_at_once_even_at_a_tiny_rate() {
-        let limiter = RateLimiter::new(100);
+        let limiter = RateLimiter::new(Some(100));
         let start = Instant::now();
         limiter.acquire(BLOCK_MSG).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
@@ -252,40 +424,219 @@ mod tests {
         assert_eq!(before.elapsed(), Duration::ZERO);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn lowering_and_raising_the_rate_changes_throughput() {
+        let limiter = RateLimiter::shared(Some(MIB));
+        let total = spawn_endless(&limiter, 4, BLOCK_MSG);
+        let phase = Duration::from_secs(10);
+        let mut measured = Vec::new();
+        for rate in [256 * KIB, 4 * MIB, MIB] {
+            let before = total.load(Ordering::Relaxed);
+            tokio::time::sleep(phase).await;
+            measured.push((total.load(Ordering::Relaxed) - before) as f64 / 10.0);
+            limiter.set_rate(Some(rate));
+            assert_eq!(limiter.rate(), Some(rate));
+        }
+        let before = total.load(Ordering::Relaxed);
+        tokio::time::sleep(phase).await;
+        measured.push((total.load(Ordering::Relaxed) - before) as f64 / 10.0);
+        // The first phase includes the initial burst (a tenth of a second's worth).
+        for (got, want) in measured.iter().zip([
+            1.01 * MIB as f64,
+            256.0 * KIB as f64,
+            4.0 * MIB as f64,
+            MIB as f64,
+        ]) {
+            assert_within(*got, want, 0.03, "bytes per second");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_is_repriced_when_the_rate_changes() {
+        let limiter = RateLimiter::shared(Some(100));
+        let start = Instant::now();
+        limiter.acquire(BLOCK_MSG).await;
+        // The next block would wait 164 s at 100 B/s.
+        let waiter = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                limiter.acquire(BLOCK_MSG).await;
+                start.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        limiter.set_rate(Some(MIB));
+        // It has paid 100 bytes at the old rate; the rest is paid at the new one.
+        let waited = waiter.await.unwrap().as_secs_f64();
+        assert_within(
+            waited,
+            1.0 + (BLOCK_MSG - 100) as f64 / MIB as f64,
+            0.001,
+            "seconds until the repriced block passed",
+        );
+        // Lowering works the same way: a caller in debt at 1 MiB/s waits at 1 KiB/s instead.
+        let limiter = RateLimiter::shared(Some(MIB));
+        limiter.acquire(MIB as usize / 10).await;
+        let start = Instant::now();
+        let waiter = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                limiter.acquire(2048).await;
+                start.elapsed()
+            })
+        };
+        tokio::task::yield_now().await;
+        limiter.set_rate(Some(KIB));
+        assert_within(
+            waiter.await.unwrap().as_secs_f64(),
+            2.0,
+            0.001,
+            "seconds for 2 KiB repriced at 1 KiB/s",
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_lets_everything_through_at_once() {
+        let limiter = RateLimiter::shared(None);
+        assert_eq!(limiter.rate(), None);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limiter.acquire(1 << 20).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+
+        // A waiter is released when the limit is lifted.
+        limiter.set_rate(Some(10));
+        limiter.acquire(BLOCK_MSG).await;
+        let waiter = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { limiter.acquire(BLOCK_MSG).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished());
+        let lifted = Instant::now();
+        limiter.set_rate(None);
+        waiter.await.unwrap();
+        assert_eq!(lifted.elapsed(), Duration::ZERO);
+        assert!(!limiter.is_limited());
+
+        // Set again, the limiter starts with a full bucket and no debt.
+        limiter.set_rate(Some(MIB));
+        let start = Instant::now();
+        limiter.acquire((MIB / BURST_DIVISOR) as usize).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire(MIB as usize).await;
+        assert_within(
+            start.elapsed().as_secs_f64(),
+            1.0,
+            0.001,
+            "seconds for 1 MiB",
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_rate_holds_only_its_own_burst() {
+        // Idle at 10 MiB/s the bucket holds 1 MiB; at 200 KiB/s it holds 20 KiB from then on.
+        let limiter = RateLimiter::new(Some(10 * MIB));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        limiter.set_rate(Some(200 * KIB));
+        let start = Instant::now();
+        limiter.acquire(20 * KIB as usize).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire(200 * KIB as usize).await;
+        assert_within(
+            start.elapsed().as_secs_f64(),
+            1.0,
+            0.001,
+            "seconds for 200 KiB",
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pair_holds_the_torrent_limit_and_the_session_limit() {
+        let session = RateLimiter::shared(Some(MIB));
+        let one = LimiterPair {
+            torrent: RateLimiter::shared(Some(256 * KIB)),
+            session: Arc::clone(&session),
+        };
+        let two = LimiterPair {
+            torrent: RateLimiter::shared(None),
+            session: Arc::clone(&session),
+        };
+        assert!(one.is_limited() && two.is_limited());
+        let totals = [one.clone(), two.clone()].map(|pair| {
+            let total = Arc::new(AtomicU64::new(0));
+            for _ in 0..2 {
+                let (pair, total) = (pair.clone(), Arc::clone(&total));
+                tokio::spawn(async move {
+                    loop {
+                        pair.acquire(BLOCK_MSG).await;
+                        total.fetch_add(BLOCK_MSG as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+            total
+        });
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let [first, second] = totals.map(|t| t.load(Ordering::Relaxed) as f64 / 20.0);
+        // The first torrent gets its own limit; the second the rest of the session's.
+        assert_within(first, 256.0 * KIB as f64, 0.03, "limited torrent's bytes/s");
+        assert_within(first + second, MIB as f64, 0.03, "session's bytes/s");
+        // Lifting both limits of a pair makes it free.
+        let free = LimiterPair {
+            torrent: RateLimiter::shared(Some(1)),
+            session: RateLimiter::shared(Some(1)),
+        };
+        free.torrent.set_rate(None);
+        free.session.set_rate(None);
+        assert!(!free.is_limited());
+        let start = Instant::now();
+        free.acquire(1 << 30).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
     #[test]
     fn idle_time_fills_the_bucket_but_no_more() {
-        let mut schedule = Schedule::new(MIB);
-        let burst = MIB / BURST_DIVISOR;
         let t0 = Instant::now();
-        assert_eq!(schedule.reserve(t0, burst), t0, "a new limiter starts full");
+        let mut schedule = Schedule::new(t0, MIB);
+        let burst = MIB / BURST_DIVISOR;
+        assert_eq!(
+            pass_at(&mut schedule, t0, burst),
+            t0,
+            "a new limiter starts full"
+        );
         assert!(
-            schedule.reserve(t0, 1) > t0,
+            pass_at(&mut schedule, t0, 1) > t0,
             "and holds no more than the burst"
         );
         let later = t0 + Duration::from_secs(3600);
         assert_eq!(
-            schedule.reserve(later, burst),
+            pass_at(&mut schedule, later, burst),
             later,
             "an hour idle refills it"
         );
         assert_eq!(
-            schedule.reserve(later, 1),
-            later + schedule.cost(1),
+            pass_at(&mut schedule, later, 1),
+            later + Duration::from_nanos(954),
             "but only to the burst"
         );
     }
 
     #[test]
-    fn costs_round_up_and_saturate() {
-        let schedule = Schedule::new(3);
-        assert_eq!(schedule.cost(1), Duration::from_nanos(333_333_334));
-        assert_eq!(schedule.cost(3), Duration::from_secs(1));
-        let fast = Schedule::new(u64::MAX);
-        assert_eq!(fast.cost(1), Duration::from_nanos(1));
+    fn deadlines_round_up_and_saturate() {
+        let t0 = Instant::now();
+        let mut schedule = Schedule::new(t0, 3);
+        assert_eq!(pass_at(&mut schedule, t0, MIN_BURST), t0);
         assert_eq!(
-            Schedule::new(1).cost(u64::MAX),
-            Duration::from_nanos(u64::MAX)
+            pass_at(&mut schedule, t0, 1),
+            t0 + Duration::from_nanos(333_333_334)
         );
-        assert_eq!(Schedule::new(0).bytes_per_second, 1);
+        assert_eq!(pass_at(&mut schedule, t0, 2), t0 + Duration::from_secs(1));
+        let mut fast = Schedule::new(t0, u64::MAX);
+        assert_eq!(pass_at(&mut fast, t0, u64::MAX / 10), t0);
+        assert_eq!(pass_at(&mut fast, t0, 1), t0 + Duration::from_nanos(1));
+        let mut slow = Schedule::new(t0, 1);
+        assert_eq!(pass_at(&mut slow, t0, u64::MAX), t0 + MAX_WAIT);
+        assert_eq!(Schedule::new(t0, 0).bytes_per_second, 1);
     }
 }

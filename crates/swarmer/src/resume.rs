@@ -1,6 +1,7 @@
-//! Fast-resume state on disk: reading it and comparing it with the files, `stat`ing the files, and
-//! saving it atomically (temporary file, `fsync`, rename, `fsync` of the directory). The state and
-//! its format are `swarmer_proto::resume`.
+//! Fast-resume state: where it is kept (a [`ResumeStore`]; [`ResumeFile`] keeps it in one file,
+//! saved atomically with a temporary file, `fsync`, rename and `fsync` of the directory), reading it
+//! and comparing it with the files, and `stat`ing the files. The state and its format are
+//! `swarmer_proto::resume`.
 //!
 //! The state is trusted only for files that still have the stamp they had when it was saved. It is
 //! saved after the files were flushed, and the pieces in it were written before that, so it never
@@ -8,6 +9,7 @@
 //! or the new one, never a torn file; a file written after the last save has a newer modification
 //! time, so the pieces touching it are hashed again.
 
+use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -17,25 +19,93 @@ use swarmer_proto::InfoHash;
 use swarmer_proto::metainfo::Info;
 pub use swarmer_proto::resume::{FileStamp, ResumeFormatError, ResumeState};
 
-/// Largest resume file read, in bytes: a torrent of a million files has a state of about 30 MB.
-const MAX_RESUME_BYTES: u64 = 64 << 20;
+/// Largest resume state read or saved, in bytes: a torrent of a million files has a state of about
+/// 30 MB. A store may refuse to hold more.
+pub const MAX_RESUME_BYTES: u64 = 64 << 20;
 
-/// Why a resume file was not used. None of these is fatal: the data is checked instead.
+/// Where a torrent's fast-resume state is kept: bytes in `swarmer_proto::resume`'s format, one state
+/// per info hash, of at most [`MAX_RESUME_BYTES`]. [`ResumeFile`] keeps it in a file; an application
+/// hosting many torrents can keep them in its database instead.
+pub trait ResumeStore: Send + Sync + fmt::Debug + 'static {
+    /// The saved state of `info_hash`; `Ok(None)` if there is none. Called on the blocking pool.
+    ///
+    /// Errors: the state exists but cannot be read. The torrent then starts without it (hashing
+    /// the data it has), so this is never fatal.
+    fn load(&self, info_hash: InfoHash) -> io::Result<Option<Vec<u8>>>;
+
+    /// Saves `state` durably (it must survive `kill -9` and power loss once this returns), replacing
+    /// the previous state of `info_hash` atomically: a crash at any moment leaves the old state or
+    /// the new one. Called on the blocking pool, after the data files were flushed, one call at a
+    /// time per torrent.
+    ///
+    /// Errors: any failure (a full disk included); the previous state must then be left as it was.
+    /// The torrent logs it and tries again at the next save.
+    fn save(&self, info_hash: InfoHash, state: &[u8]) -> io::Result<()>;
+
+    /// Where the state is kept, for messages: the default is "resume store".
+    fn location(&self) -> String {
+        "resume store".to_owned()
+    }
+}
+
+/// Keeps the state in one file (for example at [`default_path`]), replaced atomically: written to
+/// the path + `.tmp`, flushed, renamed over the path, and the directory flushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeFile {
+    path: PathBuf,
+}
+
+impl ResumeFile {
+    /// The state kept at `path`. Nothing is read or created until the torrent starts.
+    pub fn new(path: PathBuf) -> ResumeFile {
+        ResumeFile { path }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl ResumeStore for ResumeFile {
+    /// The file's bytes, `Ok(None)` if it does not exist; at most [`MAX_RESUME_BYTES`] + 1 are read.
+    fn load(&self, _info_hash: InfoHash) -> io::Result<Option<Vec<u8>>> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_RESUME_BYTES + 1).read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    fn save(&self, _info_hash: InfoHash, state: &[u8]) -> io::Result<()> {
+        crate::write_atomically(&self.path, state)
+    }
+
+    /// The file's path.
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Why a resume state was not used. None of these is fatal: the data is checked instead.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    /// Reading the file failed (other than it not existing).
-    #[error("cannot read {}: {error}", path.display())]
+    /// Reading the state failed (other than there being none).
+    #[error("cannot read {location}: {error}")]
     Io {
-        /// The resume file.
-        path: PathBuf,
+        /// Where the state is kept ([`ResumeStore::location`]: a path, or "resume store").
+        location: String,
         /// The underlying error.
         error: io::Error,
     },
-    /// The file is larger than any state we write.
-    #[error("{} is larger than {MAX_RESUME_BYTES} bytes", path.display())]
+    /// The state is larger than [`MAX_RESUME_BYTES`], more than any state we write.
+    #[error("{location} is larger than {MAX_RESUME_BYTES} bytes")]
     TooLarge {
-        /// The resume file.
-        path: PathBuf,
+        /// Where the state is kept ([`ResumeStore::location`]).
+        location: String,
     },
     /// The file is not a state of this format, or of another shape of torrent.
     #[error(transparent)]
@@ -65,34 +135,31 @@ impl Loaded {
     }
 }
 
-/// Reads the state at `path` for the torrent `info_hash` with `info`'s pieces and files, and compares
-/// each file's saved stamp with `current` (one per file of `info.files`, as [`stamps`] gives them) and
-/// the parts file's with `parts`. `Ok(None)`: there is no state yet.
+/// Reads the state `store` holds for the torrent `info_hash` with `info`'s pieces and files, and
+/// compares each file's saved stamp with `current` (one per file of `info.files`, as [`stamps`] gives
+/// them) and the parts file's with `parts`. `Ok(None)`: there is no state yet. Blocks on the store.
 ///
 /// Errors: a [`ResumeError`] saying why the state cannot be used at all.
 pub fn load(
-    path: &Path,
+    store: &dyn ResumeStore,
     info_hash: InfoHash,
     info: &Info,
     current: &[Option<FileStamp>],
     parts: Option<FileStamp>,
 ) -> Result<Option<Loaded>, ResumeError> {
-    let io_err = |error| ResumeError::Io {
-        path: path.to_path_buf(),
-        error,
+    let bytes = match store.load(info_hash) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(error) => {
+            return Err(ResumeError::Io {
+                location: store.location(),
+                error,
+            });
+        }
     };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_RESUME_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
     if bytes.len() as u64 > MAX_RESUME_BYTES {
         return Err(ResumeError::TooLarge {
-            path: path.to_path_buf(),
+            location: store.location(),
         });
     }
     let state = ResumeState::decode(&bytes, info.layout.piece_count() as usize, info.files.len())?;
@@ -113,12 +180,23 @@ pub fn load(
     }))
 }
 
-/// Writes `state` to `path` atomically: into `path` + `.tmp`, flushed, renamed over `path`, and the
-/// directory flushed, so a crash leaves the old state or the new one.
+/// Encodes `state` and saves it in `store` for its info hash, replacing the previous one atomically
+/// (as [`ResumeStore::save`] promises). Blocks on the store.
 ///
-/// Errors: any IO error (a full disk included); the previous state is then left as it was.
-pub fn save(state: &ResumeState, path: &Path) -> io::Result<()> {
-    crate::write_atomically(path, &state.encode())
+/// Errors: the state is larger than [`MAX_RESUME_BYTES`] (`InvalidData`: it could never be loaded),
+/// or the store's error; the previous state is then left as it was.
+pub fn save(state: &ResumeState, store: &dyn ResumeStore) -> io::Result<()> {
+    let bytes = state.encode();
+    if bytes.len() as u64 > MAX_RESUME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the resume state of {} bytes is larger than {MAX_RESUME_BYTES} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    store.save(state.info_hash, &bytes)
 }
 
 /// The `stat` of every file of `info` under `root`, in `info.files` order (`None` for padding files and
@@ -219,7 +297,13 @@ mod tests {
         info_hash: InfoHash,
         info: &Info,
     ) -> Result<Option<Loaded>, ResumeError> {
-        load(path, info_hash, info, &stamps(root, info), None)
+        load(
+            &ResumeFile::new(path.to_path_buf()),
+            info_hash,
+            info,
+            &stamps(root, info),
+            None,
+        )
     }
 
     fn write_files(root: &Path, info: &Info) {
@@ -237,7 +321,7 @@ mod tests {
         let s = state(&info, dir.path());
         assert!(s.files.iter().all(Option::is_some));
         let path = default_path(dir.path(), s.info_hash);
-        save(&s, &path).unwrap();
+        save(&s, &ResumeFile::new(path.clone())).unwrap();
         assert!(!path.with_extension("resume.tmp").exists());
         let loaded = load_here(&path, dir.path(), s.info_hash, &info)
             .unwrap()
@@ -253,7 +337,7 @@ mod tests {
         write_files(dir.path(), &info);
         let s = state(&info, dir.path());
         let path = default_path(dir.path(), s.info_hash);
-        save(&s, &path).unwrap();
+        save(&s, &ResumeFile::new(path.clone())).unwrap();
         // Same length, newer modification time: a write after the save.
         let b = dir.path().join("t/b");
         let f = OpenOptions::new().write(true).open(&b).unwrap();
@@ -278,7 +362,7 @@ mod tests {
         write_files(dir.path(), &info);
         let s = state(&info, dir.path());
         let path = dir.path().join("state");
-        save(&s, &path).unwrap();
+        save(&s, &ResumeFile::new(path.clone())).unwrap();
         let other = InfoHash([8; 20]);
         assert!(matches!(
             load_here(&path, dir.path(), other, &info),
@@ -300,5 +384,99 @@ mod tests {
             load_here(&path, dir.path(), s.info_hash, &info),
             Err(ResumeError::Format(ResumeFormatError::Malformed(_)))
         ));
+    }
+
+    /// A store in memory that can be made to fail.
+    #[derive(Debug, Default)]
+    struct Memory {
+        states: std::sync::Mutex<std::collections::HashMap<InfoHash, Vec<u8>>>,
+        broken: bool,
+    }
+
+    impl ResumeStore for Memory {
+        fn load(&self, info_hash: InfoHash) -> io::Result<Option<Vec<u8>>> {
+            if self.broken {
+                return Err(io::Error::other("disk on fire"));
+            }
+            Ok(self.states.lock().unwrap().get(&info_hash).cloned())
+        }
+
+        fn save(&self, info_hash: InfoHash, state: &[u8]) -> io::Result<()> {
+            self.states
+                .lock()
+                .unwrap()
+                .insert(info_hash, state.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_custom_store_keeps_states_by_info_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info(&[("a", 20), ("b", 30)]);
+        write_files(dir.path(), &info);
+        let s = state(&info, dir.path());
+        let store = Memory::default();
+        let current = stamps(dir.path(), &info);
+        assert!(
+            load(&store, s.info_hash, &info, &current, None)
+                .unwrap()
+                .is_none()
+        );
+        save(&s, &store).unwrap();
+        let loaded = load(&store, s.info_hash, &info, &current, None)
+            .unwrap()
+            .unwrap();
+        assert!(loaded.unchanged());
+        assert_eq!(loaded.state, s);
+        assert!(
+            load(&store, InfoHash([8; 20]), &info, &current, None)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn errors_name_where_the_state_came_from() {
+        let info = info(&[("a", 20)]);
+        let hash = InfoHash([7; 20]);
+        let broken = Memory {
+            broken: true,
+            ..Memory::default()
+        };
+        let e = load(&broken, hash, &info, &[None], None).unwrap_err();
+        assert_eq!(e.to_string(), "cannot read resume store: disk on fire");
+        let huge = Memory::default();
+        huge.save(hash, &vec![0; MAX_RESUME_BYTES as usize + 1])
+            .unwrap();
+        let e = load(&huge, hash, &info, &[None], None).unwrap_err();
+        assert!(matches!(e, ResumeError::TooLarge { .. }));
+        assert!(
+            e.to_string().starts_with("resume store is larger than"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::fs::write(&path, vec![0; MAX_RESUME_BYTES as usize + 1]).unwrap();
+        let e = load(&ResumeFile::new(path.clone()), hash, &info, &[None], None).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&path.display().to_string()),
+            "{e}"
+        );
+        // A directory where the file should be: reading fails, and the message names the path.
+        let e = load(
+            &ResumeFile::new(dir.path().to_path_buf()),
+            hash,
+            &info,
+            &[None],
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ResumeError::Io { .. }));
+        assert!(
+            e.to_string().contains(&dir.path().display().to_string()),
+            "{e}"
+        );
     }
 }

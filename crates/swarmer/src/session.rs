@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::dht::{DhtConfig, DhtHandle};
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
-use crate::rate::RateLimiter;
+use crate::rate::{RateLimiter, TorrentLimits};
 use crate::resume;
 use crate::space;
 use crate::storage::{Storage, StorageError, StorageOptions, parts_file_name};
@@ -130,9 +130,10 @@ pub(crate) struct SessionShared {
     pub(crate) peer_id: PeerId,
     pub(crate) config: SessionConfig,
     pub(crate) listen_addr: SocketAddr,
-    /// Shared by every connection of every torrent, so the limits hold for the whole session.
-    pub(crate) upload_limit: Option<Arc<RateLimiter>>,
-    pub(crate) download_limit: Option<Arc<RateLimiter>>,
+    /// Shared by every connection of every torrent, so the limits hold for the whole session; each
+    /// may be unlimited, and [`Session::set_rate_limits`] changes them.
+    pub(crate) upload_limit: Arc<RateLimiter>,
+    pub(crate) download_limit: Arc<RateLimiter>,
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
     /// The session's DHT node, if [`SessionConfig::dht`] is set.
     pub(crate) dht: Option<DhtHandle>,
@@ -202,11 +203,10 @@ impl Session {
             }
             None => None,
         };
-        let limiter = |rate: Option<u64>| rate.map(|r| Arc::new(RateLimiter::new(r)));
         let shared = Arc::new(SessionShared {
             peer_id: PeerId::generate(&mut rand::thread_rng()),
-            upload_limit: limiter(config.max_upload_rate),
-            download_limit: limiter(config.max_download_rate),
+            upload_limit: RateLimiter::shared(config.max_upload_rate),
+            download_limit: RateLimiter::shared(config.max_download_rate),
             config,
             listen_addr,
             torrents: Mutex::new(HashMap::new()),
@@ -250,6 +250,25 @@ impl Session {
         self.shared.dht.clone()
     }
 
+    /// Changes the session-wide limits, in bytes per second, on what all connections of all
+    /// torrents send (`upload`: payload and messages) and read (`download`); `None` lifts a limit
+    /// and `Some(0)` is taken as 1. It takes effect at once, for connections already open too:
+    /// bytes waiting for the old limit are paid at the new one. Per-torrent limits
+    /// ([`TorrentHandle::set_rate_limits`]) still apply beneath these.
+    pub fn set_rate_limits(&self, upload: Option<u64>, download: Option<u64>) {
+        self.shared.upload_limit.set_rate(upload);
+        self.shared.download_limit.set_rate(download);
+    }
+
+    /// The session-wide `(upload, download)` limits in bytes per second; `None` is no limit.
+    /// They start as [`SessionConfig::max_upload_rate`] and [`SessionConfig::max_download_rate`].
+    pub fn rate_limits(&self) -> (Option<u64>, Option<u64>) {
+        (
+            self.shared.upload_limit.rate(),
+            self.shared.download_limit.rate(),
+        )
+    }
+
     /// Adds a torrent whose files go under `output_dir` (a single-file torrent as `output_dir/name`, a
     /// multi-file one as `output_dir/name/...`) and starts downloading it; it stops serving peers once
     /// complete. [`Session::add_torrent_with`] can seed and check existing data.
@@ -290,26 +309,33 @@ impl Session {
             torrents.insert(info_hash, cmd_tx.clone());
         }
         let metainfo = Arc::new(metainfo);
+        let limits = TorrentLimits::new(options.max_upload_rate, options.max_download_rate);
         // The files are `stat`ed once, before the storage creates any: that says whether there is data
         // to check, what the resume state is compared with, and how much space is still needed. The
         // resume state is read first too: it may hold the file priorities to create the files by.
         let opened = {
             let (root, m) = (output_dir.to_path_buf(), Arc::clone(&metainfo));
-            let (existing, resume_file) = (options.existing, options.resume_file.clone());
+            let (existing, resume_store) = (options.existing, options.resume.clone());
             let mut priorities = options.file_priorities.clone();
             tokio::task::spawn_blocking(move || {
                 let parts = root.join(parts_file_name(&m.info_hash));
                 let stats = resume::stat_files(&root, &m.info);
                 let had_data = stats.iter().any(Option::is_some);
-                let resumed = resume_file.and_then(|path| {
+                let resumed = resume_store.and_then(|store| {
                     let stamps: Vec<_> = stats
                         .iter()
                         .map(|s| s.as_ref().map(resume::stamp_of))
                         .collect();
-                    resume::load(&path, m.info_hash, &m.info, &stamps, resume::stamp(&parts))
-                        .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
-                        .ok()
-                        .flatten()
+                    resume::load(
+                        &*store,
+                        m.info_hash,
+                        &m.info,
+                        &stamps,
+                        resume::stamp(&parts),
+                    )
+                    .inspect_err(|e| tracing::warn!("ignoring fast-resume state: {e}"))
+                    .ok()
+                    .flatten()
                 });
                 if let Some(saved) = resumed.as_ref().map(|r| &r.state.priorities) {
                     if priorities.is_empty() && !saved.is_empty() {
@@ -388,6 +414,7 @@ impl Session {
             progress_tx,
             commands: cmd_rx,
             early_peers: Vec::new(),
+            limits: limits.clone(),
         };
         let shared = Arc::clone(&self.shared);
         // BEP 27: a private torrent finds peers through its trackers only.
@@ -425,6 +452,7 @@ impl Session {
             progress: progress_rx,
             commands: cmd_tx,
             task: Some(task),
+            limits,
         })
     }
 }
@@ -500,6 +528,8 @@ pub struct TorrentHandle {
     progress: watch::Receiver<Progress>,
     commands: mpsc::Sender<Command>,
     task: Option<JoinHandle<Result<(), TorrentError>>>,
+    /// The torrent's own rate limits, shared with its connections.
+    limits: TorrentLimits,
 }
 
 impl TorrentHandle {
@@ -511,6 +541,22 @@ impl TorrentHandle {
     /// A receiver of progress snapshots: `changed().await` wakes on every change.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
+    }
+
+    /// Changes this torrent's own limits, in bytes per second, on what its connections send
+    /// (`upload`) and read (`download`); `None` lifts a limit and `Some(0)` is taken as 1. The
+    /// session's limits ([`Session::set_rate_limits`]) still apply on top. It takes effect at once,
+    /// for open connections too, and needs no round trip to the torrent's task.
+    pub fn set_rate_limits(&self, upload: Option<u64>, download: Option<u64>) {
+        self.limits.upload.set_rate(upload);
+        self.limits.download.set_rate(download);
+    }
+
+    /// This torrent's own `(upload, download)` limits in bytes per second; `None` is no limit.
+    /// They start as [`AddTorrentOptions::max_upload_rate`] and
+    /// [`AddTorrentOptions::max_download_rate`].
+    pub fn rate_limits(&self) -> (Option<u64>, Option<u64>) {
+        (self.limits.upload.rate(), self.limits.download.rate())
     }
 
     /// Adds peer addresses to dial, as if a tracker had returned them (for example from a magnet link's

@@ -26,7 +26,8 @@ use crate::check::{Resumed, hash_pieces, hashing_threads};
 use crate::dht::TorrentDht;
 use crate::peer::{self, ConnContext, ConnError, ConnEvent, ConnId, Outbound};
 use crate::peer_book::PeerBook;
-use crate::resume::{self, Loaded, ResumeState};
+use crate::rate::TorrentLimits;
+use crate::resume::{self, Loaded, ResumeState, ResumeStore};
 use crate::session::SessionShared;
 use crate::sources::PeerSources;
 use crate::storage::{Storage, StorageError, parts_file_name};
@@ -64,17 +65,25 @@ pub struct AddTorrentOptions {
     pub seed: Option<SeedLimits>,
     /// What to do with data already in the output directory.
     pub existing: ExistingData,
-    /// Where to keep fast-resume state (for example [`crate::resume::default_path`]): read when the
-    /// torrent starts, so pieces it vouches for in unchanged files need no hashing, and written
-    /// atomically every 30 s, when the download completes and when the torrent stops. `None` keeps no
-    /// state.
-    pub resume_file: Option<PathBuf>,
+    /// Where to keep fast-resume state (for example a [`crate::resume::ResumeFile`] at
+    /// [`crate::resume::default_path`]): read when the torrent starts, so pieces it vouches for in
+    /// unchanged files need no hashing, and saved every 30 s, right after a check, when the download
+    /// completes and when the torrent stops (after the data files were flushed). A state that cannot
+    /// be read is logged and ignored (the data is checked instead). `None` keeps no state.
+    pub resume: Option<Arc<dyn ResumeStore>>,
     /// One priority per file of `info.files`, in that order (padding files included, their entry is
     /// ignored); empty means every file is [`FilePriority::Normal`]. Skipped files are not created;
     /// pieces they share with wanted files are kept in `DIR/.swarmer-<info-hash>.parts` (see
     /// [`crate::storage`]). With [`ExistingData::Complete`] only the wanted pieces are checked and
     /// served.
     pub file_priorities: Vec<FilePriority>,
+    /// Most bytes per second this torrent's connections send (payload and messages); `None`: no
+    /// limit of its own (the session's [`crate::SessionConfig::max_upload_rate`] applies to all
+    /// torrents together either way). [`crate::TorrentHandle::set_rate_limits`] changes it.
+    pub max_upload_rate: Option<u64>,
+    /// Most bytes per second this torrent's connections read; `None`: no limit of its own (the
+    /// session's [`crate::SessionConfig::max_download_rate`] still applies).
+    pub max_download_rate: Option<u64>,
 }
 
 /// Where a torrent is in its life.
@@ -228,6 +237,8 @@ pub(crate) struct TorrentTask {
     /// Peers added while the data was being checked, dialled once the torrent starts (at most
     /// [`crate::peer_book::MAX_KNOWN`]).
     pub(crate) early_peers: Vec<SocketAddr>,
+    /// The torrent's own rate limits, shared with its handle.
+    pub(crate) limits: TorrentLimits,
 }
 
 struct Running {
@@ -264,7 +275,7 @@ struct Running {
 
 /// Saving a torrent's fast-resume state: one save at a time, on the blocking pool.
 struct ResumeSaver {
-    path: PathBuf,
+    store: Arc<dyn ResumeStore>,
     /// Transfer totals of earlier runs, added to this run's.
     earlier: (u64, u64),
     next: Instant,
@@ -509,6 +520,7 @@ impl TorrentTask {
                 .max(1 << 20),
             Some(Arc::clone(&self.storage)),
             shared.dht.is_some() && !metainfo.info.private,
+            &self.limits,
         );
         // BEP 27: a private torrent finds peers through its trackers only.
         let dht = shared
@@ -523,8 +535,8 @@ impl TorrentTask {
         };
         // After hashing, save at once: a restart then needs no hashing, even after a crash.
         let hashed = self.progress_tx.borrow().checked_pieces > 0;
-        let resume = self.options.resume_file.clone().map(|path| ResumeSaver {
-            path,
+        let resume = self.options.resume.clone().map(|store| ResumeSaver {
+            store,
             earlier,
             next: Instant::now()
                 + if hashed {
@@ -1141,10 +1153,10 @@ impl Running {
             uploaded: saver.earlier.0 + stats.uploaded,
             downloaded: saver.earlier.1 + stats.downloaded,
         };
-        let (storage, root, path) = (
+        let (storage, root, store) = (
             Arc::clone(&self.t.storage),
             self.t.root.clone(),
-            saver.path.clone(),
+            Arc::clone(&saver.store),
         );
         saver.saving = Some(tokio::task::spawn_blocking(move || {
             if let Err(e) = storage.sync_all() {
@@ -1156,10 +1168,10 @@ impl Running {
                 parts: resume::stamp(&root.join(parts_file_name(&metainfo.info_hash))),
                 ..state
             };
-            match resume::save(&state, &path) {
-                Ok(()) => tracing::debug!(path = %path.display(), "saved fast-resume state"),
+            match resume::save(&state, &*store) {
+                Ok(()) => tracing::debug!(to = store.location(), "saved fast-resume state"),
                 Err(e) => {
-                    tracing::warn!("cannot save fast-resume state to {}: {e}", path.display())
+                    tracing::warn!("cannot save fast-resume state to {}: {e}", store.location())
                 }
             }
         }));

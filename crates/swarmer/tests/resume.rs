@@ -1,16 +1,23 @@
 //! Fast-resume tests: a restart with unchanged files hashes nothing, a changed file is hashed again
 //! (only its pieces), damaged data is found by checking, and an interrupted download continues from
-//! where it stopped without fetching the verified pieces again.
+//! where it stopped without fetching the verified pieces again; state kept in a custom
+//! [`ResumeStore`] does the same, and a torrent stopped and added again (a daemon's pause and resume)
+//! needs no hashing.
 
 mod common;
 
+use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Fixture, assert_files_match, fixture, session, write_content};
+use swarmer::resume::{ResumeFile, ResumeStore};
 use swarmer::{
     AddTorrentOptions, ExistingData, Progress, Session, SessionConfig, TorrentHandle, TorrentState,
 };
+use swarmer_proto::InfoHash;
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +33,7 @@ async fn add(s: &Session, f: &Fixture, root: &Path) -> TorrentHandle {
         root,
         AddTorrentOptions {
             existing: ExistingData::Check,
-            resume_file: Some(resume_path(f, root)),
+            resume: Some(Arc::new(ResumeFile::new(resume_path(f, root)))),
             ..AddTorrentOptions::default()
         },
     )
@@ -186,7 +193,7 @@ async fn the_selection_is_saved_and_pieces_in_the_parts_file_are_vouched_for_onl
     use swarmer::FilePriority::{Normal, Skip};
     let options = |priorities| AddTorrentOptions {
         existing: ExistingData::Check,
-        resume_file: Some(resume_path(&f, dir.path())),
+        resume: Some(Arc::new(ResumeFile::new(resume_path(&f, dir.path())))),
         file_priorities: priorities,
         ..AddTorrentOptions::default()
     };
@@ -243,4 +250,145 @@ async fn the_selection_is_saved_and_pieces_in_the_parts_file_are_vouched_for_onl
     let a = std::fs::read(dir.path().join("fixture/a.bin")).unwrap();
     let c = std::fs::read(dir.path().join("fixture/c.bin")).unwrap();
     assert!(a == f.content[..40_000] && c == f.content[90_000..]);
+}
+
+/// A resume store in memory, as a daemon's database would be, counting the saves.
+#[derive(Debug, Default)]
+struct Memory {
+    states: Mutex<HashMap<InfoHash, Vec<u8>>>,
+    saves: Mutex<usize>,
+}
+
+impl ResumeStore for Memory {
+    fn load(&self, info_hash: InfoHash) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.states.lock().unwrap().get(&info_hash).cloned())
+    }
+
+    fn save(&self, info_hash: InfoHash, state: &[u8]) -> io::Result<()> {
+        *self.saves.lock().unwrap() += 1;
+        self.states
+            .lock()
+            .unwrap()
+            .insert(info_hash, state.to_vec());
+        Ok(())
+    }
+}
+
+/// Adds the fixture in `root` checking what is on disk, with its state in `store` and `options`
+/// otherwise.
+async fn add_with_store(
+    s: &Session,
+    f: &Fixture,
+    root: &Path,
+    store: &Arc<Memory>,
+    options: AddTorrentOptions,
+) -> TorrentHandle {
+    let store: Arc<dyn ResumeStore> = store.clone();
+    s.add_torrent_with(
+        f.metainfo.clone(),
+        root,
+        AddTorrentOptions {
+            existing: ExistingData::Check,
+            resume: Some(store),
+            ..options
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_in_a_custom_store_makes_a_restart_need_no_hashing() {
+    let f = fixture(16 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    write_content(&f, dir.path());
+    let count = f.metainfo.info.layout.piece_count();
+    let store = Arc::new(Memory::default());
+
+    let s = session(SessionConfig::default()).await;
+    let mut t = add_with_store(&s, &f, dir.path(), &store, AddTorrentOptions::default()).await;
+    t.wait_complete().await.unwrap();
+    assert_eq!(t.progress().borrow().checked_pieces, count);
+    t.stop().await.unwrap();
+    assert!(*store.saves.lock().unwrap() >= 1);
+    assert!(
+        store
+            .states
+            .lock()
+            .unwrap()
+            .contains_key(&f.metainfo.info_hash)
+    );
+    assert!(
+        !resume_path(&f, dir.path()).exists(),
+        "nothing is written beside the data"
+    );
+
+    let mut t = add_with_store(&s, &f, dir.path(), &store, AddTorrentOptions::default()).await;
+    t.wait_complete().await.unwrap();
+    let p = t.progress().borrow().clone();
+    assert_eq!(
+        (p.pieces_to_check, p.checked_pieces, p.pieces_have),
+        (0, 0, count)
+    );
+    t.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torrent_stopped_and_added_again_continues_without_hashing() {
+    // A daemon pauses a torrent by stopping it and resumes it by adding it again to the same session
+    // with the same store.
+    let f = fixture(16 * 1024);
+    let total = f.metainfo.info.layout.total_length();
+    let (_seed_dir, seeder, seed) = common::seeder(&f, SessionConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Memory::default());
+    let s = session(SessionConfig::default()).await;
+
+    // Held to 64 KiB/s by its own limit, so it can be paused part-way.
+    let slow = AddTorrentOptions {
+        max_download_rate: Some(64 * 1024),
+        ..AddTorrentOptions::default()
+    };
+    let t = add_with_store(&s, &f, dir.path(), &store, slow).await;
+    assert_eq!(t.rate_limits(), (None, Some(64 * 1024)));
+    assert_eq!(s.rate_limits(), (None, None));
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    let p = wait_for(&t, |p| p.verified_bytes >= total / 4).await;
+    assert!(p.verified_bytes < total);
+    let progress = t.progress();
+    t.stop().await.unwrap();
+    let paused = progress.borrow().clone();
+    assert_eq!(paused.state, TorrentState::Stopped);
+
+    // Added again at once: the session forgot it when it stopped, and the state needs no hashing.
+    let mut t = add_with_store(&s, &f, dir.path(), &store, AddTorrentOptions::default()).await;
+    assert_eq!(t.rate_limits(), (None, None));
+    let resumed = wait_for(&t, |p| p.state != TorrentState::Checking).await;
+    assert_eq!(
+        (resumed.pieces_to_check, resumed.checked_pieces),
+        (0, 0),
+        "the saved state needs no hashing"
+    );
+    assert_eq!(resumed.verified_bytes, paused.verified_bytes);
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    tokio::time::timeout(TIMEOUT, t.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    let progress = t.progress();
+    t.stop().await.unwrap();
+    seed.stop().await.unwrap();
+    assert_files_match(&f, dir.path());
+    let fetched = paused.downloaded_bytes + progress.borrow().downloaded_bytes;
+    assert!(
+        fetched <= total + total / 10,
+        "fetched {fetched} bytes of a {total}-byte torrent"
+    );
+
+    // Paused and resumed once more, complete: still nothing to hash.
+    let mut t = add_with_store(&s, &f, dir.path(), &store, AddTorrentOptions::default()).await;
+    t.wait_complete().await.unwrap();
+    let p = t.progress().borrow().clone();
+    assert_eq!((p.checked_pieces, p.verified_bytes), (0, total));
+    t.stop().await.unwrap();
 }

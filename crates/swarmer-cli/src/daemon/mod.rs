@@ -1,0 +1,297 @@
+//! `swarmer daemon`: one session hosting many torrents, kept in a redb store across restarts, and
+//! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), a web UI (`ui`), and a
+//! watch folder (`watch`). `manager` owns the torrents; `guard` decides who may ask.
+
+mod api;
+mod guard;
+mod manager;
+mod model;
+mod store;
+mod ui;
+mod watch;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Deserialize;
+use swarmer::{Session, SessionConfig};
+
+use crate::DhtArgs;
+use crate::units;
+
+/// The API's default address: loopback only, so no token is needed.
+const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9091";
+/// Length of a generated token, in characters (base-62: about 190 bits).
+const TOKEN_CHARS: usize = 32;
+
+/// `swarmer daemon` options. Every one can also be set in the config file (same names, with
+/// underscores); the command line wins.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DaemonArgs {
+    /// A TOML config file (keys as the long options, with underscores, plus `token` and
+    /// `allowed_hosts`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address of the HTTP API, web UI and Transmission RPC [default: 127.0.0.1:9091]. Any address
+    /// other than loopback needs a token (config `token` or $SWARMER_TOKEN; one is generated into
+    /// STATE_DIR/token if neither is set).
+    #[arg(long, value_name = "ADDR:PORT")]
+    http_listen: Option<SocketAddr>,
+    /// Default directory for downloads [default: the current directory, or the one saved].
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Where the daemon keeps its state (swarmer.redb) [default: $XDG_STATE_HOME/swarmer, else
+    /// ~/.local/state/swarmer].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// A directory to watch: a .torrent file put there is added and renamed to NAME.torrent.added
+    /// (NAME.torrent.invalid if it is not a valid torrent).
+    #[arg(long, value_name = "DIR")]
+    watch_dir: Option<PathBuf>,
+    /// TCP (and DHT UDP) port to listen on for peers [default: 6881; 0 picks a free one].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Local IP address for the peer listener, outgoing connections and tracker requests.
+    #[arg(long, value_name = "IP")]
+    bind_address: Option<IpAddr>,
+    /// Most bytes per second sent to all peers together (e.g. 500K, 2M); saved, and changeable over
+    /// the API.
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_upload_rate: Option<u64>,
+    /// Most bytes per second received from all peers together (e.g. 500K, 2M).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_download_rate: Option<u64>,
+    /// Most torrents downloading at once; the others queue [default: 5].
+    #[arg(long, value_name = "N")]
+    max_active_downloads: Option<u32>,
+    /// Most torrents seeding at once; the others queue [default: no limit].
+    #[arg(long, value_name = "N")]
+    max_active_seeds: Option<u32>,
+    #[command(flatten)]
+    dht: DhtArgs,
+    /// Do not use Local Service Discovery (BEP 14).
+    #[arg(long)]
+    no_lsd: bool,
+    /// Do not exchange peers with connected peers (BEP 11).
+    #[arg(long)]
+    no_pex: bool,
+    /// Log more (-v: debug, -vv: trace); the default logs what the daemon does (info).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The config file (TOML). Unknown keys are an error, so a typo does not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    http_listen: Option<SocketAddr>,
+    output: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    watch_dir: Option<PathBuf>,
+    port: Option<u16>,
+    bind_address: Option<IpAddr>,
+    max_upload_rate: Option<u64>,
+    max_download_rate: Option<u64>,
+    max_active_downloads: Option<u32>,
+    max_active_seeds: Option<u32>,
+    /// The API token (also $SWARMER_TOKEN).
+    token: Option<String>,
+    /// Host names besides loopback and the listen address that may appear in the Host header.
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    no_dht: Option<bool>,
+    no_lsd: Option<bool>,
+    no_pex: Option<bool>,
+}
+
+/// The default state directory: `$XDG_STATE_HOME/swarmer`, else `$HOME/.local/state/swarmer`.
+pub(crate) fn default_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .map(|d| d.join("swarmer"))
+}
+
+pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let file: ConfigFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid config", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    crate::transfer::init_logging(args.verbose + 1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, file))
+}
+
+async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
+    let http_listen = args
+        .http_listen
+        .or(file.http_listen)
+        .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.parse().expect("a valid address"));
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir)
+        .or_else(default_state_dir)
+        .context(
+            "no state directory: pass --state-dir (neither $XDG_STATE_HOME nor $HOME is set)",
+        )?;
+    let state_dir = absolute(&state_dir)?;
+    let store = Arc::new(store::Store::open(&state_dir)?);
+    let token = file
+        .token
+        .or_else(|| std::env::var("SWARMER_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let token = match token {
+        Some(t) => Some(t),
+        None if http_listen.ip().is_loopback() => None,
+        None => Some(generated_token(&state_dir)?),
+    };
+    let no = |flag: bool, saved: Option<bool>| flag || saved.unwrap_or(false);
+    let mut dht = args.dht;
+    dht.no_dht = no(dht.no_dht, file.no_dht);
+    let config = SessionConfig {
+        bind_ip: args.bind_address.or(file.bind_address),
+        listen_port: args.port.or(file.port).unwrap_or(6881),
+        lsd: !no(args.no_lsd, file.no_lsd),
+        pex: !no(args.no_pex, file.no_pex),
+        dht: dht.config(),
+        ..SessionConfig::default()
+    };
+    let session = Arc::new(Session::new(config).await?);
+    let output = match args.output.or(file.output) {
+        Some(dir) => Some(absolute(&dir)?),
+        None => None,
+    };
+    let defaults = store::Settings {
+        max_upload_rate: None,
+        max_download_rate: None,
+        max_active_downloads: Some(5),
+        max_active_seeds: None,
+        download_dir: match &output {
+            Some(d) => d.clone(),
+            None => absolute(Path::new("."))?,
+        },
+    };
+    let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
+    // Options given now override what was saved.
+    let patch = manager::SettingsPatch {
+        max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
+        max_download_rate: args.max_download_rate.or(file.max_download_rate).map(Some),
+        max_active_downloads: args
+            .max_active_downloads
+            .or(file.max_active_downloads)
+            .map(Some),
+        max_active_seeds: args.max_active_seeds.or(file.max_active_seeds).map(Some),
+        download_dir: output,
+    };
+    manager.set_settings(patch).await?;
+    let settings = manager.settings().await.context("the manager stopped")?;
+    std::fs::create_dir_all(&settings.download_dir).with_context(|| {
+        format!(
+            "cannot create download directory {}",
+            settings.download_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {http_listen}"))?;
+    let local = listener.local_addr()?;
+    let guard = Arc::new(guard::Guard {
+        token,
+        listen: local,
+        allowed_hosts: file.allowed_hosts,
+    });
+    let state = api::AppState {
+        manager: manager.clone(),
+        guard,
+    };
+    let app = api::router(state);
+    let watcher = args
+        .watch_dir
+        .or(file.watch_dir)
+        .map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
+    println!("swarmer daemon: listening on http://{local}");
+    tracing::info!(
+        peers = %session.listen_addr(),
+        state = %state_dir.display(),
+        downloads = %settings.download_dir.display(),
+        "daemon ready"
+    );
+    // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is
+    // in the store before its answer is sent, so connections can simply be dropped.
+    let served = tokio::select! {
+        served = axum::serve(listener, app) => served,
+        () = shutdown_signal() => Ok(()),
+    };
+    tracing::info!("shutting down");
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    manager.shutdown().await;
+    let _ = manager_task.await;
+    served.context("the HTTP server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves `dir` against the current directory (the daemon's paths are saved, so they must not
+/// depend on where it was started).
+fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
+/// The token in `STATE_DIR/token`, created (mode 0600) with a random one if missing.
+fn generated_token(state_dir: &Path) -> anyhow::Result<String> {
+    use rand::Rng;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join("token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            tracing::info!("API token in {}", path.display());
+            return Ok(existing);
+        }
+    }
+    let token: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(TOKEN_CHARS)
+        .map(char::from)
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, token.as_bytes())?;
+    f.sync_all()?;
+    eprintln!(
+        "swarmer daemon: listening beyond loopback; the API token is in {}",
+        path.display()
+    );
+    Ok(token)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,300 @@
+//! The daemon's state on disk: the torrent list, each torrent's settings and metainfo, the session
+//! settings and every torrent's fast-resume state, in one redb database (`STATE_DIR/swarmer.redb`).
+//!
+//! redb commits are atomic and durable when `commit` returns (copy-on-write B-trees, two commit
+//! slots, checksummed), so `kill -9` or a power cut leaves the last committed state. Records are JSON
+//! (small, readable with `redb` tools, easy to extend with defaulted fields); metainfo and resume state
+//! are the bytes we were given and `swarmer_proto::resume`'s bencoded format. ARCHITECTURE.md says
+//! why redb and not SQLite.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use swarmer::resume::ResumeStore;
+use swarmer_proto::InfoHash;
+
+/// Torrent id -> [`TorrentRecord`] as JSON.
+const TORRENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("torrents");
+/// Info hash -> the metainfo file's bytes (absent while a magnet link's metadata is being fetched).
+const METAINFO: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("metainfo");
+/// Info hash -> fast-resume state (`swarmer_proto::resume` format).
+const RESUME: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("resume");
+/// Small named values: `next_id` (u64 as JSON), `settings` ([`Settings`] as JSON).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// What the daemon keeps of one torrent besides its metainfo and resume state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TorrentRecord {
+    /// The daemon's id for the torrent, never reused (Transmission RPC `id`).
+    pub(crate) id: u64,
+    /// The info hash, 40 hex digits.
+    pub(crate) info_hash: String,
+    /// The magnet link it was added from, if any (kept until the metadata is fetched, and after).
+    #[serde(default)]
+    pub(crate) magnet: Option<String>,
+    /// The name to show before the metadata is known.
+    pub(crate) name: String,
+    /// Where the files go (single-file: `DIR/name`, multi-file: `DIR/name/...`).
+    pub(crate) download_dir: PathBuf,
+    /// Paused by the user: not started until resumed.
+    pub(crate) paused: bool,
+    /// When it was added, seconds since the Unix epoch.
+    pub(crate) added_at: u64,
+    /// One `FilePriority` number per file (`swarmer_proto::FilePriority` as u8); empty: all normal.
+    #[serde(default)]
+    pub(crate) priorities: Vec<u8>,
+    /// Per-torrent upload limit, bytes/s.
+    #[serde(default)]
+    pub(crate) max_upload_rate: Option<u64>,
+    /// Per-torrent download limit, bytes/s.
+    #[serde(default)]
+    pub(crate) max_download_rate: Option<u64>,
+    /// Place in the queue: lower starts first.
+    #[serde(default)]
+    pub(crate) queue_position: u32,
+}
+
+/// Session-wide settings the API can change; saved so they survive a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Settings {
+    /// Session upload limit, bytes/s; null: none.
+    pub(crate) max_upload_rate: Option<u64>,
+    /// Session download limit, bytes/s; null: none.
+    pub(crate) max_download_rate: Option<u64>,
+    /// Most torrents downloading at once; null: no limit.
+    pub(crate) max_active_downloads: Option<u32>,
+    /// Most torrents seeding at once; null: no limit.
+    pub(crate) max_active_seeds: Option<u32>,
+    /// Where added torrents go unless the request says otherwise.
+    #[schema(value_type = String)]
+    pub(crate) download_dir: PathBuf,
+}
+
+/// Why the store failed: the message names the database file.
+#[derive(Debug, thiserror::Error)]
+#[error("state store {}: {message}", path.display())]
+pub(crate) struct StoreError {
+    path: PathBuf,
+    message: String,
+}
+
+/// The open database. Cheap to share (`Arc`); every method is a short blocking transaction, so async
+/// callers use `spawn_blocking` or accept a few milliseconds.
+#[derive(Debug)]
+pub(crate) struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+/// Everything read at start-up.
+pub(crate) struct Loaded {
+    pub(crate) torrents: Vec<(TorrentRecord, Option<Vec<u8>>)>,
+    pub(crate) settings: Option<Settings>,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/swarmer.redb`, creating `dir` if needed. A database left by a killed
+    /// process is repaired by redb on open (it falls back to the last committed transaction).
+    ///
+    /// Errors: the directory cannot be created, the file is not a redb database or another process
+    /// holds it.
+    pub(crate) fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("swarmer.redb");
+        let err = |e: &dyn std::fmt::Display| StoreError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let db = Database::create(&path).map_err(|e| err(&e))?;
+        let store = Store {
+            db,
+            path: path.clone(),
+        };
+        // Create the tables so that read transactions never meet a missing one.
+        store.write(|tx| {
+            tx.open_table(TORRENTS)?;
+            tx.open_table(METAINFO)?;
+            tx.open_table(RESUME)?;
+            tx.open_table(META)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it durably.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let value = f(&tx).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(value)
+    }
+
+    /// Every torrent record with its metainfo bytes (`None` for a magnet link still fetching), in id
+    /// order, and the saved settings. Records that do not parse are skipped with a warning.
+    pub(crate) fn load(&self) -> Result<Loaded, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let read = || -> Result<Loaded, redb::Error> {
+            let torrents = tx.open_table(TORRENTS)?;
+            let metainfo = tx.open_table(METAINFO)?;
+            let meta = tx.open_table(META)?;
+            let mut out = Vec::new();
+            for row in torrents.iter()? {
+                let (id, bytes) = row?;
+                let record: TorrentRecord = match serde_json::from_slice(bytes.value()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("skipping torrent {} in the state store: {e}", id.value());
+                        continue;
+                    }
+                };
+                let hash = parse_hash(&record.info_hash);
+                let bytes = match hash {
+                    Some(h) => metainfo.get(&h)?.map(|v| v.value().to_vec()),
+                    None => None,
+                };
+                out.push((record, bytes));
+            }
+            let settings = meta
+                .get("settings")?
+                .and_then(|v| serde_json::from_slice(v.value()).ok());
+            Ok(Loaded {
+                torrents: out,
+                settings,
+            })
+        };
+        read().map_err(|e| self.error(e))
+    }
+
+    /// The next torrent id (1 for the first), reserved durably so ids are never reused.
+    pub(crate) fn next_id(&self) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(META)?;
+            let next = meta
+                .get("next_id")?
+                .and_then(|v| serde_json::from_slice::<u64>(v.value()).ok())
+                .unwrap_or(1);
+            let after = serde_json::to_vec(&(next + 1)).expect("u64 serializes");
+            meta.insert("next_id", after.as_slice())?;
+            Ok(next)
+        })
+    }
+
+    /// Saves a torrent's record, and its metainfo bytes when given, in one transaction.
+    pub(crate) fn put_torrent(
+        &self,
+        record: &TorrentRecord,
+        metainfo: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record).expect("records serialize");
+        self.write(|tx| {
+            tx.open_table(TORRENTS)?
+                .insert(record.id, json.as_slice())?;
+            if let (Some(bytes), Some(hash)) = (metainfo, parse_hash(&record.info_hash)) {
+                tx.open_table(METAINFO)?.insert(&hash, bytes)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets a torrent: its record, metainfo and resume state.
+    pub(crate) fn remove_torrent(&self, id: u64, info_hash: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(TORRENTS)?.remove(id)?;
+            if let Some(hash) = parse_hash(info_hash) {
+                tx.open_table(METAINFO)?.remove(&hash)?;
+                tx.open_table(RESUME)?.remove(&hash)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Saves the session settings.
+    pub(crate) fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(settings).expect("settings serialize");
+        self.write(|tx| {
+            tx.open_table(META)?.insert("settings", json.as_slice())?;
+            Ok(())
+        })
+    }
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 20]> {
+    InfoHash::from_hex(hex).map(|h| h.0)
+}
+
+impl ResumeStore for Store {
+    fn load(&self, info_hash: InfoHash) -> io::Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(io::Error::other)?;
+        let table = tx.open_table(RESUME).map_err(io::Error::other)?;
+        let value = table.get(&info_hash.0).map_err(io::Error::other)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn save(&self, info_hash: InfoHash, state: &[u8]) -> io::Result<()> {
+        self.write(|tx| {
+            tx.open_table(RESUME)?.insert(&info_hash.0, state)?;
+            Ok(())
+        })
+        .map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64) -> TorrentRecord {
+        TorrentRecord {
+            id,
+            info_hash: "0123456789abcdef0123456789abcdef01234567".into(),
+            magnet: None,
+            name: "x".into(),
+            download_dir: "/tmp/d".into(),
+            paused: false,
+            added_at: 1,
+            priorities: vec![],
+            max_upload_rate: Some(5),
+            max_download_rate: None,
+            queue_position: 0,
+        }
+    }
+
+    #[test]
+    fn records_metainfo_and_resume_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = InfoHash::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.next_id().unwrap(), 1);
+            assert_eq!(store.next_id().unwrap(), 2);
+            store.put_torrent(&record(1), Some(b"d4:infoe")).unwrap();
+            ResumeStore::save(&store, hash, b"state").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.next_id().unwrap(), 3, "ids are never reused");
+        let loaded = store.load().unwrap();
+        assert_eq!(
+            loaded.torrents,
+            vec![(record(1), Some(b"d4:infoe".to_vec()))]
+        );
+        assert_eq!(
+            ResumeStore::load(&store, hash).unwrap(),
+            Some(b"state".to_vec())
+        );
+        store.remove_torrent(1, &record(1).info_hash).unwrap();
+        assert!(store.load().unwrap().torrents.is_empty());
+        assert_eq!(ResumeStore::load(&store, hash).unwrap(), None);
+    }
+}
