@@ -264,7 +264,8 @@ function renderSession(s) {
   if (!s) return;
   $('session-down').textContent = fmtRate(s.download_rate);
   $('session-up').textContent = fmtRate(s.upload_rate);
-  $('session-counts').textContent = `${s.torrents} torrents · ${s.active} active · ${s.paused} paused`;
+  $('session-counts').textContent =
+    `${s.torrents} ${s.torrents === 1 ? 'torrent' : 'torrents'} · ${s.active} active · ${s.paused} paused`;
   $('session-port').textContent = s.listen_port ? `peer port ${s.listen_port}` : '';
   $('session-version').textContent = s.version ? `swarmer ${s.version}` : '';
   document.title = s.download_rate > 0 || s.upload_rate > 0

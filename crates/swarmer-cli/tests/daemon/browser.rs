@@ -4,6 +4,18 @@
 //!
 //! Waits poll the DOM with the test's deadline (the page updates from the daemon's event stream,
 //! which the test cannot observe directly); nothing sleeps.
+//!
+//! Gotchas met on the way:
+//! - Headless Chromium (`--headless=new`) sends over a hundred packets for its own services even
+//!   with `--disable-background-networking` and friends; the namespace's `OutNoRoutes` check
+//!   caught them. `--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.*` stops them, and leaves
+//!   loopback addresses alone (a plain `MAP * ~NOTFOUND` also breaks `http://127.0.0.20:PORT/`
+//!   with ERR_NAME_NOT_RESOLVED).
+//! - `--window-size` counts window decorations in the new headless mode (1280x800 gave an
+//!   1280x652 viewport); the viewport is pinned through the DevTools protocol instead.
+//! - After SIGTERM with the page connected, Chromium's EventSource reconnects by itself (about
+//!   3 s later); against a daemon that now wants a token the stream's 401 closes it for good, and
+//!   the page has to notice (`readyState == CLOSED`) and ask for the token.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
