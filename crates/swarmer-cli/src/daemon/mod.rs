@@ -7,6 +7,7 @@ mod guard;
 mod manager;
 mod model;
 mod store;
+mod ui;
 mod watch;
 
 use std::net::{IpAddr, SocketAddr};
