@@ -139,6 +139,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/login", post(login))
         .route("/api/openapi.json", get(openapi))
+        .merge(super::rpc::router())
         .with_state(state)
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
