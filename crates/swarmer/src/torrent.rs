@@ -280,6 +280,9 @@ struct ResumeSaver {
     earlier: (u64, u64),
     next: Instant,
     saving: Option<tokio::task::JoinHandle<()>>,
+    /// The state last handed to a save (without file stamps): an idle torrent is not saved again, so
+    /// a daemon seeding thousands of them does not flush and commit each every 30 s for nothing.
+    last_saved: Option<ResumeState>,
 }
 
 /// Output for one connection gathered while draining the engine, in order.
@@ -545,6 +548,7 @@ impl TorrentTask {
                     RESUME_INTERVAL
                 },
             saving: None,
+            last_saved: None,
         });
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.
         let mut book = PeerBook::new(vec![shared.listen_addr]);
@@ -1153,6 +1157,10 @@ impl Running {
             uploaded: saver.earlier.0 + stats.uploaded,
             downloaded: saver.earlier.1 + stats.downloaded,
         };
+        if saver.last_saved.as_ref() == Some(&state) {
+            return;
+        }
+        saver.last_saved = Some(state.clone());
         let (storage, root, store) = (
             Arc::clone(&self.t.storage),
             self.t.root.clone(),

@@ -141,6 +141,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .merge(super::rpc::router())
         .with_state(state)
+        // The web UI's files, behind the same guard (Host check; no token needed).
+        .merge(super::ui::router())
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
         .layer(middleware::from_fn_with_state(guard, guard::check))

@@ -8,6 +8,7 @@ mod manager;
 mod model;
 mod rpc;
 mod store;
+mod ui;
 mod watch;
 
 use std::net::{IpAddr, SocketAddr};

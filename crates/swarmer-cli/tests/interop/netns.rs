@@ -26,6 +26,10 @@ pub(crate) enum Need {
     Mktorrent,
     Libtorrent,
     Transmission,
+    /// Headless Chromium and its WebDriver server, for the daemon's web UI test (tests/daemon.rs;
+    /// the interop binary never asks for it).
+    #[allow(dead_code)]
+    Chromium,
 }
 
 const IN_NETNS: &str = "SWARMER_IN_NETNS";
@@ -105,6 +109,15 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
             Need::Transmission => {
                 find_program("transmission-daemon")?;
                 find_program("transmission-remote")?;
+            }
+            Need::Chromium => {
+                for path in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+                    if !std::path::Path::new(path).is_file() {
+                        return Err(format!(
+                            "`{path}` is not installed (install chromium chromium-driver)"
+                        ));
+                    }
+                }
             }
             Need::Libtorrent => {
                 let ok = Command::new("/usr/bin/python3")
