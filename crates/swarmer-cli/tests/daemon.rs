@@ -42,5 +42,7 @@ mod webdriver;
 
 #[path = "daemon/browser.rs"]
 mod browser;
+#[path = "daemon/rpc.rs"]
+mod rpc;
 #[path = "daemon/web_ui.rs"]
 mod web_ui;

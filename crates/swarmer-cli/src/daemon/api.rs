@@ -139,6 +139,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/login", post(login))
         .route("/api/openapi.json", get(openapi))
+        .merge(super::rpc::router())
         .with_state(state)
         // The web UI's files, behind the same guard (Host check; no token needed).
         .merge(super::ui::router())

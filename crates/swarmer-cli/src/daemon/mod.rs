@@ -6,6 +6,7 @@ mod api;
 mod guard;
 mod manager;
 mod model;
+mod rpc;
 mod store;
 mod ui;
 mod watch;
