@@ -966,19 +966,20 @@ impl Owner {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        if let Run::Running(handle, progress) = std::mem::replace(&mut e.run, Run::Stopping) {
-            e.last = Some(progress.borrow().clone());
-            let reports = self.reports.clone();
-            tokio::spawn(async move {
-                let result = handle.stop().await;
-                let _ = reports.send(Report::Stopped(id, result));
-            });
-        } else if matches!(e.run, Run::Stopping) {
-            // Already on its way.
-        } else if !matches!(e.run, Run::Starting) {
-            e.run = Run::Idle;
+        match std::mem::replace(&mut e.run, Run::Idle) {
+            Run::Running(handle, progress) => {
+                e.last = Some(progress.borrow().clone());
+                e.run = Run::Stopping;
+                let reports = self.reports.clone();
+                tokio::spawn(async move {
+                    let result = handle.stop().await;
+                    let _ = reports.send(Report::Stopped(id, result));
+                });
+            }
+            // Already on its way, or to be stopped when its start reports back (see `report`).
+            other @ (Run::Stopping | Run::Starting) => e.run = other,
+            Run::Idle => {}
         }
-        // A torrent being started is stopped when its start reports back (see `report`).
     }
 
     fn fetch(&mut self, id: u64) {
@@ -1019,7 +1020,7 @@ impl Owner {
                         let progress = handle.progress();
                         e.run = Run::Running(handle, progress);
                         e.resumed = None;
-                        if e.record.paused {
+                        if e.record.paused || self.shutting_down.is_some() {
                             self.stop(id);
                         }
                     }
@@ -1154,5 +1155,106 @@ fn delete_files(dir: &Path, m: &Metainfo) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("could not delete {}", failed.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn manager(dir: &Path) -> (Manager, JoinHandle<()>) {
+        let config = swarmer::SessionConfig {
+            bind_ip: Some("127.0.0.1".parse().unwrap()),
+            listen_port: 0,
+            ..swarmer::SessionConfig::default()
+        };
+        let session = Arc::new(Session::new(config).await.unwrap());
+        let store = Arc::new(Store::open(&dir.join("state")).unwrap());
+        let settings = Settings {
+            max_upload_rate: None,
+            max_download_rate: None,
+            max_active_downloads: Some(5),
+            max_active_seeds: None,
+            download_dir: dir.join("downloads"),
+        };
+        start(session, store, settings).unwrap()
+    }
+
+    fn magnet(hex: &str) -> Add {
+        let text = format!("magnet:?xt=urn:btih:{hex}&dn=test");
+        Add {
+            source: Source::Magnet(Box::new(Magnet::parse(&text).unwrap()), text),
+            download_dir: None,
+            paused: false,
+        }
+    }
+
+    /// Pausing and resuming torrents that are not running (a magnet link fetching its metadata)
+    /// leaves them able to run, and a shutdown with them finishes at once (it once waited for its
+    /// whole timeout: stopping an idle torrent marked it as stopping forever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_torrents_pause_resume_and_shut_down_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let t = manager
+            .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+            .await
+            .unwrap();
+        assert_eq!(t.state, StateName::FetchingMetadata);
+        assert_eq!(manager.pause(t.id).await.unwrap().state, StateName::Paused);
+        assert_eq!(
+            manager.resume(t.id).await.unwrap().state,
+            StateName::FetchingMetadata
+        );
+        let again = manager
+            .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+            .await;
+        assert!(matches!(again, Err(ManagerError::Duplicate { id, .. }) if id == t.id));
+        manager.pause(t.id).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), manager.shutdown())
+            .await
+            .expect("shutdown with idle torrents is prompt");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the manager task ends")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn torrents_and_their_settings_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = {
+            let (manager, task) = manager(dir.path()).await;
+            let a = manager
+                .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+                .await
+                .unwrap();
+            let b = manager
+                .add(magnet("89abcdef0123456789abcdef0123456789abcdef"))
+                .await
+                .unwrap();
+            manager.pause(b.id).await.unwrap();
+            manager.set_limits(a.id, Some(1000), None).await.unwrap();
+            manager.shutdown().await;
+            task.await.unwrap();
+            (a.id, b.id)
+        };
+        let (manager, _task) = manager(dir.path()).await;
+        let list = manager.list().await;
+        assert_eq!(
+            list.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [first, second]
+        );
+        assert_eq!(list[0].max_upload_rate, Some(1000));
+        assert_eq!(list[1].state, StateName::Paused);
+        let third = manager
+            .add(magnet("00000000000000000000000000000000000000ff"))
+            .await
+            .unwrap();
+        assert!(third.id > second, "ids are not reused");
+        assert!(matches!(
+            manager.remove(99, false).await,
+            Err(ManagerError::NotFound(99))
+        ));
     }
 }
