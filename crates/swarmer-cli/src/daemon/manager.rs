@@ -966,19 +966,23 @@ impl Owner {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        if let Run::Running(handle, progress) = std::mem::replace(&mut e.run, Run::Stopping) {
-            e.last = Some(progress.borrow().clone());
-            let reports = self.reports.clone();
-            tokio::spawn(async move {
-                let result = handle.stop().await;
-                let _ = reports.send(Report::Stopped(id, result));
-            });
-        } else if matches!(e.run, Run::Stopping) {
-            // Already on its way.
-        } else if !matches!(e.run, Run::Starting) {
-            e.run = Run::Idle;
+        match std::mem::replace(&mut e.run, Run::Idle) {
+            Run::Running(handle, progress) => {
+                e.last = Some(progress.borrow().clone());
+                e.run = Run::Stopping;
+                let reports = self.reports.clone();
+                tokio::spawn(async move {
+                    let result = handle.stop().await;
+                    let _ = reports.send(Report::Stopped(id, result));
+                });
+            }
+            // Already on its way; `Report::Stopped` makes it idle.
+            Run::Stopping => e.run = Run::Stopping,
+            // Stopped when its start reports back (see `report`).
+            Run::Starting => e.run = Run::Starting,
+            // Nothing runs, and it stays idle: only a running torrent reports a stop.
+            Run::Idle => {}
         }
-        // A torrent being started is stopped when its start reports back (see `report`).
     }
 
     fn fetch(&mut self, id: u64) {
@@ -1019,7 +1023,7 @@ impl Owner {
                         let progress = handle.progress();
                         e.run = Run::Running(handle, progress);
                         e.resumed = None;
-                        if e.record.paused {
+                        if e.record.paused || self.shutting_down.is_some() {
                             self.stop(id);
                         }
                     }
