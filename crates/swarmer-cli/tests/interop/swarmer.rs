@@ -401,3 +401,25 @@ pub(crate) fn start_download_with_dht(
     scene.mark("starting swarmer download with the DHT");
     Proc::spawn("swarmer", &mut command, &scene.logs)
 }
+
+/// Starts `swarmer seed TORRENT -o DIR -v` (the payload is `DIR/NAME`) as the process `name`,
+/// bound to `at`, with every discovery flag of [`DISCOVERY_OFF`], and waits until it says it seeds
+/// (its data verified). Needs no tracker: for peers that dial it directly, such as a magnet
+/// link's `x.pe`. Used by tests/daemon.rs, which shares this module.
+#[allow(dead_code)]
+pub(crate) fn seed_at(
+    scene: &Scene,
+    name: &str,
+    torrent: &Path,
+    dir: &Path,
+    at: SocketAddr,
+) -> Proc {
+    let mut command = command_at("seed", torrent, dir, at, DISCOVERY_OFF);
+    scene.mark(&format!("starting swarmer seed ({name}) on {at}"));
+    let mut proc = Proc::spawn(name, &mut command, &scene.logs);
+    proc.wait_for_stderr_line("`seeding`", scene.deadline, |l| {
+        l.contains("seeding (Ctrl-C to stop)")
+    });
+    scene.mark(&format!("{name} seeds"));
+    proc
+}

@@ -1,0 +1,41 @@
+//! Daemon tests: `swarmer daemon` with its HTTP API, CLI client and watch folder, run as a real
+//! process inside a private network namespace, like the interop tests (see `interop/netns.rs`).
+//!
+//! `daemon/harness.rs` starts the daemon and talks to its API; each further file under
+//! `tests/daemon/` holds the tests of one area (`daemon/api.rs`: the JSON API, its refusals, the
+//! CLI, the watch folder, and a `kill -9` in the middle of a download).
+//!
+//! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
+
+// The interop harness, shared by path; the daemon tests use only part of each module.
+#[allow(dead_code)]
+#[path = "interop/bencode.rs"]
+mod bencode;
+#[allow(dead_code)]
+#[path = "interop/deadline.rs"]
+mod deadline;
+#[allow(dead_code)]
+#[path = "interop/netns.rs"]
+mod netns;
+#[allow(dead_code)]
+#[path = "interop/payload.rs"]
+mod payload;
+#[allow(dead_code)]
+#[path = "interop/procs.rs"]
+mod procs;
+#[allow(dead_code)]
+#[path = "interop/scene.rs"]
+mod scene;
+#[allow(dead_code)]
+#[path = "interop/swarmer.rs"]
+mod swarmer;
+#[allow(dead_code)]
+#[path = "interop/tracker.rs"]
+mod tracker;
+
+#[allow(dead_code)]
+#[path = "daemon/harness.rs"]
+mod harness;
+
+#[path = "daemon/api.rs"]
+mod api;
