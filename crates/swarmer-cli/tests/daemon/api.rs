@@ -1168,3 +1168,61 @@ fn a_queued_torrent_paused_and_resumed_starts_when_a_slot_frees() {
         },
     );
 }
+
+#[test]
+fn finished_torrents_restart_as_seeds_without_taking_download_slots() {
+    isolated(
+        "api::finished_torrents_restart_as_seeds_without_taking_download_slots",
+        &[],
+        |scene| {
+            const QUEUED: &str = "queued: over the active torrent limit";
+            let options = |name: &str| DaemonOptions {
+                name: name.to_owned(),
+                download_dir: Some(scene.subdir("downloads")),
+                state_dir: Some(scene.subdir("state")),
+                args: vec!["--max-active-downloads".into(), "1".into()],
+                ..DaemonOptions::default()
+            };
+            let mut daemon = Daemon::start(scene, options("daemon"));
+            // Their data is in the download directory: each checks it, then seeds.
+            let ids: Vec<u64> = (0..3)
+                .map(|i| {
+                    let name = format!("seed{i}");
+                    let data = payload::single_file(&daemon.download_dir, &name, 50_000, i);
+                    let torrent = scene.dir.join(format!("{name}.torrent"));
+                    id_of(&daemon.add_torrent_file(&data.make_torrent(&torrent, 14, &[NO_TRACKER])))
+                })
+                .collect();
+            for &id in &ids {
+                wait_torrent(scene, &daemon, id, "seeding", |t| state_of(t) == "seeding");
+            }
+            let log = daemon.proc().stderr_text();
+            assert!(
+                !log.contains(QUEUED),
+                "a torrent was stopped for the queue:\n{log}"
+            );
+            daemon.stop();
+            scene.mark("three torrents checked one at a time, then seeding");
+
+            // Restarted, they run as the seeds their resume state says they are, even while they
+            // check it, so none is stopped to free the single download slot.
+            let started = Instant::now();
+            let mut daemon = Daemon::start(scene, options("daemon-restarted"));
+            for &id in &ids {
+                wait_torrent(scene, &daemon, id, "seeding again", |t| {
+                    state_of(t) == "seeding"
+                });
+            }
+            let log = daemon.proc().stderr_text();
+            assert!(
+                !log.contains(QUEUED),
+                "a seed was stopped for the queue:\n{log}"
+            );
+            scene.mark(&format!(
+                "all seeding {:.2}s after the restart",
+                started.elapsed().as_secs_f64()
+            ));
+            daemon.stop();
+        },
+    );
+}
