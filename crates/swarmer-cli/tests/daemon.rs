@@ -1,9 +1,12 @@
-//! Daemon tests: `swarmer daemon` with its HTTP API, web UI and Transmission RPC, run as a real
-//! process inside a private network namespace, like the interop tests (see `interop/netns.rs`).
+//! Daemon tests: `swarmer daemon` with its HTTP API, CLI client, watch folder, web UI and
+//! Transmission RPC, run as a real process inside a private network namespace, like the interop
+//! tests (see `interop/netns.rs`).
 //!
 //! `daemon/harness.rs` starts the daemon and talks to its API; each further file under
-//! `tests/daemon/` holds the tests of one area. `daemon/browser.rs` drives the web UI in headless
-//! Chromium through chromedriver (`daemon/webdriver.rs`).
+//! `tests/daemon/` holds the tests of one area: `api.rs` (the JSON API, its refusals, the CLI, the
+//! watch folder, and a `kill -9` in the middle of a download), `rpc.rs` (the real
+//! `transmission-remote`), `browser.rs` (the web UI in headless Chromium through chromedriver,
+//! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
 
@@ -40,6 +43,8 @@ mod harness;
 #[path = "daemon/webdriver.rs"]
 mod webdriver;
 
+#[path = "daemon/api.rs"]
+mod api;
 #[path = "daemon/browser.rs"]
 mod browser;
 #[path = "daemon/rpc.rs"]

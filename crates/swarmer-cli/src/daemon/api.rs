@@ -27,6 +27,8 @@ use super::store::Settings;
 
 /// Largest request body: a .torrent upload (10 MiB) with multipart overhead. Larger bodies get 413.
 pub(crate) const MAX_UPLOAD_BYTES: usize = 10 << 20;
+/// Largest request body read at all: an upload and its multipart framing.
+const MAX_BODY_BYTES: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 /// How often the event stream looks for changes.
 const EVENT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -144,8 +146,32 @@ pub(crate) fn router(state: AppState) -> Router {
         // The web UI's files, behind the same guard (Host check; no token needed).
         .merge(super::ui::router())
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn_with_state(guard, guard::check))
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over [`MAX_BODY_BYTES`], before any
+/// of the body is read. Without it the handler reads 10 MiB before refusing, and a client that is
+/// still sending (reqwest, so `swarmer add`) sees the connection reset instead of the answer.
+async fn refuse_oversized(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        let mut response = error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+        // The unread body makes the connection unusable for another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Path parameter: a torrent id.

@@ -256,8 +256,9 @@ struct Entry {
     run: Run,
     /// The last progress seen (kept while stopped, so a paused torrent still shows what it has).
     last: Option<Progress>,
-    /// What the fast-resume state said at start-up, until the torrent first runs: verified pieces
-    /// and whether every wanted one is (so a finished torrent queues as a seed, not a download).
+    /// What the fast-resume state said at start-up, until the torrent first reports progress:
+    /// verified pieces and whether every wanted one is (so a finished torrent queues, and runs
+    /// while it checks, as a seed, not a download).
     resumed: Option<(u32, bool)>,
     /// The local error that stopped it.
     error: Option<String>,
@@ -268,7 +269,15 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether every wanted piece is there: what the running torrent says once it has checked its
+    /// data, else what it said last, else what its resume state said.
     fn done(&self) -> bool {
+        if let Run::Running(_, progress) = &self.run {
+            let p = progress.borrow();
+            if !matches!(p.state, TorrentState::Checking) {
+                return p.is_done();
+            }
+        }
         match &self.last {
             Some(p) => p.is_done(),
             None => self.resumed.is_some_and(|(_, done)| done),
@@ -1019,7 +1028,6 @@ impl Owner {
                     Ok(handle) => {
                         let progress = handle.progress();
                         e.run = Run::Running(handle, progress);
-                        e.resumed = None;
                         if e.record.paused || self.shutting_down.is_some() {
                             self.stop(id);
                         }
