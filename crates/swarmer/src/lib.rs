@@ -25,7 +25,7 @@ pub use magnet::{
     FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress, resolve_peers,
 };
 pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
-pub use space::{NotEnoughSpace, human_bytes};
+pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;
 pub use torrent::{
     AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,

@@ -46,6 +46,15 @@ pub(crate) fn bytes_needed(
         .sum()
 }
 
+/// Bytes free for unprivileged users on the filesystem holding `path` (`statvfs`: available blocks
+/// times the fragment size).
+///
+/// Errors: `path` does not exist or the filesystem cannot be queried.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Checks that the filesystem holding `root` has `needed` bytes free for unprivileged users.
 /// Passes when the free space cannot be determined (the write will then tell).
 ///
@@ -54,10 +63,9 @@ pub(crate) fn check_free_space(root: &Path, needed: u64) -> Result<(), NotEnough
     let Some(dir) = root.ancestors().find(|d| d.is_dir()) else {
         return Ok(());
     };
-    let Ok(stat) = rustix::fs::statvfs(dir) else {
+    let Ok(available) = free_bytes(dir) else {
         return Ok(());
     };
-    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
     if needed > available {
         return Err(NotEnoughSpace {
             dir: dir.to_path_buf(),

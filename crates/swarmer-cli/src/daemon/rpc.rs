@@ -1058,9 +1058,7 @@ async fn session_stats(manager: &Manager) -> Outcome {
 /// Bytes available to an unprivileged user on the file system holding `path`.
 async fn free_bytes(path: std::path::PathBuf) -> Result<u64, String> {
     tokio::task::spawn_blocking(move || {
-        rustix::fs::statvfs(&path)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        swarmer::free_bytes(&path).map_err(|e| format!("{}: {e}", path.display()))
     })
     .await
     .unwrap_or_else(|_| Err("the free-space check panicked".into()))
