@@ -150,11 +150,7 @@ pub(crate) fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let request = if args
-        .torrent
-        .get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
-    {
+    let request = if swarmer_proto::magnet::is_magnet_uri(&args.torrent) {
         let body = serde_json::json!({
             "magnet": args.torrent,
             "download_dir": dir,

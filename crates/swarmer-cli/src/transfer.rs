@@ -15,7 +15,7 @@ use swarmer::{
     AddTorrentOptions, ExistingData, FetchedMetadata, MetadataProgress, Progress, SeedLimits,
     Session, SessionConfig, TorrentError, TorrentState,
 };
-use swarmer_proto::magnet::{Magnet, MagnetPeer};
+use swarmer_proto::magnet::{Magnet, MagnetPeer, is_magnet_uri};
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
 pub(crate) use swarmer::human_bytes;
@@ -86,18 +86,24 @@ fn limits(args: &SeedLimitArgs) -> SeedLimits {
 }
 
 /// Reads and parses a .torrent file; errors name the file.
-///
-/// Reads at most one byte past [`MAX_METAINFO_BYTES`], so a huge file (or `/dev/zero`) is refused by
-/// the parser's size check without being loaded.
 pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
+    let bytes = read_torrent_file(path)?;
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+/// Reads a .torrent file's bytes, at most one byte past [`MAX_METAINFO_BYTES`], so a huge file (or
+/// `/dev/zero`) is refused by the parser's size check without being loaded. Blocking.
+///
+/// Errors: the file cannot be opened or read (the message names it).
+pub(crate) fn read_torrent_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX_METAINFO_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
+    Ok(bytes)
 }
 
 /// What to transfer: a torrent read from a file, or a magnet link whose metadata comes from peers.
@@ -109,11 +115,7 @@ enum Source {
 /// A magnet link when `arg` starts with `magnet:`, else the .torrent file it names; errors say which.
 fn read_source(arg: &Path) -> anyhow::Result<Source> {
     match arg.to_str() {
-        Some(s)
-            if s.as_bytes()
-                .get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"magnet:")) =>
-        {
+        Some(s) if is_magnet_uri(s) => {
             let magnet = Magnet::parse(s).context("invalid magnet link")?;
             Ok(Source::Magnet(magnet))
         }

@@ -90,6 +90,14 @@ pub enum MagnetError {
     BadFileSelection(String),
 }
 
+/// Whether `s` is meant as a magnet link (starts with `magnet:`, in any case) rather than a path:
+/// what a command line or an RPC argument that takes either is told apart by.
+pub fn is_magnet_uri(s: &str) -> bool {
+    s.as_bytes()
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"magnet:"))
+}
+
 impl Magnet {
     /// Parses a magnet URI (BEP 9).
     ///
@@ -316,6 +324,15 @@ fn excerpt(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn magnet_uris_are_told_from_paths() {
+        assert!(is_magnet_uri("magnet:?xt=urn:btih:00"));
+        assert!(is_magnet_uri("MAGNET:?xt"));
+        assert!(!is_magnet_uri("magnet.torrent"));
+        assert!(!is_magnet_uri("/tmp/magnet:x"));
+        assert!(!is_magnet_uri("mag"));
+    }
 
     const HEX: &str = "c9e15763f722f23e98a29decdfae341b98d53056";
 

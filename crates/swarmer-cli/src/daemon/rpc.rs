@@ -855,7 +855,7 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
     let Some(name) = args.get("filename").and_then(Value::as_str).map(str::trim) else {
         return Err("no filename or metainfo specified".into());
     };
-    if name.len() >= 7 && name[..7].eq_ignore_ascii_case("magnet:") {
+    if swarmer_proto::magnet::is_magnet_uri(name) {
         let magnet = Magnet::parse(name).map_err(|e| format!("invalid magnet link: {e}"))?;
         return Ok(Source::Magnet(Box::new(magnet), name.to_string()));
     }
@@ -868,15 +868,11 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
     if !path.is_absolute() {
         return Err("filename must be a magnet link or an absolute path".into());
     }
-    let file = tokio::fs::File::open(path)
+    let path = path.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || crate::transfer::read_torrent_file(&path))
         .await
-        .map_err(|e| format!("cannot open {name}: {e}"))?;
-    let mut bytes = Vec::new();
-    use tokio::io::AsyncReadExt;
-    file.take(MAX_METAINFO_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
+        .map_err(|_| "reading the torrent file panicked".to_string())?
+        .map_err(|e| format!("{e:#}"))?;
     parse(bytes)
 }
 

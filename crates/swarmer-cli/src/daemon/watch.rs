@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
+use swarmer_proto::metainfo::Metainfo;
 
 use super::manager::{Add, Manager, ManagerError, Source};
 
@@ -74,9 +74,13 @@ fn list(dir: &Path) -> std::io::Result<Vec<(OsString, u64)>> {
 
 /// Adds one file and renames it by the outcome.
 async fn take(path: &Path, manager: &Manager) {
-    let read = tokio::fs::read(path).await;
+    let read = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::transfer::read_torrent_file(&path)).await
+    };
     let outcome = match read {
-        Ok(bytes) if bytes.len() <= MAX_METAINFO_BYTES => match Metainfo::from_bytes(&bytes) {
+        // A file over the size cap fails to parse without having been read whole.
+        Ok(Ok(bytes)) => match Metainfo::from_bytes(&bytes) {
             Ok(m) => {
                 let add = Add {
                     source: Source::Metainfo(Box::new(m), bytes),
@@ -104,14 +108,11 @@ async fn take(path: &Path, manager: &Manager) {
                 "invalid"
             }
         },
-        Ok(_) => {
-            tracing::warn!("{} is larger than any torrent", path.display());
-            "invalid"
-        }
-        Err(e) => {
-            tracing::warn!("cannot read {}: {e}", path.display());
+        Ok(Err(e)) => {
+            tracing::warn!("{e:#}");
             return;
         }
+        Err(_) => return,
     };
     let mut renamed = path.as_os_str().to_owned();
     renamed.push(".");
