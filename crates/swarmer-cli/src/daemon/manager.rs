@@ -19,6 +19,7 @@ use swarmer_proto::InfoHash;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::piece_priorities;
+use swarmer_proto::tracker::http::percent_encode;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -254,7 +255,8 @@ struct Entry {
     record: TorrentRecord,
     metainfo: Option<Arc<Metainfo>>,
     run: Run,
-    /// The last progress seen (kept while stopped, so a paused torrent still shows what it has).
+    /// Its progress when it last stopped (so a paused torrent still shows what it has); a running
+    /// torrent is read from its `watch`, never copied here.
     last: Option<Progress>,
     /// What the fast-resume state said at start-up, until the torrent first reports progress:
     /// verified pieces and whether every wanted one is (so a finished torrent queues, and runs
@@ -404,11 +406,9 @@ impl Entry {
             None => self.resumed.map_or(0, |(have, _)| have),
         };
         let magnet = self.record.magnet.clone().unwrap_or_else(|| {
-            format!(
-                "magnet:?xt=urn:btih:{}&dn={}",
-                self.record.info_hash,
-                percent_encode(&torrent.name)
-            )
+            let mut uri = format!("magnet:?xt=urn:btih:{}&dn=", self.record.info_hash);
+            percent_encode(&mut uri, torrent.name.as_bytes());
+            uri
         });
         TorrentDetail {
             torrent,
@@ -422,25 +422,17 @@ impl Entry {
     }
 
     fn priorities(&self) -> Vec<FilePriority> {
-        self.record
-            .priorities
-            .iter()
-            .map(|&p| FilePriority::from_u8(p).unwrap_or(FilePriority::Normal))
-            .collect()
+        priorities_of(&self.record)
     }
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986), for a magnet link's `dn`.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// A record's file priorities (stored as `FilePriority::as_u8`; an unknown number reads as normal).
+fn priorities_of(record: &TorrentRecord) -> Vec<FilePriority> {
+    record
+        .priorities
+        .iter()
+        .map(|&p| FilePriority::from_u8(p).unwrap_or(FilePriority::Normal))
+        .collect()
 }
 
 /// Starts the manager task over `session`, restoring every torrent in `store`.
@@ -509,11 +501,7 @@ fn resumed_pieces(store: &Store, m: &Metainfo, record: &TorrentRecord) -> Option
     )
     .ok()?;
     let have = state.have.count_ones() as u32;
-    let files: Vec<FilePriority> = record
-        .priorities
-        .iter()
-        .map(|&p| FilePriority::from_u8(p).unwrap_or(FilePriority::Normal))
-        .collect();
+    let files = priorities_of(record);
     let padding: Vec<bool> = m.info.files.iter().map(|f| f.padding).collect();
     let done = match piece_priorities(&m.info.layout, &files, &padding) {
         Ok(pieces) => pieces
@@ -1093,12 +1081,6 @@ impl Owner {
                 e.error = Some(msg);
             }
             self.stop(id);
-        }
-        // A finished download frees its download slot at the next schedule (it counts as a seed).
-        for e in self.entries.values_mut() {
-            if let Run::Running(_, p) = &e.run {
-                e.last = Some(p.borrow().clone());
-            }
         }
     }
 

@@ -62,7 +62,9 @@ pub fn announce_url(announce: &str, req: &AnnounceRequest) -> String {
     url
 }
 
-fn percent_encode(out: &mut String, bytes: &[u8]) {
+/// Appends `bytes` to `out` percent-encoded (RFC 3986): unreserved characters as they are, every
+/// other byte as `%XX`. Used for announce query values and for magnet link parameters.
+pub fn percent_encode(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
