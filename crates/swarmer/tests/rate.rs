@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{assert_files_match, fixture, session};
-use swarmer::{AddTorrentOptions, SessionConfig};
+use swarmer::{AddTorrentOptions, Session, SessionConfig, TorrentHandle};
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,6 +21,17 @@ const SLACK: u64 = 2 * (16 * 1024 + 13);
 /// The shortest time a download of `total` payload bytes can take at [`RATE`].
 fn least_time(total: u64) -> Duration {
     Duration::from_secs_f64((total - SLACK) as f64 / RATE as f64)
+}
+
+/// Points `t` at `seeder` and returns how long the whole download took.
+async fn download_from(seeder: &Session, t: &mut TorrentHandle) -> Duration {
+    let start = Instant::now();
+    t.add_peers(vec![seeder.listen_addr()]).await;
+    tokio::time::timeout(TIMEOUT, t.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+    start.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,13 +51,7 @@ async fn a_torrent_download_limit_holds() {
         .await
         .unwrap();
     assert_eq!(t.rate_limits(), (None, Some(RATE)));
-    let start = Instant::now();
-    t.add_peers(vec![seeder.listen_addr()]).await;
-    tokio::time::timeout(TIMEOUT, t.wait_complete())
-        .await
-        .expect("timed out")
-        .unwrap();
-    let took = start.elapsed();
+    let took = download_from(&seeder, &mut t).await;
     t.stop().await.unwrap();
     seed.stop().await.unwrap();
     assert_files_match(&f, dir.path());
@@ -68,13 +73,7 @@ async fn a_session_upload_limit_set_at_run_time_holds() {
     let dir = tempfile::tempdir().unwrap();
     let s = session(SessionConfig::default()).await;
     let mut t = s.add_torrent(f.metainfo.clone(), dir.path()).await.unwrap();
-    let start = Instant::now();
-    t.add_peers(vec![seeder.listen_addr()]).await;
-    tokio::time::timeout(TIMEOUT, t.wait_complete())
-        .await
-        .expect("timed out")
-        .unwrap();
-    let took = start.elapsed();
+    let took = download_from(&seeder, &mut t).await;
     t.stop().await.unwrap();
     seed.stop().await.unwrap();
     assert_files_match(&f, dir.path());
