@@ -490,26 +490,21 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: LoginBody = parse_json(&headers, &body)?;
-    let mut probe = HeaderMap::new();
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", req.token))
-        .map_err(|_| ApiError::bad_request("the token has characters a header cannot hold"))?;
-    probe.insert(header::AUTHORIZATION, bearer);
-    if !s.guard.authenticated(&probe) {
+    let cookie = HeaderValue::from_str(&format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        guard::COOKIE,
+        req.token
+    ))
+    .map_err(|_| ApiError::bad_request("the token has characters a header cannot hold"))?;
+    if !s.guard.accepts(req.token.as_bytes()) {
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: "wrong token".into(),
             id: None,
         });
     }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
-        guard::COOKIE,
-        req.token
-    );
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 

@@ -46,21 +46,28 @@ impl Guard {
             .any(|h| h.eq_ignore_ascii_case(name))
     }
 
+    /// Whether `candidate` is the token (always, when there is none).
+    pub(crate) fn accepts(&self, candidate: &[u8]) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|token| constant_time_eq(candidate, token.as_bytes()))
+    }
+
     /// Whether the request carries the token.
     pub(crate) fn authenticated(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
+        if self.token.is_none() {
             return true;
-        };
+        }
         if let Some(auth) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         {
             if let Some(bearer) = auth.strip_prefix("Bearer ") {
-                return constant_time_eq(bearer.trim().as_bytes(), token.as_bytes());
+                return self.accepts(bearer.trim().as_bytes());
             }
             if let Some(basic) = auth.strip_prefix("Basic ") {
                 return decode_basic(basic.trim())
-                    .is_some_and(|(_, password)| constant_time_eq(&password, token.as_bytes()));
+                    .is_some_and(|(_, password)| self.accepts(&password));
             }
         }
         headers
@@ -69,7 +76,7 @@ impl Guard {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
-            .any(|(k, v)| k == COOKIE && constant_time_eq(v.as_bytes(), token.as_bytes()))
+            .any(|(k, v)| k == COOKIE && self.accepts(v.as_bytes()))
     }
 }
 
