@@ -276,7 +276,7 @@ impl Session {
     /// Errors: the torrent is already added; its files cannot be created ([`SessionError::Storage`]).
     pub async fn add_torrent(
         &self,
-        metainfo: Metainfo,
+        metainfo: impl Into<Arc<Metainfo>>,
         output_dir: &Path,
     ) -> Result<TorrentHandle, SessionError> {
         self.add_torrent_with(metainfo, output_dir, AddTorrentOptions::default())
@@ -284,16 +284,18 @@ impl Session {
     }
 
     /// Adds a torrent as [`Session::add_torrent`] does, with `options` saying whether to seed after the
-    /// download and what to make of data already in `output_dir`.
+    /// download and what to make of data already in `output_dir`. The metainfo is taken by value or as
+    /// an `Arc` (a caller that keeps it, such as a daemon restarting torrents, shares it uncopied).
     ///
     /// Errors: the torrent is already added; its files cannot be created, or with
     /// [`ExistingData::Complete`] are missing or have the wrong length ([`SessionError::Storage`]).
     pub async fn add_torrent_with(
         &self,
-        metainfo: Metainfo,
+        metainfo: impl Into<Arc<Metainfo>>,
         output_dir: &Path,
         mut options: AddTorrentOptions,
     ) -> Result<TorrentHandle, SessionError> {
+        let metainfo: Arc<Metainfo> = metainfo.into();
         let info_hash = metainfo.info_hash;
         let files = metainfo.info.files.len();
         let given = options.file_priorities.len();
@@ -308,7 +310,6 @@ impl Session {
             }
             torrents.insert(info_hash, cmd_tx.clone());
         }
-        let metainfo = Arc::new(metainfo);
         let limits = TorrentLimits::new(options.max_upload_rate, options.max_download_rate);
         // The files are `stat`ed once, before the storage creates any: that says whether there is data
         // to check, what the resume state is compared with, and how much space is still needed. The
