@@ -256,35 +256,62 @@ fn be32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b)
 }
 
+/// The length prefix of every message after the handshake, in bytes (BEP 3, "peer messages").
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// The length in bytes of the frame at the front of `buf` (prefix included, so its body is
+/// `buf[4..n]`), once the 4-byte length prefix is in: `Ok(None)` while fewer than 4 bytes are
+/// there. The frame is complete when `buf.len() >= n`; until then a caller can reserve room for it.
+///
+/// This is the one place the length prefix is read: a connection cuts its byte stream into frames
+/// with it and hands each frame's body to [`Message::decode_frame`].
+///
+/// Errors: [`WireError::MessageTooLong`] as soon as the prefix says the length exceeds `max_len`
+/// bytes, so the body is never waited for or buffered.
+pub fn frame_len(buf: &[u8], max_len: u32) -> Result<Option<usize>, WireError> {
+    let Some(prefix) = buf.get(..LENGTH_PREFIX_LEN) else {
+        return Ok(None);
+    };
+    let len = be32(prefix, 0);
+    if len > max_len {
+        return Err(WireError::MessageTooLong { len, max: max_len });
+    }
+    // `len` fits in usize on every platform with at least 32-bit pointers; on a smaller one such a
+    // frame is refused as too long for memory.
+    match usize::try_from(len).ok().and_then(|l| l.checked_add(LENGTH_PREFIX_LEN)) {
+        Some(total) => Ok(Some(total)),
+        None => Err(WireError::MessageTooLong { len, max: max_len }),
+    }
+}
+
 impl<'a> Message<'a> {
-    /// Decodes one length-prefixed message from the front of `buf` (BEP 3, "peer messages").
+    /// Decodes one length-prefixed message from the front of `buf` (BEP 3, "peer messages"):
+    /// [`frame_len`] then [`Message::decode_frame`].
     ///
     /// - `Ok(None)`: `buf` does not hold a whole message yet; call again with more bytes.
     /// - `Ok(Some((msg, used)))`: the message and the number of bytes it took (4 + its length prefix).
     /// - `Err(MessageTooLong)` as soon as the 4-byte prefix says the length exceeds `max_len` bytes: the
     ///   body is never waited for. `Err(BadLength)` when a message's length does not fit its id.
     pub fn decode(buf: &'a [u8], max_len: u32) -> Result<Option<(Message<'a>, usize)>, WireError> {
-        let Some(prefix) = buf.get(..4) else {
+        let Some(used) = frame_len(buf, max_len)? else {
             return Ok(None);
         };
-        let len = be32(prefix, 0);
-        if len > max_len {
-            return Err(WireError::MessageTooLong { len, max: max_len });
-        }
-        if len == 0 {
-            return Ok(Some((Message::KeepAlive, 4)));
-        }
-        // `len` fits in usize on every platform with at least 32-bit pointers; on a smaller one the
-        // slice below simply never becomes available.
-        let Some(body) = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(4))
-            .and_then(|end| buf.get(4..end))
-        else {
+        let Some(body) = buf.get(LENGTH_PREFIX_LEN..used) else {
             return Ok(None);
         };
-        let msg = Self::parse(body[0], &body[1..], len)?;
-        Ok(Some((msg, 4 + body.len())))
+        Ok(Some((Self::decode_frame(body)?, used)))
+    }
+
+    /// Decodes the body of one frame cut by [`frame_len`]: the message id and payload, without the
+    /// length prefix. An empty body is a keep-alive.
+    ///
+    /// Errors: [`WireError::BadLength`] when the body's length does not fit its id.
+    pub fn decode_frame(body: &'a [u8]) -> Result<Message<'a>, WireError> {
+        match body.split_first() {
+            None => Ok(Message::KeepAlive),
+            // A body of a frame that `frame_len` cut is at most `max_len` bytes, so it fits a u32.
+            Some((&id, payload)) => Self::parse(id, payload, body.len() as u32),
+        }
     }
 
     /// Interprets the id and payload of a complete message of `len` bytes.
@@ -517,6 +544,39 @@ mod tests {
             assert_eq!(decoded, m);
             assert_eq!(used, m.encoded_len());
         }
+    }
+
+    /// The connection cuts frames with `frame_len` and the owner decodes their bodies: the same
+    /// messages as `Message::decode`, and a frame's length is known from its prefix alone.
+    #[test]
+    fn frames_cut_then_decoded_match_decode() {
+        let msgs = sample_messages();
+        let stream = encode_all(&msgs);
+        let mut at = 0;
+        let mut decoded = Vec::new();
+        while let Some(end) = frame_len(&stream[at..], MAX).unwrap() {
+            let frame = &stream[at..at + end];
+            for short in 0..LENGTH_PREFIX_LEN {
+                assert_eq!(frame_len(&frame[..short], MAX), Ok(None));
+            }
+            assert_eq!(frame_len(&frame[..LENGTH_PREFIX_LEN], MAX), Ok(Some(end)));
+            decoded.push(Message::decode_frame(&frame[LENGTH_PREFIX_LEN..]).unwrap());
+            at += end;
+        }
+        assert_eq!(at, stream.len());
+        assert_eq!(decoded, msgs);
+        assert_eq!(
+            frame_len(&[0, 1, 0, 0], 1 << 15),
+            Err(WireError::MessageTooLong {
+                len: 1 << 16,
+                max: 1 << 15
+            })
+        );
+        assert_eq!(Message::decode_frame(&[]), Ok(Message::KeepAlive));
+        assert_eq!(
+            Message::decode_frame(&[4, 0, 0]),
+            Err(WireError::BadLength { id: 4, len: 3 })
+        );
     }
 
     #[test]
