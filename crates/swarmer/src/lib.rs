@@ -4,7 +4,10 @@
 
 mod atomic_file;
 mod check;
+mod config;
+mod connections;
 mod dht;
+mod error;
 mod lsd;
 mod magnet;
 mod peer;
@@ -12,6 +15,7 @@ mod peer_book;
 mod rate;
 pub mod resume;
 mod session;
+mod shared;
 mod sources;
 mod space;
 pub mod storage;
@@ -20,13 +24,15 @@ pub mod tracker;
 
 pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
+pub use config::SessionConfig;
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
+pub use error::{SessionError, TorrentError};
 pub use magnet::{
     FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress, resolve_peers,
 };
-pub use session::{Session, SessionConfig, SessionError, TorrentHandle};
+pub use session::Session;
 pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;
 pub use torrent::{
-    AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentError, TorrentState,
+    AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentHandle, TorrentState,
 };

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::session::SessionShared;
+use crate::shared::SessionShared;
 use crate::torrent::Command;
 
 /// Capacity of the queue of registrations; the task drains it at once, so it fills only if the

@@ -5,7 +5,6 @@
 //! The connections of this phase only exchange extension messages (BEP 10); once the metadata is in,
 //! they close and the torrent starts with every peer address found, like one added from a file.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +16,15 @@ use swarmer_proto::magnet::{Magnet, MagnetPeer};
 use swarmer_proto::metadata::{FetchProgress, MetadataFetch};
 use swarmer_proto::metainfo::{Metainfo, MetainfoError};
 use swarmer_proto::wire::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::connections::{Connections, ConnectionsConfig};
 use crate::dht::TorrentDht;
-use crate::peer::{self, ConnContext, ConnEvent, ConnId, Outbound};
-use crate::peer_book::PeerBook;
+use crate::peer::{ConnEvent, ConnId, Outbound};
 use crate::rate::TorrentLimits;
-use crate::session::SessionShared;
+use crate::shared::SessionShared;
 use crate::sources::PeerSources;
 use crate::tracker::{AnnouncerConfig, TrackerClient, TransferStats, spawn_announcer};
 
@@ -126,18 +125,8 @@ pub(crate) fn spawn(
     }
 }
 
-struct Conn {
-    addr: SocketAddr,
-    commands: mpsc::Sender<Outbound>,
-    handshaken: bool,
-}
-
 struct Fetch {
-    shared: Arc<SessionShared>,
-    ctx: ConnContext,
-    book: PeerBook,
-    conns: HashMap<ConnId, Conn>,
-    next_conn: ConnId,
+    conns: Connections,
     fetch: MetadataFetch,
     our_handshake: Bytes,
 }
@@ -166,7 +155,6 @@ async fn run(
         },
         stats_rx,
     );
-    let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let our_handshake = {
         let handshake = ExtensionHandshake {
             messages: vec![(UT_METADATA.to_owned(), OUR_UT_METADATA)],
@@ -182,32 +170,31 @@ async fn run(
         .encode(&mut bytes);
         Bytes::from(bytes)
     };
-    let mut f = Fetch {
-        ctx: ConnContext::new(
-            &shared,
-            magnet.info_hash,
-            events_tx,
-            MAX_FRAME,
-            None,
-            shared.dht.is_some(),
-            // Metadata exchange has no torrent limits of its own; the session's apply.
-            &TorrentLimits::new(None, None),
-        ),
-        book: PeerBook::new(vec![shared.listen_addr]),
-        shared,
-        conns: HashMap::new(),
-        next_conn: 0,
-        fetch: MetadataFetch::new(magnet.info_hash),
-        our_handshake,
-    };
     // The DHT is searched without announcing: until the metadata is in we cannot serve anyone.
-    let dht = f
-        .shared
+    let dht = shared
         .dht
         .clone()
         .map(|h| TorrentDht::new(h, magnet.info_hash, None));
+    let conns = Connections::new(
+        Arc::clone(&shared),
+        ConnectionsConfig {
+            info_hash: magnet.info_hash,
+            max_frame: MAX_FRAME,
+            storage: None,
+            dht: shared.dht.is_some(),
+            // Metadata exchange has no torrent limits of its own; the session's apply.
+            limits: &TorrentLimits::new(None, None),
+            send_queue: CONN_QUEUE,
+            event_queue: EVENT_QUEUE,
+        },
+    );
+    let mut f = Fetch {
+        conns,
+        fetch: MetadataFetch::new(magnet.info_hash),
+        our_handshake,
+    };
     let mut sources = PeerSources::new(announcer, dht);
-    f.book.add(resolve_peers(&magnet.peers).await);
+    f.conns.book.add(resolve_peers(&magnet.peers).await);
     f.connect_more();
     let mut batch = Vec::with_capacity(EVENT_QUEUE);
     let mut next_tick = Instant::now() + TICK;
@@ -220,14 +207,14 @@ async fn run(
             wake = wake.min(due);
         }
         tokio::select! {
-            n = events_rx.recv_many(&mut batch, EVENT_QUEUE) => {
-                debug_assert!(n > 0, "the task holds a sender, so the channel never closes");
+            n = f.conns.recv(&mut batch, EVENT_QUEUE) => {
+                debug_assert!(n > 0, "the connections hold a sender, so the queue never closes");
                 for event in batch.drain(..) {
                     f.on_event(event);
                 }
             }
             peers = sources.next() => {
-                f.book.add(peers);
+                f.conns.book.add(peers);
                 f.connect_more();
             }
             _ = tokio::time::sleep_until(wake) => {
@@ -236,7 +223,7 @@ async fn run(
                 if now >= next_tick {
                     next_tick = now + TICK;
                     f.connect_more();
-                    if f.conns.is_empty() && f.book.dialable(now) == 0 {
+                    if f.conns.running_dry(1, now) {
                         sources.dry(now);
                     }
                 }
@@ -245,8 +232,8 @@ async fn run(
         }
         f.flush();
         let now = MetadataProgress {
-            peers_known: f.book.len(),
-            peers_connected: f.conns.values().filter(|c| c.handshaken).count(),
+            peers_known: f.conns.book.len(),
+            peers_connected: f.conns.established(),
             metadata: f.fetch.progress(),
         };
         // Watchers wake only when something they show changed.
@@ -260,9 +247,9 @@ async fn run(
         peers = f.conns.len(),
         "metadata fetched and verified"
     );
-    let peers: Vec<SocketAddr> = f.book.known().collect();
+    let peers: Vec<SocketAddr> = f.conns.book.known().collect();
     // Dropping the connections' command senders closes them.
-    f.conns.clear();
+    f.conns.drain();
     sources.stop().await;
     let metainfo = Metainfo::from_info_bytes(&metadata, tiers).map_err(MetadataError::Invalid)?;
     Ok(FetchedMetadata { metainfo, peers })
@@ -270,60 +257,36 @@ async fn run(
 
 impl Fetch {
     fn connect_more(&mut self) {
-        let now = Instant::now();
-        let connecting = self.conns.values().filter(|c| !c.handshaken).count();
-        let mut room = self.shared.config.dial_room(self.conns.len(), connecting);
-        while room > 0 {
-            let Some(addr) = self.book.next_to_dial(now) else {
-                break;
-            };
-            room -= 1;
-            let (tx, rx) = mpsc::channel(CONN_QUEUE);
-            let conn = self.next_conn;
-            self.next_conn += 1;
-            self.conns.insert(
-                conn,
-                Conn {
-                    addr,
-                    commands: tx,
-                    handshaken: false,
-                },
-            );
-            tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
-        }
+        self.conns.connect_more(Instant::now(), |_| true);
     }
 
     fn on_event(&mut self, event: ConnEvent) {
         let now = std::time::Instant::now();
         match event {
             ConnEvent::Handshaken { conn, handshake } => {
-                let Some(c) = self.conns.get_mut(&conn) else {
+                let Some(c) = self.conns.get(conn) else {
                     return;
                 };
-                self.book.connected(c.addr);
                 if !handshake.supports_extensions() {
                     tracing::debug!(addr = %c.addr, "peer lacks the extension protocol (BEP 10); cannot fetch metadata from it");
                     self.close(conn, false);
                     return;
                 }
-                c.handshaken = true;
-                if c.commands
-                    .try_send(Outbound::Bytes(self.our_handshake.clone()))
-                    .is_err()
-                {
+                self.conns.establish(conn);
+                let hello = Outbound::Bytes(self.our_handshake.clone());
+                if self.conns.send(conn, hello).is_err() {
                     self.close(conn, false);
                 }
             }
             ConnEvent::Frames { conn, frames } => {
                 for frame in frames {
-                    if !self.conns.contains_key(&conn) {
+                    let Some(addr) = self.conns.get(conn).map(|c| c.addr) else {
                         return;
-                    }
-                    let message = match Message::decode(&frame, u32::MAX) {
-                        Ok(Some((message, _))) => message,
-                        Ok(None) => unreachable!("the connection task sends whole frames"),
+                    };
+                    let message = match Message::decode_frame(&frame) {
+                        Ok(message) => message,
                         Err(e) => {
-                            tracing::debug!(addr = %self.conns[&conn].addr, "malformed message: {e}");
+                            tracing::debug!(%addr, "malformed message: {e}");
                             self.close(conn, true);
                             return;
                         }
@@ -333,7 +296,7 @@ impl Fetch {
                             match ExtensionHandshake::decode(payload) {
                                 Ok(h) => self.fetch.handle_handshake(conn, &h, now),
                                 Err(e) => {
-                                    tracing::debug!(addr = %self.conns[&conn].addr, "bad extension handshake: {e}");
+                                    tracing::debug!(%addr, "bad extension handshake: {e}");
                                     self.close(conn, true);
                                 }
                             }
@@ -343,7 +306,7 @@ impl Fetch {
                             payload,
                         } => {
                             if let Err(fault) = self.fetch.handle_message(conn, payload, now) {
-                                tracing::info!(addr = %self.conns[&conn].addr, "dropping peer: {fault}");
+                                tracing::info!(%addr, "dropping peer: {fault}");
                                 self.close(conn, true);
                             }
                         }
@@ -354,13 +317,9 @@ impl Fetch {
             }
             ConnEvent::Sent { .. } => {}
             ConnEvent::Closed { conn, error } => {
-                let fault = error.as_ref().is_some_and(|e| e.is_peer_fault());
-                if let Some(e) = &error {
-                    if let Some(c) = self.conns.get(&conn) {
-                        tracing::debug!(addr = %c.addr, "connection closed: {e}");
-                    }
+                if self.conns.closed(conn, error.as_ref()).is_some() {
+                    self.fetch.remove_peer(conn);
                 }
-                self.close(conn, fault);
             }
         }
     }
@@ -369,24 +328,23 @@ impl Fetch {
     fn flush(&mut self) {
         let outgoing: Vec<_> = self.fetch.drain_outgoing().collect();
         for out in outgoing {
-            let Some(c) = self.conns.get(&out.peer) else {
-                continue;
-            };
             let mut bytes = Vec::new();
             Message::Extended {
                 id: out.id,
                 payload: &out.payload,
             }
             .encode(&mut bytes);
-            if c.commands
-                .try_send(Outbound::Bytes(Bytes::from(bytes)))
-                .is_err()
+            if self.conns.get(out.peer).is_some()
+                && self
+                    .conns
+                    .send(out.peer, Outbound::Bytes(Bytes::from(bytes)))
+                    .is_err()
             {
                 self.close(out.peer, true);
             }
         }
         while let Some((conn, fault)) = self.fetch.poll_fault() {
-            if let Some(c) = self.conns.get(&conn) {
+            if let Some(c) = self.conns.get(conn) {
                 tracing::info!(addr = %c.addr, "dropping peer: {fault}");
             }
             self.close(conn, true);
@@ -394,9 +352,8 @@ impl Fetch {
     }
 
     fn close(&mut self, conn: ConnId, fault: bool) {
-        if let Some(c) = self.conns.remove(&conn) {
+        if self.conns.close(conn, fault).is_some() {
             self.fetch.remove_peer(conn);
-            self.book.disconnected(c.addr, c.handshaken, fault, true);
         }
     }
 }

@@ -7,10 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use swarmer_proto::torrent::Requested;
 use swarmer_proto::wire::{
-    HANDSHAKE_LEN, Handshake, PIECE_HEADER_LEN, encode_piece_header, reserved_bytes,
+    HANDSHAKE_LEN, Handshake, LENGTH_PREFIX_LEN, PIECE_HEADER_LEN, WireError, encode_piece_header,
+    frame_len, reserved_bytes,
 };
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,8 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::rate::{LimiterPair, TorrentLimits};
-use crate::session::SessionShared;
+use crate::rate::LimiterPair;
 use crate::storage::{Storage, StorageError};
 
 /// What the owner task asks a connection to write, in order.
@@ -32,6 +32,17 @@ pub(crate) enum Outbound {
     Blocks(Vec<Requested>),
 }
 
+/// A connection the session's listener accepted and routed by the info hash in its handshake,
+/// on its way to that torrent's owner task.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) stream: TcpStream,
+    /// Bytes the peer sent after its handshake, already read.
+    pub(crate) buf: BytesMut,
+    pub(crate) handshake: Handshake,
+    pub(crate) addr: SocketAddr,
+}
+
 /// Identifies a connection inside one torrent's owner task, from before the handshake until it closes.
 pub(crate) type ConnId = u64;
 
@@ -40,7 +51,9 @@ pub(crate) type ConnId = u64;
 pub(crate) enum ConnEvent {
     /// The handshake is done: the peer speaks for our torrent.
     Handshaken { conn: ConnId, handshake: Handshake },
-    /// Complete frames (length prefix included), in arrival order.
+    /// The bodies of complete frames (message id and payload, the length prefix cut off by
+    /// [`frame_len`]; empty for a keep-alive), in arrival order. Decode each with
+    /// [`swarmer_proto::wire::Message::decode_frame`].
     Frames { conn: ConnId, frames: Vec<Bytes> },
     /// `blocks` blocks of [`Outbound::Blocks`] holding `bytes` payload bytes were written to the socket.
     Sent {
@@ -70,8 +83,8 @@ pub(crate) enum ConnError {
     WrongInfoHash(InfoHash),
     #[error("connected to ourselves")]
     SelfConnection,
-    #[error("message of {len} bytes is over the limit of {max} bytes")]
-    MessageTooLong { len: u32, max: u32 },
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// Reading a block to upload failed: a local problem, which fails the torrent.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -82,9 +95,7 @@ impl ConnError {
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
             self,
-            ConnError::BadHandshake(_)
-                | ConnError::WrongInfoHash(_)
-                | ConnError::MessageTooLong { .. }
+            ConnError::BadHandshake(_) | ConnError::WrongInfoHash(_) | ConnError::Wire(_)
         )
     }
 }
@@ -108,42 +119,6 @@ pub(crate) struct ConnContext {
     pub(crate) download_limit: LimiterPair,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
-}
-
-impl ConnContext {
-    /// The context of `shared`'s connections for the torrent `info_hash`: its bind address,
-    /// timeouts and rate limits, with the owner's `events` queue, frames up to `max_frame` bytes,
-    /// the `storage` blocks are uploaded from (`None` while fetching metadata), whether our
-    /// handshake offers the DHT (`dht`, BEP 5) and the torrent's own rate limits (`limits`).
-    pub(crate) fn new(
-        shared: &SessionShared,
-        info_hash: InfoHash,
-        events: mpsc::Sender<ConnEvent>,
-        max_frame: u32,
-        storage: Option<Arc<Storage>>,
-        dht: bool,
-        limits: &TorrentLimits,
-    ) -> ConnContext {
-        ConnContext {
-            info_hash,
-            our_id: shared.peer_id,
-            bind_ip: shared.config.bind_ip,
-            events,
-            max_frame,
-            connect_timeout: shared.config.connect_timeout,
-            handshake_timeout: shared.config.handshake_timeout,
-            storage,
-            upload_limit: LimiterPair {
-                torrent: Arc::clone(&limits.upload),
-                session: Arc::clone(&shared.upload_limit),
-            },
-            download_limit: LimiterPair {
-                torrent: Arc::clone(&limits.download),
-                session: Arc::clone(&shared.download_limit),
-            },
-            dht,
-        }
-    }
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
@@ -197,16 +172,19 @@ pub(crate) async fn run_outgoing(
     }
 }
 
-/// Runs a connection the session's listener accepted; `theirs` is the handshake it already read and
-/// `buf` anything that followed it.
+/// Runs a connection the session's listener accepted (its handshake already read).
 pub(crate) async fn run_incoming(
     conn: ConnId,
-    mut stream: TcpStream,
-    buf: BytesMut,
-    theirs: Handshake,
+    incoming: Incoming,
     ctx: ConnContext,
     commands: mpsc::Receiver<Outbound>,
 ) {
+    let Incoming {
+        mut stream,
+        buf,
+        handshake: theirs,
+        ..
+    } = incoming;
     if theirs.peer_id == ctx.our_id {
         return report_closed(&ctx, conn, Some(ConnError::SelfConnection)).await;
     }
@@ -310,23 +288,17 @@ async fn run_established(
         loop {
             let mut frames = Vec::new();
             while frames.len() < MAX_FRAMES_PER_BATCH {
-                if buf.len() < 4 {
+                let Some(total) = frame_len(&buf, ctx.max_frame)? else {
                     break;
-                }
-                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                if len > ctx.max_frame {
-                    return Err(ConnError::MessageTooLong {
-                        len,
-                        max: ctx.max_frame,
-                    });
-                }
-                let total = 4 + len as usize;
+                };
                 if buf.len() < total {
                     // Make room for the rest of this frame without buffering past it.
                     buf.reserve(total - buf.len());
                     break;
                 }
-                frames.push(buf.split_to(total).freeze());
+                let mut frame = buf.split_to(total);
+                frame.advance(LENGTH_PREFIX_LEN);
+                frames.push(frame.freeze());
             }
             let frames_full = frames.len() == MAX_FRAMES_PER_BATCH;
             if !frames.is_empty()

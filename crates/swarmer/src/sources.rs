@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use tokio::time::Instant;
 
 use crate::dht::TorrentDht;
-use crate::session::SessionConfig;
 use crate::tracker::AnnouncerHandle;
 
 /// A torrent's announcer and DHT searches; either may be absent (no trackers, DHT off, private).
@@ -81,16 +80,5 @@ impl PeerSources {
         if let Some(announcer) = self.announcer.take() {
             announcer.stop().await;
         }
-    }
-}
-
-impl SessionConfig {
-    /// How many more connections may be dialled now, with `open` connections of which `connecting`
-    /// are not yet past the handshake: within [`SessionConfig::max_peers_per_torrent`] and
-    /// [`SessionConfig::max_half_open`].
-    pub(crate) fn dial_room(&self, open: usize, connecting: usize) -> usize {
-        self.max_peers_per_torrent
-            .saturating_sub(open)
-            .min(self.max_half_open.saturating_sub(connecting))
     }
 }

@@ -1,0 +1,70 @@
+//! A session's settings ([`SessionConfig`]): addresses, connection limits and timeouts, rate limits,
+//! and which peer sources run. Read by every task of the session; it imports nothing of theirs.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use swarmer_proto::torrent::Config as EngineConfig;
+
+use crate::dht::DhtConfig;
+use crate::tracker::TrackerClientConfig;
+
+/// Settings of a [`Session`](crate::Session).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The local address for the listener, outgoing peer connections and tracker requests; `None` lets
+    /// the system choose. Trackers record the source address of an announce, so on a machine with
+    /// several addresses this decides under which one peers will find us.
+    pub bind_ip: Option<IpAddr>,
+    /// TCP port to listen on for peers (0: any free port).
+    pub listen_port: u16,
+    /// Most connections per torrent (BEP 3 leaves this to the client; 80 by default).
+    pub max_peers_per_torrent: usize,
+    /// Most connection attempts in progress at once per torrent.
+    pub max_half_open: usize,
+    /// Time allowed for a TCP connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for the peer's handshake after connecting.
+    pub handshake_timeout: Duration,
+    /// Tracker client settings.
+    pub tracker: TrackerClientConfig,
+    /// Download engine settings.
+    pub engine: EngineConfig,
+    /// `numwant` sent to trackers.
+    pub num_want: u32,
+    /// Most payload and message bytes per second sent to all peers together; `None`: no limit.
+    pub max_upload_rate: Option<u64>,
+    /// Most bytes per second read from all peers together; `None`: no limit.
+    pub max_download_rate: Option<u64>,
+    /// Local Service Discovery (BEP 14): multicast announces of the non-private torrents to
+    /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
+    /// the same torrents there. Off by default: it sends packets to the local network.
+    pub lsd: bool,
+    /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
+    /// tracker; `None` (the default): off.
+    pub dht: Option<DhtConfig>,
+    /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
+    /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
+    pub pex: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            bind_ip: None,
+            listen_port: 6881,
+            max_peers_per_torrent: 80,
+            max_half_open: 20,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            tracker: TrackerClientConfig::default(),
+            engine: EngineConfig::default(),
+            num_want: 80,
+            max_upload_rate: None,
+            max_download_rate: None,
+            lsd: false,
+            dht: None,
+            pex: true,
+        }
+    }
+}

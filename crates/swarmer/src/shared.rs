@@ -1,0 +1,77 @@
+//! What every task of a session shares ([`SessionShared`]): the peer id, the settings, the listen
+//! address, the session-wide rate limiters, the DHT handle and the registry that routes an info hash
+//! to its torrent's command queue. The session creates it; torrents, connections, LSD and metadata
+//! fetches read it. It sits below all of them and imports none.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use swarmer_proto::{InfoHash, PeerId};
+use tokio::sync::mpsc;
+
+use crate::config::SessionConfig;
+use crate::dht::DhtHandle;
+use crate::rate::RateLimiter;
+use crate::torrent::Command;
+
+/// The state every task of one session shares, behind an `Arc`.
+pub(crate) struct SessionShared {
+    pub(crate) peer_id: PeerId,
+    pub(crate) config: SessionConfig,
+    pub(crate) listen_addr: SocketAddr,
+    /// Shared by every connection of every torrent, so the limits hold for the whole session; each
+    /// may be unlimited, and [`crate::Session::set_rate_limits`] changes them.
+    pub(crate) upload_limit: Arc<RateLimiter>,
+    pub(crate) download_limit: Arc<RateLimiter>,
+    /// The session's DHT node, if [`SessionConfig::dht`] is set.
+    pub(crate) dht: Option<DhtHandle>,
+    /// Each running torrent's command queue, by info hash. The one lock on the session's state,
+    /// held only for a lookup or an update.
+    torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
+}
+
+impl SessionShared {
+    /// The shared state of a session with these parts and no torrents.
+    pub(crate) fn new(
+        peer_id: PeerId,
+        config: SessionConfig,
+        listen_addr: SocketAddr,
+        dht: Option<DhtHandle>,
+    ) -> SessionShared {
+        SessionShared {
+            peer_id,
+            upload_limit: RateLimiter::shared(config.max_upload_rate),
+            download_limit: RateLimiter::shared(config.max_download_rate),
+            config,
+            listen_addr,
+            dht,
+            torrents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The command queue of the torrent with `info_hash`, if the session has it.
+    pub(crate) fn torrent(&self, info_hash: &InfoHash) -> Option<mpsc::Sender<Command>> {
+        let torrents = self.torrents.lock().expect("lock poisoned");
+        torrents.get(info_hash).cloned()
+    }
+
+    /// Registers a torrent's command queue; `false` (and nothing changed) if the session already
+    /// has a torrent with this info hash.
+    pub(crate) fn register(&self, info_hash: InfoHash, commands: mpsc::Sender<Command>) -> bool {
+        let mut torrents = self.torrents.lock().expect("lock poisoned");
+        if torrents.contains_key(&info_hash) {
+            return false;
+        }
+        torrents.insert(info_hash, commands);
+        true
+    }
+
+    /// Forgets the torrent with `info_hash` (it ended, or never started).
+    pub(crate) fn unregister(&self, info_hash: &InfoHash) {
+        self.torrents
+            .lock()
+            .expect("lock poisoned")
+            .remove(info_hash);
+    }
+}
