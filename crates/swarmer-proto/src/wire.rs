@@ -278,7 +278,10 @@ pub fn frame_len(buf: &[u8], max_len: u32) -> Result<Option<usize>, WireError> {
     }
     // `len` fits in usize on every platform with at least 32-bit pointers; on a smaller one such a
     // frame is refused as too long for memory.
-    match usize::try_from(len).ok().and_then(|l| l.checked_add(LENGTH_PREFIX_LEN)) {
+    match usize::try_from(len)
+        .ok()
+        .and_then(|l| l.checked_add(LENGTH_PREFIX_LEN))
+    {
         Some(total) => Ok(Some(total)),
         None => Err(WireError::MessageTooLong { len, max: max_len }),
     }
