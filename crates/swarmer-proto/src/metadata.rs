@@ -104,7 +104,7 @@ enum Slot {
 }
 
 /// The state of one metadata fetch (BEP 9). Feed it extension handshakes, `ut_metadata` messages,
-/// departures and the time; send what [`MetadataFetch::poll_outgoing`] returns; take the result from
+/// departures and the time; send what [`MetadataFetch::drain_outgoing`] returns; take the result from
 /// [`MetadataFetch::take_metadata`].
 #[derive(Debug)]
 pub struct MetadataFetch {

@@ -180,8 +180,9 @@ impl Picker {
     }
 
     /// A peer announced one more piece (`have`). The order of missing pieces is sorted again only
-    /// after [`Picker::resort_after`] such changes: re-sorting 100,000 pieces on every `have` cost
-    /// 4 ms a pick, and rarest first needs the counts roughly right, not exact to the last `have`.
+    /// after enough such changes (one per 256 missing pieces, at least 8): re-sorting 100,000
+    /// pieces on every `have` cost 4 ms a pick, and rarest first needs the counts roughly right,
+    /// not exact to the last `have`.
     pub fn increment_availability(&mut self, piece: PieceIndex) {
         let a = &mut self.availability[piece.as_usize()];
         *a = a.saturating_add(1);

@@ -60,7 +60,7 @@ pub enum TorrentError {
     /// The torrent's task ended unexpectedly (a bug: it panicked).
     #[error("torrent task ended unexpectedly")]
     TaskGone,
-    /// [`ExistingData::Complete`]: some pieces on disk do not match the torrent.
+    /// [`ExistingData::Complete`](crate::ExistingData::Complete): some pieces on disk do not match the torrent.
     #[error("{bad} of {total} pieces do not match the torrent (the first is piece {first}, in {})", file.display())]
     Incomplete {
         /// Pieces that failed their hash check.

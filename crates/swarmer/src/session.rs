@@ -167,7 +167,7 @@ impl Session {
     /// an `Arc` (a caller that keeps it, such as a daemon restarting torrents, shares it uncopied).
     ///
     /// Errors: the torrent is already added; its files cannot be created, or with
-    /// [`ExistingData::Complete`] are missing or have the wrong length ([`SessionError::Storage`]).
+    /// [`ExistingData::Complete`](crate::ExistingData::Complete) are missing or have the wrong length ([`SessionError::Storage`]).
     pub async fn add_torrent_with(
         &self,
         metainfo: impl Into<Arc<Metainfo>>,

@@ -4,7 +4,7 @@
 //!
 //! It owns the network model, the event queue and the generated content; the engines own every
 //! decision. The simulator plays the driver's part exactly as `crates/swarmer` does: it encodes each
-//! [`Action::Send`] with [`Outgoing::to_message`], turns each [`Action::Upload`] into a `piece` message
+//! [`Action::Send`] with [`Outgoing::to_message`](crate::torrent::Outgoing::to_message), turns each [`Action::Upload`] into a `piece` message
 //! carrying the block's bytes, decodes every delivered frame with [`Message::decode`] before handing it
 //! to [`Torrent::handle_message`], verifies pieces with SHA-1 and reports [`Torrent::handle_block_sent`]
 //! when a block has left the sender.

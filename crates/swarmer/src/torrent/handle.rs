@@ -62,8 +62,8 @@ impl TorrentHandle {
     }
 
     /// This torrent's own `(upload, download)` limits in bytes per second; `None` is no limit.
-    /// They start as [`AddTorrentOptions::max_upload_rate`] and
-    /// [`AddTorrentOptions::max_download_rate`].
+    /// They start as [`AddTorrentOptions::max_upload_rate`](crate::AddTorrentOptions::max_upload_rate) and
+    /// [`AddTorrentOptions::max_download_rate`](crate::AddTorrentOptions::max_download_rate).
     pub fn rate_limits(&self) -> (Option<u64>, Option<u64>) {
         (self.limits.upload.rate(), self.limits.download.rate())
     }
@@ -75,7 +75,7 @@ impl TorrentHandle {
     }
 
     /// Changes the file priorities (one per file of `info.files`, as
-    /// [`AddTorrentOptions::file_priorities`]; empty wants every file). Files that become wanted are
+    /// [`AddTorrentOptions::file_priorities`](crate::AddTorrentOptions::file_priorities); empty wants every file). Files that become wanted are
     /// created at once; skipped files stay on disk if they were there. A torrent that was complete
     /// downloads again if it now wants more.
     ///

@@ -4,13 +4,13 @@
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TorrentState {
-    /// Hashing the data already on disk ([`ExistingData::Check`] and [`ExistingData::Complete`]);
+    /// Hashing the data already on disk ([`ExistingData::Check`](crate::ExistingData::Check) and [`ExistingData::Complete`](crate::ExistingData::Complete));
     /// [`Progress::checked_pieces`] counts up.
     Checking,
     /// Downloading pieces.
     Downloading,
     /// Every wanted piece (all of them without a file selection) is verified and on disk, and we
-    /// upload the pieces we have to peers (until a [`SeedLimits`] is reached or the torrent is
+    /// upload the pieces we have to peers (until a [`SeedLimits`](crate::SeedLimits) is reached or the torrent is
     /// stopped).
     Seeding,
     /// Every wanted piece is verified and flushed to disk, and we no longer serve peers.
