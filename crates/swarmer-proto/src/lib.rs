@@ -20,6 +20,7 @@ pub mod picker;
 pub mod priority;
 pub mod resume;
 pub mod sim;
+pub mod time;
 pub mod torrent;
 pub mod tracker;
 pub mod wire;
