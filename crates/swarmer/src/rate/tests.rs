@@ -1,4 +1,4 @@
-//! Tests of `rate`.
+//! Tests of the token-bucket rate limiter: FIFO waiters, debt, rate changes at run time, on a paused clock.
 
 use std::sync::atomic::AtomicU64;
 

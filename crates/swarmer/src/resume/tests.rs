@@ -1,4 +1,4 @@
-//! Tests of `resume`.
+//! Tests of the fast-resume state on disk: saving atomically, loading, and which pieces a changed file costs.
 
 use super::*;
 use std::fs::OpenOptions;

@@ -1,4 +1,4 @@
-//! Tests of `storage`.
+//! Tests of the storage: files across piece boundaries, skipped files and the parts file, read-only seeding, and the open-file cache.
 
 use super::*;
 use swarmer_proto::metainfo::FileEntry;

@@ -1,4 +1,4 @@
-//! Tests of `announcer`.
+//! Tests of the announce schedule (BEP 3, BEP 12 tiers): events, intervals, tier order and the stop budget, on a paused clock with scripted trackers.
 
 use std::sync::Mutex;
 
