@@ -1,4 +1,4 @@
-//! Tests of the fast-resume state on disk: saving atomically, loading, and which pieces a changed file costs.
+//! Tests of the fast-resume state on disk: states load while files are unchanged, changed files are reported, other torrents' states are refused, custom stores.
 
 use super::*;
 use std::fs::OpenOptions;

@@ -1,4 +1,4 @@
-//! Tests of the storage: files across piece boundaries, skipped files and the parts file, read-only seeding, and the open-file cache.
+//! Tests of the storage: file creation and sparse lengths, pieces across files, refused paths and symlinks, skipped files and the parts file, many files with few handles.
 
 use super::*;
 use swarmer_proto::metainfo::FileEntry;

@@ -1,4 +1,4 @@
-//! Tests of the announce schedule (BEP 3, BEP 12 tiers): events, intervals, tier order and the stop budget, on a paused clock with scripted trackers.
+//! Tests of the announce schedule (BEP 3; BEP 12 tiers): tier fall-through and promotion, back-off, minimum intervals, and a bounded `stopped`, on a paused clock.
 
 use std::sync::Mutex;
 

@@ -1,4 +1,4 @@
-//! Tests of the HTTP tracker client (BEP 3, BEP 23) against scripted HTTP servers on loopback: replies, refusals, timeouts and oversized bodies.
+//! Tests of the HTTP tracker client (BEP 3, BEP 23) against scripted HTTP servers on loopback: replies, refusals, timeouts, oversized bodies and peer caps.
 
 use std::net::SocketAddr;
 use std::time::Duration;
