@@ -3,6 +3,7 @@
 //! tests of each concern live beside it, one file each.
 
 use super::*;
+use crate::bitfield::BitfieldError;
 use crate::digest::sha1;
 
 mod download;
