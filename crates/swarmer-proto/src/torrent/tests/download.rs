@@ -3,6 +3,7 @@
 //! finishing (BEP 21 `upload_only`).
 
 use super::*;
+use crate::extension::ExtensionHandshake;
 
 #[test]
 fn downloads_everything_from_one_seeder() {

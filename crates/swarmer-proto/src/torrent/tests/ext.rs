@@ -1,7 +1,13 @@
 //! Tests of the extension messages: the BEP 10 extension handshake, BEP 9 metadata serving and
 //! BEP 11 peer exchange, and their absence from a private torrent (BEP 27).
 
+use std::sync::Arc;
+
 use super::*;
+use crate::extension::{
+    ExtensionHandshake, MetadataMessage, OUR_UT_METADATA, OUR_UT_PEX, PexFlags, PexMessage,
+    UT_METADATA, UT_PEX,
+};
 
 #[test]
 fn extension_handshake_round_trips_reqq() {
