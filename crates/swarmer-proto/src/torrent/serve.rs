@@ -53,6 +53,8 @@ impl Torrent {
 
     /// Refuses a request: rejected with the Fast Extension (BEP 6), dropped without it, and counted;
     /// more than [`Config::max_peer_requests`] refusals in a tick is a flood.
+    ///
+    /// [`Config::max_peer_requests`]: super::Config::max_peer_requests
     fn refuse(&mut self, key: PeerKey, req: BlockRequest, now: Instant) -> Result<(), PeerFault> {
         let limit = self.config.max_peer_requests;
         let peer = self.peers.get_mut(&key).expect("caller checked");
@@ -186,6 +188,8 @@ impl Torrent {
 
     /// One choker round (BEP 3 "choking"): regular slots by rate, the optimistic slot rotated every
     /// [`Config::optimistic_rounds`] rounds. See [`crate::choker`].
+    ///
+    /// [`Config::optimistic_rounds`]: super::Config::optimistic_rounds
     pub(super) fn run_choker(&mut self, now: Instant) {
         use rand::RngCore;
         let rotate = self.choke_round % self.config.optimistic_rounds.max(1) == 0

@@ -3,6 +3,7 @@
 //! finishing (BEP 21 `upload_only`).
 
 use super::*;
+use crate::FilePriority;
 use crate::extension::ExtensionHandshake;
 
 #[test]

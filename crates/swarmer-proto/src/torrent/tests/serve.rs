@@ -2,6 +2,7 @@
 //! allowed fast), upload windows, and the choker (BEP 3 choking).
 
 use super::*;
+use crate::wire::BlockRequest;
 
 #[test]
 fn requests_are_rejected_with_fast_extension() {
