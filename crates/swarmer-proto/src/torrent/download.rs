@@ -1,0 +1,553 @@
+//! The download side of the engine: the requests we make and what becomes of them (BEP 3, BEP 6
+//! `reject` and allowed fast), block assembly into piece buffers within the memory budget,
+//! verification results, trust and bans, interest, piece availability (`have`, `bitfield`, BEP 6
+//! `have all`), and file selection and finishing (BEP 21 `upload_only`).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
+use crate::picker::BlockOutcome;
+use crate::wire::BlockRequest;
+use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
+
+#[derive(Debug)]
+pub(super) struct PieceBuffer {
+    data: Vec<u8>,
+    contributors: Vec<IpAddr>,
+}
+
+/// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
+///
+/// [`Config::max_unverified_bytes`]: super::Config::max_unverified_bytes
+pub const HEADROOM_PIECES: u64 = 4;
+
+/// Withdrawn requests remembered per peer, so their late answers are still welcome: the most a
+/// peer can have in flight ([`Config::max_queue`] by default) plus some.
+///
+/// [`Config::max_queue`]: super::Config::max_queue
+pub(super) const LATE_BLOCKS_REMEMBERED: usize = 1024;
+
+/// Blocks a peer may send that we never asked it for (nor withdrew lately) before it is
+/// disconnected. They are dropped unseen: stored, one bad block would fail a piece that honest
+/// peers are filling and get them blamed for it. A few are tolerated for requests forgotten
+/// beyond [`LATE_BLOCKS_REMEMBERED`].
+pub const UNREQUESTED_BLOCKS_ALLOWED: u32 = 16;
+
+/// Redundant `have`s a peer may send, at least: a peer may announce each piece once more (say,
+/// after checking its files again), so the allowance is the torrent's piece count if larger. Each
+/// costs a bit lookup; the bound stops a flood from costing CPU time forever.
+pub const REDUNDANT_HAVES_ALLOWED: u32 = 64;
+
+/// Request timeouts in a row (no requested block in between) after which a peer is dropped as
+/// useless: it holds a connection slot and keeps blocks waiting for [`Config::request_timeout`]
+/// each time (a peer that trickles data, or accepts requests and never answers).
+///
+/// [`Config::request_timeout`]: super::Config::request_timeout
+pub const MAX_REQUEST_TIMEOUTS: u32 = 3;
+
+/// The most piece buffers kept for reuse after verification. Within this and the memory budget, steady
+/// state allocates (and zeroes) no buffer at all.
+const MAX_BUFFER_POOL: usize = 64;
+
+impl Torrent {
+    /// Sets the priority of every piece (`priorities`: one per piece, in order; missing entries are
+    /// `Normal`, so an empty slice wants everything). Usually derived from file priorities with
+    /// [`crate::priority::piece_priorities`]; call it right after [`Torrent::new`] for a selection at
+    /// creation, or at any time to change it.
+    ///
+    /// Pieces becoming `Skip` stop being requested: outstanding requests for partial ones are
+    /// cancelled and their buffers freed (pieces already being verified still count). Interest in
+    /// every peer is re-evaluated. Becoming finished emits [`Event::Finished`] and announces BEP 21
+    /// `upload_only`; wanting more again sends `upload_only` 0.
+    pub fn set_piece_priorities(&mut self, priorities: &[FilePriority], now: Instant) {
+        let abandoned = self.picker.set_priorities(priorities);
+        for piece in abandoned {
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                let peer = self.peers.get_mut(&key).expect("listed");
+                let cancelled: Vec<BlockRef> = peer
+                    .in_flight
+                    .iter()
+                    .copied()
+                    .filter(|b| b.piece == piece)
+                    .collect();
+                peer.in_flight.retain(|b| b.piece != piece);
+                for block in cancelled {
+                    self.send(key, Outgoing::Cancel(block), now);
+                }
+            }
+            self.buffers.remove(&piece);
+        }
+        let (mut left, mut wanted) = (0, 0);
+        for piece in self.layout.pieces() {
+            if self.picker.priority(piece).is_wanted() {
+                let len = u64::from(self.layout.piece_len(piece));
+                wanted += len;
+                if !self.have.get(piece.as_usize()) {
+                    left += len;
+                }
+            }
+        }
+        self.stats.left = left;
+        self.stats.wanted = wanted;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for &key in &keys {
+            let count = self.wanted_of(&self.peers[&key].bitfield);
+            self.peers.get_mut(&key).expect("listed").wanted = count;
+            self.update_interest(key, now);
+        }
+        if left == 0 && !self.finished {
+            self.on_finished(now);
+        } else if left > 0 && self.finished {
+            self.finished = false;
+            let handshake = self.extension_handshake();
+            for key in keys {
+                if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
+                    self.send(key, Outgoing::Extended(0, handshake.clone()), now);
+                }
+            }
+        }
+        self.fill_all(now);
+    }
+
+    /// True when every wanted piece (priority other than `Skip`) is verified; the same as
+    /// [`Torrent::is_complete`] without a selection.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The priority of `piece` (see [`Torrent::set_piece_priorities`]).
+    pub fn piece_priority(&self, piece: PieceIndex) -> FilePriority {
+        self.picker.priority(piece)
+    }
+
+    /// True when we want `i` (a piece index known to be in range) and lack it.
+    fn wants_piece(&self, i: usize) -> bool {
+        !self.have.get(i)
+            && self
+                .picker
+                .priority(crate::layout::piece_index_unchecked(i as u32))
+                .is_wanted()
+    }
+
+    /// The number of pieces in `bits` that we want and lack.
+    pub(super) fn wanted_of(&self, bits: &Bitfield) -> u32 {
+        bits.iter_ones().filter(|&i| self.wants_piece(i)).count() as u32
+    }
+
+    /// Every wanted piece is now verified: tell the driver, tell peers we only upload (BEP 21), and
+    /// leave the peers that only upload too.
+    fn on_finished(&mut self, now: Instant) {
+        self.finished = true;
+        self.events.push_back(Event::Finished);
+        let handshake = self.extension_handshake();
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            if self.peers.get(&key).is_some_and(|p| p.info.extensions) {
+                self.send(key, Outgoing::Extended(0, handshake.clone()), now);
+            }
+            self.drop_if_both_seeds(key);
+        }
+    }
+
+    /// True when `ip` sent bad data too often: the driver must not connect to it or accept it.
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned.contains(&ip)
+    }
+
+    pub(super) fn on_choke(&mut self, key: PeerKey) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        peer.peer_choking = true;
+        // Without the Fast Extension a choke discards every pending request (BEP 3). With it, the peer
+        // rejects each one explicitly (BEP 6); the request timeout covers peers that forget.
+        if !peer.info.fast {
+            while let Some(block) = peer.in_flight.pop_front() {
+                withdraw(peer, block);
+                self.picker.request_dropped(block);
+            }
+        }
+    }
+
+    pub(super) fn on_reject(&mut self, key: PeerKey, req: BlockRequest, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let Some(block) = self.layout.block_at(req.index, req.begin, req.length) else {
+            return;
+        };
+        if let Some(pos) = peer.in_flight.iter().position(|b| *b == block) {
+            peer.in_flight.remove(pos);
+            self.picker.request_dropped(block);
+            // A peer that rejects while unchoked has a smaller queue than we assumed.
+            if !peer.peer_choking {
+                peer.queue_target = (peer.in_flight.len() as u32).max(1);
+                peer.reqq = Some(peer.queue_target);
+            }
+        }
+        if !self.peers[&key].peer_choking {
+            self.fill_requests(key, now);
+        }
+    }
+
+    /// Two seeds have nothing to give each other: once we have every wanted piece, a peer that has
+    /// every piece (or says it only uploads, BEP 21) is disconnected.
+    pub(super) fn drop_if_both_seeds(&mut self, key: PeerKey) {
+        if !self.finished {
+            return;
+        }
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if peer.bitfield.is_full() || peer.upload_only {
+            self.disconnect(key, PeerFault::Useless("both sides are seeds"));
+        }
+    }
+
+    pub(super) fn on_have(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        let piece = self
+            .layout
+            .piece(index)
+            .ok_or(PeerFault::Misbehaved(Offence::HaveOutOfRange(index)))?;
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if peer.bitfield.set(piece.as_usize()) {
+            self.picker.increment_availability(piece);
+            let full = peer.bitfield.is_full();
+            if self.wants_piece(piece.as_usize()) {
+                let peer = self.peers.get_mut(&key).expect("caller checked");
+                peer.wanted += 1;
+                self.update_interest(key, now);
+            }
+            if full {
+                self.drop_if_both_seeds(key);
+            }
+        } else {
+            peer.redundant_haves += 1;
+            if peer.redundant_haves > REDUNDANT_HAVES_ALLOWED.max(self.layout.piece_count()) {
+                return Err(PeerFault::Misbehaved(Offence::RedundantHaves(
+                    peer.redundant_haves,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_availability(&mut self, key: PeerKey, bits: Bitfield, now: Instant) {
+        self.picker.add_availability(&bits);
+        let wanted = self.wanted_of(&bits);
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        peer.bitfield = bits;
+        peer.wanted = wanted;
+        self.update_interest(key, now);
+        self.drop_if_both_seeds(key);
+    }
+
+    fn update_interest(&mut self, key: PeerKey, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let should = peer.wanted > 0;
+        if should != peer.am_interested {
+            peer.am_interested = should;
+            let msg = if should {
+                Outgoing::Interested
+            } else {
+                Outgoing::NotInterested
+            };
+            self.send(key, msg, now);
+        }
+        if should {
+            self.fill_requests(key, now);
+        }
+    }
+
+    pub(super) fn on_block(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        let length = data.len() as u32;
+        let block = self
+            .layout
+            .block_at(index, begin, length)
+            .ok_or(PeerFault::Misbehaved(Offence::BlockOutOfRange {
+                index,
+                begin,
+                length,
+            }))?;
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let ip = peer.info.addr.ip();
+        self.stats.downloaded += u64::from(length);
+        // Blocks usually arrive in request order, so the search ends at the front.
+        let ours = match peer.in_flight.iter().position(|b| *b == block) {
+            Some(pos) => {
+                peer.in_flight.remove(pos);
+                1
+            }
+            None => 0,
+        };
+        // A late answer to a request we withdrew (it timed out, or a cancel crossed the block) is
+        // still welcome if we need it: the piece hash decides if it was good. A block we never asked
+        // this peer for is dropped unseen (see `UNREQUESTED_BLOCKS_ALLOWED`).
+        if ours == 0 {
+            match peer.withdrawn.iter().rposition(|b| *b == block) {
+                Some(pos) => {
+                    peer.withdrawn.remove(pos);
+                }
+                None => {
+                    self.stats.wasted += u64::from(length);
+                    peer.unrequested += 1;
+                    if peer.unrequested > UNREQUESTED_BLOCKS_ALLOWED {
+                        let n = peer.unrequested;
+                        return Err(PeerFault::Misbehaved(Offence::UnrequestedBlocks(n)));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        peer.last_block = now;
+        peer.last_data = now;
+        peer.timeouts = 0;
+        peer.down.add(u64::from(length));
+        // Other peers still hold a request for it (endgame, or a request that timed out here and went
+        // elsewhere): they get a cancel whether or not endgame is still on.
+        let duplicated = self.picker.request_count(block) > ours;
+        match self.picker.block_received(block) {
+            BlockOutcome::Unneeded => self.stats.wasted += u64::from(length),
+            BlockOutcome::New { piece_complete } => {
+                self.store_block(block, data, ip);
+                if duplicated {
+                    self.cancel_duplicates(key, block, now);
+                }
+                if piece_complete {
+                    let buffer = self.buffers.remove(&block.piece).expect("stored above");
+                    self.verifying.insert(block.piece, buffer.contributors);
+                    self.actions.push_back(Action::VerifyPiece {
+                        piece: block.piece,
+                        data: buffer.data,
+                    });
+                }
+            }
+        }
+        self.fill_requests(key, now);
+        Ok(())
+    }
+
+    fn store_block(&mut self, block: BlockRef, data: &[u8], ip: IpAddr) {
+        let piece_len = self.layout.piece_len(block.piece) as usize;
+        let buffer = self.buffers.entry(block.piece).or_insert_with(|| {
+            let mut data = self.pool.pop().unwrap_or_default();
+            data.resize(piece_len, 0);
+            PieceBuffer {
+                data,
+                contributors: Vec::new(),
+            }
+        });
+        let start = block.offset as usize;
+        buffer.data[start..start + data.len()].copy_from_slice(data);
+        if !buffer.contributors.contains(&ip) {
+            buffer.contributors.push(ip);
+        }
+    }
+
+    /// A block that was outstanding at several peers arrived: cancel the others (BEP 3, "cancel").
+    fn cancel_duplicates(&mut self, from: PeerKey, block: BlockRef, now: Instant) {
+        let holders: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| **k != from && p.in_flight.contains(&block))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in holders {
+            let peer = self.peers.get_mut(&k).expect("listed above");
+            peer.in_flight.retain(|b| *b != block);
+            withdraw(peer, block);
+            self.send(k, Outgoing::Cancel(block), now);
+        }
+    }
+
+    /// Tops up `key`'s outstanding requests to its queue target.
+    pub(super) fn fill_requests(&mut self, key: PeerKey, now: Instant) {
+        let peer = &self.peers[&key];
+        if (peer.peer_choking && peer.allowed_in.is_empty()) || !peer.am_interested {
+            return;
+        }
+        let cap = peer
+            .reqq
+            .unwrap_or(self.config.default_peer_reqq)
+            .min(self.config.max_queue);
+        let target = peer.queue_target.min(cap).max(1) as usize;
+        let room = target.saturating_sub(peer.in_flight.len());
+        if room == 0 {
+            return;
+        }
+        // Pieces count against the budget from the moment they are started (picked), not from their
+        // first block: otherwise one pick for a deep queue starts many pieces at once while the
+        // budget still looks empty. Past the budget, a peer with nothing in flight may still start a
+        // piece (up to a few pieces of headroom), so half-done pieces that only departed peers could
+        // finish never stall the download.
+        let started = (self.picker.partial_count() + self.verifying.len()) as u64;
+        let limit = self.budget_pieces()
+            + if peer.in_flight.is_empty() {
+                HEADROOM_PIECES
+            } else {
+                0
+            };
+        let max_new = limit.saturating_sub(started) as usize;
+        let mut picked = std::mem::take(&mut self.scratch);
+        picked.clear();
+        let in_flight = &peer.in_flight;
+        // While it chokes us, only its allowed-fast pieces may be requested (BEP 6).
+        let allowed;
+        let offered = if peer.peer_choking {
+            let mut bits = Bitfield::new(peer.bitfield.len());
+            for p in &peer.allowed_in {
+                if peer.bitfield.get(p.as_usize()) {
+                    bits.set(p.as_usize());
+                }
+            }
+            allowed = bits;
+            &allowed
+        } else {
+            &peer.bitfield
+        };
+        self.picker.pick(
+            offered,
+            room,
+            max_new,
+            |b| in_flight.contains(&b),
+            &mut picked,
+        );
+        let peer = self.peers.get_mut(&key).expect("checked");
+        if peer.in_flight.is_empty() && !picked.is_empty() {
+            // The stuck-request timeout runs from the first request, not from a block that arrived
+            // before a long choke.
+            peer.last_block = now;
+        }
+        for block in &picked {
+            self.peers
+                .get_mut(&key)
+                .expect("checked")
+                .in_flight
+                .push_back(*block);
+            self.send(key, Outgoing::Request(*block), now);
+        }
+        self.scratch = picked;
+    }
+
+    /// [`Config::max_unverified_bytes`] in pieces of this torrent (at least one).
+    ///
+    /// [`Config::max_unverified_bytes`]: super::Config::max_unverified_bytes
+    fn budget_pieces(&self) -> u64 {
+        (self.config.max_unverified_bytes / u64::from(self.layout.piece_length())).max(1)
+    }
+
+    /// The driver hashed (and, if good, wrote) `piece`; `buffer` is the data it was given, returned for
+    /// reuse.
+    pub fn handle_piece_verified(
+        &mut self,
+        piece: PieceIndex,
+        ok: bool,
+        buffer: Vec<u8>,
+        now: Instant,
+    ) {
+        let Some(contributors) = self.verifying.remove(&piece) else {
+            return;
+        };
+        let len = u64::from(self.layout.piece_len(piece));
+        // Keep the buffer for the next piece while buffers in use plus pooled stay within what started
+        // pieces may hold at most (the budget plus headroom), so the pool never adds memory beyond
+        // that, and buffers are allocated once rather than once per piece.
+        let in_use = (self.buffers.len() + self.verifying.len()) as u64;
+        if in_use + (self.pool.len() as u64) < self.budget_pieces() + HEADROOM_PIECES
+            && self.pool.len() < MAX_BUFFER_POOL
+        {
+            self.pool.push(buffer);
+        }
+        let wanted = self.picker.priority(piece).is_wanted();
+        self.picker.piece_verified(piece, ok);
+        if ok {
+            self.have.set(piece.as_usize());
+            self.stats.verified += len;
+            if wanted {
+                self.stats.left -= len;
+            }
+            for ip in &contributors {
+                let t = self.trust.entry(*ip).or_insert(0);
+                *t = (*t + 1).min(20);
+            }
+            self.events.push_back(Event::PieceVerified(piece));
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for &key in &keys {
+                let peer = self.peers.get_mut(&key).expect("listed");
+                if peer.bitfield.get(piece.as_usize()) {
+                    if wanted {
+                        peer.wanted -= 1;
+                        self.update_interest(key, now);
+                    }
+                } else {
+                    let granted = peer.allowed_out.binary_search(&piece).is_ok();
+                    self.send(key, Outgoing::Have(piece), now);
+                    if granted {
+                        self.send(key, Outgoing::AllowedFast(piece), now);
+                    }
+                }
+            }
+            if self.stats.left == 0 && !self.finished {
+                self.on_finished(now);
+            }
+            if self.have.is_full() {
+                self.events.push_back(Event::Complete);
+            }
+        } else {
+            self.stats.wasted += len;
+            self.events.push_back(Event::HashFailed {
+                piece,
+                peers: contributors.clone(),
+            });
+            // A banned address's blocks stay in the pieces it helped fill until they fail: such a
+            // piece is its fault alone, or every honest peer that filled the rest would be blamed.
+            let mut culprits = contributors;
+            if culprits.iter().any(|ip| self.banned.contains(ip)) {
+                culprits.retain(|ip| self.banned.contains(ip));
+            }
+            let penalty = if culprits.len() == 1 { 4 } else { 2 };
+            for ip in culprits {
+                let t = self.trust.entry(ip).or_insert(0);
+                *t -= penalty;
+                if *t <= self.config.ban_trust && self.banned.insert(ip) {
+                    self.events.push_back(Event::Banned(ip));
+                    let keys: Vec<PeerKey> = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.info.addr.ip() == ip)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for key in keys {
+                        self.disconnect(key, PeerFault::Misbehaved(Offence::HashFailures));
+                    }
+                }
+            }
+        }
+        self.fill_all(now);
+    }
+
+    pub(super) fn fill_all(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill_requests(key, now);
+        }
+    }
+}
+
+/// Remembers that we withdrew our request for `block` from `peer`, so its late answer is welcome.
+pub(super) fn withdraw(peer: &mut Peer, block: BlockRef) {
+    if peer.withdrawn.len() == LATE_BLOCKS_REMEMBERED {
+        peer.withdrawn.pop_front();
+    }
+    peer.withdrawn.push_back(block);
+}
