@@ -4,12 +4,13 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use swarmer_proto::torrent::{Action, Config, PeerInfo, Torrent};
 use swarmer_proto::wire::Message;
 use swarmer_proto::{Bitfield, InfoHash, Layout};
+use swarmer_proto::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut rest)) = data.split_first() else {
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         ..Config::default()
     };
     let mut t = Torrent::new(layout, InfoHash([7; 20]), have, config, 0);
-    let mut now = Instant::now();
+    let mut now = Instant::ZERO;
     let info = |n: u8| PeerInfo {
         addr: SocketAddr::from(([127, 0, 0, n], 6881)),
         fast: flags & 1 != 0,

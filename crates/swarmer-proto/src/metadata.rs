@@ -13,7 +13,9 @@
 //! per-peer bookkeeping for at most [`MAX_PEERS`] peers.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use crate::InfoHash;
 use crate::digest::sha1;

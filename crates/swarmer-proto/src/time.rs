@@ -11,7 +11,7 @@ use std::time::Duration;
 /// when its session started; the simulator and tests: [`Instant::ZERO`]) and converts from its own
 /// clock with [`Instant::from_origin`]. Instants of different clocks must not be mixed.
 ///
-/// It behaves like [`std::time::Instant`]: ordered, `+ Duration`, and `later - earlier` is the
+/// It behaves like [`std::time::Instant`]: ordered, `± Duration`, and `later - earlier` is the
 /// [`Duration`] between them (zero, not a panic, when `earlier` is in fact later).
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant(Duration);
@@ -71,6 +71,18 @@ impl Add<Duration> for Instant {
 impl AddAssign<Duration> for Instant {
     fn add_assign(&mut self, d: Duration) {
         *self = *self + d;
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+
+    /// # Panics
+    ///
+    /// If `self - d` is before the clock's origin, as [`std::time::Instant`] panics before its own.
+    fn sub(self, d: Duration) -> Instant {
+        self.checked_sub(d)
+            .expect("overflow when subtracting a duration from an instant")
     }
 }
 

@@ -16,6 +16,7 @@ use swarmer_proto::InfoHash;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::peer::{self, ConnContext, ConnEvent, ConnId, Incoming, LINGER, Outbound};
 use crate::peer_book::PeerBook;
 use crate::rate::{LimiterPair, TorrentLimits};
@@ -104,6 +105,11 @@ impl Connections {
             book,
             closing: HashSet::new(),
         }
+    }
+
+    /// The session's clock.
+    pub(crate) fn clock(&self) -> Clock {
+        self.shared.clock
     }
 
     /// Waits for events from the connections and appends up to `limit` to `batch`; returns how many.

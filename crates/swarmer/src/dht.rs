@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarmer_proto::InfoHash;
 use swarmer_proto::bencode::{self, OwnedValue};
@@ -19,6 +19,8 @@ use swarmer_proto::dht::node_id::NodeId;
 use swarmer_proto::dht::{Config, Dht, Event, SearchId};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
 
 /// The public bootstrap routers the CLI uses by default (host:port). The library never uses them by
 /// itself: [`DhtConfig::bootstrap`] is empty unless the embedder fills it.
@@ -137,7 +139,11 @@ impl DhtHandle {
 /// Binds the DHT socket at `bind` and starts the node's task.
 ///
 /// Errors: the UDP port is taken or the address is not local.
-pub(crate) async fn start(config: &DhtConfig, bind: SocketAddr) -> io::Result<DhtHandle> {
+pub(crate) async fn start(
+    config: &DhtConfig,
+    bind: SocketAddr,
+    clock: Clock,
+) -> io::Result<DhtHandle> {
     let socket = UdpSocket::bind(bind).await?;
     let addr = socket.local_addr()?;
     let saved = match &config.state_file {
@@ -158,7 +164,8 @@ pub(crate) async fn start(config: &DhtConfig, bind: SocketAddr) -> io::Result<Dh
         let _ = boot_tx.send(addrs).await;
     });
     let task = Task {
-        dht: Dht::new(id, Config::default(), rand::random(), Instant::now()),
+        dht: Dht::new(id, Config::default(), rand::random(), clock.now()),
+        clock,
         socket,
         commands: rx,
         boot: boot_rx,
@@ -172,6 +179,8 @@ pub(crate) async fn start(config: &DhtConfig, bind: SocketAddr) -> io::Result<Dh
 
 struct Task {
     dht: Dht,
+    /// The session's clock.
+    clock: Clock,
     socket: UdpSocket,
     commands: mpsc::Receiver<Command>,
     boot: mpsc::Receiver<Vec<SocketAddr>>,
@@ -187,19 +196,19 @@ impl Task {
         let mut next_save = tokio::time::Instant::now() + FIRST_SAVE;
         if !self.saved.is_empty() {
             let saved = std::mem::take(&mut self.saved);
-            self.dht.bootstrap(&saved, Instant::now());
+            self.dht.bootstrap(&saved, self.clock.now());
         }
         loop {
             self.flush().await;
             let wake = self
                 .dht
                 .poll_timeout()
-                .map(tokio::time::Instant::from_std)
+                .map(|t| self.clock.tokio_instant(t))
                 .unwrap_or(next_save)
                 .min(next_save);
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => self.dht.handle_packet(from, &buf[..n], Instant::now()),
+                    Ok((n, from)) => self.dht.handle_packet(from, &buf[..n], self.clock.now()),
                     // ICMP errors of earlier sends surface here on some systems; they are not fatal.
                     Err(e) => tracing::debug!("DHT receive: {e}"),
                 },
@@ -215,12 +224,12 @@ impl Task {
                     if addrs.is_empty() {
                         tracing::debug!("no DHT bootstrap addresses resolved");
                     } else {
-                        self.dht.bootstrap(&addrs, Instant::now());
+                        self.dht.bootstrap(&addrs, self.clock.now());
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = tokio::time::Instant::now();
-                    self.dht.handle_timeout(now.into_std());
+                    self.dht.handle_timeout(self.clock.proto_instant(now));
                     if now >= next_save {
                         next_save = now + SAVE_INTERVAL;
                         self.save().await;
@@ -233,7 +242,7 @@ impl Task {
     }
 
     fn command(&mut self, command: Command) {
-        let now = Instant::now();
+        let now = self.clock.now();
         match command {
             Command::Search {
                 info_hash,
@@ -294,7 +303,7 @@ impl Task {
         let Some(path) = &self.state_file else {
             return;
         };
-        let nodes = self.dht.nodes(Instant::now());
+        let nodes = self.dht.nodes(self.clock.now());
         if nodes.is_empty() {
             // Keep the previous file: an empty table (offline start) would erase useful nodes.
             return;

@@ -4,6 +4,7 @@
 
 mod atomic_file;
 mod check;
+mod clock;
 mod config;
 mod connections;
 mod dht;

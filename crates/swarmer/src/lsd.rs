@@ -137,12 +137,14 @@ async fn run(
     // One byte more than the limit, so an over-long datagram is seen as such, not cut to size.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
-        let wake = schedule.poll_timeout().map(Instant::from_std);
+        let wake = schedule
+            .poll_timeout()
+            .map(|t| shared.clock.tokio_instant(t));
         tokio::select! {
             command = commands.recv() => match command {
                 None => return,
                 Some(LsdCommand::Add(hash)) => {
-                    schedule.add(hash, Instant::now().into_std());
+                    schedule.add(hash, shared.clock.now());
                 }
                 Some(LsdCommand::Remove(hash)) => {
                     schedule.remove(&hash);
@@ -150,7 +152,7 @@ async fn run(
             },
             received = receiver.recv_from(&mut buf) => match received {
                 Ok((len, from)) => {
-                    let verdict = inbound.handle(&buf[..len], from.ip(), Instant::now().into_std());
+                    let verdict = inbound.handle(&buf[..len], from.ip(), shared.clock.now());
                     route(&shared, &schedule, verdict, from);
                 }
                 // ICMP errors and the like: nothing to do but read on.
@@ -158,7 +160,7 @@ async fn run(
             },
             () = sleep_until(wake) => {}
         }
-        let now = Instant::now().into_std();
+        let now = shared.clock.now();
         loop {
             let mut batch = schedule.poll_announce(now);
             if batch.is_empty() {

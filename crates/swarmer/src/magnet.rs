@@ -200,7 +200,7 @@ async fn run(
     let mut next_tick = Instant::now() + TICK;
     let metadata = loop {
         let mut wake = match f.fetch.poll_timeout() {
-            Some(t) => Instant::from_std(t).min(next_tick),
+            Some(t) => f.conns.clock().tokio_instant(t).min(next_tick),
             None => next_tick,
         };
         if let Some(due) = sources.deadline() {
@@ -219,7 +219,7 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
-                f.fetch.handle_timeout(now.into_std());
+                f.fetch.handle_timeout(f.conns.clock().proto_instant(now));
                 if now >= next_tick {
                     next_tick = now + TICK;
                     f.connect_more();
@@ -261,7 +261,7 @@ impl Fetch {
     }
 
     fn on_event(&mut self, event: ConnEvent) {
-        let now = std::time::Instant::now();
+        let now = self.conns.clock().now();
         match event {
             ConnEvent::Handshaken { conn, handshake } => {
                 let Some(c) = self.conns.get(conn) else {

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::dht::DhtHandle;
 use crate::error::SessionError;
@@ -63,6 +64,7 @@ impl Session {
     ///
     /// Errors: the port is taken or the bind address is not local ([`SessionError::Listen`]).
     pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
+        let clock = Clock::start();
         let ip = config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let addr = SocketAddr::new(ip, config.listen_port);
         let listener = bind_listener(addr).map_err(|error| SessionError::Listen { addr, error })?;
@@ -78,7 +80,7 @@ impl Session {
                 // The same address and port as the TCP listener (BEP 5 leaves the port to us;
                 // users expect one).
                 let addr = listen_addr;
-                let handle = crate::dht::start(dht_config, addr)
+                let handle = crate::dht::start(dht_config, addr, clock)
                     .await
                     .map_err(|error| SessionError::Dht { addr, error })?;
                 Some(handle)
@@ -86,6 +88,7 @@ impl Session {
             None => None,
         };
         let shared = Arc::new(SessionShared::new(
+            clock,
             PeerId::generate(&mut rand::thread_rng()),
             config,
             listen_addr,

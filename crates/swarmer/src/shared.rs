@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::sync::mpsc;
 
+use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::dht::DhtHandle;
 use crate::rate::RateLimiter;
@@ -18,6 +19,8 @@ use crate::torrent::Command;
 /// The state every task of one session shares, behind an `Arc`.
 pub(crate) struct SessionShared {
     pub(crate) peer_id: PeerId,
+    /// The session's one clock, tokio's, and how the protocol core's instants map to it.
+    pub(crate) clock: Clock,
     pub(crate) config: SessionConfig,
     pub(crate) listen_addr: SocketAddr,
     /// Shared by every connection of every torrent, so the limits hold for the whole session; each
@@ -34,12 +37,14 @@ pub(crate) struct SessionShared {
 impl SessionShared {
     /// The shared state of a session with these parts and no torrents.
     pub(crate) fn new(
+        clock: Clock,
         peer_id: PeerId,
         config: SessionConfig,
         listen_addr: SocketAddr,
         dht: Option<DhtHandle>,
     ) -> SessionShared {
         SessionShared {
+            clock,
             peer_id,
             upload_limit: RateLimiter::shared(config.max_upload_rate),
             download_limit: RateLimiter::shared(config.max_download_rate),

@@ -26,7 +26,9 @@ pub mod tokens;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 

@@ -62,7 +62,7 @@ fn answer_all(f: &mut MetadataFetch, bytes: &[u8], now: Instant) {
 #[test]
 fn fetches_from_several_peers_and_verifies() {
     let (bytes, hash) = metadata(100_000); // 7 pieces, the last 2,304 bytes
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(100_000), now);
     f.handle_handshake(2, &handshake(100_000), now);
@@ -83,7 +83,7 @@ fn fetches_from_several_peers_and_verifies() {
 #[test]
 fn peers_without_ut_metadata_or_with_absurd_sizes_are_not_used() {
     let (_, hash) = metadata(10);
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &ExtensionHandshake::default(), now);
     f.handle_handshake(2, &handshake(0), now);
@@ -95,7 +95,7 @@ fn peers_without_ut_metadata_or_with_absurd_sizes_are_not_used() {
 #[test]
 fn wrong_sizes_and_unrequested_pieces_are_faults() {
     let (bytes, hash) = metadata(40_000); // 3 pieces
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(40_000), now);
     let asked = requests(&mut f);
@@ -134,7 +134,7 @@ fn wrong_sizes_and_unrequested_pieces_are_faults() {
 #[test]
 fn rejected_and_timed_out_pieces_go_to_other_peers() {
     let (bytes, hash) = metadata(20_000); // 2 pieces
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(20_000), now);
     assert_eq!(requests(&mut f), vec![(1, 0), (1, 1)]);
@@ -166,7 +166,7 @@ fn rejected_and_timed_out_pieces_go_to_other_peers() {
 #[test]
 fn a_peer_that_keeps_timing_out_is_dropped() {
     let (_, hash) = metadata(10);
-    let mut now = Instant::now();
+    let mut now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(10), now);
     for _ in 0..MAX_TIMEOUTS {
@@ -183,7 +183,7 @@ fn a_peer_that_keeps_timing_out_is_dropped() {
 #[test]
 fn several_requests_timing_out_at_the_last_allowed_timeout() {
     let (_, hash) = metadata(40_000);
-    let mut now = Instant::now();
+    let mut now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(40_000), now);
     // Three requests time out together: the third excludes the peer.
@@ -199,7 +199,7 @@ fn metadata_that_fails_the_hash_is_refetched_from_other_peers() {
     let (bytes, hash) = metadata(30_000);
     let mut lie = bytes.clone();
     lie[5] ^= 1;
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     // The liar announces the right size, and later an honest peer comes.
     f.handle_handshake(1, &handshake(30_000), now);
@@ -214,7 +214,7 @@ fn metadata_that_fails_the_hash_is_refetched_from_other_peers() {
 #[test]
 fn a_wrong_size_announced_first_gives_way_to_the_right_one() {
     let (bytes, hash) = metadata(30_000);
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(20_000), now);
     f.handle_handshake(2, &handshake(30_000), now);
@@ -232,7 +232,7 @@ fn a_wrong_size_announced_first_gives_way_to_the_right_one() {
 #[test]
 fn requests_for_our_metadata_are_rejected() {
     let (_, hash) = metadata(10);
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut f = MetadataFetch::new(hash);
     f.handle_handshake(1, &handshake(10), now);
     let _ = requests(&mut f);

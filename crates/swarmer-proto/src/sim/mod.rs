@@ -44,8 +44,8 @@
 //!
 //! # Model
 //!
-//! - **Time** is a [`Duration`] since the start of the run; the engines get `base + offset`, where `base`
-//!   is one [`Instant`] taken when the swarm is built. Nothing reads the clock afterwards.
+//! - **Time** is a [`Duration`] since the start of the run; the engines get it as an [`Instant`] of a
+//!   clock whose origin is the start of the run. Nothing reads a real clock.
 //! - **Events** sit in a binary heap ordered by (time, sequence number): the sequence number is the
 //!   order in which events were scheduled, so simultaneous events always run in the same order.
 //! - **Content** is generated from the swarm's seed (a SplitMix64 stream), so piece hashes are computed,
@@ -84,7 +84,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Bound;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use crate::digest::sha1;
 use crate::torrent::{Action, Config, Event, PeerFault, PeerInfo, PeerKey, Stats, Torrent};
@@ -195,7 +197,6 @@ pub struct Swarm {
     content: Vec<u8>,
     hashes: Vec<[u8; 20]>,
     max_frame: u32,
-    base: Instant,
     now: Duration,
     queue: BinaryHeap<Scheduled>,
     seq: u64,
@@ -363,7 +364,6 @@ impl Swarm {
             content,
             hashes,
             max_frame,
-            base: Instant::now(),
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -587,7 +587,7 @@ impl Swarm {
     }
 
     fn instant(&self) -> Instant {
-        self.base + self.now
+        Instant::from_origin(self.now)
     }
 
     fn schedule(&mut self, at: Duration, event: SimEvent) {
@@ -833,7 +833,7 @@ impl Swarm {
             n.events.push((now, event));
         }
         if let Some(wake) = n.engine.poll_timeout() {
-            let wake = wake.saturating_duration_since(self.base).max(now);
+            let wake = wake.since_origin().max(now);
             if n.timer != Some(wake) {
                 n.timer = Some(wake);
                 self.schedule(wake, SimEvent::Timer(node));

@@ -3,8 +3,8 @@
 //! verification results, trust and bans, interest, piece availability (`have`, `bitfield`, BEP 6
 //! `have all`), and file selection and finishing (BEP 21 `upload_only`).
 
+use crate::time::Instant;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
 use crate::picker::BlockOutcome;

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use super::{Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
 use crate::extension::{

@@ -2,7 +2,7 @@
 //! `reject` and allowed fast), the window of blocks handed to the driver for each peer, and choking:
 //! unchoking into free slots and the choker run (BEP 3 "choking", see [`crate::choker`]).
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use rand::seq::SliceRandom;
 

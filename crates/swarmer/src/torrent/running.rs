@@ -22,6 +22,7 @@ use super::progress::{Progress, TorrentState};
 use super::resume_saver::{ResumeSaver, Snapshot};
 use super::task::TorrentTask;
 use crate::check::hashing_threads;
+use crate::clock::Clock;
 use crate::connections::{Connections, ConnectionsConfig};
 use crate::dht::TorrentDht;
 use crate::error::TorrentError;
@@ -114,7 +115,7 @@ async fn start(
         rand::random(),
     );
     if !t.options.file_priorities.is_empty() {
-        engine.set_piece_priorities(&t.piece_priorities(), std::time::Instant::now());
+        engine.set_piece_priorities(&t.piece_priorities(), shared.clock.now());
     }
     let stats = engine.stats();
     let (stats_tx, stats_rx) = watch::channel(TransferStats {
@@ -192,13 +193,18 @@ async fn start(
 }
 
 impl Running {
+    /// The session's clock.
+    fn clock(&self) -> Clock {
+        self.t.shared.clock
+    }
+
     async fn run(&mut self) -> Result<(), TorrentError> {
         let mut batch = Vec::with_capacity(64);
         let mut next_connect = Instant::now();
         self.publish();
         let result = loop {
             let mut wake = match self.engine.poll_timeout() {
-                Some(t) => Instant::from_std(t).min(next_connect),
+                Some(t) => self.clock().tokio_instant(t).min(next_connect),
                 None => next_connect,
             };
             if let Some(end) = self.seed_deadline() {
@@ -220,7 +226,7 @@ impl Running {
                 Some(joined) = self.verify.join_next() => {
                     let (piece, result, buffer) = joined.expect("verification task panicked");
                     match result {
-                        Ok(ok) => self.engine.handle_piece_verified(piece, ok, buffer, std::time::Instant::now()),
+                        Ok(ok) => self.engine.handle_piece_verified(piece, ok, buffer, self.clock().now()),
                         Err(e) => break Err(TorrentError::Storage(e)),
                     }
                 }
@@ -230,7 +236,7 @@ impl Running {
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
-                    self.engine.handle_timeout(now.into_std());
+                    self.engine.handle_timeout(self.clock().proto_instant(now));
                     if now >= next_connect {
                         next_connect = now + CONNECT_INTERVAL;
                         self.connect_more();
@@ -287,7 +293,7 @@ impl Running {
     }
 
     fn on_conn_event(&mut self, event: ConnEvent) {
-        let now = std::time::Instant::now();
+        let now = self.clock().now();
         match event {
             ConnEvent::Handshaken { conn, handshake } => {
                 let Some(c) = self.conns.get(conn) else {
@@ -506,7 +512,7 @@ impl Running {
             .map_err(|_| TorrentError::TaskGone)??;
         }
         self.engine
-            .set_piece_priorities(&pieces, std::time::Instant::now());
+            .set_piece_priorities(&pieces, self.clock().now());
         if !self.engine.is_finished()
             && matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
         {
@@ -666,7 +672,7 @@ impl Running {
         while let Some(joined) = self.verify.join_next().await {
             if let Ok((piece, Ok(ok), buffer)) = joined {
                 self.engine
-                    .handle_piece_verified(piece, ok, buffer, std::time::Instant::now());
+                    .handle_piece_verified(piece, ok, buffer, self.clock().now());
             }
         }
         // Data seeded from read-only files was never written; syncing them is harmless.

@@ -466,7 +466,7 @@ fn a_banned_liars_leftover_blocks_do_not_cost_honest_peers_trust() {
             1,
         ),
         content,
-        now: Instant::now(),
+        now: Instant::ZERO,
     };
     let liar = f.peer(3, false);
     let honest = f.peer(2, false);
