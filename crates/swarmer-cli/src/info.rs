@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use std::process::ExitCode;
 
-use crate::transfer::{human_bytes, read_metainfo};
+use anyhow::Context;
+use swarmer::human_bytes;
+
+use crate::metainfo_file::read_metainfo;
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let m = read_metainfo(path)?;

@@ -20,8 +20,9 @@ use anyhow::Context;
 use serde::Deserialize;
 use swarmer::{Session, SessionConfig};
 
-use crate::DhtArgs;
-use crate::units;
+use crate::dht_args::DhtArgs;
+use crate::state_dir::{default_state_dir, token_file};
+use crate::{logging, units};
 
 /// The API's default address: loopback only, so no token is needed.
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9091";
@@ -108,19 +109,6 @@ struct ConfigFile {
     no_pex: Option<bool>,
 }
 
-/// The default state directory: `$XDG_STATE_HOME/swarmer`, else `$HOME/.local/state/swarmer`.
-pub(crate) fn default_state_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })
-        .map(|d| d.join("swarmer"))
-}
-
 pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let file: ConfigFile = match &args.config {
         Some(path) => {
@@ -131,7 +119,7 @@ pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         None => ConfigFile::default(),
     };
-    crate::transfer::init_logging(args.verbose + 1);
+    logging::init(args.verbose + 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -259,7 +247,7 @@ fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
 fn generated_token(state_dir: &Path) -> anyhow::Result<String> {
     use rand::Rng;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join("token");
+    let path = token_file(state_dir);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {

@@ -45,6 +45,7 @@ use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 use super::api::AppState;
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{Priority, StateName, Torrent, TorrentDetail};
+use crate::metainfo_file::read_torrent_file;
 
 /// The RPC version we speak: Transmission 3.00's.
 const RPC_VERSION: u64 = 16;
@@ -869,7 +870,7 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
         return Err("filename must be a magnet link or an absolute path".into());
     }
     let path = path.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || crate::transfer::read_torrent_file(&path))
+    let bytes = tokio::task::spawn_blocking(move || read_torrent_file(&path))
         .await
         .map_err(|_| "reading the torrent file panicked".to_string())?
         .map_err(|e| format!("{e:#}"))?;
