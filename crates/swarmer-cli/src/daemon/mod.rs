@@ -1,12 +1,20 @@
 //! `swarmer daemon`: one session hosting many torrents, kept in a redb store across restarts, and
 //! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), a web UI (`ui`), and a
-//! watch folder (`watch`). `manager` owns the torrents; `guard` decides who may ask.
+//! watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
+//! `guard`, which decides who may ask. Below them: `state` (what handlers share), `error` (the one
+//! mapping of errors to HTTP statuses), `model` (the JSON views) and `store` (redb).
+//!
+//! Dependencies point one way: `mod` → `http` → {`api`, `rpc`, `ui`} → `state` → {`guard`,
+//! `manager`}; `api` and `guard` → `error` → `manager` → {`model`, `store`}.
 
 mod api;
+mod error;
 mod guard;
+mod http;
 mod manager;
 mod model;
 mod rpc;
+mod state;
 mod store;
 mod ui;
 mod watch;
@@ -205,11 +213,11 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         listen: local,
         allowed_hosts: file.allowed_hosts,
     });
-    let state = api::AppState {
+    let state = state::AppState {
         manager: manager.clone(),
         guard,
     };
-    let app = api::router(state);
+    let app = http::router(state);
     let watcher = args
         .watch_dir
         .or(file.watch_dir)

@@ -42,9 +42,9 @@ use swarmer::FilePriority;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
-use super::api::AppState;
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{Priority, StateName, Torrent, TorrentDetail};
+use super::state::AppState;
 use crate::metainfo_file::read_torrent_file;
 
 /// The RPC version we speak: Transmission 3.00's.
@@ -98,7 +98,7 @@ fn process() -> &'static Process {
 }
 
 /// The RPC's routes, merged into the API router (behind the same guard and body limit).
-pub(super) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     process();
     Router::new()
         .route("/transmission/rpc", post(handle).get(get_rpc))
