@@ -19,6 +19,7 @@ use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 use utoipa::OpenApi;
 
+use super::download_dir::DownloadDir;
 use super::error::ApiError;
 use super::guard;
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
@@ -139,14 +140,10 @@ async fn add_torrent(
     Ok((StatusCode::CREATED, Json(torrent)))
 }
 
-fn download_dir(dir: Option<String>) -> Result<Option<std::path::PathBuf>, ApiError> {
-    match dir.filter(|d| !d.is_empty()) {
-        Some(d) if std::path::Path::new(&d).is_absolute() => Ok(Some(d.into())),
-        Some(_) => Err(ApiError::bad_request(
-            "download_dir must be an absolute path",
-        )),
-        None => Ok(None),
-    }
+/// The `download_dir` of an add request; a relative one is a 400.
+fn download_dir(dir: Option<String>) -> Result<Option<DownloadDir>, ApiError> {
+    DownloadDir::from_request(dir.as_deref())
+        .map_err(|e| ApiError::bad_request(format!("download_dir {e}")))
 }
 
 async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {

@@ -8,6 +8,7 @@
 //! `manager`}; `api` and `guard` → `error` → `manager` → {`model`, `store`}.
 
 mod api;
+mod download_dir;
 mod error;
 mod guard;
 mod http;
@@ -28,6 +29,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use swarmer::{Session, SessionConfig};
 
+use self::download_dir::DownloadDir;
 use crate::dht_args::DhtArgs;
 use crate::state_dir::{default_state_dir, token_file};
 use crate::{logging, units};
@@ -171,7 +173,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     };
     let session = Arc::new(Session::new(config).await?);
     let output = match args.output.or(file.output) {
-        Some(dir) => Some(absolute(&dir)?),
+        Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
     };
     let defaults = store::Settings {
@@ -181,7 +183,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         max_active_seeds: None,
         download_dir: match &output {
             Some(d) => d.clone(),
-            None => absolute(Path::new("."))?,
+            None => DownloadDir::new(absolute(Path::new("."))?)?,
         },
     };
     let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
@@ -194,14 +196,15 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             .or(file.max_active_downloads)
             .map(Some),
         max_active_seeds: args.max_active_seeds.or(file.max_active_seeds).map(Some),
-        download_dir: output,
+        download_dir: output.map(PathBuf::from),
     };
     manager.set_settings(patch).await?;
     let settings = manager.settings().await.context("the manager stopped")?;
-    std::fs::create_dir_all(&settings.download_dir).with_context(|| {
+    let download_dir = settings.download_dir.as_path();
+    std::fs::create_dir_all(download_dir).with_context(|| {
         format!(
             "cannot create download directory {}",
-            settings.download_dir.display()
+            download_dir.display()
         )
     })?;
     let listener = tokio::net::TcpListener::bind(http_listen)
@@ -226,7 +229,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     tracing::info!(
         peers = %session.listen_addr(),
         state = %state_dir.display(),
-        downloads = %settings.download_dir.display(),
+        downloads = %download_dir.display(),
         "daemon ready"
     );
     // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is

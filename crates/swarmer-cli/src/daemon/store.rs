@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use swarmer::resume::ResumeStore;
 use swarmer_proto::InfoHash;
 
+use super::download_dir::DownloadDir;
+
 /// Torrent id -> [`TorrentRecord`] as JSON.
 const TORRENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("torrents");
 /// Info hash -> the metainfo file's bytes (absent while a magnet link's metadata is being fetched).
@@ -37,7 +39,7 @@ pub(crate) struct TorrentRecord {
     /// The name to show before the metadata is known.
     pub(crate) name: String,
     /// Where the files go (single-file: `DIR/name`, multi-file: `DIR/name/...`).
-    pub(crate) download_dir: PathBuf,
+    pub(crate) download_dir: DownloadDir,
     /// Paused by the user: not started until resumed.
     pub(crate) paused: bool,
     /// When it was added, seconds since the Unix epoch.
@@ -69,7 +71,7 @@ pub(crate) struct Settings {
     pub(crate) max_active_seeds: Option<u32>,
     /// Where added torrents go unless the request says otherwise.
     #[schema(value_type = String)]
-    pub(crate) download_dir: PathBuf,
+    pub(crate) download_dir: DownloadDir,
 }
 
 /// Why the store failed: the message names the database file.
@@ -261,7 +263,7 @@ mod tests {
             info_hash: "0123456789abcdef0123456789abcdef01234567".into(),
             magnet: None,
             name: "x".into(),
-            download_dir: "/tmp/d".into(),
+            download_dir: DownloadDir::new("/tmp/d").unwrap(),
             paused: false,
             added_at: 1,
             priorities: vec![],

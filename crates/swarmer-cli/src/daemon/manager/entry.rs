@@ -150,7 +150,7 @@ impl Entry {
             peers,
             eta_seconds: (left > 0 && down_rate > 0).then(|| left.div_ceil(down_rate)),
             added_at: r.added_at,
-            download_dir: r.download_dir.display().to_string(),
+            download_dir: r.download_dir.as_path().display().to_string(),
             max_upload_rate: r.max_upload_rate,
             max_download_rate: r.max_download_rate,
             queue_position: r.queue_position,

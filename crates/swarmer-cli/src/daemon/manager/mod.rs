@@ -145,6 +145,7 @@ mod tests {
     use swarmer_proto::magnet::Magnet;
 
     use super::*;
+    use crate::daemon::download_dir::DownloadDir;
     use crate::daemon::model::StateName;
 
     async fn manager(dir: &Path) -> (Manager, JoinHandle<()>) {
@@ -160,7 +161,7 @@ mod tests {
             max_download_rate: None,
             max_active_downloads: Some(5),
             max_active_seeds: None,
-            download_dir: dir.join("downloads"),
+            download_dir: DownloadDir::new(dir.join("downloads")).unwrap(),
         };
         start(session, store, settings).unwrap()
     }

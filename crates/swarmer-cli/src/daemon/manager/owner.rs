@@ -21,6 +21,7 @@ use super::delete_data::delete_files;
 use super::entry::{Entry, Run, resumed_pieces};
 use super::queue;
 use super::request::{Add, MAX_TORRENTS, ManagerError, Reply, Request, SettingsPatch, Source};
+use crate::daemon::download_dir::DownloadDir;
 use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
 
@@ -312,7 +313,7 @@ impl Owner {
                 }
             }
             let result = match files {
-                Some(m) => tokio::task::spawn_blocking(move || delete_files(&dir, &m))
+                Some(m) => tokio::task::spawn_blocking(move || delete_files(dir.as_path(), &m))
                     .await
                     .unwrap_or_else(|_| Err("deleting the files panicked".into())),
                 None => Ok(()),
@@ -396,12 +397,8 @@ impl Owner {
             s.max_active_seeds = v;
         }
         if let Some(dir) = patch.download_dir {
-            if !dir.is_absolute() {
-                return Err(ManagerError::Invalid(
-                    "download_dir must be an absolute path".into(),
-                ));
-            }
-            s.download_dir = dir;
+            s.download_dir = DownloadDir::new(dir)
+                .map_err(|e| ManagerError::Invalid(format!("download_dir {e}")))?;
         }
         self.store.put_settings(&s)?;
         self.session
@@ -485,7 +482,7 @@ impl Owner {
         let reports = self.reports.clone();
         tokio::spawn(async move {
             let result = session
-                .add_torrent_with((*metainfo).clone(), &dir, options)
+                .add_torrent_with((*metainfo).clone(), dir.as_path(), options)
                 .await;
             if let Ok(handle) = &result {
                 // A magnet link's x.pe peers, and those its metadata fetch found: a torrent with no

@@ -10,6 +10,7 @@ use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use tokio::sync::oneshot;
 
+use crate::daemon::download_dir::DownloadDir;
 use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, StoreError};
 
@@ -58,7 +59,7 @@ pub(crate) enum Source {
 pub(crate) struct Add {
     pub(crate) source: Source,
     /// Where the files go; the session's default directory if `None`.
-    pub(crate) download_dir: Option<PathBuf>,
+    pub(crate) download_dir: Option<DownloadDir>,
     /// Add it paused.
     pub(crate) paused: bool,
 }

@@ -23,8 +23,8 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
     let Some(stats) = manager.stats().await else {
         return Err(manager_error(ManagerError::ShuttingDown));
     };
-    let dir = settings.download_dir.display().to_string();
-    let free = free_bytes(settings.download_dir.clone()).await.ok();
+    let dir = settings.download_dir.as_path().display().to_string();
+    let free = free_bytes(settings.download_dir.into()).await.ok();
     let mut out = object(json!({
         "version": format!("3.00 (swarmer {})", stats.version),
         "rpc-version": RPC_VERSION,

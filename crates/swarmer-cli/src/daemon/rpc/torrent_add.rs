@@ -8,6 +8,7 @@ use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 
 use super::args::arg_bool;
 use super::envelope::{Outcome, fail, manager_error, object};
+use crate::daemon::download_dir::DownloadDir;
 use crate::daemon::manager::{Add, Manager, ManagerError, Source};
 use crate::metainfo_file::read_torrent_file;
 
@@ -65,15 +66,11 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
 /// `torrent-add`: adds the torrent, or names the one already added.
 pub(super) async fn torrent_add(manager: &Manager, args: &Map<String, Value>) -> Outcome {
     let source = add_source(args).await.map_err(|e| (e, Map::new()))?;
-    let download_dir = match args.get("download-dir").and_then(Value::as_str) {
-        Some(d) if !d.is_empty() => {
-            if !std::path::Path::new(d).is_absolute() {
-                return fail("download-dir must be an absolute path");
-            }
-            Some(d.into())
-        }
-        _ => None,
-    };
+    let download_dir =
+        match DownloadDir::from_request(args.get("download-dir").and_then(Value::as_str)) {
+            Ok(dir) => dir,
+            Err(e) => return fail(format!("download-dir {e}")),
+        };
     let paused = arg_bool(args, "paused")
         .map_err(|e| (e, Map::new()))?
         .unwrap_or(false);
