@@ -122,7 +122,7 @@ impl Entry {
         let left = wanted.saturating_sub(done);
         Torrent {
             id: r.id,
-            info_hash: r.info_hash.clone(),
+            info_hash: r.info_hash.to_hex(),
             name: self
                 .metainfo
                 .as_ref()

@@ -208,8 +208,11 @@ impl Owner {
                 (m.info_hash, name, Some(text), None, None)
             }
         };
-        let hex = info_hash.to_hex();
-        if let Some(e) = self.entries.values().find(|e| e.record.info_hash == hex) {
+        if let Some(e) = self
+            .entries
+            .values()
+            .find(|e| e.record.info_hash == info_hash)
+        {
             return Err(ManagerError::Duplicate {
                 id: e.record.id,
                 hash: info_hash,
@@ -227,7 +230,7 @@ impl Owner {
             .unwrap_or(0);
         let record = TorrentRecord {
             id,
-            info_hash: hex,
+            info_hash,
             magnet,
             name,
             download_dir: add
@@ -290,7 +293,7 @@ impl Owner {
             let _ = reply.send(Err(ManagerError::NotFound(id)));
             return;
         };
-        if let Err(err) = self.store.remove_torrent(id, &e.record.info_hash) {
+        if let Err(err) = self.store.remove_torrent(id, e.record.info_hash) {
             self.entries.insert(id, e);
             let _ = reply.send(Err(err.into()));
             return;
