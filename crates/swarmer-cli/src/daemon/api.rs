@@ -3,6 +3,7 @@
 //! event stream. Errors become HTTP statuses in `error`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -175,7 +176,7 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid .torrent file: {e}")))?;
     Ok(Add {
-        source: Source::Metainfo(Box::new(metainfo), bytes.to_vec()),
+        source: Source::Metainfo(Arc::new(metainfo), bytes.to_vec()),
         download_dir: download_dir(dir)?,
         paused,
     })

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarmer_proto::metainfo::Metainfo;
@@ -84,7 +85,7 @@ async fn take(path: &Path, manager: &Manager) {
         Ok(Ok(bytes)) => match Metainfo::from_bytes(&bytes) {
             Ok(m) => {
                 let add = Add {
-                    source: Source::Metainfo(Box::new(m), bytes),
+                    source: Source::Metainfo(Arc::new(m), bytes),
                     download_dir: None,
                     paused: false,
                 };

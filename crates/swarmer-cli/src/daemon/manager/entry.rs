@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use swarmer::resume::ResumeStore;
 use swarmer::{FilePriority, MetadataProgress, Progress, TorrentHandle, TorrentState};
+use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::piece_priorities;
 use swarmer_proto::tracker::http::percent_encode;
@@ -31,8 +32,12 @@ pub(super) enum Run {
 pub(super) struct Entry {
     /// What the store keeps of it.
     pub(super) record: TorrentRecord,
-    /// Its metainfo, once known (a magnet link's arrives from peers).
+    /// Its metainfo, once known (a magnet link's arrives from peers); shared with the running
+    /// torrent, never copied.
     pub(super) metainfo: Option<Arc<Metainfo>>,
+    /// The magnet link it was added from, parsed once (`record.magnet` is its text): its `x.pe`
+    /// peers are dialled at every start, and it fetches the metadata.
+    pub(super) magnet: Option<Magnet>,
     /// Its task.
     pub(super) run: Run,
     /// Its progress when it last stopped (so a paused torrent still shows what it has); a running
@@ -51,6 +56,27 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// A torrent that is not running: just added, or restored from the store with what its resume
+    /// state said (`resumed`).
+    pub(super) fn new(
+        record: TorrentRecord,
+        metainfo: Option<Arc<Metainfo>>,
+        magnet: Option<Magnet>,
+        resumed: Option<(u32, bool)>,
+    ) -> Entry {
+        Entry {
+            record,
+            metainfo,
+            magnet,
+            run: Run::Idle,
+            last: None,
+            resumed,
+            error: None,
+            fetch: None,
+            found_peers: Vec::new(),
+        }
+    }
+
     /// Whether every wanted piece is there: what the running torrent says once it has checked its
     /// data, else what it said last, else what its resume state said.
     pub(super) fn done(&self) -> bool {

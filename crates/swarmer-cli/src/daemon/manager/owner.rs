@@ -61,19 +61,9 @@ pub(super) fn spawn(
         let resumed = metainfo
             .as_ref()
             .and_then(|m| resumed_pieces(&store, m, &record));
-        entries.insert(
-            record.id,
-            Entry {
-                record,
-                metainfo,
-                run: Run::Idle,
-                last: None,
-                resumed,
-                error: None,
-                fetch: None,
-                found_peers: Vec::new(),
-            },
-        );
+        // Parsed once here, as an add parses it once: every start and fetch uses this value.
+        let magnet = record.magnet.as_deref().and_then(|m| Magnet::parse(m).ok());
+        entries.insert(record.id, Entry::new(record, metainfo, magnet, resumed));
     }
     tracing::info!(torrents = entries.len(), "restored the daemon's torrents");
     let (reports, reports_rx) = mpsc::unbounded_channel();
@@ -193,21 +183,18 @@ impl Owner {
 
     fn add(&mut self, add: Add) -> Result<Torrent, ManagerError> {
         let (info_hash, name, magnet, metainfo, bytes) = match add.source {
-            Source::Metainfo(m, bytes) => (
-                m.info_hash,
-                m.info.name.clone(),
-                None,
-                Some(Arc::new(*m)),
-                Some(bytes),
-            ),
+            Source::Metainfo(m, bytes) => {
+                (m.info_hash, m.info.name.clone(), None, Some(m), Some(bytes))
+            }
             Source::Magnet(m, text) => {
                 let name = m
                     .display_name
                     .clone()
                     .unwrap_or_else(|| m.info_hash.to_hex());
-                (m.info_hash, name, Some(text), None, None)
+                (m.info_hash, name, Some((*m, text)), None, None)
             }
         };
+        let (magnet, magnet_text) = magnet.unzip();
         if let Some(e) = self
             .entries
             .values()
@@ -231,7 +218,7 @@ impl Owner {
         let record = TorrentRecord {
             id,
             info_hash,
-            magnet,
+            magnet: magnet_text,
             name,
             download_dir: add
                 .download_dir
@@ -247,16 +234,7 @@ impl Owner {
         };
         self.store.put_torrent(&record, bytes.as_deref())?;
         tracing::info!(id, info_hash = %info_hash, name = %record.name, "added a torrent");
-        let entry = Entry {
-            record,
-            metainfo,
-            run: Run::Idle,
-            last: None,
-            resumed: None,
-            error: None,
-            fetch: None,
-            found_peers: Vec::new(),
-        };
+        let entry = Entry::new(record, metainfo, magnet, None);
         let view = entry.view();
         self.entries.insert(id, entry);
         Ok(view)
@@ -460,7 +438,8 @@ impl Owner {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let Some(metainfo) = e.metainfo.clone() else {
+        // The torrent shares the entry's metainfo: a start copies a pointer, not the file list.
+        let Some(metainfo) = e.metainfo.as_ref().map(Arc::clone) else {
             return;
         };
         e.run = Run::Starting;
@@ -475,17 +454,15 @@ impl Owner {
         let dir = e.record.download_dir.clone();
         let mut peers = std::mem::take(&mut e.found_peers);
         let magnet_peers = e
-            .record
             .magnet
-            .as_deref()
-            .and_then(|m| Magnet::parse(m).ok())
-            .map(|m| m.peers)
+            .as_ref()
+            .map(|m| m.peers.clone())
             .unwrap_or_default();
         let session = Arc::clone(&self.session);
         let reports = self.reports.clone();
         tokio::spawn(async move {
             let result = session
-                .add_torrent_with((*metainfo).clone(), dir.as_path(), options)
+                .add_torrent_with(metainfo, dir.as_path(), options)
                 .await;
             if let Ok(handle) = &result {
                 // A magnet link's x.pe peers, and those its metadata fetch found: a torrent with no
@@ -523,16 +500,11 @@ impl Owner {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let Some(magnet) = e
-            .record
-            .magnet
-            .as_deref()
-            .and_then(|m| Magnet::parse(m).ok())
-        else {
+        let Some(magnet) = &e.magnet else {
             e.error = Some("the torrent has neither metadata nor a valid magnet link".into());
             return;
         };
-        let handle = self.session.fetch_metadata(&magnet);
+        let handle = self.session.fetch_metadata(magnet);
         let progress = handle.progress();
         let reports = self.reports.clone();
         let task = tokio::spawn(async move {

@@ -3,6 +3,7 @@
 //! hold (`Manager`) and the owner task that answers.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use swarmer::FilePriority;
 use swarmer_proto::InfoHash;
@@ -45,12 +46,13 @@ pub(crate) enum ManagerError {
     ShuttingDown,
 }
 
-/// What to add.
+/// What to add, parsed at the edge (HTTP handler, RPC method, watch folder) so the manager never
+/// parses it again.
 #[derive(Debug)]
 pub(crate) enum Source {
-    /// A metainfo file's bytes, already parsed.
-    Metainfo(Box<Metainfo>, Vec<u8>),
-    /// A magnet link (BEP 9), already parsed, and its text.
+    /// A metainfo file, parsed, and its bytes (which the store keeps).
+    Metainfo(Arc<Metainfo>, Vec<u8>),
+    /// A magnet link (BEP 9), parsed, and the text it was parsed from (which the store keeps).
     Magnet(Box<Magnet>, String),
 }
 

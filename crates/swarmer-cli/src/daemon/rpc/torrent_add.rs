@@ -1,6 +1,8 @@
 //! `torrent-add`: a .torrent as base64 `metainfo` or a local path, or a magnet link, added
 //! through the manager; a duplicate answers `torrent-duplicate`, as Transmission 3.00 does.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use swarmer_proto::magnet::Magnet;
@@ -33,7 +35,7 @@ pub(super) fn decode_metainfo(b64: &str) -> Result<Vec<u8>, String> {
 async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
     let parse = |bytes: Vec<u8>| {
         Metainfo::from_bytes(&bytes)
-            .map(|m| Source::Metainfo(Box::new(m), bytes))
+            .map(|m| Source::Metainfo(Arc::new(m), bytes))
             .map_err(|e| format!("invalid or corrupt torrent file: {e}"))
     };
     if let Some(b64) = args.get("metainfo").and_then(Value::as_str) {
