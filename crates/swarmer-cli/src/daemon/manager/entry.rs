@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use swarmer::resume::ResumeStore;
-use swarmer::{FilePriority, MetadataProgress, Progress, TorrentHandle, TorrentState};
+use swarmer::{FilePriority, MetadataProgress, Progress, TorrentState};
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::piece_priorities;
@@ -13,6 +13,7 @@ use swarmer_proto::tracker::http::percent_encode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::running::Running;
 use crate::daemon::model::{File, StateName, Torrent, TorrentDetail};
 use crate::daemon::store::{Store, TorrentRecord};
 
@@ -23,7 +24,7 @@ pub(super) enum Run {
     /// Being started.
     Starting,
     /// Running.
-    Running(TorrentHandle, watch::Receiver<Progress>),
+    Running(Running),
     /// Being stopped.
     Stopping,
 }
@@ -80,8 +81,8 @@ impl Entry {
     /// Whether every wanted piece is there: what the running torrent says once it has checked its
     /// data, else what it said last, else what its resume state said.
     pub(super) fn done(&self) -> bool {
-        if let Run::Running(_, progress) = &self.run {
-            let p = progress.borrow();
+        if let Run::Running(running) = &self.run {
+            let p = running.progress.borrow();
             if !matches!(p.state, TorrentState::Checking) {
                 return p.is_done();
             }
@@ -95,15 +96,15 @@ impl Entry {
     /// Its progress: the running torrent's, else the last one seen.
     pub(super) fn progress(&self) -> Option<Progress> {
         match &self.run {
-            Run::Running(_, progress) => Some(progress.borrow().clone()),
+            Run::Running(running) => Some(running.progress.borrow().clone()),
             _ => self.last.clone(),
         }
     }
 
     /// Where it is, as the API names it.
     pub(super) fn state(&self) -> StateName {
-        if let Run::Running(_, progress) = &self.run {
-            return match &progress.borrow().state {
+        if let Run::Running(running) = &self.run {
+            return match &running.progress.borrow().state {
                 TorrentState::Checking => StateName::Checking,
                 TorrentState::Downloading => StateName::Downloading,
                 TorrentState::Seeding => StateName::Seeding,

@@ -1,18 +1,20 @@
 //! The daemon's torrent manager: one owner task holds every torrent's record and handle, takes
 //! requests (add, pause, resume, remove, priorities, limits, settings, views) one at a time, keeps
 //! the store in step, and decides which torrents run (the queue). Starting and stopping a torrent
-//! take time (files are `stat`ed and opened, trackers told `stopped`), so they run in their own tasks
-//! and report back here; requests never wait behind them.
+//! take time (files are `stat`ed and opened, trackers told `stopped`), and so may a command to a
+//! running torrent, so they run in their own tasks and report back; requests never wait behind them.
 //!
 //! Here: [`Manager`], the cheap handle every caller holds, and [`start`]. `request` holds what may
-//! be asked; `owner` answers; `entry` is one torrent and its views; `queue` decides which torrents
-//! run; `delete_data` removes a torrent's files.
+//! be asked; `owner` answers; `entry` is one torrent and its views; `running` a started torrent's
+//! handle and the commands in flight to it; `queue` decides which torrents run; `delete_data`
+//! removes a torrent's files.
 
 mod delete_data;
 mod entry;
 mod owner;
 mod queue;
 mod request;
+mod running;
 
 use std::sync::Arc;
 
@@ -143,10 +145,11 @@ mod tests {
     use std::time::Duration;
 
     use swarmer_proto::magnet::Magnet;
+    use swarmer_proto::metainfo::Metainfo;
 
     use super::*;
     use crate::daemon::download_dir::DownloadDir;
-    use crate::daemon::model::StateName;
+    use crate::daemon::model::{Priority, StateName};
 
     async fn manager(dir: &Path) -> (Manager, JoinHandle<()>) {
         let config = swarmer::SessionConfig {
@@ -242,5 +245,74 @@ mod tests {
             manager.remove(99, false).await,
             Err(ManagerError::NotFound(99))
         ));
+    }
+
+    /// A two-file torrent whose data is not on disk: `a` is one 64 KiB piece, `b` two.
+    fn two_files() -> Add {
+        let piece = 1 << 16;
+        let mut info = format!(
+            "d5:filesld6:lengthi{}e4:pathl1:aeed6:lengthi{}e4:pathl1:beee4:name3:two\
+             12:piece lengthi{piece}e6:pieces60:",
+            piece,
+            2 * piece
+        )
+        .into_bytes();
+        info.extend([7u8; 60]);
+        info.push(b'e');
+        let bytes = [b"d4:info".as_slice(), &info, b"e"].concat();
+        let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+        Add {
+            source: Source::Metainfo(Arc::new(metainfo), bytes),
+            download_dir: None,
+            paused: false,
+        }
+    }
+
+    /// Waits (at most 10 s) until the torrent's view passes `check`.
+    async fn wait_for(manager: &Manager, id: u64, check: impl Fn(&Torrent) -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !check(&manager.get(id).await.unwrap().torrent) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the torrent gets there");
+    }
+
+    /// File priorities reach a running torrent from tasks of their own, in the order they were
+    /// asked, while the owner goes on answering; and the torrent still stops cleanly afterwards
+    /// (it saves its resume state), so the commands gave its handle back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn priorities_reach_a_running_torrent_in_order() {
+        use swarmer::FilePriority::{High, Skip};
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let t = manager.add(two_files()).await.unwrap();
+        wait_for(&manager, t.id, |t| t.state == StateName::Downloading).await;
+        let (first, list, second) = tokio::join!(
+            manager.set_priorities(t.id, vec![Skip, High]),
+            manager.list(),
+            manager.set_priorities(t.id, vec![High, Skip]),
+        );
+        assert_eq!(list.len(), 1);
+        let priorities = |d: TorrentDetail| d.files.iter().map(|f| f.priority).collect::<Vec<_>>();
+        assert_eq!(priorities(first.unwrap()), [Priority::High, Priority::Skip]);
+        assert_eq!(
+            priorities(second.unwrap()),
+            [Priority::High, Priority::Skip]
+        );
+        // The torrent took the second list last: it wants `a` only.
+        wait_for(&manager, t.id, |t| t.wanted_bytes == 1 << 16).await;
+        let hash = manager.list().await[0].info_hash.clone();
+        manager.shutdown().await;
+        task.await.unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let hash = swarmer_proto::InfoHash::from_hex(&hash).unwrap();
+        assert!(
+            swarmer::resume::ResumeStore::load(&store, hash)
+                .unwrap()
+                .is_some(),
+            "a clean stop saves the resume state"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The owner task: it holds every torrent's [`Entry`], takes requests one at a time, keeps the store
 //! in step, and applies the queue's plan. Starting, stopping and fetching metadata take time (files
-//! `stat`ed and opened, trackers told `stopped`), so they run in their own tasks and report back
-//! here as [`Report`]s; requests never wait behind them.
+//! `stat`ed and opened, trackers told `stopped`), and a running torrent answers a command (file
+//! priorities) only when its own task gets to it, so all of these run in tasks of their own and
+//! report back here as [`Report`]s: the owner never awaits a torrent, and requests never wait
+//! behind one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use super::delete_data::delete_files;
 use super::entry::{Entry, Run, resumed_pieces};
 use super::queue;
 use super::request::{Add, MAX_TORRENTS, ManagerError, Reply, Request, SettingsPatch, Source};
+use super::running::Running;
 use crate::daemon::download_dir::DownloadDir;
 use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
@@ -29,8 +32,6 @@ use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
 const TICK: Duration = Duration::from_secs(1);
 /// How long a shutdown waits for torrents to stop (flush, save resume state, announce `stopped`).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the owner waits for a running torrent to take a command (file priorities).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Restores every torrent in `store` and spawns the owner task, which answers `requests` until a
 /// shutdown (or until every sender is gone).
@@ -85,6 +86,8 @@ enum Report {
     Fetched(u64, Result<FetchedMetadata, MetadataError>),
     /// A removed torrent's data is deleted (or could not be: the message says what is left).
     Deleted(Reply<()>, Result<(), String>),
+    /// A running torrent took new file priorities (or did not), for the request's reply.
+    PrioritiesSet(u64, Reply<TorrentDetail>, Result<(), ManagerError>),
 }
 
 /// The task that owns every torrent.
@@ -93,7 +96,8 @@ struct Owner {
     store: Arc<Store>,
     settings: Settings,
     entries: BTreeMap<u64, Entry>,
-    /// Unbounded, but each torrent has at most one start, stop or fetch in flight at a time.
+    /// Unbounded, but each torrent has at most one start, stop or fetch in flight at a time, and
+    /// every other report answers one request whose caller is waiting for it.
     reports: mpsc::UnboundedSender<Report>,
     shutting_down: Option<oneshot::Sender<()>>,
 }
@@ -110,7 +114,7 @@ impl Owner {
         loop {
             tokio::select! {
                 request = requests.recv(), if self.shutting_down.is_none() => match request {
-                    Some(request) => self.handle(request).await,
+                    Some(request) => self.handle(request),
                     None => self.begin_shutdown(None),
                 },
                 Some(report) = reports.recv() => self.report(report),
@@ -136,7 +140,7 @@ impl Owner {
         }
     }
 
-    async fn handle(&mut self, request: Request) {
+    fn handle(&mut self, request: Request) {
         match request {
             Request::List(reply) => {
                 let _ = reply.send(self.entries.values().map(Entry::view).collect());
@@ -155,7 +159,7 @@ impl Owner {
             }
             Request::Remove(id, delete, reply) => self.remove(id, delete, reply),
             Request::SetPriorities(id, priorities, reply) => {
-                let _ = reply.send(self.set_priorities(id, priorities).await);
+                self.set_priorities(id, priorities, reply);
             }
             Request::SetLimits(id, up, down, reply) => {
                 let _ = reply.send(self.set_limits(id, up, down));
@@ -280,16 +284,16 @@ impl Owner {
         if let Some((fetch, _)) = e.fetch.take() {
             fetch.abort();
         }
-        let handle = match std::mem::replace(&mut e.run, Run::Idle) {
-            Run::Running(handle, _) => Some(handle),
+        let running = match std::mem::replace(&mut e.run, Run::Idle) {
+            Run::Running(running) => Some(running),
             _ => None,
         };
         let reports = self.reports.clone();
         let files = e.metainfo.filter(|_| delete_data);
         let dir = e.record.download_dir;
         tokio::spawn(async move {
-            if let Some(handle) = handle {
-                if let Err(err) = handle.stop().await {
+            if let Some(running) = running {
+                if let Err(err) = running.stop().await {
                     tracing::warn!(id, "torrent stopped with an error: {err}");
                 }
             }
@@ -303,11 +307,42 @@ impl Owner {
         });
     }
 
-    async fn set_priorities(
+    /// Saves new file priorities and answers `reply`: at once for a torrent that is not running, or,
+    /// for a running one, from the task that hands them to it (`Report::PrioritiesSet`).
+    fn set_priorities(
         &mut self,
         id: u64,
         priorities: Vec<FilePriority>,
-    ) -> Result<TorrentDetail, ManagerError> {
+        reply: Reply<TorrentDetail>,
+    ) {
+        let reports = self.reports.clone();
+        let e = match self.save_priorities(id, &priorities) {
+            Ok(e) => e,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        if let Run::Running(running) = &mut e.run {
+            running.set_file_priorities(priorities, move |result| {
+                let _ = reports.send(Report::PrioritiesSet(id, reply, result));
+            });
+            return;
+        }
+        if e.last.as_ref().is_some_and(Progress::is_done) {
+            // A finished torrent that now wants more queues as a download again.
+            e.last = None;
+            e.resumed = None;
+        }
+        let _ = reply.send(Ok(e.detail()));
+    }
+
+    /// Checks new file priorities against the torrent's files and saves them in its record.
+    fn save_priorities(
+        &mut self,
+        id: u64,
+        priorities: &[FilePriority],
+    ) -> Result<&mut Entry, ManagerError> {
         let store = Arc::clone(&self.store);
         let e = self.entry_mut(id)?;
         let Some(m) = &e.metainfo else {
@@ -324,26 +359,7 @@ impl Owner {
         }
         e.record.priorities = priorities.iter().map(|p| p.as_u8()).collect();
         store.put_torrent(&e.record, None)?;
-        if let Run::Running(handle, _) = &e.run {
-            // The torrent applies them in its own task and answers at once; a file that cannot be
-            // created fails the torrent, which shows in its state.
-            match tokio::time::timeout(COMMAND_TIMEOUT, handle.set_file_priorities(priorities))
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => return Err(ManagerError::Invalid(err.to_string())),
-                Err(_) => {
-                    return Err(ManagerError::Invalid(
-                        "the torrent did not take the priorities in time".into(),
-                    ));
-                }
-            }
-        } else if e.last.as_ref().is_some_and(Progress::is_done) {
-            // A finished torrent that now wants more queues as a download again.
-            e.last = None;
-            e.resumed = None;
-        }
-        Ok(e.detail())
+        Ok(e)
     }
 
     fn set_limits(
@@ -357,8 +373,8 @@ impl Owner {
         e.record.max_upload_rate = up;
         e.record.max_download_rate = down;
         store.put_torrent(&e.record, None)?;
-        if let Run::Running(handle, _) = &e.run {
-            handle.set_rate_limits(up, down);
+        if let Run::Running(running) = &e.run {
+            running.set_rate_limits(up, down);
         }
         Ok(e.view())
     }
@@ -481,12 +497,12 @@ impl Owner {
             return;
         };
         match std::mem::replace(&mut e.run, Run::Idle) {
-            Run::Running(handle, progress) => {
-                e.last = Some(progress.borrow().clone());
+            Run::Running(running) => {
+                e.last = Some(running.progress.borrow().clone());
                 e.run = Run::Stopping;
                 let reports = self.reports.clone();
                 tokio::spawn(async move {
-                    let result = handle.stop().await;
+                    let result = running.stop().await;
                     let _ = reports.send(Report::Stopped(id, result));
                 });
             }
@@ -526,8 +542,7 @@ impl Owner {
                 };
                 match result {
                     Ok(handle) => {
-                        let progress = handle.progress();
-                        e.run = Run::Running(handle, progress);
+                        e.run = Run::Running(Running::new(handle));
                         if e.record.paused || self.shutting_down.is_some() {
                             self.stop(id);
                         }
@@ -570,6 +585,10 @@ impl Owner {
             Report::Deleted(reply, result) => {
                 let _ = reply.send(result.map_err(ManagerError::Invalid));
             }
+            Report::PrioritiesSet(id, reply, result) => {
+                // The torrent may have been removed meanwhile.
+                let _ = reply.send(result.and_then(|()| self.entry(id).map(Entry::detail)));
+            }
         }
     }
 
@@ -580,7 +599,7 @@ impl Owner {
             .entries
             .iter()
             .filter_map(|(&id, e)| match &e.run {
-                Run::Running(_, p) => match &p.borrow().state {
+                Run::Running(running) => match &running.progress.borrow().state {
                     TorrentState::Failed(msg) => Some((id, msg.clone())),
                     _ => None,
                 },
