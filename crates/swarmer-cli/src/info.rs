@@ -9,6 +9,7 @@ use swarmer::human_bytes;
 
 use crate::metainfo_file::read_metainfo;
 
+/// Runs `swarmer info TORRENT`: prints the torrent's description to standard output.
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let m = read_metainfo(path)?;
     let layout = &m.info.layout;

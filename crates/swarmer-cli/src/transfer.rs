@@ -25,6 +25,7 @@ use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
 use crate::{logging, units};
 
+/// `swarmer download` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DownloadArgs {
     /// The .torrent file, or a magnet link (`'magnet:?xt=urn:btih:...'`, quoted for the shell): its
@@ -48,6 +49,7 @@ pub(crate) struct DownloadArgs {
     common: CommonArgs,
 }
 
+/// `swarmer seed` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SeedArgs {
     /// The .torrent file.
@@ -197,6 +199,7 @@ fn read_source(arg: &Path) -> anyhow::Result<Source> {
     }
 }
 
+/// Runs a `download` or `seed` job to its end; the exit code says how it ended.
 pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     let selection = Selection::parse(&job.select)?;
     let source = read_source(&job.torrent)?;

@@ -4,8 +4,9 @@
 //! `guard`, which decides who may ask. Below them: `state` (what handlers share), `error` (the one
 //! mapping of errors to HTTP statuses), `model` (the JSON views) and `store` (redb).
 //!
-//! Dependencies point one way: `mod` → `http` → {`api`, `rpc`, `ui`} → `state` → {`guard`,
-//! `manager`}; `api` and `guard` → `error` → `manager` → {`model`, `store`}.
+//! Dependencies point one way: each module uses only modules in the layers below its own, so no two
+//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `ui`; `state`;
+//! `guard`; `error`; `manager`; `model`, `store`; `download_dir`.
 
 mod api;
 mod download_dir;
@@ -119,6 +120,7 @@ struct ConfigFile {
     no_pex: Option<bool>,
 }
 
+/// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
 pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let file: ConfigFile = match &args.config {
         Some(path) => {

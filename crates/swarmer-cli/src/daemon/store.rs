@@ -96,7 +96,9 @@ pub(crate) struct Store {
 
 /// Everything read at start-up.
 pub(crate) struct Loaded {
+    /// Every torrent's record with its metainfo bytes (`None` while a magnet link's are fetched).
     pub(crate) torrents: Vec<(TorrentRecord, Option<Vec<u8>>)>,
+    /// The saved settings, if any were saved.
     pub(crate) settings: Option<Settings>,
 }
 
@@ -239,10 +241,12 @@ mod hex_info_hash {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
     use swarmer_proto::InfoHash;
 
+    /// Writes the hash as 40 lowercase hex digits.
     pub(super) fn serialize<S: Serializer>(hash: &InfoHash, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hash.to_hex())
     }
 
+    /// Reads 40 hex digits (either case).
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InfoHash, D::Error> {
         let hex = String::deserialize(d)?;
         InfoHash::from_hex(&hex)

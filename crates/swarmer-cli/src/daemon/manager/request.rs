@@ -59,6 +59,7 @@ pub(crate) enum Source {
 /// An add request.
 #[derive(Debug)]
 pub(crate) struct Add {
+    /// The torrent.
     pub(crate) source: Source,
     /// Where the files go; the session's default directory if `None`.
     pub(crate) download_dir: Option<DownloadDir>,
