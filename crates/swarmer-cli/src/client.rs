@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::metainfo_file::read_at_most;
+use crate::state_dir::{default_state_dir, token_file};
+
 /// How long one API call may take (connect included).
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest .torrent file sent (the daemon's upload limit).
@@ -75,7 +78,7 @@ impl Client {
                     .filter(|t| !t.is_empty())
             })
             .or_else(|| {
-                let path = crate::daemon::default_state_dir()?.join("token");
+                let path = token_file(&default_state_dir()?);
                 std::fs::read_to_string(path)
                     .ok()
                     .map(|t| t.trim().to_string())
@@ -162,17 +165,13 @@ pub(crate) fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             .body(body.to_string())
     } else {
         let path = PathBuf::from(&args.torrent);
-        let len = std::fs::metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        if len > MAX_TORRENT_BYTES {
+        let bytes = read_at_most(&path, MAX_TORRENT_BYTES)?;
+        if bytes.len() as u64 > MAX_TORRENT_BYTES {
             bail!(
                 "{} is larger than 10 MiB: not a torrent file",
                 path.display()
             );
         }
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let file_name = path.file_name().map_or_else(
             || "file.torrent".into(),
             |n| n.to_string_lossy().into_owned(),

@@ -2,11 +2,14 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use std::process::ExitCode;
 
-use crate::transfer::{human_bytes, read_metainfo};
+use anyhow::Context;
+use swarmer::human_bytes;
 
+use crate::metainfo_file::read_metainfo;
+
+/// Runs `swarmer info TORRENT`: prints the torrent's description to standard output.
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let m = read_metainfo(path)?;
     let layout = &m.info.layout;

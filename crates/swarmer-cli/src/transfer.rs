@@ -2,26 +2,123 @@
 //! download, seed) until it is done or interrupted, showing progress as a bar on a terminal and as a
 //! status line every few seconds otherwise.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 use swarmer::storage::StorageError;
 use swarmer::{
     AddTorrentOptions, ExistingData, FetchedMetadata, MetadataProgress, Progress, SeedLimits,
-    Session, SessionConfig, TorrentError, TorrentState,
+    Session, SessionConfig, TorrentError, TorrentState, human_bytes,
 };
 use swarmer_proto::magnet::{Magnet, MagnetPeer, is_magnet_uri};
-use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
+use swarmer_proto::metainfo::Metainfo;
 
-pub(crate) use swarmer::human_bytes;
-
+use crate::dht_args::DhtArgs;
+use crate::metainfo_file::read_metainfo;
+use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
-use crate::{CommonArgs, DownloadArgs, SeedArgs, SeedLimitArgs};
+use crate::{logging, units};
+
+/// `swarmer download` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DownloadArgs {
+    /// The .torrent file, or a magnet link (`'magnet:?xt=urn:btih:...'`, quoted for the shell): its
+    /// metadata is fetched from peers first (BEP 9).
+    torrent: PathBuf,
+    /// With a magnet link: also write the fetched torrent to FILE (a .torrent with the link's
+    /// trackers).
+    #[arg(long, value_name = "FILE")]
+    save_torrent: Option<PathBuf>,
+    /// Directory to download into: a single-file torrent becomes DIR/NAME, a multi-file one DIR/NAME/...
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+    output: PathBuf,
+    /// Keep seeding after the download completes, until Ctrl-C or a --seed-ratio/--seed-time limit.
+    #[arg(long)]
+    seed: bool,
+    #[command(flatten)]
+    select: select::SelectArgs,
+    #[command(flatten)]
+    limits: SeedLimitArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `swarmer seed` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Directory holding the data, as `download -o DIR` left it: DIR/NAME.
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+    output: PathBuf,
+    /// With --only/--exclude/--files, only the selected files are checked and served; the others
+    /// need not exist.
+    #[command(flatten)]
+    select: select::SelectArgs,
+    #[command(flatten)]
+    limits: SeedLimitArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// When seeding stops by itself (otherwise: on Ctrl-C).
+#[derive(Debug, clap::Args)]
+pub(crate) struct SeedLimitArgs {
+    /// Stop seeding once uploaded bytes reach R times the torrent's size, or the selected files' size
+    /// (e.g. 1.5).
+    #[arg(long, value_name = "R", value_parser = units::parse_ratio)]
+    seed_ratio: Option<f64>,
+    /// Stop seeding after this long (e.g. 90s, 30m, 2h, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    seed_time: Option<Duration>,
+}
+
+/// Network and output options shared by `download` and `seed`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CommonArgs {
+    /// TCP port to listen on for peers (0 picks a free one).
+    #[arg(long, default_value_t = 6881)]
+    port: u16,
+    /// Local IP address for the listener, outgoing peer connections and tracker requests.
+    #[arg(long, value_name = "IP")]
+    bind_address: Option<IpAddr>,
+    /// Most peer connections.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
+    max_peers: u16,
+    /// Peers uploaded to at once, chosen by rate every 10 s; one more is picked at random every 30 s.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    upload_slots: u16,
+    /// Most bytes per second sent to all peers together (e.g. 500K, 2M; K = 1024).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_upload_rate: Option<u64>,
+    /// Most bytes per second received from all peers together (e.g. 500K, 2M; K = 1024).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    max_download_rate: Option<u64>,
+    #[command(flatten)]
+    dht: DhtArgs,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log what happens (-v: info, -vv: debug, -vvv: trace) to standard error.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Do not use Local Service Discovery (BEP 14: multicast announces to 239.192.152.143:6771 that
+    /// find peers on the local network). Private torrents never use it.
+    #[arg(long)]
+    no_lsd: bool,
+    /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
+    #[arg(long)]
+    no_pex: bool,
+    /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+}
 
 /// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
@@ -85,27 +182,6 @@ fn limits(args: &SeedLimitArgs) -> SeedLimits {
     }
 }
 
-/// Reads and parses a .torrent file; errors name the file.
-pub(crate) fn read_metainfo(path: &Path) -> anyhow::Result<Metainfo> {
-    let bytes = read_torrent_file(path)?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
-}
-
-/// Reads a .torrent file's bytes, at most one byte past [`MAX_METAINFO_BYTES`], so a huge file (or
-/// `/dev/zero`) is refused by the parser's size check without being loaded. Blocking.
-///
-/// Errors: the file cannot be opened or read (the message names it).
-pub(crate) fn read_torrent_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_METAINFO_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(bytes)
-}
-
 /// What to transfer: a torrent read from a file, or a magnet link whose metadata comes from peers.
 enum Source {
     File(Metainfo),
@@ -123,57 +199,19 @@ fn read_source(arg: &Path) -> anyhow::Result<Source> {
     }
 }
 
+/// Runs a `download` or `seed` job to its end; the exit code says how it ended.
 pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     let selection = Selection::parse(&job.select)?;
     let source = read_source(&job.torrent)?;
     if let Source::File(metainfo) = &source {
         job.options.file_priorities = selection.priorities(&metainfo.info)?;
     }
-    init_logging(job.common.verbose);
+    logging::init(job.common.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(transfer(job, source, selection))
-}
-
-pub(crate) fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("swarmer={level},swarmer_proto={level}"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour codes only where a terminal will interpret them, not in redirected logs.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(|| LogWriter)
-        .try_init();
-}
-
-/// The progress bar while one is shown, so log lines can be printed above it instead of through it.
-static BAR: OnceLock<ProgressBar> = OnceLock::new();
-
-/// Standard error for log lines: while a progress bar is drawn, each line is written with the bar
-/// briefly cleared, so logs and the bar never garble each other.
-struct LogWriter;
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match BAR.get() {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
 }
 
 async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Result<ExitCode> {
@@ -453,12 +491,6 @@ struct Reporter {
     name: String,
 }
 
-/// The bar's look while a magnet link's metadata is fetched.
-fn metadata_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix} {spinner} fetching metadata: {msg}")
-        .expect("valid template")
-}
-
 /// The metadata phase in words: peers found and connected, metadata pieces in.
 fn metadata_line(p: &MetadataProgress) -> String {
     let pieces = if p.metadata.piece_count == 0 {
@@ -481,7 +513,7 @@ impl Reporter {
         let bar = (!quiet && terminal && !verbose).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_prefix(name.to_string());
-            let _ = BAR.set(bar.clone());
+            progress_bar::show(&bar);
             bar
         });
         Reporter {
@@ -504,7 +536,7 @@ impl Reporter {
     /// Shows a metadata fetch until it ends (this future never completes by itself).
     async fn follow_metadata(&self, progress: &mut tokio::sync::watch::Receiver<MetadataProgress>) {
         if let Some(bar) = &self.bar {
-            bar.set_style(metadata_style());
+            bar.set_style(progress_bar::metadata_style());
             bar.enable_steady_tick(Duration::from_millis(200));
         }
         let mut last_line = Instant::now();
@@ -573,35 +605,6 @@ impl Reporter {
         } else if self.plain && p.is_done() {
             eprintln!("{}: {}", self.name, status_line(p));
         }
-    }
-}
-
-/// What the bar counts: pieces checked, or bytes verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Checking,
-    Transfer,
-}
-
-impl Phase {
-    fn of(state: &TorrentState) -> Phase {
-        match state {
-            TorrentState::Checking => Phase::Checking,
-            _ => Phase::Transfer,
-        }
-    }
-
-    /// The bar's look for this phase (also `swarmer verify`'s, which only checks).
-    pub(crate) fn style(self) -> ProgressStyle {
-        let template = match self {
-            Phase::Checking => {
-                "{prefix} checking [{bar:30}] {percent:>3}% {pos}/{len} pieces {msg}"
-            }
-            Phase::Transfer => "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg}",
-        };
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> ")
     }
 }
 

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget};
-use swarmer::VerifyReport;
+use swarmer::{VerifyReport, human_bytes};
 use swarmer_proto::metainfo::Info;
 
-use crate::transfer::{Phase, human_bytes, read_metainfo};
+use crate::metainfo_file::read_metainfo;
+use crate::progress_bar::Phase;
 
 /// Runs `swarmer verify TORRENT -o OUTPUT`; `quiet` drops the progress bar.
 pub(crate) fn run(torrent: &Path, output: &Path, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -1,108 +1,37 @@
 //! The daemon's HTTP JSON API (`/api/v1/...`, documented by the OpenAPI document at
-//! `/api/openapi.json`, generated from these handlers and the `model` types), its server-sent event
-//! stream, and the one place where errors become HTTP status codes ([`status_of`]).
+//! `/api/openapi.json`, generated from these handlers and the `model` types) and its server-sent
+//! event stream. Errors become HTTP statuses in `error`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Router, middleware};
 use futures_util::Stream;
 use serde::Deserialize;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 use utoipa::OpenApi;
 
-use super::guard::{self, Guard};
+use super::download_dir::DownloadDir;
+use super::error::ApiError;
+use super::guard;
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{Priority, SessionStats, Torrent, TorrentDetail};
+use super::state::AppState;
 use super::store::Settings;
 
-/// Largest request body: a .torrent upload (10 MiB) with multipart overhead. Larger bodies get 413.
+/// Largest .torrent upload or JSON body, bytes; larger ones get 413.
 pub(crate) const MAX_UPLOAD_BYTES: usize = 10 << 20;
-/// Largest request body read at all: an upload and its multipart framing.
-const MAX_BODY_BYTES: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 /// How often the event stream looks for changes.
 const EVENT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What the handlers share.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) manager: Manager,
-    pub(crate) guard: Arc<Guard>,
-}
-
-/// An API error: a status and a message, sent as `{"error": "..."}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
-    /// The existing torrent's id, for a duplicate add.
-    id: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            id: None,
-        }
-    }
-}
-
-/// The HTTP status of each manager error: the only such mapping in the daemon.
-pub(crate) fn status_of(error: &ManagerError) -> StatusCode {
-    match error {
-        ManagerError::NotFound(_) => StatusCode::NOT_FOUND,
-        ManagerError::Duplicate { .. } => StatusCode::CONFLICT,
-        ManagerError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ManagerError::Full => StatusCode::INSUFFICIENT_STORAGE,
-        ManagerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        ManagerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-impl From<ManagerError> for ApiError {
-    fn from(error: ManagerError) -> ApiError {
-        let id = match &error {
-            ManagerError::Duplicate { id, .. } => Some(*id),
-            _ => None,
-        };
-        ApiError {
-            status: status_of(&error),
-            message: error.to_string(),
-            id,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.message });
-        if let Some(id) = self.id {
-            body["id"] = id.into();
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
-
-/// A JSON error response (also used by the guard).
-pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
-    ApiError {
-        status,
-        message,
-        id: None,
-    }
-    .into_response()
-}
 
 /// Parses a JSON body, with a 400 that says what is wrong (axum's own rejection is plain text).
 fn parse_json<T: for<'de> Deserialize<'de>>(
@@ -114,18 +43,16 @@ fn parse_json<T: for<'de> Deserialize<'de>>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json {
-        return Err(ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            message: "expected Content-Type: application/json".into(),
-            id: None,
-        });
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
-/// The API's routes, with the guard in front, the body limit, and the OpenAPI document.
-pub(crate) fn router(state: AppState) -> Router {
-    let guard = Arc::clone(&state.guard);
+/// The JSON API's routes (`/api/...`), for `http::router` to put behind the guard.
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/torrents", get(list_torrents).post(add_torrent))
         .route(
@@ -141,37 +68,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/login", post(login))
         .route("/api/openapi.json", get(openapi))
-        .merge(super::rpc::router())
-        .with_state(state)
-        // The web UI's files, behind the same guard (Host check; no token needed).
-        .merge(super::ui::router())
-        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(refuse_oversized))
-        .layer(middleware::from_fn_with_state(guard, guard::check))
-}
-
-/// Answers 413 at once when the declared `Content-Length` is over [`MAX_BODY_BYTES`], before any
-/// of the body is read. Without it the handler reads 10 MiB before refusing, and a client that is
-/// still sending (reqwest, so `swarmer add`) sees the connection reset instead of the answer.
-async fn refuse_oversized(request: axum::extract::Request, next: middleware::Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        let mut response = error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        );
-        // The unread body makes the connection unusable for another request.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
-    next.run(request).await
 }
 
 /// Path parameter: a torrent id.
@@ -231,11 +127,7 @@ async fn add_torrent(
     } else {
         let body = axum::body::to_bytes(request.into_body(), MAX_UPLOAD_BYTES)
             .await
-            .map_err(|_| ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: "request body too large".into(),
-                id: None,
-            })?;
+            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
         let req: AddMagnet = parse_json(&headers, &body)?;
         let magnet = Magnet::parse(req.magnet.trim())
             .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
@@ -249,14 +141,10 @@ async fn add_torrent(
     Ok((StatusCode::CREATED, Json(torrent)))
 }
 
-fn download_dir(dir: Option<String>) -> Result<Option<std::path::PathBuf>, ApiError> {
-    match dir.filter(|d| !d.is_empty()) {
-        Some(d) if std::path::Path::new(&d).is_absolute() => Ok(Some(d.into())),
-        Some(_) => Err(ApiError::bad_request(
-            "download_dir must be an absolute path",
-        )),
-        None => Ok(None),
-    }
+/// The `download_dir` of an add request; a relative one is a 400.
+fn download_dir(dir: Option<String>) -> Result<Option<DownloadDir>, ApiError> {
+    DownloadDir::from_request(dir.as_deref())
+        .map_err(|e| ApiError::bad_request(format!("download_dir {e}")))
 }
 
 async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
@@ -267,11 +155,10 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
         .map_err(|e| ApiError::bad_request(e.body_text()))?
     {
         let name = field.name().unwrap_or("").to_string();
-        let data: Bytes = field.bytes().await.map_err(|e| ApiError {
-            status: e.status(),
-            message: e.body_text(),
-            id: None,
-        })?;
+        let data: Bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         match name.as_str() {
             "torrent" => bytes = Some(data),
             "download_dir" => dir = Some(String::from_utf8_lossy(&data).into_owned()),
@@ -281,16 +168,15 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
     }
     let bytes = bytes.ok_or_else(|| ApiError::bad_request("no file field named \"torrent\""))?;
     if bytes.len() > MAX_METAINFO_BYTES.min(MAX_UPLOAD_BYTES) {
-        return Err(ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: "the .torrent file is larger than 10 MiB".into(),
-            id: None,
-        });
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the .torrent file is larger than 10 MiB",
+        ));
     }
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid .torrent file: {e}")))?;
     Ok(Add {
-        source: Source::Metainfo(Box::new(metainfo), bytes.to_vec()),
+        source: Source::Metainfo(Arc::new(metainfo), bytes.to_vec()),
         download_dir: download_dir(dir)?,
         paused,
     })
@@ -497,11 +383,7 @@ async fn login(
     ))
     .map_err(|_| ApiError::bad_request("the token has characters a header cannot hold"))?;
     if !s.guard.accepts(req.token.as_bytes()) {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "wrong token".into(),
-            id: None,
-        });
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token"));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::api::error_response;
+use super::error::error_response;
 
 /// The cookie `POST /api/v1/login` sets.
 pub(crate) const COOKIE: &str = "swarmer_token";

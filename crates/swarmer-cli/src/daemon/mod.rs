@@ -1,12 +1,22 @@
 //! `swarmer daemon`: one session hosting many torrents, kept in a redb store across restarts, and
 //! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), a web UI (`ui`), and a
-//! watch folder (`watch`). `manager` owns the torrents; `guard` decides who may ask.
+//! watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
+//! `guard`, which decides who may ask. Below them: `state` (what handlers share), `error` (the one
+//! mapping of errors to HTTP statuses), `model` (the JSON views) and `store` (redb).
+//!
+//! Dependencies point one way: each module uses only modules in the layers below its own, so no two
+//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `ui`; `state`;
+//! `guard`; `error`; `manager`; `model`, `store`; `download_dir`.
 
 mod api;
+mod download_dir;
+mod error;
 mod guard;
+mod http;
 mod manager;
 mod model;
 mod rpc;
+mod state;
 mod store;
 mod ui;
 mod watch;
@@ -20,8 +30,10 @@ use anyhow::Context;
 use serde::Deserialize;
 use swarmer::{Session, SessionConfig};
 
-use crate::DhtArgs;
-use crate::units;
+use self::download_dir::DownloadDir;
+use crate::dht_args::DhtArgs;
+use crate::state_dir::{default_state_dir, token_file};
+use crate::{logging, units};
 
 /// The API's default address: loopback only, so no token is needed.
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9091";
@@ -108,19 +120,7 @@ struct ConfigFile {
     no_pex: Option<bool>,
 }
 
-/// The default state directory: `$XDG_STATE_HOME/swarmer`, else `$HOME/.local/state/swarmer`.
-pub(crate) fn default_state_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })
-        .map(|d| d.join("swarmer"))
-}
-
+/// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
 pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let file: ConfigFile = match &args.config {
         Some(path) => {
@@ -131,7 +131,7 @@ pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         None => ConfigFile::default(),
     };
-    crate::transfer::init_logging(args.verbose + 1);
+    logging::init(args.verbose + 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,7 +175,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     };
     let session = Arc::new(Session::new(config).await?);
     let output = match args.output.or(file.output) {
-        Some(dir) => Some(absolute(&dir)?),
+        Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
     };
     let defaults = store::Settings {
@@ -185,7 +185,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         max_active_seeds: None,
         download_dir: match &output {
             Some(d) => d.clone(),
-            None => absolute(Path::new("."))?,
+            None => DownloadDir::new(absolute(Path::new("."))?)?,
         },
     };
     let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
@@ -198,14 +198,15 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             .or(file.max_active_downloads)
             .map(Some),
         max_active_seeds: args.max_active_seeds.or(file.max_active_seeds).map(Some),
-        download_dir: output,
+        download_dir: output.map(PathBuf::from),
     };
     manager.set_settings(patch).await?;
     let settings = manager.settings().await.context("the manager stopped")?;
-    std::fs::create_dir_all(&settings.download_dir).with_context(|| {
+    let download_dir = settings.download_dir.as_path();
+    std::fs::create_dir_all(download_dir).with_context(|| {
         format!(
             "cannot create download directory {}",
-            settings.download_dir.display()
+            download_dir.display()
         )
     })?;
     let listener = tokio::net::TcpListener::bind(http_listen)
@@ -217,11 +218,11 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         listen: local,
         allowed_hosts: file.allowed_hosts,
     });
-    let state = api::AppState {
+    let state = state::AppState {
         manager: manager.clone(),
         guard,
     };
-    let app = api::router(state);
+    let app = http::router(state);
     let watcher = args
         .watch_dir
         .or(file.watch_dir)
@@ -230,7 +231,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     tracing::info!(
         peers = %session.listen_addr(),
         state = %state_dir.display(),
-        downloads = %settings.download_dir.display(),
+        downloads = %download_dir.display(),
         "daemon ready"
     );
     // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is
@@ -259,7 +260,7 @@ fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
 fn generated_token(state_dir: &Path) -> anyhow::Result<String> {
     use rand::Rng;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join("token");
+    let path = token_file(state_dir);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {

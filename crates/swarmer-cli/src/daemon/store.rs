@@ -6,6 +6,9 @@
 //! (small, readable with `redb` tools, easy to extend with defaulted fields); metainfo and resume state
 //! are the bytes we were given and `swarmer_proto::resume`'s bencoded format. ARCHITECTURE.md says
 //! why redb and not SQLite.
+//!
+//! Info hashes are [`InfoHash`] for the rest of the daemon; a record's JSON keeps them as the 40 hex
+//! digits it has always held (see `hex_info_hash`), and the tables are keyed by their 20 bytes.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use swarmer::resume::ResumeStore;
 use swarmer_proto::InfoHash;
+
+use super::download_dir::DownloadDir;
 
 /// Torrent id -> [`TorrentRecord`] as JSON.
 const TORRENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("torrents");
@@ -29,15 +34,16 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) struct TorrentRecord {
     /// The daemon's id for the torrent, never reused (Transmission RPC `id`).
     pub(crate) id: u64,
-    /// The info hash, 40 hex digits.
-    pub(crate) info_hash: String,
+    /// The info hash (40 lowercase hex digits in the JSON).
+    #[serde(with = "hex_info_hash")]
+    pub(crate) info_hash: InfoHash,
     /// The magnet link it was added from, if any (kept until the metadata is fetched, and after).
     #[serde(default)]
     pub(crate) magnet: Option<String>,
     /// The name to show before the metadata is known.
     pub(crate) name: String,
     /// Where the files go (single-file: `DIR/name`, multi-file: `DIR/name/...`).
-    pub(crate) download_dir: PathBuf,
+    pub(crate) download_dir: DownloadDir,
     /// Paused by the user: not started until resumed.
     pub(crate) paused: bool,
     /// When it was added, seconds since the Unix epoch.
@@ -69,7 +75,7 @@ pub(crate) struct Settings {
     pub(crate) max_active_seeds: Option<u32>,
     /// Where added torrents go unless the request says otherwise.
     #[schema(value_type = String)]
-    pub(crate) download_dir: PathBuf,
+    pub(crate) download_dir: DownloadDir,
 }
 
 /// Why the store failed: the message names the database file.
@@ -90,7 +96,9 @@ pub(crate) struct Store {
 
 /// Everything read at start-up.
 pub(crate) struct Loaded {
+    /// Every torrent's record with its metainfo bytes (`None` while a magnet link's are fetched).
     pub(crate) torrents: Vec<(TorrentRecord, Option<Vec<u8>>)>,
+    /// The saved settings, if any were saved.
     pub(crate) settings: Option<Settings>,
 }
 
@@ -159,11 +167,9 @@ impl Store {
                         continue;
                     }
                 };
-                let hash = parse_hash(&record.info_hash);
-                let bytes = match hash {
-                    Some(h) => metainfo.get(&h)?.map(|v| v.value().to_vec()),
-                    None => None,
-                };
+                let bytes = metainfo
+                    .get(&record.info_hash.0)?
+                    .map(|v| v.value().to_vec());
                 out.push((record, bytes));
             }
             let settings = meta
@@ -201,21 +207,20 @@ impl Store {
         self.write(|tx| {
             tx.open_table(TORRENTS)?
                 .insert(record.id, json.as_slice())?;
-            if let (Some(bytes), Some(hash)) = (metainfo, parse_hash(&record.info_hash)) {
-                tx.open_table(METAINFO)?.insert(&hash, bytes)?;
+            if let Some(bytes) = metainfo {
+                tx.open_table(METAINFO)?
+                    .insert(&record.info_hash.0, bytes)?;
             }
             Ok(())
         })
     }
 
     /// Forgets a torrent: its record, metainfo and resume state.
-    pub(crate) fn remove_torrent(&self, id: u64, info_hash: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_torrent(&self, id: u64, info_hash: InfoHash) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.open_table(TORRENTS)?.remove(id)?;
-            if let Some(hash) = parse_hash(info_hash) {
-                tx.open_table(METAINFO)?.remove(&hash)?;
-                tx.open_table(RESUME)?.remove(&hash)?;
-            }
+            tx.open_table(METAINFO)?.remove(&info_hash.0)?;
+            tx.open_table(RESUME)?.remove(&info_hash.0)?;
             Ok(())
         })
     }
@@ -230,8 +235,23 @@ impl Store {
     }
 }
 
-fn parse_hash(hex: &str) -> Option<[u8; 20]> {
-    InfoHash::from_hex(hex).map(|h| h.0)
+/// A record's info hash as 40 hex digits in its JSON: the format the store has always written, so
+/// databases from before the hash was typed still load.
+mod hex_info_hash {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use swarmer_proto::InfoHash;
+
+    /// Writes the hash as 40 lowercase hex digits.
+    pub(super) fn serialize<S: Serializer>(hash: &InfoHash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hash.to_hex())
+    }
+
+    /// Reads 40 hex digits (either case).
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InfoHash, D::Error> {
+        let hex = String::deserialize(d)?;
+        InfoHash::from_hex(&hex)
+            .ok_or_else(|| D::Error::custom(format!("{hex:?} is not 40 hex digits")))
+    }
 }
 
 impl ResumeStore for Store {
@@ -258,10 +278,10 @@ mod tests {
     fn record(id: u64) -> TorrentRecord {
         TorrentRecord {
             id,
-            info_hash: "0123456789abcdef0123456789abcdef01234567".into(),
+            info_hash: InfoHash::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap(),
             magnet: None,
             name: "x".into(),
-            download_dir: "/tmp/d".into(),
+            download_dir: DownloadDir::new("/tmp/d").unwrap(),
             paused: false,
             added_at: 1,
             priorities: vec![],
@@ -293,8 +313,39 @@ mod tests {
             ResumeStore::load(&store, hash).unwrap(),
             Some(b"state".to_vec())
         );
-        store.remove_torrent(1, &record(1).info_hash).unwrap();
+        store.remove_torrent(1, record(1).info_hash).unwrap();
         assert!(store.load().unwrap().torrents.is_empty());
         assert_eq!(ResumeStore::load(&store, hash).unwrap(), None);
+    }
+
+    /// A database written before records held a typed info hash still loads: a record as that
+    /// code wrote it, and one from before the defaulted fields existed. Records are still written
+    /// byte for byte as before.
+    #[test]
+    fn records_in_the_old_format_load() {
+        let written_before: &[u8] = br#"{"id":1,"info_hash":"0123456789abcdef0123456789abcdef01234567","magnet":null,"name":"x","download_dir":"/tmp/d","paused":false,"added_at":1,"priorities":[],"max_upload_rate":5,"max_download_rate":null,"queue_position":0}"#;
+        let oldest: &[u8] = br#"{"id":2,"info_hash":"0123456789ABCDEF0123456789abcdef01234567","name":"x","download_dir":"/tmp/d","paused":false,"added_at":1,"max_upload_rate":5}"#;
+        let hash = InfoHash::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .write(|tx| {
+                    let mut torrents = tx.open_table(TORRENTS)?;
+                    torrents.insert(1, written_before)?;
+                    torrents.insert(2, oldest)?;
+                    tx.open_table(METAINFO)?
+                        .insert(&hash.0, b"d4:infoe".as_slice())?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let metainfo = Some(b"d4:infoe".to_vec());
+        assert_eq!(
+            store.load().unwrap().torrents,
+            vec![(record(1), metainfo.clone()), (record(2), metainfo)]
+        );
+        assert_eq!(serde_json::to_vec(&record(1)).unwrap(), written_before);
     }
 }

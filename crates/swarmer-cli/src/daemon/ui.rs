@@ -51,7 +51,7 @@ const ASSETS: &[Asset] = &[
 
 /// The UI's routes: `GET /` (index.html) and `GET /ui/{file}`; HEAD is answered too. Stateless,
 /// so the daemon merges it into its router with `.merge(ui::router())`.
-pub(super) fn router() -> Router {
+pub(crate) fn router() -> Router {
     Router::new()
         .route("/", get(|| async { serve("index.html") }))
         .route(

@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarmer_proto::metainfo::Metainfo;
 
 use super::manager::{Add, Manager, ManagerError, Source};
+use crate::metainfo_file::read_torrent_file;
 
 /// How often the folder is listed.
 const SCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -76,14 +78,14 @@ fn list(dir: &Path) -> std::io::Result<Vec<(OsString, u64)>> {
 async fn take(path: &Path, manager: &Manager) {
     let read = {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || crate::transfer::read_torrent_file(&path)).await
+        tokio::task::spawn_blocking(move || read_torrent_file(&path)).await
     };
     let outcome = match read {
         // A file over the size cap fails to parse without having been read whole.
         Ok(Ok(bytes)) => match Metainfo::from_bytes(&bytes) {
             Ok(m) => {
                 let add = Add {
-                    source: Source::Metainfo(Box::new(m), bytes),
+                    source: Source::Metainfo(Arc::new(m), bytes),
                     download_dir: None,
                     paused: false,
                 };

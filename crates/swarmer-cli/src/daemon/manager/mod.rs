@@ -1,0 +1,318 @@
+//! The daemon's torrent manager: one owner task holds every torrent's record and handle, takes
+//! requests (add, pause, resume, remove, priorities, limits, settings, views) one at a time, keeps
+//! the store in step, and decides which torrents run (the queue). Starting and stopping a torrent
+//! take time (files are `stat`ed and opened, trackers told `stopped`), and so may a command to a
+//! running torrent, so they run in their own tasks and report back; requests never wait behind them.
+//!
+//! Here: [`Manager`], the cheap handle every caller holds, and [`start`]. `request` holds what may
+//! be asked; `owner` answers; `entry` is one torrent and its views; `running` a started torrent's
+//! handle and the commands in flight to it; `queue` decides which torrents run; `delete_data`
+//! removes a torrent's files.
+
+mod delete_data;
+mod entry;
+mod owner;
+mod queue;
+mod request;
+mod running;
+
+use std::sync::Arc;
+
+use swarmer::{FilePriority, Session};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub(crate) use request::{Add, ManagerError, SettingsPatch, Source};
+use request::{Reply, Request};
+
+use super::model::{SessionStats, Torrent, TorrentDetail};
+use super::store::{Settings, Store, StoreError};
+
+/// Capacity of the request queue; callers wait (asynchronously) when it is full.
+const REQUEST_QUEUE: usize = 256;
+
+/// A cheap, cloneable handle to the manager task.
+#[derive(Clone)]
+pub(crate) struct Manager {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Manager {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ManagerError> {
+        self.ask(make)
+            .await
+            .unwrap_or(Err(ManagerError::ShuttingDown))
+    }
+
+    /// Every torrent, in id order.
+    pub(crate) async fn list(&self) -> Vec<Torrent> {
+        self.ask(Request::List).await.unwrap_or_default()
+    }
+
+    /// One torrent with its files.
+    pub(crate) async fn get(&self, id: u64) -> Result<TorrentDetail, ManagerError> {
+        self.call(|r| Request::Get(id, r)).await
+    }
+
+    /// Adds a torrent; it starts when the queue lets it unless `paused`.
+    pub(crate) async fn add(&self, add: Add) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Add(add, r)).await
+    }
+
+    /// Pauses a torrent (stops it and keeps it stopped across restarts).
+    pub(crate) async fn pause(&self, id: u64) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Pause(id, r)).await
+    }
+
+    /// Resumes a paused or failed torrent (it starts when the queue lets it).
+    pub(crate) async fn resume(&self, id: u64) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Resume(id, r)).await
+    }
+
+    /// Removes a torrent and, if `delete_data`, its files; returns once it is stopped (and the data
+    /// deleted).
+    pub(crate) async fn remove(&self, id: u64, delete_data: bool) -> Result<(), ManagerError> {
+        self.call(|r| Request::Remove(id, delete_data, r)).await
+    }
+
+    /// Sets the file priorities: one per file of `info.files` (padding files included).
+    pub(crate) async fn set_priorities(
+        &self,
+        id: u64,
+        priorities: Vec<FilePriority>,
+    ) -> Result<TorrentDetail, ManagerError> {
+        self.call(|r| Request::SetPriorities(id, priorities, r))
+            .await
+    }
+
+    /// Sets a torrent's own limits, bytes/s (`None`: none; the session limits still apply).
+    pub(crate) async fn set_limits(
+        &self,
+        id: u64,
+        upload: Option<u64>,
+        download: Option<u64>,
+    ) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::SetLimits(id, upload, download, r))
+            .await
+    }
+
+    /// The session settings.
+    pub(crate) async fn settings(&self) -> Option<Settings> {
+        self.ask(Request::Settings).await
+    }
+
+    /// Changes session settings and saves them.
+    pub(crate) async fn set_settings(
+        &self,
+        patch: SettingsPatch,
+    ) -> Result<Settings, ManagerError> {
+        self.call(|r| Request::SetSettings(patch, r)).await
+    }
+
+    /// Totals over the session.
+    pub(crate) async fn stats(&self) -> Option<SessionStats> {
+        self.ask(Request::Stats).await
+    }
+
+    /// Stops every torrent (bounded by [`SHUTDOWN_TIMEOUT`]) and ends the manager.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.ask(Request::Shutdown).await;
+    }
+}
+
+/// Starts the manager task over `session`, restoring every torrent in `store`.
+///
+/// Errors: the store cannot be read.
+pub(crate) fn start(
+    session: Arc<Session>,
+    store: Arc<Store>,
+    defaults: Settings,
+) -> Result<(Manager, JoinHandle<()>), StoreError> {
+    let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+    let task = owner::spawn(session, store, defaults, requests_rx)?;
+    Ok((Manager { requests }, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use swarmer_proto::magnet::Magnet;
+    use swarmer_proto::metainfo::Metainfo;
+
+    use super::*;
+    use crate::daemon::download_dir::DownloadDir;
+    use crate::daemon::model::{Priority, StateName};
+
+    async fn manager(dir: &Path) -> (Manager, JoinHandle<()>) {
+        let config = swarmer::SessionConfig {
+            bind_ip: Some("127.0.0.1".parse().unwrap()),
+            listen_port: 0,
+            ..swarmer::SessionConfig::default()
+        };
+        let session = Arc::new(Session::new(config).await.unwrap());
+        let store = Arc::new(Store::open(&dir.join("state")).unwrap());
+        let settings = Settings {
+            max_upload_rate: None,
+            max_download_rate: None,
+            max_active_downloads: Some(5),
+            max_active_seeds: None,
+            download_dir: DownloadDir::new(dir.join("downloads")).unwrap(),
+        };
+        start(session, store, settings).unwrap()
+    }
+
+    fn magnet(hex: &str) -> Add {
+        let text = format!("magnet:?xt=urn:btih:{hex}&dn=test");
+        Add {
+            source: Source::Magnet(Box::new(Magnet::parse(&text).unwrap()), text),
+            download_dir: None,
+            paused: false,
+        }
+    }
+
+    /// Pausing and resuming torrents that are not running (a magnet link fetching its metadata)
+    /// leaves them able to run, and a shutdown with them finishes at once (it once waited for its
+    /// whole timeout: stopping an idle torrent marked it as stopping forever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_torrents_pause_resume_and_shut_down_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let t = manager
+            .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+            .await
+            .unwrap();
+        assert_eq!(t.state, StateName::FetchingMetadata);
+        assert_eq!(manager.pause(t.id).await.unwrap().state, StateName::Paused);
+        assert_eq!(
+            manager.resume(t.id).await.unwrap().state,
+            StateName::FetchingMetadata
+        );
+        let again = manager
+            .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+            .await;
+        assert!(matches!(again, Err(ManagerError::Duplicate { id, .. }) if id == t.id));
+        manager.pause(t.id).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), manager.shutdown())
+            .await
+            .expect("shutdown with idle torrents is prompt");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the manager task ends")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn torrents_and_their_settings_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = {
+            let (manager, task) = manager(dir.path()).await;
+            let a = manager
+                .add(magnet("0123456789abcdef0123456789abcdef01234567"))
+                .await
+                .unwrap();
+            let b = manager
+                .add(magnet("89abcdef0123456789abcdef0123456789abcdef"))
+                .await
+                .unwrap();
+            manager.pause(b.id).await.unwrap();
+            manager.set_limits(a.id, Some(1000), None).await.unwrap();
+            manager.shutdown().await;
+            task.await.unwrap();
+            (a.id, b.id)
+        };
+        let (manager, _task) = manager(dir.path()).await;
+        let list = manager.list().await;
+        assert_eq!(
+            list.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [first, second]
+        );
+        assert_eq!(list[0].max_upload_rate, Some(1000));
+        assert_eq!(list[1].state, StateName::Paused);
+        let third = manager
+            .add(magnet("00000000000000000000000000000000000000ff"))
+            .await
+            .unwrap();
+        assert!(third.id > second, "ids are not reused");
+        assert!(matches!(
+            manager.remove(99, false).await,
+            Err(ManagerError::NotFound(99))
+        ));
+    }
+
+    /// A two-file torrent whose data is not on disk: `a` is one 64 KiB piece, `b` two.
+    fn two_files() -> Add {
+        let piece = 1 << 16;
+        let mut info = format!(
+            "d5:filesld6:lengthi{}e4:pathl1:aeed6:lengthi{}e4:pathl1:beee4:name3:two\
+             12:piece lengthi{piece}e6:pieces60:",
+            piece,
+            2 * piece
+        )
+        .into_bytes();
+        info.extend([7u8; 60]);
+        info.push(b'e');
+        let bytes = [b"d4:info".as_slice(), &info, b"e"].concat();
+        let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+        Add {
+            source: Source::Metainfo(Arc::new(metainfo), bytes),
+            download_dir: None,
+            paused: false,
+        }
+    }
+
+    /// Waits (at most 10 s) until the torrent's view passes `check`.
+    async fn wait_for(manager: &Manager, id: u64, check: impl Fn(&Torrent) -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !check(&manager.get(id).await.unwrap().torrent) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the torrent gets there");
+    }
+
+    /// File priorities reach a running torrent from tasks of their own, in the order they were
+    /// asked, while the owner goes on answering; and the torrent still stops cleanly afterwards
+    /// (it saves its resume state), so the commands gave its handle back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn priorities_reach_a_running_torrent_in_order() {
+        use swarmer::FilePriority::{High, Skip};
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let t = manager.add(two_files()).await.unwrap();
+        wait_for(&manager, t.id, |t| t.state == StateName::Downloading).await;
+        let (first, list, second) = tokio::join!(
+            manager.set_priorities(t.id, vec![Skip, High]),
+            manager.list(),
+            manager.set_priorities(t.id, vec![High, Skip]),
+        );
+        assert_eq!(list.len(), 1);
+        let priorities = |d: TorrentDetail| d.files.iter().map(|f| f.priority).collect::<Vec<_>>();
+        assert_eq!(priorities(first.unwrap()), [Priority::High, Priority::Skip]);
+        assert_eq!(
+            priorities(second.unwrap()),
+            [Priority::High, Priority::Skip]
+        );
+        // The torrent took the second list last: it wants `a` only.
+        wait_for(&manager, t.id, |t| t.wanted_bytes == 1 << 16).await;
+        let hash = manager.list().await[0].info_hash.clone();
+        manager.shutdown().await;
+        task.await.unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let hash = swarmer_proto::InfoHash::from_hex(&hash).unwrap();
+        assert!(
+            swarmer::resume::ResumeStore::load(&store, hash)
+                .unwrap()
+                .is_some(),
+            "a clean stop saves the resume state"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The manager's requests: what callers may ask (add, pause, resume, remove, priorities, limits,
+//! settings, views), the values they send, and why a request fails. Shared by the handle callers
+//! hold (`Manager`) and the owner task that answers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use swarmer::FilePriority;
+use swarmer_proto::InfoHash;
+use swarmer_proto::magnet::Magnet;
+use swarmer_proto::metainfo::Metainfo;
+use tokio::sync::oneshot;
+
+use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
+use crate::daemon::store::{Settings, StoreError};
+
+/// Most torrents the daemon holds: every one costs a task, a record and its metainfo.
+pub(crate) const MAX_TORRENTS: usize = 20_000;
+
+/// Why a request failed. The daemon maps each to an HTTP status in one place (`error::status_of`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ManagerError {
+    /// No torrent has this id.
+    #[error("no torrent with id {0}")]
+    NotFound(u64),
+    /// The torrent is already in the daemon, under this id.
+    #[error("torrent {hash} is already added (id {id})")]
+    Duplicate {
+        /// The existing torrent's id.
+        id: u64,
+        /// Its info hash.
+        hash: InfoHash,
+    },
+    /// The request is well-formed but cannot apply (wrong number of priorities, metadata unknown).
+    #[error("{0}")]
+    Invalid(String),
+    /// The daemon holds [`MAX_TORRENTS`] already.
+    #[error("the daemon holds {MAX_TORRENTS} torrents already")]
+    Full,
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The manager is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// What to add, parsed at the edge (HTTP handler, RPC method, watch folder) so the manager never
+/// parses it again.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A metainfo file, parsed, and its bytes (which the store keeps).
+    Metainfo(Arc<Metainfo>, Vec<u8>),
+    /// A magnet link (BEP 9), parsed, and the text it was parsed from (which the store keeps).
+    Magnet(Box<Magnet>, String),
+}
+
+/// An add request.
+#[derive(Debug)]
+pub(crate) struct Add {
+    /// The torrent.
+    pub(crate) source: Source,
+    /// Where the files go; the session's default directory if `None`.
+    pub(crate) download_dir: Option<DownloadDir>,
+    /// Add it paused.
+    pub(crate) paused: bool,
+}
+
+/// Changes to the session settings; `None` leaves a setting alone, `Some(None)` clears a limit.
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct SettingsPatch {
+    /// Session upload limit, bytes/s (null: none).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u64>)]
+    pub(crate) max_upload_rate: Option<Option<u64>>,
+    /// Session download limit, bytes/s (null: none).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u64>)]
+    pub(crate) max_download_rate: Option<Option<u64>>,
+    /// Most torrents downloading at once (null: no limit).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u32>)]
+    pub(crate) max_active_downloads: Option<Option<u32>>,
+    /// Most torrents seeding at once (null: no limit).
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u32>)]
+    pub(crate) max_active_seeds: Option<Option<u32>>,
+    /// The default download directory.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub(crate) download_dir: Option<PathBuf>,
+}
+
+/// Tells a present-but-null field (`Some(None)`) from an absent one (`None`, via `default`).
+fn some<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Where the owner sends a request's answer.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, ManagerError>>;
+
+/// One request to the owner task, with where to send the answer.
+pub(super) enum Request {
+    List(oneshot::Sender<Vec<Torrent>>),
+    Get(u64, Reply<TorrentDetail>),
+    Add(Add, Reply<Torrent>),
+    Pause(u64, Reply<Torrent>),
+    Resume(u64, Reply<Torrent>),
+    Remove(u64, bool, Reply<()>),
+    SetPriorities(u64, Vec<FilePriority>, Reply<TorrentDetail>),
+    SetLimits(u64, Option<u64>, Option<u64>, Reply<Torrent>),
+    Settings(oneshot::Sender<Settings>),
+    SetSettings(SettingsPatch, Reply<Settings>),
+    Stats(oneshot::Sender<SessionStats>),
+    Shutdown(oneshot::Sender<()>),
+}

@@ -1,0 +1,294 @@
+//! `torrent-get`: the manager's views mapped to Transmission's torrent fields, as a list of
+//! objects or as a table.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use super::args::{kilo, select};
+use super::envelope::{Outcome, fail, manager_error, object};
+use crate::daemon::manager::{Manager, ManagerError};
+use crate::daemon::model::{Priority, StateName, Torrent, TorrentDetail};
+
+/// Most entries of a `fields` list.
+const MAX_FIELDS: usize = 1_000;
+/// Transmission's `error` for a local error (disk, permissions): `TR_STAT_LOCAL_ERROR`.
+const LOCAL_ERROR: u64 = 3;
+/// `eta` when it cannot be computed (`TR_ETA_NOT_AVAIL`): Transmission also sends it when done.
+pub(super) const ETA_NOT_AVAILABLE: i64 = -1;
+/// `eta` when nothing is coming in (`TR_ETA_UNKNOWN`).
+pub(super) const ETA_UNKNOWN: i64 = -2;
+/// `uploadRatio` with nothing downloaded nor uploaded (`TR_RATIO_NA`).
+const RATIO_NOT_AVAILABLE: f64 = -1.0;
+/// `uploadRatio` with uploads but nothing downloaded (`TR_RATIO_INF`).
+const RATIO_INFINITE: f64 = -2.0;
+/// `seedRatioMode` 2: seed regardless of ratio, as the daemon does.
+const SEED_RATIO_UNLIMITED: u64 = 2;
+
+/// Transmission's `status`: 0 stopped, 1 check-wait, 2 checking, 3 download-wait, 4 downloading,
+/// 5 seed-wait, 6 seeding. A magnet link fetching its metadata is downloading, as in
+/// Transmission; a finished torrent that stopped serving is stopped (with `isFinished`).
+pub(super) fn status_code(state: StateName, done: bool) -> u64 {
+    match state {
+        StateName::Paused | StateName::Failed | StateName::Complete => 0,
+        StateName::Checking => 2,
+        StateName::Queued if done => 5,
+        StateName::Queued => 3,
+        StateName::FetchingMetadata | StateName::Downloading => 4,
+        StateName::Seeding => 6,
+    }
+}
+
+/// Fields that need the torrent's [`TorrentDetail`] (one more manager request per torrent).
+const DETAIL_FIELDS: &[&str] = &[
+    "files",
+    "fileStats",
+    "priorities",
+    "wanted",
+    "trackers",
+    "trackerStats",
+    "magnetLink",
+    "pieceCount",
+    "pieceSize",
+];
+
+/// Transmission's file priority numbers: -1 low, 0 normal, 1 high (skip is `wanted` 0).
+fn priority_number(p: Priority) -> i64 {
+    match p {
+        Priority::Low => -1,
+        Priority::Normal | Priority::Skip => 0,
+        Priority::High => 1,
+    }
+}
+
+/// A file's verified bytes: exact when the torrent has every wanted piece, else its share of the
+/// torrent's progress (the daemon does not count per file).
+fn file_done(t: &Torrent, length: u64, priority: Priority) -> u64 {
+    if priority == Priority::Skip {
+        return 0;
+    }
+    if t.wanted_bytes > 0 && t.done_bytes >= t.wanted_bytes {
+        return length;
+    }
+    ((length as f64 * t.progress.clamp(0.0, 1.0)) as u64).min(length)
+}
+
+/// `scheme://host[:port]` of a tracker URL, as `trackerStats.host` shows it.
+pub(super) fn tracker_host(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    format!("{scheme}://{authority}")
+}
+
+/// One field of a torrent for `torrent-get`; `None` for a field swarmer does not know (skipped,
+/// as Transmission skips unknown names). `detail` is given when a [`DETAIL_FIELDS`] one is asked.
+pub(super) fn field(
+    name: &str,
+    t: &Torrent,
+    detail: Option<&TorrentDetail>,
+    now: u64,
+) -> Option<Value> {
+    let left = t.wanted_bytes.saturating_sub(t.done_bytes);
+    let done = t.wanted_bytes > 0 && left == 0;
+    let v = match name {
+        "id" => json!(t.id),
+        "name" => json!(t.name),
+        "hashString" => json!(t.info_hash),
+        "status" => json!(status_code(t.state, done)),
+        "error" => json!(if t.error.is_some() { LOCAL_ERROR } else { 0 }),
+        "errorString" => json!(t.error.as_deref().unwrap_or("")),
+        "percentDone" | "percentComplete" => json!(t.progress),
+        "metadataPercentComplete" => {
+            json!(if t.state == StateName::FetchingMetadata {
+                0.0
+            } else {
+                1.0
+            })
+        }
+        "recheckProgress" => json!(0.0),
+        "rateDownload" => json!(t.download_rate),
+        "rateUpload" => json!(t.upload_rate),
+        "totalSize" => json!(t.total_bytes),
+        "sizeWhenDone" => json!(t.wanted_bytes),
+        "leftUntilDone" => json!(left),
+        "haveValid" => json!(t.done_bytes),
+        "haveUnchecked" | "corruptEver" | "desiredAvailable" => json!(0),
+        "eta" => json!(match t.eta_seconds {
+            Some(s) => i64::try_from(s).unwrap_or(i64::MAX),
+            None if done => ETA_NOT_AVAILABLE,
+            None => ETA_UNKNOWN,
+        }),
+        "etaIdle" => json!(ETA_NOT_AVAILABLE),
+        "uploadRatio" => {
+            let base = if t.downloaded_bytes > 0 {
+                t.downloaded_bytes
+            } else {
+                t.done_bytes
+            };
+            json!(match (base, t.uploaded_bytes) {
+                (0, 0) => RATIO_NOT_AVAILABLE,
+                (0, _) => RATIO_INFINITE,
+                (b, u) => u as f64 / b as f64,
+            })
+        }
+        "uploadedEver" => json!(t.uploaded_bytes),
+        "downloadedEver" => json!(t.downloaded_bytes),
+        "peersConnected" => json!(t.peers),
+        "peersSendingToUs" => json!(if t.download_rate > 0 { t.peers } else { 0 }),
+        "peersGettingFromUs" => json!(if t.upload_rate > 0 { t.peers } else { 0 }),
+        "webseedsSendingToUs" | "bandwidthPriority" => json!(0),
+        "peers" | "webseeds" | "labels" => json!([]),
+        "downloadDir" => json!(t.download_dir),
+        "addedDate" => json!(t.added_at),
+        "activityDate" => json!(if t.download_rate > 0 || t.upload_rate > 0 {
+            now
+        } else {
+            0
+        }),
+        "doneDate" | "startDate" | "secondsDownloading" | "secondsSeeding" => json!(0),
+        "isFinished" => json!(t.state == StateName::Complete),
+        "isStalled" => json!(false),
+        "queuePosition" => json!(t.queue_position),
+        "seedRatioLimit" => json!(0.0),
+        "seedRatioMode" | "seedIdleMode" => json!(SEED_RATIO_UNLIMITED),
+        "uploadLimit" => json!(kilo(t.max_upload_rate)),
+        "downloadLimit" => json!(kilo(t.max_download_rate)),
+        "uploadLimited" => json!(t.max_upload_rate.is_some()),
+        "downloadLimited" => json!(t.max_download_rate.is_some()),
+        "honorsSessionLimits" => json!(true),
+        "magnetLink" => json!(detail?.magnet),
+        "pieceCount" => json!(detail?.piece_count),
+        "pieceSize" => json!(detail?.piece_length),
+        "files" => Value::Array(
+            detail?
+                .files
+                .iter()
+                .map(|f| {
+                    json!({
+                        "name": f.path,
+                        "length": f.length,
+                        "bytesCompleted": file_done(t, f.length, f.priority),
+                    })
+                })
+                .collect(),
+        ),
+        "fileStats" => Value::Array(
+            detail?
+                .files
+                .iter()
+                .map(|f| {
+                    json!({
+                        "bytesCompleted": file_done(t, f.length, f.priority),
+                        "wanted": f.priority != Priority::Skip,
+                        "priority": priority_number(f.priority),
+                    })
+                })
+                .collect(),
+        ),
+        "priorities" => Value::Array(
+            detail?
+                .files
+                .iter()
+                .map(|f| json!(priority_number(f.priority)))
+                .collect(),
+        ),
+        "wanted" => Value::Array(
+            detail?
+                .files
+                .iter()
+                .map(|f| json!(u8::from(f.priority != Priority::Skip)))
+                .collect(),
+        ),
+        "trackers" => Value::Array(
+            detail?
+                .trackers
+                .iter()
+                .enumerate()
+                .map(|(i, url)| json!({ "announce": url, "id": i, "scrape": "", "tier": i }))
+                .collect(),
+        ),
+        "trackerStats" => Value::Array(
+            detail?
+                .trackers
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    json!({
+                        "announce": url, "id": i, "tier": i, "scrape": "",
+                        "host": tracker_host(url), "isBackup": false,
+                        "announceState": 0, "scrapeState": 0,
+                        "hasAnnounced": false, "hasScraped": false,
+                        "lastAnnounceSucceeded": false, "lastAnnounceResult": "",
+                        "lastAnnounceTime": 0, "lastAnnouncePeerCount": 0,
+                        "seederCount": -1, "leecherCount": -1, "downloadCount": -1,
+                    })
+                })
+                .collect(),
+        ),
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// `torrent-get`: the `fields` of the torrents `ids` names.
+pub(super) async fn torrent_get(manager: &Manager, args: &Map<String, Value>) -> Outcome {
+    let Some(fields) = args.get("fields").and_then(Value::as_array) else {
+        return Err((
+            "no fields specified".into(),
+            object(json!({ "torrents": [] })),
+        ));
+    };
+    if fields.len() > MAX_FIELDS {
+        return fail(format!("at most {MAX_FIELDS} fields per request"));
+    }
+    let fields: Vec<&str> = fields.iter().filter_map(Value::as_str).collect();
+    let table = args.get("format").and_then(Value::as_str) == Some("table");
+    let recent = args.get("ids").and_then(Value::as_str) == Some("recently-active");
+    let torrents = select(manager, args).await.map_err(|e| (e, Map::new()))?;
+    let need_detail = fields.iter().any(|f| DETAIL_FIELDS.contains(f));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut rows = Vec::with_capacity(torrents.len() + 1);
+    if table {
+        rows.push(json!(fields));
+    }
+    for t in &torrents {
+        let detail = if need_detail {
+            match manager.get(t.id).await {
+                Ok(d) => Some(d),
+                // Removed since the list was taken.
+                Err(ManagerError::NotFound(_)) => continue,
+                Err(e) => return Err(manager_error(e)),
+            }
+        } else {
+            None
+        };
+        // A detail is newer than the list entry: show one consistent view.
+        let t = detail.as_ref().map_or(t, |d| &d.torrent);
+        if table {
+            let row: Vec<Value> = fields
+                .iter()
+                .map(|f| field(f, t, detail.as_ref(), now).unwrap_or(Value::Null))
+                .collect();
+            rows.push(Value::Array(row));
+        } else {
+            let mut obj = Map::new();
+            for f in &fields {
+                if let Some(v) = field(f, t, detail.as_ref(), now) {
+                    obj.insert((*f).to_string(), v);
+                }
+            }
+            rows.push(Value::Object(obj));
+        }
+    }
+    let mut out = Map::new();
+    out.insert("torrents".into(), Value::Array(rows));
+    if recent {
+        // The daemon does not remember removals.
+        out.insert("removed".into(), json!([]));
+    }
+    Ok(out)
+}
