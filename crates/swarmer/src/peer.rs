@@ -237,7 +237,7 @@ async fn connect(addr: SocketAddr, ctx: &ConnContext) -> Result<TcpStream, ConnE
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     // Trackers and peers see the address we connect from; with a bind address every connection must
-    // come from it (see ARCHITECTURE.md, "addresses").
+    // come from it, or a tracker records us under another address than the one we listen on.
     if let Some(ip) = ctx.bind_ip {
         if ip.is_ipv4() == addr.is_ipv4() {
             socket.bind(SocketAddr::new(ip, 0))?;
