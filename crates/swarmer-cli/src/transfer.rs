@@ -23,6 +23,7 @@ use crate::dht_args::DhtArgs;
 use crate::metainfo_file::read_metainfo;
 use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
+use crate::state_dir::{self, default_state_dir};
 use crate::{logging, units};
 
 /// `swarmer download` options.
@@ -118,6 +119,19 @@ pub(crate) struct CommonArgs {
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
+    /// Where to keep fast-resume state and fetched magnet metadata, so a rerun continues without
+    /// hashing; nothing of swarmer's goes into the download directory. Default:
+    /// $XDG_STATE_HOME/swarmer, else ~/.local/state/swarmer.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The state directory: `--state-dir`, else the default; `None` (and no state kept) when
+    /// neither it nor `$HOME` is set.
+    fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(default_state_dir)
+    }
 }
 
 /// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
@@ -292,10 +306,9 @@ async fn run_torrent(
     };
     let name = metainfo.info.name.clone();
     reporter.set_name(&name);
+    let resume = resume_store(common, &job.output, metainfo.info_hash);
     let options = AddTorrentOptions {
-        resume: Some(Arc::new(swarmer::resume::ResumeFile::new(
-            swarmer::resume::default_path(&job.output, metainfo.info_hash),
-        ))),
+        resume,
         ..job.options.clone()
     };
     let mut torrent = session
@@ -378,13 +391,18 @@ async fn magnet_metainfo(
     reporter: &Reporter,
     signals: &Signals,
 ) -> anyhow::Result<Result<FetchedMetadata, u8>> {
-    let cached = metadata_cache_path(&job.output, magnet.info_hash);
-    let saved = read_metainfo(&cached)
-        .ok()
+    let cached = job.common.state_dir().map(|state| {
+        let cached = state_dir::metadata_file(&state, magnet.info_hash);
+        state_dir::migrate(&old_metadata_path(&job.output, magnet.info_hash), &cached);
+        cached
+    });
+    let saved = cached
+        .as_deref()
+        .and_then(|cached| read_metainfo(cached).ok())
         .filter(|m| m.info_hash == magnet.info_hash);
     let fetched = match saved {
         Some(mut metainfo) => {
-            tracing::info!(path = %cached.display(), "using the metadata an earlier run saved");
+            tracing::info!("using the metadata an earlier run saved");
             // The link's trackers and peers, not those saved, are what the user gave this time.
             metainfo.announce_tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
             FetchedMetadata {
@@ -400,9 +418,13 @@ async fn magnet_metainfo(
                 _ = reporter.follow_metadata(&mut progress) => unreachable!("progress ends only when the fetch ends"),
                 code = signals.recv() => return Ok(Err(code)),
             };
-            if job.options.existing != ExistingData::Complete {
+            if let Some(cached) = &cached {
                 let torrent = fetched.metainfo.to_torrent_bytes();
-                if let Err(e) = swarmer::write_atomically(&cached, &torrent) {
+                let written = cached
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| swarmer::write_atomically(cached, &torrent));
+                if let Err(e) = written {
                     tracing::warn!("cannot save the metadata in {}: {e}", cached.display());
                 }
             }
@@ -417,10 +439,34 @@ async fn magnet_metainfo(
     Ok(Ok(fetched))
 }
 
-/// Where a magnet download keeps its fetched torrent, so a rerun need not fetch it again:
-/// `DIR/.swarmer-<info hash>.torrent`, beside the resume state.
-fn metadata_cache_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
+/// Where swarmer before 0.2 kept a magnet link's fetched torrent: in the download directory.
+fn old_metadata_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
     dir.join(format!(".swarmer-{info_hash}.torrent"))
+}
+
+/// The fast-resume state of `info_hash` downloaded into `output`, kept in the state directory (a
+/// state an older swarmer left in `output` is moved there first); `None` without a state directory.
+fn resume_store(
+    common: &CommonArgs,
+    output: &Path,
+    info_hash: swarmer_proto::InfoHash,
+) -> Option<Arc<dyn swarmer::resume::ResumeStore>> {
+    let Some(state) = common.state_dir() else {
+        tracing::info!("no state directory ($HOME is not set): a rerun will hash the data again");
+        return None;
+    };
+    let path = state_dir::resume_file(&state, output, info_hash);
+    state_dir::migrate(&swarmer::resume::default_path(output, info_hash), &path);
+    if let Some(parent) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            tracing::warn!(
+                "cannot create {}: {e}; no fast-resume state kept",
+                parent.display()
+            );
+            return None;
+        }
+    }
+    Some(Arc::new(swarmer::resume::ResumeFile::new(path)))
 }
 
 /// The closing line: what was verified and what was uploaded.
