@@ -14,6 +14,8 @@
 
 #[path = "interop/bencode.rs"]
 mod bencode;
+#[path = "interop/cli.rs"]
+mod cli;
 #[path = "interop/deadline.rs"]
 mod deadline;
 #[path = "interop/dht.rs"]
