@@ -46,6 +46,24 @@ pub struct SessionConfig {
     /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
     /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
     pub pex: bool,
+    /// Message Stream Encryption of peer connections (MSE/PE); [`Encryption::Prefer`] by default.
+    pub encryption: Encryption,
+}
+
+/// Whether peer connections use Message Stream Encryption (MSE/PE, the Vuze/libtorrent spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Outgoing: MSE first, offering RC4 and plaintext (the peer picks), and plaintext at once if
+    /// the peer refuses; what worked is remembered per address and tried first next time.
+    /// Incoming: MSE (RC4 chosen when offered) and plaintext. Like libtorrent's `pe_enabled`
+    /// and Transmission's "prefer encryption".
+    #[default]
+    Prefer,
+    /// RC4 in both directions, always: plaintext connections and MSE offers without RC4 are
+    /// refused. Peers that do not speak MSE cannot be reached.
+    Require,
+    /// Plaintext only: no MSE in either direction (an encrypted incoming connection is dropped).
+    Disable,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +83,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: None,
             pex: true,
+            encryption: Encryption::Prefer,
         }
     }
 }

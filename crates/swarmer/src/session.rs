@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use swarmer_proto::PeerId;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
@@ -261,7 +260,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
     loop {
-        let (mut stream, addr) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and similar: back off briefly instead of spinning.
@@ -273,20 +272,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut buf = BytesMut::with_capacity(4096);
-            let timeout = shared.config.handshake_timeout;
-            let handshake =
-                match crate::peer::read_any_handshake(&mut stream, &mut buf, timeout).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::debug!(%addr, "incoming connection dropped: {e}");
-                        return;
-                    }
-                };
+            let config = &shared.config;
+            let lookup = |req2: &[u8; 20]| shared.torrent_by_req2(req2);
+            let accepted = crate::peer::accept_handshake(
+                PeerStream::tcp(stream),
+                config.encryption,
+                lookup,
+                config.handshake_timeout,
+                shared.clock,
+            );
+            let (stream, buf, handshake) = match accepted.await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(%addr, "incoming connection dropped: {e}");
+                    return;
+                }
+            };
             match shared.torrent(&handshake.info_hash) {
                 Some(t) => {
                     let incoming = Incoming {
-                        stream: PeerStream::tcp(stream),
+                        stream,
                         buf,
                         handshake,
                         addr,

@@ -19,6 +19,12 @@ pub use cipher::Rc4Stream;
 pub use dh::{DH_KEY_LEN, PRIVATE_KEY_LEN};
 pub use handshake::{Established, Handshake, Status};
 
+/// `HASH('req2', SKEY)` for the torrent `info_hash`: what a responder compares with
+/// [`Status::NeedSkey`]'s hash to find the torrent an initiator names.
+pub fn req2_hash(info_hash: &crate::InfoHash) -> [u8; 20] {
+    cipher::req2(&info_hash.0)
+}
+
 /// The most padding either side may send in one place (PadA, PadB, PadC, PadD), in bytes.
 pub const MAX_PAD: usize = 512;
 
