@@ -2,6 +2,7 @@
 //! download, seed) until it is done or interrupted, showing progress as a bar on a terminal and as a
 //! status line every few seconds otherwise.
 
+use crate::encryption::EncryptionMode;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,10 @@ pub(crate) struct CommonArgs {
     /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
     #[arg(long)]
     no_pex: bool,
+    /// Encrypt peer connections (MSE/PE): prefer (encrypted first, plaintext if a peer refuses),
+    /// require (RC4 only: plaintext peers are not talked to), disable (plaintext only).
+    #[arg(long, value_enum, default_value_t = EncryptionMode::Prefer)]
+    encryption: EncryptionMode,
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
@@ -225,6 +230,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
         lsd: !common.no_lsd,
         dht: common.dht.config(),
         pex: !common.no_pex,
+        encryption: common.encryption.into(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()

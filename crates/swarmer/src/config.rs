@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use swarmer_proto::torrent::Config as EngineConfig;
+use swarmer_proto::tracker::CryptoSupport;
 
 use crate::dht::DhtConfig;
 use crate::tracker::TrackerClientConfig;
@@ -64,6 +65,18 @@ pub enum Encryption {
     Require,
     /// Plaintext only: no MSE in either direction (an encrypted incoming connection is dropped).
     Disable,
+}
+
+impl Encryption {
+    /// What HTTP announces say about it: `supportcrypto=1` unless disabled, `requirecrypto=1`
+    /// when required.
+    pub fn tracker_crypto(self) -> CryptoSupport {
+        match self {
+            Encryption::Prefer => CryptoSupport::Supported,
+            Encryption::Require => CryptoSupport::Required,
+            Encryption::Disable => CryptoSupport::Unstated,
+        }
+    }
 }
 
 impl Default for SessionConfig {

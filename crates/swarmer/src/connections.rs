@@ -92,8 +92,7 @@ impl Connections {
                 session: Arc::clone(&shared.download_limit),
             },
             dht: config.dht,
-            encryption: shared.config.encryption,
-            encryption_memory: Arc::clone(&shared.encryption_memory),
+            encryption: Arc::clone(&shared.encryption_memory),
             clock: shared.clock,
         };
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.

@@ -152,6 +152,7 @@ async fn run(
             peer_id: shared.peer_id,
             port: shared.listen_addr.port(),
             num_want: shared.config.num_want,
+            crypto: shared.encryption_memory.policy().tracker_crypto(),
         },
         stats_rx,
     );

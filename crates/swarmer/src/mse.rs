@@ -9,6 +9,7 @@ mod stream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -200,14 +201,42 @@ fn wrap(
     }
 }
 
-/// What worked with each address lately: MSE (`true`) or plaintext, so a peer that refused one is
-/// dialled the other way first next time. Shared by the session's torrents.
+/// The session's encryption policy (changeable while it runs) and what worked with each address
+/// lately: MSE (`true`) or plaintext, so a peer that refused one is dialled the other way first
+/// next time. Shared by the session's torrents and its listener.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
+    policy: AtomicU8,
     worked: Mutex<HashMap<SocketAddr, bool>>,
 }
 
 impl Memory {
+    /// Remembers nothing yet, under `policy`.
+    pub(crate) fn new(policy: Encryption) -> Memory {
+        let memory = Memory::default();
+        memory.set_policy(policy);
+        memory
+    }
+
+    /// The policy now.
+    pub(crate) fn policy(&self) -> Encryption {
+        match self.policy.load(Ordering::Relaxed) {
+            1 => Encryption::Require,
+            2 => Encryption::Disable,
+            _ => Encryption::Prefer,
+        }
+    }
+
+    /// Changes the policy for connections opened from now on.
+    pub(crate) fn set_policy(&self, policy: Encryption) {
+        let code = match policy {
+            Encryption::Prefer => 0,
+            Encryption::Require => 1,
+            Encryption::Disable => 2,
+        };
+        self.policy.store(code, Ordering::Relaxed);
+    }
+
     /// Whether to try MSE first with `addr` under the `prefer` policy: unless plaintext is what
     /// worked last time.
     pub(crate) fn encrypt_first(&self, addr: SocketAddr) -> bool {
@@ -243,7 +272,10 @@ mod tests {
 
     #[test]
     fn memory_prefers_what_worked_and_stays_bounded() {
-        let memory = Memory::default();
+        let memory = Memory::new(Encryption::Require);
+        assert_eq!(memory.policy(), Encryption::Require);
+        memory.set_policy(Encryption::Disable);
+        assert_eq!(memory.policy(), Encryption::Disable);
         let addr: SocketAddr = "10.0.0.1:6881".parse().unwrap();
         assert!(memory.encrypt_first(addr));
         memory.record(addr, false);

@@ -168,9 +168,8 @@ pub(crate) struct ConnContext {
     pub(crate) download_limit: LimiterPair,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
-    /// Whether connections use MSE, and what worked with each address.
-    pub(crate) encryption: Encryption,
-    pub(crate) encryption_memory: Arc<mse::Memory>,
+    /// Whether connections use MSE (read at each dial), and what worked with each address.
+    pub(crate) encryption: Arc<mse::Memory>,
     /// The session's clock, for the MSE handshake's deadline.
     pub(crate) clock: Clock,
 }
@@ -246,23 +245,24 @@ async fn open_outgoing(
     addr: SocketAddr,
     ctx: &ConnContext,
 ) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
-    let first = match ctx.encryption {
+    let policy = ctx.encryption.policy();
+    let first = match policy {
         Encryption::Disable => false,
         Encryption::Require => true,
-        Encryption::Prefer => ctx.encryption_memory.encrypt_first(addr),
+        Encryption::Prefer => ctx.encryption.encrypt_first(addr),
     };
     let tcp = connect(addr, ctx).await?;
-    let (encrypted, result) = match handshake_over(tcp, ctx, first).await {
-        Err(e) if ctx.encryption == Encryption::Prefer && !e.is_not_refusal() => {
+    let (encrypted, result) = match handshake_over(tcp, ctx, policy, first).await {
+        Err(e) if policy == Encryption::Prefer && !e.is_not_refusal() => {
             let way = |encrypted| if encrypted { "MSE" } else { "plaintext" };
             tracing::debug!(%addr, "{} refused ({e}), trying {}", way(first), way(!first));
             let tcp = connect(addr, ctx).await?;
-            (!first, handshake_over(tcp, ctx, !first).await)
+            (!first, handshake_over(tcp, ctx, policy, !first).await)
         }
         result => (first, result),
     };
-    if result.is_ok() && ctx.encryption == Encryption::Prefer {
-        ctx.encryption_memory.record(addr, encrypted);
+    if result.is_ok() && policy == Encryption::Prefer {
+        ctx.encryption.record(addr, encrypted);
     }
     result
 }
@@ -272,11 +272,12 @@ async fn open_outgoing(
 async fn handshake_over(
     tcp: TcpStream,
     ctx: &ConnContext,
+    policy: Encryption,
     encrypted: bool,
 ) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
     let mut stream = PeerStream::tcp(tcp);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
-    match mse::methods(ctx.encryption).filter(|_| encrypted) {
+    match mse::methods(policy).filter(|_| encrypted) {
         Some(provide) => {
             let PeerStream { read, write } = stream;
             let timeout = ctx.handshake_timeout;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::SessionConfig;
+use crate::config::{Encryption, SessionConfig};
 use crate::dht::DhtHandle;
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
@@ -129,6 +129,17 @@ impl Session {
     /// The session's DHT node, if [`SessionConfig::dht`] turned it on.
     pub fn dht(&self) -> Option<DhtHandle> {
         self.shared.dht.clone()
+    }
+
+    /// Changes the encryption policy (MSE/PE) for connections opened from now on, incoming and
+    /// outgoing; open connections keep theirs. Trackers hear of it from torrents started later.
+    pub fn set_encryption(&self, encryption: Encryption) {
+        self.shared.encryption_memory.set_policy(encryption);
+    }
+
+    /// The encryption policy now; it starts as [`SessionConfig::encryption`].
+    pub fn encryption(&self) -> Encryption {
+        self.shared.encryption_memory.policy()
     }
 
     /// Changes the session-wide limits, in bytes per second, on what all connections of all
@@ -276,7 +287,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
             let lookup = |req2: &[u8; 20]| shared.torrent_by_req2(req2);
             let accepted = crate::peer::accept_handshake(
                 PeerStream::tcp(stream),
-                config.encryption,
+                shared.encryption_memory.policy(),
                 lookup,
                 config.handshake_timeout,
                 shared.clock,

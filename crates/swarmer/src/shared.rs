@@ -30,7 +30,8 @@ pub(crate) struct SessionShared {
     pub(crate) download_limit: Arc<RateLimiter>,
     /// The session's DHT node, if [`SessionConfig::dht`] is set.
     pub(crate) dht: Option<DhtHandle>,
-    /// What worked with each peer address, MSE or plaintext ([`SessionConfig::encryption`]).
+    /// The encryption policy now (it starts as [`SessionConfig::encryption`]) and what worked with
+    /// each peer address, MSE or plaintext.
     pub(crate) encryption_memory: Arc<Memory>,
     /// Each running torrent's command queue, by info hash. The one lock on the session's state,
     /// held only for a lookup or an update.
@@ -49,12 +50,12 @@ impl SessionShared {
         SessionShared {
             clock,
             peer_id,
+            encryption_memory: Arc::new(Memory::new(config.encryption)),
             upload_limit: RateLimiter::shared(config.max_upload_rate),
             download_limit: RateLimiter::shared(config.max_download_rate),
             config,
             listen_addr,
             dht,
-            encryption_memory: Arc::default(),
             torrents: Mutex::new(HashMap::new()),
         }
     }

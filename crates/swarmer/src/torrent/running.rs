@@ -131,6 +131,7 @@ async fn start(
             peer_id: shared.peer_id,
             port: shared.listen_addr.port(),
             num_want: shared.config.num_want,
+            crypto: shared.encryption_memory.policy().tracker_crypto(),
         },
         stats_rx,
     );
