@@ -203,7 +203,8 @@ pub enum PeerFault {
 /// The rule a misbehaving peer broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Offence {
-    /// `bitfield`, `have all` or `have none` after the first message (BEP 3, BEP 6).
+    /// `have all` or `have none` after the first message (BEP 6). A late `bitfield` is taken as
+    /// a batch of `have`s instead, as other clients do.
     #[error("piece availability message after the first message")]
     LateBitfield,
     /// A bitfield of the wrong length or with spare bits set (BEP 3).
