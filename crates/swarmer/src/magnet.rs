@@ -264,7 +264,9 @@ impl Fetch {
     fn on_event(&mut self, event: ConnEvent) {
         let now = self.conns.clock().now();
         match event {
-            ConnEvent::Handshaken { conn, handshake } => {
+            ConnEvent::Handshaken {
+                conn, handshake, ..
+            } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
                 };

@@ -244,6 +244,15 @@ impl Memory {
         worked.get(&addr).copied().unwrap_or(true)
     }
 
+    /// What another peer said of `addr` (PEX flag 0x01: it prefers encryption), taken unless we
+    /// know better from a connection of our own.
+    pub(crate) fn hint(&self, addr: SocketAddr, encrypted: bool) {
+        let mut worked = self.worked.lock().expect("lock poisoned");
+        if worked.len() < MEMORY_CAPACITY {
+            worked.entry(addr).or_insert(encrypted);
+        }
+    }
+
     /// Records that `addr` took MSE (`encrypted`) or plaintext.
     pub(crate) fn record(&self, addr: SocketAddr, encrypted: bool) {
         let mut worked = self.worked.lock().expect("lock poisoned");
@@ -280,6 +289,12 @@ mod tests {
         assert!(memory.encrypt_first(addr));
         memory.record(addr, false);
         assert!(!memory.encrypt_first(addr));
+        // A PEX hint does not override what a connection showed, but decides for the unknown.
+        memory.hint(addr, true);
+        assert!(!memory.encrypt_first(addr));
+        let other: SocketAddr = "10.0.0.2:6881".parse().unwrap();
+        memory.hint(other, false);
+        assert!(!memory.encrypt_first(other));
         for port in 0..(MEMORY_CAPACITY as u16 + 10) {
             memory.record(SocketAddr::new(addr.ip(), port), true);
         }

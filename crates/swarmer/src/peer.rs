@@ -45,6 +45,9 @@ pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 pub(crate) struct PeerStream {
     pub(crate) read: ReadHalf,
     pub(crate) write: WriteHalf,
+    /// The connection went through an MSE handshake (RC4 or plaintext after it): the peer
+    /// supports encryption, as PEX tells others (BEP 11 flag 0x01).
+    pub(crate) encrypted: bool,
 }
 
 impl PeerStream {
@@ -54,6 +57,7 @@ impl PeerStream {
         PeerStream {
             read: Box::new(read),
             write: Box::new(write),
+            encrypted: false,
         }
     }
 }
@@ -82,7 +86,12 @@ pub(crate) type ConnId = u64;
 #[derive(Debug)]
 pub(crate) enum ConnEvent {
     /// The handshake is done: the peer speaks for our torrent.
-    Handshaken { conn: ConnId, handshake: Handshake },
+    Handshaken {
+        conn: ConnId,
+        handshake: Handshake,
+        /// Through an MSE handshake ([`PeerStream::encrypted`]).
+        encrypted: bool,
+    },
     /// The bodies of complete frames (message id and payload, the length prefix cut off by
     /// [`frame_len`]; empty for a keep-alive), in arrival order. Decode each with
     /// [`swarmer_proto::wire::Message::decode_frame`].
@@ -279,7 +288,7 @@ async fn handshake_over(
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     match mse::methods(policy).filter(|_| encrypted) {
         Some(provide) => {
-            let PeerStream { read, write } = stream;
+            let PeerStream { read, write, .. } = stream;
             let timeout = ctx.handshake_timeout;
             let ours = handshake(ctx);
             let e = mse::initiate(
@@ -295,6 +304,7 @@ async fn handshake_over(
             stream = PeerStream {
                 read: e.read,
                 write: e.write,
+                encrypted: true,
             };
             buf.extend_from_slice(&e.received);
         }
@@ -337,11 +347,12 @@ pub(crate) async fn accept_handshake(
         (FirstBytes::Plaintext, _) => {}
         (FirstBytes::Encrypted, None) => return Err(ConnError::EncryptionDisabled),
         (FirstBytes::Encrypted, Some(allowed)) => {
-            let PeerStream { read, write } = stream;
+            let PeerStream { read, write, .. } = stream;
             let e = mse::respond(read, write, &buf, allowed, lookup, timeout, clock).await?;
             stream = PeerStream {
                 read: e.read,
                 write: e.write,
+                encrypted: true,
             };
             buf = e.received;
             skey = Some(e.info_hash);
@@ -436,6 +447,7 @@ async fn run_established(
     let handshaken = ConnEvent::Handshaken {
         conn,
         handshake: theirs,
+        encrypted: stream.encrypted,
     };
     if ctx.events.send(handshaken).await.is_err() {
         return;
@@ -443,6 +455,7 @@ async fn run_established(
     let PeerStream {
         read: mut reader,
         write: writer,
+        ..
     } = stream;
     // The writer runs on its own so a slow reader on the other side never stops us reading, and the
     // reverse. It ends when the owner drops the command sender or the socket fails.

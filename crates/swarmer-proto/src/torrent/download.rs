@@ -251,7 +251,10 @@ impl Torrent {
     /// (a peer does not lose pieces), and repeats are not counted as redundant `have`s.
     pub(super) fn on_late_bitfield(&mut self, key: PeerKey, bits: &Bitfield, now: Instant) {
         let peer = self.peers.get_mut(&key).expect("caller checked");
-        let new: Vec<usize> = bits.iter_ones().filter(|&i| !peer.bitfield.get(i)).collect();
+        let new: Vec<usize> = bits
+            .iter_ones()
+            .filter(|&i| !peer.bitfield.get(i))
+            .collect();
         for &i in &new {
             peer.bitfield.set(i);
         }

@@ -296,7 +296,11 @@ impl Running {
     fn on_conn_event(&mut self, event: ConnEvent) {
         let now = self.clock().now();
         match event {
-            ConnEvent::Handshaken { conn, handshake } => {
+            ConnEvent::Handshaken {
+                conn,
+                handshake,
+                encrypted,
+            } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
                 };
@@ -313,6 +317,7 @@ impl Running {
                     fast: handshake.supports_fast(),
                     extensions: handshake.supports_extensions(),
                     outgoing: c.outgoing,
+                    encrypted,
                 };
                 tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
                 let key = self.engine.add_peer(info, now);
@@ -451,7 +456,7 @@ impl Running {
                 Event::DhtPort(node) => self.sources.dht_node(node),
                 Event::PeersDiscovered(peers) => {
                     tracing::debug!(?peers, "peers from peer exchange (PEX)");
-                    self.conns.book.add(peers);
+                    self.conns.add_pex_peers(peers);
                     self.connect_more();
                 }
             }

@@ -51,6 +51,7 @@ impl Fixture {
                 fast,
                 extensions: false,
                 outgoing: true,
+                encrypted: false,
             },
             self.now,
         )
@@ -65,6 +66,7 @@ impl Fixture {
                 fast: true,
                 extensions: true,
                 outgoing: true,
+                encrypted: false,
             },
             self.now,
         )
