@@ -18,6 +18,8 @@ mod bencode;
 mod deadline;
 #[path = "interop/dht.rs"]
 mod dht;
+#[path = "interop/encryption.rs"]
+mod encryption;
 #[path = "interop/hostile.rs"]
 mod hostile;
 #[path = "interop/libtorrent.rs"]
