@@ -25,6 +25,11 @@ Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everyw
   aria2         aria2c, exits when done (--seed-time=0); seeds with -V --seed-ratio=0.0
   rqbit         only if `rqbit` is on PATH (cargo install rqbit)
 
+With --encryption forced every peer speaks RC4 (MSE/PE) only, both ways: libtorrent peers get
+out_enc_policy and in_enc_policy forced with allowed_enc_level RC4 (lt_peer.py --encryption forced),
+swarmer --encryption require, Transmission encryption 2, aria2 --bt-require-crypto with ARC4; rqbit
+has no encryption and is left out.
+
 Figures per run: wall seconds (spawn to exit, or to completion for a daemon), MiB/s, CPU seconds
 per GiB (user+sys of the client process: wait4 rusage for a child that exits, /proc/PID/stat for a
 daemon), peak RSS (VmHWM) and peak anonymous RSS (RssAnon), both sampled from /proc every 20 ms
@@ -39,6 +44,7 @@ opentracker, mktorrent, python3-libtorrent, python3-matplotlib, transmission-dae
   cargo build --release -p swarmer-cli
   sudo bench/swarm.py                                          # everything, 3 runs
   sudo bench/swarm.py --size 512M --files-total 256M --runs 1  # a quick look
+  sudo bench/swarm.py --scenarios a --clients swarmer,lt-hp --size 2G --encryption forced
 """
 
 import argparse
@@ -263,7 +269,20 @@ class TransmissionRpc:
         return t
 
 
-def start_transmission(procs, name, workdir, logdir, deadline):
+def encryption_args(client, encryption):
+    """The command-line arguments that make `client` speak RC4 only under --encryption forced."""
+    if encryption != "forced":
+        return []
+    if client == "swarmer":
+        return ["--encryption", "require"]
+    if client.startswith("lt-"):
+        return ["--encryption", "forced"]
+    if client == "aria2":
+        return ["--bt-require-crypto=true", "--bt-min-crypto-level=arc4"]
+    return []
+
+
+def start_transmission(procs, name, workdir, logdir, deadline, encryption="off"):
     """A transmission-daemon with a fresh config dir on its 127.0.0.x; returns (Popen, rpc) once
     its RPC answers. settings.json is written before the start: the daemon rewrites it on exit."""
     ip, port = ADDR["transmission"]
@@ -280,7 +299,7 @@ def start_transmission(procs, name, workdir, logdir, deadline):
         "download-queue-enabled": False, "seed-queue-enabled": False,
         "ratio-limit-enabled": False, "idle-seeding-limit-enabled": False,
         "speed-limit-up-enabled": False, "speed-limit-down-enabled": False,
-        "alt-speed-enabled": False, "encryption": 0,
+        "alt-speed-enabled": False, "encryption": 2 if encryption == "forced" else 0,
         "download-dir": workdir, "incomplete-dir-enabled": False, "rename-partial-files": False,
         "watch-dir-enabled": False, "start-added-torrents": True, "message-level": 1,
     }
@@ -352,6 +371,10 @@ class Bench:
         return figures
 
     def leech_command(self, client, torrent, outdir):
+        return self.plain_leech_command(client, torrent, outdir) + \
+            encryption_args(client, self.args.encryption)
+
+    def plain_leech_command(self, client, torrent, outdir):
         ip, port = ADDR[client]
         if client == "swarmer":
             return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
@@ -371,7 +394,7 @@ class Bench:
         """Wall time runs from spawning the daemon to the RPC reporting every piece verified."""
         start = time.monotonic()
         daemon, rpc = start_transmission(self.procs, name, outdir, self.logdir,
-                                         start + self.args.timeout)
+                                         start + self.args.timeout, self.args.encryption)
         try:
             memory = MemorySampler(daemon.pid)
             transmission_add(rpc, torrent, outdir)
@@ -412,6 +435,7 @@ class Bench:
                        "--high-performance", "--reannounce", "2", "--timeout", "1e9"]
             if seed_mode:
                 command.append("--seed-mode")
+            command += encryption_args("lt-hp", self.args.encryption)
             label = f"{name}-{i}" if len(addrs) > 1 else name
             self.seeders[label] = [command, (ip, port), None]
         self.seeder_info_hash = info_hash(torrent)
@@ -489,8 +513,11 @@ class Bench:
             command = aria2_command(parent) + ["-V", "--seed-ratio=0.0", torrent]
         elif client == "rqbit":
             command = rqbit_command(self.args.rqbit, parent) + [torrent]
+        if client != "transmission":
+            command += encryption_args(client, self.args.encryption)
         if client == "transmission":
-            child, rpc = start_transmission(self.procs, name, self.work, self.logdir, deadline)
+            child, rpc = start_transmission(self.procs, name, self.work, self.logdir, deadline,
+                                            self.args.encryption)
             transmission_add(rpc, torrent, parent)
         else:
             child = self.procs.start(name, command, self.logdir, cwd=self.work)
@@ -532,6 +559,7 @@ class Bench:
             command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
                        "--save-path", outdir, "--listen", f"{ip}:{port}", "--high-performance",
                        "--timeout", str(self.args.timeout)]
+            command += encryption_args("lt-hp", self.args.encryption)
             try:
                 leecher = run_to_exit(f"{name}-leecher", command, self.logdir,
                                       self.args.timeout, libtorrent=True)
@@ -673,7 +701,10 @@ def markdown(args, clients, runs, env):
     lines = [f"# swarmer swarm benchmark, {env['started_utc']}", "",
              f"Loopback in a private network namespace; payload in "
              f"{'RAM (/dev/shm)' if not args.disk else args.disk}; {env['cpu']}, "
-             f"{env['cores']} cores; medians of the runs (`runs` column); every download verified by "
+             f"{env['cores']} cores; "
+             + ("MSE forced: RC4 only, both ways, for every peer; "
+                if args.encryption == "forced" else "")
+             + f"medians of the runs (`runs` column); every download verified by "
              f"SHA-1. Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
              ""]
     fmt = {"size": human(args.size), "count": f"{args.files_count:,}",
@@ -816,6 +847,10 @@ def check_tools(parser, args):
     if missing:
         sys.exit(f"swarm.py: missing {', '.join(missing)}: "
                  f"sudo apt-get install -y {' '.join(missing)}")
+    if "rqbit" in wanted and args.encryption == "forced":
+        if os.environ.get(IN_NETNS) is None:
+            log("rqbit has no encryption: left out with --encryption forced")
+        wanted.remove("rqbit")
     if "rqbit" in wanted:
         args.rqbit = args.rqbit or shutil.which("rqbit")
         if not args.rqbit:
@@ -848,6 +883,9 @@ def main():
                         help="runs of Transmission per scenario (default 1: at 10-30 MiB/s on "
                         "loopback it would take most of the time; its speed varies little)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per download")
+    parser.add_argument("--encryption", choices=["off", "forced"], default="off",
+                        help="forced: every peer speaks RC4 (MSE) only, both ways (rqbit, which "
+                        "has no encryption, is left out)")
     parser.add_argument("--out", help="results folder (default bench/results/<UTC timestamp>)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()

@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         fast: flags & 1 != 0,
         extensions: flags & 2 != 0,
         outgoing: flags & 0x20 != 0,
+        encrypted: flags & 0x80 != 0,
     };
     let mut connections = 1u8;
     let mut peer = t.add_peer(info(connections), now);

@@ -4,6 +4,7 @@
 mod client;
 mod daemon;
 mod dht_args;
+mod encryption;
 mod info;
 mod logging;
 mod metainfo_file;

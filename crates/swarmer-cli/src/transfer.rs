@@ -2,6 +2,7 @@
 //! download, seed) until it is done or interrupted, showing progress as a bar on a terminal and as a
 //! status line every few seconds otherwise.
 
+use crate::encryption::EncryptionMode;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -116,6 +117,14 @@ pub(crate) struct CommonArgs {
     /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
     #[arg(long)]
     no_pex: bool,
+    /// Encrypt peer connections (MSE/PE): prefer (encrypted first, plaintext if a peer refuses),
+    /// require (RC4 only: plaintext peers are not talked to), disable (plaintext only).
+    #[arg(long, value_enum, default_value_t = EncryptionMode::Prefer)]
+    encryption: EncryptionMode,
+    /// Give up with an error when no peer has been connected for this long while the download is
+    /// incomplete (e.g. 60s); by default swarmer waits for peers as long as it runs.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    give_up_after: Option<Duration>,
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
@@ -249,6 +258,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
         lsd: !common.no_lsd,
         dht: common.dht.config(),
         pex: !common.no_pex,
+        encryption: common.encryption.into(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()
@@ -330,6 +340,7 @@ async fn run_torrent(
         torrent.add_peers(peers).await;
     }
     let mut progress = torrent.progress();
+    let give_up = no_peer_for(torrent.progress(), common.give_up_after);
     let outcome = tokio::select! {
         r = async {
             torrent.wait_complete().await?;
@@ -345,6 +356,7 @@ async fn run_torrent(
         } => Outcome::Finished(r),
         _ = reporter.follow(&mut progress) => unreachable!("progress ends only when the torrent ends"),
         code = signals.recv() => Outcome::Interrupted(code),
+        limit = give_up => Outcome::GaveUp(limit),
     };
     let last = progress.borrow().clone();
     reporter.finish(&last);
@@ -380,6 +392,12 @@ async fn run_torrent(
             }
             Ok(ExitCode::SUCCESS)
         }
+        Outcome::GaveUp(limit) => Err(anyhow::anyhow!(
+            "{name}: download failed: no peer connected for {} ({} of {} verified)",
+            humantime::format_duration(limit),
+            human_bytes(last.wanted_done_bytes()),
+            human_bytes(last.wanted_bytes)
+        )),
         Outcome::Interrupted(code) => {
             eprintln!(
                 "{name}: interrupted at {} of {} verified",
@@ -501,8 +519,34 @@ fn ratio(p: &Progress) -> f64 {
 
 enum Outcome {
     Finished(Result<(), swarmer::TorrentError>),
+    /// `--give-up-after`: no peer connected for this long while incomplete.
+    GaveUp(Duration),
     /// Ctrl-C or SIGTERM; the exit code to use if the download was not complete.
     Interrupted(u8),
+}
+
+/// Resolves once no peer has been connected for `limit` while the download is incomplete (the
+/// `--give-up-after` option); never without a limit, nor once the download is done.
+async fn no_peer_for(
+    mut progress: tokio::sync::watch::Receiver<swarmer::Progress>,
+    limit: Option<Duration>,
+) -> Duration {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        // Ended torrents end the select! through their other arm.
+        if progress.wait_for(|p| p.peers == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        let back = progress.wait_for(|p| p.peers > 0 || p.is_done());
+        match tokio::time::timeout(limit, back).await {
+            Err(_) => return limit,
+            Ok(Ok(p)) if p.is_done() => return std::future::pending().await,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return std::future::pending().await,
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM both stop gracefully: flush, announce `stopped`, exit.

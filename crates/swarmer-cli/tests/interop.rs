@@ -20,6 +20,8 @@ mod cli;
 mod deadline;
 #[path = "interop/dht.rs"]
 mod dht;
+#[path = "interop/encryption.rs"]
+mod encryption;
 #[path = "interop/hostile.rs"]
 mod hostile;
 #[path = "interop/libtorrent.rs"]

@@ -16,6 +16,7 @@ pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
+pub mod mse;
 pub mod picker;
 pub mod priority;
 pub mod resume;

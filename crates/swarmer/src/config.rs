@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use swarmer_proto::torrent::Config as EngineConfig;
+use swarmer_proto::tracker::CryptoSupport;
 
 use crate::dht::DhtConfig;
 use crate::tracker::TrackerClientConfig;
@@ -46,6 +47,36 @@ pub struct SessionConfig {
     /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
     /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
     pub pex: bool,
+    /// Message Stream Encryption of peer connections (MSE/PE); [`Encryption::Prefer`] by default.
+    pub encryption: Encryption,
+}
+
+/// Whether peer connections use Message Stream Encryption (MSE/PE, the Vuze/libtorrent spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Outgoing: MSE first, offering RC4 and plaintext (the peer picks), and plaintext at once if
+    /// the peer refuses; what worked is remembered per address and tried first next time.
+    /// Incoming: MSE (RC4 chosen when offered) and plaintext. Like libtorrent's `pe_enabled`
+    /// and Transmission's "prefer encryption".
+    #[default]
+    Prefer,
+    /// RC4 in both directions, always: plaintext connections and MSE offers without RC4 are
+    /// refused. Peers that do not speak MSE cannot be reached.
+    Require,
+    /// Plaintext only: no MSE in either direction (an encrypted incoming connection is dropped).
+    Disable,
+}
+
+impl Encryption {
+    /// What HTTP announces say about it: `supportcrypto=1` unless disabled, `requirecrypto=1`
+    /// when required.
+    pub fn tracker_crypto(self) -> CryptoSupport {
+        match self {
+            Encryption::Prefer => CryptoSupport::Supported,
+            Encryption::Require => CryptoSupport::Required,
+            Encryption::Disable => CryptoSupport::Unstated,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -65,6 +96,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: None,
             pex: true,
+            encryption: Encryption::Prefer,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarmer_proto::InfoHash;
+use swarmer_proto::extension::PexFlags;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -92,6 +93,8 @@ impl Connections {
                 session: Arc::clone(&shared.download_limit),
             },
             dht: config.dht,
+            encryption: Arc::clone(&shared.encryption_memory),
+            clock: shared.clock,
         };
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.
         let book = PeerBook::new(vec![shared.listen_addr]);
@@ -141,6 +144,17 @@ impl Connections {
             let conn = self.insert(addr, tx, true);
             tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
         }
+    }
+
+    /// Adds peers a PEX message named (BEP 11) to the book; the flag 0x01 ("prefers encryption")
+    /// decides whether the first attempt with one we know nothing of is MSE or plaintext, as
+    /// libtorrent does.
+    pub(crate) fn add_pex_peers(&mut self, peers: Vec<(SocketAddr, PexFlags)>) {
+        let memory = &self.shared.encryption_memory;
+        for (addr, flags) in &peers {
+            memory.hint(*addr, flags.0 & PexFlags::ENCRYPTION != 0);
+        }
+        self.book.add(peers.into_iter().map(|(addr, _)| addr));
     }
 
     /// Whether the owner should ask its sources for more peers: fewer than `min_open` connections,

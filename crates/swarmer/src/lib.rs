@@ -11,6 +11,7 @@ mod dht;
 mod error;
 mod lsd;
 mod magnet;
+mod mse;
 mod peer;
 mod peer_book;
 mod rate;
@@ -25,7 +26,7 @@ pub mod tracker;
 
 pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
-pub use config::SessionConfig;
+pub use config::{Encryption, SessionConfig};
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use error::{SessionError, TorrentError};
 pub use magnet::{

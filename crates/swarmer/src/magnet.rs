@@ -152,6 +152,7 @@ async fn run(
             peer_id: shared.peer_id,
             port: shared.listen_addr.port(),
             num_want: shared.config.num_want,
+            crypto: shared.encryption_memory.policy().tracker_crypto(),
         },
         stats_rx,
     );
@@ -263,7 +264,9 @@ impl Fetch {
     fn on_event(&mut self, event: ConnEvent) {
         let now = self.conns.clock().now();
         match event {
-            ConnEvent::Handshaken { conn, handshake } => {
+            ConnEvent::Handshaken {
+                conn, handshake, ..
+            } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
                 };

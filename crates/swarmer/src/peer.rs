@@ -18,6 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::clock::Clock;
+use crate::config::Encryption;
+use crate::mse::{self, FirstBytes, MseError};
 use crate::rate::LimiterPair;
 use crate::storage::{Storage, StorageError};
 
@@ -42,6 +45,9 @@ pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 pub(crate) struct PeerStream {
     pub(crate) read: ReadHalf,
     pub(crate) write: WriteHalf,
+    /// The connection went through an MSE handshake (RC4 or plaintext after it): the peer
+    /// supports encryption, as PEX tells others (BEP 11 flag 0x01).
+    pub(crate) encrypted: bool,
 }
 
 impl PeerStream {
@@ -51,6 +57,7 @@ impl PeerStream {
         PeerStream {
             read: Box::new(read),
             write: Box::new(write),
+            encrypted: false,
         }
     }
 }
@@ -79,7 +86,12 @@ pub(crate) type ConnId = u64;
 #[derive(Debug)]
 pub(crate) enum ConnEvent {
     /// The handshake is done: the peer speaks for our torrent.
-    Handshaken { conn: ConnId, handshake: Handshake },
+    Handshaken {
+        conn: ConnId,
+        handshake: Handshake,
+        /// Through an MSE handshake ([`PeerStream::encrypted`]).
+        encrypted: bool,
+    },
     /// The bodies of complete frames (message id and payload, the length prefix cut off by
     /// [`frame_len`]; empty for a keep-alive), in arrival order. Decode each with
     /// [`swarmer_proto::wire::Message::decode_frame`].
@@ -114,18 +126,35 @@ pub(crate) enum ConnError {
     SelfConnection,
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error(transparent)]
+    Mse(#[from] MseError),
+    /// A plaintext connection while [`Encryption::Require`] is set.
+    #[error("plaintext connection refused: encryption is required")]
+    EncryptionRequired,
+    /// An encrypted (MSE) connection while [`Encryption::Disable`] is set.
+    #[error("encrypted connection refused: encryption is disabled")]
+    EncryptionDisabled,
     /// Reading a block to upload failed: a local problem, which fails the torrent.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
 impl ConnError {
+    /// Errors after which trying the other way (MSE or plaintext) cannot help: the peer is us, or
+    /// serves another torrent.
+    fn is_not_refusal(&self) -> bool {
+        matches!(
+            self,
+            ConnError::SelfConnection | ConnError::WrongInfoHash(_)
+        )
+    }
+
     /// True when the peer did something wrong (as opposed to the network failing).
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
             self,
             ConnError::BadHandshake(_) | ConnError::WrongInfoHash(_) | ConnError::Wire(_)
-        )
+        ) || matches!(self, ConnError::Mse(e) if e.is_peer_fault())
     }
 }
 
@@ -148,6 +177,10 @@ pub(crate) struct ConnContext {
     pub(crate) download_limit: LimiterPair,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
+    /// Whether connections use MSE (read at each dial), and what worked with each address.
+    pub(crate) encryption: Arc<mse::Memory>,
+    /// The session's clock, for the MSE handshake's deadline.
+    pub(crate) clock: Clock,
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
@@ -184,15 +217,7 @@ pub(crate) async fn run_outgoing(
     ctx: ConnContext,
     commands: mpsc::Receiver<Outbound>,
 ) {
-    let result = async {
-        let mut stream = PeerStream::tcp(connect(addr, &ctx).await?);
-        stream.write.write_all(&handshake(&ctx)).await?;
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
-        let theirs = read_handshake(&mut stream.read, &mut buf, &ctx).await?;
-        Ok::<_, ConnError>((stream, buf, theirs))
-    }
-    .await;
-    match result {
+    match open_outgoing(addr, &ctx).await {
         Ok((stream, buf, theirs)) => {
             run_established(conn, stream, buf, theirs, ctx, commands).await
         }
@@ -220,6 +245,124 @@ pub(crate) async fn run_incoming(
         return report_closed(&ctx, conn, Some(e.into())).await;
     }
     run_established(conn, stream, buf, theirs, ctx, commands).await;
+}
+
+/// Dials `addr` and exchanges BitTorrent handshakes, behind MSE as [`ConnContext::encryption`]
+/// says. Under [`Encryption::Prefer`] the way that worked last with `addr` goes first (MSE when
+/// unknown), and if the peer refuses it after the connect, the other way once, on a new connection.
+async fn open_outgoing(
+    addr: SocketAddr,
+    ctx: &ConnContext,
+) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
+    let policy = ctx.encryption.policy();
+    let first = match policy {
+        Encryption::Disable => false,
+        Encryption::Require => true,
+        Encryption::Prefer => ctx.encryption.encrypt_first(addr),
+    };
+    let tcp = connect(addr, ctx).await?;
+    let (encrypted, result) = match handshake_over(tcp, ctx, policy, first).await {
+        Err(e) if policy == Encryption::Prefer && !e.is_not_refusal() => {
+            let way = |encrypted| if encrypted { "MSE" } else { "plaintext" };
+            tracing::debug!(%addr, "{} refused ({e}), trying {}", way(first), way(!first));
+            let tcp = connect(addr, ctx).await?;
+            (!first, handshake_over(tcp, ctx, policy, !first).await)
+        }
+        result => (first, result),
+    };
+    if result.is_ok() && policy == Encryption::Prefer {
+        ctx.encryption.record(addr, encrypted);
+    }
+    result
+}
+
+/// Exchanges BitTorrent handshakes over `tcp`, first running MSE if `encrypted` (our handshake
+/// then goes inside it as the initial payload, saving a round trip).
+async fn handshake_over(
+    tcp: TcpStream,
+    ctx: &ConnContext,
+    policy: Encryption,
+    encrypted: bool,
+) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
+    let mut stream = PeerStream::tcp(tcp);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    match mse::methods(policy).filter(|_| encrypted) {
+        Some(provide) => {
+            let PeerStream { read, write, .. } = stream;
+            let timeout = ctx.handshake_timeout;
+            let ours = handshake(ctx);
+            let e = mse::initiate(
+                read,
+                write,
+                ctx.info_hash,
+                provide,
+                &ours,
+                timeout,
+                ctx.clock,
+            );
+            let e = e.await?;
+            stream = PeerStream {
+                read: e.read,
+                write: e.write,
+                encrypted: true,
+            };
+            buf.extend_from_slice(&e.received);
+        }
+        None => stream.write.write_all(&handshake(ctx)).await?,
+    }
+    let theirs = read_handshake(&mut stream.read, &mut buf, ctx).await?;
+    Ok((stream, buf, theirs))
+}
+
+/// Reads an incoming connection's handshake, in plaintext or behind MSE as `encryption` allows
+/// (told apart by the first bytes); `lookup` finds the torrent an MSE handshake names by its
+/// `HASH('req2', info hash)`. Returns the stream to go on with, the bytes read past the
+/// handshake, and the handshake.
+pub(crate) async fn accept_handshake(
+    mut stream: PeerStream,
+    encryption: Encryption,
+    lookup: impl Fn(&[u8; 20]) -> Option<InfoHash>,
+    timeout: Duration,
+    clock: Clock,
+) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let classify = async {
+        loop {
+            if let Some(kind) = mse::classify(&buf) {
+                return Ok(kind);
+            }
+            if stream.read.read_buf(&mut buf).await? == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    };
+    let first = tokio::time::timeout(timeout, classify)
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout(timeout))??;
+    let mut skey = None;
+    match (first, mse::methods(encryption)) {
+        (FirstBytes::Plaintext, _) if encryption == Encryption::Require => {
+            return Err(ConnError::EncryptionRequired);
+        }
+        (FirstBytes::Plaintext, _) => {}
+        (FirstBytes::Encrypted, None) => return Err(ConnError::EncryptionDisabled),
+        (FirstBytes::Encrypted, Some(allowed)) => {
+            let PeerStream { read, write, .. } = stream;
+            let e = mse::respond(read, write, &buf, allowed, lookup, timeout, clock).await?;
+            stream = PeerStream {
+                read: e.read,
+                write: e.write,
+                encrypted: true,
+            };
+            buf = e.received;
+            skey = Some(e.info_hash);
+        }
+    }
+    let theirs = read_any_handshake(&mut stream.read, &mut buf, timeout).await?;
+    match skey {
+        Some(skey) if skey != theirs.info_hash => Err(ConnError::WrongInfoHash(theirs.info_hash)),
+        _ => Ok((stream, buf, theirs)),
+    }
 }
 
 fn handshake(ctx: &ConnContext) -> [u8; HANDSHAKE_LEN] {
@@ -304,6 +447,7 @@ async fn run_established(
     let handshaken = ConnEvent::Handshaken {
         conn,
         handshake: theirs,
+        encrypted: stream.encrypted,
     };
     if ctx.events.send(handshaken).await.is_err() {
         return;
@@ -311,6 +455,7 @@ async fn run_established(
     let PeerStream {
         read: mut reader,
         write: writer,
+        ..
     } = stream;
     // The writer runs on its own so a slow reader on the other side never stops us reading, and the
     // reverse. It ends when the owner drops the command sender or the socket fails.

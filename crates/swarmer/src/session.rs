@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use swarmer_proto::PeerId;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
@@ -17,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::SessionConfig;
+use crate::config::{Encryption, SessionConfig};
 use crate::dht::DhtHandle;
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
@@ -130,6 +129,17 @@ impl Session {
     /// The session's DHT node, if [`SessionConfig::dht`] turned it on.
     pub fn dht(&self) -> Option<DhtHandle> {
         self.shared.dht.clone()
+    }
+
+    /// Changes the encryption policy (MSE/PE) for connections opened from now on, incoming and
+    /// outgoing; open connections keep theirs. Trackers hear of it from torrents started later.
+    pub fn set_encryption(&self, encryption: Encryption) {
+        self.shared.encryption_memory.set_policy(encryption);
+    }
+
+    /// The encryption policy now; it starts as [`SessionConfig::encryption`].
+    pub fn encryption(&self) -> Encryption {
+        self.shared.encryption_memory.policy()
     }
 
     /// Changes the session-wide limits, in bytes per second, on what all connections of all
@@ -261,7 +271,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
     loop {
-        let (mut stream, addr) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and similar: back off briefly instead of spinning.
@@ -273,20 +283,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut buf = BytesMut::with_capacity(4096);
-            let timeout = shared.config.handshake_timeout;
-            let handshake =
-                match crate::peer::read_any_handshake(&mut stream, &mut buf, timeout).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::debug!(%addr, "incoming connection dropped: {e}");
-                        return;
-                    }
-                };
+            let config = &shared.config;
+            let lookup = |req2: &[u8; 20]| shared.torrent_by_req2(req2);
+            let accepted = crate::peer::accept_handshake(
+                PeerStream::tcp(stream),
+                shared.encryption_memory.policy(),
+                lookup,
+                config.handshake_timeout,
+                shared.clock,
+            );
+            let (stream, buf, handshake) = match accepted.await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(%addr, "incoming connection dropped: {e}");
+                    return;
+                }
+            };
             match shared.torrent(&handshake.info_hash) {
                 Some(t) => {
                     let incoming = Incoming {
-                        stream: PeerStream::tcp(stream),
+                        stream,
                         buf,
                         handshake,
                         addr,

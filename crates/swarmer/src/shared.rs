@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::dht::DhtHandle;
+use crate::mse::Memory;
 use crate::rate::RateLimiter;
 use crate::torrent::Command;
 
@@ -29,6 +30,9 @@ pub(crate) struct SessionShared {
     pub(crate) download_limit: Arc<RateLimiter>,
     /// The session's DHT node, if [`SessionConfig::dht`] is set.
     pub(crate) dht: Option<DhtHandle>,
+    /// The encryption policy now (it starts as [`SessionConfig::encryption`]) and what worked with
+    /// each peer address, MSE or plaintext.
+    pub(crate) encryption_memory: Arc<Memory>,
     /// Each running torrent's command queue, by info hash. The one lock on the session's state,
     /// held only for a lookup or an update.
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
@@ -46,6 +50,7 @@ impl SessionShared {
         SessionShared {
             clock,
             peer_id,
+            encryption_memory: Arc::new(Memory::new(config.encryption)),
             upload_limit: RateLimiter::shared(config.max_upload_rate),
             download_limit: RateLimiter::shared(config.max_download_rate),
             config,
@@ -59,6 +64,16 @@ impl SessionShared {
     pub(crate) fn torrent(&self, info_hash: &InfoHash) -> Option<mpsc::Sender<Command>> {
         let torrents = self.torrents.lock().expect("lock poisoned");
         torrents.get(info_hash).cloned()
+    }
+
+    /// The info hash of the session's torrent whose `HASH('req2', info hash)` is `req2`: the
+    /// torrent an encrypted incoming connection names (MSE). One SHA-1 per torrent.
+    pub(crate) fn torrent_by_req2(&self, req2: &[u8; 20]) -> Option<InfoHash> {
+        let torrents = self.torrents.lock().expect("lock poisoned");
+        torrents
+            .keys()
+            .find(|ih| swarmer_proto::mse::req2_hash(ih) == *req2)
+            .copied()
     }
 
     /// Registers a torrent's command queue; `false` (and nothing changed) if the session already

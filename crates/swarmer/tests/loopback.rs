@@ -288,6 +288,8 @@ async fn a_trickling_peer_is_snubbed_then_dropped() {
     let mut config = SessionConfig {
         listen_port: 0,
         bind_ip: Some("127.0.0.1".parse().unwrap()),
+        // The trickler takes one plaintext connection only: no MSE attempt before it.
+        encryption: swarmer::Encryption::Disable,
         ..SessionConfig::default()
     };
     config.engine.request_timeout = timeout;

@@ -21,6 +21,7 @@ mod store;
 mod ui;
 mod watch;
 
+use crate::encryption::EncryptionMode;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,6 +92,10 @@ pub(crate) struct DaemonArgs {
     /// Do not exchange peers with connected peers (BEP 11).
     #[arg(long)]
     no_pex: bool,
+    /// Encrypt peer connections (MSE/PE): prefer, require or disable; saved, and changeable over
+    /// the API [default: prefer].
+    #[arg(long, value_enum)]
+    encryption: Option<EncryptionMode>,
     /// Log more (-v: debug, -vv: trace); the default logs what the daemon does (info).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -118,6 +123,7 @@ struct ConfigFile {
     no_dht: Option<bool>,
     no_lsd: Option<bool>,
     no_pex: Option<bool>,
+    encryption: Option<EncryptionMode>,
 }
 
 /// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
@@ -170,6 +176,13 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         listen_port: args.port.or(file.port).unwrap_or(6881),
         lsd: !no(args.no_lsd, file.no_lsd),
         pex: !no(args.no_pex, file.no_pex),
+        // The saved setting (applied with the others below) may say otherwise; until then, the
+        // option or the file.
+        encryption: args
+            .encryption
+            .or(file.encryption)
+            .unwrap_or_default()
+            .into(),
         dht: dht.config(),
         ..SessionConfig::default()
     };
@@ -187,6 +200,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             Some(d) => d.clone(),
             None => DownloadDir::new(absolute(Path::new("."))?)?,
         },
+        encryption: EncryptionMode::Prefer,
     };
     let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
     // Options given now override what was saved.
@@ -199,6 +213,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             .map(Some),
         max_active_seeds: args.max_active_seeds.or(file.max_active_seeds).map(Some),
         download_dir: output.map(PathBuf::from),
+        encryption: args.encryption.or(file.encryption),
     };
     manager.set_settings(patch).await?;
     let settings = manager.settings().await.context("the manager stopped")?;

@@ -10,6 +10,7 @@
 //! Info hashes are [`InfoHash`] for the rest of the daemon; a record's JSON keeps them as the 40 hex
 //! digits it has always held (see `hex_info_hash`), and the tables are keyed by their 20 bytes.
 
+use crate::encryption::EncryptionMode;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,10 @@ pub(crate) struct Settings {
     /// Where added torrents go unless the request says otherwise.
     #[schema(value_type = String)]
     pub(crate) download_dir: DownloadDir,
+    /// Message Stream Encryption of peer connections: prefer, require or disable (settings saved
+    /// before it existed read as prefer).
+    #[serde(default)]
+    pub(crate) encryption: EncryptionMode,
 }
 
 /// Why the store failed: the message names the database file.

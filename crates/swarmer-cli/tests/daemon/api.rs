@@ -353,12 +353,13 @@ fn settings_ids_and_paused_torrents_survive_a_restart() {
             assert_eq!(settings["max_active_downloads"], 5, "{settings}");
             assert_eq!(settings["max_upload_rate"], Value::Null);
             assert_eq!(settings["download_dir"], download_dir.display().to_string());
+            assert_eq!(settings["encryption"], "prefer");
 
             let changed = expect_json(
                 daemon.put_json(
                     "/api/v1/settings",
                     &json!({ "max_upload_rate": 500_000, "max_active_seeds": 3,
-                             "max_active_downloads": null }),
+                             "max_active_downloads": null, "encryption": "require" }),
                 ),
                 200,
                 "PUT",
@@ -368,6 +369,7 @@ fn settings_ids_and_paused_torrents_survive_a_restart() {
             assert_eq!(changed["max_download_rate"], Value::Null);
             assert_eq!(changed["max_active_seeds"], 3);
             assert_eq!(changed["max_active_downloads"], Value::Null);
+            assert_eq!(changed["encryption"], "require");
             expect_error(
                 daemon.put_json(
                     "/api/v1/settings",

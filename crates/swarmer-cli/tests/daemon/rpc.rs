@@ -256,6 +256,12 @@ fn transmission_remote_manages_torrents() {
             remote(scene, &daemon, None, &["-d", "250"]).ok("-d");
             let settings = daemon.get_json("/api/v1/settings");
             assert_eq!(settings["max_download_rate"], json!(250_000));
+            remote(scene, &daemon, None, &["-er"]).ok("-er");
+            let settings = daemon.get_json("/api/v1/settings");
+            assert_eq!(settings["encryption"], "require");
+            let session = remote(scene, &daemon, None, &["-si"]).ok("-si");
+            assert!(session.contains("Encryption: required"), "{session}");
+            remote(scene, &daemon, None, &["-ep"]).ok("-ep");
             let stats = remote(scene, &daemon, None, &["-st"]).ok("-st");
             assert!(
                 stats.contains("CURRENT SESSION") && stats.contains("TOTAL"),

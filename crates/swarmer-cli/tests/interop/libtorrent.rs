@@ -40,6 +40,8 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) connect: &'a [SocketAddr],
     /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
     pub(crate) report_peers: bool,
+    /// `forced`: RC4 (MSE) only, both ways; `plaintext`: no MSE; `None`: libtorrent's default.
+    pub(crate) encryption: Option<&'a str>,
 }
 
 impl<'a> LtOptions<'a> {
@@ -59,6 +61,7 @@ impl<'a> LtOptions<'a> {
             magnet: false,
             connect: &[],
             report_peers: false,
+            encryption: None,
         }
     }
 }
@@ -106,6 +109,9 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.report_peers {
         command.arg("--report-peers");
+    }
+    if let Some(encryption) = options.encryption {
+        command.arg("--encryption").arg(encryption);
     }
     command
 }

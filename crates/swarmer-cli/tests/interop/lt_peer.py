@@ -15,15 +15,17 @@ ordered against other processes' logs. With --progress, each verified piece is r
 upper bound on when it was verified).
 On SIGTERM it prints {"event":"stopped","uploaded":N,"downloaded":N} (payload bytes over its
 life) and exits 0; with --report-peers that event also lists every peer it was connected to as
-"peers": [{"ip","port","uploaded","downloaded","outgoing"}] (bytes to and from each, as last
-sampled while connected, at each poll of the alert queue (ALERT_POLL); "outgoing": this process dialled it).
+"peers": [{"ip","port","uploaded","downloaded","outgoing","rc4"}] (bytes to and from each, as last
+sampled while connected, at each poll of the alert queue (ALERT_POLL); "outgoing": this process
+dialled it; "rc4": the connection is RC4-encrypted (MSE)).
 Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
 finishing, 3 torrent error.
 
 Opt-in, for tests of those features: --pex turns peer exchange (BEP 11) on for the torrent,
 --magnet adds the torrent by its info hash only (a magnet link: the metadata comes from peers,
 BEP 9), --connect IP:PORT dials a peer directly (repeatable), --lsd turns Local Service Discovery
-on and --dht-bootstrap turns the DHT on.
+on and --dht-bootstrap turns the DHT on. --encryption forced refuses anything but RC4 (MSE) both
+ways; --encryption plaintext never speaks MSE.
 
 Every packet stays on the loopback address given by --listen: DHT (unless --dht-bootstrap), LSD
 (unless --lsd), UPnP, NAT-PMP, PEX (unless --pex) and uTP are off, and the address is used for
@@ -69,6 +71,7 @@ def sample_peers(handle):
             "uploaded": p.total_upload,
             "downloaded": p.total_download,
             "outgoing": bool(p.flags & lt.peer_info.local_connection),
+            "rc4": bool(p.flags & lt.peer_info.rc4_encrypted),
         }
 
 
@@ -174,6 +177,12 @@ def main():
         help="dial peers without trying MSE encryption first (libtorrent's default tries it)",
     )
     parser.add_argument(
+        "--encryption",
+        choices=["forced", "plaintext"],
+        help="forced: MSE with RC4 only, both ways (out_enc_policy and in_enc_policy forced, "
+        "allowed_enc_level rc4); plaintext: no MSE either way",
+    )
+    parser.add_argument(
         "--block-ip",
         action="append",
         default=[],
@@ -236,6 +245,14 @@ def main():
     settings = session_settings(
         args.listen, args.high_performance, args.upload_rate_limit, args.plaintext
     )
+    if args.encryption == "forced":
+        settings["out_enc_policy"] = lt.enc_policy.forced
+        settings["in_enc_policy"] = lt.enc_policy.forced
+        settings["allowed_enc_level"] = lt.enc_level.rc4
+        settings["prefer_rc4"] = True
+    elif args.encryption == "plaintext":
+        settings["out_enc_policy"] = lt.enc_policy.disabled
+        settings["in_enc_policy"] = lt.enc_policy.disabled
     if args.seed_mode:
         # In seed mode libtorrent hashes each piece the first time a peer asks for it and leaves
         # seed mode on a mismatch; this setting makes it trust the data for good.

@@ -25,6 +25,16 @@ impl Transmission {
     /// Writes `settings.json` (the daemon rewrites it on exit, so only before start) and starts
     /// `transmission-daemon` on `ip`, then waits until its RPC answers.
     pub(crate) fn start(scene: &Scene, ip: Ipv4Addr) -> Transmission {
+        Transmission::start_with_encryption(scene, ip, 0)
+    }
+
+    /// `start` with Transmission's `encryption` setting: 0 prefers plaintext (tolerates MSE),
+    /// 1 prefers MSE, 2 requires it.
+    pub(crate) fn start_with_encryption(
+        scene: &Scene,
+        ip: Ipv4Addr,
+        encryption: u8,
+    ) -> Transmission {
         let config = scene.subdir("transmission-config");
         let settings = serde_json::json!({
             "dht-enabled": false,
@@ -48,7 +58,7 @@ impl Transmission {
             "idle-seeding-limit-enabled": false,
             "speed-limit-up-enabled": false,
             "speed-limit-down-enabled": false,
-            "encryption": 0,
+            "encryption": encryption,
             "download-dir": scene.subdir("transmission-downloads"),
             "incomplete-dir-enabled": false,
             "watch-dir-enabled": false,

@@ -452,6 +452,7 @@ impl Swarm {
             fast,
             extensions,
             outgoing,
+            encrypted: false,
         };
         let (addr_a, addr_b) = (na.addr, nb.addr);
         let at = self.instant();

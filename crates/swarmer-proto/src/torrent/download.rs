@@ -245,6 +245,36 @@ impl Torrent {
         self.drop_if_both_seeds(key);
     }
 
+    /// A `bitfield` after other messages: some clients send one mid-connection to sum up many
+    /// `have`s. BEP 3 allows it only first, but libtorrent and Transmission take it, so we do too,
+    /// as a batch of `have`s: pieces it sets are added, pieces it lacks are **not** taken away
+    /// (a peer does not lose pieces), and repeats are not counted as redundant `have`s.
+    pub(super) fn on_late_bitfield(&mut self, key: PeerKey, bits: &Bitfield, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let new: Vec<usize> = bits
+            .iter_ones()
+            .filter(|&i| !peer.bitfield.get(i))
+            .collect();
+        for &i in &new {
+            peer.bitfield.set(i);
+        }
+        let full = peer.bitfield.is_full();
+        let mut wanted = 0;
+        for &i in &new {
+            self.picker
+                .increment_availability(crate::layout::piece_index_unchecked(i as u32));
+            if self.wants_piece(i) {
+                wanted += 1;
+            }
+        }
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        peer.wanted += wanted;
+        self.update_interest(key, now);
+        if full {
+            self.drop_if_both_seeds(key);
+        }
+    }
+
     fn update_interest(&mut self, key: PeerKey, now: Instant) {
         let peer = self.peers.get_mut(&key).expect("caller checked");
         let should = peer.wanted > 0;

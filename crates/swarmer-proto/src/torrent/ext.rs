@@ -222,11 +222,10 @@ impl Torrent {
         let message = PexMessage::decode(payload)
             .map_err(|e| PeerFault::Malformed(format!("ut_pex: {e}")))?;
         let own = peer.info.addr;
-        let addrs: Vec<SocketAddr> = message
+        let addrs: Vec<(SocketAddr, PexFlags)> = message
             .added
             .into_iter()
-            .map(|(addr, _)| addr)
-            .filter(|a| *a != own)
+            .filter(|(a, _)| *a != own)
             .collect();
         if !addrs.is_empty() {
             self.events.push_back(Event::PeersDiscovered(addrs));
@@ -247,7 +246,7 @@ impl Torrent {
     }
 
     /// Every connected peer's listen address with its PEX flags (BEP 11: 0x10 when we dialled it,
-    /// 0x02 when it only uploads), taken once per tick for all the messages due in it.
+    /// 0x02 when it only uploads, 0x01 when its connection is encrypted), taken once per tick for all the messages due in it.
     pub(super) fn pex_snapshot(&self) -> PexSnapshot {
         self.peers
             .iter()
@@ -256,6 +255,9 @@ impl Torrent {
                 let mut flags = 0;
                 if p.info.outgoing {
                     flags |= PexFlags::REACHABLE;
+                }
+                if p.info.encrypted {
+                    flags |= PexFlags::ENCRYPTION;
                 }
                 if p.upload_only || p.bitfield.is_full() {
                     flags |= PexFlags::SEED;

@@ -124,6 +124,9 @@ pub struct PeerInfo {
     /// We dialled the peer, so `addr` is where it listens (what PEX tells others, BEP 11 flag
     /// 0x10); for an incoming connection its listening port comes from its extension handshake.
     pub outgoing: bool,
+    /// The connection is encrypted (MSE), so PEX tells others the peer prefers encryption (BEP 11
+    /// flag 0x01).
+    pub encrypted: bool,
 }
 
 /// A message for a peer, owned, as the engine produces it.
@@ -203,7 +206,8 @@ pub enum PeerFault {
 /// The rule a misbehaving peer broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Offence {
-    /// `bitfield`, `have all` or `have none` after the first message (BEP 3, BEP 6).
+    /// `have all` or `have none` after the first message (BEP 6). A late `bitfield` is taken as
+    /// a batch of `have`s instead, as other clients do.
     #[error("piece availability message after the first message")]
     LateBitfield,
     /// A bitfield of the wrong length or with spare bits set (BEP 3).
@@ -336,7 +340,8 @@ pub enum Event {
     /// from one message per peer per [`PEX_MIN_RECEIVE_INTERVAL`]. The driver may dial them.
     ///
     /// [`PEX_MIN_RECEIVE_INTERVAL`]: super::PEX_MIN_RECEIVE_INTERVAL
-    PeersDiscovered(Vec<SocketAddr>),
+    /// Each comes with its BEP 11 flags (0x01: it prefers encryption).
+    PeersDiscovered(Vec<(SocketAddr, crate::extension::PexFlags)>),
 }
 
 /// A range of one verified piece that a peer requested (BEP 3 `request`), checked against the layout:

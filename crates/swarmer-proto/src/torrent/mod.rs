@@ -398,10 +398,14 @@ impl Torrent {
                 Ok(())
             }
             Message::Have(index) => self.on_have(key, index, now),
-            Message::Bitfield(bytes) if first => {
+            Message::Bitfield(bytes) => {
                 match Bitfield::from_bytes(bytes, self.layout.piece_count() as usize) {
-                    Ok(bits) => {
+                    Ok(bits) if first => {
                         self.on_availability(key, bits, now);
+                        Ok(())
+                    }
+                    Ok(bits) => {
+                        self.on_late_bitfield(key, &bits, now);
                         Ok(())
                     }
                     Err(e) => Err(PeerFault::Misbehaved(Offence::BadBitfield(e))),
@@ -416,7 +420,7 @@ impl Torrent {
                 Ok(())
             }
             Message::HaveNone if first => Ok(()),
-            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
+            Message::HaveAll | Message::HaveNone => {
                 Err(PeerFault::Misbehaved(Offence::LateBitfield))
             }
             Message::Request(req) => self.on_request(key, req, now),

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    AnnounceEvent, AnnounceRequest, AnnounceResponse, MAX_TRACKER_ID_LEN, PeerSink, TrackerError,
-    clamp_interval, sanitize_message,
+    AnnounceEvent, AnnounceRequest, AnnounceResponse, CryptoSupport, MAX_TRACKER_ID_LEN, PeerSink,
+    TrackerError, clamp_interval, sanitize_message,
 };
 use crate::bencode::{self, Value, ValueKind};
 
@@ -17,7 +17,7 @@ use crate::bencode::{self, Value, ValueKind};
 /// outside the unreserved set `A-Z a-z 0-9 - . _ ~` becomes `%XX` in upper case, and a space is never
 /// written as `+` (some trackers, opentracker among them, do not decode `+`). The query asks for a compact
 /// peer list (`compact=1`, BEP 23), omits `event` for [`AnnounceEvent::None`], sends `numwant` only when
-/// set and `key` as 8 hexadecimal digits.
+/// set and `key` as 8 hexadecimal digits, then `supportcrypto`/`requirecrypto` as `req.crypto` says.
 pub fn announce_url(announce: &str, req: &AnnounceRequest) -> String {
     let (base, fragment) = match announce.find('#') {
         Some(i) => announce.split_at(i),
@@ -54,6 +54,11 @@ pub fn announce_url(announce: &str, req: &AnnounceRequest) -> String {
         let _ = write!(url, "&numwant={n}");
     }
     let _ = write!(url, "&key={:08x}", req.key);
+    match req.crypto {
+        CryptoSupport::Unstated => {}
+        CryptoSupport::Supported => url.push_str("&supportcrypto=1"),
+        CryptoSupport::Required => url.push_str("&supportcrypto=1&requirecrypto=1"),
+    }
     if let Some(id) = &req.tracker_id {
         url.push_str("&trackerid=");
         percent_encode(&mut url, id);
@@ -225,7 +230,18 @@ mod tests {
             num_want: Some(50),
             key: 0xbeef,
             tracker_id: None,
+            crypto: CryptoSupport::Unstated,
         }
+    }
+
+    #[test]
+    fn url_states_encryption_support_as_asked() {
+        let mut req = request();
+        req.crypto = CryptoSupport::Supported;
+        assert!(announce_url("http://t/a", &req).ends_with("&key=0000beef&supportcrypto=1"));
+        req.crypto = CryptoSupport::Required;
+        let url = announce_url("http://t/a", &req);
+        assert!(url.ends_with("&supportcrypto=1&requirecrypto=1"));
     }
 
     #[test]

@@ -76,6 +76,22 @@ pub struct AnnounceRequest {
     pub key: u32,
     /// The `tracker id` a previous HTTP reply gave us, echoed back as `trackerid` (BEP 3).
     pub tracker_id: Option<Vec<u8>>,
+    /// What we say about Message Stream Encryption (HTTP only; BEP 15 has no such field).
+    pub crypto: CryptoSupport,
+}
+
+/// The HTTP announce's `supportcrypto`/`requirecrypto` parameters (the MSE convention of Azureus
+/// and libtorrent): trackers that honour them hand a client that requires encryption only peers
+/// that support it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CryptoSupport {
+    /// Neither parameter.
+    #[default]
+    Unstated,
+    /// `supportcrypto=1`.
+    Supported,
+    /// `supportcrypto=1&requirecrypto=1`.
+    Required,
 }
 
 /// A tracker's successful answer to an announce, already validated and bounded.

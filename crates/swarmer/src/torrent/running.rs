@@ -131,6 +131,7 @@ async fn start(
             peer_id: shared.peer_id,
             port: shared.listen_addr.port(),
             num_want: shared.config.num_want,
+            crypto: shared.encryption_memory.policy().tracker_crypto(),
         },
         stats_rx,
     );
@@ -295,7 +296,11 @@ impl Running {
     fn on_conn_event(&mut self, event: ConnEvent) {
         let now = self.clock().now();
         match event {
-            ConnEvent::Handshaken { conn, handshake } => {
+            ConnEvent::Handshaken {
+                conn,
+                handshake,
+                encrypted,
+            } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
                 };
@@ -312,6 +317,7 @@ impl Running {
                     fast: handshake.supports_fast(),
                     extensions: handshake.supports_extensions(),
                     outgoing: c.outgoing,
+                    encrypted,
                 };
                 tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
                 let key = self.engine.add_peer(info, now);
@@ -450,7 +456,7 @@ impl Running {
                 Event::DhtPort(node) => self.sources.dht_node(node),
                 Event::PeersDiscovered(peers) => {
                     tracing::debug!(?peers, "peers from peer exchange (PEX)");
-                    self.conns.book.add(peers);
+                    self.conns.add_pex_peers(peers);
                     self.connect_more();
                 }
             }

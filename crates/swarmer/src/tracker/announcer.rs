@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use swarmer_proto::tracker::tiers::{TierIdx, TrackerTiers, UrlIdx};
-use swarmer_proto::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+use swarmer_proto::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, CryptoSupport};
 use swarmer_proto::{InfoHash, PeerId};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -55,6 +55,8 @@ pub struct AnnouncerConfig {
     pub port: u16,
     /// How many peers to ask for per announce (`numwant`).
     pub num_want: u32,
+    /// `supportcrypto`/`requirecrypto` in HTTP announces (see [`crate::Encryption`]).
+    pub crypto: CryptoSupport,
 }
 
 /// Transfer totals reported in announces, all in bytes since the torrent started.
@@ -367,6 +369,7 @@ impl<T: Announce> Announcer<T> {
             num_want: (event != AnnounceEvent::Stopped).then_some(self.cfg.num_want),
             key: self.key,
             tracker_id: self.tracker_ids.get(url).cloned(),
+            crypto: self.cfg.crypto,
         }
     }
 

@@ -165,6 +165,7 @@ mod tests {
             max_active_downloads: Some(5),
             max_active_seeds: None,
             download_dir: DownloadDir::new(dir.join("downloads")).unwrap(),
+            encryption: Default::default(),
         };
         start(session, store, settings).unwrap()
     }

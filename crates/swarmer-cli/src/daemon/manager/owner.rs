@@ -393,6 +393,9 @@ impl Owner {
         if let Some(v) = patch.max_active_seeds {
             s.max_active_seeds = v;
         }
+        if let Some(mode) = patch.encryption {
+            s.encryption = mode;
+        }
         if let Some(dir) = patch.download_dir {
             s.download_dir = DownloadDir::new(dir)
                 .map_err(|e| ManagerError::Invalid(format!("download_dir {e}")))?;
@@ -400,6 +403,7 @@ impl Owner {
         self.store.put_settings(&s)?;
         self.session
             .set_rate_limits(s.max_upload_rate, s.max_download_rate);
+        self.session.set_encryption(s.encryption.into());
         self.settings = s.clone();
         Ok(s)
     }

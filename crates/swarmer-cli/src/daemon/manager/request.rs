@@ -2,6 +2,7 @@
 //! settings, views), the values they send, and why a request fails. Shared by the handle callers
 //! hold (`Manager`) and the owner task that answers.
 
+use crate::encryption::EncryptionMode;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -90,6 +91,9 @@ pub(crate) struct SettingsPatch {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub(crate) download_dir: Option<PathBuf>,
+    /// Message Stream Encryption: prefer, require or disable (for connections opened from now on).
+    #[serde(default)]
+    pub(crate) encryption: Option<EncryptionMode>,
 }
 
 /// Tells a present-but-null field (`Some(None)`) from an absent one (`None`, via `default`).

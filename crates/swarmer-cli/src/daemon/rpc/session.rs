@@ -9,6 +9,7 @@ use super::args::{SPEED_K, arg_bool, arg_u64, kilo, updated_limit};
 use super::envelope::{Outcome, fail, manager_error, object};
 use super::handshake::process;
 use crate::daemon::manager::{Manager, ManagerError, SettingsPatch};
+use crate::encryption::EncryptionMode;
 
 /// The RPC version we speak: Transmission 3.00's.
 const RPC_VERSION: u64 = 16;
@@ -59,6 +60,7 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
         "incomplete-dir-enabled": false,
         "port-forwarding-enabled": false,
         "blocklist-enabled": false,
+        "encryption": settings.encryption.transmission_name(),
         "units": {
             "speed-units": ["kB/s", "MB/s", "GB/s", "TB/s"],
             "speed-bytes": SPEED_K,
@@ -78,7 +80,7 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
     Ok(out)
 }
 
-/// `session-set`: changes limits, queue sizes and the download directory.
+/// `session-set`: changes limits, queue sizes, the download directory and the encryption policy.
 pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) -> Outcome {
     let bad = |e: String| (e, Map::new());
     let Some(current) = manager.settings().await else {
@@ -123,6 +125,13 @@ pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) ->
     .map_err(bad)?;
     if let Some(dir) = args.get("download-dir").and_then(Value::as_str) {
         patch.download_dir = Some(dir.into());
+    }
+    if let Some(value) = args.get("encryption") {
+        let mode = value.as_str().and_then(EncryptionMode::from_transmission);
+        let Some(mode) = mode else {
+            return fail("encryption must be required, preferred or tolerated");
+        };
+        patch.encryption = Some(mode);
     }
     manager.set_settings(patch).await.map_err(manager_error)?;
     Ok(Map::new())

@@ -54,6 +54,7 @@ fn ext_peer(f: &mut Fixture, ip: u8, port: u16, outgoing: bool, handshake: &[u8]
             fast: true,
             extensions: true,
             outgoing,
+            encrypted: false,
         },
         f.now,
     );
@@ -263,8 +264,9 @@ fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
     let v4 = |ip: u8, port: u16| SocketAddr::from(([127, 0, 0, ip], port));
     let x = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5ee1:pi6881ee");
     let y = ext_peer(&mut f, 3, 6881, true, b"d1:md6:ut_pexi5eee");
-    // Incoming: its listening port comes from its handshake.
-    let _z = ext_peer(&mut f, 4, 50_000, false, b"d1:md6:ut_pexi5ee1:pi7000ee");
+    // Incoming: its listening port comes from its handshake. Encrypted (MSE): flag 0x01.
+    let z = ext_peer(&mut f, 4, 50_000, false, b"d1:md6:ut_pexi5ee1:pi7000ee");
+    f.t.peers.get_mut(&z).unwrap().info.encrypted = true;
     // Incoming without `p`: we do not know where it listens, so it is not passed on.
     let _w = ext_peer(&mut f, 5, 50_001, false, b"d1:md6:ut_pexi5eee");
     // A seed, dialled by us.
@@ -289,7 +291,7 @@ fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
         PexMessage {
             added: vec![
                 (v4(3, 6881), reachable),
-                (v4(4, 7000), PexFlags(0)),
+                (v4(4, 7000), PexFlags(PexFlags::ENCRYPTION)),
                 (v4(6, 6881), PexFlags(PexFlags::REACHABLE | PexFlags::SEED)),
             ],
             dropped: vec![],
@@ -368,10 +370,10 @@ fn received_pex_becomes_peers_discovered_and_is_bounded() {
     );
     assert_eq!(
         events,
-        vec![Event::PeersDiscovered(vec![SocketAddr::from((
-            [127, 0, 0, 13],
-            6881
-        ))])]
+        vec![Event::PeersDiscovered(vec![(
+            SocketAddr::from(([127, 0, 0, 13], 6881)),
+            PexFlags(0)
+        )])]
     );
     // Another within 45 s is ignored.
     f.now += PEX_MIN_RECEIVE_INTERVAL - Duration::from_secs(1);

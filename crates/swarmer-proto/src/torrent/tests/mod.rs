@@ -51,6 +51,7 @@ impl Fixture {
                 fast,
                 extensions: false,
                 outgoing: true,
+                encrypted: false,
             },
             self.now,
         )
@@ -65,6 +66,7 @@ impl Fixture {
                 fast: true,
                 extensions: true,
                 outgoing: true,
+                encrypted: false,
             },
             self.now,
         )
@@ -193,18 +195,25 @@ fn protocol_violations_are_typed_faults() {
         assert_eq!(faults, vec![expected]);
         assert_eq!(f.t.stats().peers, 0);
     }
-    // A second bitfield is a fault too.
+    // A bitfield after other messages is a batch of haves (real leechers send one to sum up
+    // many): it adds pieces, takes none away, and makes us interested; it is no fault.
     let mut f = Fixture::new(10);
     let p = f.peer(2, false);
     f.t.handle_message(p, Message::Unchoke, f.now);
-    f.t.handle_message(p, Message::Bitfield(&[0, 0]), f.now);
-    assert!(f.drain().iter().any(|a| matches!(
-        a,
-        Action::Disconnect {
-            fault: PeerFault::Misbehaved(Offence::LateBitfield),
-            ..
-        }
-    )));
+    f.t.handle_message(p, Message::Have(3), f.now);
+    f.drain();
+    // Piece 5 only (the first byte's bits are pieces 0 to 7, high bit first).
+    f.t.handle_message(p, Message::Bitfield(&[0b0000_0100, 0]), f.now);
+    let actions = f.drain();
+    assert_eq!(faults(&actions), vec![]);
+    let bits = &f.t.peers[&p].bitfield;
+    assert!(bits.get(3) && bits.get(5) && bits.count_ones() == 2);
+    // A late bitfield of the wrong length is still malformed.
+    f.t.handle_message(p, Message::Bitfield(&[0]), f.now);
+    assert!(matches!(
+        faults(&f.drain())[..],
+        [PeerFault::Misbehaved(Offence::BadBitfield(_))]
+    ));
 }
 
 fn faults(actions: &[Action]) -> Vec<PeerFault> {

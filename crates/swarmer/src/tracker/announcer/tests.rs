@@ -92,6 +92,7 @@ fn config(tiers: &[&[&str]]) -> AnnouncerConfig {
         peer_id: PeerId([2; 20]),
         port: 6881,
         num_want: 50,
+        crypto: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn request() -> AnnounceRequest {
         num_want: Some(50),
         key: 1,
         tracker_id: None,
+        crypto: Default::default(),
     }
 }
 
