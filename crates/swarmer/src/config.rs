@@ -46,6 +46,34 @@ pub struct SessionConfig {
     /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
     /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
     pub pex: bool,
+    /// Which transports carry peer connections (default [`Transport::Both`]).
+    pub transport: Transport,
+}
+
+/// Which transports carry peer connections: TCP, uTP (BEP 29) or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP only: uTP connections are neither opened nor accepted.
+    Tcp,
+    /// uTP only: connections are opened over uTP, and TCP connections peers open are closed at once.
+    Utp,
+    /// Both: incoming on either; outgoing over TCP first and over uTP when TCP fails before the
+    /// handshake (refused, timed out, or closed at once, as a uTP-only peer does). One transport at
+    /// a time, so never two connections to one peer.
+    #[default]
+    Both,
+}
+
+impl Transport {
+    /// Whether uTP connections are opened and accepted.
+    pub fn utp(self) -> bool {
+        self != Transport::Tcp
+    }
+
+    /// Whether TCP connections are opened and accepted.
+    pub fn tcp(self) -> bool {
+        self != Transport::Utp
+    }
 }
 
 impl Default for SessionConfig {
@@ -65,6 +93,7 @@ impl Default for SessionConfig {
             lsd: false,
             dht: None,
             pex: true,
+            transport: Transport::Both,
         }
     }
 }

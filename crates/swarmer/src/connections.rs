@@ -92,6 +92,8 @@ impl Connections {
                 session: Arc::clone(&shared.download_limit),
             },
             dht: config.dht,
+            transport: shared.config.transport,
+            utp: shared.udp.utp.clone(),
         };
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.
         let book = PeerBook::new(vec![shared.listen_addr]);

@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::config::Transport;
 use crate::rate::LimiterPair;
 use crate::storage::{Storage, StorageError};
+use crate::utp::{UtpConnector, UtpStream};
 
 /// What the owner task asks a connection to write, in order.
 #[derive(Debug)]
@@ -51,6 +53,14 @@ impl PeerStream {
         PeerStream {
             read: Box::new(read),
             write: Box::new(write),
+        }
+    }
+
+    /// The halves of a uTP connection.
+    pub(crate) fn utp(stream: UtpStream) -> PeerStream {
+        PeerStream {
+            read: Box::new(stream.read),
+            write: Box::new(stream.write),
         }
     }
 }
@@ -120,6 +130,12 @@ pub(crate) enum ConnError {
 }
 
 impl ConnError {
+    /// True when the connection failed in a way that another transport might avoid: it could not
+    /// be opened, or it closed before the peer's handshake.
+    fn may_succeed_over_utp(&self) -> bool {
+        matches!(self, ConnError::ConnectTimeout(_) | ConnError::Io(_))
+    }
+
     /// True when the peer did something wrong (as opposed to the network failing).
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
@@ -148,6 +164,10 @@ pub(crate) struct ConnContext {
     pub(crate) download_limit: LimiterPair,
     /// Set the DHT bit in our handshake (BEP 5): the session runs a DHT and the torrent is public.
     pub(crate) dht: bool,
+    /// Which transports outgoing connections may use.
+    pub(crate) transport: Transport,
+    /// Opens uTP connections through the session's UDP socket.
+    pub(crate) utp: UtpConnector,
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
@@ -184,14 +204,19 @@ pub(crate) async fn run_outgoing(
     ctx: ConnContext,
     commands: mpsc::Receiver<Outbound>,
 ) {
-    let result = async {
-        let mut stream = PeerStream::tcp(connect(addr, &ctx).await?);
-        stream.write.write_all(&handshake(&ctx)).await?;
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
-        let theirs = read_handshake(&mut stream.read, &mut buf, &ctx).await?;
-        Ok::<_, ConnError>((stream, buf, theirs))
-    }
-    .await;
+    let result = match ctx.transport {
+        Transport::Tcp => open(addr, Carrier::Tcp, &ctx).await,
+        Transport::Utp => open(addr, Carrier::Utp, &ctx).await,
+        // TCP first: most peers take it and it is cheaper on the CPU. A peer that is uTP-only
+        // refuses TCP or closes it at once, and one behind a NAT may answer only over UDP.
+        Transport::Both => match open(addr, Carrier::Tcp, &ctx).await {
+            Err(e) if e.may_succeed_over_utp() => {
+                tracing::debug!(%addr, "TCP failed ({e}); trying uTP");
+                open(addr, Carrier::Utp, &ctx).await.map_err(|_| e)
+            }
+            other => other,
+        },
+    };
     match result {
         Ok((stream, buf, theirs)) => {
             run_established(conn, stream, buf, theirs, ctx, commands).await
@@ -220,6 +245,29 @@ pub(crate) async fn run_incoming(
         return report_closed(&ctx, conn, Some(e.into())).await;
     }
     run_established(conn, stream, buf, theirs, ctx, commands).await;
+}
+
+/// The transport of one connection attempt.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    Tcp,
+    Utp,
+}
+
+/// Connects to `addr` over `carrier` and exchanges handshakes.
+async fn open(
+    addr: SocketAddr,
+    carrier: Carrier,
+    ctx: &ConnContext,
+) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
+    let mut stream = match carrier {
+        Carrier::Tcp => PeerStream::tcp(connect(addr, ctx).await?),
+        Carrier::Utp => PeerStream::utp(ctx.utp.connect(addr, ctx.connect_timeout).await?),
+    };
+    stream.write.write_all(&handshake(ctx)).await?;
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let theirs = read_handshake(&mut stream.read, &mut buf, ctx).await?;
+    Ok((stream, buf, theirs))
 }
 
 fn handshake(ctx: &ConnContext) -> [u8; HANDSHAKE_LEN] {

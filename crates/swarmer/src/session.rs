@@ -12,6 +12,7 @@ use swarmer_proto::PeerId;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::PriorityCountError;
+use swarmer_proto::utp::EndpointConfig;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,6 +30,7 @@ use crate::torrent::{
     AddTorrentOptions, Command, Progress, TorrentHandle, TorrentState, TorrentTask,
 };
 use crate::tracker::TrackerClient;
+use crate::utp::UtpStream;
 
 /// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
 ///
@@ -74,15 +76,27 @@ impl Session {
         tracing::info!(%listen_addr, "listening for peers");
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
-        let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        let mut tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        // One UDP socket on the same address and port as the TCP listener, for uTP, the DHT and
+        // UDP trackers (BEP 5 and 29 leave the port to us; users expect one).
+        let udp = crate::udp::bind(
+            listen_addr,
+            EndpointConfig::default(),
+            config.transport.utp(),
+            clock,
+        )
+        .map_err(|error| SessionError::Listen {
+            addr: listen_addr,
+            error,
+        })?;
+        tracker.set_udp(udp.handle.clone());
         let dht = match &config.dht {
             Some(dht_config) => {
-                // The same address and port as the TCP listener (BEP 5 leaves the port to us;
-                // users expect one).
                 let addr = listen_addr;
-                let handle = crate::dht::start(dht_config, addr, clock)
-                    .await
-                    .map_err(|error| SessionError::Dht { addr, error })?;
+                let handle =
+                    crate::dht::start(dht_config, Arc::clone(&udp.handle.socket), udp.dht, clock)
+                        .await
+                        .map_err(|error| SessionError::Dht { addr, error })?;
                 Some(handle)
             }
             None => None,
@@ -93,7 +107,9 @@ impl Session {
             config,
             listen_addr,
             dht,
+            udp.handle,
         ));
+        tokio::spawn(accept_utp(udp.incoming, Arc::clone(&shared)));
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         let lsd = if shared.config.lsd {
             Lsd::start(Arc::clone(&shared))
@@ -261,7 +277,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
     loop {
-        let (mut stream, addr) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and similar: back off briefly instead of spinning.
@@ -270,33 +286,56 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let mut buf = BytesMut::with_capacity(4096);
-            let timeout = shared.config.handshake_timeout;
-            let handshake =
-                match crate::peer::read_any_handshake(&mut stream, &mut buf, timeout).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::debug!(%addr, "incoming connection dropped: {e}");
-                        return;
-                    }
-                };
-            match shared.torrent(&handshake.info_hash) {
-                Some(t) => {
-                    let incoming = Incoming {
-                        stream: PeerStream::tcp(stream),
-                        buf,
-                        handshake,
-                        addr,
-                    };
-                    let _ = t.send(Command::Incoming(incoming)).await;
-                }
-                None => {
-                    tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")
-                }
-            }
-        });
+        // uTP only: close at once, as libtorrent does, so the peer tries uTP.
+        if !shared.config.transport.tcp() {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(route_incoming(
+            PeerStream::tcp(stream),
+            addr,
+            Arc::clone(&shared),
+        ));
+    }
+}
+
+/// Routes the uTP connections peers open (the UDP socket's task accepted them) as the TCP
+/// listener routes its own.
+async fn accept_utp(mut incoming: mpsc::Receiver<UtpStream>, shared: Arc<SessionShared>) {
+    while let Some(stream) = incoming.recv().await {
+        let addr = stream.peer;
+        tokio::spawn(route_incoming(
+            PeerStream::utp(stream),
+            addr,
+            Arc::clone(&shared),
+        ));
+    }
+}
+
+/// Reads an incoming connection's handshake and hands it to the torrent it names.
+async fn route_incoming(mut stream: PeerStream, addr: SocketAddr, shared: Arc<SessionShared>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let timeout = shared.config.handshake_timeout;
+    let handshake = match crate::peer::read_any_handshake(&mut stream.read, &mut buf, timeout).await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%addr, "incoming connection dropped: {e}");
+            return;
+        }
+    };
+    match shared.torrent(&handshake.info_hash) {
+        Some(t) => {
+            let incoming = Incoming {
+                stream,
+                buf,
+                handshake,
+                addr,
+            };
+            let _ = t.send(Command::Incoming(incoming)).await;
+        }
+        None => {
+            tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::config::SessionConfig;
 use crate::dht::DhtHandle;
 use crate::rate::RateLimiter;
 use crate::torrent::Command;
+use crate::udp::UdpHandle;
 
 /// The state every task of one session shares, behind an `Arc`.
 pub(crate) struct SessionShared {
@@ -29,6 +30,8 @@ pub(crate) struct SessionShared {
     pub(crate) download_limit: Arc<RateLimiter>,
     /// The session's DHT node, if [`SessionConfig::dht`] is set.
     pub(crate) dht: Option<DhtHandle>,
+    /// The UDP socket on the listen port (uTP, DHT, UDP trackers).
+    pub(crate) udp: UdpHandle,
     /// Each running torrent's command queue, by info hash. The one lock on the session's state,
     /// held only for a lookup or an update.
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
@@ -42,6 +45,7 @@ impl SessionShared {
         config: SessionConfig,
         listen_addr: SocketAddr,
         dht: Option<DhtHandle>,
+        udp: UdpHandle,
     ) -> SessionShared {
         SessionShared {
             clock,
@@ -51,6 +55,7 @@ impl SessionShared {
             config,
             listen_addr,
             dht,
+            udp,
             torrents: Mutex::new(HashMap::new()),
         }
     }
