@@ -23,6 +23,7 @@ use crate::dht_args::DhtArgs;
 use crate::metainfo_file::read_metainfo;
 use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
+use crate::transport_arg::TransportArg;
 use crate::{logging, units};
 
 /// `swarmer download` options.
@@ -115,6 +116,10 @@ pub(crate) struct CommonArgs {
     /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
     #[arg(long)]
     no_pex: bool,
+    /// Which transports carry peer connections: tcp, utp (BEP 29, on the UDP port of --port) or
+    /// both (incoming on either; outgoing over TCP, then uTP if TCP fails before the handshake).
+    #[arg(long, value_enum, default_value_t = TransportArg::Both)]
+    transport: TransportArg,
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
@@ -225,6 +230,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
         lsd: !common.no_lsd,
         dht: common.dht.config(),
         pex: !common.no_pex,
+        transport: common.transport.into(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()

@@ -33,6 +33,7 @@ use swarmer::{Session, SessionConfig};
 use self::download_dir::DownloadDir;
 use crate::dht_args::DhtArgs;
 use crate::state_dir::{default_state_dir, token_file};
+use crate::transport_arg::TransportArg;
 use crate::{logging, units};
 
 /// The API's default address: loopback only, so no token is needed.
@@ -91,6 +92,9 @@ pub(crate) struct DaemonArgs {
     /// Do not exchange peers with connected peers (BEP 11).
     #[arg(long)]
     no_pex: bool,
+    /// Which transports carry peer connections: tcp, utp (BEP 29) or both [default: both].
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
     /// Log more (-v: debug, -vv: trace); the default logs what the daemon does (info).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -118,6 +122,8 @@ struct ConfigFile {
     no_dht: Option<bool>,
     no_lsd: Option<bool>,
     no_pex: Option<bool>,
+    /// `"tcp"`, `"utp"` or `"both"`.
+    transport: Option<TransportArg>,
 }
 
 /// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
@@ -170,6 +176,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         listen_port: args.port.or(file.port).unwrap_or(6881),
         lsd: !no(args.no_lsd, file.no_lsd),
         pex: !no(args.no_pex, file.no_pex),
+        transport: args.transport.or(file.transport).unwrap_or_default().into(),
         dht: dht.config(),
         ..SessionConfig::default()
     };

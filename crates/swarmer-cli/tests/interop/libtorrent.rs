@@ -40,6 +40,10 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) connect: &'a [SocketAddr],
     /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
     pub(crate) report_peers: bool,
+    /// Connect and accept over uTP only (TCP connections are closed at once).
+    pub(crate) utp_only: bool,
+    /// Give up (exit 2 if unfinished) after this long rather than at the test's deadline.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<'a> LtOptions<'a> {
@@ -59,6 +63,8 @@ impl<'a> LtOptions<'a> {
             magnet: false,
             connect: &[],
             report_peers: false,
+            utp_only: false,
+            timeout: None,
         }
     }
 }
@@ -76,7 +82,15 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
         .arg(options.listen.to_string())
         .arg("--high-performance")
         .arg("--timeout")
-        .arg(scene.deadline.remaining().as_secs().to_string());
+        .arg(
+            options
+                .timeout
+                .map_or(scene.deadline.remaining(), |t| {
+                    t.min(scene.deadline.remaining())
+                })
+                .as_secs()
+                .to_string(),
+        );
     if options.seed_mode {
         command.arg("--seed-mode");
     }
@@ -106,6 +120,11 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.report_peers {
         command.arg("--report-peers");
+    }
+    if options.utp_only {
+        // 4 MiB socket buffers, as swarmer's: the default UDP receive buffer drops datagrams on
+        // loopback (see docs: interop notes).
+        command.args(["--utp-only", "--socket-buffer", "4194304"]);
     }
     command
 }
