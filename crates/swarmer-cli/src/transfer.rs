@@ -83,7 +83,7 @@ pub(crate) struct SeedLimitArgs {
 /// Network and output options shared by `download` and `seed`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CommonArgs {
-    /// TCP port to listen on for peers (0 picks a free one).
+    /// TCP and UDP (uTP, DHT, UDP trackers) port to listen on for peers (0 picks a free one).
     #[arg(long, default_value_t = 6881)]
     port: u16,
     /// Local IP address for the listener, outgoing peer connections and tracker requests.

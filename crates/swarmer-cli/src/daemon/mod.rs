@@ -65,7 +65,8 @@ pub(crate) struct DaemonArgs {
     /// (NAME.torrent.invalid if it is not a valid torrent).
     #[arg(long, value_name = "DIR")]
     watch_dir: Option<PathBuf>,
-    /// TCP (and DHT UDP) port to listen on for peers [default: 6881; 0 picks a free one].
+    /// TCP and UDP (uTP, DHT, UDP trackers) port to listen on for peers [default: 6881; 0 picks a
+    /// free one].
     #[arg(long)]
     port: Option<u16>,
     /// Local IP address for the peer listener, outgoing connections and tracker requests.
