@@ -41,6 +41,12 @@ pub struct Config {
     pub linger: Duration,
     /// How long a connection may take from SYN to the first data packet of the initiator.
     pub handshake_timeout: Duration,
+    /// In-order data packets acknowledged together: each ACK costs the sender a datagram to
+    /// receive, and the sender's CPU is what limits a fast transfer.
+    pub ack_every: u32,
+    /// How long an in-order data packet may wait for its ACK. Anything else (a gap, a repeat, a
+    /// FIN, a window that opens) is acknowledged at once.
+    pub ack_delay: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +61,8 @@ impl Default for Config {
             keepalive: Duration::from_secs(29),
             linger: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            ack_every: 16,
+            ack_delay: Duration::from_millis(1),
         }
     }
 }
@@ -157,6 +165,9 @@ pub struct Connection {
     peer_fin: Option<u16>,
     eof: bool,
     ack_pending: bool,
+    /// In-order data packets received since our last packet, and when their ACK is due.
+    delayed_acks: u32,
+    ack_deadline: Option<Instant>,
     /// Our clock minus the peer's timestamp of its last packet, µs (our `timestamp_difference`).
     reply_micro: u32,
     last_recv: Instant,
@@ -166,6 +177,15 @@ pub struct Connection {
     /// Packets dropped because they acknowledged data never sent or lay outside the window.
     dropped: u64,
     created: Instant,
+}
+
+/// Copies the first `out.len()` bytes of `from` into `out` (two `memcpy`s, not a byte loop).
+fn copy_front(from: &VecDeque<u8>, out: &mut [u8]) {
+    let (a, b) = from.as_slices();
+    let n = out.len().min(a.len());
+    out[..n].copy_from_slice(&a[..n]);
+    let rest = out.len() - n;
+    out[n..].copy_from_slice(&b[..rest]);
 }
 
 /// `now` as a uTP timestamp: microseconds modulo 2^32.
@@ -234,6 +254,8 @@ impl Connection {
             peer_fin: None,
             eof: false,
             ack_pending: false,
+            delayed_acks: 0,
+            ack_deadline: None,
             reply_micro: 0,
             last_recv: now,
             last_send: now,
@@ -316,9 +338,8 @@ impl Connection {
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
         let before = self.window();
         let n = buf.len().min(self.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
-            *dst = src;
-        }
+        copy_front(&self.recv_buf, &mut buf[..n]);
+        self.recv_buf.drain(..n);
         // A window that was too small for a packet has opened: tell the peer at once.
         let mss = self.cfg.max_payload as u32;
         if before < mss && self.window() >= mss {
@@ -399,12 +420,12 @@ impl Connection {
         }
         self.handle_ack(now, h, packet.sack.as_ref());
         match h.kind {
-            PacketType::Data => self.receive(h.seq_nr, packet.payload),
+            PacketType::Data => self.receive(now, h.seq_nr, packet.payload),
             PacketType::Fin => {
                 if self.peer_fin.is_none() {
                     self.peer_fin = Some(h.seq_nr);
                 }
-                self.receive(h.seq_nr, &[]);
+                self.receive(now, h.seq_nr, &[]);
             }
             _ => {}
         }
@@ -539,7 +560,7 @@ impl Connection {
         self.rto = (srtt + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
     }
 
-    fn receive(&mut self, seq: u16, payload: &[u8]) {
+    fn receive(&mut self, now: Instant, seq: u16, payload: &[u8]) {
         let expected = self.ack_nr.wrapping_add(1);
         if seq_less(seq, expected) {
             // A repeat: our ACK was lost, send another.
@@ -551,7 +572,18 @@ impl Connection {
             self.dropped += 1;
             return;
         }
-        self.ack_pending = true;
+        let gaps = !self.ooo.is_empty();
+        if distance > 0 || gaps || self.peer_fin == Some(seq) {
+            // Out of order, filling a gap, or the FIN: the sender must know at once.
+            self.ack_pending = true;
+        } else {
+            self.delayed_acks += 1;
+            if self.delayed_acks >= self.cfg.ack_every {
+                self.ack_pending = true;
+            } else {
+                self.ack_deadline.get_or_insert(now + self.cfg.ack_delay);
+            }
+        }
         if distance > 0 {
             let k = distance - 1;
             if self.ooo.len() <= k {
@@ -606,6 +638,7 @@ impl Connection {
             self.fin_acked_at.map(|t| t + self.cfg.linger),
             self.handshaking()
                 .then(|| self.created + self.cfg.handshake_timeout),
+            self.ack_deadline,
         ];
         t.sort_unstable();
         t.into_iter().flatten().next()
@@ -656,7 +689,8 @@ impl Connection {
             seqs.dedup();
             self.resend.extend(seqs);
         }
-        if now >= self.last_send + self.cfg.keepalive {
+        if now >= self.last_send + self.cfg.keepalive || self.ack_deadline.is_some_and(|t| now >= t)
+        {
             self.ack_pending = true;
         }
     }
@@ -739,7 +773,9 @@ impl Connection {
             let len = self.send_buf.len().min(self.cfg.max_payload);
             // Only a full packet, or everything there is, when the window has room for it.
             if self.may_send((len + HEADER_LEN) as u32) {
-                let payload: Vec<u8> = self.send_buf.drain(..len).collect();
+                let mut payload = vec![0; len];
+                copy_front(&self.send_buf, &mut payload);
+                self.send_buf.drain(..len);
                 let seq = self.seq_nr;
                 self.push_sent(PacketType::Data, payload);
                 self.resend.pop_back();
@@ -774,6 +810,8 @@ impl Connection {
         let sack = self.sack();
         header.encode(sack.as_ref(), out);
         self.ack_pending = false;
+        self.delayed_acks = 0;
+        self.ack_deadline = None;
         self.last_send = now;
         if let Some(pos) = pos {
             let p = &mut self.unacked[pos];

@@ -191,13 +191,66 @@ impl Pair {
     }
 }
 
+/// Every data packet acknowledged at once, so `Pair::exchange` runs a transfer to its end
+/// without advancing the clock.
+fn quick_acks() -> Config {
+    Config {
+        ack_every: 1,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn in_order_data_is_acknowledged_every_16_packets_or_after_a_millisecond() {
+    let mut p = Pair::new(Config::default());
+    // The initiator's first data packet completes the accept; its ACK waits.
+    p.a.write(b"x");
+    let mut last_data = None;
+    p.exchange(|from_a, pkt| {
+        if from_a && pkt.header.kind == PacketType::Data {
+            last_data = Some(pkt.header);
+        }
+        true
+    });
+    let due = p.b.poll_timeout().unwrap();
+    assert_eq!(due, p.now + ms(1));
+    let mut acks = 0;
+    p.advance(ms(1));
+    p.exchange(|from_a, pkt| {
+        acks += usize::from(!from_a && pkt.header.kind == PacketType::State);
+        true
+    });
+    assert_eq!(acks, 1, "the delayed ACK went out");
+    // 32 packets in one go (forged as a's next ones: a's window would not send them yet): two
+    // ACKs, not 32.
+    let mut acks = 0;
+    let mut out = Vec::new();
+    let mut h = last_data.unwrap();
+    for _ in 0..32 {
+        h.seq_nr = h.seq_nr.wrapping_add(1);
+        let payload = [7u8; 1400];
+        p.b.handle_packet(
+            p.now,
+            &Packet {
+                header: h,
+                sack: None,
+                payload: &payload,
+            },
+        );
+        while p.b.poll_transmit(p.now, &mut out) {
+            acks += 1;
+        }
+    }
+    assert_eq!(acks, 2);
+}
+
 fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 #[test]
 fn data_crosses_the_sequence_wrap_in_order() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     let sent = data(100_000);
     assert_eq!(p.a.write(&sent), sent.len());
     p.exchange(|_, _| true);
@@ -207,7 +260,7 @@ fn data_crosses_the_sequence_wrap_in_order() {
 
 #[test]
 fn a_lost_packet_is_resent_after_duplicate_or_selective_acks() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     let sent = data(30_000);
     p.a.write(&sent);
     let mut dropped = None;
@@ -224,7 +277,7 @@ fn a_lost_packet_is_resent_after_duplicate_or_selective_acks() {
 
 #[test]
 fn a_lost_tail_is_resent_on_timeout_with_back_off() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     p.a.write(b"hello");
     p.exchange(|from_a, _| !from_a);
     assert_eq!(p.b.readable(), 0);
@@ -240,7 +293,7 @@ fn a_lost_tail_is_resent_on_timeout_with_back_off() {
 
 #[test]
 fn an_unanswering_peer_times_out() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     p.a.write(b"anyone?");
     for _ in 0..100 {
         p.exchange(|from_a, _| !from_a);
@@ -254,7 +307,7 @@ fn an_unanswering_peer_times_out() {
 
 #[test]
 fn keep_alives_hold_an_idle_connection_open() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     // The initiator speaks first (the BitTorrent handshake), which completes the accept.
     p.a.write(b"hi");
     p.exchange(|_, _| true);
@@ -270,7 +323,7 @@ fn keep_alives_hold_an_idle_connection_open() {
 
 #[test]
 fn fin_both_ways_closes_both() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     p.a.write(b"bye");
     p.a.shutdown();
     p.exchange(|_, _| true);
@@ -285,7 +338,7 @@ fn fin_both_ways_closes_both() {
 
 #[test]
 fn reset_closes() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     let mut h = header(PacketType::Reset);
     h.connection_id = p.a.recv_id();
     p.a.handle_packet(
@@ -303,7 +356,7 @@ fn reset_closes() {
 fn the_receive_window_bounds_what_is_sent() {
     let cfg = Config {
         recv_buffer: 10_000,
-        ..Config::default()
+        ..quick_acks()
     };
     let mut p = Pair::new(cfg);
     let sent = data(50_000);
@@ -326,7 +379,7 @@ fn the_receive_window_bounds_what_is_sent() {
 
 #[test]
 fn forged_acks_and_out_of_window_data_are_dropped() {
-    let mut p = Pair::new(Config::default());
+    let mut p = Pair::new(quick_acks());
     p.a.write(&data(5000));
     p.exchange(|_, _| true);
     let mut h = header(PacketType::State);
@@ -368,7 +421,7 @@ fn forged_acks_and_out_of_window_data_are_dropped() {
 fn out_of_order_data_is_bounded() {
     let cfg = Config {
         max_out_of_order: 8,
-        ..Config::default()
+        ..quick_acks()
     };
     let mut p = Pair::new(cfg);
     p.a.write(&data(100 * 1400));
