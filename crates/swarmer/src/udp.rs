@@ -37,6 +37,12 @@ const DHT_QUEUE: usize = 256;
 const ACCEPT_QUEUE: usize = 32;
 /// Commands queued to the task.
 const COMMAND_QUEUE: usize = 64;
+/// Received bytes that wake a connection's reader at once; fewer wait up to [`LAZY_WAKE`], so
+/// a transfer of 1,400-byte datagrams wakes the reader's task (and, often, a sleeping thread)
+/// once per block rather than once per datagram.
+const WAKE_BYTES: usize = 16 * 1024;
+/// Longest a reader waits for fewer than [`WAKE_BYTES`] bytes.
+const LAZY_WAKE: std::time::Duration = std::time::Duration::from_millis(1);
 /// Tracker transactions waiting for a reply, at most.
 const MAX_TRACKER_WAITS: usize = 4096;
 
@@ -145,6 +151,8 @@ pub(crate) fn bind(
         incoming: incoming_tx,
         trackers: Arc::clone(&trackers),
         touched: Vec::new(),
+        lazy: Vec::new(),
+        lazy_at: None,
         out: Vec::with_capacity(2048),
     };
     tokio::spawn(task.run());
@@ -182,6 +190,9 @@ struct Task {
     trackers: Arc<TrackerRoutes>,
     /// Connections to look at before sending.
     touched: Vec<ConnectionId>,
+    /// Readers with a few bytes waiting, woken at `lazy_at` (see [`WAKE_BYTES`]).
+    lazy: Vec<Arc<StreamShared>>,
+    lazy_at: Option<tokio::time::Instant>,
     out: Vec<u8>,
 }
 
@@ -203,6 +214,10 @@ impl Task {
                 .endpoint
                 .poll_timeout()
                 .map(|t| self.clock.tokio_instant(t));
+            let wake = match (wake, self.lazy_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -229,6 +244,14 @@ impl Task {
                 },
                 () = self.hub.notify.notified() => self.hub.take_dirty(&mut self.touched),
                 () = sleep => {
+                    if self.lazy_at.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                        self.lazy_at = None;
+                        for shared in self.lazy.drain(..) {
+                            if let Some(w) = shared.lock().read_waker.take() {
+                                w.wake();
+                            }
+                        }
+                    }
                     self.endpoint.handle_timeout(self.clock.now());
                     self.touched.extend(self.entries.keys().copied());
                 }
@@ -357,9 +380,11 @@ impl Task {
         let ready = conn.readable().min(room);
         let mut wake_reader = false;
         if ready > 0 {
-            let start = s.incoming.len();
-            s.incoming.resize(start + ready, 0);
-            conn.read(&mut s.incoming[start..]);
+            let (a, b) = conn.peek();
+            let first = ready.min(a.len());
+            s.incoming.extend_from_slice(&a[..first]);
+            s.incoming.extend_from_slice(&b[..ready - first]);
+            conn.consume(ready);
             wake_reader = true;
         }
         if conn.is_eof() && !s.eof {
@@ -376,9 +401,15 @@ impl Task {
                 }
             }
         }
-        if wake_reader {
-            if let Some(w) = s.read_waker.take() {
-                w.wake();
+        if wake_reader && s.read_waker.is_some() {
+            if s.incoming.len() >= WAKE_BYTES || s.eof || s.error.is_some() {
+                if let Some(w) = s.read_waker.take() {
+                    w.wake();
+                }
+            } else if !self.lazy.iter().any(|l| Arc::ptr_eq(l, shared)) {
+                self.lazy.push(Arc::clone(shared));
+                self.lazy_at
+                    .get_or_insert_with(|| tokio::time::Instant::now() + LAZY_WAKE);
             }
         }
         let orphan = s.halves == 0;

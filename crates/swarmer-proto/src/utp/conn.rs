@@ -324,6 +324,23 @@ impl Connection {
         self.fin_queued = true;
     }
 
+    /// The bytes ready for [`Connection::read`], in two slices (the buffer is a ring), to copy
+    /// out without an intermediate buffer; then [`Connection::consume`] them.
+    pub fn peek(&self) -> (&[u8], &[u8]) {
+        self.recv_buf.as_slices()
+    }
+
+    /// Drops the first `n` readable bytes (as [`Connection::read`] would move them out).
+    pub fn consume(&mut self, n: usize) {
+        let before = self.window();
+        let n = n.min(self.recv_buf.len());
+        self.recv_buf.drain(..n);
+        let mss = self.cfg.max_payload as u32;
+        if before < mss && self.window() >= mss {
+            self.ack_pending = true;
+        }
+    }
+
     /// Bytes ready for [`Connection::read`].
     pub fn readable(&self) -> usize {
         self.recv_buf.len()
@@ -336,15 +353,10 @@ impl Connection {
 
     /// Moves received bytes into `buf`; returns how many.
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
-        let before = self.window();
         let n = buf.len().min(self.recv_buf.len());
         copy_front(&self.recv_buf, &mut buf[..n]);
-        self.recv_buf.drain(..n);
-        // A window that was too small for a packet has opened: tell the peer at once.
-        let mss = self.cfg.max_payload as u32;
-        if before < mss && self.window() >= mss {
-            self.ack_pending = true;
-        }
+        // A window that was too small for a packet has opened: `consume` tells the peer at once.
+        self.consume(n);
         n
     }
 
