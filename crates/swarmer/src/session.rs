@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, Transport};
 use crate::dht::DhtHandle;
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
@@ -127,6 +127,11 @@ impl Session {
     /// The address peers can reach us at (the port is the real one when 0 was asked for).
     pub fn listen_addr(&self) -> SocketAddr {
         self.shared.listen_addr
+    }
+
+    /// Which transports carry peer connections ([`SessionConfig::transport`]).
+    pub fn transport(&self) -> Transport {
+        self.shared.config.transport
     }
 
     /// Our peer id.
