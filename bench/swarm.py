@@ -14,6 +14,10 @@ each run) so that drift hits all of them alike. Scenarios:
   d  seeding: each client in turn seeds the (a) payload and one libtorrent leecher with
      high-performance settings downloads it; the figures are the leecher's speed and the
      seeder's CPU and memory
+  u  uTP (BEP 29): the (a) payload from one libtorrent seeder with TCP off (--utp-only), to
+     swarmer (--transport utp) and to libtorrent leechers with TCP off; every libtorrent peer
+     gets 4 MiB socket buffers, as swarmer's UDP socket has (on loopback the default ~208 KiB
+     receive buffer drops datagrams). Only swarmer, lt-hp and lt-default take part.
 
 Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everywhere):
 
@@ -77,7 +81,12 @@ SCENARIOS = {
          "libtorrent seeder (high-performance settings)",
     "d": "seeding one {size} file (1 MiB pieces) to one libtorrent leecher (high-performance "
          "settings): MiB/s and wall are the leecher's, CPU and memory the seeder's",
+    "u": "uTP only: one {size} file, 1 MiB pieces, one libtorrent seeder with TCP off "
+         "(high-performance settings, 4 MiB socket buffers)",
 }
+UTP_CLIENTS = ["swarmer", "lt-hp", "lt-default"]
+# lt_peer.py's uTP-only switch and the socket buffers every libtorrent peer of scenario u gets.
+LT_UTP = ["--utp-only", "--socket-buffer", str(4 << 20)]
 CLIENTS = ["swarmer", "lt-hp", "lt-default", "transmission", "aria2", "rqbit"]
 SEEDING_CLIENTS = ["swarmer", "lt-hp", "transmission", "aria2", "rqbit"]
 ADDR = {
@@ -348,6 +357,8 @@ class Bench:
         self.crashes = []
         # The libtorrent seeders of the running scenario: label -> [command, (ip, port), Popen].
         self.seeders = {}
+        # Scenario u runs: every peer over uTP only.
+        self.utp = False
 
     def deadline(self, size=0):
         """Seconds allowed for start-up work on `size` bytes (checking, listing) from now."""
@@ -378,11 +389,12 @@ class Bench:
         ip, port = ADDR[client]
         if client == "swarmer":
             return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"]
+                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"] + \
+                (["--transport", "utp"] if self.utp else [])
         if client in ("lt-hp", "lt-default"):
             command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
                        "--save-path", outdir, "--listen", f"{ip}:{port}",
-                       "--timeout", str(self.args.timeout)]
+                       "--timeout", str(self.args.timeout)] + (LT_UTP if self.utp else [])
             return command + (["--high-performance"] if client == "lt-hp" else [])
         if client == "aria2":
             return aria2_command(outdir) + ["--seed-time=0", torrent]
@@ -424,7 +436,7 @@ class Bench:
     # -----------------------------------------------------------------------------------------
     # Seeders
 
-    def start_lt_seeders(self, torrent, payload, addrs, name, seed_mode=False):
+    def start_lt_seeders(self, torrent, payload, addrs, name, seed_mode=False, extra=()):
         """libtorrent seeders (high-performance settings) re-announcing every 2 s, so that they
         find and dial a Transmission leecher, which never dials loopback peers itself. Waits
         until each has checked its data and the tracker lists it."""
@@ -436,6 +448,7 @@ class Bench:
             if seed_mode:
                 command.append("--seed-mode")
             command += encryption_args("lt-hp", self.args.encryption)
+            command += extra
             label = f"{name}-{i}" if len(addrs) > 1 else name
             self.seeders[label] = [command, (ip, port), None]
         self.seeder_info_hash = info_hash(torrent)
@@ -598,8 +611,8 @@ class Bench:
                     continue
                 yield run, client
 
-    def leech_scenario(self, scenario, torrent, payload):
-        for run, client in self.rounds(self.clients):
+    def leech_scenario(self, scenario, torrent, payload, clients=None):
+        for run, client in self.rounds(clients or self.clients):
             name = f"{scenario}-{client}-{run}"
             figures = self.attempt(name, lambda: self.leech(client, torrent, payload, name))
             self.record(scenario, client, run, figures, payload.size)
@@ -610,7 +623,7 @@ class Bench:
         tracker_root = os.path.join(work, "opentracker")
         os.makedirs(tracker_root, mode=0o755)
         tracker = None
-        big = [s for s in scenarios if s in "abd"]
+        big = [s for s in scenarios if s in "abdu"]
         if big:
             payload = single_file_payload(os.path.join(work, "seed"), args.size)
             torrents = {}
@@ -644,6 +657,15 @@ class Bench:
                     figures = self.attempt(
                         name, lambda: self.seed_run(client, torrents["d"], payload, name))
                     self.record("d", client, run, figures, payload.size)
+            if "u" in big:
+                log("scenario u: one uTP-only libtorrent seeder")
+                self.start_lt_seeders(torrents["u"], payload, [SEEDER_A], "u-seeder",
+                                      extra=LT_UTP)
+                self.utp = True
+                self.leech_scenario("u", torrents["u"], payload,
+                                    [c for c in self.clients if c in UTP_CLIENTS])
+                self.utp = False
+                self.stop_seeders()
             payload.remove()
         if "c" in scenarios:
             payload = multi_file_payload(os.path.join(work, "seed-c"), args.files_count,
@@ -869,7 +891,8 @@ def check_tools(parser, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per client and scenario")
-    parser.add_argument("--scenarios", default="abcd", help="any of a, b, c, d (default abcd)")
+    parser.add_argument("--scenarios", default="abcdu",
+                        help="any of a, b, c, d, u (default abcdu)")
     parser.add_argument("--clients", default=None,
                         help=f"comma-separated, from {','.join(CLIENTS)} (default: all; rqbit "
                         "only if on PATH)")
@@ -893,9 +916,10 @@ def main():
     args.clients = args.clients or ",".join(CLIENTS)
     args.size = parse_size(args.size)
     args.files_total = parse_size(args.files_total)
-    args.scenarios = "".join(s for s in "abcd" if s in args.scenarios)
-    if not args.scenarios or any(s not in "abcd" for s in args.scenarios):
-        parser.error("--scenarios takes letters from abcd")
+    given = args.scenarios
+    args.scenarios = "".join(s for s in "abcdu" if s in given)
+    if not args.scenarios or any(s not in "abcdu" for s in given):
+        parser.error("--scenarios takes letters from abcdu")
     if args.runs < 1 or args.size < MIB or args.files_count < 1 \
             or args.files_total < args.files_count:
         parser.error("need --runs >= 1, --size >= 1M, --files-total >= --files-count bytes")

@@ -12,6 +12,7 @@ mod progress_bar;
 mod select;
 mod state_dir;
 mod transfer;
+mod transport_arg;
 mod units;
 mod verify;
 

@@ -25,6 +25,7 @@ use crate::metainfo_file::{fetch_metainfo, is_torrent_url, read_metainfo};
 use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
 use crate::state_dir::{self, default_state_dir};
+use crate::transport_arg::TransportArg;
 use crate::{logging, units};
 
 /// `swarmer download` options.
@@ -84,7 +85,7 @@ pub(crate) struct SeedLimitArgs {
 /// Network and output options shared by `download` and `seed`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CommonArgs {
-    /// TCP port to listen on for peers (0 picks a free one).
+    /// TCP and UDP (uTP, DHT, UDP trackers) port to listen on for peers (0 picks a free one).
     #[arg(long, default_value_t = 6881)]
     port: u16,
     /// Local IP address for the listener, outgoing peer connections and tracker requests.
@@ -125,6 +126,10 @@ pub(crate) struct CommonArgs {
     /// incomplete (e.g. 60s); by default swarmer waits for peers as long as it runs.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     give_up_after: Option<Duration>,
+    /// Which transports carry peer connections: tcp, utp (BEP 29, on the UDP port of --port) or
+    /// both (incoming on either; outgoing over TCP, then uTP if TCP fails before the handshake).
+    #[arg(long, value_enum, default_value_t = TransportArg::Both)]
+    transport: TransportArg,
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
@@ -259,6 +264,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
         dht: common.dht.config(),
         pex: !common.no_pex,
         encryption: common.encryption.into(),
+        transport: common.transport.into(),
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()

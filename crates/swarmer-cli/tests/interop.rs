@@ -42,6 +42,8 @@ mod swarmer;
 mod tracker;
 #[path = "interop/transmission.rs"]
 mod transmission;
+#[path = "interop/utp.rs"]
+mod utp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ pub mod sim;
 pub mod time;
 pub mod torrent;
 pub mod tracker;
+pub mod utp;
 pub mod wire;
 
 mod ids;

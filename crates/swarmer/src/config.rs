@@ -49,6 +49,8 @@ pub struct SessionConfig {
     pub pex: bool,
     /// Message Stream Encryption of peer connections (MSE/PE); [`Encryption::Prefer`] by default.
     pub encryption: Encryption,
+    /// Which transports carry peer connections (default [`Transport::Both`]).
+    pub transport: Transport,
 }
 
 /// Whether peer connections use Message Stream Encryption (MSE/PE, the Vuze/libtorrent spec).
@@ -79,6 +81,32 @@ impl Encryption {
     }
 }
 
+/// Which transports carry peer connections: TCP, uTP (BEP 29) or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP only: uTP connections are neither opened nor accepted.
+    Tcp,
+    /// uTP only: connections are opened over uTP, and TCP connections peers open are closed at once.
+    Utp,
+    /// Both: incoming on either; outgoing over TCP first and over uTP when TCP fails before the
+    /// handshake (refused, timed out, or closed at once, as a uTP-only peer does). One transport at
+    /// a time, so never two connections to one peer.
+    #[default]
+    Both,
+}
+
+impl Transport {
+    /// Whether uTP connections are opened and accepted.
+    pub fn utp(self) -> bool {
+        self != Transport::Tcp
+    }
+
+    /// Whether TCP connections are opened and accepted.
+    pub fn tcp(self) -> bool {
+        self != Transport::Utp
+    }
+}
+
 impl Default for SessionConfig {
     fn default() -> SessionConfig {
         SessionConfig {
@@ -97,6 +125,7 @@ impl Default for SessionConfig {
             dht: None,
             pex: true,
             encryption: Encryption::Prefer,
+            transport: Transport::Both,
         }
     }
 }

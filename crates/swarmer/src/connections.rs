@@ -95,6 +95,8 @@ impl Connections {
             dht: config.dht,
             encryption: Arc::clone(&shared.encryption_memory),
             clock: shared.clock,
+            transport: shared.config.transport,
+            utp: shared.udp.utp.clone(),
         };
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.
         let book = PeerBook::new(vec![shared.listen_addr]);

@@ -1,15 +1,17 @@
-//! The DHT driver (BEP 5): one tokio task owns the UDP socket and the sans-IO
+//! The DHT driver (BEP 5): one tokio task owns the sans-IO
 //! [`swarmer_proto::dht::Dht`], resolves bootstrap routers, saves the routing table, and serves
 //! searches to torrents through a cloneable [`DhtHandle`]. Also [`TorrentDht`], the per-torrent
 //! schedule of searches (at start, every 15 minutes, and when the peer book runs dry).
 //!
-//! The socket is bound to the TCP listener's address and port, as users expect one port to forward.
+//! It shares the session's UDP socket on the listen port (`udp`), as users expect one port to
+//! forward: it receives the datagrams that socket's task recognises as bencoded and sends through it.
 //! Every channel is bounded; the task ends (saving the table) when the last handle is dropped.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarmer_proto::InfoHash;
@@ -56,8 +58,6 @@ const MAX_STATE_FILE: u64 = 1 << 20;
 const COMMAND_QUEUE: usize = 256;
 /// Batches of peers queued per search before more are dropped.
 const SEARCH_QUEUE: usize = 64;
-/// Largest datagram read (KRPC packets are far smaller; larger ones are rejected by the codec).
-const RECV_BUFFER: usize = 64 * 1024;
 
 enum Command {
     Search {
@@ -136,15 +136,14 @@ impl DhtHandle {
     }
 }
 
-/// Binds the DHT socket at `bind` and starts the node's task.
-///
-/// Errors: the UDP port is taken or the address is not local.
+/// Starts the node's task on the session's UDP socket: it sends through `socket` and receives the
+/// datagrams the socket's task routes to `incoming`.
 pub(crate) async fn start(
     config: &DhtConfig,
-    bind: SocketAddr,
+    socket: Arc<UdpSocket>,
+    incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
     clock: Clock,
 ) -> io::Result<DhtHandle> {
-    let socket = UdpSocket::bind(bind).await?;
     let addr = socket.local_addr()?;
     let saved = match &config.state_file {
         Some(path) => load_state(path).await,
@@ -167,6 +166,7 @@ pub(crate) async fn start(
         dht: Dht::new(id, Config::default(), rand::random(), clock.now()),
         clock,
         socket,
+        incoming,
         commands: rx,
         boot: boot_rx,
         saved: saved_nodes,
@@ -181,7 +181,8 @@ struct Task {
     dht: Dht,
     /// The session's clock.
     clock: Clock,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
+    incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
     commands: mpsc::Receiver<Command>,
     boot: mpsc::Receiver<Vec<SocketAddr>>,
     saved: Vec<SocketAddr>,
@@ -191,7 +192,6 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        let mut buf = vec![0u8; RECV_BUFFER];
         // A first save soon after joining, so short runs leave nodes for the next start too.
         let mut next_save = tokio::time::Instant::now() + FIRST_SAVE;
         if !self.saved.is_empty() {
@@ -207,10 +207,10 @@ impl Task {
                 .unwrap_or(next_save)
                 .min(next_save);
             tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => self.dht.handle_packet(from, &buf[..n], self.clock.now()),
-                    // ICMP errors of earlier sends surface here on some systems; they are not fatal.
-                    Err(e) => tracing::debug!("DHT receive: {e}"),
+                received = self.incoming.recv() => match received {
+                    Some((packet, from)) => self.dht.handle_packet(from, &packet, self.clock.now()),
+                    // The socket's task ended with the session.
+                    None => break,
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Save(done)) => {

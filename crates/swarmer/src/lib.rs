@@ -23,10 +23,12 @@ mod space;
 pub mod storage;
 mod torrent;
 pub mod tracker;
+mod udp;
+mod utp;
 
 pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
-pub use config::{Encryption, SessionConfig};
+pub use config::{Encryption, SessionConfig, Transport};
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use error::{SessionError, TorrentError};
 pub use magnet::{

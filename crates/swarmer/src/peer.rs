@@ -20,9 +20,11 @@ use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::Encryption;
+use crate::config::Transport;
 use crate::mse::{self, FirstBytes, MseError};
 use crate::rate::LimiterPair;
 use crate::storage::{Storage, StorageError};
+use crate::utp::{UtpConnector, UtpStream};
 
 /// What the owner task asks a connection to write, in order.
 #[derive(Debug)]
@@ -57,6 +59,15 @@ impl PeerStream {
         PeerStream {
             read: Box::new(read),
             write: Box::new(write),
+            encrypted: false,
+        }
+    }
+
+    /// The halves of a uTP connection.
+    pub(crate) fn utp(stream: UtpStream) -> PeerStream {
+        PeerStream {
+            read: Box::new(stream.read),
+            write: Box::new(stream.write),
             encrypted: false,
         }
     }
@@ -149,6 +160,12 @@ impl ConnError {
         )
     }
 
+    /// True when the connection failed in a way that another transport might avoid: it could not
+    /// be opened, or it closed before the peer's handshake.
+    fn may_succeed_over_utp(&self) -> bool {
+        matches!(self, ConnError::ConnectTimeout(_) | ConnError::Io(_))
+    }
+
     /// True when the peer did something wrong (as opposed to the network failing).
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
@@ -181,6 +198,10 @@ pub(crate) struct ConnContext {
     pub(crate) encryption: Arc<mse::Memory>,
     /// The session's clock, for the MSE handshake's deadline.
     pub(crate) clock: Clock,
+    /// Which transports outgoing connections may use.
+    pub(crate) transport: Transport,
+    /// Opens uTP connections through the session's UDP socket.
+    pub(crate) utp: UtpConnector,
 }
 
 /// Blocks read from disk and written per socket write: small enough that the owner hands out more
@@ -217,7 +238,20 @@ pub(crate) async fn run_outgoing(
     ctx: ConnContext,
     commands: mpsc::Receiver<Outbound>,
 ) {
-    match open_outgoing(addr, &ctx).await {
+    let result = match ctx.transport {
+        Transport::Tcp => open_outgoing(addr, Carrier::Tcp, &ctx).await,
+        Transport::Utp => open_outgoing(addr, Carrier::Utp, &ctx).await,
+        // TCP first: most peers take it and it is cheaper on the CPU. A peer that is uTP-only
+        // refuses TCP or closes it at once, and one behind a NAT may answer only over UDP.
+        Transport::Both => match open_outgoing(addr, Carrier::Tcp, &ctx).await {
+            Err(e) if e.may_succeed_over_utp() => {
+                tracing::debug!(%addr, "TCP failed ({e}); trying uTP");
+                open_outgoing(addr, Carrier::Utp, &ctx).await.map_err(|_| e)
+            }
+            other => other,
+        },
+    };
+    match result {
         Ok((stream, buf, theirs)) => {
             run_established(conn, stream, buf, theirs, ctx, commands).await
         }
@@ -247,11 +281,32 @@ pub(crate) async fn run_incoming(
     run_established(conn, stream, buf, theirs, ctx, commands).await;
 }
 
-/// Dials `addr` and exchanges BitTorrent handshakes, behind MSE as [`ConnContext::encryption`]
-/// says. Under [`Encryption::Prefer`] the way that worked last with `addr` goes first (MSE when
-/// unknown), and if the peer refuses it after the connect, the other way once, on a new connection.
+/// The transport of one connection attempt.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    Tcp,
+    Utp,
+}
+
+/// Opens a connection to `addr` over `carrier`.
+async fn dial(
+    addr: SocketAddr,
+    carrier: Carrier,
+    ctx: &ConnContext,
+) -> Result<PeerStream, ConnError> {
+    Ok(match carrier {
+        Carrier::Tcp => PeerStream::tcp(connect(addr, ctx).await?),
+        Carrier::Utp => PeerStream::utp(ctx.utp.connect(addr, ctx.connect_timeout).await?),
+    })
+}
+
+/// Dials `addr` over `carrier` and exchanges BitTorrent handshakes, behind MSE as
+/// [`ConnContext::encryption`] says. Under [`Encryption::Prefer`] the way that worked last with
+/// `addr` goes first (MSE when unknown), and if the peer refuses it after the connect, the other
+/// way once, on a new connection over the same carrier.
 async fn open_outgoing(
     addr: SocketAddr,
+    carrier: Carrier,
     ctx: &ConnContext,
 ) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
     let policy = ctx.encryption.policy();
@@ -260,13 +315,13 @@ async fn open_outgoing(
         Encryption::Require => true,
         Encryption::Prefer => ctx.encryption.encrypt_first(addr),
     };
-    let tcp = connect(addr, ctx).await?;
-    let (encrypted, result) = match handshake_over(tcp, ctx, policy, first).await {
+    let stream = dial(addr, carrier, ctx).await?;
+    let (encrypted, result) = match handshake_over(stream, ctx, policy, first).await {
         Err(e) if policy == Encryption::Prefer && !e.is_not_refusal() => {
             let way = |encrypted| if encrypted { "MSE" } else { "plaintext" };
             tracing::debug!(%addr, "{} refused ({e}), trying {}", way(first), way(!first));
-            let tcp = connect(addr, ctx).await?;
-            (!first, handshake_over(tcp, ctx, policy, !first).await)
+            let stream = dial(addr, carrier, ctx).await?;
+            (!first, handshake_over(stream, ctx, policy, !first).await)
         }
         result => (first, result),
     };
@@ -276,15 +331,14 @@ async fn open_outgoing(
     result
 }
 
-/// Exchanges BitTorrent handshakes over `tcp`, first running MSE if `encrypted` (our handshake
+/// Exchanges BitTorrent handshakes over `stream`, first running MSE if `encrypted` (our handshake
 /// then goes inside it as the initial payload, saving a round trip).
 async fn handshake_over(
-    tcp: TcpStream,
+    mut stream: PeerStream,
     ctx: &ConnContext,
     policy: Encryption,
     encrypted: bool,
 ) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
-    let mut stream = PeerStream::tcp(tcp);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     match mse::methods(policy).filter(|_| encrypted) {
         Some(provide) => {

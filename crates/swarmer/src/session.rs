@@ -11,12 +11,13 @@ use swarmer_proto::PeerId;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::PriorityCountError;
+use swarmer_proto::utp::EndpointConfig;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{Encryption, SessionConfig};
+use crate::config::{Encryption, SessionConfig, Transport};
 use crate::dht::DhtHandle;
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
@@ -28,6 +29,7 @@ use crate::torrent::{
     AddTorrentOptions, Command, Progress, TorrentHandle, TorrentState, TorrentTask,
 };
 use crate::tracker::TrackerClient;
+use crate::utp::UtpStream;
 
 /// A BitTorrent session: hosts torrents, accepts peers, talks to trackers.
 ///
@@ -73,15 +75,27 @@ impl Session {
         tracing::info!(%listen_addr, "listening for peers");
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
-        let tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        let mut tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
+        // One UDP socket on the same address and port as the TCP listener, for uTP, the DHT and
+        // UDP trackers (BEP 5 and 29 leave the port to us; users expect one).
+        let udp = crate::udp::bind(
+            listen_addr,
+            EndpointConfig::default(),
+            config.transport.utp(),
+            clock,
+        )
+        .map_err(|error| SessionError::Listen {
+            addr: listen_addr,
+            error,
+        })?;
+        tracker.set_udp(udp.handle.clone());
         let dht = match &config.dht {
             Some(dht_config) => {
-                // The same address and port as the TCP listener (BEP 5 leaves the port to us;
-                // users expect one).
                 let addr = listen_addr;
-                let handle = crate::dht::start(dht_config, addr, clock)
-                    .await
-                    .map_err(|error| SessionError::Dht { addr, error })?;
+                let handle =
+                    crate::dht::start(dht_config, Arc::clone(&udp.handle.socket), udp.dht, clock)
+                        .await
+                        .map_err(|error| SessionError::Dht { addr, error })?;
                 Some(handle)
             }
             None => None,
@@ -92,7 +106,9 @@ impl Session {
             config,
             listen_addr,
             dht,
+            udp.handle,
         ));
+        tokio::spawn(accept_utp(udp.incoming, Arc::clone(&shared)));
         let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         let lsd = if shared.config.lsd {
             Lsd::start(Arc::clone(&shared))
@@ -110,6 +126,11 @@ impl Session {
     /// The address peers can reach us at (the port is the real one when 0 was asked for).
     pub fn listen_addr(&self) -> SocketAddr {
         self.shared.listen_addr
+    }
+
+    /// Which transports carry peer connections ([`SessionConfig::transport`]).
+    pub fn transport(&self) -> Transport {
+        self.shared.config.transport
     }
 
     /// Our peer id.
@@ -280,39 +301,62 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let config = &shared.config;
-            let lookup = |req2: &[u8; 20]| shared.torrent_by_req2(req2);
-            let accepted = crate::peer::accept_handshake(
-                PeerStream::tcp(stream),
-                shared.encryption_memory.policy(),
-                lookup,
-                config.handshake_timeout,
-                shared.clock,
-            );
-            let (stream, buf, handshake) = match accepted.await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::debug!(%addr, "incoming connection dropped: {e}");
-                    return;
-                }
+        // uTP only: close at once, as libtorrent does, so the peer tries uTP.
+        if !shared.config.transport.tcp() {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(route_incoming(
+            PeerStream::tcp(stream),
+            addr,
+            Arc::clone(&shared),
+        ));
+    }
+}
+
+/// Routes the uTP connections peers open (the UDP socket's task accepted them) as the TCP
+/// listener routes its own.
+async fn accept_utp(mut incoming: mpsc::Receiver<UtpStream>, shared: Arc<SessionShared>) {
+    while let Some(stream) = incoming.recv().await {
+        let addr = stream.peer;
+        tokio::spawn(route_incoming(
+            PeerStream::utp(stream),
+            addr,
+            Arc::clone(&shared),
+        ));
+    }
+}
+
+/// Reads an incoming connection's handshake, in plaintext or behind MSE as the session's
+/// encryption policy allows, and hands it to the torrent it names.
+async fn route_incoming(stream: PeerStream, addr: SocketAddr, shared: Arc<SessionShared>) {
+    let lookup = |req2: &[u8; 20]| shared.torrent_by_req2(req2);
+    let accepted = crate::peer::accept_handshake(
+        stream,
+        shared.encryption_memory.policy(),
+        lookup,
+        shared.config.handshake_timeout,
+        shared.clock,
+    );
+    let (stream, buf, handshake) = match accepted.await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::debug!(%addr, "incoming connection dropped: {e}");
+            return;
+        }
+    };
+    match shared.torrent(&handshake.info_hash) {
+        Some(t) => {
+            let incoming = Incoming {
+                stream,
+                buf,
+                handshake,
+                addr,
             };
-            match shared.torrent(&handshake.info_hash) {
-                Some(t) => {
-                    let incoming = Incoming {
-                        stream,
-                        buf,
-                        handshake,
-                        addr,
-                    };
-                    let _ = t.send(Command::Incoming(incoming)).await;
-                }
-                None => {
-                    tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")
-                }
-            }
-        });
+            let _ = t.send(Command::Incoming(incoming)).await;
+        }
+        None => {
+            tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::dht::DhtHandle;
 use crate::mse::Memory;
 use crate::rate::RateLimiter;
 use crate::torrent::Command;
+use crate::udp::UdpHandle;
 
 /// The state every task of one session shares, behind an `Arc`.
 pub(crate) struct SessionShared {
@@ -33,6 +34,8 @@ pub(crate) struct SessionShared {
     /// The encryption policy now (it starts as [`SessionConfig::encryption`]) and what worked with
     /// each peer address, MSE or plaintext.
     pub(crate) encryption_memory: Arc<Memory>,
+    /// The UDP socket on the listen port (uTP, DHT, UDP trackers).
+    pub(crate) udp: UdpHandle,
     /// Each running torrent's command queue, by info hash. The one lock on the session's state,
     /// held only for a lookup or an update.
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
@@ -46,6 +49,7 @@ impl SessionShared {
         config: SessionConfig,
         listen_addr: SocketAddr,
         dht: Option<DhtHandle>,
+        udp: UdpHandle,
     ) -> SessionShared {
         SessionShared {
             clock,
@@ -56,6 +60,7 @@ impl SessionShared {
             config,
             listen_addr,
             dht,
+            udp,
             torrents: Mutex::new(HashMap::new()),
         }
     }

@@ -34,6 +34,7 @@ use swarmer::{Session, SessionConfig};
 use self::download_dir::DownloadDir;
 use crate::dht_args::DhtArgs;
 use crate::state_dir::{default_state_dir, token_file};
+use crate::transport_arg::TransportArg;
 use crate::{logging, units};
 
 /// The API's default address: loopback only, so no token is needed.
@@ -65,7 +66,8 @@ pub(crate) struct DaemonArgs {
     /// (NAME.torrent.invalid if it is not a valid torrent).
     #[arg(long, value_name = "DIR")]
     watch_dir: Option<PathBuf>,
-    /// TCP (and DHT UDP) port to listen on for peers [default: 6881; 0 picks a free one].
+    /// TCP and UDP (uTP, DHT, UDP trackers) port to listen on for peers [default: 6881; 0 picks a
+    /// free one].
     #[arg(long)]
     port: Option<u16>,
     /// Local IP address for the peer listener, outgoing connections and tracker requests.
@@ -96,6 +98,9 @@ pub(crate) struct DaemonArgs {
     /// the API [default: prefer].
     #[arg(long, value_enum)]
     encryption: Option<EncryptionMode>,
+    /// Which transports carry peer connections: tcp, utp (BEP 29) or both [default: both].
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
     /// Log more (-v: debug, -vv: trace); the default logs what the daemon does (info).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -124,6 +129,8 @@ struct ConfigFile {
     no_lsd: Option<bool>,
     no_pex: Option<bool>,
     encryption: Option<EncryptionMode>,
+    /// `"tcp"`, `"utp"` or `"both"`.
+    transport: Option<TransportArg>,
 }
 
 /// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
@@ -183,6 +190,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             .or(file.encryption)
             .unwrap_or_default()
             .into(),
+        transport: args.transport.or(file.transport).unwrap_or_default().into(),
         dht: dht.config(),
         ..SessionConfig::default()
     };

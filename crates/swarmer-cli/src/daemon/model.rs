@@ -157,8 +157,11 @@ pub(crate) struct SessionStats {
     pub(crate) downloaded_bytes: u64,
     /// Payload sent by the torrents present, bytes.
     pub(crate) uploaded_bytes: u64,
-    /// The TCP (and DHT UDP) port peers reach us on.
+    /// The TCP and UDP (uTP, DHT, UDP trackers) port peers reach us on.
     pub(crate) listen_port: u16,
+    /// Which transports carry peer connections: `tcp`, `utp` (BEP 29) or `both` (set at start,
+    /// with `--transport` or `transport` in the config file).
+    pub(crate) transport: String,
     /// swarmer's version.
     pub(crate) version: String,
 }

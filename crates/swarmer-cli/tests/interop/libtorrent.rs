@@ -42,6 +42,10 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) report_peers: bool,
     /// `forced`: RC4 (MSE) only, both ways; `plaintext`: no MSE; `None`: libtorrent's default.
     pub(crate) encryption: Option<&'a str>,
+    /// Connect and accept over uTP only (TCP connections are closed at once).
+    pub(crate) utp_only: bool,
+    /// Give up (exit 2 if unfinished) after this long rather than at the test's deadline.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<'a> LtOptions<'a> {
@@ -62,6 +66,8 @@ impl<'a> LtOptions<'a> {
             connect: &[],
             report_peers: false,
             encryption: None,
+            utp_only: false,
+            timeout: None,
         }
     }
 }
@@ -79,7 +85,15 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
         .arg(options.listen.to_string())
         .arg("--high-performance")
         .arg("--timeout")
-        .arg(scene.deadline.remaining().as_secs().to_string());
+        .arg(
+            options
+                .timeout
+                .map_or(scene.deadline.remaining(), |t| {
+                    t.min(scene.deadline.remaining())
+                })
+                .as_secs()
+                .to_string(),
+        );
     if options.seed_mode {
         command.arg("--seed-mode");
     }
@@ -112,6 +126,11 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if let Some(encryption) = options.encryption {
         command.arg("--encryption").arg(encryption);
+    }
+    if options.utp_only {
+        // 4 MiB socket buffers, as swarmer's: the default UDP receive buffer drops datagrams on
+        // loopback (see docs: interop notes).
+        command.args(["--utp-only", "--socket-buffer", "4194304"]);
     }
     command
 }

@@ -27,8 +27,12 @@ BEP 9), --connect IP:PORT dials a peer directly (repeatable), --lsd turns Local 
 on and --dht-bootstrap turns the DHT on. --encryption forced refuses anything but RC4 (MSE) both
 ways; --encryption plaintext never speaks MSE.
 
+--utp-only turns TCP off and uTP (BEP 29) on (a TCP connection is still accepted, then closed at
+once), and --socket-buffer sets the send and receive buffers of its sockets (the UDP socket's decide
+uTP speed on loopback).
+
 Every packet stays on the loopback address given by --listen: DHT (unless --dht-bootstrap), LSD
-(unless --lsd), UPnP, NAT-PMP, PEX (unless --pex) and uTP are off, and the address is used for
+(unless --lsd), UPnP, NAT-PMP, PEX (unless --pex) and uTP (unless --utp-only) are off, and the address is used for
 listening, outgoing peer connections and tracker
 announces alike (opentracker records the announce's source address).
 """
@@ -220,6 +224,18 @@ def main():
     )
     parser.add_argument("--pex", action="store_true", help="exchange peers (BEP 11)")
     parser.add_argument(
+        "--utp-only",
+        action="store_true",
+        help="connect and accept over uTP (BEP 29) only; TCP connections are closed at once",
+    )
+    parser.add_argument(
+        "--socket-buffer",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="send and receive buffer size of every socket (0: the system's)",
+    )
+    parser.add_argument(
         "--magnet",
         action="store_true",
         help="add the torrent by its info hash only and fetch the metadata from peers (BEP 9)",
@@ -259,6 +275,14 @@ def main():
         settings["disable_hash_checks"] = True
     if args.lsd:
         settings["enable_lsd"] = True
+    if args.utp_only:
+        settings["enable_outgoing_tcp"] = False
+        settings["enable_incoming_tcp"] = False
+        settings["enable_outgoing_utp"] = True
+        settings["enable_incoming_utp"] = True
+    if args.socket_buffer:
+        settings["send_socket_buffer_size"] = args.socket_buffer
+        settings["recv_socket_buffer_size"] = args.socket_buffer
     if args.dht_bootstrap:
         enable_dht_on_loopback(settings, args.dht_bootstrap)
     ses = lt.session(settings)

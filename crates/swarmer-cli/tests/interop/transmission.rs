@@ -25,7 +25,7 @@ impl Transmission {
     /// Writes `settings.json` (the daemon rewrites it on exit, so only before start) and starts
     /// `transmission-daemon` on `ip`, then waits until its RPC answers.
     pub(crate) fn start(scene: &Scene, ip: Ipv4Addr) -> Transmission {
-        Transmission::start_with_encryption(scene, ip, 0)
+        Transmission::start_inner(scene, ip, 0, false)
     }
 
     /// `start` with Transmission's `encryption` setting: 0 prefers plaintext (tolerates MSE),
@@ -35,13 +35,22 @@ impl Transmission {
         ip: Ipv4Addr,
         encryption: u8,
     ) -> Transmission {
+        Transmission::start_inner(scene, ip, encryption, false)
+    }
+
+    /// `start` with uTP (BEP 29) on, beside TCP.
+    pub(crate) fn start_with_utp(scene: &Scene, ip: Ipv4Addr) -> Transmission {
+        Transmission::start_inner(scene, ip, 0, true)
+    }
+
+    fn start_inner(scene: &Scene, ip: Ipv4Addr, encryption: u8, utp: bool) -> Transmission {
         let config = scene.subdir("transmission-config");
         let settings = serde_json::json!({
             "dht-enabled": false,
             "lpd-enabled": false,
             "pex-enabled": false,
             "port-forwarding-enabled": false,
-            "utp-enabled": false,
+            "utp-enabled": utp,
             "bind-address-ipv4": ip.to_string(),
             "bind-address-ipv6": "::1",
             "peer-port": PEER_PORT,
@@ -102,6 +111,24 @@ impl Transmission {
             t["percentDone"] == 1.0
         });
         scene.mark("transmission has downloaded every piece");
+    }
+
+    /// Waits until the (only) torrent has a connected peer and returns Transmission's view of it
+    /// (`address`, `isUTP`, `flagStr`, ...).
+    pub(crate) fn wait_peer(&self, scene: &Scene) -> serde_json::Value {
+        let mut session_id = String::new();
+        scene.deadline.poll(
+            "transmission to have a peer",
+            Duration::from_millis(50),
+            || {
+                let reply = self.rpc_call(
+                    &mut session_id,
+                    r#"{"method":"torrent-get","arguments":{"fields":["peers"]}}"#,
+                )?;
+                let peer = &reply["arguments"]["torrents"][0]["peers"][0];
+                (!peer.is_null()).then(|| peer.clone())
+            },
+        )
     }
 
     fn add(&self, torrent: &Path, parent: &Path) {

@@ -9,6 +9,7 @@ mod announcer;
 mod http;
 mod udp;
 
+use crate::udp::UdpHandle;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +114,9 @@ pub struct TrackerClient {
     config: TrackerClientConfig,
     http: reqwest::Client,
     udp: Arc<udp::ConnectionIds>,
+    /// The session's UDP socket on the listen port, once the session set it: UDP announces go
+    /// through it (its task routes replies back by transaction id) instead of a socket of their own.
+    shared_udp: Option<UdpHandle>,
 }
 
 impl TrackerClient {
@@ -134,7 +138,13 @@ impl TrackerClient {
             config,
             http,
             udp: Arc::new(udp::ConnectionIds::default()),
+            shared_udp: None,
         })
+    }
+
+    /// Sends UDP announces through the session's socket.
+    pub(crate) fn set_udp(&mut self, handle: UdpHandle) {
+        self.shared_udp = Some(handle);
     }
 
     /// The configuration this client was built with.

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::{AnnounceError, TrackerClient};
+use crate::udp::UdpHandle;
 
 /// Largest UDP reply we read, in bytes; anything longer is truncated by the kernel and then fails to
 /// decode. 65,507 is the largest IPv4 UDP payload.
@@ -87,14 +88,22 @@ pub(super) async fn announce(
             host: host.clone(),
             reason: "timed out".into(),
         })??;
-    let local = match (cfg.bind, tracker) {
-        (Some(ip), _) => SocketAddr::new(ip, 0),
-        (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        (None, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    let sock = match &client.shared_udp {
+        Some(shared) if shared.local_addr.is_ipv4() == tracker.is_ipv4() => {
+            Carrier::Shared(shared, tracker)
+        }
+        _ => {
+            let local = match (cfg.bind, tracker) {
+                (Some(ip), _) => SocketAddr::new(ip, 0),
+                (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+                (None, SocketAddr::V6(_)) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+            };
+            let sock = UdpSocket::bind(local).await?;
+            // A connected socket only receives from the tracker and reports ICMP "port unreachable".
+            sock.connect(tracker).await?;
+            Carrier::Own(sock)
+        }
     };
-    let sock = UdpSocket::bind(local).await?;
-    // A connected socket only receives from the tracker and reports ICMP "port unreachable".
-    sock.connect(tracker).await?;
     let family = AddressFamily::of(&tracker);
 
     let mut attempt: u32 = 0;
@@ -108,7 +117,7 @@ pub(super) async fn announce(
             Some(id) => id,
             None => {
                 let tid: u32 = rand::random();
-                let reply = exchange(&sock, &encode_connect(tid), wait, &mut buf, |p| {
+                let reply = exchange(&sock, tid, &encode_connect(tid), wait, &mut buf, |p| {
                     decode_connect_response(p, tid)
                 })
                 .await?;
@@ -126,7 +135,7 @@ pub(super) async fn announce(
         };
         let tid: u32 = rand::random();
         let packet = encode_announce(connection_id, tid, req);
-        let reply = exchange(&sock, &packet, wait, &mut buf, |p| {
+        let reply = exchange(&sock, tid, &packet, wait, &mut buf, |p| {
             decode_announce_response(p, tid, family)
         })
         .await;
@@ -162,23 +171,56 @@ fn is_connection_id_complaint(msg: &str) -> bool {
     msg.contains("connection id") || msg.contains("connection_id") || msg.contains("connectionid")
 }
 
-/// Sends `packet` and waits up to `wait` for a reply that `decode` accepts. Replies to other transactions
-/// (late answers to an earlier retransmission) are skipped. `Ok(None)` means nothing usable arrived in time.
+/// How announces reach a tracker: the session's shared socket (replies routed to us by
+/// transaction id) or a socket of our own, connected to the tracker.
+enum Carrier<'a> {
+    Shared(&'a UdpHandle, SocketAddr),
+    Own(UdpSocket),
+}
+
+/// Sends `packet` (transaction `tid`) and waits up to `wait` for a reply that `decode` accepts.
+/// Replies to other transactions (late answers to an earlier retransmission) are skipped. `Ok(None)`
+/// means nothing usable arrived in time.
 async fn exchange<T>(
-    sock: &UdpSocket,
+    carrier: &Carrier<'_>,
+    tid: u32,
     packet: &[u8],
     wait: Duration,
     buf: &mut [u8],
     decode: impl Fn(&[u8]) -> Result<T, TrackerError>,
 ) -> Result<Option<T>, AnnounceError> {
-    sock.send(packet).await?;
     let deadline = Instant::now() + wait;
+    let mut replies = match carrier {
+        Carrier::Own(sock) => {
+            sock.send(packet).await?;
+            None
+        }
+        Carrier::Shared(shared, tracker) => {
+            // A transaction id another announce uses now: wait as if unanswered; the caller
+            // retries with a new one.
+            let Some(replies) = shared.expect_tracker_reply(tid, *tracker) else {
+                tokio::time::sleep_until(deadline).await;
+                return Ok(None);
+            };
+            shared.socket.send_to(packet, *tracker).await?;
+            Some(replies)
+        }
+    };
     loop {
-        let n = match tokio::time::timeout_at(deadline, sock.recv(buf)).await {
-            Err(_) => return Ok(None),
-            Ok(received) => received?,
+        let reply = match (&mut replies, carrier) {
+            (Some(replies), _) => match tokio::time::timeout_at(deadline, replies.recv()).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) | Err(_) => return Ok(None),
+            },
+            (None, Carrier::Own(sock)) => {
+                match tokio::time::timeout_at(deadline, sock.recv(buf)).await {
+                    Err(_) => return Ok(None),
+                    Ok(received) => buf[..received?].to_vec(),
+                }
+            }
+            (None, Carrier::Shared(..)) => unreachable!("a shared carrier always has its replies"),
         };
-        match decode(&buf[..n]) {
+        match decode(&reply) {
             Ok(value) => return Ok(Some(value)),
             Err(TrackerError::TransactionMismatch { .. }) => continue,
             Err(e) => return Err(e.into()),
@@ -260,6 +302,8 @@ mod tests {
     struct Counts {
         connects: AtomicUsize,
         announces: AtomicUsize,
+        /// Where the last packet came from.
+        from: std::sync::Mutex<Option<SocketAddr>>,
     }
 
     /// A BEP 15 tracker on 127.0.0.1 that hands out connection ids 1, 2, 3, ... and accepts only the newest.
@@ -274,6 +318,7 @@ mod tests {
             let mut seen = 0usize;
             while let Ok((n, from)) = sock.recv_from(&mut buf).await {
                 seen += 1;
+                *c.from.lock().unwrap() = Some(from);
                 if let Behaviour::DropFirst(k) = behaviour {
                     if seen <= k {
                         continue;
@@ -332,6 +377,26 @@ mod tests {
             "expired id renewed"
         );
         assert_eq!(counts.announces.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn announces_go_through_the_sessions_shared_socket() {
+        let (url, counts) = fake_tracker(Behaviour::Normal).await;
+        let bound = crate::udp::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            swarmer_proto::utp::EndpointConfig::default(),
+            true,
+            crate::clock::Clock::start(),
+        )
+        .unwrap();
+        let mut c = client(500, 1);
+        c.set_udp(bound.handle.clone());
+        let r = c.announce(&url, &request()).await.unwrap();
+        assert_eq!(r.peers, vec!["127.0.0.9:6881".parse().unwrap()]);
+        c.udp.expire_all();
+        c.announce(&url, &request()).await.unwrap();
+        assert_eq!(counts.announces.load(Ordering::SeqCst), 2);
+        assert_eq!(*counts.from.lock().unwrap(), Some(bound.handle.local_addr));
     }
 
     #[tokio::test]

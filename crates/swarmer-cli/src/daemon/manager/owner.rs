@@ -418,6 +418,12 @@ impl Owner {
             downloaded_bytes: 0,
             uploaded_bytes: 0,
             listen_port: self.session.listen_addr().port(),
+            transport: match self.session.transport() {
+                swarmer::Transport::Tcp => "tcp",
+                swarmer::Transport::Utp => "utp",
+                swarmer::Transport::Both => "both",
+            }
+            .to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         for e in self.entries.values() {

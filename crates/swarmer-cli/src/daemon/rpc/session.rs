@@ -33,6 +33,7 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
         "session-id": process().session_id,
         "download-dir": dir,
         "peer-port": stats.listen_port,
+        "utp-enabled": stats.transport != "tcp",
         "speed-limit-down": kilo(settings.max_download_rate),
         "speed-limit-down-enabled": settings.max_download_rate.is_some(),
         "speed-limit-up": kilo(settings.max_upload_rate),
