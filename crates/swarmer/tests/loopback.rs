@@ -356,7 +356,19 @@ async fn silence_is_measured_on_tokios_paused_clock() {
         // Then silence, with the connection held open.
         std::future::pending::<()>().await;
     });
-    let (_dir, _session, torrent) = start(&f).await;
+    // Plaintext, so the scripted peer's one connection is the one that stays.
+    let dir = tempfile::tempdir().unwrap();
+    let config = SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        encryption: swarmer::Encryption::Disable,
+        ..SessionConfig::default()
+    };
+    let session = Session::new(config).await.unwrap();
+    let torrent = session
+        .add_torrent(f.metainfo.clone(), dir.path())
+        .await
+        .unwrap();
     torrent.add_peers(vec![addr]).await;
     let closed = closed.await.unwrap();
     let last_spoke = last_spoke
