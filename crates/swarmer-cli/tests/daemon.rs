@@ -5,7 +5,8 @@
 //! `daemon/harness.rs` starts the daemon and talks to its API; each further file under
 //! `tests/daemon/` holds the tests of one area: `api.rs` (the JSON API, its refusals, the CLI, the
 //! watch folder, and a `kill -9` in the middle of a download), `rpc.rs` (the real
-//! `transmission-remote`), `browser.rs` (the web UI in headless Chromium through chromedriver,
+//! `transmission-remote`), `security.rs` (download roots, local files, Host, credentials,
+//! throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
 //! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
@@ -49,5 +50,7 @@ mod api;
 mod browser;
 #[path = "daemon/rpc.rs"]
 mod rpc;
+#[path = "daemon/security.rs"]
+mod security;
 #[path = "daemon/web_ui.rs"]
 mod web_ui;

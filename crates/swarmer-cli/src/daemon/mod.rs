@@ -6,7 +6,7 @@
 //!
 //! Dependencies point one way: each module uses only modules in the layers below its own, so no two
 //! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `ui`; `state`;
-//! `guard`; `error`; `manager`; `model`, `store`; `download_dir`.
+//! `guard`; `throttle`, `error`; `manager`; `model`, `store`; `download_dir`.
 
 mod api;
 mod download_dir;
@@ -18,6 +18,7 @@ mod model;
 mod rpc;
 mod state;
 mod store;
+mod throttle;
 mod ui;
 mod watch;
 
@@ -30,7 +31,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use swarmer::{Session, SessionConfig};
 
-use self::download_dir::DownloadDir;
+use self::download_dir::{DownloadDir, Roots};
 use crate::dht_args::DhtArgs;
 use crate::state_dir::{default_state_dir, token_file};
 use crate::{logging, units};
@@ -44,8 +45,8 @@ const TOKEN_CHARS: usize = 32;
 /// underscores); the command line wins.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DaemonArgs {
-    /// A TOML config file (keys as the long options, with underscores, plus `token` and
-    /// `allowed_hosts`).
+    /// A TOML config file (keys as the long options, with underscores, plus `token`,
+    /// `allowed_hosts`, `download_roots` and a `[qbittorrent]` section).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address of the HTTP API, web UI and Transmission RPC [default: 127.0.0.1:9091]. Any address
@@ -56,6 +57,10 @@ pub(crate) struct DaemonArgs {
     /// Default directory for downloads [default: the current directory, or the one saved].
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     output: Option<PathBuf>,
+    /// A directory downloads may go under (repeatable); no API may put files anywhere else
+    /// [default: the default download directory].
+    #[arg(long = "download-root", value_name = "DIR")]
+    download_roots: Vec<PathBuf>,
     /// Where the daemon keeps its state (swarmer.redb) [default: $XDG_STATE_HOME/swarmer, else
     /// ~/.local/state/swarmer].
     #[arg(long, value_name = "DIR")]
@@ -102,6 +107,9 @@ pub(crate) struct DaemonArgs {
 struct ConfigFile {
     http_listen: Option<SocketAddr>,
     output: Option<PathBuf>,
+    /// Directories downloads may go under (the command line's `--download-root` adds to them).
+    #[serde(default)]
+    download_roots: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
     port: Option<u16>,
@@ -178,17 +186,37 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
     };
+    let saved: Option<store::Settings> = store.get_meta("settings")?;
+    let default_dir = match (&output, saved) {
+        (Some(d), _) => d.clone(),
+        (None, Some(saved)) => saved.download_dir,
+        (None, None) => DownloadDir::new(absolute(Path::new("."))?)?,
+    };
+    let roots = {
+        let mut dirs = Vec::new();
+        for dir in file.download_roots.iter().chain(&args.download_roots) {
+            dirs.push(DownloadDir::new(absolute(dir)?)?);
+        }
+        if dirs.is_empty() {
+            dirs.push(default_dir.clone());
+        }
+        Roots::new(&dirs).context("cannot create or resolve a download root")?
+    };
+    roots.confine(&default_dir).with_context(|| {
+        format!(
+            "the download directory {} is outside the download roots",
+            default_dir.as_path().display()
+        )
+    })?;
     let defaults = store::Settings {
         max_upload_rate: None,
         max_download_rate: None,
         max_active_downloads: Some(5),
         max_active_seeds: None,
-        download_dir: match &output {
-            Some(d) => d.clone(),
-            None => DownloadDir::new(absolute(Path::new("."))?)?,
-        },
+        download_dir: default_dir,
     };
-    let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
+    tracing::info!(roots = ?roots.dirs(), "downloads are confined to these directories");
+    let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults, roots)?;
     // Options given now override what was saved.
     let patch = manager::SettingsPatch {
         max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
@@ -215,18 +243,25 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     let local = listener.local_addr()?;
     let guard = Arc::new(guard::Guard {
         token,
-        listen: local,
         allowed_hosts: file.allowed_hosts,
+        throttle: throttle::Throttle::default(),
     });
+    let watch_dir = match args.watch_dir.or(file.watch_dir) {
+        Some(dir) => {
+            let dir = absolute(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create watch directory {}", dir.display()))?;
+            Some(std::fs::canonicalize(&dir)?)
+        }
+        None => None,
+    };
     let state = state::AppState {
         manager: manager.clone(),
         guard,
+        watch_dir: watch_dir.clone(),
     };
     let app = http::router(state);
-    let watcher = args
-        .watch_dir
-        .or(file.watch_dir)
-        .map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
+    let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
     println!("swarmer daemon: listening on http://{local}");
     tracing::info!(
         peers = %session.listen_addr(),
@@ -237,7 +272,10 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is
     // in the store before its answer is sent, so connections can simply be dropped.
     let served = tokio::select! {
-        served = axum::serve(listener, app) => served,
+        served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        ) => served,
         () = shutdown_signal() => Ok(()),
     };
     tracing::info!("shutting down");

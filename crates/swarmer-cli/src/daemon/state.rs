@@ -1,6 +1,7 @@
 //! What every HTTP handler shares: the manager to ask and the guard's access rules. Its own module
 //! so that the JSON API and the Transmission RPC both depend on it, not on each other.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::guard::Guard;
@@ -13,4 +14,6 @@ pub(crate) struct AppState {
     pub(crate) manager: Manager,
     /// The access rules (the login endpoint checks the token with them).
     pub(crate) guard: Arc<Guard>,
+    /// The watch folder, resolved: the one directory `torrent-add` may read a local .torrent from.
+    pub(crate) watch_dir: Option<PathBuf>,
 }

@@ -116,6 +116,12 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let db = Database::create(&path).map_err(|e| err(&e))?;
+        // Readable by the daemon's user only: it holds every torrent and the paths of their data.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(&e))?;
+        }
         let store = Store {
             db,
             path: path.clone(),
@@ -225,6 +231,38 @@ impl Store {
         })
     }
 
+    /// The value saved under `key` in the small-values table (`None` if absent or unreadable).
+    pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let read = || -> Result<Option<T>, redb::Error> {
+            let meta = tx.open_table(META)?;
+            Ok(meta
+                .get(key)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        };
+        read().map_err(|e| self.error(e))
+    }
+
+    /// Saves `value` under `key` in the small-values table (the qBittorrent categories and tags).
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(value).expect("values serialize");
+        self.write(|tx| {
+            tx.open_table(META)?.insert(key, json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a torrent's resume state, so its next start hashes all of its data (a re-check).
+    pub(crate) fn forget_resume(&self, info_hash: InfoHash) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(RESUME)?.remove(&info_hash.0)?;
+            Ok(())
+        })
+    }
+
     /// Saves the session settings.
     pub(crate) fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
         let json = serde_json::to_vec(settings).expect("settings serialize");
@@ -312,6 +350,21 @@ mod tests {
         assert_eq!(
             ResumeStore::load(&store, hash).unwrap(),
             Some(b"state".to_vec())
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("swarmer.redb"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the database is the daemon user's only"
+        );
+        store.put_meta("tags", &vec!["a".to_string()]).unwrap();
+        assert_eq!(
+            store.get_meta::<Vec<String>>("tags").unwrap(),
+            Some(vec!["a".to_string()])
         );
         store.remove_torrent(1, record(1).info_hash).unwrap();
         assert!(store.load().unwrap().torrents.is_empty());

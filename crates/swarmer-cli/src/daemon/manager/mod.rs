@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 pub(crate) use request::{Add, ManagerError, SettingsPatch, Source};
 use request::{Reply, Request};
 
+use super::download_dir::Roots;
 use super::model::{SessionStats, Torrent, TorrentDetail};
 use super::store::{Settings, Store, StoreError};
 
@@ -133,9 +134,10 @@ pub(crate) fn start(
     session: Arc<Session>,
     store: Arc<Store>,
     defaults: Settings,
+    roots: Roots,
 ) -> Result<(Manager, JoinHandle<()>), StoreError> {
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-    let task = owner::spawn(session, store, defaults, requests_rx)?;
+    let task = owner::spawn(session, store, defaults, roots, requests_rx)?;
     Ok((Manager { requests }, task))
 }
 
@@ -159,14 +161,16 @@ mod tests {
         };
         let session = Arc::new(Session::new(config).await.unwrap());
         let store = Arc::new(Store::open(&dir.join("state")).unwrap());
+        let download_dir = DownloadDir::new(dir.join("downloads")).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&download_dir)).unwrap();
         let settings = Settings {
             max_upload_rate: None,
             max_download_rate: None,
             max_active_downloads: Some(5),
             max_active_seeds: None,
-            download_dir: DownloadDir::new(dir.join("downloads")).unwrap(),
+            download_dir,
         };
-        start(session, store, settings).unwrap()
+        start(session, store, settings, roots).unwrap()
     }
 
     fn magnet(hex: &str) -> Add {

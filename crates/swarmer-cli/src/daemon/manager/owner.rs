@@ -24,7 +24,7 @@ use super::entry::{Entry, Run, resumed_pieces};
 use super::queue;
 use super::request::{Add, MAX_TORRENTS, ManagerError, Reply, Request, SettingsPatch, Source};
 use super::running::Running;
-use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::download_dir::{DownloadDir, Roots};
 use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
 
@@ -41,6 +41,7 @@ pub(super) fn spawn(
     session: Arc<Session>,
     store: Arc<Store>,
     defaults: Settings,
+    roots: Roots,
     requests: mpsc::Receiver<Request>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let loaded = store.load()?;
@@ -72,6 +73,7 @@ pub(super) fn spawn(
         session,
         store,
         settings,
+        roots,
         entries,
         reports,
         shutting_down: None,
@@ -95,6 +97,8 @@ struct Owner {
     session: Arc<Session>,
     store: Arc<Store>,
     settings: Settings,
+    /// Where downloads may go: every directory a request names is checked against them.
+    roots: Roots,
     entries: BTreeMap<u64, Entry>,
     /// Unbounded, but each torrent has at most one start, stop or fetch in flight at a time, and
     /// every other report answers one request whose caller is waiting for it.
@@ -212,6 +216,10 @@ impl Owner {
         if self.entries.len() >= MAX_TORRENTS {
             return Err(ManagerError::Full);
         }
+        let download_dir = add
+            .download_dir
+            .unwrap_or_else(|| self.settings.download_dir.clone());
+        self.roots.confine(&download_dir)?;
         let id = self.store.next_id()?;
         let queue_position = self
             .entries
@@ -224,9 +232,7 @@ impl Owner {
             info_hash,
             magnet: magnet_text,
             name,
-            download_dir: add
-                .download_dir
-                .unwrap_or_else(|| self.settings.download_dir.clone()),
+            download_dir,
             paused: add.paused,
             added_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -396,6 +402,7 @@ impl Owner {
         if let Some(dir) = patch.download_dir {
             s.download_dir = DownloadDir::new(dir)
                 .map_err(|e| ManagerError::Invalid(format!("download_dir {e}")))?;
+            self.roots.confine(&s.download_dir)?;
         }
         self.store.put_settings(&s)?;
         self.session
@@ -458,6 +465,12 @@ impl Owner {
         let Some(metainfo) = e.metainfo.as_ref().map(Arc::clone) else {
             return;
         };
+        // A record saved before the roots were configured (or narrowed) does not start outside
+        // them.
+        if let Err(err) = self.roots.confine(&e.record.download_dir) {
+            e.error = Some(err.to_string());
+            return;
+        }
         e.run = Run::Starting;
         let options = AddTorrentOptions {
             seed: Some(SeedLimits::default()),

@@ -11,7 +11,7 @@ use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use tokio::sync::oneshot;
 
-use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::download_dir::{DownloadDir, OutsideRoots};
 use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, StoreError};
 
@@ -35,6 +35,9 @@ pub(crate) enum ManagerError {
     /// The request is well-formed but cannot apply (wrong number of priorities, metadata unknown).
     #[error("{0}")]
     Invalid(String),
+    /// The request names a directory outside the download roots.
+    #[error(transparent)]
+    Forbidden(#[from] OutsideRoots),
     /// The daemon holds [`MAX_TORRENTS`] already.
     #[error("the daemon holds {MAX_TORRENTS} torrents already")]
     Full,

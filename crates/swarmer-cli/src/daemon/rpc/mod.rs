@@ -41,6 +41,8 @@ mod torrent_get;
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -94,7 +96,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
                 .into_response();
         }
     };
-    let reply = call(&s.manager, &request).await;
+    let reply = call(&s.manager, s.watch_dir.as_deref(), &request).await;
     let mut response = axum::Json(reply).into_response();
     if let Ok(v) = HeaderValue::from_str(&process().session_id) {
         response.headers_mut().insert(SESSION_HEADER, v);
@@ -103,7 +105,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 }
 
 /// Runs one request envelope `{"method", "arguments", "tag"}` and builds the reply envelope.
-async fn call(manager: &Manager, request: &Value) -> Value {
+async fn call(manager: &Manager, watch_dir: Option<&Path>, request: &Value) -> Value {
     let empty = Map::new();
     let args = request
         .get("arguments")
@@ -111,7 +113,7 @@ async fn call(manager: &Manager, request: &Value) -> Value {
         .unwrap_or(&empty);
     let outcome = match request.get("method").and_then(Value::as_str) {
         None => fail("no method name"),
-        Some(method) => dispatch(manager, method, args).await,
+        Some(method) => dispatch(manager, watch_dir, method, args).await,
     };
     let (result, arguments) = match outcome {
         Ok(arguments) => ("success".to_string(), arguments),
@@ -124,13 +126,18 @@ async fn call(manager: &Manager, request: &Value) -> Value {
     reply
 }
 
-/// Runs one method.
-async fn dispatch(manager: &Manager, method: &str, args: &Map<String, Value>) -> Outcome {
+/// Runs one method; `watch_dir` is the one directory `torrent-add` may read a local file from.
+async fn dispatch(
+    manager: &Manager,
+    watch_dir: Option<&Path>,
+    method: &str,
+    args: &Map<String, Value>,
+) -> Outcome {
     match method {
         "session-get" => session::session_get(manager, args).await,
         "session-set" => session::session_set(manager, args).await,
         "session-stats" => session::session_stats(manager).await,
-        "torrent-add" => torrent_add::torrent_add(manager, args).await,
+        "torrent-add" => torrent_add::torrent_add(manager, watch_dir, args).await,
         "torrent-get" => torrent_get::torrent_get(manager, args).await,
         "torrent-start" | "torrent-start-now" => {
             torrent_actions::start_stop(manager, args, true).await

@@ -1,6 +1,11 @@
 //! `torrent-add`: a .torrent as base64 `metainfo` or a local path, or a magnet link, added
 //! through the manager; a duplicate answers `torrent-duplicate`, as Transmission 3.00 does.
+//!
+//! A local path is read only when it resolves (symlinks followed) to a file in the watch folder;
+//! any other path, a missing file, an unreadable one and one that is not a torrent all get the same
+//! answer, so the RPC tells nothing about files elsewhere.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -32,7 +37,7 @@ pub(super) fn decode_metainfo(b64: &str) -> Result<Vec<u8>, String> {
 
 /// What `torrent-add` names: a .torrent (`metainfo`, or `filename` as a local path) or a magnet
 /// link (`filename`).
-async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
+async fn add_source(watch_dir: Option<&Path>, args: &Map<String, Value>) -> Result<Source, String> {
     let parse = |bytes: Vec<u8>| {
         Metainfo::from_bytes(&bytes)
             .map(|m| Source::Metainfo(Arc::new(m), bytes))
@@ -53,21 +58,46 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
             "adding from a URL is not supported by swarmer; send the .torrent as metainfo".into(),
         );
     }
-    let path = std::path::Path::new(name);
-    if !path.is_absolute() {
-        return Err("filename must be a magnet link or an absolute path".into());
-    }
-    let path = path.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || read_torrent_file(&path))
-        .await
-        .map_err(|_| "reading the torrent file panicked".to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+    let refused = || {
+        format!(
+            "filename must be a magnet link, an http(s) URL or a .torrent file in the daemon's watch \
+             folder{}",
+            if watch_dir.is_some() {
+                ""
+            } else {
+                " (none is configured)"
+            }
+        )
+    };
+    let Some(watch_dir) = watch_dir.map(Path::to_path_buf) else {
+        return Err(refused());
+    };
+    let path = PathBuf::from(name);
+    let bytes = tokio::task::spawn_blocking(move || {
+        let resolved = std::fs::canonicalize(watch_dir.join(path)).ok()?;
+        if !resolved.starts_with(&watch_dir) || !resolved.is_file() {
+            return None;
+        }
+        let bytes = read_torrent_file(&resolved).ok()?;
+        Metainfo::from_bytes(&bytes).ok()?;
+        Some(bytes)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(refused)?;
     parse(bytes)
 }
 
 /// `torrent-add`: adds the torrent, or names the one already added.
-pub(super) async fn torrent_add(manager: &Manager, args: &Map<String, Value>) -> Outcome {
-    let source = add_source(args).await.map_err(|e| (e, Map::new()))?;
+pub(super) async fn torrent_add(
+    manager: &Manager,
+    watch_dir: Option<&Path>,
+    args: &Map<String, Value>,
+) -> Outcome {
+    let source = add_source(watch_dir, args)
+        .await
+        .map_err(|e| (e, Map::new()))?;
     let download_dir =
         match DownloadDir::from_request(args.get("download-dir").and_then(Value::as_str)) {
             Ok(dir) => dir,
