@@ -132,9 +132,12 @@ async fn add_torrent(
         let magnet = Magnet::parse(req.magnet.trim())
             .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
         Add {
-            source: Source::Magnet(Box::new(magnet), req.magnet.trim().to_string()),
             download_dir: download_dir(req.download_dir)?,
             paused: req.paused,
+            ..Add::new(Source::Magnet(
+                Box::new(magnet),
+                req.magnet.trim().to_string(),
+            ))
         }
     };
     let torrent = s.manager.add(add).await?;
@@ -176,9 +179,9 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid .torrent file: {e}")))?;
     Ok(Add {
-        source: Source::Metainfo(Arc::new(metainfo), bytes.to_vec()),
         download_dir: download_dir(dir)?,
         paused,
+        ..Add::new(Source::Metainfo(Arc::new(metainfo), bytes.to_vec()))
     })
 }
 

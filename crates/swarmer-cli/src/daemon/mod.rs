@@ -1,20 +1,23 @@
 //! `swarmer daemon`: one session hosting many torrents, kept in a redb store across restarts, and
-//! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), a web UI (`ui`), and a
-//! watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
+//! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), the qBittorrent Web API
+//! (`qbt`), a web UI (`ui`), and a watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
 //! `guard`, which decides who may ask. Below them: `state` (what handlers share), `error` (the one
 //! mapping of errors to HTTP statuses), `model` (the JSON views) and `store` (redb).
 //!
 //! Dependencies point one way: each module uses only modules in the layers below its own, so no two
-//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `ui`; `state`;
+//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `qbt`, `ui`;
+//! `fetch`, `state`;
 //! `guard`; `throttle`, `error`; `manager`; `model`, `store`; `download_dir`.
 
 mod api;
 mod download_dir;
 mod error;
+mod fetch;
 mod guard;
 mod http;
 mod manager;
 mod model;
+mod qbt;
 mod rpc;
 mod state;
 mod store;
@@ -126,6 +129,9 @@ struct ConfigFile {
     no_dht: Option<bool>,
     no_lsd: Option<bool>,
     no_pex: Option<bool>,
+    /// The qBittorrent API's login (`username`, `password`).
+    #[serde(default)]
+    qbittorrent: qbt::QbtConfig,
 }
 
 /// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
@@ -260,7 +266,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         guard,
         watch_dir: watch_dir.clone(),
     };
-    let app = http::router(state);
+    let app = http::router(state, file.qbittorrent);
     let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
     println!("swarmer daemon: listening on http://{local}");
     tracing::info!(

@@ -69,6 +69,15 @@ pub(crate) struct Torrent {
     pub(crate) max_download_rate: Option<u64>,
     /// Place in the queue (0 first).
     pub(crate) queue_position: u32,
+    /// Its category (qBittorrent; a Transmission label), if any.
+    #[serde(default)]
+    pub(crate) category: Option<String>,
+    /// Its tags (qBittorrent; Transmission labels), sorted.
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    /// When every wanted piece was first verified, seconds since the Unix epoch; null before.
+    #[serde(default)]
+    pub(crate) completed_at: Option<u64>,
 }
 
 /// A file's priority in the API (BEP 3 leaves priorities to clients).
@@ -161,4 +170,22 @@ pub(crate) struct SessionStats {
     pub(crate) listen_port: u16,
     /// swarmer's version.
     pub(crate) version: String,
+}
+
+/// A torrent with what only its running task knows (the manager's `details`); not sent as it is:
+/// each API maps it to its own fields.
+#[derive(Debug, Clone)]
+pub(crate) struct Inside {
+    /// The torrent with its files.
+    pub(crate) detail: TorrentDetail,
+    /// Verified pieces, if known (the metadata is, and the torrent runs or saved a resume state).
+    pub(crate) have: Option<swarmer_proto::Bitfield>,
+    /// Bytes of each file of `detail.files` in verified pieces.
+    pub(crate) file_done: Vec<u64>,
+    /// Connected peers (none when not running).
+    pub(crate) peers: Vec<swarmer::PeerDetails>,
+    /// How announcing goes, while running with trackers.
+    pub(crate) tracker: Option<swarmer::tracker::AnnouncerStatus>,
+    /// Its metainfo, once known (shared, not copied).
+    pub(crate) metainfo: Option<std::sync::Arc<swarmer_proto::metainfo::Metainfo>>,
 }

@@ -60,6 +60,23 @@ pub(crate) struct TorrentRecord {
     /// Place in the queue: lower starts first.
     #[serde(default)]
     pub(crate) queue_position: u32,
+    /// Its category (qBittorrent), if any. Fields from here on are left out of the JSON while
+    /// unset, so records without them read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) category: Option<String>,
+    /// Its tags (qBittorrent), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tags: Vec<String>,
+    /// A name the user gave it (qBittorrent `rename`), shown instead of `info.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) display_name: Option<String>,
+    /// When every wanted piece was first verified, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) completed_at: Option<u64>,
+    /// Take the data on disk as complete at the next start (qBittorrent `skip_checking`); cleared
+    /// once it started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) trust_data: bool,
 }
 
 /// Session-wide settings the API can change; saved so they survive a restart.
@@ -326,6 +343,11 @@ mod tests {
             max_upload_rate: Some(5),
             max_download_rate: None,
             queue_position: 0,
+            category: None,
+            tags: Vec::new(),
+            display_name: None,
+            completed_at: None,
+            trust_data: false,
         }
     }
 

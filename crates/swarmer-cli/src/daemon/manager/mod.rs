@@ -11,8 +11,10 @@
 
 mod delete_data;
 mod entry;
+mod labels;
 mod owner;
 mod queue;
+mod relocate;
 mod request;
 mod running;
 
@@ -22,11 +24,13 @@ use swarmer::{FilePriority, Session};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub(crate) use labels::{LabelEdit, Labels};
 pub(crate) use request::{Add, ManagerError, SettingsPatch, Source};
 use request::{Reply, Request};
 
+use super::download_dir::DownloadDir as Dir;
 use super::download_dir::Roots;
-use super::model::{SessionStats, Torrent, TorrentDetail};
+use super::model::{Inside, SessionStats, Torrent, TorrentDetail};
 use super::store::{Settings, Store, StoreError};
 
 /// Capacity of the request queue; callers wait (asynchronously) when it is full.
@@ -103,6 +107,39 @@ impl Manager {
             .await
     }
 
+    /// One torrent with what only its running task knows: verified pieces, per-file progress,
+    /// peers and tracker status (from the saved resume state when it is not running).
+    pub(crate) async fn details(&self, id: u64) -> Result<Inside, ManagerError> {
+        self.call(|r| Request::Details(id, r)).await
+    }
+
+    /// Every category and tag.
+    pub(crate) async fn labels(&self) -> Labels {
+        self.ask(Request::Labels).await.unwrap_or_default()
+    }
+
+    /// Changes categories, tags, or torrents' labels, and saves them.
+    pub(crate) async fn edit_labels(&self, edit: LabelEdit) -> Result<(), ManagerError> {
+        self.call(|r| Request::EditLabels(edit, r)).await
+    }
+
+    /// Hashes all of a torrent's data again (it stops, forgets its resume state, and starts when
+    /// the queue lets it).
+    pub(crate) async fn recheck(&self, id: u64) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Recheck(id, r)).await
+    }
+
+    /// Moves a torrent's data to `dir` (inside the download roots) and keeps it there; answers
+    /// once the files are moved.
+    pub(crate) async fn set_location(&self, id: u64, dir: Dir) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::SetLocation(id, dir, r)).await
+    }
+
+    /// Shows a torrent under `name` (its files keep theirs).
+    pub(crate) async fn rename(&self, id: u64, name: String) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Rename(id, name, r)).await
+    }
+
     /// The session settings.
     pub(crate) async fn settings(&self) -> Option<Settings> {
         self.ask(Request::Settings).await
@@ -175,11 +212,10 @@ mod tests {
 
     fn magnet(hex: &str) -> Add {
         let text = format!("magnet:?xt=urn:btih:{hex}&dn=test");
-        Add {
-            source: Source::Magnet(Box::new(Magnet::parse(&text).unwrap()), text),
-            download_dir: None,
-            paused: false,
-        }
+        Add::new(Source::Magnet(
+            Box::new(Magnet::parse(&text).unwrap()),
+            text,
+        ))
     }
 
     /// Pausing and resuming torrents that are not running (a magnet link fetching its metadata)
@@ -265,11 +301,7 @@ mod tests {
         info.push(b'e');
         let bytes = [b"d4:info".as_slice(), &info, b"e"].concat();
         let metainfo = Metainfo::from_bytes(&bytes).unwrap();
-        Add {
-            source: Source::Metainfo(Arc::new(metainfo), bytes),
-            download_dir: None,
-            paused: false,
-        }
+        Add::new(Source::Metainfo(Arc::new(metainfo), bytes))
     }
 
     /// Waits (at most 10 s) until the torrent's view passes `check`.

@@ -73,6 +73,30 @@ impl Running {
         }));
     }
 
+    /// Asks the torrent for its [`swarmer::Details`] from a task of its own, after the commands
+    /// sent before, and calls `done` there with them. Never blocks.
+    pub(super) fn details(
+        &mut self,
+        done: impl FnOnce(Result<swarmer::Details, ManagerError>) + Send + 'static,
+    ) {
+        let handle = Arc::clone(&self.handle);
+        let before = self.last_command.take();
+        self.last_command = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let got = tokio::time::timeout(COMMAND_TIMEOUT, handle.details()).await;
+            drop(handle);
+            done(match got {
+                Ok(Ok(details)) => Ok(details),
+                Ok(Err(err)) => Err(ManagerError::Invalid(err.to_string())),
+                Err(_) => Err(ManagerError::Invalid(
+                    "the torrent did not answer in time".into(),
+                )),
+            });
+        }));
+    }
+
     /// Stops the torrent once the commands in flight are through (each is bounded by
     /// [`COMMAND_TIMEOUT`]): flush, save resume state, announce `stopped`.
     pub(super) async fn stop(self) -> Result<(), TorrentError> {

@@ -37,6 +37,9 @@ fn torrent() -> Torrent {
         max_upload_rate: Some(50_000),
         max_download_rate: None,
         queue_position: 2,
+        category: None,
+        tags: Vec::new(),
+        completed_at: None,
     }
 }
 

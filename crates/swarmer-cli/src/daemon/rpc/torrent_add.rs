@@ -107,9 +107,9 @@ pub(super) async fn torrent_add(
         .map_err(|e| (e, Map::new()))?
         .unwrap_or(false);
     let add = Add {
-        source,
         download_dir,
         paused,
+        ..Add::new(source)
     };
     let summary =
         |id: u64, name: &str, hash: &str| json!({ "id": id, "name": name, "hashString": hash });
