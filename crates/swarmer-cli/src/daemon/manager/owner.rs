@@ -240,11 +240,6 @@ impl Owner {
         if self.entries.len() >= MAX_TORRENTS {
             return Err(ManagerError::Full);
         }
-        if let Some(c) = &add.category {
-            if !self.labels.categories.contains_key(c) {
-                return Err(ManagerError::Conflict(format!("no category {c:?}")));
-            }
-        }
         let category_dir = add
             .category
             .as_deref()
@@ -254,10 +249,24 @@ impl Owner {
             .or_else(|| category_dir.cloned())
             .unwrap_or_else(|| self.settings.download_dir.clone());
         self.roots.confine(&download_dir)?;
+        // A new category or tag is created, as qBittorrent creates them on an add.
+        let mut labels = self.labels.clone();
+        if let Some(c) = add
+            .category
+            .as_ref()
+            .filter(|c| !labels.categories.contains_key(*c))
+        {
+            labels.apply(
+                LabelEdit::CreateCategory(c.clone(), None),
+                std::iter::empty(),
+            )?;
+        }
         if !add.tags.is_empty() {
-            self.labels
-                .apply(LabelEdit::CreateTags(add.tags.clone()), std::iter::empty())?;
-            self.labels.save(&self.store)?;
+            labels.apply(LabelEdit::CreateTags(add.tags.clone()), std::iter::empty())?;
+        }
+        if labels != self.labels {
+            labels.save(&self.store)?;
+            self.labels = labels;
         }
         let mut tags = add.tags;
         tags.sort();

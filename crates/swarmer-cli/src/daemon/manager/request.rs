@@ -82,7 +82,7 @@ pub(crate) struct Add {
     pub(crate) download_dir: Option<DownloadDir>,
     /// Add it paused.
     pub(crate) paused: bool,
-    /// Its category (which must exist; its save path is the default directory for this add).
+    /// Its category (created if new; its save path is the default directory for this add).
     pub(crate) category: Option<String>,
     /// Its tags (created if new).
     pub(crate) tags: Vec<String>,

@@ -1,8 +1,9 @@
-//! `torrents/add`: `.torrent` files (multipart field `torrents`) and `urls` (one per line: magnet
+//! `torrents/add`: `.torrent` files (multipart parts with a file name) and `urls` (one per line: magnet
 //! links, or http(s) URLs of .torrent files, fetched with a size bound and a timeout), with
 //! `savepath`, `category`, `tags`, `paused`/`stopped`, `skip_checking`, `rename`, `upLimit` and
 //! `dlLimit`. It answers `Ok.` when something was added and `Fails.` when nothing was (a duplicate,
-//! a URL that did not fetch), and 415 for a file that is not a torrent, as qBittorrent does.
+//! a URL that did not fetch), and 415 for a file that is not a torrent, as qBittorrent does. A
+//! category or tag it names that does not exist is created, as qBittorrent creates it.
 //!
 //! Options swarmer cannot honour (`sequentialDownload`, `firstLastPiecePrio`, a content layout other
 //! than the torrent's own) are refused with 400 rather than dropped, so a client never believes

@@ -1,6 +1,6 @@
 //! The parameters of a qBittorrent API request ([`Params`]): its query string and, for a POST, its
-//! `application/x-www-form-urlencoded` or `multipart/form-data` body (files in the `torrents`
-//! field), read within the router's body limit. qBittorrent clients send the same names either
+//! `application/x-www-form-urlencoded` or `multipart/form-data` body (every part with a file name
+//! is a file), read within the router's body limit. qBittorrent clients send the same names either
 //! way, so handlers read one map.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ const MAX_FILES: usize = 100;
 #[derive(Debug, Default)]
 pub(super) struct Params {
     values: HashMap<String, String>,
-    /// The `.torrent` files uploaded (field `torrents`), with their file names.
+    /// The `.torrent` files uploaded (every part with a file name), with their file names.
     pub(super) files: Vec<(String, Vec<u8>)>,
 }
 
@@ -90,7 +90,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     .await
                     .map_err(|e| text(StatusCode::BAD_REQUEST, e.body_text()))?;
                 match file_name {
-                    Some(file_name) if name == "torrents" => {
+                    // Every part with a file name is a .torrent, whatever the field is called
+                    // (qBittorrent reads them so; clients name it `torrents` or after the file).
+                    Some(file_name) => {
                         if params.files.len() >= MAX_FILES {
                             return Err(text(StatusCode::BAD_REQUEST, "too many files"));
                         }
