@@ -48,6 +48,23 @@ impl Tracker {
                 proc.assert_running();
                 TcpStream::connect(ADDR).ok()
             });
+        // opentracker loads its whitelist after it starts listening: until then it refuses every
+        // torrent, and a test's first announce (under load, with tests running side by side)
+        // could meet that. Wait until it knows them all.
+        for torrent in torrents {
+            let info_hash = bencode::info_hash(&std::fs::read(torrent).expect("read torrent"));
+            scene.deadline.poll(
+                "opentracker to load its whitelist",
+                Duration::from_millis(20),
+                || {
+                    let reply = announce(&info_hash, b"-XX0000-harnessprobe", "stopped")?;
+                    let refused = bencode::decode(&reply)
+                        .ok()
+                        .is_none_or(|v| v.get("failure reason").is_some());
+                    (!refused).then_some(())
+                },
+            );
+        }
         scene.mark("opentracker is up");
         Tracker { _proc: proc }
     }
