@@ -1,7 +1,10 @@
 //! The daemon's Transmission RPC driven by Debian's real `transmission-remote` 3.00: adding a
 //! .torrent and a magnet link, listing, stopping, starting, details, session info and stats,
 //! removing with and without the data, the token via `--auth`, and a whole download from a
-//! `swarmer seed` through opentracker. The handshake and error envelope are checked on the wire.
+//! `swarmer seed` through opentracker; then every command the daemon once refused or faked: adding
+//! by http(s) URL, `-pi` peers, `-it` trackers, `-v` verify (it repairs a damaged piece), `--move`,
+//! `--find`, `-L` labels, and `session-set` refusing what it cannot apply (`-p`, `-as`). The
+//! handshake and error envelope are checked on the wire.
 //!
 //! Gotchas: transmission-remote posts to `/transmission/rpc/` (trailing slash) and exits 0 even
 //! when a listed torrent has an error, but non-zero when `result` is not `success`; its `-l`
@@ -264,11 +267,25 @@ fn transmission_remote_manages_torrents() {
             scene.mark("-i, -if, -si, -d and -st answer");
 
             // What swarmer cannot do honestly is an error, not a silent success.
-            let verify = remote(scene, &daemon, None, &["-t", &a_id, "-v"]);
-            assert!(!verify.status.success());
+            let reannounce = remote(scene, &daemon, None, &["-t", &a_id, "--reannounce"]);
+            assert!(!reannounce.status.success());
             assert!(
-                verify.stderr.contains("not supported") || verify.stdout.contains("not supported")
+                reannounce.stderr.contains("not supported")
+                    || reannounce.stdout.contains("not supported")
             );
+            // A tracker that refuses connections shows as the torrent's tracker error.
+            let info = scene
+                .deadline
+                .poll("-i to show the tracker's error", POLL, || {
+                    let info = remote(scene, &daemon, None, &["-t", &a_id, "-i"]).ok("-i");
+                    info.contains("Tracker gave an error").then_some(info)
+                });
+            scene.mark(&format!(
+                "-i shows the tracker error: {}",
+                info.lines()
+                    .find(|l| l.contains("Tracker gave"))
+                    .unwrap_or("")
+            ));
 
             remote(scene, &daemon, None, &["-t", &g.id.to_string(), "-r"]).ok("-r");
             let listed = list(scene, &daemon);
@@ -470,6 +487,189 @@ fn torrent_get_over_many_torrents() {
                 detail_time.as_secs_f64() * 1e3,
                 remote_time.as_secs_f64() * 1e3,
             ));
+            daemon.stop();
+        },
+    );
+}
+
+/// Serves the files of `dir` over HTTP on `addr` (a small Python server that skips the DNS lookup
+/// `HTTPServer` does when binding), until the test ends.
+fn http_server(scene: &Scene, dir: &Path, addr: SocketAddr) -> crate::procs::Proc {
+    let code = "import functools, http.server, sys\n\
+        class S(http.server.ThreadingHTTPServer):\n\
+        \x20   def server_bind(self):\n\
+        \x20       import socketserver; socketserver.TCPServer.server_bind(self)\n\
+        \x20       self.server_name, self.server_port = 'test', self.server_address[1]\n\
+        h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        print('serving', flush=True)\n\
+        S((sys.argv[2], int(sys.argv[3])), h).serve_forever()\n";
+    let mut command = Command::new("/usr/bin/python3");
+    command
+        .args(["-c", code])
+        .arg(dir)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let mut proc = crate::procs::Proc::spawn("http-server", &mut command, &scene.logs);
+    proc.wait_for_line("serving", scene.deadline, |l| l.starts_with("serving"));
+    proc
+}
+
+/// Flips one byte in the middle of `file`.
+fn damage(file: &Path) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .expect("open");
+    let middle = f.metadata().expect("stat").len() / 2;
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(middle)).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start(middle)).unwrap();
+    f.write_all(&[byte[0] ^ 0xFF]).unwrap();
+}
+
+#[test]
+fn transmission_remote_runs_every_command() {
+    isolated(
+        "rpc::transmission_remote_runs_every_command",
+        &[Need::Transmission, Need::Mktorrent, Need::Opentracker],
+        |scene| {
+            let src = scene.subdir("seed");
+            let payload = payload::single_file(&src, "delta.bin", 3_000_000, 4);
+            let torrents = scene.subdir("served");
+            let torrent = payload.make_torrent(
+                &torrents.join("delta.torrent"),
+                15,
+                &[tracker::HTTP_ANNOUNCE],
+            );
+            let tracker = Tracker::start(scene, &[&torrent]);
+            // Slow enough that the download lasts a few seconds, to see the seeder in `-pi`.
+            let _seed = swarmer::seed(scene, &torrent, &src, &["--max-upload-rate", "600K"]);
+            let web: SocketAddr = "127.0.0.40:8080".parse().unwrap();
+            let _web = http_server(scene, &torrents, web);
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+
+            let url = format!("http://{web}/delta.torrent");
+            remote(scene, &daemon, None, &["-a", &url]).ok("-a URL");
+            let missing = remote(
+                scene,
+                &daemon,
+                None,
+                &["-a", &format!("http://{web}/nope.torrent")],
+            );
+            assert!(
+                !missing.status.success(),
+                "a URL that answers 404 is an error"
+            );
+            let row = wait_row(scene, &daemon, "delta.bin", "listed", |_| true);
+            let id = row.id.to_string();
+            scene.mark("-a with an http URL adds the .torrent it serves");
+
+            let peers = scene.deadline.poll("-pi to list the seeder", POLL, || {
+                let out = remote(scene, &daemon, None, &["-t", &id, "-pi"]).ok("-pi");
+                out.contains(&swarmer::addr().ip().to_string())
+                    .then_some(out)
+            });
+            scene.mark(&format!("-pi lists the seeder:\n{peers}"));
+            wait_row(scene, &daemon, "delta.bin", "100% done", |r| {
+                r.done == "100%"
+            });
+            let file = daemon.download_dir.join("delta.bin");
+            payload.assert_same(&file);
+            let trackers = remote(scene, &daemon, None, &["-t", &id, "-it"]).ok("-it");
+            assert!(trackers.contains("127.0.0.1:6969"), "{trackers}");
+            assert!(!trackers.contains("error"), "{trackers}");
+            let files = remote(scene, &daemon, None, &["-t", &id, "-if"]).ok("-if");
+            assert!(files.contains("100%"), "per-file progress:\n{files}");
+            // The completion time is stamped within a second of the download's end.
+            scene
+                .deadline
+                .poll("-i to show a completion date", POLL, || {
+                    let info = remote(scene, &daemon, None, &["-t", &id, "-i"]).ok("-i");
+                    info.contains("Date finished:").then_some(())
+                });
+            scene.mark("-it, -if and -i show real tracker state, file progress and dates");
+
+            damage(&file);
+            assert!(std::fs::read(&file).unwrap() != std::fs::read(src.join("delta.bin")).unwrap());
+            remote(scene, &daemon, None, &["-t", &id, "-v"]).ok("-v");
+            scene
+                .deadline
+                .poll("-v to find and repair the damaged piece", POLL, || {
+                    (std::fs::read(&file).ok()? == std::fs::read(src.join("delta.bin")).ok()?)
+                        .then_some(())
+                });
+            scene.mark("-v re-checks: the damaged piece is found and downloaded again");
+
+            let library = daemon.download_dir.join("library");
+            remote(
+                scene,
+                &daemon,
+                None,
+                &["-t", &id, "--move", library.to_str().unwrap()],
+            )
+            .ok("--move");
+            assert!(!file.exists(), "--move left the old copy");
+            payload.assert_same(&library.join("delta.bin"));
+            let info = remote(scene, &daemon, None, &["-t", &id, "-i"]).ok("-i");
+            assert!(
+                info.contains(&format!("Location: {}", library.display())),
+                "{info}"
+            );
+            let outside = remote(scene, &daemon, None, &["-t", &id, "--move", "/tmp"]);
+            assert!(
+                !outside.status.success(),
+                "--move out of the download roots"
+            );
+            // --find: the data is said to be elsewhere; it is looked for (and hashed) there.
+            let copy = daemon.download_dir.join("copy");
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::copy(library.join("delta.bin"), copy.join("delta.bin")).unwrap();
+            remote(
+                scene,
+                &daemon,
+                None,
+                &["-t", &id, "--find", copy.to_str().unwrap()],
+            )
+            .ok("--find");
+            wait_row(
+                scene,
+                &daemon,
+                "delta.bin",
+                "100% done at the found place",
+                |r| r.done == "100%",
+            );
+            scene.mark("--move moves the data, --find points at a copy");
+
+            remote(scene, &daemon, None, &["-t", &id, "-L", "tv,hd"]).ok("-L");
+            let reply = daemon.rpc(&json!({
+                "method": "torrent-get",
+                "arguments": { "ids": [row.id], "fields": ["labels"] }
+            }));
+            assert_eq!(
+                reply["arguments"]["torrents"][0]["labels"],
+                json!(["hd", "tv"])
+            );
+            scene.mark("-L sets labels (the qBittorrent API's tags)");
+
+            for (args, what) in [
+                (&["-p", "51413"][..], "peer-port"),
+                (&["-as"][..], "alt-speed-enabled"),
+            ] {
+                let run = remote(scene, &daemon, None, args);
+                assert!(!run.status.success(), "{args:?} claimed success");
+                assert!(
+                    run.stdout.contains(what) || run.stderr.contains(what),
+                    "{}{}",
+                    run.stdout,
+                    run.stderr
+                );
+            }
+            remote(scene, &daemon, None, &["-AS"]).ok("-AS asks for what is already so");
+            scene.mark("session-set refuses what it cannot apply");
+            tracker.wait_until_listed(scene, &torrent, &[swarmer::addr()]);
             daemon.stop();
         },
     );

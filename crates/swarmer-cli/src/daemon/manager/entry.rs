@@ -38,8 +38,9 @@ pub(super) enum Hold {
     None,
     /// Re-check once stopped: forget the resume state, so the next start hashes everything.
     Recheck,
-    /// Move the data to this directory once stopped, then answer.
-    Move(DownloadDir, Reply<Torrent>),
+    /// Move the data to this directory (or, with `false`, only look for it there) once stopped,
+    /// then answer.
+    Move(DownloadDir, bool, Reply<Torrent>),
     /// The data is being moved.
     Moving,
 }

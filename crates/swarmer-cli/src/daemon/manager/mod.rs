@@ -130,9 +130,16 @@ impl Manager {
     }
 
     /// Moves a torrent's data to `dir` (inside the download roots) and keeps it there; answers
-    /// once the files are moved.
-    pub(crate) async fn set_location(&self, id: u64, dir: Dir) -> Result<Torrent, ManagerError> {
-        self.call(|r| Request::SetLocation(id, dir, r)).await
+    /// once the files are moved. Without `move_data` the torrent only looks for its data there
+    /// (and hashes what it finds, as a re-check).
+    pub(crate) async fn set_location(
+        &self,
+        id: u64,
+        dir: Dir,
+        move_data: bool,
+    ) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::SetLocation(id, dir, move_data, r))
+            .await
     }
 
     /// Shows a torrent under `name` (its files keep theirs).

@@ -188,7 +188,9 @@ impl Owner {
             Request::Recheck(id, reply) => {
                 let _ = reply.send(self.recheck(id));
             }
-            Request::SetLocation(id, dir, reply) => self.set_location(id, dir, reply),
+            Request::SetLocation(id, dir, move_data, reply) => {
+                self.set_location(id, dir, move_data, reply);
+            }
             Request::Rename(id, name, reply) => {
                 let _ = reply.send(self.rename(id, name));
             }
@@ -511,7 +513,7 @@ impl Owner {
 
     /// Moves the torrent's data to `dir`: stops it first if it runs, moves on a blocking thread,
     /// and answers once it is done (`Report::Moved`); the queue restarts it there.
-    fn set_location(&mut self, id: u64, dir: DownloadDir, reply: Reply<Torrent>) {
+    fn set_location(&mut self, id: u64, dir: DownloadDir, move_data: bool, reply: Reply<Torrent>) {
         if let Err(err) = self.roots.confine(&dir) {
             let _ = reply.send(Err(err.into()));
             return;
@@ -529,11 +531,10 @@ impl Owner {
             )));
             return;
         }
+        e.hold = Hold::Move(dir, move_data, reply);
         if matches!(e.run, Run::Idle) {
-            e.hold = Hold::Move(dir, reply);
             self.start_move(id);
         } else {
-            e.hold = Hold::Move(dir, reply);
             self.stop(id);
         }
     }
@@ -544,11 +545,22 @@ impl Owner {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let Hold::Move(dir, reply) = std::mem::replace(&mut e.hold, Hold::Moving) else {
+        let Hold::Move(dir, move_files, reply) = std::mem::replace(&mut e.hold, Hold::Moving)
+        else {
             return;
         };
         let from = e.record.download_dir.clone();
-        let metainfo = e.metainfo.clone();
+        let metainfo = e.metainfo.clone().filter(|_| move_files);
+        if !move_files {
+            // The data is said to be there already: hash what is found, as a re-check.
+            if let Err(err) = self.store.forget_resume(e.record.info_hash) {
+                let _ = reply.send(Err(err.into()));
+                e.hold = Hold::None;
+                return;
+            }
+            e.last = None;
+            e.resumed = None;
+        }
         tracing::info!(id, to = %dir.as_path().display(), "moving the data");
         tokio::spawn(async move {
             let target = dir.clone();

@@ -89,7 +89,7 @@ pub(super) async fn set_location(State(qbt): State<Arc<Qbt>>, params: Params) ->
     };
     for_each!(qbt, params, |id| qbt
         .manager()
-        .set_location(id, dir.clone())
+        .set_location(id, dir.clone(), true)
         .await)
 }
 

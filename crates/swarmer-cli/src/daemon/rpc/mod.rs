@@ -145,11 +145,11 @@ async fn dispatch(
         "torrent-stop" => torrent_actions::start_stop(manager, args, false).await,
         "torrent-remove" => torrent_actions::torrent_remove(manager, args).await,
         "torrent-set" => torrent_actions::torrent_set(manager, args).await,
+        "torrent-verify" => torrent_actions::torrent_verify(manager, args).await,
+        "torrent-set-location" => torrent_actions::torrent_set_location(manager, args).await,
         "free-space" => session::free_space(args).await,
         "port-test" => Ok(object(json!({ "port-is-open": false }))),
-        "torrent-verify"
-        | "torrent-reannounce"
-        | "torrent-set-location"
+        "torrent-reannounce"
         | "torrent-rename-path"
         | "queue-move-top"
         | "queue-move-up"

@@ -78,9 +78,46 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
     Ok(out)
 }
 
-/// `session-set`: changes limits, queue sizes and the download directory.
+/// The `session-set` fields swarmer applies.
+const APPLIED: &[&str] = &[
+    "speed-limit-down",
+    "speed-limit-down-enabled",
+    "speed-limit-up",
+    "speed-limit-up-enabled",
+    "download-queue-size",
+    "download-queue-enabled",
+    "seed-queue-size",
+    "seed-queue-enabled",
+    "download-dir",
+];
+
+/// Whether two JSON values say the same (numbers by value, so `5` and `5.0` agree).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `session-set`: changes limits, queue sizes and the download directory. Any other field is
+/// refused (nothing is applied) unless it asks for what `session-get` already reports, so a
+/// setting is never answered `success` while it was ignored.
 pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) -> Outcome {
     let bad = |e: String| (e, Map::new());
+    let reported = session_get(manager, &Map::new()).await?;
+    let refused: Vec<&str> = args
+        .iter()
+        .filter(|(k, v)| {
+            !APPLIED.contains(&k.as_str()) && !reported.get(*k).is_some_and(|r| same_value(r, v))
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !refused.is_empty() {
+        return Err(bad(format!(
+            "swarmer cannot apply {}; nothing was changed",
+            refused.join(", ")
+        )));
+    }
     let Some(current) = manager.settings().await else {
         return Err(manager_error(ManagerError::ShuttingDown));
     };

@@ -1,4 +1,5 @@
-//! `torrent-add`: a .torrent as base64 `metainfo` or a local path, or a magnet link, added
+//! `torrent-add`: a .torrent as base64 `metainfo`, a local path or an http(s) URL (fetched within
+//! a size bound and a timeout), or a magnet link, added
 //! through the manager; a duplicate answers `torrent-duplicate`, as Transmission 3.00 does.
 //!
 //! A local path is read only when it resolves (symlinks followed) to a file in the watch folder;
@@ -16,6 +17,7 @@ use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 use super::args::arg_bool;
 use super::envelope::{Outcome, fail, manager_error, object};
 use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::fetch::{fetch_torrent, is_http_url};
 use crate::daemon::manager::{Add, Manager, ManagerError, Source};
 use crate::metainfo_file::read_torrent_file;
 
@@ -53,10 +55,8 @@ async fn add_source(watch_dir: Option<&Path>, args: &Map<String, Value>) -> Resu
         let magnet = Magnet::parse(name).map_err(|e| format!("invalid magnet link: {e}"))?;
         return Ok(Source::Magnet(Box::new(magnet), name.to_string()));
     }
-    if name.starts_with("http://") || name.starts_with("https://") {
-        return Err(
-            "adding from a URL is not supported by swarmer; send the .torrent as metainfo".into(),
-        );
+    if is_http_url(name) {
+        return parse(fetch_torrent(name).await?);
     }
     let refused = || {
         format!(
