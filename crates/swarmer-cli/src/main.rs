@@ -7,6 +7,7 @@ mod dht_args;
 mod info;
 mod logging;
 mod metainfo_file;
+mod peer_port;
 mod progress_bar;
 mod select;
 mod state_dir;

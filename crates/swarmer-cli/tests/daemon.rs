@@ -6,8 +6,8 @@
 //! `tests/daemon/` holds the tests of one area: `api.rs` (the JSON API, its refusals, the CLI, the
 //! watch folder, and a `kill -9` in the middle of a download), `rpc.rs` (the real
 //! `transmission-remote`), `qbt.rs` (the real `qbittorrent-api` Python package through an
-//! *arr-style workflow, `qbt_client.py`), `security.rs` (download roots, local files, Host, credentials,
-//! throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
+//! *arr-style workflow, `qbt_client.py`), `port.rs` (the peer port), `security.rs` (download
+//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
 //! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
@@ -52,6 +52,8 @@ mod webdriver;
 mod api;
 #[path = "daemon/browser.rs"]
 mod browser;
+#[path = "daemon/port.rs"]
+mod port;
 #[path = "daemon/qbt.rs"]
 mod qbt;
 #[path = "daemon/rpc.rs"]

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
-use swarmer::{Session, SessionConfig};
+use swarmer::SessionConfig;
 
 use self::download_dir::{DownloadDir, Roots};
 use crate::dht_args::DhtArgs;
@@ -187,7 +187,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         dht: dht.config(),
         ..SessionConfig::default()
     };
-    let session = Arc::new(Session::new(config).await?);
+    let session = Arc::new(crate::peer_port::start_session(config).await?);
     let output = match args.output.or(file.output) {
         Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
@@ -269,6 +269,10 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     let app = http::router(state, file.qbittorrent);
     let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
     println!("swarmer daemon: listening on http://{local}");
+    println!(
+        "swarmer daemon: peers connect to port {}",
+        session.listen_addr().port()
+    );
     tracing::info!(
         peers = %session.listen_addr(),
         state = %state_dir.display(),
