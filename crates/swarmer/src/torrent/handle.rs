@@ -93,6 +93,19 @@ impl TorrentHandle {
         done_rx.await.map_err(|_| TorrentError::TaskGone)?
     }
 
+    /// Announces to the trackers now, ignoring their minimum interval; `false` if the torrent has
+    /// no trackers to ask (or is still checking its data).
+    ///
+    /// Errors: [`TorrentError::TaskGone`] if the torrent has ended.
+    pub async fn reannounce(&self) -> Result<bool, TorrentError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reannounce(tx))
+            .await
+            .map_err(|_| TorrentError::TaskGone)?;
+        rx.await.map_err(|_| TorrentError::TaskGone)
+    }
+
     /// Its verified pieces, connected peers and tracker status, built by the torrent's task when
     /// it gets to the request.
     ///

@@ -264,6 +264,9 @@ impl Running {
                             break Ok(());
                         }
                     }
+                    Some(Command::Reannounce(reply)) => {
+                        let _ = reply.send(self.sources.reannounce());
+                    }
                     Some(Command::Details(reply)) => {
                         let _ = reply.send(self.details());
                     }
