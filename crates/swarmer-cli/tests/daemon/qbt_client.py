@@ -169,12 +169,17 @@ try:
 except qbittorrentapi.InvalidRequest400Error:
     pass
 
-step("things swarmer cannot do are errors, not silent successes")
+step("reannounce a running torrent; a stopped one cannot, and says so")
+qbt.torrents_reannounce(torrent_hashes=target.hash)
+stopped = [t.hash for t in qbt.torrents_info(status_filter="stopped")]
+assert stopped, "the magnet link is stopped"
 try:
-    qbt.torrents_reannounce(torrent_hashes=target.hash)
-    raise AssertionError("reannounce claimed success")
+    qbt.torrents_reannounce(torrent_hashes=stopped[0])
+    raise AssertionError("reannounce of a stopped torrent claimed success")
 except qbittorrentapi.Conflict409Error:
     pass
+
+step("things swarmer cannot do are errors, not silent successes")
 try:
     qbt.torrents_rename_file(torrent_hash=target.hash, file_id=0, new_file_name="x")
     raise AssertionError("renameFile claimed success")

@@ -266,12 +266,19 @@ fn transmission_remote_manages_torrents() {
             );
             scene.mark("-i, -if, -si, -d and -st answer");
 
-            // What swarmer cannot do honestly is an error, not a silent success.
-            let reannounce = remote(scene, &daemon, None, &["-t", &a_id, "--reannounce"]);
+            // A running torrent reannounces; one that is not running cannot, and says so rather
+            // than answering a silent success.
+            remote(scene, &daemon, None, &["-t", &a_id, "--reannounce"]).ok("--reannounce");
+            let g_id = g.id.to_string();
+            remote(scene, &daemon, None, &["-t", &g_id, "-S"]).ok("-S gamma");
+            let reannounce = remote(scene, &daemon, None, &["-t", &g_id, "--reannounce"]);
             assert!(!reannounce.status.success());
             assert!(
-                reannounce.stderr.contains("not supported")
-                    || reannounce.stdout.contains("not supported")
+                reannounce.stderr.contains("not running")
+                    || reannounce.stdout.contains("not running"),
+                "{}{}",
+                reannounce.stdout,
+                reannounce.stderr
             );
             // A tracker that refuses connections shows as the torrent's tracker error.
             let info = scene

@@ -129,6 +129,11 @@ impl Manager {
         self.call(|r| Request::Recheck(id, r)).await
     }
 
+    /// Announces a running torrent to its trackers now (answered once it has taken the request).
+    pub(crate) async fn reannounce(&self, id: u64) -> Result<(), ManagerError> {
+        self.call(|r| Request::Reannounce(id, r)).await
+    }
+
     /// Moves a torrent's data to `dir` (inside the download roots) and keeps it there; answers
     /// once the files are moved. Without `move_data` the torrent only looks for its data there
     /// (and hashes what it finds, as a re-check).

@@ -188,6 +188,22 @@ impl Owner {
             Request::Recheck(id, reply) => {
                 let _ = reply.send(self.recheck(id));
             }
+            Request::Reannounce(id, reply) => match self.entry_mut(id) {
+                Ok(Entry {
+                    run: Run::Running(running),
+                    ..
+                }) => running.reannounce(move |result| {
+                    let _ = reply.send(result);
+                }),
+                Ok(_) => {
+                    let _ = reply.send(Err(ManagerError::Conflict(
+                        "the torrent is not running; it announces when it starts".into(),
+                    )));
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
             Request::SetLocation(id, dir, move_data, reply) => {
                 self.set_location(id, dir, move_data, reply);
             }

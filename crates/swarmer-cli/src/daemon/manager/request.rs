@@ -161,6 +161,7 @@ pub(super) enum Request {
     Labels(oneshot::Sender<Labels>),
     EditLabels(LabelEdit, Reply<()>),
     Recheck(u64, Reply<Torrent>),
+    Reannounce(u64, Reply<()>),
     SetLocation(u64, DownloadDir, bool, Reply<Torrent>),
     Rename(u64, String, Reply<Torrent>),
     Settings(oneshot::Sender<Settings>),

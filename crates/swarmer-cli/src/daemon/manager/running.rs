@@ -73,6 +73,35 @@ impl Running {
         }));
     }
 
+    /// Asks the torrent to announce now, from a task of its own after the commands sent before,
+    /// and calls `done` there: an error if it has no trackers to ask (or is checking). Never
+    /// blocks.
+    pub(super) fn reannounce(
+        &mut self,
+        done: impl FnOnce(Result<(), ManagerError>) + Send + 'static,
+    ) {
+        let handle = Arc::clone(&self.handle);
+        let before = self.last_command.take();
+        self.last_command = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let got = tokio::time::timeout(COMMAND_TIMEOUT, handle.reannounce()).await;
+            drop(handle);
+            done(match got {
+                Ok(Ok(true)) => Ok(()),
+                Ok(Ok(false)) => Err(ManagerError::Conflict(
+                    "the torrent has no trackers to announce to now (none, or it is checking)"
+                        .into(),
+                )),
+                Ok(Err(err)) => Err(ManagerError::Invalid(err.to_string())),
+                Err(_) => Err(ManagerError::Invalid(
+                    "the torrent did not answer in time".into(),
+                )),
+            });
+        }));
+    }
+
     /// Asks the torrent for its [`swarmer::Details`] from a task of its own, after the commands
     /// sent before, and calls `done` there with them. Never blocks.
     pub(super) fn details(

@@ -1,7 +1,8 @@
 //! The qBittorrent API's actions on torrents: `stop`/`start` (and their 4.x names `pause`/
 //! `resume`), `delete`, `recheck`, `reannounce`, `setLocation`, `rename`, `renameFile`,
 //! `filePrio`, the per-torrent limits, and the category and tag edits. Each goes through the
-//! manager; what swarmer cannot do answers with an error status (409), never a silent 200.
+//! manager; what swarmer cannot do (rename files) answers with an error status (409), never a
+//! silent 200.
 
 use std::sync::Arc;
 
@@ -63,16 +64,27 @@ pub(super) async fn recheck(State(qbt): State<Arc<Qbt>>, params: Params) -> Resp
     for_each!(qbt, params, |id| qbt.manager().recheck(id).await)
 }
 
-/// `torrents/reannounce`: swarmer's trackers announce on their own schedule and it cannot force
-/// one, so this is refused rather than answered with a 200 that did nothing.
+/// `torrents/reannounce`: running torrents announce now, ignoring the trackers' minimum interval.
+/// If none of the torrents could (stopped, checking, no trackers), 409 with the reason.
 pub(super) async fn reannounce(State(qbt): State<Arc<Qbt>>, params: Params) -> Response {
-    if let Err(r) = ids(&qbt, &params).await {
-        return r;
+    let ids = match ids(&qbt, &params).await {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    let mut first_error = None;
+    let mut announced = 0;
+    for id in &ids {
+        match qbt.manager().reannounce(*id).await {
+            Ok(()) => announced += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    text(
-        StatusCode::CONFLICT,
-        "swarmer cannot force a reannounce; trackers are asked on their own interval",
-    )
+    match first_error {
+        Some(e) if announced == 0 => failed(e),
+        _ => ok(),
+    }
 }
 
 /// `torrents/setLocation` (`hashes`, `location`): moves the data, answering when it is moved.

@@ -149,8 +149,8 @@ async fn dispatch(
         "torrent-set-location" => torrent_actions::torrent_set_location(manager, args).await,
         "free-space" => session::free_space(args).await,
         "port-test" => Ok(object(json!({ "port-is-open": false }))),
-        "torrent-reannounce"
-        | "torrent-rename-path"
+        "torrent-reannounce" => torrent_actions::torrent_reannounce(manager, args).await,
+        "torrent-rename-path"
         | "queue-move-top"
         | "queue-move-up"
         | "queue-move-down"

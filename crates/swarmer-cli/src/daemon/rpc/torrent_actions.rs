@@ -67,6 +67,25 @@ pub(super) async fn torrent_verify(manager: &Manager, args: &Map<String, Value>)
     Ok(Map::new())
 }
 
+/// `torrent-reannounce`: the running torrents announce now; an error if none of them could.
+pub(super) async fn torrent_reannounce(manager: &Manager, args: &Map<String, Value>) -> Outcome {
+    let torrents = select(manager, args).await.map_err(|e| (e, Map::new()))?;
+    let mut first_error = None;
+    let mut announced = 0;
+    for t in torrents {
+        match manager.reannounce(t.id).await {
+            Ok(()) => announced += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if announced == 0 => Err(manager_error(e)),
+        _ => Ok(Map::new()),
+    }
+}
+
 /// `torrent-set-location` (`location`, `move`): moves the data there (`move`), or looks for it
 /// there and hashes what it finds; answers once done.
 pub(super) async fn torrent_set_location(manager: &Manager, args: &Map<String, Value>) -> Outcome {
