@@ -248,18 +248,53 @@ fn off_loopback_credentials_are_required_throttled_and_private() {
             };
             assert_eq!(get(None), 401, "no credentials beyond loopback");
             assert_eq!(get(Some(token.trim())), 200);
-            // Requests without credentials do not count toward a ban; wrong ones do.
+            // The qBittorrent API: no login, no access; the token is its password.
+            let qbt_login = |password: &str| {
+                let response = daemon.send(
+                    daemon
+                        .raw(Method::POST, "/api/v2/auth/login")
+                        .form(&[("username", "admin"), ("password", password)]),
+                );
+                let status = response.status().as_u16();
+                let cookie = response
+                    .headers()
+                    .get("set-cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(';').next())
+                    .map(str::to_owned);
+                (status, cookie, response.text().unwrap_or_default())
+            };
+            let info = |cookie: Option<&str>| {
+                let mut request = daemon.raw(Method::GET, "/api/v2/torrents/info");
+                if let Some(c) = cookie {
+                    request = request.header("cookie", c);
+                }
+                daemon.send(request).status().as_u16()
+            };
+            assert_eq!(info(None), 403, "the qBittorrent API without a login");
+            let (status, cookie, body) = qbt_login(token.trim());
+            assert_eq!((status, body.as_str()), (200, "Ok."));
+            assert_eq!(info(cookie.as_deref()), 200, "with the SID cookie");
+            assert_eq!(info(Some("SID=forged")), 403);
+            // Requests without credentials do not count toward a ban; wrong ones do, whichever
+            // API they are sent to.
             for _ in 0..10 {
                 assert_eq!(get(None), 401);
             }
-            for i in 0..5 {
+            for i in 0..3 {
                 assert_eq!(get(Some("wrong")), 401, "wrong token {}", i + 1);
+            }
+            for _ in 0..2 {
+                let (status, _, body) = qbt_login("wrong");
+                assert_eq!((status, body.as_str()), (200, "Fails."));
             }
             assert_eq!(
                 get(Some(token.trim())),
                 403,
                 "banned after five wrong tokens"
             );
+            let (status, _, _) = qbt_login(token.trim());
+            assert_eq!(status, 403, "the qBittorrent login is banned too");
             let login = daemon.send(
                 daemon
                     .raw(Method::POST, "/api/v1/login")
