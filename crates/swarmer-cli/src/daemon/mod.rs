@@ -222,7 +222,8 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         download_dir: default_dir,
     };
     tracing::info!(roots = ?roots.dirs(), "downloads are confined to these directories");
-    let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults, roots)?;
+    let (manager, manager_task) =
+        manager::start(Arc::clone(&session), store, defaults, roots.clone())?;
     // Options given now override what was saved.
     let patch = manager::SettingsPatch {
         max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
@@ -265,6 +266,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         manager: manager.clone(),
         guard,
         watch_dir: watch_dir.clone(),
+        roots,
     };
     let app = http::router(state, file.qbittorrent);
     let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::download_dir::Roots;
 use super::guard::Guard;
 use super::manager::Manager;
 
@@ -16,4 +17,7 @@ pub(crate) struct AppState {
     pub(crate) guard: Arc<Guard>,
     /// The watch folder, resolved: the one directory `torrent-add` may read a local .torrent from.
     pub(crate) watch_dir: Option<PathBuf>,
+    /// The download roots (the manager checks every download directory against its own copy;
+    /// this one bounds what `free-space` may look at).
+    pub(crate) roots: Roots,
 }

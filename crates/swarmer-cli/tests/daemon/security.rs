@@ -84,6 +84,19 @@ fn downloads_stay_inside_the_roots() {
             "session-set: {result}"
         );
         assert!(daemon.torrents().is_empty(), "nothing was added");
+        // free-space looks only inside the roots, so it cannot probe what exists elsewhere.
+        let free = |path: &str| {
+            daemon.rpc(&json!({ "method": "free-space", "arguments": { "path": path } }))
+        };
+        for path in ["/etc", "/no/such/dir", outside.to_str().unwrap()] {
+            let result = free(path)["result"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                result.contains("outside the download roots"),
+                "{path}: {result}"
+            );
+        }
+        let inside_free = free(root.to_str().unwrap());
+        assert_eq!(inside_free["result"], "success", "{inside_free}");
         assert_eq!(
             std::fs::read_dir(&outside).unwrap().count(),
             0,

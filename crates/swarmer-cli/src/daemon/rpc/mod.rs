@@ -41,8 +41,6 @@ mod torrent_get;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -51,7 +49,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use super::manager::Manager;
 use super::state::AppState;
 use envelope::{Outcome, fail, object};
 use handshake::{SESSION_HEADER, handshake, process};
@@ -96,7 +93,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
                 .into_response();
         }
     };
-    let reply = call(&s.manager, s.watch_dir.as_deref(), &request).await;
+    let reply = call(&s, &request).await;
     let mut response = axum::Json(reply).into_response();
     if let Ok(v) = HeaderValue::from_str(&process().session_id) {
         response.headers_mut().insert(SESSION_HEADER, v);
@@ -105,7 +102,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 }
 
 /// Runs one request envelope `{"method", "arguments", "tag"}` and builds the reply envelope.
-async fn call(manager: &Manager, watch_dir: Option<&Path>, request: &Value) -> Value {
+async fn call(s: &AppState, request: &Value) -> Value {
     let empty = Map::new();
     let args = request
         .get("arguments")
@@ -113,7 +110,7 @@ async fn call(manager: &Manager, watch_dir: Option<&Path>, request: &Value) -> V
         .unwrap_or(&empty);
     let outcome = match request.get("method").and_then(Value::as_str) {
         None => fail("no method name"),
-        Some(method) => dispatch(manager, watch_dir, method, args).await,
+        Some(method) => dispatch(s, method, args).await,
     };
     let (result, arguments) = match outcome {
         Ok(arguments) => ("success".to_string(), arguments),
@@ -126,13 +123,10 @@ async fn call(manager: &Manager, watch_dir: Option<&Path>, request: &Value) -> V
     reply
 }
 
-/// Runs one method; `watch_dir` is the one directory `torrent-add` may read a local file from.
-async fn dispatch(
-    manager: &Manager,
-    watch_dir: Option<&Path>,
-    method: &str,
-    args: &Map<String, Value>,
-) -> Outcome {
+/// Runs one method.
+async fn dispatch(s: &AppState, method: &str, args: &Map<String, Value>) -> Outcome {
+    let manager = &s.manager;
+    let watch_dir = s.watch_dir.as_deref();
     match method {
         "session-get" => session::session_get(manager, args).await,
         "session-set" => session::session_set(manager, args).await,
@@ -147,7 +141,7 @@ async fn dispatch(
         "torrent-set" => torrent_actions::torrent_set(manager, args).await,
         "torrent-verify" => torrent_actions::torrent_verify(manager, args).await,
         "torrent-set-location" => torrent_actions::torrent_set_location(manager, args).await,
-        "free-space" => session::free_space(args).await,
+        "free-space" => session::free_space(&s.roots, args).await,
         "port-test" => Ok(object(json!({ "port-is-open": false }))),
         "torrent-reannounce" => torrent_actions::torrent_reannounce(manager, args).await,
         "torrent-rename-path"

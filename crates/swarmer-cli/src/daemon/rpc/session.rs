@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::args::{SPEED_K, arg_bool, arg_u64, kilo, updated_limit};
 use super::envelope::{Outcome, fail, manager_error, object};
 use super::handshake::process;
+use crate::daemon::download_dir::{DownloadDir, Roots};
 use crate::daemon::manager::{Manager, ManagerError, SettingsPatch};
 
 /// The RPC version we speak: Transmission 3.00's.
@@ -199,13 +200,23 @@ async fn free_bytes(path: std::path::PathBuf) -> Result<u64, String> {
     .unwrap_or_else(|_| Err("the free-space check panicked".into()))
 }
 
-/// `free-space`: bytes available under `path`.
-pub(super) async fn free_space(args: &Map<String, Value>) -> Outcome {
+/// `free-space`: bytes available under `path`, a directory inside the download roots (so the
+/// RPC cannot probe what exists elsewhere).
+pub(super) async fn free_space(roots: &Roots, args: &Map<String, Value>) -> Outcome {
     let Some(path) = args.get("path").and_then(Value::as_str) else {
         return fail("free-space needs a path");
     };
-    if !std::path::Path::new(path).is_absolute() {
+    let Ok(dir) = DownloadDir::new(path) else {
         return fail("the path must be absolute");
+    };
+    let check = {
+        let (roots, dir) = (roots.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || roots.confine(&dir))
+    };
+    match check.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail(e.to_string()),
+        Err(_) => return fail("the free-space check panicked"),
     }
     let free = free_bytes(path.into()).await.map_err(|e| (e, Map::new()))?;
     Ok(object(json!({ "path": path, "size-bytes": free })))
