@@ -204,13 +204,24 @@ pub(crate) async fn check(
     }
     let public = path == "/" || path.starts_with("/ui/") || path == "/api/v1/login";
     let credentials = guard.credentials(headers);
-    if credentials == Credentials::Wrong {
-        if let Some(ip) = ip {
-            guard.throttle.failed(ip, Instant::now());
-        }
-    }
+    // The page and the login need no token; a stale cookie sent with them is no guess.
     if !public && credentials != Credentials::Accepted {
+        if credentials == Credentials::Wrong {
+            if let Some(ip) = ip {
+                guard.throttle.failed(ip, Instant::now());
+            }
+        }
         let mut response = error_response(StatusCode::UNAUTHORIZED, "a token is required".into());
+        if credentials == Credentials::Wrong {
+            // A stale login cookie (the token changed) is dropped, so the browser stops sending
+            // it and the page asks for the token instead of running into the ban.
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                header::HeaderValue::from_static(
+                    "swarmer_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+                ),
+            );
+        }
         if path.starts_with("/transmission/") {
             // transmission-remote answers the challenge with its --auth credentials.
             response.headers_mut().insert(

@@ -294,7 +294,30 @@ fn off_loopback_credentials_are_required_throttled_and_private() {
             for _ in 0..10 {
                 assert_eq!(get(None), 401);
             }
-            for i in 0..3 {
+            // A stale login cookie does not count on the page (which needs no token), and an API
+            // request with it is told to drop it (and counts once).
+            for _ in 0..10 {
+                let page = daemon
+                    .raw(Method::GET, "/")
+                    .header("cookie", "swarmer_token=old");
+                assert_eq!(daemon.send(page).status(), 200);
+            }
+            let stale = daemon.send(
+                daemon
+                    .raw(Method::GET, "/api/v1/torrents")
+                    .header("cookie", "swarmer_token=old"),
+            );
+            assert_eq!(stale.status(), 401);
+            let cleared = stale
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok());
+            assert!(
+                cleared
+                    .is_some_and(|c| c.starts_with("swarmer_token=;") && c.contains("Max-Age=0")),
+                "{cleared:?}"
+            );
+            for i in 0..2 {
                 assert_eq!(get(Some("wrong")), 401, "wrong token {}", i + 1);
             }
             for _ in 0..2 {
