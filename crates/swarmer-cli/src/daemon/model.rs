@@ -24,6 +24,8 @@ pub(crate) enum StateName {
     Paused,
     /// Stopped by a local error (see `error`); resume to retry.
     Failed,
+    /// Its data is being moved to another directory (it starts again there).
+    Moving,
 }
 
 /// One torrent, as listed.

@@ -122,6 +122,11 @@ impl Entry {
 
     /// Where it is, as the API names it.
     pub(super) fn state(&self) -> StateName {
+        match self.hold {
+            Hold::Move(..) | Hold::Moving => return StateName::Moving,
+            Hold::Recheck => return StateName::Checking,
+            Hold::None => {}
+        }
         if let Run::Running(running) = &self.run {
             return match &running.progress.borrow().state {
                 TorrentState::Checking => StateName::Checking,

@@ -351,6 +351,18 @@ impl Owner {
     }
 
     fn remove(&mut self, id: u64, delete_data: bool, reply: Reply<()>) {
+        if self
+            .entries
+            .get(&id)
+            .is_some_and(|e| matches!(e.hold, Hold::Move(..) | Hold::Moving))
+        {
+            // Its files are on their way to another directory: deleting them now would race
+            // the move.
+            let _ = reply.send(Err(ManagerError::Conflict(
+                "the torrent's data is being moved; remove it once the move is done".into(),
+            )));
+            return;
+        }
         let Some(mut e) = self.entries.remove(&id) else {
             let _ = reply.send(Err(ManagerError::NotFound(id)));
             return;

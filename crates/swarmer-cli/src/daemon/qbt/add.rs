@@ -6,8 +6,8 @@
 //! category or tag it names that does not exist is created, as qBittorrent creates it.
 //!
 //! Options swarmer cannot honour (`sequentialDownload`, `firstLastPiecePrio`, a content layout other
-//! than the torrent's own) are refused with 400 rather than dropped, so a client never believes
-//! they took effect.
+//! than the torrent's own, share limits, `useDownloadPath`) are refused with 400 rather than
+//! dropped, so a client never believes they took effect.
 
 use std::sync::Arc;
 
@@ -50,6 +50,19 @@ fn options(params: &Params) -> Result<Options, Response> {
     }
     if params.flag("firstLastPiecePrio") == Some(true) {
         return refuse("firstLastPiecePrio");
+    }
+    // Share limits and a separate incomplete-download path would change what happens to the
+    // torrent; "-2" (use the global setting) and "-1" (none) are what swarmer does anyway.
+    for limit in ["ratioLimit", "seedingTimeLimit", "inactiveSeedingTimeLimit"] {
+        if params
+            .get(limit)
+            .is_some_and(|v| !matches!(v.trim(), "" | "-2" | "-1"))
+        {
+            return refuse(limit);
+        }
+    }
+    if params.flag("useDownloadPath") == Some(true) {
+        return refuse("useDownloadPath");
     }
     if let Some(layout) = params.get("contentLayout") {
         if !layout.is_empty() && layout != "Original" {

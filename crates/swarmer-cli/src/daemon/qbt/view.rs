@@ -28,6 +28,7 @@ pub(super) fn state_name(t: &Torrent) -> &'static str {
         StateName::Paused if done => "stoppedUP",
         StateName::Paused => "stoppedDL",
         StateName::Failed => "error",
+        StateName::Moving => "moving",
     }
 }
 
@@ -202,6 +203,7 @@ mod tests {
             (Checking, (0, 0), true, "checkingUP"),
             (FetchingMetadata, (0, 0), false, "metaDL"),
             (Failed, (0, 0), false, "error"),
+            (Moving, (0, 0), true, "moving"),
         ];
         for (state, rates, done, name) in cases {
             assert_eq!(state_name(&torrent(state, rates, done)), name);

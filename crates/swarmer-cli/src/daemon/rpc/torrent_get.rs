@@ -35,7 +35,8 @@ const SEED_RATIO_UNLIMITED: u64 = 2;
 /// Transmission; a finished torrent that stopped serving is stopped (with `isFinished`).
 pub(super) fn status_code(state: StateName, done: bool) -> u64 {
     match state {
-        StateName::Paused | StateName::Failed | StateName::Complete => 0,
+        // Transmission has no "moving": its move blocks the RPC call until done.
+        StateName::Paused | StateName::Failed | StateName::Complete | StateName::Moving => 0,
         StateName::Checking => 2,
         StateName::Queued if done => 5,
         StateName::Queued => 3,
