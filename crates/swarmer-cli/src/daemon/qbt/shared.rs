@@ -20,8 +20,12 @@ use crate::daemon::state::AppState;
 pub(super) const SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most login sessions at once; beyond it the stalest is dropped.
 const MAX_SESSIONS: usize = 1024;
-/// Most `sync/maindata` snapshots kept (each is every torrent's fields).
-const MAX_SNAPSHOTS: usize = 4;
+/// Most `sync/maindata` snapshots kept: a few clients polling side by side each find theirs.
+const MAX_SNAPSHOTS: usize = 16;
+/// Most torrent rows in all kept snapshots together (each row is a torrent's fields, about 2 KiB):
+/// with many torrents fewer snapshots are kept, and a client whose rid was dropped gets a full
+/// update.
+const MAX_SNAPSHOT_ROWS: usize = 100_000;
 
 /// The `[qbittorrent]` section of the daemon's config.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -144,7 +148,13 @@ impl Qbt {
         let mut snapshots = self.snapshots.lock().expect("never poisoned");
         snapshots.0 += 1;
         let rid = snapshots.0;
-        if snapshots.1.len() >= MAX_SNAPSHOTS {
+        let rows = |kept: &[(u64, Arc<Snapshot>)]| -> usize {
+            kept.iter().map(|(_, s)| s.torrents.len()).sum()
+        };
+        while !snapshots.1.is_empty()
+            && (snapshots.1.len() >= MAX_SNAPSHOTS
+                || rows(&snapshots.1) + snapshot.torrents.len() > MAX_SNAPSHOT_ROWS)
+        {
             snapshots.1.remove(0);
         }
         snapshots.1.push((rid, Arc::new(snapshot)));

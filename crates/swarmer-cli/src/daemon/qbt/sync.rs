@@ -1,8 +1,8 @@
 //! `sync/maindata`: the whole state (`full_update`) for `rid=0` or a rid no longer kept, else only
 //! what changed since the state the client saw at its `rid`: changed fields of each torrent, new
 //! torrents whole, `torrents_removed`, changed categories, `categories_removed`, new tags,
-//! `tags_removed`, and changed `server_state` fields. The last few states are kept (bounded), as
-//! qBittorrent keeps one per session.
+//! `tags_removed`, and changed `server_state` fields. The last few states are kept (16, and
+//! 100,000 torrent rows in all), so clients polling side by side each find theirs.
 
 use std::sync::Arc;
 
