@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc (see ARCHITECTURE.md, "Allocator").
+/// mimalloc instead of glibc's malloc (docs/design.md, "Allocator", has the measurements).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -57,8 +57,9 @@ enum Command {
         /// The .torrent file.
         torrent: PathBuf,
     },
-    /// Run in the background hosting many torrents, controlled over HTTP: a JSON API, a web UI
-    /// and the Transmission RPC (for transmission-remote and tools that speak it).
+    /// Run in the foreground hosting many torrents, controlled over HTTP: a JSON API, a web UI
+    /// and the Transmission RPC (for transmission-remote and tools that speak it). Ctrl-C or
+    /// SIGTERM stops it cleanly; run it under systemd (docs/swarmer.service) to keep it running.
     Daemon(daemon::DaemonArgs),
     /// Add a torrent (.torrent file or magnet link) to a running daemon.
     Add(client::AddArgs),
@@ -105,5 +106,29 @@ fn main() -> ExitCode {
             eprintln!("swarmer: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The help a new user reads first says what the program does today.
+    #[test]
+    fn help_texts_are_current() {
+        Cli::command().debug_assert();
+        let top = Cli::command().render_help().to_string();
+        assert!(top.contains("a BitTorrent client"), "{top}");
+        assert!(!top.contains("(later)"), "{top}");
+        let mut cli = Cli::command();
+        let daemon = cli
+            .find_subcommand_mut("daemon")
+            .expect("daemon")
+            .render_help()
+            .to_string();
+        assert!(daemon.contains("in the foreground"), "{daemon}");
+        assert!(!daemon.contains("in the background"), "{daemon}");
     }
 }

@@ -1,9 +1,10 @@
 //! The terminal progress bar's looks and the one bar on screen: `download`, `seed` and `verify`
 //! draw the same styles, and log lines (see `logging`) are printed above the bar that is shown.
 
+use std::fmt::Write;
 use std::sync::OnceLock;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use swarmer::TorrentState;
 
 /// The progress bar while one is shown, so log lines can be printed above it instead of through it.
@@ -37,22 +38,74 @@ impl Phase {
         }
     }
 
-    /// The bar's look for this phase (also `swarmer verify`'s, which only checks).
+    /// The bar's look for this phase (also `swarmer verify`'s, which only checks). One line that
+    /// fits 80 columns: the name cut to 18 columns, the bar taking what the rest leaves,
+    /// the percentage rounded down (so 100 % means every piece is in), then the message. A bar
+    /// whose length is not known yet is drawn empty, never full.
     pub(crate) fn style(self) -> ProgressStyle {
         let template = match self {
-            Phase::Checking => {
-                "{prefix} checking [{bar:30}] {percent:>3}% {pos}/{len} pieces {msg}"
-            }
-            Phase::Transfer => "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg}",
+            Phase::Checking => "{prefix:18!} checking [{wide_bar}] {pct}% {pos}/{len} pieces",
+            Phase::Transfer => "{prefix:18!} [{wide_bar}] {pct}% {msg}",
         };
         ProgressStyle::with_template(template)
             .expect("valid template")
+            .with_key("pct", |state: &ProgressState, w: &mut dyn Write| {
+                let _ = write!(w, "{:>3}", floor_percent(state.pos(), state.len()));
+            })
             .progress_chars("=> ")
     }
+}
+
+/// `done` of `total` in whole percent, rounded down: 100 only when `done == total`, however
+/// large the total (indicatif's own `{percent}` rounds 99.5 % up, in single precision). 0 while
+/// the total is unknown or zero.
+pub(crate) fn floor_percent(done: u64, total: Option<u64>) -> u64 {
+    match total {
+        Some(total) if total > 0 => (u128::from(done.min(total)) * 100 / u128::from(total)) as u64,
+        _ => 0,
+    }
+}
+
+/// "1 peer", "3 peers".
+pub(crate) fn peers(n: usize) -> String {
+    if n == 1 {
+        "1 peer".to_owned()
+    } else {
+        format!("{n} peers")
+    }
+}
+
+/// The bar's look before the torrent says what it counts (its files opening, its check starting).
+pub(crate) fn starting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:18!} starting {msg}").expect("valid template")
 }
 
 /// The bar's look while a magnet link's metadata is fetched.
 pub(crate) fn metadata_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix} {spinner} fetching metadata: {msg}")
         .expect("valid template")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_percentage_reaches_100_only_when_everything_is_in() {
+        assert_eq!(floor_percent(0, None), 0);
+        assert_eq!(floor_percent(0, Some(0)), 0);
+        assert_eq!(floor_percent(995, Some(1000)), 99);
+        assert_eq!(floor_percent(1000, Some(1000)), 100);
+        // One 16 KiB block short of 4 TiB: single precision would say 100.
+        let total = 4u64 << 40;
+        assert_eq!(floor_percent(total - 16384, Some(total)), 99);
+        assert_eq!(floor_percent(u64::MAX - 1, Some(u64::MAX)), 99);
+    }
+
+    #[test]
+    fn one_peer_is_a_peer() {
+        assert_eq!(peers(0), "0 peers");
+        assert_eq!(peers(1), "1 peer");
+        assert_eq!(peers(2), "2 peers");
+    }
 }

@@ -20,16 +20,17 @@ use swarmer_proto::magnet::{Magnet, MagnetPeer, is_magnet_uri};
 use swarmer_proto::metainfo::Metainfo;
 
 use crate::dht_args::DhtArgs;
-use crate::metainfo_file::read_metainfo;
+use crate::metainfo_file::{fetch_metainfo, is_torrent_url, read_metainfo};
 use crate::progress_bar::{self, Phase};
 use crate::select::{self, SelectArgs, Selection};
+use crate::state_dir::{self, default_state_dir};
 use crate::{logging, units};
 
 /// `swarmer download` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DownloadArgs {
-    /// The .torrent file, or a magnet link (`'magnet:?xt=urn:btih:...'`, quoted for the shell): its
-    /// metadata is fetched from peers first (BEP 9).
+    /// The .torrent file, its http(s) URL, or a magnet link (`'magnet:?xt=urn:btih:...'`, quoted for
+    /// the shell), whose metadata is fetched from peers first (BEP 9).
     torrent: PathBuf,
     /// With a magnet link: also write the fetched torrent to FILE (a .torrent with the link's
     /// trackers).
@@ -118,6 +119,19 @@ pub(crate) struct CommonArgs {
     /// A peer to connect to at start, besides those from trackers (repeatable; IPv6 as [ADDR]:PORT).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
+    /// Where to keep fast-resume state and fetched magnet metadata, so a rerun continues without
+    /// hashing; nothing of swarmer's goes into the download directory. Default:
+    /// $XDG_STATE_HOME/swarmer, else ~/.local/state/swarmer.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The state directory: `--state-dir`, else the default; `None` (and no state kept) when
+    /// neither it nor `$HOME` is set.
+    fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(default_state_dir)
+    }
 }
 
 /// Exit code after Ctrl-C before the download completed (128 + SIGINT, as shells report it).
@@ -188,13 +202,15 @@ enum Source {
     Magnet(Magnet),
 }
 
-/// A magnet link when `arg` starts with `magnet:`, else the .torrent file it names; errors say which.
-fn read_source(arg: &Path) -> anyhow::Result<Source> {
+/// A magnet link when `arg` starts with `magnet:`, a .torrent file fetched when it is an http(s)
+/// URL, else the .torrent file it names; errors say which.
+async fn read_source(arg: &Path) -> anyhow::Result<Source> {
     match arg.to_str() {
         Some(s) if is_magnet_uri(s) => {
             let magnet = Magnet::parse(s).context("invalid magnet link")?;
             Ok(Source::Magnet(magnet))
         }
+        Some(url) if is_torrent_url(url) => fetch_metainfo(url).await.map(Source::File),
         _ => read_metainfo(arg).map(Source::File),
     }
 }
@@ -202,16 +218,24 @@ fn read_source(arg: &Path) -> anyhow::Result<Source> {
 /// Runs a `download` or `seed` job to its end; the exit code says how it ended.
 pub(crate) fn run(mut job: Job) -> anyhow::Result<ExitCode> {
     let selection = Selection::parse(&job.select)?;
-    let source = read_source(&job.torrent)?;
-    if let Source::File(metainfo) = &source {
-        job.options.file_priorities = selection.priorities(&metainfo.info)?;
+    if job.output.exists() && !job.output.is_dir() {
+        anyhow::bail!(
+            "{} is a file; -o takes the directory to download into",
+            job.output.display()
+        );
     }
     logging::init(job.common.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(transfer(job, source, selection))
+    runtime.block_on(async {
+        let source = read_source(&job.torrent).await?;
+        if let Source::File(metainfo) = &source {
+            job.options.file_priorities = selection.priorities(&metainfo.info)?;
+        }
+        transfer(job, source, selection).await
+    })
 }
 
 async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Result<ExitCode> {
@@ -292,10 +316,9 @@ async fn run_torrent(
     };
     let name = metainfo.info.name.clone();
     reporter.set_name(&name);
+    let resume = resume_store(common, &job.output, metainfo.info_hash);
     let options = AddTorrentOptions {
-        resume: Some(Arc::new(swarmer::resume::ResumeFile::new(
-            swarmer::resume::default_path(&job.output, metainfo.info_hash),
-        ))),
+        resume,
         ..job.options.clone()
     };
     let mut torrent = session
@@ -378,13 +401,18 @@ async fn magnet_metainfo(
     reporter: &Reporter,
     signals: &Signals,
 ) -> anyhow::Result<Result<FetchedMetadata, u8>> {
-    let cached = metadata_cache_path(&job.output, magnet.info_hash);
-    let saved = read_metainfo(&cached)
-        .ok()
+    let cached = job.common.state_dir().map(|state| {
+        let cached = state_dir::metadata_file(&state, magnet.info_hash);
+        state_dir::migrate(&old_metadata_path(&job.output, magnet.info_hash), &cached);
+        cached
+    });
+    let saved = cached
+        .as_deref()
+        .and_then(|cached| read_metainfo(cached).ok())
         .filter(|m| m.info_hash == magnet.info_hash);
     let fetched = match saved {
         Some(mut metainfo) => {
-            tracing::info!(path = %cached.display(), "using the metadata an earlier run saved");
+            tracing::info!("using the metadata an earlier run saved");
             // The link's trackers and peers, not those saved, are what the user gave this time.
             metainfo.announce_tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
             FetchedMetadata {
@@ -400,9 +428,13 @@ async fn magnet_metainfo(
                 _ = reporter.follow_metadata(&mut progress) => unreachable!("progress ends only when the fetch ends"),
                 code = signals.recv() => return Ok(Err(code)),
             };
-            if job.options.existing != ExistingData::Complete {
+            if let Some(cached) = &cached {
                 let torrent = fetched.metainfo.to_torrent_bytes();
-                if let Err(e) = swarmer::write_atomically(&cached, &torrent) {
+                let written = cached
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| swarmer::write_atomically(cached, &torrent));
+                if let Err(e) = written {
                     tracing::warn!("cannot save the metadata in {}: {e}", cached.display());
                 }
             }
@@ -417,10 +449,34 @@ async fn magnet_metainfo(
     Ok(Ok(fetched))
 }
 
-/// Where a magnet download keeps its fetched torrent, so a rerun need not fetch it again:
-/// `DIR/.swarmer-<info hash>.torrent`, beside the resume state.
-fn metadata_cache_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
+/// Where swarmer before 0.2 kept a magnet link's fetched torrent: in the download directory.
+fn old_metadata_path(dir: &Path, info_hash: swarmer_proto::InfoHash) -> PathBuf {
     dir.join(format!(".swarmer-{info_hash}.torrent"))
+}
+
+/// The fast-resume state of `info_hash` downloaded into `output`, kept in the state directory (a
+/// state an older swarmer left in `output` is moved there first); `None` without a state directory.
+fn resume_store(
+    common: &CommonArgs,
+    output: &Path,
+    info_hash: swarmer_proto::InfoHash,
+) -> Option<Arc<dyn swarmer::resume::ResumeStore>> {
+    let Some(state) = common.state_dir() else {
+        tracing::info!("no state directory ($HOME is not set): a rerun will hash the data again");
+        return None;
+    };
+    let path = state_dir::resume_file(&state, output, info_hash);
+    state_dir::migrate(&swarmer::resume::default_path(output, info_hash), &path);
+    if let Some(parent) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            tracing::warn!(
+                "cannot create {}: {e}; no fast-resume state kept",
+                parent.display()
+            );
+            return None;
+        }
+    }
+    Some(Arc::new(swarmer::resume::ResumeFile::new(path)))
 }
 
 /// The closing line: what was verified and what was uploaded.
@@ -511,7 +567,9 @@ impl Reporter {
     fn new(name: &str, quiet: bool, verbose: bool) -> Reporter {
         let terminal = std::io::stderr().is_terminal();
         let bar = (!quiet && terminal && !verbose).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            // No length until the torrent says what it counts: a bar of length 0 is drawn full.
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(progress_bar::starting_style());
             bar.set_prefix(name.to_string());
             progress_bar::show(&bar);
             bar
@@ -571,21 +629,21 @@ impl Reporter {
             let p = progress.borrow_and_update().clone();
             if let Some(bar) = &self.bar {
                 let phase = Phase::of(&p.state);
-                if shown != Some(phase) {
-                    bar.set_style(phase.style());
-                    shown = Some(phase);
-                }
-                match phase {
-                    Phase::Checking => {
-                        bar.set_length(u64::from(p.pieces_to_check));
-                        bar.set_position(u64::from(p.checked_pieces));
-                    }
-                    Phase::Transfer => {
-                        bar.set_length(p.wanted_bytes);
-                        bar.set_position(p.wanted_done_bytes());
-                    }
-                }
+                let (length, position) = match phase {
+                    Phase::Checking => (u64::from(p.pieces_to_check), u64::from(p.checked_pieces)),
+                    Phase::Transfer => (p.wanted_bytes, p.wanted_done_bytes()),
+                };
+                // Until the check has counted what it will hash, the bar keeps saying "starting".
+                // Numbers first, then the look: a new style draws at once, with what the bar holds.
                 bar.set_message(message(&p));
+                if length > 0 {
+                    bar.set_length(length);
+                    bar.set_position(position);
+                    if shown != Some(phase) {
+                        bar.set_style(phase.style());
+                        shown = Some(phase);
+                    }
+                }
             } else if self.plain && last_line.elapsed() >= STATUS_INTERVAL {
                 last_line = Instant::now();
                 eprintln!("{}: {}", self.name, status_line(&p));
@@ -598,26 +656,28 @@ impl Reporter {
         }
     }
 
+    /// Takes the bar off the screen (the closing line that follows says how it ended), or prints
+    /// the last status line.
     fn finish(&self, p: &Progress) {
         if let Some(bar) = &self.bar {
-            bar.set_position(p.wanted_done_bytes());
-            bar.abandon();
+            bar.finish_and_clear();
         } else if self.plain && p.is_done() {
             eprintln!("{}: {}", self.name, status_line(p));
         }
     }
 }
 
-/// The bar's message: rates and peers while transferring, upload totals while seeding.
+/// The bar's message, short enough for the bar to fit 80 columns: sizes, rate, peers and time left
+/// while downloading; upload totals while seeding.
 fn message(p: &Progress) -> String {
     match p.state {
         TorrentState::Checking => String::new(),
         TorrentState::Seeding => format!(
-            "seeding ↑ {}/s, uploaded {} (ratio {:.2}), {} peers",
+            "seeding ↑{}/s, up {} (ratio {:.2}), {}",
             human_bytes(p.upload_rate),
             human_bytes(p.uploaded_bytes),
             ratio(p),
-            p.peers
+            progress_bar::peers(p.peers)
         ),
         // Done and no longer serving: rates and peers are over.
         TorrentState::Complete => format!(
@@ -625,16 +685,31 @@ fn message(p: &Progress) -> String {
             human_bytes(p.uploaded_bytes),
             ratio(p)
         ),
-        _ => rates(p),
+        _ => format!(
+            "{} ↓{}/s {} {}",
+            sizes(p.wanted_done_bytes(), p.wanted_bytes),
+            human_bytes(p.download_rate),
+            progress_bar::peers(p.peers),
+            eta(p)
+        ),
+    }
+}
+
+/// `done` of `total` bytes, the unit written once when they share it: `1.2/4.7 GiB`.
+fn sizes(done: u64, total: u64) -> String {
+    let (done, total) = (human_bytes(done), human_bytes(total));
+    match (done.split_once(' '), total.split_once(' ')) {
+        (Some((d, unit)), Some((t, total_unit))) if unit == total_unit => format!("{d}/{t} {unit}"),
+        _ => format!("{done}/{total}"),
     }
 }
 
 fn rates(p: &Progress) -> String {
     format!(
-        "↓ {}/s ↑ {}/s, {} peers, ETA {}",
+        "↓ {}/s ↑ {}/s, {}, ETA {}",
         human_bytes(p.download_rate),
         human_bytes(p.upload_rate),
-        p.peers,
+        progress_bar::peers(p.peers),
         eta(p)
     )
 }
@@ -660,17 +735,18 @@ fn status_line(p: &Progress) -> String {
     if p.state == TorrentState::Checking {
         return format!("checking {}/{} pieces", p.checked_pieces, p.pieces_to_check);
     }
-    let percent = if p.wanted_bytes == 0 {
-        100.0
-    } else {
-        p.wanted_done_bytes() as f64 * 100.0 / p.wanted_bytes as f64
+    // Tenths of a percent, rounded down: 100.0 only when every wanted piece is verified.
+    let tenths = match p.wanted_bytes {
+        0 => 1000,
+        wanted => u128::from(p.wanted_done_bytes()) * 1000 / u128::from(wanted),
     };
+    let percent = format!("{}.{}", tenths / 10, tenths % 10);
     let detail = match p.state {
         TorrentState::Seeding | TorrentState::Complete => message(p),
         _ => rates(p),
     };
     format!(
-        "{percent:5.1}% {}/{} ({}/{} pieces), {detail}",
+        "{percent:>5}% {}/{} ({}/{} pieces), {detail}",
         human_bytes(p.wanted_done_bytes()),
         human_bytes(p.wanted_bytes),
         p.pieces_have,

@@ -14,6 +14,8 @@
 
 #[path = "interop/bencode.rs"]
 mod bencode;
+#[path = "interop/cli.rs"]
+mod cli;
 #[path = "interop/deadline.rs"]
 mod deadline;
 #[path = "interop/dht.rs"]
@@ -132,6 +134,7 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
     let name = fixture.payload.root.file_name().expect("payload name");
     fixture.payload.assert_same(&out.join(name));
     scene.mark("every file is byte-identical");
+    assert_only_payload(&out, name);
     // swarmer announced `stopped` on its way out, so the tracker no longer hands it out.
     let me = std::net::SocketAddr::from((swarmer::IP, swarmer::PORT));
     let peers = tracker::listed(&fixture.torrent);
@@ -140,6 +143,21 @@ fn swarmer_downloads(scene: &Scene, fixture: &Fixture) {
         "tracker still lists swarmer at {me} after it exited: {peers:?}"
     );
     scene.mark("tracker no longer lists swarmer");
+}
+
+/// `dir` holds the torrent's files (`name`) and nothing of swarmer's: its fast-resume state and
+/// fetched metadata live in the state directory.
+fn assert_only_payload(dir: &std::path::Path, name: &std::ffi::OsStr) {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read the download directory")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        entries,
+        [name],
+        "{} holds more than the download",
+        dir.display()
+    );
 }
 
 /// Downloads with a libtorrent leecher and checks every file against the original.
@@ -383,6 +401,9 @@ fn swarmer_seeds_libtorrent_leecher() {
             let mut seeder = swarmer_seeder(scene, &fixture);
             libtorrent_downloads(scene, &fixture);
             swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+            // `swarmer seed` writes nothing beside the data it serves.
+            let name = fixture.payload.root.file_name().expect("payload name");
+            assert_only_payload(&scene.dir.join("swarmer-seed"), name);
         },
     );
 }

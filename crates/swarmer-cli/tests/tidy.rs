@@ -191,39 +191,44 @@ fn paths_named(code: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Which files each file imports (by `crate::`, `super::` or `self::` paths in its code), for one
+/// crate's `src/` files by path. A parent module declaring and re-exporting its children is
+/// structure, not an import; test files are outside the graph.
+fn imports(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let modules: BTreeMap<Vec<String>, String> = files
+        .keys()
+        .map(|rel| (module_of(rel), rel.clone()))
+        .collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in files {
+        let Some(code) = non_test(rel, text) else {
+            continue;
+        };
+        let from = module_of(rel);
+        let parent_file = matches!(
+            Path::new(rel).file_name().and_then(|f| f.to_str()),
+            Some("mod.rs" | "lib.rs" | "main.rs")
+        );
+        let targets = edges.entry(rel.clone()).or_default();
+        for path in paths_named(&code) {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            let Some(to) = resolve(&modules, rel, &path) else {
+                continue;
+            };
+            let child = parent_file && module_of(&to).starts_with(&from) && to != *rel;
+            if to != *rel && !child && non_test(&to, "").is_some() {
+                targets.insert(to);
+            }
+        }
+    }
+    edges
+}
+
 #[test]
 fn no_two_files_import_each_other() {
     let mut rings = Vec::new();
     for (krate, files) in sources() {
-        let modules: BTreeMap<Vec<String>, String> = files
-            .keys()
-            .map(|rel| (module_of(rel), rel.clone()))
-            .collect();
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (rel, text) in &files {
-            let Some(code) = non_test(rel, text) else {
-                continue;
-            };
-            let from = module_of(rel);
-            let parent_file = matches!(
-                Path::new(rel).file_name().and_then(|f| f.to_str()),
-                Some("mod.rs" | "lib.rs" | "main.rs")
-            );
-            let targets = edges.entry(rel.clone()).or_default();
-            for path in paths_named(&code) {
-                let path: Vec<&str> = path.iter().map(String::as_str).collect();
-                let Some(to) = resolve(&modules, rel, &path) else {
-                    continue;
-                };
-                // A parent module declaring and re-exporting its children is structure, not an
-                // import; a test file is outside the graph.
-                let child = parent_file && module_of(&to).starts_with(&from) && to != *rel;
-                if to != *rel && !child && non_test(&to, "").is_some() {
-                    targets.insert(to);
-                }
-            }
-        }
-        for ring in strongly_connected(&edges) {
+        for ring in strongly_connected(&imports(&files)) {
             rings.push(format!("crates/{krate}/src: {ring:?}"));
         }
     }
@@ -305,26 +310,16 @@ fn the_import_check_sees_a_ring() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let modules: BTreeMap<Vec<String>, String> = files
-        .keys()
-        .map(|rel| (module_of(rel), rel.clone()))
-        .collect();
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (rel, text) in &files {
-        for path in paths_named(text) {
-            let path: Vec<&str> = path.iter().map(String::as_str).collect();
-            if let Some(to) = resolve(&modules, rel, &path) {
-                if to != *rel && rel != "lib.rs" {
-                    edges.entry(rel.clone()).or_default().insert(to);
-                }
-            }
-        }
-    }
+    let edges = imports(&files);
     assert_eq!(
         edges["b.rs"],
         BTreeSet::from(["a.rs".to_owned(), "c.rs".to_owned()])
     );
-    assert!(!edges.contains_key("c.rs"), "doc comments are not imports");
+    assert!(edges["c.rs"].is_empty(), "doc comments are not imports");
+    assert!(
+        edges["lib.rs"].is_empty(),
+        "declaring children is not importing them"
+    );
     let rings = strongly_connected(&edges);
     assert_eq!(rings.len(), 1);
     let mut ring = rings[0].clone();

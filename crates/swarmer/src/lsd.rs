@@ -69,6 +69,12 @@ impl Lsd {
         let sockets = receiving_socket(bind).and_then(|r| Ok((r, sending_socket(bind)?)));
         let (receiver, sender) = match sockets {
             Ok(sockets) => sockets,
+            // A machine with no multicast route (a container, a host without a default route) is
+            // an expected set-up, not a problem to warn about.
+            Err(e) if no_multicast_route(&e) => {
+                tracing::info!("local service discovery not started: no multicast route ({e})");
+                return None;
+            }
             Err(e) => {
                 tracing::warn!("local service discovery not started: {e}");
                 return None;
@@ -100,6 +106,12 @@ pub(crate) fn tell(commands: &mpsc::Sender<LsdCommand>, command: LsdCommand) {
     }
 }
 
+/// Whether joining or sending to the multicast group failed only because this machine has no route
+/// for multicast: no interface to join on (`ENODEV`) or no route (`ENETUNREACH`).
+fn no_multicast_route(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENETUNREACH))
+}
+
 fn receiving_socket(interface: Ipv4Addr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
@@ -107,7 +119,11 @@ fn receiving_socket(interface: Ipv4Addr) -> io::Result<UdpSocket> {
     socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, LSD_PORT)).into())?;
     socket
         .join_multicast_v4(&IPV4_GROUP, &interface)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot join {IPV4_GROUP}: {e}")))?;
+        .map_err(|e| match e.raw_os_error() {
+            // Keep the OS error, so the caller can tell an expected set-up from a failure.
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), format!("cannot join {IPV4_GROUP}: {e}")),
+        })?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into())
 }

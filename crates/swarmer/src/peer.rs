@@ -14,8 +14,7 @@ use swarmer_proto::wire::{
     frame_len, reserved_bytes,
 };
 use swarmer_proto::{InfoHash, PeerId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
@@ -32,11 +31,41 @@ pub(crate) enum Outbound {
     Blocks(Vec<Requested>),
 }
 
+/// The receiving half of a connection's byte stream, whatever carries it.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The sending half of a connection's byte stream, whatever carries it.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A connection's byte stream as two halves, so its reader and its writer run apart. TCP is one
+/// carrier; a layer that transforms the bytes (a cipher) or another transport wraps the halves, and
+/// everything from the BitTorrent handshake on works the same over any of them.
+pub(crate) struct PeerStream {
+    pub(crate) read: ReadHalf,
+    pub(crate) write: WriteHalf,
+}
+
+impl PeerStream {
+    /// The halves of a TCP connection.
+    pub(crate) fn tcp(stream: TcpStream) -> PeerStream {
+        let (read, write) = stream.into_split();
+        PeerStream {
+            read: Box::new(read),
+            write: Box::new(write),
+        }
+    }
+}
+
+impl std::fmt::Debug for PeerStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerStream")
+    }
+}
+
 /// A connection the session's listener accepted and routed by the info hash in its handshake,
 /// on its way to that torrent's owner task.
 #[derive(Debug)]
 pub(crate) struct Incoming {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: PeerStream,
     /// Bytes the peer sent after its handshake, already read.
     pub(crate) buf: BytesMut,
     pub(crate) handshake: Handshake,
@@ -156,11 +185,10 @@ pub(crate) async fn run_outgoing(
     commands: mpsc::Receiver<Outbound>,
 ) {
     let result = async {
-        let stream = connect(addr, &ctx).await?;
-        let mut stream = stream;
-        stream.write_all(&handshake(&ctx)).await?;
+        let mut stream = PeerStream::tcp(connect(addr, &ctx).await?);
+        stream.write.write_all(&handshake(&ctx)).await?;
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
-        let theirs = read_handshake(&mut stream, &mut buf, &ctx).await?;
+        let theirs = read_handshake(&mut stream.read, &mut buf, &ctx).await?;
         Ok::<_, ConnError>((stream, buf, theirs))
     }
     .await;
@@ -188,7 +216,7 @@ pub(crate) async fn run_incoming(
     if theirs.peer_id == ctx.our_id {
         return report_closed(&ctx, conn, Some(ConnError::SelfConnection)).await;
     }
-    if let Err(e) = stream.write_all(&handshake(&ctx)).await {
+    if let Err(e) = stream.write.write_all(&handshake(&ctx)).await {
         return report_closed(&ctx, conn, Some(e.into())).await;
     }
     run_established(conn, stream, buf, theirs, ctx, commands).await;
@@ -209,7 +237,7 @@ async fn connect(addr: SocketAddr, ctx: &ConnContext) -> Result<TcpStream, ConnE
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     // Trackers and peers see the address we connect from; with a bind address every connection must
-    // come from it (see ARCHITECTURE.md, "addresses").
+    // come from it, or a tracker records us under another address than the one we listen on.
     if let Some(ip) = ctx.bind_ip {
         if ip.is_ipv4() == addr.is_ipv4() {
             socket.bind(SocketAddr::new(ip, 0))?;
@@ -225,7 +253,7 @@ async fn connect(addr: SocketAddr, ctx: &ConnContext) -> Result<TcpStream, ConnE
 /// Reads the peer's handshake into `buf` and checks it is for our torrent and not from ourselves.
 /// Bytes after the handshake stay in `buf`.
 pub(crate) async fn read_handshake(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     ctx: &ConnContext,
 ) -> Result<Handshake, ConnError> {
@@ -241,7 +269,7 @@ pub(crate) async fn read_handshake(
 
 /// Reads a handshake for any torrent (the listener uses it to route the connection).
 pub(crate) async fn read_any_handshake(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<Handshake, ConnError> {
@@ -267,7 +295,7 @@ pub(crate) async fn read_any_handshake(
 
 async fn run_established(
     conn: ConnId,
-    stream: TcpStream,
+    stream: PeerStream,
     mut buf: BytesMut,
     theirs: Handshake,
     ctx: ConnContext,
@@ -280,7 +308,10 @@ async fn run_established(
     if ctx.events.send(handshaken).await.is_err() {
         return;
     }
-    let (mut reader, writer) = stream.into_split();
+    let PeerStream {
+        read: mut reader,
+        write: writer,
+    } = stream;
     // The writer runs on its own so a slow reader on the other side never stops us reading, and the
     // reverse. It ends when the owner drops the command sender or the socket fails.
     let mut write_task = tokio::spawn(write_loop(conn, writer, commands, ctx.clone()));
@@ -351,7 +382,7 @@ async fn run_established(
 /// After our FIN (the writer shut the socket down) on a connection we uploaded on, reads and discards
 /// what the peer still sends until it closes too, for at most [`LINGER`]. Closing a socket with unread input makes the kernel send a
 /// reset, and a reset can make the peer drop the last blocks we sent before it read them.
-async fn linger(reader: &mut OwnedReadHalf) {
+async fn linger(reader: &mut ReadHalf) {
     let mut scratch = vec![0; 16 * 1024];
     let drain = async {
         while let Ok(n) = reader.read(&mut scratch).await {
@@ -368,7 +399,7 @@ async fn linger(reader: &mut OwnedReadHalf) {
 /// [`BLOCKS_PER_WRITE`] at a time, and each write is reported as [`ConnEvent::Sent`].
 async fn write_loop(
     conn: ConnId,
-    mut writer: OwnedWriteHalf,
+    mut writer: WriteHalf,
     mut commands: mpsc::Receiver<Outbound>,
     ctx: ConnContext,
 ) -> Result<bool, ConnError> {

@@ -10,7 +10,7 @@
 //! and there is no retry loop. Because a waiter holds a position in bytes rather than a deadline, a
 //! new rate re-prices every byte not yet paid for: waiters are woken and sleep again until the new
 //! deadline of their position. The arithmetic is a pure function of `now` ([`Schedule`]); the async
-//! part sleeps on tokio's clock, so tests run on paused time. ARCHITECTURE.md says why this is not
+//! part sleeps on tokio's clock, so tests run on paused time. docs/design.md says why this is not
 //! the `governor` crate.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -22,7 +22,7 @@ use crate::dht::DhtHandle;
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
-use crate::peer::Incoming;
+use crate::peer::{Incoming, PeerStream};
 use crate::rate::TorrentLimits;
 use crate::shared::SessionShared;
 use crate::torrent::{
@@ -286,7 +286,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
             match shared.torrent(&handshake.info_hash) {
                 Some(t) => {
                     let incoming = Incoming {
-                        stream,
+                        stream: PeerStream::tcp(stream),
                         buf,
                         handshake,
                         addr,

@@ -312,3 +312,58 @@ async fn a_trickling_peer_is_snubbed_then_dropped() {
     assert_eq!(torrent.progress().borrow().verified_bytes, 0);
     finish_from_an_honest_peer(&f, torrent, dir.path()).await;
 }
+
+/// The engine's timers and its view of when a peer last spoke run on one clock, tokio's: on a
+/// paused clock, a peer that sends a keep-alive every 60 s for 5 minutes stays connected, and once
+/// it falls silent it is dropped 120 s (the engine's `peer_timeout`) after its last message. It
+/// takes no real time. With the engine's "last heard" stamped from the system clock and its timers
+/// from tokio's (as before the one-clock change), the peer was dropped 120 s after its handshake
+/// however often it spoke.
+#[tokio::test(start_paused = true)]
+async fn silence_is_measured_on_tokios_paused_clock() {
+    let f = fixture(16 * 1024);
+    let listener = TcpListener::bind(("127.0.0.6", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info_hash = f.metainfo.info_hash;
+    let (spoke_tx, last_spoke) = tokio::sync::oneshot::channel();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let mut hs = [0u8; 68];
+        read.read_exact(&mut hs).await.unwrap();
+        let ours = Handshake {
+            reserved: reserved_bytes(false, false, false),
+            info_hash,
+            peer_id: PeerId(*b"-XX0001-silentpeer00"),
+        };
+        write.write_all(&ours.encode()).await.unwrap();
+        // Read what the client sends (keep-alives, its bitfield) until it closes.
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = read.read_to_end(&mut sink).await;
+            let _ = closed_tx.send(tokio::time::Instant::now());
+        });
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if write.write_all(&[0, 0, 0, 0]).await.is_err() {
+                return;
+            }
+        }
+        let _ = spoke_tx.send(tokio::time::Instant::now());
+        // Then silence, with the connection held open.
+        std::future::pending::<()>().await;
+    });
+    let (_dir, _session, torrent) = start(&f).await;
+    torrent.add_peers(vec![addr]).await;
+    let closed = closed.await.unwrap();
+    let last_spoke = last_spoke
+        .await
+        .expect("the client closed the connection while the peer was still speaking");
+    let silent = closed - last_spoke;
+    assert!(
+        (Duration::from_secs(120)..Duration::from_secs(125)).contains(&silent),
+        "dropped after {silent:?} of silence on the paused clock"
+    );
+    torrent.stop().await.unwrap();
+}

@@ -347,3 +347,18 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigFile;
+
+    /// The example config the README points to parses, so it cannot drift from the keys the
+    /// daemon reads (unknown keys are an error).
+    #[test]
+    fn the_documented_example_config_is_valid() {
+        let example = include_str!("../../../../docs/swarmer.toml");
+        let config: ConfigFile = toml::from_str(example).expect("docs/swarmer.toml");
+        assert_eq!(config.port, Some(6881));
+        assert_eq!(config.allowed_hosts, ["nas.local"]);
+    }
+}

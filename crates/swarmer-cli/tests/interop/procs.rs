@@ -196,6 +196,10 @@ impl Proc {
         &self.name
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     pub(crate) fn stdout_text(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }

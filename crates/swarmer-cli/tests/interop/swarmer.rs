@@ -63,7 +63,8 @@ pub(crate) fn command_with_pex(subcommand: &str, torrent: &Path, out: &Path) -> 
 }
 
 /// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address IP --port PORT -v` plus `flags`.
-/// `XDG_CACHE_HOME` points into the scene (next to `OUT`), so no run writes to the real home.
+/// `XDG_CACHE_HOME` and `XDG_STATE_HOME` point into the scene (next to `OUT`), so no run writes
+/// to the real home, and reruns in one scene find the state the first run kept.
 fn command_at(
     subcommand: &str,
     torrent: &Path,
@@ -72,8 +73,9 @@ fn command_at(
     flags: &[&str],
 ) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
-    let cache = out.parent().unwrap_or(out).join("xdg-cache");
-    command.env("XDG_CACHE_HOME", cache);
+    let scene_dir = out.parent().unwrap_or(out);
+    command.env("XDG_CACHE_HOME", scene_dir.join("xdg-cache"));
+    command.env("XDG_STATE_HOME", scene_dir.join("xdg-state"));
     command
         .arg(subcommand)
         .arg(torrent)

@@ -48,20 +48,15 @@ impl Tracker {
                 proc.assert_running();
                 TcpStream::connect(ADDR).ok()
             });
-        // opentracker loads its whitelist after it starts listening: until then it refuses every
-        // torrent, and a test's first announce (under load, with tests running side by side)
-        // could meet that. Wait until it knows them all.
+        // It may answer before it has read its whitelist: until then every torrent is refused.
         for torrent in torrents {
             let info_hash = bencode::info_hash(&std::fs::read(torrent).expect("read torrent"));
             scene.deadline.poll(
                 "opentracker to load its whitelist",
                 Duration::from_millis(20),
                 || {
-                    let reply = announce(&info_hash, b"-XX0000-harnessprobe", "stopped")?;
-                    let refused = bencode::decode(&reply)
-                        .ok()
-                        .is_none_or(|v| v.get("failure reason").is_some());
-                    (!refused).then_some(())
+                    proc.assert_running();
+                    try_probe(&info_hash).is_ok().then_some(())
                 },
             );
         }
@@ -91,25 +86,27 @@ pub(crate) fn listed(torrent: &Path) -> Vec<SocketAddr> {
 /// Announces as a made-up leecher (started, then stopped so it does not linger in the swarm)
 /// and returns the peers the tracker handed out.
 fn probe(info_hash: &[u8; 20]) -> Vec<SocketAddr> {
+    try_probe(info_hash).unwrap_or_else(|reason| panic!("tracker refused the probe: {reason}"))
+}
+
+/// [`probe`], with the tracker's `failure reason` as the error.
+fn try_probe(info_hash: &[u8; 20]) -> Result<Vec<SocketAddr>, String> {
     let peer_id = *b"-XX0000-harnessprobe";
     let reply = announce(info_hash, &peer_id, "started");
     let _ = announce(info_hash, &peer_id, "stopped");
     let Some(reply) = reply else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     match bencode::decode(&reply) {
         Ok(value) => {
             if let Some(reason) = value.get("failure reason").and_then(Value::bytes) {
-                panic!(
-                    "tracker refused the probe: {}",
-                    String::from_utf8_lossy(reason)
-                );
+                return Err(String::from_utf8_lossy(reason).into_owned());
             }
-            value
+            Ok(value
                 .get("peers")
                 .and_then(Value::bytes)
                 .map(|compact| compact.chunks_exact(6).map(compact_peer).collect())
-                .unwrap_or_default()
+                .unwrap_or_default())
         }
         Err(e) => panic!("tracker reply is not bencode ({e}): {reply:?}"),
     }

@@ -1,10 +1,12 @@
 //! Tracker codecs without IO: the announce request and reply types shared by the HTTP tracker protocol
-//! (BEP 3, BEP 23, BEP 7) and the UDP tracker protocol (BEP 15), plus the tier order of BEP 12.
+//! (BEP 3, BEP 23, BEP 7) and the UDP tracker protocol (BEP 15), scrapes over both (BEP 48, BEP 15),
+//! plus the tier order of BEP 12.
 //!
 //! Everything a tracker sends is treated as hostile: replies are parsed with bounded memory, numbers are
 //! clamped, peer lists are capped at [`MAX_PEERS`] and unusable addresses are dropped.
 
 pub mod http;
+pub mod scrape;
 pub mod tiers;
 pub mod udp;
 

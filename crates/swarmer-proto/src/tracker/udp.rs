@@ -163,7 +163,7 @@ pub fn decode_announce_response(
 
 /// Checks the 8-byte header (action, transaction id) of a reply and the minimum size, turns error packets
 /// into [`TrackerError::Failure`] and returns the bytes after the header.
-fn check_header(
+pub(super) fn check_header(
     packet: &[u8],
     transaction_id: u32,
     expected_action: u32,

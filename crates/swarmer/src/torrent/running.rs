@@ -716,26 +716,24 @@ impl Running {
     /// changed (see [`ResumeSaver::start`]).
     fn start_resume_save(&mut self) {
         if let Some(saver) = &mut self.resume {
-            let stats = self.engine.stats();
-            let now = Snapshot {
-                have: self.engine.have(),
-                priorities: &self.t.options.file_priorities,
-                transferred: (stats.uploaded, stats.downloaded),
-            };
-            saver.start(&self.t, now);
+            saver.start(&self.t, snapshot(&self.engine, &self.t));
         }
     }
 
     /// Saves fast-resume state now and waits for it.
     async fn save_resume(&mut self) {
         if let Some(saver) = &mut self.resume {
-            let stats = self.engine.stats();
-            let now = Snapshot {
-                have: self.engine.have(),
-                priorities: &self.t.options.file_priorities,
-                transferred: (stats.uploaded, stats.downloaded),
-            };
-            saver.save(&self.t, now).await;
+            saver.save(&self.t, snapshot(&self.engine, &self.t)).await;
         }
+    }
+}
+
+/// What a fast-resume save records of the torrent now.
+fn snapshot<'a>(engine: &'a Torrent, t: &'a TorrentTask) -> Snapshot<'a> {
+    let stats = engine.stats();
+    Snapshot {
+        have: engine.have(),
+        priorities: &t.options.file_priorities,
+        transferred: (stats.uploaded, stats.downloaded),
     }
 }

@@ -212,9 +212,23 @@ impl TorrentTask {
         to_hash.retain(|p| wanted[p.as_usize()].is_wanted());
         let vouched = have.iter_ones().filter_map(|p| layout.piece(p as u32));
         let vouched_bytes: u64 = vouched.map(|p| u64::from(layout.piece_len(p))).sum();
+        // What the selection wants and what of it is still missing, as the engine will count them
+        // once it runs: a progress bar resumes where the state left it, not from zero.
+        let (mut wanted_bytes, mut left_bytes) = (0, 0);
+        for piece in layout.pieces() {
+            if wanted[piece.as_usize()].is_wanted() {
+                let len = u64::from(layout.piece_len(piece));
+                wanted_bytes += len;
+                if !have.get(piece.as_usize()) {
+                    left_bytes += len;
+                }
+            }
+        }
         self.progress_tx.send_modify(|p| {
             p.pieces_have = have.count_ones() as u32;
             p.verified_bytes = vouched_bytes;
+            p.wanted_bytes = wanted_bytes;
+            p.left_bytes = left_bytes;
         });
         if to_hash.is_empty() {
             return Ok(Some((have, earlier)));
@@ -286,6 +300,8 @@ impl TorrentTask {
                 p.checked_pieces = checked as u32;
                 p.pieces_have += u32::from(ok);
                 p.verified_bytes += verified;
+                // Only wanted pieces are hashed.
+                p.left_bytes = p.left_bytes.saturating_sub(verified);
             });
         }
         let took = started.elapsed().as_secs_f64();

@@ -311,14 +311,28 @@ impl<T: Announce> Announcer<T> {
             }
         }
         let stopping = Instant::now();
+        // A `completed` asked for just before the stop has not been taken yet (the stop wins the
+        // `select!`): take it now.
+        self.take_requests(true);
         if let Some(round) = round.take() {
             if let Ok(outcome) = tokio::time::timeout(IN_FLIGHT_GRACE, round).await {
                 // A `started` acknowledged now needs its `stopped` too.
                 self.apply(outcome);
             }
         }
-        self.announce_stopped(STOP_BUDGET.saturating_sub(stopping.elapsed()))
-            .await;
+        if self.completed_pending {
+            // A download that completed just before the torrent stopped (within the first
+            // announce's round trip, say) has not told any tracker yet. Trackers count finished
+            // downloads by `completed` (BEP 3), so it goes before `stopped`, within the same budget.
+            let budget = STOP_BUDGET.saturating_sub(stopping.elapsed()) / 2;
+            self.announce_to_started(AnnounceEvent::Completed, budget)
+                .await;
+        }
+        self.announce_to_started(
+            AnnounceEvent::Stopped,
+            STOP_BUDGET.saturating_sub(stopping.elapsed()),
+        )
+        .await;
     }
 
     fn take_requests(&mut self, round_in_flight: bool) {
@@ -455,18 +469,18 @@ impl<T: Announce> Announcer<T> {
         }
     }
 
-    /// Sends `stopped` to every tracker that acknowledged `started`, all at once, for at most
-    /// `budget`.
-    async fn announce_stopped(&self, budget: Duration) {
+    /// Sends `event` (`completed` or `stopped`) to every tracker that acknowledged `started`, all at
+    /// once, for at most `budget`.
+    async fn announce_to_started(&self, event: AnnounceEvent, budget: Duration) {
         let stats = *self.stats.borrow();
         let mut pending = JoinSet::new();
         for url in &self.started {
-            let req = self.request(url, stats, AnnounceEvent::Stopped);
+            let req = self.request(url, stats, event);
             let transport = self.transport.clone();
             let url = url.clone();
             pending.spawn(async move {
                 if let Err(e) = transport.announce(&url, &req).await {
-                    tracing::debug!(tracker = %url, error = %e, "stopped announce failed");
+                    tracing::debug!(tracker = %url, error = %e, event = ?req.event, "announce at stop failed");
                 }
             });
         }

@@ -1,5 +1,6 @@
-//! HTTP(S) announces (BEP 3): one GET with the percent-encoded query, the body read in chunks up to
-//! [`MAX_HTTP_BODY`] bytes within the configured deadline, then parsed by `swarmer_proto::tracker::http`.
+//! HTTP(S) announces (BEP 3) and scrapes (BEP 48): one GET with the percent-encoded query, the body
+//! read in chunks up to [`MAX_HTTP_BODY`] bytes within the configured deadline, then parsed by
+//! `swarmer_proto::tracker::http` or `::scrape`.
 
 use swarmer_proto::tracker::http::{announce_url, parse_announce_response};
 use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
@@ -11,7 +12,21 @@ pub(super) async fn announce(
     announce: &str,
     req: &AnnounceRequest,
 ) -> Result<AnnounceResponse, AnnounceError> {
-    let url = announce_url(announce, req);
+    let (status, body) = get(client, &announce_url(announce, req)).await?;
+    match parse_announce_response(&body) {
+        // Some trackers send their bencoded refusal with a 4xx status: the reason is more useful.
+        Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
+        _ if !status.is_success() => Err(AnnounceError::HttpStatus(status.as_u16())),
+        result => Ok(result?),
+    }
+}
+
+/// One GET of `url`: the status and the body, at most [`MAX_HTTP_BODY`] bytes of it, all within the
+/// client's HTTP timeout.
+async fn get(
+    client: &TrackerClient,
+    url: &str,
+) -> Result<(reqwest::StatusCode, Vec<u8>), AnnounceError> {
     let timeout = client.config.http_timeout;
     let map_err = |e: reqwest::Error| {
         if e.is_timeout() {
@@ -23,7 +38,7 @@ pub(super) async fn announce(
     // reqwest's own timeout covers connect, redirects and the body; this outer one is a backstop so the
     // bound holds whatever the HTTP stack does (with a little slack to let reqwest report first).
     let exchange = async {
-        let mut resp = client.http.get(&url).send().await.map_err(map_err)?;
+        let mut resp = client.http.get(url).send().await.map_err(map_err)?;
         let status = resp.status();
         if resp
             .content_length()
@@ -52,15 +67,9 @@ pub(super) async fn announce(
         }
         Ok((status, body))
     };
-    let (status, body) = tokio::time::timeout(timeout + timeout / 10, exchange)
+    tokio::time::timeout(timeout + timeout / 10, exchange)
         .await
-        .map_err(|_| AnnounceError::Timeout(timeout))??;
-    match parse_announce_response(&body) {
-        // Some trackers send their bencoded refusal with a 4xx status: the reason is more useful.
-        Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
-        _ if !status.is_success() => Err(AnnounceError::HttpStatus(status.as_u16())),
-        result => Ok(result?),
-    }
+        .map_err(|_| AnnounceError::Timeout(timeout))?
 }
 
 #[cfg(test)]

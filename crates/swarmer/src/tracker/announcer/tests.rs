@@ -272,6 +272,25 @@ async fn a_round_in_flight_finishes_before_stopped() {
     assert!(start.elapsed() <= STOP_BUDGET);
 }
 
+/// A download that completes while `started` is still on its way, and stops right after (no
+/// seeding), still sends `completed` before `stopped`: trackers count finished downloads by it.
+#[tokio::test(start_paused = true)]
+async fn completed_just_before_stopping_is_still_sent() {
+    let fake = Fake::new(&[]);
+    fake.slow.lock().unwrap().insert("t".into());
+    let (h, _stats) = spawn(&fake, &[&["t"]]);
+    // `started` is in flight (it takes half a second) when the download completes and stops.
+    tokio::task::yield_now().await;
+    h.completed();
+    let start = Instant::now();
+    h.stop().await;
+    assert_eq!(
+        fake.calls().iter().map(|c| c.2).collect::<Vec<_>>(),
+        vec![Started, Completed, Stopped]
+    );
+    assert!(start.elapsed() <= STOP_BUDGET);
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropping_the_handle_still_sends_stopped() {
     let fake = Fake::new(&[]);
