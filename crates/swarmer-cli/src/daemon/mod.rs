@@ -187,7 +187,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         dht: dht.config(),
         ..SessionConfig::default()
     };
-    let session = Arc::new(crate::peer_port::start_session(config).await?);
+    let session = Arc::new(crate::peer_port::start_session(config.clone()).await?);
     let output = match args.output.or(file.output) {
         Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
@@ -223,7 +223,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(roots = ?roots.dirs(), "downloads are confined to these directories");
     let (manager, manager_task) =
-        manager::start(Arc::clone(&session), store, defaults, roots.clone())?;
+        manager::start(Arc::clone(&session), store, defaults, roots.clone(), config)?;
     // Options given now override what was saved.
     let patch = manager::SettingsPatch {
         max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
@@ -270,6 +270,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     };
     let app = http::router(state, file.qbittorrent);
     let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
+    let shutdown = shutdown_signal()?;
     println!("swarmer daemon: listening on http://{local}");
     println!(
         "swarmer daemon: peers connect to port {}",
@@ -281,6 +282,8 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         downloads = %download_dir.display(),
         "daemon ready"
     );
+    // The manager holds the session from here on (and replaces it when the peer port changes).
+    drop(session);
     // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is
     // in the store before its answer is sent, so connections can simply be dropped.
     let served = tokio::select! {
@@ -288,7 +291,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         ) => served,
-        () = shutdown_signal() => Ok(()),
+        () = shutdown => Ok(()),
     };
     tracing::info!("shutting down");
     if let Some(w) = watcher {
@@ -339,13 +342,20 @@ fn generated_token(state_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// Registers the SIGTERM and SIGINT handlers now and returns a future that ends at the first of
+/// them. Registered before the daemon says it is ready: a request can be answered (on another
+/// worker) before the serving `select!` first polls its other branches, and a SIGTERM sent
+/// right after must already be ours, or it kills the process instead of stopping it.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! removing with and without the data, the token via `--auth`, and a whole download from a
 //! `swarmer seed` through opentracker; then every command the daemon once refused or faked: adding
 //! by http(s) URL, `-pi` peers, `-it` trackers, `-v` verify (it repairs a damaged piece), `--move`,
-//! `--find`, `-L` labels, and `session-set` refusing what it cannot apply (`-p`, `-as`). The
+//! `--find`, `-L` labels, `-p` moving the peer port at run time, and `session-set` refusing what
+//! it cannot apply (`-as`). The
 //! handshake and error envelope are checked on the wire.
 //!
 //! Gotchas: transmission-remote posts to `/transmission/rpc/` (trailing slash) and exits 0 even
@@ -661,20 +662,28 @@ fn transmission_remote_runs_every_command() {
             );
             scene.mark("-L sets labels (the qBittorrent API's tags)");
 
-            for (args, what) in [
-                (&["-p", "51413"][..], "peer-port"),
-                (&["-as"][..], "alt-speed-enabled"),
-            ] {
-                let run = remote(scene, &daemon, None, args);
-                assert!(!run.status.success(), "{args:?} claimed success");
-                assert!(
-                    run.stdout.contains(what) || run.stderr.contains(what),
-                    "{}{}",
-                    run.stdout,
-                    run.stderr
-                );
-            }
+            let turtle = remote(scene, &daemon, None, &["-as"]);
+            assert!(!turtle.status.success(), "-as claimed success");
+            assert!(
+                turtle.stdout.contains("alt-speed-enabled")
+                    || turtle.stderr.contains("alt-speed-enabled"),
+                "{}{}",
+                turtle.stdout,
+                turtle.stderr
+            );
             remote(scene, &daemon, None, &["-AS"]).ok("-AS asks for what is already so");
+            // The peer port moves at run time: the torrent stops, and seeds again on the new port.
+            remote(scene, &daemon, None, &["-p", "51413"]).ok("-p");
+            let session = remote(scene, &daemon, None, &["-si"]).ok("-si");
+            assert!(session.contains("Listenport: 51413"), "{session}");
+            std::net::TcpStream::connect((harness::IP, 51413)).expect("peers reach the new port");
+            assert!(
+                std::net::TcpStream::connect((harness::IP, harness::PEER_PORT)).is_err(),
+                "the old port is closed"
+            );
+            wait_row(scene, &daemon, "delta.bin", "seeding again", |r| {
+                r.done == "100%" && !r.line.contains("Stopped")
+            });
             scene.mark("session-set refuses what it cannot apply");
             tracker.wait_until_listed(scene, &torrent, &[swarmer::addr()]);
             daemon.stop();

@@ -152,6 +152,13 @@ impl Manager {
         self.call(|r| Request::Rename(id, name, r)).await
     }
 
+    /// Moves the daemon to peer port `port` (the next free one if it is taken; 0: any): every
+    /// torrent stops, a new session listens there, and they start again. Answers with the port
+    /// used, once the new session listens.
+    pub(crate) async fn set_peer_port(&self, port: u16) -> Result<u16, ManagerError> {
+        self.call(|r| Request::SetPeerPort(port, r)).await
+    }
+
     /// The session settings.
     pub(crate) async fn settings(&self) -> Option<Settings> {
         self.ask(Request::Settings).await
@@ -176,7 +183,8 @@ impl Manager {
     }
 }
 
-/// Starts the manager task over `session`, restoring every torrent in `store`.
+/// Starts the manager task over `session` (made from `session_config`, which a change of peer port
+/// reuses), restoring every torrent in `store`.
 ///
 /// Errors: the store cannot be read.
 pub(crate) fn start(
@@ -184,9 +192,10 @@ pub(crate) fn start(
     store: Arc<Store>,
     defaults: Settings,
     roots: Roots,
+    session_config: swarmer::SessionConfig,
 ) -> Result<(Manager, JoinHandle<()>), StoreError> {
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-    let task = owner::spawn(session, store, defaults, roots, requests_rx)?;
+    let task = owner::spawn(session, store, defaults, roots, session_config, requests_rx)?;
     Ok((Manager { requests }, task))
 }
 
@@ -208,7 +217,7 @@ mod tests {
             listen_port: 0,
             ..swarmer::SessionConfig::default()
         };
-        let session = Arc::new(Session::new(config).await.unwrap());
+        let session = Arc::new(Session::new(config.clone()).await.unwrap());
         let store = Arc::new(Store::open(&dir.join("state")).unwrap());
         let download_dir = DownloadDir::new(dir.join("downloads")).unwrap();
         let roots = Roots::new(std::slice::from_ref(&download_dir)).unwrap();
@@ -219,7 +228,7 @@ mod tests {
             max_active_seeds: None,
             download_dir,
         };
-        start(session, store, settings, roots).unwrap()
+        start(session, store, settings, roots, config).unwrap()
     }
 
     fn magnet(hex: &str) -> Add {

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use swarmer::resume::ResumeStore;
 use swarmer::{
     AddTorrentOptions, ExistingData, FetchedMetadata, FilePriority, MetadataError, Progress,
-    SeedLimits, Session, SessionError, TorrentError, TorrentHandle, TorrentState,
+    SeedLimits, Session, SessionConfig, SessionError, TorrentError, TorrentHandle, TorrentState,
 };
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
@@ -44,6 +44,7 @@ pub(super) fn spawn(
     store: Arc<Store>,
     defaults: Settings,
     roots: Roots,
+    session_config: SessionConfig,
     requests: mpsc::Receiver<Request>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let loaded = store.load()?;
@@ -78,6 +79,8 @@ pub(super) fn spawn(
         settings,
         roots,
         labels,
+        session_config,
+        port_change: None,
         entries,
         reports,
         shutting_down: None,
@@ -98,6 +101,19 @@ enum Report {
     Details(u64, Reply<Inside>, Result<swarmer::Details, ManagerError>),
     /// A torrent's data was moved to the directory (or could not be).
     Moved(u64, DownloadDir, Reply<Torrent>, Result<(), String>),
+    /// The session on the new peer port started (or could not).
+    SessionReady(Result<Session, SessionError>),
+}
+
+/// A change of the peer port in progress: every torrent stops, then a new session starts on the
+/// port and the queue starts them again on it.
+struct PortChange {
+    /// The port asked for.
+    port: u16,
+    /// Who asked, answered with the port used.
+    reply: Reply<u16>,
+    /// The new session is being started.
+    starting: bool,
 }
 
 /// The task that owns every torrent.
@@ -109,6 +125,10 @@ struct Owner {
     roots: Roots,
     /// Every category and tag.
     labels: Labels,
+    /// The session's configuration, for a new session on another peer port.
+    session_config: SessionConfig,
+    /// A peer port change under way: nothing starts until it is done.
+    port_change: Option<PortChange>,
     entries: BTreeMap<u64, Entry>,
     /// Unbounded, but each torrent has at most one start, stop or fetch in flight at a time, and
     /// every other report answers one request whose caller is waiting for it.
@@ -145,6 +165,8 @@ impl Owner {
                     let _ = done;
                     break;
                 }
+            } else if self.port_change.is_some() {
+                self.continue_port_change();
             } else {
                 self.schedule();
             }
@@ -210,6 +232,7 @@ impl Owner {
             Request::Rename(id, name, reply) => {
                 let _ = reply.send(self.rename(id, name));
             }
+            Request::SetPeerPort(port, reply) => self.set_peer_port(port, reply),
             Request::Settings(reply) => {
                 let _ = reply.send(self.settings.clone());
             }
@@ -675,6 +698,10 @@ impl Owner {
 
     /// Starts and stops torrents as the queue says, and fetches missing metadata.
     fn schedule(&mut self) {
+        if self.port_change.is_some() {
+            // Nothing starts on the old session while it is being replaced.
+            return;
+        }
         let plan = queue::plan(&self.entries, &self.settings);
         for id in plan.stop {
             tracing::info!(id, "queued: over the active torrent limit");
@@ -847,6 +874,30 @@ impl Owner {
                 };
                 let _ = reply.send(answer);
             }
+            Report::SessionReady(result) => {
+                let Some(change) = self.port_change.take() else {
+                    return;
+                };
+                let answer = match result {
+                    Ok(session) => {
+                        session.set_rate_limits(
+                            self.settings.max_upload_rate,
+                            self.settings.max_download_rate,
+                        );
+                        let port = session.listen_addr().port();
+                        tracing::info!(port, "peers connect to the new port");
+                        // The old session (listener, DHT) ends when its last torrent has let go.
+                        self.session = Arc::new(session);
+                        self.session_config.listen_port = port;
+                        Ok(port)
+                    }
+                    Err(err) => Err(ManagerError::Invalid(format!(
+                        "cannot listen for peers on port {}: {err}",
+                        change.port
+                    ))),
+                };
+                let _ = change.reply.send(answer);
+            }
             Report::Details(id, reply, result) => {
                 let answer = result.and_then(|d| {
                     let e = self.entry(id)?;
@@ -906,6 +957,55 @@ impl Owner {
             }
             self.stop(id);
         }
+    }
+
+    /// Starts moving every torrent to a session on `port`: they stop (and magnet links stop
+    /// fetching) now; [`Owner::continue_port_change`] does the rest once they have.
+    fn set_peer_port(&mut self, port: u16, reply: Reply<u16>) {
+        if port == self.session.listen_addr().port() {
+            let _ = reply.send(Ok(port));
+            return;
+        }
+        if self.port_change.is_some() {
+            let _ = reply.send(Err(ManagerError::Conflict(
+                "the peer port is being changed already".into(),
+            )));
+            return;
+        }
+        tracing::info!(port, "changing the peer port: stopping every torrent");
+        self.port_change = Some(PortChange {
+            port,
+            reply,
+            starting: false,
+        });
+        let ids: Vec<u64> = self.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                if let Some((fetch, _)) = e.fetch.take() {
+                    fetch.abort();
+                }
+            }
+            self.stop(id);
+        }
+    }
+
+    /// Once no torrent runs any more, starts the session on the new port (in a task that reports
+    /// back with `Report::SessionReady`).
+    fn continue_port_change(&mut self) {
+        let busy = self.entries.values().any(|e| !matches!(e.run, Run::Idle));
+        let Some(change) = self.port_change.as_mut().filter(|c| !c.starting && !busy) else {
+            return;
+        };
+        change.starting = true;
+        let config = SessionConfig {
+            listen_port: change.port,
+            ..self.session_config.clone()
+        };
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let result = crate::peer_port::start_session(config).await;
+            let _ = reports.send(Report::SessionReady(result));
+        });
     }
 
     /// Stamps torrents that have just finished with the time (`completed_at`), once.

@@ -164,6 +164,7 @@ pub(super) enum Request {
     Reannounce(u64, Reply<()>),
     SetLocation(u64, DownloadDir, bool, Reply<Torrent>),
     Rename(u64, String, Reply<Torrent>),
+    SetPeerPort(u16, Reply<u16>),
     Settings(oneshot::Sender<Settings>),
     SetSettings(SettingsPatch, Reply<Settings>),
     Stats(oneshot::Sender<SessionStats>),

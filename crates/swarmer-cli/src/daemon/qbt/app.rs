@@ -2,7 +2,8 @@
 //! `buildInfo`, `preferences`/`setPreferences`, `defaultSavePath`; `transfer/info`, the global
 //! limits and `speedLimitsMode`; `log/main`.
 //!
-//! `setPreferences` applies what swarmer has (save path, global limits, queue sizes); any other
+//! `setPreferences` applies what swarmer has (save path, global limits, queue sizes, the peer port
+//! `listen_port`); any other
 //! key is refused with 400 naming it unless its value is what `preferences` already reports, so a
 //! client that writes back the preferences it read succeeds, and nothing is reported as applied
 //! that was not.
@@ -124,6 +125,7 @@ pub(super) async fn set_preferences(State(qbt): State<Arc<Qbt>>, params: Params)
         );
     };
     let mut patch = SettingsPatch::default();
+    let mut port = None;
     let mut refused = Vec::new();
     let limit = |v: &Value| v.as_i64().map(|l| (l > 0).then_some(l as u64));
     let count = |v: &Value| v.as_i64().map(|n| u32::try_from(n).ok());
@@ -134,6 +136,10 @@ pub(super) async fn set_preferences(State(qbt): State<Arc<Qbt>>, params: Params)
             "up_limit" => limit(value).map(|l| patch.max_upload_rate = Some(l)),
             "max_active_downloads" => count(value).map(|n| patch.max_active_downloads = Some(n)),
             "max_active_uploads" => count(value).map(|n| patch.max_active_seeds = Some(n)),
+            "listen_port" => value
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .map(|p| port = Some(p)),
             _ if current.get(key) == Some(value) => Some(()),
             _ => None,
         };
@@ -150,10 +156,15 @@ pub(super) async fn set_preferences(State(qbt): State<Arc<Qbt>>, params: Params)
             ),
         );
     }
-    match qbt.manager().set_settings(patch).await {
-        Ok(_) => ok(),
-        Err(e) => failed(e),
+    if let Err(e) = qbt.manager().set_settings(patch).await {
+        return failed(e);
     }
+    if let Some(port) = port {
+        if let Err(e) = qbt.manager().set_peer_port(port).await {
+            return failed(e);
+        }
+    }
+    ok()
 }
 
 /// `app/defaultSavePath`.

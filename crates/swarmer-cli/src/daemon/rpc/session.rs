@@ -90,6 +90,7 @@ const APPLIED: &[&str] = &[
     "seed-queue-size",
     "seed-queue-enabled",
     "download-dir",
+    "peer-port",
 ];
 
 /// Whether two JSON values say the same (numbers by value, so `5` and `5.0` agree).
@@ -100,7 +101,9 @@ fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// `session-set`: changes limits, queue sizes and the download directory. Any other field is
+/// `session-set`: changes limits, queue sizes, the download directory and the peer port (every
+/// torrent stops and starts again on the new one; the next free port if it is taken, as
+/// `session-get` then shows). Any other field is
 /// refused (nothing is applied) unless it asks for what `session-get` already reports, so a
 /// setting is never answered `success` while it was ignored.
 pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) -> Outcome {
@@ -162,7 +165,16 @@ pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) ->
     if let Some(dir) = args.get("download-dir").and_then(Value::as_str) {
         patch.download_dir = Some(dir.into());
     }
+    let port = arg_u64(args, "peer-port").map_err(bad)?;
+    let port = match port.map(u16::try_from) {
+        Some(Ok(port)) => Some(port),
+        Some(Err(_)) => return Err(bad("peer-port must be a port number".into())),
+        None => None,
+    };
     manager.set_settings(patch).await.map_err(manager_error)?;
+    if let Some(port) = port {
+        manager.set_peer_port(port).await.map_err(manager_error)?;
+    }
     Ok(Map::new())
 }
 
