@@ -825,7 +825,10 @@ impl Owner {
                                 tracing::warn!(id, "cannot save the record: {err}");
                             }
                         }
-                        if e.record.paused || self.shutting_down.is_some() {
+                        // Paused, or a re-check, a move or a port change came while it started:
+                        // each waits for it to stop.
+                        let held = !matches!(e.hold, Hold::None) || self.port_change.is_some();
+                        if e.record.paused || held || self.shutting_down.is_some() {
                             self.stop(id);
                         }
                     }

@@ -132,7 +132,28 @@ pub(super) fn priority_of(n: i64) -> Option<Priority> {
     }
 }
 
-/// Whether `t` passes `torrents/info`'s `filter` (qBittorrent's names; unknown: 400).
+/// The `filter` names of `torrents/info` (qBittorrent 4.x and 5.x).
+pub(super) const FILTERS: &[&str] = &[
+    "",
+    "all",
+    "downloading",
+    "seeding",
+    "completed",
+    "paused",
+    "stopped",
+    "resumed",
+    "running",
+    "active",
+    "inactive",
+    "stalled",
+    "stalled_uploading",
+    "stalled_downloading",
+    "checking",
+    "moving",
+    "errored",
+];
+
+/// Whether `t` passes `torrents/info`'s `filter` (one of [`FILTERS`]; `None` for another name).
 pub(super) fn passes(filter: &str, t: &Torrent) -> Option<bool> {
     let state = state_name(t);
     let done = state.ends_with("UP");
@@ -212,6 +233,7 @@ mod tests {
         assert_eq!(passes("stopped", &t), Some(true));
         assert_eq!(passes("downloading", &t), Some(false));
         assert_eq!(passes("bogus", &t), None);
+        assert!(FILTERS.iter().all(|f| passes(f, &t).is_some()));
         assert_eq!(info(&t, None)["tags"], "a, b");
         assert_eq!(
             priority_of(priority_number(Priority::High).into()),
