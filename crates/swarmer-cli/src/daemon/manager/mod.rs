@@ -325,6 +325,61 @@ mod tests {
         Add::new(Source::Metainfo(Arc::new(metainfo), bytes))
     }
 
+    /// A paused torrent's data moves (here: its one file) and its record follows, only inside the
+    /// roots; a re-check of it forgets its resume state; a rename shows; labels stick.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_rechecks_renames_and_labels_of_a_paused_torrent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let mut add = two_files();
+        add.paused = true;
+        add.category = Some("tv".into());
+        let t = manager.add(add).await.unwrap();
+        let downloads = dir.path().join("downloads");
+        std::fs::create_dir_all(downloads.join("two")).unwrap();
+        std::fs::write(downloads.join("two/a"), b"data").unwrap();
+        let elsewhere = DownloadDir::new(dir.path().join("elsewhere")).unwrap();
+        assert!(matches!(
+            manager.set_location(t.id, elsewhere, true).await,
+            Err(ManagerError::Forbidden(_))
+        ));
+        let library = DownloadDir::new(downloads.join("library")).unwrap();
+        let moved = manager
+            .set_location(t.id, library.clone(), true)
+            .await
+            .unwrap();
+        assert_eq!(moved.download_dir, library.as_path().display().to_string());
+        assert_eq!(
+            std::fs::read(downloads.join("library/two/a")).unwrap(),
+            b"data"
+        );
+        assert!(!downloads.join("two").exists());
+        assert_eq!(
+            moved.state,
+            StateName::Paused,
+            "a paused torrent stays paused"
+        );
+        manager.recheck(t.id).await.unwrap();
+        assert_eq!(
+            manager.rename(t.id, "Shown".into()).await.unwrap().name,
+            "Shown"
+        );
+        manager
+            .edit_labels(LabelEdit::AddTags(vec![t.id], vec!["hd".into()]))
+            .await
+            .unwrap();
+        let view = manager.get(t.id).await.unwrap().torrent;
+        assert_eq!(
+            view.category.as_deref(),
+            Some("tv"),
+            "an add creates its category"
+        );
+        assert_eq!(view.tags, ["hd"]);
+        assert!(manager.labels().await.categories.contains_key("tv"));
+        manager.shutdown().await;
+        task.await.unwrap();
+    }
+
     /// Waits (at most 10 s) until the torrent's view passes `check`.
     async fn wait_for(manager: &Manager, id: u64, check: impl Fn(&Torrent) -> bool) {
         tokio::time::timeout(Duration::from_secs(10), async {
