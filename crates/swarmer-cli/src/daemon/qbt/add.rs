@@ -20,7 +20,7 @@ use swarmer_proto::metainfo::Metainfo;
 use super::form::Params;
 use super::shared::{Qbt, failed, text};
 use crate::daemon::download_dir::DownloadDir;
-use crate::daemon::fetch::{fetch_torrent, is_http_url};
+use crate::daemon::fetch::{FETCH_TIMEOUT, fetch_torrent, is_http_url};
 use crate::daemon::manager::{Add, ManagerError, Source};
 
 /// Most URLs in one request.
@@ -134,8 +134,14 @@ pub(super) async fn add(State(qbt): State<Arc<Qbt>>, params: Params) -> Response
         }
     }
     let mut fails = 0;
+    // One request's fetches share one fetch's time budget, so 100 slow URLs cannot hold it for
+    // an hour; what is left over fails.
+    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
     for url in urls {
-        match source_of(url).await {
+        let fetched = tokio::time::timeout_at(deadline, source_of(url))
+            .await
+            .unwrap_or_else(|_| Err("the request's time for fetching URLs is up".into()));
+        match fetched {
             Ok(s) => sources.push(s),
             Err(e) => {
                 tracing::warn!("qBittorrent API: cannot add {url}: {e}");
