@@ -40,6 +40,9 @@ mod swarmer;
 #[allow(dead_code)]
 #[path = "interop/tracker.rs"]
 mod tracker;
+#[allow(dead_code)]
+#[path = "interop/transmission.rs"]
+mod transmission;
 
 #[allow(dead_code)]
 #[path = "daemon/harness.rs"]

@@ -58,12 +58,18 @@ impl Run {
 /// Runs `transmission-remote 127.0.0.20:PORT [--auth AUTH] ARGS...` (bounded by
 /// [`REMOTE_TIMEOUT`]).
 fn remote(scene: &Scene, daemon: &Daemon, auth: Option<&str>, args: &[&str]) -> Run {
+    let target = format!("{}:{}", harness::IP, daemon.http_port());
+    remote_at(scene, &target, auth, args)
+}
+
+/// Runs `transmission-remote TARGET [--auth AUTH] ARGS...` against any RPC server.
+fn remote_at(scene: &Scene, target: &str, auth: Option<&str>, args: &[&str]) -> Run {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let out = scene.dir.join(format!("remote-{n}.out"));
     let err = scene.dir.join(format!("remote-{n}.err"));
     let mut command = Command::new(REMOTE);
-    command.arg(format!("{}:{}", harness::IP, daemon.http_port()));
+    command.arg(target);
     if let Some(auth) = auth {
         command.args(["--auth", auth]);
     }
@@ -686,6 +692,90 @@ fn transmission_remote_runs_every_command() {
             });
             scene.mark("session-set refuses what it cannot apply");
             tracker.wait_until_listed(scene, &torrent, &[swarmer::addr()]);
+            daemon.stop();
+        },
+    );
+}
+
+/// The lines of `text` that start with one of `keys` (after indentation), with runs of spaces
+/// made one: what both servers must print alike.
+fn lines_with(text: &str, keys: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .collect()
+}
+
+#[test]
+fn transmission_remote_shows_what_transmission_daemon_shows() {
+    isolated(
+        "rpc::transmission_remote_shows_what_transmission_daemon_shows",
+        &[Need::Transmission, Need::Mktorrent, Need::Opentracker],
+        |scene| {
+            let src = scene.subdir("seed");
+            let payload = payload::multi_file(&src, "echo", 6);
+            let torrent = payload.make_torrent(
+                &scene.dir.join("echo.torrent"),
+                16,
+                &[tracker::HTTP_ANNOUNCE],
+            );
+            let _tracker = Tracker::start(scene, &[&torrent]);
+            let transmission = crate::transmission::Transmission::start(
+                scene,
+                std::net::Ipv4Addr::new(127, 0, 0, 50),
+            );
+            transmission.seed(scene, &torrent, &src);
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+            payload.copy_to(&daemon.download_dir);
+            remote(scene, &daemon, None, &["-a", torrent.to_str().unwrap()]).ok("-a");
+            let ours = wait_row(scene, &daemon, "echo", "checked and seeding", |r| {
+                r.done == "100%"
+            });
+            let theirs = transmission.rpc_addr().to_string();
+            let ours_id = ours.id.to_string();
+            let show = |args: &[&str]| {
+                let mut ours_args = vec!["-t", ours_id.as_str()];
+                ours_args.extend(args);
+                let mut theirs_args = vec!["-t", "1"];
+                theirs_args.extend(args);
+                (
+                    remote(scene, &daemon, None, &ours_args).ok("ours"),
+                    remote_at(scene, &theirs, None, &theirs_args).ok("transmission's"),
+                )
+            };
+            let (a, b) = show(&["-i"]);
+            let keys = [
+                "Name:",
+                "Hash:",
+                "Total size:",
+                "Piece Count:",
+                "Piece Size:",
+                "Percent Done:",
+                "Have:",
+                "Public torrent:",
+                "Magnet:",
+            ];
+            assert_eq!(
+                lines_with(&a, &keys),
+                lines_with(&b, &keys),
+                "-i\nours:\n{a}\ntheirs:\n{b}"
+            );
+            let (a, b) = show(&["-if"]);
+            let rows = |t: &str| -> Vec<String> {
+                t.lines()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            };
+            assert_eq!(rows(&a), rows(&b), "-if\nours:\n{a}\ntheirs:\n{b}");
+            let (a, b) = show(&["-it"]);
+            let tracker_keys = ["Tracker 0:", "Active in tier"];
+            assert_eq!(
+                lines_with(&a, &tracker_keys),
+                lines_with(&b, &tracker_keys),
+                "-it\nours:\n{a}\ntheirs:\n{b}"
+            );
+            scene.mark("-i, -if and -it show what transmission-daemon shows for the same torrent");
             daemon.stop();
         },
     );

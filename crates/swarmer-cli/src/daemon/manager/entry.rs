@@ -247,6 +247,15 @@ impl Entry {
         let magnet = self.record.magnet.clone().unwrap_or_else(|| {
             let mut uri = format!("magnet:?xt=urn:btih:{}&dn=", self.record.info_hash);
             percent_encode(&mut uri, torrent.name.as_bytes());
+            // Its trackers too, as Transmission and qBittorrent write them.
+            for tracker in self
+                .metainfo
+                .iter()
+                .flat_map(|m| m.announce_tiers.iter().flatten())
+            {
+                uri.push_str("&tr=");
+                percent_encode(&mut uri, tracker.as_bytes());
+            }
             uri
         });
         TorrentDetail {

@@ -60,6 +60,10 @@ const DETAIL_FIELDS: &[&str] = &[
     "error",
     "errorString",
     "pieces",
+    "isPrivate",
+    "creator",
+    "comment",
+    "dateCreated",
 ];
 
 /// Transmission's file priority numbers: -1 low, 0 normal, 1 high (skip is `wanted` 0).
@@ -169,6 +173,14 @@ fn peers(d: &Inside) -> Value {
     )
 }
 
+/// A text field of the torrent's metainfo, empty if absent or unknown.
+fn metainfo_text(
+    d: &Inside,
+    get: impl Fn(&swarmer_proto::metainfo::Metainfo) -> Option<String>,
+) -> String {
+    d.metainfo.as_deref().and_then(get).unwrap_or_default()
+}
+
 /// Transmission `labels`: the category (if any), then the tags.
 pub(super) fn labels(t: &Torrent) -> Vec<String> {
     t.category.iter().chain(&t.tags).cloned().collect()
@@ -260,6 +272,16 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
         "downloadLimited" => json!(t.max_download_rate.is_some()),
         "honorsSessionLimits" => json!(true),
         "magnetLink" => json!(detail?.magnet),
+        "isPrivate" => json!(inside?.metainfo.as_ref().is_some_and(|m| m.info.private)),
+        "creator" => json!(metainfo_text(inside?, |m| m.created_by.clone())),
+        "comment" => json!(metainfo_text(inside?, |m| m.comment.clone())),
+        "dateCreated" => json!(
+            inside?
+                .metainfo
+                .as_ref()
+                .and_then(|m| m.creation_date)
+                .unwrap_or(0)
+        ),
         "pieceCount" => json!(detail?.piece_count),
         "pieceSize" => json!(detail?.piece_length),
         "files" => Value::Array(
