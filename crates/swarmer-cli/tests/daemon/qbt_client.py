@@ -227,6 +227,11 @@ assert not os.path.exists(os.path.join(MOVE_DIR, name)), "the data is deleted"
 remaining = qbt.torrents_info()
 assert len(remaining) == 1 and remaining[0].hash != target.hash, remaining
 assert qbt.transfer_info()["connection_status"] == "connected"
-assert qbt.log_main() == []
+log = qbt.log_main()
+assert any("added a torrent" in entry.message for entry in log), log[-5:]
+assert all(entry.type in (1, 2, 4, 8) for entry in log)
+last = log[-1].id
+assert all(entry.id > last for entry in qbt.log_main(last_known_id=last)), "only newer entries"
+assert all(entry.type == 4 for entry in qbt.log_main(normal=False, info=False, critical=False))
 qbt.auth_log_out()
 print("OK", flush=True)

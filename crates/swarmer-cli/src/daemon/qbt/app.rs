@@ -279,8 +279,41 @@ pub(super) async fn set_global_limit(qbt: Arc<Qbt>, params: Params, upload: bool
     }
 }
 
-/// `log/main`: swarmer logs to standard error (or the journal), not to a buffer the API could
-/// serve, so the list is empty.
-pub(super) async fn log_main() -> Response {
-    Json(Vec::<Value>::new()).into_response()
+/// qBittorrent's log message type of a log line: 1 normal (info), 2 info (debug, trace),
+/// 4 warning, 8 critical (error).
+fn log_type(text: &str) -> u8 {
+    let level = text.split_whitespace().nth(1).unwrap_or("");
+    match level {
+        "ERROR" => 8,
+        "WARN" => 4,
+        "DEBUG" | "TRACE" => 2,
+        _ => 1,
+    }
+}
+
+/// `log/main` (`normal`, `info`, `warning`, `critical`, `last_known_id`): the daemon's recent log
+/// lines (the last 1,000 it wrote to standard error), filtered by type.
+pub(super) async fn log_main(params: Params) -> Response {
+    let wanted = |name: &str| params.flag(name).unwrap_or(true);
+    let mask = [("normal", 1), ("info", 2), ("warning", 4), ("critical", 8)]
+        .iter()
+        .filter(|(name, _)| wanted(name))
+        .fold(0u8, |m, (_, bit)| m | bit);
+    let after = match params.int("last_known_id") {
+        Ok(id) => id.and_then(|id| u64::try_from(id).ok()),
+        Err(r) => return r,
+    };
+    let lines: Vec<Value> = crate::logging::recent(after)
+        .into_iter()
+        .filter(|l| log_type(&l.text) & mask != 0)
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "message": l.text,
+                "timestamp": l.unix_time,
+                "type": log_type(&l.text),
+            })
+        })
+        .collect();
+    Json(lines).into_response()
 }
