@@ -8,6 +8,7 @@ mod encryption;
 mod info;
 mod logging;
 mod metainfo_file;
+mod peer_port;
 mod progress_bar;
 mod select;
 mod state_dir;

@@ -277,7 +277,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
     }
     // `--peer` addresses: dialled for a magnet link's metadata, then by the torrent.
     let given_peers = resolve_peers(&common.peers).await?;
-    let session = Session::new(config).await?;
+    let session = crate::peer_port::start_session(config).await?;
     let result = run_torrent(&session, job, source, selection, given_peers).await;
     // Keep the DHT nodes for the next start, however the run ended (bounded by the save's own
     // timeout).

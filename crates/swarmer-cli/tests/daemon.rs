@@ -5,7 +5,9 @@
 //! `daemon/harness.rs` starts the daemon and talks to its API; each further file under
 //! `tests/daemon/` holds the tests of one area: `api.rs` (the JSON API, its refusals, the CLI, the
 //! watch folder, and a `kill -9` in the middle of a download), `rpc.rs` (the real
-//! `transmission-remote`), `browser.rs` (the web UI in headless Chromium through chromedriver,
+//! `transmission-remote`), `qbt.rs` (the real `qbittorrent-api` Python package through an
+//! *arr-style workflow, `qbt_client.py`), `port.rs` (the peer port), `security.rs` (download
+//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
 //! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
@@ -17,6 +19,9 @@ mod bencode;
 #[allow(dead_code)]
 #[path = "interop/deadline.rs"]
 mod deadline;
+#[allow(dead_code)]
+#[path = "interop/libtorrent.rs"]
+mod libtorrent;
 #[allow(dead_code)]
 #[path = "interop/netns.rs"]
 mod netns;
@@ -35,6 +40,9 @@ mod swarmer;
 #[allow(dead_code)]
 #[path = "interop/tracker.rs"]
 mod tracker;
+#[allow(dead_code)]
+#[path = "interop/transmission.rs"]
+mod transmission;
 
 #[allow(dead_code)]
 #[path = "daemon/harness.rs"]
@@ -47,7 +55,13 @@ mod webdriver;
 mod api;
 #[path = "daemon/browser.rs"]
 mod browser;
+#[path = "daemon/port.rs"]
+mod port;
+#[path = "daemon/qbt.rs"]
+mod qbt;
 #[path = "daemon/rpc.rs"]
 mod rpc;
+#[path = "daemon/security.rs"]
+mod security;
 #[path = "daemon/web_ui.rs"]
 mod web_ui;

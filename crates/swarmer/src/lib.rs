@@ -38,5 +38,6 @@ pub use session::Session;
 pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;
 pub use torrent::{
-    AddTorrentOptions, ExistingData, Progress, SeedLimits, TorrentHandle, TorrentState,
+    AddTorrentOptions, Details, ExistingData, PeerDetails, Progress, SeedLimits, TorrentHandle,
+    TorrentState,
 };

@@ -67,6 +67,19 @@ impl PeerSources {
         }
     }
 
+    /// Asks the trackers for an announce now (a user's reannounce); `false` without trackers.
+    pub(crate) fn reannounce(&self) -> bool {
+        self.announcer
+            .as_ref()
+            .map(AnnouncerHandle::reannounce)
+            .is_some()
+    }
+
+    /// The announcer's latest status; `None` once stopped.
+    pub(crate) fn tracker_status(&self) -> Option<crate::tracker::AnnouncerStatus> {
+        self.announcer.as_ref().map(AnnouncerHandle::status)
+    }
+
     /// Tells the trackers the download completed (BEP 3 `event=completed`), once.
     pub(crate) fn completed(&self) {
         if let Some(a) = &self.announcer {

@@ -67,6 +67,12 @@ async fn a_leecher_downloads_only_the_selected_files_then_the_rest() {
         "pieces 3 and 4 skipped"
     );
     assert!(progress.pieces_have < progress.piece_count);
+    // The details name the verified pieces: all but the skipped file's own.
+    let details = torrent.details().await.unwrap();
+    let have: Vec<bool> = (0..progress.piece_count as usize)
+        .map(|i| details.have.get(i))
+        .collect();
+    assert_eq!(have, [true, true, true, false, false, true, true, true]);
     let root = dir.path().join("fixture");
     assert_eq!(
         std::fs::read(root.join("a.bin")).unwrap(),

@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, State};
@@ -14,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::Deserialize;
 use swarmer_proto::magnet::Magnet;
@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 
 use super::download_dir::DownloadDir;
 use super::error::ApiError;
-use super::guard;
+use super::guard::{self, ClientIp};
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
@@ -132,9 +132,12 @@ async fn add_torrent(
         let magnet = Magnet::parse(req.magnet.trim())
             .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
         Add {
-            source: Source::Magnet(Box::new(magnet), req.magnet.trim().to_string()),
             download_dir: download_dir(req.download_dir)?,
             paused: req.paused,
+            ..Add::new(Source::Magnet(
+                Box::new(magnet),
+                req.magnet.trim().to_string(),
+            ))
         }
     };
     let torrent = s.manager.add(add).await?;
@@ -176,9 +179,9 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid .torrent file: {e}")))?;
     Ok(Add {
-        source: Source::Metainfo(Arc::new(metainfo), bytes.to_vec()),
         download_dir: download_dir(dir)?,
         paused,
+        ..Add::new(Source::Metainfo(Arc::new(metainfo), bytes.to_vec()))
     })
 }
 
@@ -369,9 +372,11 @@ struct LoginBody {
 
 #[utoipa::path(post, path = "/api/v1/login", tag = "session", request_body = LoginBody,
     responses((status = 204, description = "Token accepted; the cookie `swarmer_token` is set"),
-        (status = 401, description = "Wrong token")))]
+        (status = 401, description = "Wrong token"),
+        (status = 403, description = "Too many wrong tokens from this address: banned for an hour")))]
 async fn login(
     State(s): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -382,7 +387,11 @@ async fn login(
         req.token
     ))
     .map_err(|_| ApiError::bad_request("the token has characters a header cannot hold"))?;
-    if !s.guard.accepts(req.token.as_bytes()) {
+    let ok = s.guard.accepts(req.token.as_bytes());
+    if !s.guard.login_attempt(ip, ok) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, guard::BANNED));
+    }
+    if !ok {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token"));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -39,6 +39,8 @@ pub(crate) fn status_of(error: &ManagerError) -> StatusCode {
         ManagerError::NotFound(_) => StatusCode::NOT_FOUND,
         ManagerError::Duplicate { .. } => StatusCode::CONFLICT,
         ManagerError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ManagerError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ManagerError::Conflict(_) => StatusCode::CONFLICT,
         ManagerError::Full => StatusCode::INSUFFICIENT_STORAGE,
         ManagerError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         ManagerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

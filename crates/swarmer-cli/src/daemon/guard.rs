@@ -1,17 +1,44 @@
 //! Who may talk to the daemon: the Host-header check (against DNS rebinding), authentication (a
 //! token, as a bearer token, an HTTP Basic password or a login cookie) and cross-site request
 //! forgery protection (a custom header on every state-changing API request, and a same-origin
-//! `Origin`). One middleware runs all three before any handler.
+//! `Origin`). One middleware runs all three before any handler, and counts wrong credentials per
+//! client address (`throttle`): an address that sent too many is refused for a while.
+//!
+//! The qBittorrent API (`/api/v2/`) passes the Host check here and does its own login (the `SID`
+//! cookie) and cross-site checks (by Origin and Referer, as qBittorrent does), since its clients
+//! send neither a token nor `X-Requested-By`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::error_response;
+use super::throttle::Throttle;
+
+/// The address a request came from, put in its extensions by [`check`] for the login handlers
+/// (`None` when the server was not given connection info, as in unit tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) Option<IpAddr>);
+
+/// The answer to a banned address, in qBittorrent's words.
+pub(crate) const BANNED: &str =
+    "Your IP address has been banned after too many failed authentication attempts.";
+
+/// What a request's credentials are worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// Right, or none are needed.
+    Accepted,
+    /// None given where they are needed.
+    Missing,
+    /// Given and wrong: counts toward a ban.
+    Wrong,
+}
 
 /// The cookie `POST /api/v1/login` sets.
 pub(crate) const COOKIE: &str = "swarmer_token";
@@ -24,22 +51,24 @@ pub(crate) const CSRF_HEADER: &str = "x-requested-by";
 pub(crate) struct Guard {
     /// The token; `None` only when listening on loopback.
     pub(crate) token: Option<String>,
-    /// The address the API listens on.
-    pub(crate) listen: SocketAddr,
     /// Extra host names allowed in the Host header (for a daemon behind a name).
     pub(crate) allowed_hosts: Vec<String>,
+    /// Failed logins per client address.
+    pub(crate) throttle: Throttle,
 }
 
 impl Guard {
-    /// Whether `host` (the Host header, with or without a port) names this daemon.
-    fn host_allowed(&self, host: &str) -> bool {
+    /// Whether `host` (the Host header, with or without a port) names this daemon: `localhost`,
+    /// any IP address (a DNS-rebinding page can only send a name, so an address is safe, as
+    /// Transmission's host whitelist treats it), or a configured name.
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
         let name = strip_port(host);
         if name.eq_ignore_ascii_case("localhost") {
             return true;
         }
         let bare = name.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return ip.is_loopback() || ip == self.listen.ip();
+        if bare.parse::<IpAddr>().is_ok() {
+            return true;
         }
         self.allowed_hosts
             .iter()
@@ -53,30 +82,61 @@ impl Guard {
             .is_none_or(|token| constant_time_eq(candidate, token.as_bytes()))
     }
 
-    /// Whether the request carries the token.
-    pub(crate) fn authenticated(&self, headers: &HeaderMap) -> bool {
+    /// What the request's token (bearer, Basic password or cookie) is worth.
+    pub(crate) fn credentials(&self, headers: &HeaderMap) -> Credentials {
+        let verdict = |ok: bool| {
+            if ok {
+                Credentials::Accepted
+            } else {
+                Credentials::Wrong
+            }
+        };
         if self.token.is_none() {
-            return true;
+            return Credentials::Accepted;
         }
         if let Some(auth) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         {
             if let Some(bearer) = auth.strip_prefix("Bearer ") {
-                return self.accepts(bearer.trim().as_bytes());
+                return verdict(self.accepts(bearer.trim().as_bytes()));
             }
             if let Some(basic) = auth.strip_prefix("Basic ") {
-                return decode_basic(basic.trim())
-                    .is_some_and(|(_, password)| self.accepts(&password));
+                return verdict(
+                    decode_basic(basic.trim()).is_some_and(|(_, password)| self.accepts(&password)),
+                );
             }
         }
-        headers
+        let mut cookies = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
-            .any(|(k, v)| k == COOKIE && self.accepts(v.as_bytes()))
+            .filter(|(k, _)| *k == COOKIE)
+            .peekable();
+        if cookies.peek().is_none() {
+            return Credentials::Missing;
+        }
+        verdict(cookies.any(|(_, v)| self.accepts(v.as_bytes())))
+    }
+
+    /// Records a login attempt from `ip` (`ok`: the credentials were right) and says whether it
+    /// may proceed: `false` for a banned address, whatever it sent.
+    pub(crate) fn login_attempt(&self, ip: Option<IpAddr>, ok: bool) -> bool {
+        let Some(ip) = ip else {
+            return true;
+        };
+        let now = Instant::now();
+        if self.throttle.banned(ip, now) {
+            return false;
+        }
+        if ok {
+            self.throttle.succeeded(ip);
+        } else {
+            self.throttle.failed(ip, now);
+        }
+        true
     }
 }
 
@@ -114,9 +174,14 @@ fn decode_basic(b64: &str) -> Option<(Vec<u8>, Vec<u8>)> {
 /// need no token (the page must load to ask for it).
 pub(crate) async fn check(
     State(guard): State<Arc<Guard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    request.extensions_mut().insert(ClientIp(ip));
     let headers = request.headers();
     let host = headers
         .get(header::HOST)
@@ -131,9 +196,32 @@ pub(crate) async fn check(
         );
     }
     let path = request.uri().path();
+    if path.starts_with("/api/v2/") {
+        return next.run(request).await.into_response();
+    }
+    if ip.is_some_and(|ip| guard.throttle.banned(ip, Instant::now())) {
+        return error_response(StatusCode::FORBIDDEN, BANNED.into());
+    }
     let public = path == "/" || path.starts_with("/ui/") || path == "/api/v1/login";
-    if !public && !guard.authenticated(headers) {
+    let credentials = guard.credentials(headers);
+    // The page and the login need no token; a stale cookie sent with them is no guess.
+    if !public && credentials != Credentials::Accepted {
+        if credentials == Credentials::Wrong {
+            if let Some(ip) = ip {
+                guard.throttle.failed(ip, Instant::now());
+            }
+        }
         let mut response = error_response(StatusCode::UNAUTHORIZED, "a token is required".into());
+        if credentials == Credentials::Wrong {
+            // A stale login cookie (the token changed) is dropped, so the browser stops sending
+            // it and the page asks for the token instead of running into the ban.
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                header::HeaderValue::from_static(
+                    "swarmer_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+                ),
+            );
+        }
         if path.starts_with("/transmission/") {
             // transmission-remote answers the challenge with its --auth credentials.
             response.headers_mut().insert(
@@ -177,13 +265,13 @@ mod tests {
     fn guard(token: Option<&str>) -> Guard {
         Guard {
             token: token.map(str::to_string),
-            listen: "192.168.1.5:9091".parse().unwrap(),
             allowed_hosts: vec!["nas.lan".into()],
+            throttle: Throttle::default(),
         }
     }
 
     #[test]
-    fn hosts_are_loopback_the_listen_address_or_configured_names() {
+    fn hosts_are_localhost_ip_addresses_or_configured_names() {
         let g = guard(None);
         for ok in [
             "localhost:9091",
@@ -191,6 +279,8 @@ mod tests {
             "127.0.0.20",
             "[::1]:9091",
             "192.168.1.5:9091",
+            "192.168.1.6:9091",
+            "[fd00::5]:9091",
             "NAS.lan:9091",
         ] {
             assert!(g.host_allowed(ok), "{ok}");
@@ -198,7 +288,7 @@ mod tests {
         for bad in [
             "evil.example:9091",
             "",
-            "192.168.1.6:9091",
+            "192.168.1.6.evil.example",
             "localhost.evil.example",
         ] {
             assert!(!g.host_allowed(bad), "{bad}");
@@ -211,7 +301,7 @@ mod tests {
         let with = |name: header::HeaderName, value: &str| {
             let mut h = HeaderMap::new();
             h.insert(name, value.parse().unwrap());
-            g.authenticated(&h)
+            g.credentials(&h) == Credentials::Accepted
         };
         assert!(with(header::AUTHORIZATION, "Bearer s3cret"));
         assert!(!with(header::AUTHORIZATION, "Bearer s3cre"));
@@ -221,7 +311,10 @@ mod tests {
         assert!(!with(header::AUTHORIZATION, "Basic YW55Ondyb25n"));
         assert!(with(header::COOKIE, "a=b; swarmer_token=s3cret"));
         assert!(!with(header::COOKIE, "swarmer_token=nope"));
-        assert!(!g.authenticated(&HeaderMap::new()));
-        assert!(guard(None).authenticated(&HeaderMap::new()));
+        assert_eq!(g.credentials(&HeaderMap::new()), Credentials::Missing);
+        assert_eq!(
+            guard(None).credentials(&HeaderMap::new()),
+            Credentials::Accepted
+        );
     }
 }

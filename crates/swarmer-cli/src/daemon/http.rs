@@ -1,5 +1,5 @@
-//! The daemon's HTTP application: the JSON API (`api`), the Transmission RPC (`rpc`) and the web
-//! UI (`ui`) in one router, with the guard in front of all of them, the request body limits, and
+//! The daemon's HTTP application: the JSON API (`api`), the Transmission RPC (`rpc`), the
+//! qBittorrent API (`qbt`) and the web UI (`ui`) in one router, with the guard in front of all of them, the request body limits, and
 //! the JSON 404 for any other path.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use axum::{Router, middleware};
 use super::api::{self, MAX_UPLOAD_BYTES};
 use super::error::error_response;
 use super::guard;
+use super::qbt::{self, Qbt, QbtConfig};
 use super::rpc;
 use super::state::AppState;
 use super::ui;
@@ -19,12 +20,15 @@ use super::ui;
 /// Largest request body read at all: an upload and its multipart framing.
 const MAX_BODY_BYTES: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 
-/// Every route of the daemon, behind the guard and the body limits.
-pub(crate) fn router(state: AppState) -> Router {
+/// Every route of the daemon, behind the guard and the body limits; `qbt` configures the
+/// qBittorrent API.
+pub(crate) fn router(state: AppState, qbt: QbtConfig) -> Router {
     let guard = Arc::clone(&state.guard);
+    let qbt = qbt::router(Arc::new(Qbt::new(state.clone(), qbt)));
     api::routes()
         .merge(rpc::router())
         .with_state(state)
+        .merge(qbt)
         // The web UI's files, behind the same guard (Host check; no token needed).
         .merge(ui::router())
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint".into()) })

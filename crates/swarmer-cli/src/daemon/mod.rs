@@ -1,23 +1,27 @@
 //! `swarmer daemon`: one session hosting many torrents, kept in a redb store across restarts, and
-//! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), a web UI (`ui`), and a
-//! watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
+//! controlled over HTTP: a JSON API (`api`), the Transmission RPC (`rpc`), the qBittorrent Web API
+//! (`qbt`), a web UI (`ui`), and a watch folder (`watch`). `manager` owns the torrents; `http` puts the three HTTP front ends behind
 //! `guard`, which decides who may ask. Below them: `state` (what handlers share), `error` (the one
 //! mapping of errors to HTTP statuses), `model` (the JSON views) and `store` (redb).
 //!
 //! Dependencies point one way: each module uses only modules in the layers below its own, so no two
-//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `ui`; `state`;
-//! `guard`; `error`; `manager`; `model`, `store`; `download_dir`.
+//! files import each other. Top to bottom: this file; `http`, `watch`; `api`, `rpc`, `qbt`, `ui`;
+//! `fetch`, `state`;
+//! `guard`; `throttle`, `error`; `manager`; `model`, `store`; `download_dir`.
 
 mod api;
 mod download_dir;
 mod error;
+mod fetch;
 mod guard;
 mod http;
 mod manager;
 mod model;
+mod qbt;
 mod rpc;
 mod state;
 mod store;
+mod throttle;
 mod ui;
 mod watch;
 
@@ -29,9 +33,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
-use swarmer::{Session, SessionConfig};
+use swarmer::SessionConfig;
 
-use self::download_dir::DownloadDir;
+use self::download_dir::{DownloadDir, Roots};
 use crate::dht_args::DhtArgs;
 use crate::state_dir::{default_state_dir, token_file};
 use crate::transport_arg::TransportArg;
@@ -46,8 +50,8 @@ const TOKEN_CHARS: usize = 32;
 /// underscores); the command line wins.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DaemonArgs {
-    /// A TOML config file (keys as the long options, with underscores, plus `token` and
-    /// `allowed_hosts`).
+    /// A TOML config file (keys as the long options, with underscores, plus `token`,
+    /// `allowed_hosts`, `download_roots` and a `[qbittorrent]` section).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address of the HTTP API, web UI and Transmission RPC [default: 127.0.0.1:9091]. Any address
@@ -58,6 +62,10 @@ pub(crate) struct DaemonArgs {
     /// Default directory for downloads [default: the current directory, or the one saved].
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     output: Option<PathBuf>,
+    /// A directory downloads may go under (repeatable); no API may put files anywhere else
+    /// [default: the default download directory].
+    #[arg(long = "download-root", value_name = "DIR")]
+    download_roots: Vec<PathBuf>,
     /// Where the daemon keeps its state (swarmer.redb) [default: $XDG_STATE_HOME/swarmer, else
     /// ~/.local/state/swarmer].
     #[arg(long, value_name = "DIR")]
@@ -112,6 +120,9 @@ pub(crate) struct DaemonArgs {
 struct ConfigFile {
     http_listen: Option<SocketAddr>,
     output: Option<PathBuf>,
+    /// Directories downloads may go under (the command line's `--download-root` adds to them).
+    #[serde(default)]
+    download_roots: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
     port: Option<u16>,
@@ -131,6 +142,9 @@ struct ConfigFile {
     encryption: Option<EncryptionMode>,
     /// `"tcp"`, `"utp"` or `"both"`.
     transport: Option<TransportArg>,
+    /// The qBittorrent API's login (`username`, `password`).
+    #[serde(default)]
+    qbittorrent: qbt::QbtConfig,
 }
 
 /// Runs `swarmer daemon` until SIGINT or SIGTERM, then stops every torrent.
@@ -194,23 +208,44 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         dht: dht.config(),
         ..SessionConfig::default()
     };
-    let session = Arc::new(Session::new(config).await?);
+    let session = Arc::new(crate::peer_port::start_session(config.clone()).await?);
     let output = match args.output.or(file.output) {
         Some(dir) => Some(DownloadDir::new(absolute(&dir)?)?),
         None => None,
     };
+    let saved: Option<store::Settings> = store.get_meta("settings")?;
+    let default_dir = match (&output, saved) {
+        (Some(d), _) => d.clone(),
+        (None, Some(saved)) => saved.download_dir,
+        (None, None) => DownloadDir::new(absolute(Path::new("."))?)?,
+    };
+    let roots = {
+        let mut dirs = Vec::new();
+        for dir in file.download_roots.iter().chain(&args.download_roots) {
+            dirs.push(DownloadDir::new(absolute(dir)?)?);
+        }
+        if dirs.is_empty() {
+            dirs.push(default_dir.clone());
+        }
+        Roots::new(&dirs).context("cannot create or resolve a download root")?
+    };
+    roots.confine(&default_dir).with_context(|| {
+        format!(
+            "the download directory {} is outside the download roots",
+            default_dir.as_path().display()
+        )
+    })?;
     let defaults = store::Settings {
         max_upload_rate: None,
         max_download_rate: None,
         max_active_downloads: Some(5),
         max_active_seeds: None,
-        download_dir: match &output {
-            Some(d) => d.clone(),
-            None => DownloadDir::new(absolute(Path::new("."))?)?,
-        },
+        download_dir: default_dir,
         encryption: EncryptionMode::Prefer,
     };
-    let (manager, manager_task) = manager::start(Arc::clone(&session), store, defaults)?;
+    tracing::info!(roots = ?roots.dirs(), "downloads are confined to these directories");
+    let (manager, manager_task) =
+        manager::start(Arc::clone(&session), store, defaults, roots.clone(), config)?;
     // Options given now override what was saved.
     let patch = manager::SettingsPatch {
         max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
@@ -238,30 +273,48 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     let local = listener.local_addr()?;
     let guard = Arc::new(guard::Guard {
         token,
-        listen: local,
         allowed_hosts: file.allowed_hosts,
+        throttle: throttle::Throttle::default(),
     });
+    let watch_dir = match args.watch_dir.or(file.watch_dir) {
+        Some(dir) => {
+            let dir = absolute(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create watch directory {}", dir.display()))?;
+            Some(std::fs::canonicalize(&dir)?)
+        }
+        None => None,
+    };
     let state = state::AppState {
         manager: manager.clone(),
         guard,
+        watch_dir: watch_dir.clone(),
+        roots,
     };
-    let app = http::router(state);
-    let watcher = args
-        .watch_dir
-        .or(file.watch_dir)
-        .map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
+    let app = http::router(state, file.qbittorrent);
+    let watcher = watch_dir.map(|dir| tokio::spawn(watch::run(dir, manager.clone())));
+    let shutdown = shutdown_signal()?;
     println!("swarmer daemon: listening on http://{local}");
+    println!(
+        "swarmer daemon: peers connect to port {}",
+        session.listen_addr().port()
+    );
     tracing::info!(
         peers = %session.listen_addr(),
         state = %state_dir.display(),
         downloads = %download_dir.display(),
         "daemon ready"
     );
+    // The manager holds the session from here on (and replaces it when the peer port changes).
+    drop(session);
     // No graceful HTTP shutdown: event streams never end by themselves, and every request's effect is
     // in the store before its answer is sent, so connections can simply be dropped.
     let served = tokio::select! {
-        served = axum::serve(listener, app) => served,
-        () = shutdown_signal() => Ok(()),
+        served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        ) => served,
+        () = shutdown => Ok(()),
     };
     tracing::info!("shutting down");
     if let Some(w) = watcher {
@@ -312,13 +365,20 @@ fn generated_token(state_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// Registers the SIGTERM and SIGINT handlers now and returns a future that ends at the first of
+/// them. Registered before the daemon says it is ready: a request can be answered (on another
+/// worker) before the serving `select!` first polls its other branches, and a SIGTERM sent
+/// right after must already be ours, or it kills the process instead of stopping it.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub(crate) enum StateName {
     Paused,
     /// Stopped by a local error (see `error`); resume to retry.
     Failed,
+    /// Its data is being moved to another directory (it starts again there).
+    Moving,
 }
 
 /// One torrent, as listed.
@@ -69,6 +71,15 @@ pub(crate) struct Torrent {
     pub(crate) max_download_rate: Option<u64>,
     /// Place in the queue (0 first).
     pub(crate) queue_position: u32,
+    /// Its category (qBittorrent; a Transmission label), if any.
+    #[serde(default)]
+    pub(crate) category: Option<String>,
+    /// Its tags (qBittorrent; Transmission labels), sorted.
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    /// When every wanted piece was first verified, seconds since the Unix epoch; null before.
+    #[serde(default)]
+    pub(crate) completed_at: Option<u64>,
 }
 
 /// A file's priority in the API (BEP 3 leaves priorities to clients).
@@ -164,4 +175,22 @@ pub(crate) struct SessionStats {
     pub(crate) transport: String,
     /// swarmer's version.
     pub(crate) version: String,
+}
+
+/// A torrent with what only its running task knows (the manager's `details`); not sent as it is:
+/// each API maps it to its own fields.
+#[derive(Debug, Clone)]
+pub(crate) struct Inside {
+    /// The torrent with its files.
+    pub(crate) detail: TorrentDetail,
+    /// Verified pieces, if known (the metadata is, and the torrent runs or saved a resume state).
+    pub(crate) have: Option<swarmer_proto::Bitfield>,
+    /// Bytes of each file of `detail.files` in verified pieces.
+    pub(crate) file_done: Vec<u64>,
+    /// Connected peers (none when not running).
+    pub(crate) peers: Vec<swarmer::PeerDetails>,
+    /// How announcing goes, while running with trackers.
+    pub(crate) tracker: Option<swarmer::tracker::AnnouncerStatus>,
+    /// Its metainfo, once known (shared, not copied).
+    pub(crate) metainfo: Option<std::sync::Arc<swarmer_proto::metainfo::Metainfo>>,
 }

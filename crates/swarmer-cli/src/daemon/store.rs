@@ -61,6 +61,23 @@ pub(crate) struct TorrentRecord {
     /// Place in the queue: lower starts first.
     #[serde(default)]
     pub(crate) queue_position: u32,
+    /// Its category (qBittorrent), if any. Fields from here on are left out of the JSON while
+    /// unset, so records without them read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) category: Option<String>,
+    /// Its tags (qBittorrent), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tags: Vec<String>,
+    /// A name the user gave it (qBittorrent `rename`), shown instead of `info.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) display_name: Option<String>,
+    /// When every wanted piece was first verified, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) completed_at: Option<u64>,
+    /// Take the data on disk as complete at the next start (qBittorrent `skip_checking`); cleared
+    /// once it started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) trust_data: bool,
 }
 
 /// Session-wide settings the API can change; saved so they survive a restart.
@@ -121,6 +138,12 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let db = Database::create(&path).map_err(|e| err(&e))?;
+        // Readable by the daemon's user only: it holds every torrent and the paths of their data.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| err(&e))?;
+        }
         let store = Store {
             db,
             path: path.clone(),
@@ -230,6 +253,38 @@ impl Store {
         })
     }
 
+    /// The value saved under `key` in the small-values table (`None` if absent or unreadable).
+    pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let read = || -> Result<Option<T>, redb::Error> {
+            let meta = tx.open_table(META)?;
+            Ok(meta
+                .get(key)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        };
+        read().map_err(|e| self.error(e))
+    }
+
+    /// Saves `value` under `key` in the small-values table (the qBittorrent categories and tags).
+    pub(crate) fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(value).expect("values serialize");
+        self.write(|tx| {
+            tx.open_table(META)?.insert(key, json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a torrent's resume state, so its next start hashes all of its data (a re-check).
+    pub(crate) fn forget_resume(&self, info_hash: InfoHash) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(RESUME)?.remove(&info_hash.0)?;
+            Ok(())
+        })
+    }
+
     /// Saves the session settings.
     pub(crate) fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
         let json = serde_json::to_vec(settings).expect("settings serialize");
@@ -293,6 +348,11 @@ mod tests {
             max_upload_rate: Some(5),
             max_download_rate: None,
             queue_position: 0,
+            category: None,
+            tags: Vec::new(),
+            display_name: None,
+            completed_at: None,
+            trust_data: false,
         }
     }
 
@@ -317,6 +377,21 @@ mod tests {
         assert_eq!(
             ResumeStore::load(&store, hash).unwrap(),
             Some(b"state".to_vec())
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("swarmer.redb"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the database is the daemon user's only"
+        );
+        store.put_meta("tags", &vec!["a".to_string()]).unwrap();
+        assert_eq!(
+            store.get_meta::<Vec<String>>("tags").unwrap(),
+            Some(vec!["a".to_string()])
         );
         store.remove_torrent(1, record(1).info_hash).unwrap();
         assert!(store.load().unwrap().torrents.is_empty());

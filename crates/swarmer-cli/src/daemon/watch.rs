@@ -84,11 +84,7 @@ async fn take(path: &Path, manager: &Manager) {
         // A file over the size cap fails to parse without having been read whole.
         Ok(Ok(bytes)) => match Metainfo::from_bytes(&bytes) {
             Ok(m) => {
-                let add = Add {
-                    source: Source::Metainfo(Arc::new(m), bytes),
-                    download_dir: None,
-                    paused: false,
-                };
+                let add = Add::new(Source::Metainfo(Arc::new(m), bytes));
                 match manager.add(add).await {
                     Ok(t) => {
                         tracing::info!(id = t.id, "added {} from the watch folder", path.display());

@@ -65,6 +65,9 @@ pub(crate) struct DaemonOptions {
     pub(crate) token: Option<String>,
     /// More arguments, e.g. `--max-active-downloads 1`.
     pub(crate) args: Vec<String>,
+    /// The HTTP listen address (`--http-listen ADDR:PORT`); [`IP`] when `None`. With an
+    /// unspecified address (`0.0.0.0`) the helpers still talk to [`IP`].
+    pub(crate) http_ip: Option<Ipv4Addr>,
 }
 
 impl Default for DaemonOptions {
@@ -77,6 +80,7 @@ impl Default for DaemonOptions {
             http_port: 0,
             token: None,
             args: Vec::new(),
+            http_ip: None,
         }
     }
 }
@@ -111,7 +115,10 @@ impl Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
         command
             .arg("daemon")
-            .args(["--http-listen", &format!("{IP}:{}", options.http_port)])
+            .args([
+                "--http-listen",
+                &format!("{}:{}", options.http_ip.unwrap_or(IP), options.http_port),
+            ])
             .arg("-o")
             .arg(&download_dir)
             .arg("--state-dir")
@@ -136,7 +143,7 @@ impl Daemon {
         let line = proc.wait_for_line("the `listening on` line", deadline, |l| {
             l.starts_with(READY)
         });
-        let url = parse_ready_line(&line)
+        let url = parse_ready_line(&line, options.http_ip.unwrap_or(IP))
             .unwrap_or_else(|| panic!("{name} printed an unusable ready line: {line:?}"));
         scene.mark(&format!("{name} listens on {url}"));
         let http = Client::builder()
@@ -265,6 +272,28 @@ impl Daemon {
         expect_json(response, 201, "POST", "/api/v1/torrents")
     }
 
+    /// One Transmission RPC call (`{"method", "arguments"}`) after the session-id handshake, with
+    /// the token if there is one; returns the reply envelope (the HTTP status must be 200).
+    pub(crate) fn rpc(&self, body: &Value) -> Value {
+        let path = "/transmission/rpc";
+        let with_token = |request: RequestBuilder| match &self.token {
+            Some(token) => request.basic_auth("any", Some(token)),
+            None => request,
+        };
+        let first = self.send(with_token(self.raw(Method::POST, path)).body("{}"));
+        assert_eq!(first.status(), 409, "an RPC request without the session id");
+        let session = first
+            .headers()
+            .get("X-Transmission-Session-Id")
+            .and_then(|v| v.to_str().ok())
+            .expect("the 409 carries X-Transmission-Session-Id")
+            .to_owned();
+        let request = with_token(self.raw(Method::POST, path))
+            .header("X-Transmission-Session-Id", session)
+            .json(body);
+        expect_json(self.send(request), 200, "POST", path)
+    }
+
     /// The torrent `id` (`GET /api/v1/torrents/{id}`, a TorrentDetail).
     pub(crate) fn torrent(&self, id: u64) -> Value {
         self.get_json(&format!("/api/v1/torrents/{id}"))
@@ -288,11 +317,15 @@ pub(crate) fn expect_json(response: Response, status: u16, method: &str, path: &
         .unwrap_or_else(|e| panic!("{method} {path} answered {got} with non-JSON ({e}): {text}"))
 }
 
-/// The URL in `swarmer daemon: listening on http://ADDR:PORT`, checked to be a socket address.
-fn parse_ready_line(line: &str) -> Option<String> {
+/// The URL in `swarmer daemon: listening on http://ADDR:PORT`, checked to be a socket address on
+/// `ip`; an unspecified `ip` (0.0.0.0) is reached at [`IP`].
+fn parse_ready_line(line: &str, ip: Ipv4Addr) -> Option<String> {
     let url = line.strip_prefix(READY)?.trim().trim_end_matches('/');
     let addr: SocketAddr = url.strip_prefix("http://")?.parse().ok()?;
-    (addr.ip() == IpAddr::V4(IP) && addr.port() != 0).then(|| url.to_owned())
+    if addr.ip() != IpAddr::V4(ip) || addr.port() == 0 {
+        return None;
+    }
+    Some(format!("http://{IP}:{}", addr.port()))
 }
 
 /// A magnet link for the info hash `info_hash` (40 hex digits) named `name` (URL-safe), with the peer

@@ -1,7 +1,11 @@
 //! The daemon's Transmission RPC driven by Debian's real `transmission-remote` 3.00: adding a
 //! .torrent and a magnet link, listing, stopping, starting, details, session info and stats,
 //! removing with and without the data, the token via `--auth`, and a whole download from a
-//! `swarmer seed` through opentracker. The handshake and error envelope are checked on the wire.
+//! `swarmer seed` through opentracker; then every command the daemon once refused or faked: adding
+//! by http(s) URL, `-pi` peers, `-it` trackers, `-v` verify (it repairs a damaged piece), `--move`,
+//! `--find`, `-L` labels, `-p` moving the peer port at run time, and `session-set` refusing what
+//! it cannot apply (`-as`). The
+//! handshake and error envelope are checked on the wire.
 //!
 //! Gotchas: transmission-remote posts to `/transmission/rpc/` (trailing slash) and exits 0 even
 //! when a listed torrent has an error, but non-zero when `result` is not `success`; its `-l`
@@ -54,12 +58,18 @@ impl Run {
 /// Runs `transmission-remote 127.0.0.20:PORT [--auth AUTH] ARGS...` (bounded by
 /// [`REMOTE_TIMEOUT`]).
 fn remote(scene: &Scene, daemon: &Daemon, auth: Option<&str>, args: &[&str]) -> Run {
+    let target = format!("{}:{}", harness::IP, daemon.http_port());
+    remote_at(scene, &target, auth, args)
+}
+
+/// Runs `transmission-remote TARGET [--auth AUTH] ARGS...` against any RPC server.
+fn remote_at(scene: &Scene, target: &str, auth: Option<&str>, args: &[&str]) -> Run {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let out = scene.dir.join(format!("remote-{n}.out"));
     let err = scene.dir.join(format!("remote-{n}.err"));
     let mut command = Command::new(REMOTE);
-    command.arg(format!("{}:{}", harness::IP, daemon.http_port()));
+    command.arg(target);
     if let Some(auth) = auth {
         command.args(["--auth", auth]);
     }
@@ -269,12 +279,33 @@ fn transmission_remote_manages_torrents() {
             );
             scene.mark("-i, -if, -si, -d and -st answer");
 
-            // What swarmer cannot do honestly is an error, not a silent success.
-            let verify = remote(scene, &daemon, None, &["-t", &a_id, "-v"]);
-            assert!(!verify.status.success());
+            // A running torrent reannounces; one that is not running cannot, and says so rather
+            // than answering a silent success.
+            remote(scene, &daemon, None, &["-t", &a_id, "--reannounce"]).ok("--reannounce");
+            let g_id = g.id.to_string();
+            remote(scene, &daemon, None, &["-t", &g_id, "-S"]).ok("-S gamma");
+            let reannounce = remote(scene, &daemon, None, &["-t", &g_id, "--reannounce"]);
+            assert!(!reannounce.status.success());
             assert!(
-                verify.stderr.contains("not supported") || verify.stdout.contains("not supported")
+                reannounce.stderr.contains("not running")
+                    || reannounce.stdout.contains("not running"),
+                "{}{}",
+                reannounce.stdout,
+                reannounce.stderr
             );
+            // A tracker that refuses connections shows as the torrent's tracker error.
+            let info = scene
+                .deadline
+                .poll("-i to show the tracker's error", POLL, || {
+                    let info = remote(scene, &daemon, None, &["-t", &a_id, "-i"]).ok("-i");
+                    info.contains("Tracker gave an error").then_some(info)
+                });
+            scene.mark(&format!(
+                "-i shows the tracker error: {}",
+                info.lines()
+                    .find(|l| l.contains("Tracker gave"))
+                    .unwrap_or("")
+            ));
 
             remote(scene, &daemon, None, &["-t", &g.id.to_string(), "-r"]).ok("-r");
             let listed = list(scene, &daemon);
@@ -476,6 +507,281 @@ fn torrent_get_over_many_torrents() {
                 detail_time.as_secs_f64() * 1e3,
                 remote_time.as_secs_f64() * 1e3,
             ));
+            daemon.stop();
+        },
+    );
+}
+
+/// Serves the files of `dir` over HTTP on `addr` (a small Python server that skips the DNS lookup
+/// `HTTPServer` does when binding), until the test ends.
+fn http_server(scene: &Scene, dir: &Path, addr: SocketAddr) -> crate::procs::Proc {
+    let code = "import functools, http.server, sys\n\
+        class S(http.server.ThreadingHTTPServer):\n\
+        \x20   def server_bind(self):\n\
+        \x20       import socketserver; socketserver.TCPServer.server_bind(self)\n\
+        \x20       self.server_name, self.server_port = 'test', self.server_address[1]\n\
+        h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        print('serving', flush=True)\n\
+        S((sys.argv[2], int(sys.argv[3])), h).serve_forever()\n";
+    let mut command = Command::new("/usr/bin/python3");
+    command
+        .args(["-c", code])
+        .arg(dir)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let mut proc = crate::procs::Proc::spawn("http-server", &mut command, &scene.logs);
+    proc.wait_for_line("serving", scene.deadline, |l| l.starts_with("serving"));
+    proc
+}
+
+/// Flips one byte in the middle of `file`.
+fn damage(file: &Path) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .expect("open");
+    let middle = f.metadata().expect("stat").len() / 2;
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(middle)).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start(middle)).unwrap();
+    f.write_all(&[byte[0] ^ 0xFF]).unwrap();
+}
+
+#[test]
+fn transmission_remote_runs_every_command() {
+    isolated(
+        "rpc::transmission_remote_runs_every_command",
+        &[Need::Transmission, Need::Mktorrent, Need::Opentracker],
+        |scene| {
+            let src = scene.subdir("seed");
+            let payload = payload::single_file(&src, "delta.bin", 3_000_000, 4);
+            let torrents = scene.subdir("served");
+            let torrent = payload.make_torrent(
+                &torrents.join("delta.torrent"),
+                15,
+                &[tracker::HTTP_ANNOUNCE],
+            );
+            let tracker = Tracker::start(scene, &[&torrent]);
+            // Slow enough that the download lasts a few seconds, to see the seeder in `-pi`.
+            let _seed = swarmer::seed(scene, &torrent, &src, &["--max-upload-rate", "600K"]);
+            let web: SocketAddr = "127.0.0.40:8080".parse().unwrap();
+            let _web = http_server(scene, &torrents, web);
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+
+            let url = format!("http://{web}/delta.torrent");
+            remote(scene, &daemon, None, &["-a", &url]).ok("-a URL");
+            let missing = remote(
+                scene,
+                &daemon,
+                None,
+                &["-a", &format!("http://{web}/nope.torrent")],
+            );
+            assert!(
+                !missing.status.success(),
+                "a URL that answers 404 is an error"
+            );
+            let row = wait_row(scene, &daemon, "delta.bin", "listed", |_| true);
+            let id = row.id.to_string();
+            scene.mark("-a with an http URL adds the .torrent it serves");
+
+            let peers = scene.deadline.poll("-pi to list the seeder", POLL, || {
+                let out = remote(scene, &daemon, None, &["-t", &id, "-pi"]).ok("-pi");
+                out.contains(&swarmer::addr().ip().to_string())
+                    .then_some(out)
+            });
+            scene.mark(&format!("-pi lists the seeder:\n{peers}"));
+            wait_row(scene, &daemon, "delta.bin", "100% done", |r| {
+                r.done == "100%"
+            });
+            let file = daemon.download_dir.join("delta.bin");
+            payload.assert_same(&file);
+            let trackers = remote(scene, &daemon, None, &["-t", &id, "-it"]).ok("-it");
+            assert!(trackers.contains("127.0.0.1:6969"), "{trackers}");
+            assert!(!trackers.contains("error"), "{trackers}");
+            let files = remote(scene, &daemon, None, &["-t", &id, "-if"]).ok("-if");
+            assert!(files.contains("100%"), "per-file progress:\n{files}");
+            // The completion time is stamped within a second of the download's end.
+            scene
+                .deadline
+                .poll("-i to show a completion date", POLL, || {
+                    let info = remote(scene, &daemon, None, &["-t", &id, "-i"]).ok("-i");
+                    info.contains("Date finished:").then_some(())
+                });
+            scene.mark("-it, -if and -i show real tracker state, file progress and dates");
+
+            damage(&file);
+            assert!(std::fs::read(&file).unwrap() != std::fs::read(src.join("delta.bin")).unwrap());
+            remote(scene, &daemon, None, &["-t", &id, "-v"]).ok("-v");
+            scene
+                .deadline
+                .poll("-v to find and repair the damaged piece", POLL, || {
+                    (std::fs::read(&file).ok()? == std::fs::read(src.join("delta.bin")).ok()?)
+                        .then_some(())
+                });
+            scene.mark("-v re-checks: the damaged piece is found and downloaded again");
+
+            let library = daemon.download_dir.join("library");
+            remote(
+                scene,
+                &daemon,
+                None,
+                &["-t", &id, "--move", library.to_str().unwrap()],
+            )
+            .ok("--move");
+            assert!(!file.exists(), "--move left the old copy");
+            payload.assert_same(&library.join("delta.bin"));
+            let info = remote(scene, &daemon, None, &["-t", &id, "-i"]).ok("-i");
+            assert!(
+                info.contains(&format!("Location: {}", library.display())),
+                "{info}"
+            );
+            let outside = remote(scene, &daemon, None, &["-t", &id, "--move", "/tmp"]);
+            assert!(
+                !outside.status.success(),
+                "--move out of the download roots"
+            );
+            // --find: the data is said to be elsewhere; it is looked for (and hashed) there.
+            let copy = daemon.download_dir.join("copy");
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::copy(library.join("delta.bin"), copy.join("delta.bin")).unwrap();
+            remote(
+                scene,
+                &daemon,
+                None,
+                &["-t", &id, "--find", copy.to_str().unwrap()],
+            )
+            .ok("--find");
+            wait_row(
+                scene,
+                &daemon,
+                "delta.bin",
+                "100% done at the found place",
+                |r| r.done == "100%",
+            );
+            scene.mark("--move moves the data, --find points at a copy");
+
+            remote(scene, &daemon, None, &["-t", &id, "-L", "tv,hd"]).ok("-L");
+            let reply = daemon.rpc(&json!({
+                "method": "torrent-get",
+                "arguments": { "ids": [row.id], "fields": ["labels"] }
+            }));
+            assert_eq!(
+                reply["arguments"]["torrents"][0]["labels"],
+                json!(["hd", "tv"])
+            );
+            scene.mark("-L sets labels (the qBittorrent API's tags)");
+
+            let turtle = remote(scene, &daemon, None, &["-as"]);
+            assert!(!turtle.status.success(), "-as claimed success");
+            assert!(
+                turtle.stdout.contains("alt-speed-enabled")
+                    || turtle.stderr.contains("alt-speed-enabled"),
+                "{}{}",
+                turtle.stdout,
+                turtle.stderr
+            );
+            remote(scene, &daemon, None, &["-AS"]).ok("-AS asks for what is already so");
+            // The peer port moves at run time: the torrent stops, and seeds again on the new port.
+            remote(scene, &daemon, None, &["-p", "51413"]).ok("-p");
+            let session = remote(scene, &daemon, None, &["-si"]).ok("-si");
+            assert!(session.contains("Listenport: 51413"), "{session}");
+            std::net::TcpStream::connect((harness::IP, 51413)).expect("peers reach the new port");
+            assert!(
+                std::net::TcpStream::connect((harness::IP, harness::PEER_PORT)).is_err(),
+                "the old port is closed"
+            );
+            wait_row(scene, &daemon, "delta.bin", "seeding again", |r| {
+                r.done == "100%" && !r.line.contains("Stopped")
+            });
+            scene.mark("session-set refuses what it cannot apply");
+            tracker.wait_until_listed(scene, &torrent, &[swarmer::addr()]);
+            daemon.stop();
+        },
+    );
+}
+
+/// The lines of `text` that start with one of `keys` (after indentation), with runs of spaces
+/// made one: what both servers must print alike.
+fn lines_with(text: &str, keys: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .collect()
+}
+
+#[test]
+fn transmission_remote_shows_what_transmission_daemon_shows() {
+    isolated(
+        "rpc::transmission_remote_shows_what_transmission_daemon_shows",
+        &[Need::Transmission, Need::Mktorrent, Need::Opentracker],
+        |scene| {
+            let src = scene.subdir("seed");
+            let payload = payload::multi_file(&src, "echo", 6);
+            let torrent = payload.make_torrent(
+                &scene.dir.join("echo.torrent"),
+                16,
+                &[tracker::HTTP_ANNOUNCE],
+            );
+            let _tracker = Tracker::start(scene, &[&torrent]);
+            let transmission = crate::transmission::Transmission::start(
+                scene,
+                std::net::Ipv4Addr::new(127, 0, 0, 50),
+            );
+            transmission.seed(scene, &torrent, &src);
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+            payload.copy_to(&daemon.download_dir);
+            remote(scene, &daemon, None, &["-a", torrent.to_str().unwrap()]).ok("-a");
+            let ours = wait_row(scene, &daemon, "echo", "checked and seeding", |r| {
+                r.done == "100%"
+            });
+            let theirs = transmission.rpc_addr().to_string();
+            let ours_id = ours.id.to_string();
+            let show = |args: &[&str]| {
+                let mut ours_args = vec!["-t", ours_id.as_str()];
+                ours_args.extend(args);
+                let mut theirs_args = vec!["-t", "1"];
+                theirs_args.extend(args);
+                (
+                    remote(scene, &daemon, None, &ours_args).ok("ours"),
+                    remote_at(scene, &theirs, None, &theirs_args).ok("transmission's"),
+                )
+            };
+            let (a, b) = show(&["-i"]);
+            let keys = [
+                "Name:",
+                "Hash:",
+                "Total size:",
+                "Piece Count:",
+                "Piece Size:",
+                "Percent Done:",
+                "Have:",
+                "Public torrent:",
+                "Magnet:",
+            ];
+            assert_eq!(
+                lines_with(&a, &keys),
+                lines_with(&b, &keys),
+                "-i\nours:\n{a}\ntheirs:\n{b}"
+            );
+            let (a, b) = show(&["-if"]);
+            let rows = |t: &str| -> Vec<String> {
+                t.lines()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            };
+            assert_eq!(rows(&a), rows(&b), "-if\nours:\n{a}\ntheirs:\n{b}");
+            let (a, b) = show(&["-it"]);
+            let tracker_keys = ["Tracker 0:", "Active in tier"];
+            assert_eq!(
+                lines_with(&a, &tracker_keys),
+                lines_with(&b, &tracker_keys),
+                "-it\nours:\n{a}\ntheirs:\n{b}"
+            );
+            scene.mark("-i, -if and -it show what transmission-daemon shows for the same torrent");
             daemon.stop();
         },
     );

@@ -30,6 +30,21 @@ pub(crate) enum Need {
     /// the interop binary never asks for it).
     #[allow(dead_code)]
     Chromium,
+    /// The `qbittorrent-api` Python package in the virtualenv [`qbt_python`] names, for the
+    /// daemon's qBittorrent API test (the interop binary never asks for it).
+    #[allow(dead_code)]
+    QbittorrentApi,
+}
+
+/// The Python interpreter that has `qbittorrent-api`: `$SWARMER_QBT_PYTHON`, else the virtualenv
+/// `.ci/run` creates in `target/qbt-venv`.
+#[allow(dead_code)]
+pub(crate) fn qbt_python() -> std::path::PathBuf {
+    match std::env::var_os("SWARMER_QBT_PYTHON") {
+        Some(p) => p.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/qbt-venv/bin/python3"),
+    }
 }
 
 const IN_NETNS: &str = "SWARMER_IN_NETNS";
@@ -117,6 +132,22 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
                             "`{path}` is not installed (install chromium chromium-driver)"
                         ));
                     }
+                }
+            }
+            Need::QbittorrentApi => {
+                let python = qbt_python();
+                let ok = Command::new(&python)
+                    .args(["-c", "import qbittorrentapi"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    return Err(format!(
+                        "{} cannot `import qbittorrentapi` (.ci/run installs it: python3 -m venv \
+                         target/qbt-venv && target/qbt-venv/bin/pip install qbittorrent-api)",
+                        python.display()
+                    ));
                 }
             }
             Need::Libtorrent => {

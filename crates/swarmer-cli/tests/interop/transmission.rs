@@ -88,6 +88,12 @@ impl Transmission {
         Transmission { _proc: proc, rpc }
     }
 
+    /// Where its RPC listens.
+    #[allow(dead_code)]
+    pub(crate) fn rpc_addr(&self) -> SocketAddr {
+        self.rpc
+    }
+
     /// Adds `torrent` with its data already in `parent` (`transmission-remote -a -w`), then
     /// waits until Transmission has verified it and seeds (status 6, percentDone 1).
     pub(crate) fn seed(&self, scene: &Scene, torrent: &Path, parent: &Path) {

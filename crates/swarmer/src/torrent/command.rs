@@ -17,6 +17,10 @@ pub(crate) enum Command {
     AddPeers(Vec<SocketAddr>),
     /// New file priorities, answered when they are in effect.
     SetFilePriorities(Vec<FilePriority>, oneshot::Sender<Result<(), TorrentError>>),
+    /// Announce to the trackers now, answered with whether there are trackers to ask.
+    Reannounce(oneshot::Sender<bool>),
+    /// A [`Details`](super::progress::Details) snapshot.
+    Details(oneshot::Sender<super::progress::Details>),
     /// Stop, answered once the torrent has let go of its peers.
     Stop(oneshot::Sender<()>),
 }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::command::Command;
-use super::progress::{Progress, TorrentState};
+use super::progress::{Details, Progress, TorrentState};
 use crate::error::TorrentError;
 use crate::rate::TorrentLimits;
 
@@ -91,6 +91,32 @@ impl TorrentHandle {
             .await
             .map_err(|_| TorrentError::TaskGone)?;
         done_rx.await.map_err(|_| TorrentError::TaskGone)?
+    }
+
+    /// Announces to the trackers now, ignoring their minimum interval; `false` if the torrent has
+    /// no trackers to ask (or is still checking its data).
+    ///
+    /// Errors: [`TorrentError::TaskGone`] if the torrent has ended.
+    pub async fn reannounce(&self) -> Result<bool, TorrentError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reannounce(tx))
+            .await
+            .map_err(|_| TorrentError::TaskGone)?;
+        rx.await.map_err(|_| TorrentError::TaskGone)
+    }
+
+    /// Its verified pieces, connected peers and tracker status, built by the torrent's task when
+    /// it gets to the request.
+    ///
+    /// Errors: [`TorrentError::TaskGone`] if the torrent has ended.
+    pub async fn details(&self) -> Result<Details, TorrentError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Details(tx))
+            .await
+            .map_err(|_| TorrentError::TaskGone)?;
+        rx.await.map_err(|_| TorrentError::TaskGone)
     }
 
     /// Waits until every wanted piece is verified and flushed to disk (the torrent may go on seeding).

@@ -17,6 +17,6 @@ mod task;
 pub(crate) use command::Command;
 pub use handle::TorrentHandle;
 pub use options::{AddTorrentOptions, ExistingData, SeedLimits};
-pub use progress::{Progress, TorrentState};
+pub use progress::{Details, PeerDetails, Progress, TorrentState};
 pub(crate) use running::run;
 pub(crate) use task::TorrentTask;

@@ -1,5 +1,11 @@
 //! What a torrent shows of itself: its [`TorrentState`] and the [`Progress`] snapshot its owner task
-//! publishes on every change.
+//! publishes on every change, and the larger [`Details`] it builds only when asked.
+
+use std::net::SocketAddr;
+
+use swarmer_proto::Bitfield;
+
+use crate::tracker::AnnouncerStatus;
 
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,4 +78,25 @@ impl Progress {
     pub fn is_done(&self) -> bool {
         matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
     }
+}
+
+/// What [`TorrentHandle::details`](crate::TorrentHandle::details) returns: the torrent's state
+/// beyond [`Progress`], too large to publish on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Details {
+    /// Verified pieces.
+    pub have: Bitfield,
+    /// Connected peers (handshake done).
+    pub peers: Vec<PeerDetails>,
+    /// How announcing goes; `None` for a torrent without trackers.
+    pub tracker: Option<AnnouncerStatus>,
+}
+
+/// One connected peer in [`Details`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerDetails {
+    /// Its address (for an incoming connection, the source address).
+    pub addr: SocketAddr,
+    /// We dialled it.
+    pub outgoing: bool,
 }

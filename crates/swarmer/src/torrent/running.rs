@@ -265,6 +265,12 @@ impl Running {
                             break Ok(());
                         }
                     }
+                    Some(Command::Reannounce(reply)) => {
+                        let _ = reply.send(self.sources.reannounce());
+                    }
+                    Some(Command::Details(reply)) => {
+                        let _ = reply.send(self.details());
+                    }
                     Some(Command::Stop(done)) => {
                         if !matches!(self.state, TorrentState::Complete) {
                             self.state = TorrentState::Stopped;
@@ -621,6 +627,23 @@ impl Running {
             return;
         }
         self.conns.accept(incoming);
+    }
+
+    fn details(&self) -> super::progress::Details {
+        let peers = self
+            .keys
+            .keys()
+            .filter_map(|&conn| self.conns.get(conn))
+            .map(|c| super::progress::PeerDetails {
+                addr: c.addr,
+                outgoing: c.outgoing,
+            })
+            .collect();
+        super::progress::Details {
+            have: self.engine.have().clone(),
+            peers,
+            tracker: self.sources.tracker_status(),
+        }
     }
 
     fn publish(&mut self) {

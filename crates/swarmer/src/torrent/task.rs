@@ -268,6 +268,20 @@ impl TorrentTask {
                         self.early_peers.extend(peers.into_iter().take(room));
                         continue;
                     }
+                    // No trackers are asked while checking; they are announced to once it is over.
+                    Some(Command::Reannounce(reply)) => {
+                        let _ = reply.send(false);
+                        continue;
+                    }
+                    // The pieces verified so far; no peers or trackers while checking.
+                    Some(Command::Details(reply)) => {
+                        let _ = reply.send(super::progress::Details {
+                            have: have.clone(),
+                            peers: Vec::new(),
+                            tracker: None,
+                        });
+                        continue;
+                    }
                     // Takes effect when the download starts; pieces being checked stay checked.
                     Some(Command::SetFilePriorities(priorities, done)) => {
                         let _ = done.send(self.store_priorities(priorities));

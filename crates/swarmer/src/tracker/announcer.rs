@@ -111,6 +111,7 @@ impl Announce for TrackerClient {
 struct Requests {
     completed: AtomicBool,
     want_peers: AtomicBool,
+    reannounce: AtomicBool,
     wake: Notify,
 }
 
@@ -161,6 +162,14 @@ impl AnnouncerHandle {
     /// success (the retry schedule runs anyway) or while an announce is under way (that one brings peers).
     pub fn want_peers(&self) {
         self.requests.want_peers.store(true, Ordering::SeqCst);
+        self.requests.wake.notify_one();
+    }
+
+    /// Asks for an announce now, ignoring the tracker's `min interval` (a user's "reannounce",
+    /// as libtorrent's `force_reannounce` with `ignore_min_interval`). A round already under way
+    /// counts as it.
+    pub fn reannounce(&self) {
+        self.requests.reannounce.store(true, Ordering::SeqCst);
         self.requests.wake.notify_one();
     }
 
@@ -334,6 +343,9 @@ impl<T: Announce> Announcer<T> {
             self.completed_requested = true;
             self.completed_pending = true;
             // Announce now, unless a round is already under way: `apply` then schedules the next at once.
+            self.next_announce = now;
+        }
+        if self.requests.reannounce.swap(false, Ordering::SeqCst) && !round_in_flight {
             self.next_announce = now;
         }
         if self.requests.want_peers.swap(false, Ordering::SeqCst) && !round_in_flight {

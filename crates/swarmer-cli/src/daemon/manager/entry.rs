@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use swarmer::resume::ResumeStore;
 use swarmer::{FilePriority, MetadataProgress, Progress, TorrentState};
+use swarmer_proto::Bitfield;
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::piece_priorities;
@@ -13,8 +14,10 @@ use swarmer_proto::tracker::http::percent_encode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::request::Reply;
 use super::running::Running;
-use crate::daemon::model::{File, StateName, Torrent, TorrentDetail};
+use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::model::{File, Inside, StateName, Torrent, TorrentDetail};
 use crate::daemon::store::{Store, TorrentRecord};
 
 /// How far a torrent's task is.
@@ -27,6 +30,19 @@ pub(super) enum Run {
     Running(Running),
     /// Being stopped.
     Stopping,
+}
+
+/// Work on a torrent that must finish before it may start again.
+pub(super) enum Hold {
+    /// None.
+    None,
+    /// Re-check once stopped: forget the resume state, so the next start hashes everything.
+    Recheck,
+    /// Move the data to this directory (or, with `false`, only look for it there) once stopped,
+    /// then answer.
+    Move(DownloadDir, bool, Reply<Torrent>),
+    /// The data is being moved.
+    Moving,
 }
 
 /// One torrent in the manager.
@@ -50,6 +66,8 @@ pub(super) struct Entry {
     pub(super) resumed: Option<(u32, bool)>,
     /// The local error that stopped it.
     pub(super) error: Option<String>,
+    /// Work that keeps it from starting until done (a re-check's stop, a move).
+    pub(super) hold: Hold,
     /// A magnet link's metadata fetch, while it runs.
     pub(super) fetch: Option<(JoinHandle<()>, watch::Receiver<MetadataProgress>)>,
     /// Peers the metadata fetch found, handed to the torrent when it starts.
@@ -73,6 +91,7 @@ impl Entry {
             last: None,
             resumed,
             error: None,
+            hold: Hold::None,
             fetch: None,
             found_peers: Vec::new(),
         }
@@ -103,6 +122,11 @@ impl Entry {
 
     /// Where it is, as the API names it.
     pub(super) fn state(&self) -> StateName {
+        match self.hold {
+            Hold::Move(..) | Hold::Moving => return StateName::Moving,
+            Hold::Recheck => return StateName::Checking,
+            Hold::None => {}
+        }
         if let Run::Running(running) = &self.run {
             return match &running.progress.borrow().state {
                 TorrentState::Checking => StateName::Checking,
@@ -150,10 +174,11 @@ impl Entry {
         Torrent {
             id: r.id,
             info_hash: r.info_hash.to_hex(),
-            name: self
-                .metainfo
-                .as_ref()
-                .map_or_else(|| r.name.clone(), |m| m.info.name.clone()),
+            name: r.display_name.clone().unwrap_or_else(|| {
+                self.metainfo
+                    .as_ref()
+                    .map_or_else(|| r.name.clone(), |m| m.info.name.clone())
+            }),
             state,
             error: self.error.clone().or_else(|| match &progress {
                 Some(Progress {
@@ -181,6 +206,9 @@ impl Entry {
             max_upload_rate: r.max_upload_rate,
             max_download_rate: r.max_download_rate,
             queue_position: r.queue_position,
+            category: r.category.clone(),
+            tags: r.tags.clone(),
+            completed_at: r.completed_at,
         }
     }
 
@@ -219,6 +247,15 @@ impl Entry {
         let magnet = self.record.magnet.clone().unwrap_or_else(|| {
             let mut uri = format!("magnet:?xt=urn:btih:{}&dn=", self.record.info_hash);
             percent_encode(&mut uri, torrent.name.as_bytes());
+            // Its trackers too, as Transmission and qBittorrent write them.
+            for tracker in self
+                .metainfo
+                .iter()
+                .flat_map(|m| m.announce_tiers.iter().flatten())
+            {
+                uri.push_str("&tr=");
+                percent_encode(&mut uri, tracker.as_bytes());
+            }
             uri
         });
         TorrentDetail {
@@ -229,6 +266,41 @@ impl Entry {
             piece_length,
             pieces_have,
             magnet,
+        }
+    }
+
+    /// It with its verified pieces (`have`), the bytes of each file they cover, its peers and its
+    /// tracker status.
+    pub(super) fn inside(
+        &self,
+        have: Option<Bitfield>,
+        peers: Vec<swarmer::PeerDetails>,
+        tracker: Option<swarmer::tracker::AnnouncerStatus>,
+    ) -> Inside {
+        let detail = self.detail();
+        let mut done = vec![0u64; self.metainfo.as_ref().map_or(0, |m| m.info.files.len())];
+        if let (Some(m), Some(have)) = (&self.metainfo, &have) {
+            let layout = &m.info.layout;
+            for piece in layout.pieces().filter(|p| have.get(p.as_usize())) {
+                for slice in layout.piece_slices(piece) {
+                    if let Some(d) = done.get_mut(slice.file.as_usize()) {
+                        *d += slice.length;
+                    }
+                }
+            }
+        }
+        let file_done = detail
+            .files
+            .iter()
+            .map(|f| done.get(f.index as usize).copied().unwrap_or(0))
+            .collect();
+        Inside {
+            detail,
+            have,
+            file_done,
+            peers,
+            tracker,
+            metainfo: self.metainfo.clone(),
         }
     }
 
@@ -245,6 +317,18 @@ fn priorities_of(record: &TorrentRecord) -> Vec<FilePriority> {
         .iter()
         .map(|&p| FilePriority::from_u8(p).unwrap_or(FilePriority::Normal))
         .collect()
+}
+
+/// The verified pieces of the saved resume state, if there is one that reads.
+pub(super) fn saved_have(store: &Store, m: &Metainfo) -> Option<Bitfield> {
+    let bytes = ResumeStore::load(store, m.info_hash).ok()??;
+    let state = swarmer_proto::resume::ResumeState::decode(
+        &bytes,
+        m.info.layout.piece_count() as usize,
+        m.info.files.len(),
+    )
+    .ok()?;
+    Some(state.have)
 }
 
 /// Verified pieces in the saved resume state, and whether they are every wanted piece.

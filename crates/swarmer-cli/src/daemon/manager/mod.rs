@@ -11,8 +11,10 @@
 
 mod delete_data;
 mod entry;
+mod labels;
 mod owner;
 mod queue;
+mod relocate;
 mod request;
 mod running;
 
@@ -22,10 +24,13 @@ use swarmer::{FilePriority, Session};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub(crate) use labels::{LabelEdit, Labels};
 pub(crate) use request::{Add, ManagerError, SettingsPatch, Source};
 use request::{Reply, Request};
 
-use super::model::{SessionStats, Torrent, TorrentDetail};
+use super::download_dir::DownloadDir as Dir;
+use super::download_dir::Roots;
+use super::model::{Inside, SessionStats, Torrent, TorrentDetail};
 use super::store::{Settings, Store, StoreError};
 
 /// Capacity of the request queue; callers wait (asynchronously) when it is full.
@@ -102,6 +107,58 @@ impl Manager {
             .await
     }
 
+    /// One torrent with what only its running task knows: verified pieces, per-file progress,
+    /// peers and tracker status (from the saved resume state when it is not running).
+    pub(crate) async fn details(&self, id: u64) -> Result<Inside, ManagerError> {
+        self.call(|r| Request::Details(id, r)).await
+    }
+
+    /// Every category and tag.
+    pub(crate) async fn labels(&self) -> Labels {
+        self.ask(Request::Labels).await.unwrap_or_default()
+    }
+
+    /// Changes categories, tags, or torrents' labels, and saves them.
+    pub(crate) async fn edit_labels(&self, edit: LabelEdit) -> Result<(), ManagerError> {
+        self.call(|r| Request::EditLabels(edit, r)).await
+    }
+
+    /// Hashes all of a torrent's data again (it stops, forgets its resume state, and starts when
+    /// the queue lets it).
+    pub(crate) async fn recheck(&self, id: u64) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Recheck(id, r)).await
+    }
+
+    /// Announces a running torrent to its trackers now (answered once it has taken the request).
+    pub(crate) async fn reannounce(&self, id: u64) -> Result<(), ManagerError> {
+        self.call(|r| Request::Reannounce(id, r)).await
+    }
+
+    /// Moves a torrent's data to `dir` (inside the download roots) and keeps it there; answers
+    /// once the files are moved. Without `move_data` the torrent only looks for its data there
+    /// (and hashes what it finds, as a re-check).
+    pub(crate) async fn set_location(
+        &self,
+        id: u64,
+        dir: Dir,
+        move_data: bool,
+    ) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::SetLocation(id, dir, move_data, r))
+            .await
+    }
+
+    /// Shows a torrent under `name` (its files keep theirs).
+    pub(crate) async fn rename(&self, id: u64, name: String) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::Rename(id, name, r)).await
+    }
+
+    /// Moves the daemon to peer port `port` (the next free one if it is taken; 0: any): every
+    /// torrent stops, a new session listens there, and they start again. Answers with the port
+    /// used, once the new session listens.
+    pub(crate) async fn set_peer_port(&self, port: u16) -> Result<u16, ManagerError> {
+        self.call(|r| Request::SetPeerPort(port, r)).await
+    }
+
     /// The session settings.
     pub(crate) async fn settings(&self) -> Option<Settings> {
         self.ask(Request::Settings).await
@@ -126,16 +183,19 @@ impl Manager {
     }
 }
 
-/// Starts the manager task over `session`, restoring every torrent in `store`.
+/// Starts the manager task over `session` (made from `session_config`, which a change of peer port
+/// reuses), restoring every torrent in `store`.
 ///
 /// Errors: the store cannot be read.
 pub(crate) fn start(
     session: Arc<Session>,
     store: Arc<Store>,
     defaults: Settings,
+    roots: Roots,
+    session_config: swarmer::SessionConfig,
 ) -> Result<(Manager, JoinHandle<()>), StoreError> {
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-    let task = owner::spawn(session, store, defaults, requests_rx)?;
+    let task = owner::spawn(session, store, defaults, roots, session_config, requests_rx)?;
     Ok((Manager { requests }, task))
 }
 
@@ -157,26 +217,27 @@ mod tests {
             listen_port: 0,
             ..swarmer::SessionConfig::default()
         };
-        let session = Arc::new(Session::new(config).await.unwrap());
+        let session = Arc::new(Session::new(config.clone()).await.unwrap());
         let store = Arc::new(Store::open(&dir.join("state")).unwrap());
+        let download_dir = DownloadDir::new(dir.join("downloads")).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&download_dir)).unwrap();
         let settings = Settings {
             max_upload_rate: None,
             max_download_rate: None,
             max_active_downloads: Some(5),
             max_active_seeds: None,
-            download_dir: DownloadDir::new(dir.join("downloads")).unwrap(),
+            download_dir,
             encryption: Default::default(),
         };
-        start(session, store, settings).unwrap()
+        start(session, store, settings, roots, config).unwrap()
     }
 
     fn magnet(hex: &str) -> Add {
         let text = format!("magnet:?xt=urn:btih:{hex}&dn=test");
-        Add {
-            source: Source::Magnet(Box::new(Magnet::parse(&text).unwrap()), text),
-            download_dir: None,
-            paused: false,
-        }
+        Add::new(Source::Magnet(
+            Box::new(Magnet::parse(&text).unwrap()),
+            text,
+        ))
     }
 
     /// Pausing and resuming torrents that are not running (a magnet link fetching its metadata)
@@ -262,11 +323,62 @@ mod tests {
         info.push(b'e');
         let bytes = [b"d4:info".as_slice(), &info, b"e"].concat();
         let metainfo = Metainfo::from_bytes(&bytes).unwrap();
-        Add {
-            source: Source::Metainfo(Arc::new(metainfo), bytes),
-            download_dir: None,
-            paused: false,
-        }
+        Add::new(Source::Metainfo(Arc::new(metainfo), bytes))
+    }
+
+    /// A paused torrent's data moves (here: its one file) and its record follows, only inside the
+    /// roots; a re-check of it forgets its resume state; a rename shows; labels stick.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_rechecks_renames_and_labels_of_a_paused_torrent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, task) = manager(dir.path()).await;
+        let mut add = two_files();
+        add.paused = true;
+        add.category = Some("tv".into());
+        let t = manager.add(add).await.unwrap();
+        let downloads = dir.path().join("downloads");
+        std::fs::create_dir_all(downloads.join("two")).unwrap();
+        std::fs::write(downloads.join("two/a"), b"data").unwrap();
+        let elsewhere = DownloadDir::new(dir.path().join("elsewhere")).unwrap();
+        assert!(matches!(
+            manager.set_location(t.id, elsewhere, true).await,
+            Err(ManagerError::Forbidden(_))
+        ));
+        let library = DownloadDir::new(downloads.join("library")).unwrap();
+        let moved = manager
+            .set_location(t.id, library.clone(), true)
+            .await
+            .unwrap();
+        assert_eq!(moved.download_dir, library.as_path().display().to_string());
+        assert_eq!(
+            std::fs::read(downloads.join("library/two/a")).unwrap(),
+            b"data"
+        );
+        assert!(!downloads.join("two").exists());
+        assert_eq!(
+            moved.state,
+            StateName::Paused,
+            "a paused torrent stays paused"
+        );
+        manager.recheck(t.id).await.unwrap();
+        assert_eq!(
+            manager.rename(t.id, "Shown".into()).await.unwrap().name,
+            "Shown"
+        );
+        manager
+            .edit_labels(LabelEdit::AddTags(vec![t.id], vec!["hd".into()]))
+            .await
+            .unwrap();
+        let view = manager.get(t.id).await.unwrap().torrent;
+        assert_eq!(
+            view.category.as_deref(),
+            Some("tv"),
+            "an add creates its category"
+        );
+        assert_eq!(view.tags, ["hd"]);
+        assert!(manager.labels().await.categories.contains_key("tv"));
+        manager.shutdown().await;
+        task.await.unwrap();
     }
 
     /// Waits (at most 10 s) until the torrent's view passes `check`.

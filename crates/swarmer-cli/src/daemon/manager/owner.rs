@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use swarmer::resume::ResumeStore;
 use swarmer::{
     AddTorrentOptions, ExistingData, FetchedMetadata, FilePriority, MetadataError, Progress,
-    SeedLimits, Session, SessionError, TorrentError, TorrentHandle, TorrentState,
+    SeedLimits, Session, SessionConfig, SessionError, TorrentError, TorrentHandle, TorrentState,
 };
 use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
@@ -20,12 +20,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::delete_data::delete_files;
-use super::entry::{Entry, Run, resumed_pieces};
+use super::entry::{Entry, Hold, Run, resumed_pieces, saved_have};
+use super::labels::{LabelEdit, Labels};
 use super::queue;
+use super::relocate::move_data;
 use super::request::{Add, MAX_TORRENTS, ManagerError, Reply, Request, SettingsPatch, Source};
 use super::running::Running;
-use crate::daemon::download_dir::DownloadDir;
-use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
+use crate::daemon::download_dir::{DownloadDir, Roots};
+use crate::daemon::model::{Inside, SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
 
 /// How often the queue is re-evaluated and failed torrents noticed, besides after every request.
@@ -41,6 +43,8 @@ pub(super) fn spawn(
     session: Arc<Session>,
     store: Arc<Store>,
     defaults: Settings,
+    roots: Roots,
+    session_config: SessionConfig,
     requests: mpsc::Receiver<Request>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let loaded = store.load()?;
@@ -67,11 +71,16 @@ pub(super) fn spawn(
         entries.insert(record.id, Entry::new(record, metainfo, magnet, resumed));
     }
     tracing::info!(torrents = entries.len(), "restored the daemon's torrents");
+    let labels = Labels::load(&store)?;
     let (reports, reports_rx) = mpsc::unbounded_channel();
     let owner = Owner {
         session,
         store,
         settings,
+        roots,
+        labels,
+        session_config,
+        port_change: None,
         entries,
         reports,
         shutting_down: None,
@@ -88,6 +97,23 @@ enum Report {
     Deleted(Reply<()>, Result<(), String>),
     /// A running torrent took new file priorities (or did not), for the request's reply.
     PrioritiesSet(u64, Reply<TorrentDetail>, Result<(), ManagerError>),
+    /// A running torrent's details, for the request's reply.
+    Details(u64, Reply<Inside>, Result<swarmer::Details, ManagerError>),
+    /// A torrent's data was moved to the directory (or could not be).
+    Moved(u64, DownloadDir, Reply<Torrent>, Result<(), String>),
+    /// The session on the new peer port started (or could not).
+    SessionReady(Result<Session, SessionError>),
+}
+
+/// A change of the peer port in progress: every torrent stops, then a new session starts on the
+/// port and the queue starts them again on it.
+struct PortChange {
+    /// The port asked for.
+    port: u16,
+    /// Who asked, answered with the port used.
+    reply: Reply<u16>,
+    /// The new session is being started.
+    starting: bool,
 }
 
 /// The task that owns every torrent.
@@ -95,6 +121,14 @@ struct Owner {
     session: Arc<Session>,
     store: Arc<Store>,
     settings: Settings,
+    /// Where downloads may go: every directory a request names is checked against them.
+    roots: Roots,
+    /// Every category and tag.
+    labels: Labels,
+    /// The session's configuration, for a new session on another peer port.
+    session_config: SessionConfig,
+    /// A peer port change under way: nothing starts until it is done.
+    port_change: Option<PortChange>,
     entries: BTreeMap<u64, Entry>,
     /// Unbounded, but each torrent has at most one start, stop or fetch in flight at a time, and
     /// every other report answers one request whose caller is waiting for it.
@@ -131,6 +165,8 @@ impl Owner {
                     let _ = done;
                     break;
                 }
+            } else if self.port_change.is_some() {
+                self.continue_port_change();
             } else {
                 self.schedule();
             }
@@ -164,6 +200,39 @@ impl Owner {
             Request::SetLimits(id, up, down, reply) => {
                 let _ = reply.send(self.set_limits(id, up, down));
             }
+            Request::Details(id, reply) => self.details(id, reply),
+            Request::Labels(reply) => {
+                let _ = reply.send(self.labels.clone());
+            }
+            Request::EditLabels(edit, reply) => {
+                let _ = reply.send(self.edit_labels(edit));
+            }
+            Request::Recheck(id, reply) => {
+                let _ = reply.send(self.recheck(id));
+            }
+            Request::Reannounce(id, reply) => match self.entry_mut(id) {
+                Ok(Entry {
+                    run: Run::Running(running),
+                    ..
+                }) => running.reannounce(move |result| {
+                    let _ = reply.send(result);
+                }),
+                Ok(_) => {
+                    let _ = reply.send(Err(ManagerError::Conflict(
+                        "the torrent is not running; it announces when it starts".into(),
+                    )));
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Request::SetLocation(id, dir, move_data, reply) => {
+                self.set_location(id, dir, move_data, reply);
+            }
+            Request::Rename(id, name, reply) => {
+                let _ = reply.send(self.rename(id, name));
+            }
+            Request::SetPeerPort(port, reply) => self.set_peer_port(port, reply),
             Request::Settings(reply) => {
                 let _ = reply.send(self.settings.clone());
             }
@@ -212,6 +281,37 @@ impl Owner {
         if self.entries.len() >= MAX_TORRENTS {
             return Err(ManagerError::Full);
         }
+        let category_dir = add
+            .category
+            .as_deref()
+            .and_then(|c| self.labels.save_path(c));
+        let download_dir = add
+            .download_dir
+            .or_else(|| category_dir.cloned())
+            .unwrap_or_else(|| self.settings.download_dir.clone());
+        self.roots.confine(&download_dir)?;
+        // A new category or tag is created, as qBittorrent creates them on an add.
+        let mut labels = self.labels.clone();
+        if let Some(c) = add
+            .category
+            .as_ref()
+            .filter(|c| !labels.categories.contains_key(*c))
+        {
+            labels.apply(
+                LabelEdit::CreateCategory(c.clone(), None),
+                std::iter::empty(),
+            )?;
+        }
+        if !add.tags.is_empty() {
+            labels.apply(LabelEdit::CreateTags(add.tags.clone()), std::iter::empty())?;
+        }
+        if labels != self.labels {
+            labels.save(&self.store)?;
+            self.labels = labels;
+        }
+        let mut tags = add.tags;
+        tags.sort();
+        tags.dedup();
         let id = self.store.next_id()?;
         let queue_position = self
             .entries
@@ -224,17 +324,20 @@ impl Owner {
             info_hash,
             magnet: magnet_text,
             name,
-            download_dir: add
-                .download_dir
-                .unwrap_or_else(|| self.settings.download_dir.clone()),
+            download_dir,
             paused: add.paused,
             added_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             priorities: Vec::new(),
-            max_upload_rate: None,
-            max_download_rate: None,
+            max_upload_rate: add.limits.0,
+            max_download_rate: add.limits.1,
             queue_position,
+            category: add.category,
+            tags,
+            display_name: add.display_name.filter(|n| !n.is_empty()),
+            completed_at: None,
+            trust_data: add.trust_data,
         };
         self.store.put_torrent(&record, bytes.as_deref())?;
         tracing::info!(id, info_hash = %info_hash, name = %record.name, "added a torrent");
@@ -271,6 +374,18 @@ impl Owner {
     }
 
     fn remove(&mut self, id: u64, delete_data: bool, reply: Reply<()>) {
+        if self
+            .entries
+            .get(&id)
+            .is_some_and(|e| matches!(e.hold, Hold::Move(..) | Hold::Moving))
+        {
+            // Its files are on their way to another directory: deleting them now would race
+            // the move.
+            let _ = reply.send(Err(ManagerError::Conflict(
+                "the torrent's data is being moved; remove it once the move is done".into(),
+            )));
+            return;
+        }
         let Some(mut e) = self.entries.remove(&id) else {
             let _ = reply.send(Err(ManagerError::NotFound(id)));
             return;
@@ -379,6 +494,151 @@ impl Owner {
         Ok(e.view())
     }
 
+    /// Answers with the torrent's details: at once from its saved resume state when it is not
+    /// running, else from the task that asks it (`Report::Details`).
+    fn details(&mut self, id: u64, reply: Reply<Inside>) {
+        let reports = self.reports.clone();
+        let store = Arc::clone(&self.store);
+        let e = match self.entry_mut(id) {
+            Ok(e) => e,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        if let Run::Running(running) = &mut e.run {
+            running.details(move |result| {
+                let _ = reports.send(Report::Details(id, reply, result));
+            });
+            return;
+        }
+        let have = e.metainfo.as_ref().and_then(|m| saved_have(&store, m));
+        let _ = reply.send(Ok(e.inside(have, Vec::new(), None)));
+    }
+
+    fn edit_labels(&mut self, edit: LabelEdit) -> Result<(), ManagerError> {
+        if let LabelEdit::CreateCategory(_, Some(dir)) | LabelEdit::EditCategory(_, Some(dir)) =
+            &edit
+        {
+            self.roots.confine(dir)?;
+        }
+        let mut labels = self.labels.clone();
+        let changed = labels.apply(edit, self.entries.values_mut().map(|e| &mut e.record))?;
+        labels.save(&self.store)?;
+        self.labels = labels;
+        for id in changed {
+            if let Some(e) = self.entries.get(&id) {
+                self.store.put_torrent(&e.record, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the torrent if it runs and forgets its resume state once it has stopped (the stop
+    /// saves one), so its next start hashes all of its data.
+    fn recheck(&mut self, id: u64) -> Result<Torrent, ManagerError> {
+        let store = Arc::clone(&self.store);
+        let e = self.entry_mut(id)?;
+        if e.metainfo.is_none() {
+            return Err(ManagerError::Invalid(
+                "the torrent's metadata is not known yet".into(),
+            ));
+        }
+        if !matches!(e.hold, Hold::None) {
+            return Err(ManagerError::Conflict(
+                "the torrent is being moved or re-checked".into(),
+            ));
+        }
+        e.error = None;
+        if matches!(e.run, Run::Idle) {
+            store.forget_resume(e.record.info_hash)?;
+            e.last = None;
+            e.resumed = None;
+        } else {
+            e.hold = Hold::Recheck;
+            self.stop(id);
+        }
+        tracing::info!(id, "re-checking");
+        Ok(self.entry(id)?.view())
+    }
+
+    /// Moves the torrent's data to `dir`: stops it first if it runs, moves on a blocking thread,
+    /// and answers once it is done (`Report::Moved`); the queue restarts it there.
+    fn set_location(&mut self, id: u64, dir: DownloadDir, move_data: bool, reply: Reply<Torrent>) {
+        if let Err(err) = self.roots.confine(&dir) {
+            let _ = reply.send(Err(err.into()));
+            return;
+        }
+        let e = match self.entry_mut(id) {
+            Ok(e) => e,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
+        if !matches!(e.hold, Hold::None) {
+            let _ = reply.send(Err(ManagerError::Conflict(
+                "the torrent is being moved or re-checked".into(),
+            )));
+            return;
+        }
+        e.hold = Hold::Move(dir, move_data, reply);
+        if matches!(e.run, Run::Idle) {
+            self.start_move(id);
+        } else {
+            self.stop(id);
+        }
+    }
+
+    /// Runs the move a stopped torrent's `Hold::Move` asks for.
+    fn start_move(&mut self, id: u64) {
+        let reports = self.reports.clone();
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let Hold::Move(dir, move_files, reply) = std::mem::replace(&mut e.hold, Hold::Moving)
+        else {
+            return;
+        };
+        let from = e.record.download_dir.clone();
+        let metainfo = e.metainfo.clone().filter(|_| move_files);
+        if !move_files {
+            // The data is said to be there already: hash what is found, as a re-check.
+            if let Err(err) = self.store.forget_resume(e.record.info_hash) {
+                let _ = reply.send(Err(err.into()));
+                e.hold = Hold::None;
+                return;
+            }
+            e.last = None;
+            e.resumed = None;
+        }
+        tracing::info!(id, to = %dir.as_path().display(), "moving the data");
+        tokio::spawn(async move {
+            let target = dir.clone();
+            let result = match metainfo {
+                Some(m) => tokio::task::spawn_blocking(move || {
+                    move_data(from.as_path(), target.as_path(), &m)
+                })
+                .await
+                .unwrap_or_else(|_| Err("moving the data panicked".into())),
+                None => Ok(()),
+            };
+            let _ = reports.send(Report::Moved(id, dir, reply, result));
+        });
+    }
+
+    fn rename(&mut self, id: u64, name: String) -> Result<Torrent, ManagerError> {
+        let name = name.trim().to_string();
+        if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
+            return Err(ManagerError::Invalid("invalid torrent name".into()));
+        }
+        let store = Arc::clone(&self.store);
+        let e = self.entry_mut(id)?;
+        e.record.display_name = Some(name);
+        store.put_torrent(&e.record, None)?;
+        Ok(e.view())
+    }
+
     fn set_settings(&mut self, patch: SettingsPatch) -> Result<Settings, ManagerError> {
         let mut s = self.settings.clone();
         if let Some(v) = patch.max_upload_rate {
@@ -399,6 +659,7 @@ impl Owner {
         if let Some(dir) = patch.download_dir {
             s.download_dir = DownloadDir::new(dir)
                 .map_err(|e| ManagerError::Invalid(format!("download_dir {e}")))?;
+            self.roots.confine(&s.download_dir)?;
         }
         self.store.put_settings(&s)?;
         self.session
@@ -447,6 +708,10 @@ impl Owner {
 
     /// Starts and stops torrents as the queue says, and fetches missing metadata.
     fn schedule(&mut self) {
+        if self.port_change.is_some() {
+            // Nothing starts on the old session while it is being replaced.
+            return;
+        }
         let plan = queue::plan(&self.entries, &self.settings);
         for id in plan.stop {
             tracing::info!(id, "queued: over the active torrent limit");
@@ -468,10 +733,20 @@ impl Owner {
         let Some(metainfo) = e.metainfo.as_ref().map(Arc::clone) else {
             return;
         };
+        // A record saved before the roots were configured (or narrowed) does not start outside
+        // them.
+        if let Err(err) = self.roots.confine(&e.record.download_dir) {
+            e.error = Some(err.to_string());
+            return;
+        }
         e.run = Run::Starting;
         let options = AddTorrentOptions {
             seed: Some(SeedLimits::default()),
-            existing: ExistingData::Check,
+            existing: if e.record.trust_data {
+                ExistingData::Complete
+            } else {
+                ExistingData::Check
+            },
             resume: Some(Arc::clone(&self.store) as Arc<dyn ResumeStore>),
             file_priorities: e.priorities(),
             max_upload_rate: e.record.max_upload_rate,
@@ -553,7 +828,17 @@ impl Owner {
                 match result {
                     Ok(handle) => {
                         e.run = Run::Running(Running::new(handle));
-                        if e.record.paused || self.shutting_down.is_some() {
+                        if e.record.trust_data {
+                            // Its resume state vouches for the data from now on.
+                            e.record.trust_data = false;
+                            if let Err(err) = self.store.put_torrent(&e.record, None) {
+                                tracing::warn!(id, "cannot save the record: {err}");
+                            }
+                        }
+                        // Paused, or a re-check, a move or a port change came while it started:
+                        // each waits for it to stop.
+                        let held = !matches!(e.hold, Hold::None) || self.port_change.is_some();
+                        if e.record.paused || held || self.shutting_down.is_some() {
                             self.stop(id);
                         }
                     }
@@ -570,7 +855,68 @@ impl Owner {
                     if let Err(err) = result {
                         e.error = Some(err.to_string());
                     }
+                    match e.hold {
+                        Hold::Recheck => {
+                            e.hold = Hold::None;
+                            e.last = None;
+                            e.resumed = None;
+                            if let Err(err) = self.store.forget_resume(e.record.info_hash) {
+                                e.error = Some(err.to_string());
+                            }
+                        }
+                        Hold::Move(..) => self.start_move(id),
+                        Hold::None | Hold::Moving => {}
+                    }
                 }
+            }
+            Report::Moved(id, dir, reply, result) => {
+                let Some(e) = self.entries.get_mut(&id) else {
+                    let _ = reply.send(Err(ManagerError::NotFound(id)));
+                    return;
+                };
+                e.hold = Hold::None;
+                let answer = match result {
+                    Ok(()) => {
+                        e.record.download_dir = dir;
+                        self.store
+                            .put_torrent(&e.record, None)
+                            .map(|()| e.view())
+                            .map_err(ManagerError::from)
+                    }
+                    Err(message) => Err(ManagerError::Conflict(message)),
+                };
+                let _ = reply.send(answer);
+            }
+            Report::SessionReady(result) => {
+                let Some(change) = self.port_change.take() else {
+                    return;
+                };
+                let answer = match result {
+                    Ok(session) => {
+                        session.set_rate_limits(
+                            self.settings.max_upload_rate,
+                            self.settings.max_download_rate,
+                        );
+                        let port = session.listen_addr().port();
+                        tracing::info!(port, "peers connect to the new port");
+                        // The old session (listener, DHT) ends when its last torrent has let go.
+                        self.session = Arc::new(session);
+                        self.session_config.listen_port = port;
+                        Ok(port)
+                    }
+                    Err(err) => Err(ManagerError::Invalid(format!(
+                        "cannot listen for peers on port {}: {err}",
+                        change.port
+                    ))),
+                };
+                let _ = change.reply.send(answer);
+            }
+            Report::Details(id, reply, result) => {
+                let answer = result.and_then(|d| {
+                    let e = self.entry(id)?;
+                    Ok(e.inside(Some(d.have), d.peers, d.tracker))
+                });
+                let _ = reply.send(answer);
             }
             Report::Fetched(id, result) => {
                 let Some(e) = self.entries.get_mut(&id) else {
@@ -605,6 +951,7 @@ impl Owner {
     /// Notices running torrents that failed (disk full, files gone) and stops them, so the error
     /// shows and a resume starts them afresh.
     fn watch_running(&mut self) {
+        self.note_completions();
         let failed: Vec<(u64, String)> = self
             .entries
             .iter()
@@ -622,6 +969,70 @@ impl Owner {
                 e.error = Some(msg);
             }
             self.stop(id);
+        }
+    }
+
+    /// Starts moving every torrent to a session on `port`: they stop (and magnet links stop
+    /// fetching) now; [`Owner::continue_port_change`] does the rest once they have.
+    fn set_peer_port(&mut self, port: u16, reply: Reply<u16>) {
+        if port == self.session.listen_addr().port() {
+            let _ = reply.send(Ok(port));
+            return;
+        }
+        if self.port_change.is_some() {
+            let _ = reply.send(Err(ManagerError::Conflict(
+                "the peer port is being changed already".into(),
+            )));
+            return;
+        }
+        tracing::info!(port, "changing the peer port: stopping every torrent");
+        self.port_change = Some(PortChange {
+            port,
+            reply,
+            starting: false,
+        });
+        let ids: Vec<u64> = self.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                if let Some((fetch, _)) = e.fetch.take() {
+                    fetch.abort();
+                }
+            }
+            self.stop(id);
+        }
+    }
+
+    /// Once no torrent runs any more, starts the session on the new port (in a task that reports
+    /// back with `Report::SessionReady`).
+    fn continue_port_change(&mut self) {
+        let busy = self.entries.values().any(|e| !matches!(e.run, Run::Idle));
+        let Some(change) = self.port_change.as_mut().filter(|c| !c.starting && !busy) else {
+            return;
+        };
+        change.starting = true;
+        let config = SessionConfig {
+            listen_port: change.port,
+            ..self.session_config.clone()
+        };
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let result = crate::peer_port::start_session(config).await;
+            let _ = reports.send(Report::SessionReady(result));
+        });
+    }
+
+    /// Stamps torrents that have just finished with the time (`completed_at`), once.
+    fn note_completions(&mut self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for e in self.entries.values_mut() {
+            if e.record.completed_at.is_none() && matches!(e.run, Run::Running(..)) && e.done() {
+                e.record.completed_at = Some(now);
+                if let Err(err) = self.store.put_torrent(&e.record, None) {
+                    tracing::warn!("cannot save a completion time: {err}");
+                }
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::entry::{Entry, Run};
+use super::entry::{Entry, Hold, Run};
 use crate::daemon::store::Settings;
 
 /// Most torrents being started (files `stat`ed, opened, resume state read) at once.
@@ -40,7 +40,7 @@ pub(super) fn plan(entries: &BTreeMap<u64, Entry>, settings: &Settings) -> Plan 
     let mut plan = Plan::default();
     for (_, id) in order {
         let e = &entries[&id];
-        if e.record.paused || e.error.is_some() {
+        if e.record.paused || e.error.is_some() || !matches!(e.hold, Hold::None) {
             continue;
         }
         if e.metainfo.is_none() {

@@ -12,8 +12,9 @@ use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use tokio::sync::oneshot;
 
-use crate::daemon::download_dir::DownloadDir;
-use crate::daemon::model::{SessionStats, Torrent, TorrentDetail};
+use super::labels::{LabelEdit, LabelError, Labels};
+use crate::daemon::download_dir::{DownloadDir, OutsideRoots};
+use crate::daemon::model::{Inside, SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, StoreError};
 
 /// Most torrents the daemon holds: every one costs a task, a record and its metainfo.
@@ -36,6 +37,13 @@ pub(crate) enum ManagerError {
     /// The request is well-formed but cannot apply (wrong number of priorities, metadata unknown).
     #[error("{0}")]
     Invalid(String),
+    /// The request clashes with the daemon's state (an unknown or existing category, a move to
+    /// where files already are).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request names a directory outside the download roots.
+    #[error(transparent)]
+    Forbidden(#[from] OutsideRoots),
     /// The daemon holds [`MAX_TORRENTS`] already.
     #[error("the daemon holds {MAX_TORRENTS} torrents already")]
     Full,
@@ -45,6 +53,15 @@ pub(crate) enum ManagerError {
     /// The manager is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+}
+
+impl From<LabelError> for ManagerError {
+    fn from(e: LabelError) -> ManagerError {
+        match e {
+            LabelError::Conflict(m) => ManagerError::Conflict(m),
+            LabelError::Invalid(m) => ManagerError::Invalid(m),
+        }
+    }
 }
 
 /// What to add, parsed at the edge (HTTP handler, RPC method, watch folder) so the manager never
@@ -66,6 +83,34 @@ pub(crate) struct Add {
     pub(crate) download_dir: Option<DownloadDir>,
     /// Add it paused.
     pub(crate) paused: bool,
+    /// Its category (created if new; its save path is the default directory for this add).
+    pub(crate) category: Option<String>,
+    /// Its tags (created if new).
+    pub(crate) tags: Vec<String>,
+    /// A name to show instead of the torrent's own.
+    pub(crate) display_name: Option<String>,
+    /// Its own `(upload, download)` limits, bytes/s.
+    pub(crate) limits: (Option<u64>, Option<u64>),
+    /// Take the data on disk as complete at the first start, without hashing it (qBittorrent
+    /// `skip_checking`).
+    pub(crate) trust_data: bool,
+}
+
+impl Add {
+    /// Adds `source` with every option at its default: the default directory, not paused, no
+    /// labels, no limits.
+    pub(crate) fn new(source: Source) -> Add {
+        Add {
+            source,
+            download_dir: None,
+            paused: false,
+            category: None,
+            tags: Vec::new(),
+            display_name: None,
+            limits: (None, None),
+            trust_data: false,
+        }
+    }
 }
 
 /// Changes to the session settings; `None` leaves a setting alone, `Some(None)` clears a limit.
@@ -116,6 +161,14 @@ pub(super) enum Request {
     Remove(u64, bool, Reply<()>),
     SetPriorities(u64, Vec<FilePriority>, Reply<TorrentDetail>),
     SetLimits(u64, Option<u64>, Option<u64>, Reply<Torrent>),
+    Details(u64, Reply<Inside>),
+    Labels(oneshot::Sender<Labels>),
+    EditLabels(LabelEdit, Reply<()>),
+    Recheck(u64, Reply<Torrent>),
+    Reannounce(u64, Reply<()>),
+    SetLocation(u64, DownloadDir, bool, Reply<Torrent>),
+    Rename(u64, String, Reply<Torrent>),
+    SetPeerPort(u16, Reply<u16>),
     Settings(oneshot::Sender<Settings>),
     SetSettings(SettingsPatch, Reply<Settings>),
     Stats(oneshot::Sender<SessionStats>),

@@ -1,13 +1,16 @@
 //! A running torrent as the owner holds it: its handle, its progress, and the commands in flight.
-//! A command that waits for the torrent's answer (file priorities) runs in a task of its own, so
-//! the owner never waits on a torrent; the task reports back through a callback.
+//! A command that waits for the torrent's answer (file priorities, details, a reannounce) runs in a
+//! task of its own, so the owner never waits on a torrent; the task reports back through a
+//! callback. At most 64 wait per torrent.
 //!
 //! **Invariant:** the handle's `Arc` is cloned only into command tasks, each command task waits for
 //! the one before it (so commands reach the torrent in the order the requests came) and drops its
 //! clone before it ends, and [`Running::stop`] waits for the last one. So when `stop` runs, its
 //! `Arc` is the only one left and the handle can be consumed by `TorrentHandle::stop`.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use swarmer::{FilePriority, Progress, TorrentError, TorrentHandle};
@@ -16,8 +19,11 @@ use tokio::task::JoinHandle;
 
 use super::request::ManagerError;
 
-/// How long a command task waits for the torrent to take a command (file priorities).
+/// How long a command task waits for the torrent to take a command (file priorities, details, a
+/// reannounce).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most commands waiting for one torrent at once (requests from every API together).
+const MAX_IN_FLIGHT: usize = 64;
 
 /// A started torrent, until it is stopped.
 pub(super) struct Running {
@@ -27,6 +33,8 @@ pub(super) struct Running {
     pub(super) progress: watch::Receiver<Progress>,
     /// The task of the last command sent, which ends after every earlier one.
     last_command: Option<JoinHandle<()>>,
+    /// Commands sent and not yet answered.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Running {
@@ -36,6 +44,7 @@ impl Running {
             progress: handle.progress(),
             handle: Arc::new(handle),
             last_command: None,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -44,33 +53,105 @@ impl Running {
         self.handle.set_rate_limits(upload, download);
     }
 
-    /// Sends file priorities from a task of its own, after the commands sent before, and calls
-    /// `done` there with the outcome: the torrent applies them in its own task and answers at once
-    /// (a file that cannot be created fails the torrent, which shows in its state), but a busy
-    /// torrent may take a while, and the owner must not wait. Never blocks.
-    pub(super) fn set_file_priorities(
+    /// Runs `command` on the handle in a task of its own, after the commands sent before, and
+    /// calls `done` there with its outcome (a timeout after [`COMMAND_TIMEOUT`]). At most
+    /// [`MAX_IN_FLIGHT`] commands wait at once; beyond that `done` gets a refusal at once. Never
+    /// blocks.
+    fn command<T, F, Fut>(
         &mut self,
-        priorities: Vec<FilePriority>,
-        done: impl FnOnce(Result<(), ManagerError>) + Send + 'static,
-    ) {
+        what: &'static str,
+        command: F,
+        done: impl FnOnce(Result<T, ManagerError>) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        F: FnOnce(Arc<TorrentHandle>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ManagerError>> + Send + 'static,
+    {
+        if self.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            done(Err(ManagerError::Conflict(format!(
+                "the torrent has {MAX_IN_FLIGHT} commands waiting; try again"
+            ))));
+            return;
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = Arc::clone(&self.in_flight);
         let handle = Arc::clone(&self.handle);
         let before = self.last_command.take();
         self.last_command = Some(tokio::spawn(async move {
             if let Some(before) = before {
                 let _ = before.await;
             }
-            let sent =
-                tokio::time::timeout(COMMAND_TIMEOUT, handle.set_file_priorities(priorities)).await;
-            // Before the task ends, so that `stop` finds the handle unshared.
-            drop(handle);
-            done(match sent {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(ManagerError::Invalid(err.to_string())),
-                Err(_) => Err(ManagerError::Invalid(
-                    "the torrent did not take the priorities in time".into(),
-                )),
-            });
+            // The future owns the handle's clone and drops it when it ends, before `done`, so
+            // that `stop` finds the handle unshared.
+            let outcome = tokio::time::timeout(COMMAND_TIMEOUT, command(handle))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ManagerError::Invalid(format!(
+                        "the torrent did not take the {what} in time"
+                    )))
+                });
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            done(outcome);
         }));
+    }
+
+    /// Sends file priorities (see [`Running::command`]): the torrent applies them in its own task
+    /// and answers at once (a file that cannot be created fails the torrent, which shows in its
+    /// state), but a busy torrent may take a while, and the owner must not wait.
+    pub(super) fn set_file_priorities(
+        &mut self,
+        priorities: Vec<FilePriority>,
+        done: impl FnOnce(Result<(), ManagerError>) + Send + 'static,
+    ) {
+        self.command(
+            "priorities",
+            |handle| async move {
+                handle
+                    .set_file_priorities(priorities)
+                    .await
+                    .map_err(|err| ManagerError::Invalid(err.to_string()))
+            },
+            done,
+        );
+    }
+
+    /// Asks the torrent to announce now (see [`Running::command`]): an error if it has no
+    /// trackers to ask (or is checking).
+    pub(super) fn reannounce(
+        &mut self,
+        done: impl FnOnce(Result<(), ManagerError>) + Send + 'static,
+    ) {
+        self.command(
+            "reannounce",
+            |handle| async move {
+                match handle.reannounce().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(ManagerError::Conflict(
+                        "the torrent has no trackers to announce to now (none, or it is checking)"
+                            .into(),
+                    )),
+                    Err(err) => Err(ManagerError::Invalid(err.to_string())),
+                }
+            },
+            done,
+        );
+    }
+
+    /// Asks the torrent for its [`swarmer::Details`] (see [`Running::command`]).
+    pub(super) fn details(
+        &mut self,
+        done: impl FnOnce(Result<swarmer::Details, ManagerError>) + Send + 'static,
+    ) {
+        self.command(
+            "request for details",
+            |handle| async move {
+                handle
+                    .details()
+                    .await
+                    .map_err(|err| ManagerError::Invalid(err.to_string()))
+            },
+            done,
+        );
     }
 
     /// Stops the torrent once the commands in flight are through (each is bounded by

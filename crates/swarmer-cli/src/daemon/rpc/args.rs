@@ -135,7 +135,10 @@ fn recently_active(t: &Torrent) -> bool {
         || t.upload_rate > 0
         || matches!(
             t.state,
-            StateName::Checking | StateName::Downloading | StateName::FetchingMetadata
+            StateName::Checking
+                | StateName::Downloading
+                | StateName::FetchingMetadata
+                | StateName::Moving
         )
 }
 

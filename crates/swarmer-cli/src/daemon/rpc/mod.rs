@@ -49,7 +49,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use super::manager::Manager;
 use super::state::AppState;
 use envelope::{Outcome, fail, object};
 use handshake::{SESSION_HEADER, handshake, process};
@@ -94,7 +93,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
                 .into_response();
         }
     };
-    let reply = call(&s.manager, &request).await;
+    let reply = call(&s, &request).await;
     let mut response = axum::Json(reply).into_response();
     if let Ok(v) = HeaderValue::from_str(&process().session_id) {
         response.headers_mut().insert(SESSION_HEADER, v);
@@ -103,7 +102,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 }
 
 /// Runs one request envelope `{"method", "arguments", "tag"}` and builds the reply envelope.
-async fn call(manager: &Manager, request: &Value) -> Value {
+async fn call(s: &AppState, request: &Value) -> Value {
     let empty = Map::new();
     let args = request
         .get("arguments")
@@ -111,7 +110,7 @@ async fn call(manager: &Manager, request: &Value) -> Value {
         .unwrap_or(&empty);
     let outcome = match request.get("method").and_then(Value::as_str) {
         None => fail("no method name"),
-        Some(method) => dispatch(manager, method, args).await,
+        Some(method) => dispatch(s, method, args).await,
     };
     let (result, arguments) = match outcome {
         Ok(arguments) => ("success".to_string(), arguments),
@@ -125,12 +124,14 @@ async fn call(manager: &Manager, request: &Value) -> Value {
 }
 
 /// Runs one method.
-async fn dispatch(manager: &Manager, method: &str, args: &Map<String, Value>) -> Outcome {
+async fn dispatch(s: &AppState, method: &str, args: &Map<String, Value>) -> Outcome {
+    let manager = &s.manager;
+    let watch_dir = s.watch_dir.as_deref();
     match method {
         "session-get" => session::session_get(manager, args).await,
         "session-set" => session::session_set(manager, args).await,
         "session-stats" => session::session_stats(manager).await,
-        "torrent-add" => torrent_add::torrent_add(manager, args).await,
+        "torrent-add" => torrent_add::torrent_add(manager, watch_dir, args).await,
         "torrent-get" => torrent_get::torrent_get(manager, args).await,
         "torrent-start" | "torrent-start-now" => {
             torrent_actions::start_stop(manager, args, true).await
@@ -138,12 +139,12 @@ async fn dispatch(manager: &Manager, method: &str, args: &Map<String, Value>) ->
         "torrent-stop" => torrent_actions::start_stop(manager, args, false).await,
         "torrent-remove" => torrent_actions::torrent_remove(manager, args).await,
         "torrent-set" => torrent_actions::torrent_set(manager, args).await,
-        "free-space" => session::free_space(args).await,
+        "torrent-verify" => torrent_actions::torrent_verify(manager, args).await,
+        "torrent-set-location" => torrent_actions::torrent_set_location(manager, args).await,
+        "free-space" => session::free_space(&s.roots, args).await,
         "port-test" => Ok(object(json!({ "port-is-open": false }))),
-        "torrent-verify"
-        | "torrent-reannounce"
-        | "torrent-set-location"
-        | "torrent-rename-path"
+        "torrent-reannounce" => torrent_actions::torrent_reannounce(manager, args).await,
+        "torrent-rename-path"
         | "queue-move-top"
         | "queue-move-up"
         | "queue-move-down"

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::args::{SPEED_K, arg_bool, arg_u64, kilo, updated_limit};
 use super::envelope::{Outcome, fail, manager_error, object};
 use super::handshake::process;
+use crate::daemon::download_dir::{DownloadDir, Roots};
 use crate::daemon::manager::{Manager, ManagerError, SettingsPatch};
 use crate::encryption::EncryptionMode;
 
@@ -81,9 +82,51 @@ pub(super) async fn session_get(manager: &Manager, args: &Map<String, Value>) ->
     Ok(out)
 }
 
-/// `session-set`: changes limits, queue sizes, the download directory and the encryption policy.
+/// The `session-set` fields swarmer applies.
+const APPLIED: &[&str] = &[
+    "speed-limit-down",
+    "speed-limit-down-enabled",
+    "speed-limit-up",
+    "speed-limit-up-enabled",
+    "download-queue-size",
+    "download-queue-enabled",
+    "seed-queue-size",
+    "seed-queue-enabled",
+    "download-dir",
+    "peer-port",
+    "encryption",
+];
+
+/// Whether two JSON values say the same (numbers by value, so `5` and `5.0` agree).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `session-set`: changes limits, queue sizes, the download directory, the encryption policy and
+/// the peer port (every
+/// torrent stops and starts again on the new one; the next free port if it is taken, as
+/// `session-get` then shows). Any other field is
+/// refused (nothing is applied) unless it asks for what `session-get` already reports, so a
+/// setting is never answered `success` while it was ignored.
 pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) -> Outcome {
     let bad = |e: String| (e, Map::new());
+    let reported = session_get(manager, &Map::new()).await?;
+    let refused: Vec<&str> = args
+        .iter()
+        .filter(|(k, v)| {
+            !APPLIED.contains(&k.as_str()) && !reported.get(*k).is_some_and(|r| same_value(r, v))
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !refused.is_empty() {
+        return Err(bad(format!(
+            "swarmer cannot apply {}; nothing was changed",
+            refused.join(", ")
+        )));
+    }
     let Some(current) = manager.settings().await else {
         return Err(manager_error(ManagerError::ShuttingDown));
     };
@@ -130,11 +173,22 @@ pub(super) async fn session_set(manager: &Manager, args: &Map<String, Value>) ->
     if let Some(value) = args.get("encryption") {
         let mode = value.as_str().and_then(EncryptionMode::from_transmission);
         let Some(mode) = mode else {
-            return fail("encryption must be required, preferred or tolerated");
+            return Err(bad(
+                "encryption must be required, preferred or tolerated".into()
+            ));
         };
         patch.encryption = Some(mode);
     }
+    let port = arg_u64(args, "peer-port").map_err(bad)?;
+    let port = match port.map(u16::try_from) {
+        Some(Ok(port)) => Some(port),
+        Some(Err(_)) => return Err(bad("peer-port must be a port number".into())),
+        None => None,
+    };
     manager.set_settings(patch).await.map_err(manager_error)?;
+    if let Some(port) = port {
+        manager.set_peer_port(port).await.map_err(manager_error)?;
+    }
     Ok(Map::new())
 }
 
@@ -172,13 +226,23 @@ async fn free_bytes(path: std::path::PathBuf) -> Result<u64, String> {
     .unwrap_or_else(|_| Err("the free-space check panicked".into()))
 }
 
-/// `free-space`: bytes available under `path`.
-pub(super) async fn free_space(args: &Map<String, Value>) -> Outcome {
+/// `free-space`: bytes available under `path`, a directory inside the download roots (so the
+/// RPC cannot probe what exists elsewhere).
+pub(super) async fn free_space(roots: &Roots, args: &Map<String, Value>) -> Outcome {
     let Some(path) = args.get("path").and_then(Value::as_str) else {
         return fail("free-space needs a path");
     };
-    if !std::path::Path::new(path).is_absolute() {
+    let Ok(dir) = DownloadDir::new(path) else {
         return fail("the path must be absolute");
+    };
+    let check = {
+        let (roots, dir) = (roots.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || roots.confine(&dir))
+    };
+    match check.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail(e.to_string()),
+        Err(_) => return fail("the free-space check panicked"),
     }
     let free = free_bytes(path.into()).await.map_err(|e| (e, Map::new()))?;
     Ok(object(json!({ "path": path, "size-bytes": free })))

@@ -13,7 +13,7 @@ use super::handshake::{SESSION_HEADER, handshake, process};
 use super::torrent_actions::{FileChanges, full_priorities};
 use super::torrent_add::decode_metainfo;
 use super::torrent_get::{ETA_NOT_AVAILABLE, ETA_UNKNOWN, field, status_code, tracker_host};
-use crate::daemon::model::{File, Priority, StateName, Torrent, TorrentDetail};
+use crate::daemon::model::{File, Inside, Priority, StateName, Torrent, TorrentDetail};
 
 fn torrent() -> Torrent {
     Torrent {
@@ -37,6 +37,9 @@ fn torrent() -> Torrent {
         max_upload_rate: Some(50_000),
         max_download_rate: None,
         queue_position: 2,
+        category: None,
+        tags: Vec::new(),
+        completed_at: None,
     }
 }
 
@@ -189,25 +192,62 @@ fn eta_and_ratio_use_transmission_sentinels() {
     assert_eq!(field("status", &t, None, 0), Some(json!(0)));
 }
 
+fn inside() -> Inside {
+    let mut have = swarmer_proto::Bitfield::new(4);
+    have.set(0);
+    have.set(2);
+    Inside {
+        detail: detail(),
+        have: Some(have),
+        file_done: vec![1000, 1024, 0],
+        peers: vec![swarmer::PeerDetails {
+            addr: "127.0.0.9:6881".parse().unwrap(),
+            outgoing: false,
+        }],
+        tracker: Some(swarmer::tracker::AnnouncerStatus {
+            last_error: Some("torrent not registered".into()),
+            ..Default::default()
+        }),
+        metainfo: None,
+    }
+}
+
 #[test]
 fn detail_fields_list_files_without_padding() {
-    let d = detail();
-    let get = |name| field(name, &d.torrent, Some(&d), 0).unwrap();
+    let d = inside();
+    let get = |name| field(name, &d.detail.torrent, Some(&d), 0).unwrap();
     assert_eq!(get("priorities"), json!([0, 1, 0]));
     assert_eq!(get("wanted"), json!([1, 1, 0]));
     assert_eq!(
         get("files"),
         json!([
-            {"name": "payload/a", "length": 1000, "bytesCompleted": 500},
-            {"name": "payload/b", "length": 2000, "bytesCompleted": 1000},
+            {"name": "payload/a", "length": 1000, "bytesCompleted": 1000},
+            {"name": "payload/b", "length": 2000, "bytesCompleted": 1024},
             {"name": "payload/c", "length": 1000, "bytesCompleted": 0},
         ])
     );
     assert_eq!(get("fileStats")[2]["wanted"], json!(false));
     assert_eq!(get("pieceCount"), json!(4));
+    let stats = get("trackerStats");
+    assert_eq!(stats[0]["host"], json!("http://127.0.0.1:6969"));
     assert_eq!(
-        get("trackerStats")[0]["host"],
-        json!("http://127.0.0.1:6969")
+        stats[0]["lastAnnounceResult"],
+        json!("torrent not registered")
+    );
+    assert_eq!(stats[0]["lastAnnounceSucceeded"], json!(false));
+    // A tracker's refusal shows as Transmission's tracker error.
+    assert_eq!(get("error"), json!(2));
+    assert_eq!(get("errorString"), json!("torrent not registered"));
+    assert_eq!(get("peers")[0]["address"], json!("127.0.0.9"));
+    assert_eq!(get("peers")[0]["isIncoming"], json!(true));
+    // Pieces 0 and 2 of 4: 0b1010_0000.
+    assert_eq!(get("pieces"), json!("oA=="));
+    let mut labelled = d.detail.torrent.clone();
+    labelled.category = Some("tv".into());
+    labelled.tags = vec!["hd".into()];
+    assert_eq!(
+        field("labels", &labelled, None, 0),
+        Some(json!(["tv", "hd"]))
     );
 }
 

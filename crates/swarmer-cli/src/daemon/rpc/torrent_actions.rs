@@ -1,13 +1,14 @@
-//! `torrent-start`, `torrent-stop`, `torrent-remove` and `torrent-set` (file wanted/priority lists
-//! and per-torrent limits) over the manager.
+//! `torrent-start`, `torrent-stop`, `torrent-remove`, `torrent-verify`, `torrent-set-location`
+//! and `torrent-set` (file wanted/priority lists, per-torrent limits, labels) over the manager.
 
 use serde_json::{Map, Value};
 use swarmer::FilePriority;
 
 use super::args::{SPEED_K, arg_bool, arg_u64, as_u64, select, updated_limit};
 use super::envelope::{Outcome, manager_error};
-use crate::daemon::manager::{Manager, ManagerError};
-use crate::daemon::model::{Priority, TorrentDetail};
+use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::manager::{LabelEdit, Manager, ManagerError};
+use crate::daemon::model::{Priority, Torrent, TorrentDetail};
 
 /// Most entries of a file index list in `torrent-set` (a torrent may have this many files).
 const MAX_FILE_INDICES: usize = 1_000_000;
@@ -52,6 +53,75 @@ pub(super) async fn torrent_remove(manager: &Manager, args: &Map<String, Value>)
         Some(e) => Err(manager_error(e)),
         None => Ok(Map::new()),
     }
+}
+
+/// `torrent-verify`: hashes the torrents' data again (stopped first; they resume as before).
+pub(super) async fn torrent_verify(manager: &Manager, args: &Map<String, Value>) -> Outcome {
+    let torrents = select(manager, args).await.map_err(|e| (e, Map::new()))?;
+    for t in torrents {
+        match manager.recheck(t.id).await {
+            Ok(_) | Err(ManagerError::NotFound(_)) => {}
+            Err(e) => return Err(manager_error(e)),
+        }
+    }
+    Ok(Map::new())
+}
+
+/// `torrent-reannounce`: the running torrents announce now; an error if none of them could.
+pub(super) async fn torrent_reannounce(manager: &Manager, args: &Map<String, Value>) -> Outcome {
+    let torrents = select(manager, args).await.map_err(|e| (e, Map::new()))?;
+    let mut first_error = None;
+    let mut announced = 0;
+    for t in torrents {
+        match manager.reannounce(t.id).await {
+            Ok(()) => announced += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if announced == 0 => Err(manager_error(e)),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// `torrent-set-location` (`location`, `move`): moves the data there (`move`), or looks for it
+/// there and hashes what it finds; answers once done.
+pub(super) async fn torrent_set_location(manager: &Manager, args: &Map<String, Value>) -> Outcome {
+    let bad = |e: String| (e, Map::new());
+    let Some(location) = args.get("location").and_then(Value::as_str) else {
+        return Err(bad("no location specified".into()));
+    };
+    let dir = DownloadDir::new(location.trim()).map_err(|e| bad(format!("location {e}")))?;
+    let move_data = arg_bool(args, "move").map_err(bad)?.unwrap_or(false);
+    let torrents = select(manager, args).await.map_err(bad)?;
+    for t in torrents {
+        match manager.set_location(t.id, dir.clone(), move_data).await {
+            Ok(_) | Err(ManagerError::NotFound(_)) => {}
+            Err(e) => return Err(manager_error(e)),
+        }
+    }
+    Ok(Map::new())
+}
+
+/// `labels` of `torrent-set`: the torrent's tags become the labels, less its category (shown as
+/// its first label); a label naming no category is a tag.
+async fn set_labels(manager: &Manager, t: &Torrent, labels: &[String]) -> Result<(), ManagerError> {
+    let tags: Vec<String> = labels
+        .iter()
+        .filter(|l| Some(*l) != t.category.as_ref())
+        .cloned()
+        .collect();
+    manager
+        .edit_labels(LabelEdit::RemoveTags(vec![t.id], Vec::new()))
+        .await?;
+    if tags.is_empty() {
+        return Ok(());
+    }
+    manager
+        .edit_labels(LabelEdit::AddTags(vec![t.id], tags))
+        .await
 }
 
 /// The file index lists of `torrent-set` (Transmission's numbering: padding files left out).
@@ -174,8 +244,27 @@ pub(super) async fn torrent_set(manager: &Manager, args: &Map<String, Value>) ->
     let down = arg_u64(args, "downloadLimit").map_err(bad)?;
     let down_on = arg_bool(args, "downloadLimited").map_err(bad)?;
     let limits = up.is_some() || up_on.is_some() || down.is_some() || down_on.is_some();
+    let labels: Option<Vec<String>> = match args.get("labels") {
+        None => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|l| l.as_str().map(|s| s.trim().to_owned()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("labels must be strings".into()))?
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ),
+        Some(_) => return Err(bad("labels must be a list".into())),
+    };
     let torrents = select(manager, args).await.map_err(bad)?;
     for t in torrents {
+        if let Some(labels) = &labels {
+            match set_labels(manager, &t, labels).await {
+                Ok(()) | Err(ManagerError::NotFound(_)) => {}
+                Err(e) => return Err(manager_error(e)),
+            }
+        }
         if !files.is_empty() {
             let detail = match manager.get(t.id).await {
                 Ok(d) => d,

@@ -1,6 +1,12 @@
-//! `torrent-add`: a .torrent as base64 `metainfo` or a local path, or a magnet link, added
+//! `torrent-add`: a .torrent as base64 `metainfo`, a local path or an http(s) URL (fetched within
+//! a size bound and a timeout), or a magnet link, added
 //! through the manager; a duplicate answers `torrent-duplicate`, as Transmission 3.00 does.
+//!
+//! A local path is read only when it resolves (symlinks followed) to a file in the watch folder;
+//! any other path, a missing file, an unreadable one and one that is not a torrent all get the same
+//! answer, so the RPC tells nothing about files elsewhere.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -11,6 +17,7 @@ use swarmer_proto::metainfo::{MAX_METAINFO_BYTES, Metainfo};
 use super::args::arg_bool;
 use super::envelope::{Outcome, fail, manager_error, object};
 use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::fetch::{fetch_torrent, is_http_url};
 use crate::daemon::manager::{Add, Manager, ManagerError, Source};
 use crate::metainfo_file::read_torrent_file;
 
@@ -32,7 +39,7 @@ pub(super) fn decode_metainfo(b64: &str) -> Result<Vec<u8>, String> {
 
 /// What `torrent-add` names: a .torrent (`metainfo`, or `filename` as a local path) or a magnet
 /// link (`filename`).
-async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
+async fn add_source(watch_dir: Option<&Path>, args: &Map<String, Value>) -> Result<Source, String> {
     let parse = |bytes: Vec<u8>| {
         Metainfo::from_bytes(&bytes)
             .map(|m| Source::Metainfo(Arc::new(m), bytes))
@@ -48,26 +55,49 @@ async fn add_source(args: &Map<String, Value>) -> Result<Source, String> {
         let magnet = Magnet::parse(name).map_err(|e| format!("invalid magnet link: {e}"))?;
         return Ok(Source::Magnet(Box::new(magnet), name.to_string()));
     }
-    if name.starts_with("http://") || name.starts_with("https://") {
-        return Err(
-            "adding from a URL is not supported by swarmer; send the .torrent as metainfo".into(),
-        );
+    if is_http_url(name) {
+        return parse(fetch_torrent(name).await?);
     }
-    let path = std::path::Path::new(name);
-    if !path.is_absolute() {
-        return Err("filename must be a magnet link or an absolute path".into());
-    }
-    let path = path.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || read_torrent_file(&path))
-        .await
-        .map_err(|_| "reading the torrent file panicked".to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+    let refused = || {
+        format!(
+            "filename must be a magnet link, an http(s) URL or a .torrent file in the daemon's watch \
+             folder{}",
+            if watch_dir.is_some() {
+                ""
+            } else {
+                " (none is configured)"
+            }
+        )
+    };
+    let Some(watch_dir) = watch_dir.map(Path::to_path_buf) else {
+        return Err(refused());
+    };
+    let path = PathBuf::from(name);
+    let bytes = tokio::task::spawn_blocking(move || {
+        let resolved = std::fs::canonicalize(watch_dir.join(path)).ok()?;
+        if !resolved.starts_with(&watch_dir) || !resolved.is_file() {
+            return None;
+        }
+        let bytes = read_torrent_file(&resolved).ok()?;
+        Metainfo::from_bytes(&bytes).ok()?;
+        Some(bytes)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(refused)?;
     parse(bytes)
 }
 
 /// `torrent-add`: adds the torrent, or names the one already added.
-pub(super) async fn torrent_add(manager: &Manager, args: &Map<String, Value>) -> Outcome {
-    let source = add_source(args).await.map_err(|e| (e, Map::new()))?;
+pub(super) async fn torrent_add(
+    manager: &Manager,
+    watch_dir: Option<&Path>,
+    args: &Map<String, Value>,
+) -> Outcome {
+    let source = add_source(watch_dir, args)
+        .await
+        .map_err(|e| (e, Map::new()))?;
     let download_dir =
         match DownloadDir::from_request(args.get("download-dir").and_then(Value::as_str)) {
             Ok(dir) => dir,
@@ -77,9 +107,9 @@ pub(super) async fn torrent_add(manager: &Manager, args: &Map<String, Value>) ->
         .map_err(|e| (e, Map::new()))?
         .unwrap_or(false);
     let add = Add {
-        source,
         download_dir,
         paused,
+        ..Add::new(source)
     };
     let summary =
         |id: u64, name: &str, hash: &str| json!({ "id": id, "name": name, "hashString": hash });

@@ -1,5 +1,6 @@
 //! `torrent-get`: the manager's views mapped to Transmission's torrent fields, as a list of
-//! objects or as a table.
+//! objects or as a table. Fields only the running torrent knows (per-file progress, peers, tracker
+//! state, a tracker's error) come from `Manager::details`, asked only when such a field is.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,12 +9,16 @@ use serde_json::{Map, Value, json};
 use super::args::{kilo, select};
 use super::envelope::{Outcome, fail, manager_error, object};
 use crate::daemon::manager::{Manager, ManagerError};
-use crate::daemon::model::{Priority, StateName, Torrent, TorrentDetail};
+use crate::daemon::model::{Inside, Priority, StateName, Torrent};
 
 /// Most entries of a `fields` list.
 const MAX_FIELDS: usize = 1_000;
 /// Transmission's `error` for a local error (disk, permissions): `TR_STAT_LOCAL_ERROR`.
 const LOCAL_ERROR: u64 = 3;
+/// Transmission's `error` when every tracker failed: `TR_STAT_TRACKER_ERROR`.
+const TRACKER_ERROR: u64 = 2;
+/// Transmission's `error` for a tracker's warning: `TR_STAT_TRACKER_WARNING`.
+const TRACKER_WARNING: u64 = 1;
 /// `eta` when it cannot be computed (`TR_ETA_NOT_AVAIL`): Transmission also sends it when done.
 pub(super) const ETA_NOT_AVAILABLE: i64 = -1;
 /// `eta` when nothing is coming in (`TR_ETA_UNKNOWN`).
@@ -30,7 +35,8 @@ const SEED_RATIO_UNLIMITED: u64 = 2;
 /// Transmission; a finished torrent that stopped serving is stopped (with `isFinished`).
 pub(super) fn status_code(state: StateName, done: bool) -> u64 {
     match state {
-        StateName::Paused | StateName::Failed | StateName::Complete => 0,
+        // Transmission has no "moving": its move blocks the RPC call until done.
+        StateName::Paused | StateName::Failed | StateName::Complete | StateName::Moving => 0,
         StateName::Checking => 2,
         StateName::Queued if done => 5,
         StateName::Queued => 3,
@@ -39,7 +45,7 @@ pub(super) fn status_code(state: StateName, done: bool) -> u64 {
     }
 }
 
-/// Fields that need the torrent's [`TorrentDetail`] (one more manager request per torrent).
+/// Fields that need the torrent's details ([`Inside`]: one more manager request per torrent).
 const DETAIL_FIELDS: &[&str] = &[
     "files",
     "fileStats",
@@ -50,6 +56,14 @@ const DETAIL_FIELDS: &[&str] = &[
     "magnetLink",
     "pieceCount",
     "pieceSize",
+    "peers",
+    "error",
+    "errorString",
+    "pieces",
+    "isPrivate",
+    "creator",
+    "comment",
+    "dateCreated",
 ];
 
 /// Transmission's file priority numbers: -1 low, 0 normal, 1 high (skip is `wanted` 0).
@@ -61,16 +75,115 @@ fn priority_number(p: Priority) -> i64 {
     }
 }
 
-/// A file's verified bytes: exact when the torrent has every wanted piece, else its share of the
-/// torrent's progress (the daemon does not count per file).
-fn file_done(t: &Torrent, length: u64, priority: Priority) -> u64 {
-    if priority == Priority::Skip {
-        return 0;
+/// The torrent's `error` and `errorString`: a local error first, then a tracker's.
+fn error_of(t: &Torrent, inside: Option<&Inside>) -> (u64, String) {
+    if let Some(e) = &t.error {
+        return (LOCAL_ERROR, e.clone());
     }
-    if t.wanted_bytes > 0 && t.done_bytes >= t.wanted_bytes {
-        return length;
+    let status = inside.and_then(|d| d.tracker.as_ref());
+    if let Some(e) = status.and_then(|s| s.last_error.clone()) {
+        return (TRACKER_ERROR, e);
     }
-    ((length as f64 * t.progress.clamp(0.0, 1.0)) as u64).min(length)
+    if let Some(w) = status.and_then(|s| s.warning.clone()) {
+        return (TRACKER_WARNING, w);
+    }
+    (0, String::new())
+}
+
+/// The verified-piece bitfield, base64 as Transmission sends `pieces`.
+fn pieces_b64(d: &Inside) -> String {
+    use base64::Engine;
+    let count = d.detail.piece_count as usize;
+    let mut bytes = vec![0u8; count.div_ceil(8)];
+    if let Some(have) = &d.have {
+        for i in (0..count).filter(|&i| have.get(i)) {
+            bytes[i / 8] |= 0x80 >> (i % 8);
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `trackerStats`: each tracker with what the announcer says of the one that answered last, or
+/// of the round in which all failed.
+fn tracker_stats(d: &Inside) -> Value {
+    let status = d.tracker.as_ref();
+    let tiers = d.metainfo.as_ref().map_or_else(
+        || d.detail.trackers.iter().map(|t| vec![t.clone()]).collect(),
+        |m| m.announce_tiers.clone(),
+    );
+    let mut id = 0;
+    let mut out = Vec::new();
+    for (tier, urls) in tiers.iter().enumerate() {
+        for url in urls {
+            let answered = status.and_then(|s| s.tracker.as_deref()) == Some(url.as_str());
+            let failed = status.and_then(|s| s.last_error.clone());
+            let announced = answered || failed.is_some();
+            let count = |n: Option<u32>| n.filter(|_| answered).map_or(-1, i64::from);
+            out.push(json!({
+                "announce": url, "id": id, "tier": tier, "scrape": "",
+                "host": tracker_host(url), "isBackup": false,
+                // 1: waiting for the next announce (TR_TRACKER_WAITING), 0: inactive.
+                "announceState": if d.tracker.is_some() { 1 } else { 0 },
+                "scrapeState": 0,
+                "hasAnnounced": announced, "hasScraped": false,
+                "lastAnnounceSucceeded": answered && failed.is_none(),
+                "lastAnnounceResult": failed.clone().unwrap_or_else(|| if answered { "Success".into() } else { String::new() }),
+                "lastAnnounceTimedOut": false, "lastAnnounceStartTime": 0,
+                "lastScrapeStartTime": 0, "lastScrapeTimedOut": false,
+                "lastAnnounceTime": 0, "lastAnnouncePeerCount": 0,
+                "seederCount": count(status.and_then(|s| s.seeders)),
+                "leecherCount": count(status.and_then(|s| s.leechers)),
+                "downloadCount": -1,
+                "lastScrapeSucceeded": false, "lastScrapeResult": "", "lastScrapeTime": 0,
+                "nextAnnounceTime": 0, "nextScrapeTime": 0,
+            }));
+            id += 1;
+        }
+    }
+    Value::Array(out)
+}
+
+/// `peers`: each connected peer's address and direction; swarmer does not report per-peer
+/// rates, progress or client names, which are 0 and empty.
+fn peers(d: &Inside) -> Value {
+    Value::Array(
+        d.peers
+            .iter()
+            .map(|p| {
+                json!({
+                    "address": p.addr.ip().to_string(),
+                    "port": p.addr.port(),
+                    "clientName": "",
+                    "flagStr": if p.outgoing { "" } else { "I" },
+                    "isIncoming": !p.outgoing,
+                    "isEncrypted": false,
+                    "isUTP": false,
+                    "isDownloadingFrom": false,
+                    "isUploadingTo": false,
+                    "clientIsChoked": false,
+                    "clientIsInterested": false,
+                    "peerIsChoked": false,
+                    "peerIsInterested": false,
+                    "progress": 0.0,
+                    "rateToClient": 0,
+                    "rateToPeer": 0,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A text field of the torrent's metainfo, empty if absent or unknown.
+fn metainfo_text(
+    d: &Inside,
+    get: impl Fn(&swarmer_proto::metainfo::Metainfo) -> Option<String>,
+) -> String {
+    d.metainfo.as_deref().and_then(get).unwrap_or_default()
+}
+
+/// Transmission `labels`: the category (if any), then the tags.
+pub(super) fn labels(t: &Torrent) -> Vec<String> {
+    t.category.iter().chain(&t.tags).cloned().collect()
 }
 
 /// `scheme://host[:port]` of a tracker URL, as `trackerStats.host` shows it.
@@ -83,13 +196,9 @@ pub(super) fn tracker_host(url: &str) -> String {
 }
 
 /// One field of a torrent for `torrent-get`; `None` for a field swarmer does not know (skipped,
-/// as Transmission skips unknown names). `detail` is given when a [`DETAIL_FIELDS`] one is asked.
-pub(super) fn field(
-    name: &str,
-    t: &Torrent,
-    detail: Option<&TorrentDetail>,
-    now: u64,
-) -> Option<Value> {
+/// as Transmission skips unknown names). `inside` is given when a [`DETAIL_FIELDS`] one is asked.
+pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) -> Option<Value> {
+    let detail = inside.map(|d| &d.detail);
     let left = t.wanted_bytes.saturating_sub(t.done_bytes);
     let done = t.wanted_bytes > 0 && left == 0;
     let v = match name {
@@ -97,8 +206,8 @@ pub(super) fn field(
         "name" => json!(t.name),
         "hashString" => json!(t.info_hash),
         "status" => json!(status_code(t.state, done)),
-        "error" => json!(if t.error.is_some() { LOCAL_ERROR } else { 0 }),
-        "errorString" => json!(t.error.as_deref().unwrap_or("")),
+        "error" => json!(error_of(t, inside).0),
+        "errorString" => json!(error_of(t, inside).1),
         "percentDone" | "percentComplete" => json!(t.progress),
         "metadataPercentComplete" => {
             json!(if t.state == StateName::FetchingMetadata {
@@ -139,15 +248,19 @@ pub(super) fn field(
         "peersSendingToUs" => json!(if t.download_rate > 0 { t.peers } else { 0 }),
         "peersGettingFromUs" => json!(if t.upload_rate > 0 { t.peers } else { 0 }),
         "webseedsSendingToUs" | "bandwidthPriority" => json!(0),
-        "peers" | "webseeds" | "labels" => json!([]),
+        "peers" => peers(inside?),
+        "pieces" => json!(pieces_b64(inside?)),
+        "webseeds" => json!([]),
+        "labels" => json!(labels(t)),
         "downloadDir" => json!(t.download_dir),
         "addedDate" => json!(t.added_at),
         "activityDate" => json!(if t.download_rate > 0 || t.upload_rate > 0 {
             now
         } else {
-            0
+            t.completed_at.unwrap_or(t.added_at)
         }),
-        "doneDate" | "startDate" | "secondsDownloading" | "secondsSeeding" => json!(0),
+        "doneDate" => json!(t.completed_at.unwrap_or(0)),
+        "startDate" | "secondsDownloading" | "secondsSeeding" => json!(0),
         "isFinished" => json!(t.state == StateName::Complete),
         "isStalled" => json!(false),
         "queuePosition" => json!(t.queue_position),
@@ -159,17 +272,28 @@ pub(super) fn field(
         "downloadLimited" => json!(t.max_download_rate.is_some()),
         "honorsSessionLimits" => json!(true),
         "magnetLink" => json!(detail?.magnet),
+        "isPrivate" => json!(inside?.metainfo.as_ref().is_some_and(|m| m.info.private)),
+        "creator" => json!(metainfo_text(inside?, |m| m.created_by.clone())),
+        "comment" => json!(metainfo_text(inside?, |m| m.comment.clone())),
+        "dateCreated" => json!(
+            inside?
+                .metainfo
+                .as_ref()
+                .and_then(|m| m.creation_date)
+                .unwrap_or(0)
+        ),
         "pieceCount" => json!(detail?.piece_count),
         "pieceSize" => json!(detail?.piece_length),
         "files" => Value::Array(
             detail?
                 .files
                 .iter()
-                .map(|f| {
+                .zip(&inside?.file_done)
+                .map(|(f, done)| {
                     json!({
                         "name": f.path,
                         "length": f.length,
-                        "bytesCompleted": file_done(t, f.length, f.priority),
+                        "bytesCompleted": done,
                     })
                 })
                 .collect(),
@@ -178,9 +302,10 @@ pub(super) fn field(
             detail?
                 .files
                 .iter()
-                .map(|f| {
+                .zip(&inside?.file_done)
+                .map(|(f, done)| {
                     json!({
-                        "bytesCompleted": file_done(t, f.length, f.priority),
+                        "bytesCompleted": done,
                         "wanted": f.priority != Priority::Skip,
                         "priority": priority_number(f.priority),
                     })
@@ -209,24 +334,7 @@ pub(super) fn field(
                 .map(|(i, url)| json!({ "announce": url, "id": i, "scrape": "", "tier": i }))
                 .collect(),
         ),
-        "trackerStats" => Value::Array(
-            detail?
-                .trackers
-                .iter()
-                .enumerate()
-                .map(|(i, url)| {
-                    json!({
-                        "announce": url, "id": i, "tier": i, "scrape": "",
-                        "host": tracker_host(url), "isBackup": false,
-                        "announceState": 0, "scrapeState": 0,
-                        "hasAnnounced": false, "hasScraped": false,
-                        "lastAnnounceSucceeded": false, "lastAnnounceResult": "",
-                        "lastAnnounceTime": 0, "lastAnnouncePeerCount": 0,
-                        "seederCount": -1, "leecherCount": -1, "downloadCount": -1,
-                    })
-                })
-                .collect(),
-        ),
+        "trackerStats" => tracker_stats(inside?),
         _ => return None,
     };
     Some(v)
@@ -257,7 +365,7 @@ pub(super) async fn torrent_get(manager: &Manager, args: &Map<String, Value>) ->
     }
     for t in &torrents {
         let detail = if need_detail {
-            match manager.get(t.id).await {
+            match manager.details(t.id).await {
                 Ok(d) => Some(d),
                 // Removed since the list was taken.
                 Err(ManagerError::NotFound(_)) => continue,
@@ -267,7 +375,7 @@ pub(super) async fn torrent_get(manager: &Manager, args: &Map<String, Value>) ->
             None
         };
         // A detail is newer than the list entry: show one consistent view.
-        let t = detail.as_ref().map_or(t, |d| &d.torrent);
+        let t = detail.as_ref().map_or(t, |d| &d.detail.torrent);
         if table {
             let row: Vec<Value> = fields
                 .iter()

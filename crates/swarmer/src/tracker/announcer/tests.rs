@@ -206,6 +206,25 @@ async fn want_peers_respects_min_interval_and_completed_goes_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reannounce_ignores_min_interval() {
+    let fake = Fake::new(&[]);
+    let (mut h, _stats) = spawn(&fake, &[&["t"]]);
+    h.next_peers().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    h.reannounce();
+    h.next_peers().await.unwrap();
+    h.stop().await;
+    assert_eq!(
+        fake.calls(),
+        vec![
+            (0, "t".into(), Started),
+            (10, "t".into(), NoEvent),
+            (10, "t".into(), Stopped),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn stop_abandons_a_hanging_round_and_is_bounded() {
     let fake = Fake::new(&[]);
     let (mut h, _stats) = spawn(&fake, &[&["t"]]);

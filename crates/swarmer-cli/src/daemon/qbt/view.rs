@@ -1,0 +1,244 @@
+//! The daemon's torrents as qBittorrent shows them: `torrents/info` objects with qBittorrent's
+//! field names and state names (qBittorrent 5: `stoppedUP`/`stoppedDL` where 4.x said `paused`),
+//! file priorities in its numbers, and the filters of `torrents/info`. *arr tools map these
+//! states, so they follow qBittorrent's meaning: a download with no data flowing is `stalledDL`, a
+//! seed with nobody to serve `stalledUP`.
+
+use serde_json::{Value, json};
+
+use crate::daemon::model::{Priority, StateName, Torrent};
+
+/// What qBittorrent reports for "unknown" or "infinite" ETA (100 days, in seconds).
+pub(super) const ETA_INFINITE: u64 = 8_640_000;
+
+/// qBittorrent's state name for a torrent.
+pub(super) fn state_name(t: &Torrent) -> &'static str {
+    let done = t.wanted_bytes > 0 && t.done_bytes >= t.wanted_bytes;
+    match t.state {
+        StateName::FetchingMetadata => "metaDL",
+        StateName::Queued if done => "queuedUP",
+        StateName::Queued => "queuedDL",
+        StateName::Checking if done => "checkingUP",
+        StateName::Checking => "checkingDL",
+        StateName::Downloading if t.download_rate > 0 => "downloading",
+        StateName::Downloading => "stalledDL",
+        StateName::Seeding if t.upload_rate > 0 => "uploading",
+        StateName::Seeding => "stalledUP",
+        StateName::Complete => "stoppedUP",
+        StateName::Paused if done => "stoppedUP",
+        StateName::Paused => "stoppedDL",
+        StateName::Failed => "error",
+        StateName::Moving => "moving",
+    }
+}
+
+/// A limit in qBittorrent's terms: bytes/s, or 0 for none (`torrents/info`).
+fn limit(rate: Option<u64>) -> u64 {
+    rate.unwrap_or(0)
+}
+
+/// One `torrents/info` object.
+pub(super) fn info(t: &Torrent, tracker: Option<&str>) -> Value {
+    let left = t.wanted_bytes.saturating_sub(t.done_bytes);
+    let ratio = if t.downloaded_bytes == 0 {
+        0.0
+    } else {
+        t.uploaded_bytes as f64 / t.downloaded_bytes as f64
+    };
+    let content_path = format!("{}/{}", t.download_dir.trim_end_matches('/'), t.name);
+    // Two literals: one would exceed `json!`'s macro recursion limit.
+    let mut row = json!({
+        "hash": t.info_hash,
+        "infohash_v1": t.info_hash,
+        "infohash_v2": "",
+        "name": t.name,
+        "state": state_name(t),
+        "progress": t.progress,
+        "size": t.wanted_bytes,
+        "total_size": t.total_bytes,
+        "completed": t.done_bytes,
+        "amount_left": left,
+        "downloaded": t.downloaded_bytes,
+        "uploaded": t.uploaded_bytes,
+        "downloaded_session": t.downloaded_bytes,
+        "uploaded_session": t.uploaded_bytes,
+        "dlspeed": t.download_rate,
+        "upspeed": t.upload_rate,
+        "dl_limit": limit(t.max_download_rate),
+        "up_limit": limit(t.max_upload_rate),
+        "eta": t.eta_seconds.unwrap_or(ETA_INFINITE),
+        "ratio": ratio,
+        "ratio_limit": -2,
+        "max_ratio": -1,
+        "seeding_time_limit": -2,
+        "max_seeding_time": -1,
+        "inactive_seeding_time_limit": -2,
+        "max_inactive_seeding_time": -1,
+        "num_seeds": 0,
+        "num_leechs": t.peers,
+        "num_complete": 0,
+        "num_incomplete": 0,
+        "category": t.category.clone().unwrap_or_default(),
+        "tags": t.tags.join(", "),
+    });
+    let more = json!({
+        "save_path": t.download_dir,
+        "download_path": "",
+        "content_path": content_path,
+        "root_path": content_path,
+        "added_on": t.added_at,
+        "completion_on": t.completed_at.map_or(-1, |c| c as i64),
+        "last_activity": t.added_at,
+        "seen_complete": t.completed_at.map_or(-1, |c| c as i64),
+        "time_active": 0,
+        "seeding_time": 0,
+        "priority": if t.wanted_bytes > t.done_bytes { i64::from(t.queue_position) + 1 } else { 0 },
+        "tracker": tracker.unwrap_or(""),
+        "trackers_count": 0,
+        "magnet_uri": format!("magnet:?xt=urn:btih:{}", t.info_hash),
+        "auto_tmm": false,
+        "force_start": false,
+        "seq_dl": false,
+        "f_l_piece_prio": false,
+        "super_seeding": false,
+        "availability": -1,
+        "private": false,
+        "comment": "",
+        "reannounce": 0,
+        "popularity": 0,
+    });
+    if let (Some(row), Value::Object(more)) = (row.as_object_mut(), more) {
+        row.extend(more);
+    }
+    row
+}
+
+/// A file priority in qBittorrent's numbers (0 skip, 1 normal, 6 high, 7 maximal).
+pub(super) fn priority_number(p: Priority) -> u8 {
+    match p {
+        Priority::Skip => 0,
+        Priority::Low | Priority::Normal => 1,
+        Priority::High => 6,
+    }
+}
+
+/// A qBittorrent file priority number as swarmer's; `None` for a number qBittorrent refuses.
+pub(super) fn priority_of(n: i64) -> Option<Priority> {
+    match n {
+        0 => Some(Priority::Skip),
+        1 => Some(Priority::Normal),
+        6 | 7 => Some(Priority::High),
+        _ => None,
+    }
+}
+
+/// The `filter` names of `torrents/info` (qBittorrent 4.x and 5.x).
+pub(super) const FILTERS: &[&str] = &[
+    "",
+    "all",
+    "downloading",
+    "seeding",
+    "completed",
+    "paused",
+    "stopped",
+    "resumed",
+    "running",
+    "active",
+    "inactive",
+    "stalled",
+    "stalled_uploading",
+    "stalled_downloading",
+    "checking",
+    "moving",
+    "errored",
+];
+
+/// Whether `t` passes `torrents/info`'s `filter` (one of [`FILTERS`]; `None` for another name).
+pub(super) fn passes(filter: &str, t: &Torrent) -> Option<bool> {
+    let state = state_name(t);
+    let done = state.ends_with("UP");
+    let stopped = state.starts_with("stopped");
+    let active = t.download_rate > 0 || t.upload_rate > 0;
+    Some(match filter {
+        "all" | "" => true,
+        "downloading" => !done && !stopped && state != "error",
+        "seeding" => done && !stopped && state != "error",
+        "completed" => done,
+        "paused" | "stopped" => stopped,
+        "resumed" | "running" => !stopped,
+        "active" => active,
+        "inactive" => !active,
+        "stalled" => state.starts_with("stalled"),
+        "stalled_uploading" => state == "stalledUP",
+        "stalled_downloading" => state == "stalledDL",
+        "checking" => state.starts_with("checking"),
+        "moving" => state == "moving",
+        "errored" => state == "error",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn torrent(state: StateName, rates: (u64, u64), done: bool) -> Torrent {
+        Torrent {
+            id: 1,
+            info_hash: "00".repeat(20),
+            name: "n".into(),
+            state,
+            error: None,
+            total_bytes: 100,
+            wanted_bytes: 100,
+            done_bytes: if done { 100 } else { 10 },
+            progress: if done { 1.0 } else { 0.1 },
+            download_rate: rates.0,
+            upload_rate: rates.1,
+            downloaded_bytes: 0,
+            uploaded_bytes: 0,
+            peers: 0,
+            eta_seconds: None,
+            added_at: 0,
+            download_dir: "/d".into(),
+            max_upload_rate: None,
+            max_download_rate: None,
+            queue_position: 0,
+            category: None,
+            tags: vec!["a".into(), "b".into()],
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn states_are_named_as_qbittorrent_names_them() {
+        use StateName::*;
+        let cases = [
+            (Downloading, (5, 0), false, "downloading"),
+            (Downloading, (0, 0), false, "stalledDL"),
+            (Seeding, (0, 9), true, "uploading"),
+            (Seeding, (0, 0), true, "stalledUP"),
+            (Paused, (0, 0), true, "stoppedUP"),
+            (Paused, (0, 0), false, "stoppedDL"),
+            (Queued, (0, 0), false, "queuedDL"),
+            (Checking, (0, 0), true, "checkingUP"),
+            (FetchingMetadata, (0, 0), false, "metaDL"),
+            (Failed, (0, 0), false, "error"),
+            (Moving, (0, 0), true, "moving"),
+        ];
+        for (state, rates, done, name) in cases {
+            assert_eq!(state_name(&torrent(state, rates, done)), name);
+        }
+        let t = torrent(Paused, (0, 0), false);
+        assert_eq!(passes("stopped", &t), Some(true));
+        assert_eq!(passes("downloading", &t), Some(false));
+        assert_eq!(passes("bogus", &t), None);
+        assert!(FILTERS.iter().all(|f| passes(f, &t).is_some()));
+        assert_eq!(info(&t, None)["tags"], "a, b");
+        assert_eq!(
+            priority_of(priority_number(Priority::High).into()),
+            Some(Priority::High)
+        );
+        assert_eq!(priority_of(3), None);
+    }
+}
