@@ -58,7 +58,8 @@ fn pump(from: &mut Handshake, to: &mut Handshake, chunk: usize) -> Vec<u8> {
 #[test]
 fn fixed_keys_reproduce_the_spec_computed_exchange() {
     let mut a = Handshake::initiator(fixed(1), SKEY, Methods::BOTH, b"hello", DEADLINE);
-    let mut b = Handshake::responder(fixed(21), Methods::BOTH, DEADLINE);
+    // The responder requires RC4, so it selects 2 from the offered 3.
+    let mut b = Handshake::responder(fixed(21), Methods::RC4, DEADLINE);
     let ya = a.poll_transmit().unwrap();
     assert_eq!(ya.len(), DH_KEY_LEN);
     assert_eq!(ya[..8], hex("96e112dab29e8c52"));
@@ -129,7 +130,7 @@ fn exchange(
 fn both_roles_agree_under_any_split_and_the_streams_decrypt() {
     for seed in 0..8 {
         for chunk in [1, 7, 100, 4096] {
-            let (mut a, mut b) = exchange(seed, chunk, Methods::BOTH, Methods::BOTH);
+            let (mut a, mut b) = exchange(seed, chunk, Methods::BOTH, Methods::RC4);
             assert_eq!(a.method, Method::Rc4);
             let mut data = b"a piece of payload".to_vec();
             a.send.apply(&mut data);
@@ -144,11 +145,15 @@ fn both_roles_agree_under_any_split_and_the_streams_decrypt() {
 }
 
 #[test]
-fn plaintext_is_selected_only_when_both_allow_it() {
+fn plaintext_is_selected_when_both_allow_it_rc4_when_one_requires_it() {
     let (a, _) = exchange(1, 50, Methods::PLAINTEXT, Methods::BOTH);
     assert_eq!(a.method, Method::Plaintext);
     let (a, _) = exchange(2, 50, Methods::BOTH, Methods::PLAINTEXT);
     assert_eq!(a.method, Method::Plaintext);
+    let (a, _) = exchange(4, 50, Methods::BOTH, Methods::BOTH);
+    assert_eq!(a.method, Method::Plaintext);
+    let (a, _) = exchange(5, 50, Methods::RC4, Methods::BOTH);
+    assert_eq!(a.method, Method::Rc4);
 
     let mut rng = SmallRng::seed_from_u64(3);
     let mut a = Handshake::initiator(random(&mut rng), SKEY, Methods::PLAINTEXT, b"", DEADLINE);
