@@ -37,6 +37,8 @@ pub(super) struct PeerExtensions {
     pub(super) pex_told: HashSet<SocketAddr>,
     /// When we last took a PEX message from it.
     pub(super) pex_received: Option<Instant>,
+    /// Its client name and version (`v`), for display.
+    pub(super) client: Option<String>,
 }
 
 /// BEP 9 metadata requests a peer may send per minute: 64, or twice the metadata's piece count
@@ -146,6 +148,9 @@ impl Torrent {
         peer.upload_only = ext.upload_only;
         if ext.listen_port.is_some() {
             peer.ext.listen_port = ext.listen_port;
+        }
+        if ext.client.is_some() {
+            peer.ext.client.clone_from(&ext.client);
         }
         for (name, id) in &ext.messages {
             let id = (*id != 0).then_some(*id);

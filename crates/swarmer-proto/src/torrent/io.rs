@@ -370,6 +370,31 @@ impl Requested {
     }
 }
 
+/// One connected peer as the engine sees it, for display (a client's peer list, Transmission's
+/// `peers`, qBittorrent's peer view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Payload received from it, bytes/s (smoothed over the last seconds).
+    pub download_rate: u64,
+    /// Payload sent to it, bytes/s (smoothed).
+    pub upload_rate: u64,
+    /// Pieces it has, from its bitfield and `have`s.
+    pub pieces: u32,
+    /// We choke it: it may not download from us (BEP 3).
+    pub am_choking: bool,
+    /// We want pieces it has.
+    pub am_interested: bool,
+    /// It chokes us.
+    pub peer_choking: bool,
+    /// It wants pieces we have.
+    pub peer_interested: bool,
+    /// The connection went through an MSE handshake.
+    pub encrypted: bool,
+    /// The client name and version it sent in its BEP 10 handshake (`v`), if any (at most
+    /// [`MAX_CLIENT_NAME`](crate::extension::MAX_CLIENT_NAME) bytes).
+    pub client: Option<String>,
+}
+
 /// Counters for progress reports and trackers (bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {

@@ -55,7 +55,8 @@ pub use ext::{
     PEX_MIN_RECEIVE_INTERVAL,
 };
 pub use io::{
-    Action, Config, Event, Offence, Outgoing, PeerFault, PeerInfo, PeerKey, Requested, Stats,
+    Action, Config, Event, Offence, Outgoing, PeerFault, PeerInfo, PeerKey, PeerStatus, Requested,
+    Stats,
 };
 
 use download::{PieceBuffer, withdraw};
@@ -215,6 +216,22 @@ impl Torrent {
     /// True when every piece is verified.
     pub fn is_complete(&self) -> bool {
         self.have.is_full()
+    }
+
+    /// How the connected peer `key` stands, or `None` if it is not connected.
+    pub fn peer_status(&self, key: PeerKey) -> Option<PeerStatus> {
+        let p = self.peers.get(&key)?;
+        Some(PeerStatus {
+            download_rate: p.down.rate as u64,
+            upload_rate: p.up.rate as u64,
+            pieces: p.bitfield.count_ones() as u32,
+            am_choking: p.am_choking,
+            am_interested: p.am_interested,
+            peer_choking: p.peer_choking,
+            peer_interested: p.peer_interested,
+            encrypted: p.info.encrypted,
+            client: p.ext.client.clone(),
+        })
     }
 
     /// Progress counters.

@@ -93,10 +93,12 @@ pub struct Details {
 }
 
 /// One connected peer in [`Details`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerDetails {
     /// Its address (for an incoming connection, the source address).
     pub addr: SocketAddr,
     /// We dialled it.
     pub outgoing: bool,
+    /// Rates, pieces, choking and interest, and its client name, as the engine sees them.
+    pub status: swarmer_proto::torrent::PeerStatus,
 }

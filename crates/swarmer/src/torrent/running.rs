@@ -632,11 +632,14 @@ impl Running {
     fn details(&self) -> super::progress::Details {
         let peers = self
             .keys
-            .keys()
-            .filter_map(|&conn| self.conns.get(conn))
-            .map(|c| super::progress::PeerDetails {
-                addr: c.addr,
-                outgoing: c.outgoing,
+            .iter()
+            .filter_map(|(&conn, &key)| {
+                let c = self.conns.get(conn)?;
+                Some(super::progress::PeerDetails {
+                    addr: c.addr,
+                    outgoing: c.outgoing,
+                    status: self.engine.peer_status(key)?,
+                })
             })
             .collect();
         super::progress::Details {

@@ -203,6 +203,17 @@ fn inside() -> Inside {
         peers: vec![swarmer::PeerDetails {
             addr: "127.0.0.9:6881".parse().unwrap(),
             outgoing: false,
+            status: swarmer_proto::torrent::PeerStatus {
+                download_rate: 2048,
+                upload_rate: 0,
+                pieces: 3,
+                am_choking: true,
+                am_interested: true,
+                peer_choking: false,
+                peer_interested: false,
+                encrypted: true,
+                client: Some("libtorrent/2.0.8.0".into()),
+            },
         }],
         tracker: Some(swarmer::tracker::AnnouncerStatus {
             last_error: Some("torrent not registered".into()),
@@ -240,6 +251,12 @@ fn detail_fields_list_files_without_padding() {
     assert_eq!(get("errorString"), json!("torrent not registered"));
     assert_eq!(get("peers")[0]["address"], json!("127.0.0.9"));
     assert_eq!(get("peers")[0]["isIncoming"], json!(true));
+    // Per-peer numbers come from the engine: downloading from it (D), encrypted (E), incoming (I).
+    assert_eq!(get("peers")[0]["clientName"], json!("libtorrent/2.0.8.0"));
+    assert_eq!(get("peers")[0]["flagStr"], json!("DEI"));
+    assert_eq!(get("peers")[0]["rateToClient"], json!(2048));
+    assert_eq!(get("peers")[0]["progress"], json!(0.75));
+    assert_eq!(get("peers")[0]["isDownloadingFrom"], json!(true));
     // Pieces 0 and 2 of 4: 0b1010_0000.
     assert_eq!(get("pieces"), json!("oA=="));
     let mut labelled = d.detail.torrent.clone();

@@ -143,30 +143,56 @@ fn tracker_stats(d: &Inside) -> Value {
     Value::Array(out)
 }
 
-/// `peers`: each connected peer's address and direction; swarmer does not report per-peer
-/// rates, progress or client names, which are 0 and empty.
+/// `peers`: each connected peer as the engine sees it: address, direction, client name (from its
+/// BEP 10 handshake; empty if it sent none), rates, progress and the choke and interest flags,
+/// with Transmission's `flagStr` letters (D/d downloading from it or not, U/u uploading to it,
+/// K unchoked by it while we are not interested, ? unchoked while it is not interested, E
+/// encrypted, I incoming). uTP connections are not told apart yet (`isUTP` is false).
 fn peers(d: &Inside) -> Value {
+    let count = d.detail.piece_count.max(1);
     Value::Array(
         d.peers
             .iter()
             .map(|p| {
+                let s = &p.status;
+                let downloading = s.am_interested && !s.peer_choking;
+                let uploading = s.peer_interested && !s.am_choking;
+                let mut flags = String::new();
+                match (downloading, s.am_interested) {
+                    (true, _) => flags.push('D'),
+                    (false, true) => flags.push('d'),
+                    (false, false) if !s.peer_choking => flags.push('K'),
+                    _ => {}
+                }
+                match (uploading, s.peer_interested) {
+                    (true, _) => flags.push('U'),
+                    (false, true) => flags.push('u'),
+                    (false, false) if !s.am_choking => flags.push('?'),
+                    _ => {}
+                }
+                if s.encrypted {
+                    flags.push('E');
+                }
+                if !p.outgoing {
+                    flags.push('I');
+                }
                 json!({
                     "address": p.addr.ip().to_string(),
                     "port": p.addr.port(),
-                    "clientName": "",
-                    "flagStr": if p.outgoing { "" } else { "I" },
+                    "clientName": s.client.clone().unwrap_or_default(),
+                    "flagStr": flags,
                     "isIncoming": !p.outgoing,
-                    "isEncrypted": false,
+                    "isEncrypted": s.encrypted,
                     "isUTP": false,
-                    "isDownloadingFrom": false,
-                    "isUploadingTo": false,
-                    "clientIsChoked": false,
-                    "clientIsInterested": false,
-                    "peerIsChoked": false,
-                    "peerIsInterested": false,
-                    "progress": 0.0,
-                    "rateToClient": 0,
-                    "rateToPeer": 0,
+                    "isDownloadingFrom": downloading,
+                    "isUploadingTo": uploading,
+                    "clientIsChoked": s.am_choking,
+                    "clientIsInterested": s.am_interested,
+                    "peerIsChoked": s.peer_choking,
+                    "peerIsInterested": s.peer_interested,
+                    "progress": f64::from(s.pieces.min(count)) / f64::from(count),
+                    "rateToClient": s.download_rate,
+                    "rateToPeer": s.upload_rate,
                 })
             })
             .collect(),

@@ -155,6 +155,32 @@ fn metadata_is_served_piece_by_piece() {
     assert!(f.drain().is_empty());
 }
 
+/// What a peer list shows of a peer: its client name from the extension handshake (`v`), the
+/// pieces it has and the choke and interest state of both sides.
+#[test]
+fn peer_status_shows_client_pieces_and_choking() {
+    let mut f = ext_fixture(Config::default());
+    let p = ext_peer(
+        &mut f,
+        2,
+        6881,
+        true,
+        b"d1:md6:ut_pexi1ee1:v13:qBittorrent 5e",
+    );
+    let status = f.t.peer_status(p).expect("connected");
+    assert_eq!(status.client.as_deref(), Some("qBittorrent 5"));
+    assert_eq!(status.pieces, 0);
+    assert!(status.am_choking && status.peer_choking);
+    assert!(!status.peer_interested);
+    f.t.handle_message(p, Message::Have(1), f.now);
+    f.t.handle_message(p, Message::Interested, f.now);
+    let status = f.t.peer_status(p).expect("connected");
+    assert_eq!(status.pieces, 1);
+    assert!(status.peer_interested);
+    f.t.remove_peer(p);
+    assert_eq!(f.t.peer_status(p), None);
+}
+
 #[test]
 fn metadata_requests_are_bounded_per_minute() {
     let mut f = ext_fixture(Config {
