@@ -14,6 +14,7 @@ pub mod extension;
 pub mod layout;
 pub mod lsd;
 pub mod magnet;
+pub mod merkle;
 pub mod metadata;
 pub mod metainfo;
 pub mod picker;

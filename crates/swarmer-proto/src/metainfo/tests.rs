@@ -3,7 +3,8 @@
 //! and hostile input (truncations, mutations) that must fail cleanly.
 
 use super::*;
-use crate::bencode::OwnedValue;
+use crate::LayoutError;
+use crate::bencode::{DecodeError, OwnedValue};
 
 const PIECE: i64 = 16384;
 

@@ -12,7 +12,7 @@ use swarmer_proto::torrent::{
     Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
 };
 use swarmer_proto::wire::Message;
-use swarmer_proto::{Bitfield, FilePriority, PieceIndex, digest};
+use swarmer_proto::{Bitfield, FilePriority, PieceIndex};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -458,11 +458,11 @@ impl Running {
     }
 
     fn spawn_verify(&mut self, piece: PieceIndex, data: Vec<u8>) {
-        let expected = *self.t.metainfo.info.piece_hash(piece);
+        let metainfo = Arc::clone(&self.t.metainfo);
         let storage = Arc::clone(&self.t.storage);
         let write_lock = Arc::clone(&self.t.write_lock);
         self.verify.spawn_blocking(move || {
-            let ok = digest::sha1(&data) == expected;
+            let ok = metainfo.info.verify_piece(piece, &data);
             let result = if ok {
                 let _writing = write_lock.lock().unwrap_or_else(|e| e.into_inner());
                 storage.write(piece, 0, &data).map(|()| true)
