@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::time::Instant;
 
 use crate::InfoHash;
-use crate::digest::sha1;
+use crate::digest::{sha1, sha256};
 use crate::extension::{
     ExtensionError, ExtensionHandshake, MAX_METADATA_SIZE, METADATA_PIECE_LEN, MetadataMessage,
     UT_METADATA, metadata_piece_count,
@@ -123,7 +123,8 @@ pub struct MetadataFetch {
 }
 
 impl MetadataFetch {
-    /// A fetch of the metadata whose SHA-1 is `info_hash`.
+    /// A fetch of the metadata whose SHA-1 (v1), or SHA-256 truncated to 20 bytes (v2, BEP 52), is
+    /// `info_hash`.
     pub fn new(info_hash: InfoHash) -> MetadataFetch {
         MetadataFetch {
             info_hash,
@@ -423,7 +424,10 @@ impl MetadataFetch {
         if !self.slots.iter().all(|s| matches!(s, Slot::Have { .. })) {
             return;
         }
-        if sha1(&self.buffer) == self.info_hash.0 {
+        // A v1 info hash is the SHA-1 of the bytes; a v2 one (BEP 52) the SHA-256, truncated to the
+        // 20 bytes asked for. A hybrid's metadata matches either.
+        if sha1(&self.buffer) == self.info_hash.0 || sha256(&self.buffer)[..20] == self.info_hash.0
+        {
             self.done = Some(std::mem::take(&mut self.buffer));
             self.slots.clear();
             return;
