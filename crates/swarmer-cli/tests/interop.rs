@@ -38,6 +38,8 @@ mod swarmer;
 mod tracker;
 #[path = "interop/transmission.rs"]
 mod transmission;
+#[path = "interop/v2.rs"]
+mod v2;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

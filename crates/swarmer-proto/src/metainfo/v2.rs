@@ -3,8 +3,8 @@
 //! file's merkle tree.
 //!
 //! **Piece numbering.** BEP 52 aligns every file to a piece boundary. A v2-only torrent is laid out as
-//! a hybrid would be: a padding file (never written) after every file whose end is not on a boundary
-//! and that another file follows, as libtorrent does, so piece indices, bitfields and requests are the
+//! a hybrid would be: a padding file (never written) after every file whose end is not on a boundary,
+//! the last one included, as libtorrent does, so piece indices, bitfields and requests are the
 //! same for every client and the rest of swarmer sees an ordinary layout with BEP 47 padding.
 
 use std::collections::HashSet;
@@ -141,8 +141,8 @@ pub(super) fn is_single_file(tree: &[TreeFile]) -> bool {
 }
 
 /// The file list of a v2-only torrent: the tree's files under `name` (just `[name]` for a single
-/// file) with a padding file after each one that ends off a piece boundary and is not the last, as a
-/// hybrid (and libtorrent's view of a v2 torrent) has. Returns (path, length, padding) triples.
+/// file) with a padding file after each one that ends off a piece boundary, the last one included,
+/// as libtorrent lays out a v2 torrent (so its last piece is whole, and so are its requests for it). Returns (path, length, padding) triples.
 pub(super) fn padded_files(
     name: &str,
     tree: &[TreeFile],
@@ -152,6 +152,15 @@ pub(super) fn padded_files(
     let mut out = Vec::with_capacity(tree.len() * 2);
     let mut offset = 0u64;
     for file in tree {
+        let path = if single {
+            vec![name.to_owned()]
+        } else {
+            std::iter::once(name.to_owned())
+                .chain(file.path.iter().cloned())
+                .collect()
+        };
+        out.push((path, file.length, false));
+        offset = offset.saturating_add(file.length);
         let misaligned = offset % piece_length;
         if misaligned != 0 {
             let pad = piece_length - misaligned;
@@ -162,15 +171,6 @@ pub(super) fn padded_files(
             ));
             offset = offset.saturating_add(pad);
         }
-        let path = if single {
-            vec![name.to_owned()]
-        } else {
-            std::iter::once(name.to_owned())
-                .chain(file.path.iter().cloned())
-                .collect()
-        };
-        out.push((path, file.length, false));
-        offset = offset.saturating_add(file.length);
     }
     out
 }
