@@ -8,6 +8,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod compact;
+pub mod create;
 pub mod dht;
 pub mod digest;
 pub mod extension;
