@@ -7,6 +7,7 @@ mod check;
 mod clock;
 mod config;
 mod connections;
+mod create;
 mod dht;
 mod error;
 mod lsd;
@@ -26,6 +27,7 @@ pub mod tracker;
 pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
 pub use config::SessionConfig;
+pub use create::{CreateProgress, CreateTorrent, CreateTorrentError, create_torrent};
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use error::{SessionError, TorrentError};
 pub use magnet::{

@@ -148,3 +148,66 @@ fn v2_only_torrent_seeded_to_libtorrent() {
         },
     );
 }
+
+#[test]
+fn v2_created_torrents_load_and_check_in_libtorrent() {
+    isolated(
+        "v2::v2_created_torrents_load_and_check_in_libtorrent",
+        WITH_LIBTORRENT,
+        |scene| {
+            let seed_dir = scene.subdir("seed");
+            let payload = payload::multi_file(&seed_dir, "multi", 1);
+            for (flag, v1, v2) in [
+                ("--v1", true, false),
+                ("--v2", false, true),
+                ("--hybrid", true, true),
+            ] {
+                let torrent = scene.dir.join(format!("created{flag}.torrent"));
+                let output = Command::new(env!("CARGO_BIN_EXE_swarmer"))
+                    .arg("create")
+                    .arg(&payload.root)
+                    .arg("-o")
+                    .arg(&torrent)
+                    .arg(flag)
+                    .args(["--tracker", HTTP_ANNOUNCE])
+                    .output()
+                    .expect("run swarmer create");
+                assert!(
+                    output.status.success(),
+                    "swarmer create {flag} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                let report = lt_torrent(
+                    scene,
+                    &["check".as_ref(), torrent.as_os_str(), seed_dir.as_os_str()],
+                );
+                assert_eq!(report["v1"], v1, "{flag}: {report}");
+                assert_eq!(report["v2"], v2, "{flag}: {report}");
+                assert_eq!(report["valid"], report["pieces"], "{flag}: {report}");
+                let files: Vec<(String, u64)> = report["files"]
+                    .as_array()
+                    .expect("files")
+                    .iter()
+                    .map(|f| {
+                        (
+                            f[0].as_str().expect("path").to_owned(),
+                            f[1].as_u64().expect("size"),
+                        )
+                    })
+                    .collect();
+                let mut expected: Vec<(String, u64)> = payload
+                    .files
+                    .iter()
+                    .map(|(p, len)| (format!("multi/{}", p.display()), *len))
+                    .collect();
+                expected.sort();
+                let mut sorted = files.clone();
+                sorted.sort();
+                assert_eq!(sorted, expected, "{flag}: libtorrent sees other files");
+                scene.mark(&format!(
+                    "libtorrent loads the {flag} torrent and finds every piece valid"
+                ));
+            }
+        },
+    );
+}
