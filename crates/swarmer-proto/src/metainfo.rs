@@ -5,10 +5,14 @@
 //!
 //! **Validation choices.** The `info` dictionary is checked strictly, because it decides what is written
 //! where on disk: unsafe file names are *rejected*, never sanitized (a rewritten path would silently differ
-//! from what other peers and the user expect), and so are duplicate paths and a file that another file needs
-//! as a directory. The bencode itself must be canonical (see [`crate::bencode`]), which guarantees that the
-//! info hash is the hash of the one encoding of the `info` dictionary. Fields outside `info` (trackers,
-//! comment, dates) are advisory: a malformed one is dropped instead of failing the whole file.
+//! from what other peers and the user expect), and so is a file that another file needs as a directory.
+//! Real-world oddities that mature clients accept are accepted too, as none of them is unsafe: keys out
+//! of order (the info hash is the hash of the bytes as received, so it stays what every peer computes),
+//! bytes after the root dictionary (a newline), BEP 47 symlink entries without `length` (kept as
+//! entries that are never written: swarmer creates no links), and two files with the same path (the
+//! later one is renamed `bar.1.txt`, as libtorrent does). Fields outside `info` (trackers, comment,
+//! dates) are advisory: a malformed one is dropped instead of failing the whole file, and tracker URLs
+//! are trimmed of surrounding white space.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -123,7 +127,8 @@ impl Metainfo {
     /// so does input longer than [`MAX_METAINFO_BYTES`].
     pub fn from_bytes(data: &[u8]) -> Result<Metainfo, MetainfoError> {
         check_size(data)?;
-        let root = bencode::decode(data)?;
+        // Bytes after the root dictionary are ignored: they are not part of any hash.
+        let (root, _) = bencode::decode_prefix_lenient(data)?;
         let top = root.as_dict().ok_or(MetainfoError::NotADictionary {
             found: root.type_name(),
         })?;
@@ -261,7 +266,7 @@ impl Info {
     /// Errors: as [`Metainfo::from_bytes`].
     pub fn from_bytes(data: &[u8]) -> Result<Info, MetainfoError> {
         check_size(data)?;
-        Info::from_value(&bencode::decode(data)?)
+        Info::from_value(&bencode::decode_lenient(data)?)
     }
 
     /// Validates a decoded `info` dictionary (BEP 3; `private` from BEP 27, padding files from BEP 47).
@@ -277,8 +282,8 @@ impl Info {
     ///   (1 PiB, say) without the hashes to match is [`MetainfoError::PieceCountMismatch`]; sums beyond
     ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`]s. Sizes are never trusted to fit
     ///   on disk: that is the caller's check.
-    /// - Paths: see [`MetainfoError::UnsafePath`], [`MetainfoError::DuplicatePath`] and
-    ///   [`MetainfoError::PathConflict`]. Names differing only in case (`a` and `A`) are accepted: they
+    /// - Paths: see [`MetainfoError::UnsafePath`] and [`MetainfoError::PathConflict`]; a later file
+    ///   with the path of an earlier one is renamed (`bar.txt` to `bar.1.txt`). Names differing only in case (`a` and `A`) are accepted: they
     ///   are distinct on the file systems of Linux, and storage must detect two names landing on one file
     ///   where they are not. Names invalid on Windows but safe on Unix (`CON`, `a?b`, `x.`, `1:2`) are
     ///   kept as they are; only a drive letter prefix (`C:`) is rejected, since it would make the path
@@ -538,23 +543,53 @@ fn files(dict: &Dict<'_>, name: &str) -> Result<Vec<FileEntry>, MetainfoError> {
                 reason,
             })?;
         }
-        let length = required_int(entry_dict, &at, "length")?;
+        let attr = entry_dict.get(b"attr").and_then(Value::as_bytes);
+        // BEP 47: a symbolic link (`l`) may carry no `length`; it holds no bytes of the torrent.
+        let symlink = attr.is_some_and(|attr| attr.contains(&b'l'));
+        let length = match entry_dict.get(b"length") {
+            None if symlink => 0,
+            _ => required_int(entry_dict, &at, "length")?,
+        };
         let length = u64::try_from(length).map_err(|_| MetainfoError::NegativeLength {
             path: path.join("/"),
             length,
         })?;
-        let padding = entry_dict
-            .get(b"attr")
-            .and_then(Value::as_bytes)
-            .is_some_and(|attr| attr.contains(&b'p'));
+        // Padding is never written; nor is a link, which swarmer does not create.
+        let padding = attr.is_some_and(|attr| attr.contains(&b'p')) || symlink;
         files.push(FileEntry {
             path,
             length,
             padding,
         });
     }
+    rename_duplicates(&mut files);
     check_distinct(&files)?;
     Ok(files)
+}
+
+/// Renames a file whose path an earlier file already has, as libtorrent does: `bar.txt` becomes
+/// `bar.1.txt` (or `.2`, ... until the path is free). Padding files take no part.
+fn rename_duplicates(files: &mut [FileEntry]) {
+    let mut taken: HashSet<Vec<String>> = HashSet::new();
+    for file in files.iter_mut().filter(|f| !f.padding) {
+        if !taken.contains(&file.path) {
+            taken.insert(file.path.clone());
+            continue;
+        }
+        let last = file.path.len() - 1;
+        let name = file.path[last].clone();
+        let (stem, ext) = match name.rfind('.') {
+            Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+            _ => (&name[..], ""),
+        };
+        for n in 1u64.. {
+            file.path[last] = format!("{stem}.{n}{ext}");
+            if !taken.contains(&file.path) {
+                break;
+            }
+        }
+        taken.insert(file.path.clone());
+    }
 }
 
 /// A file's path components, preferring a `path.utf-8` whose items are all UTF-8 strings over `path`.
@@ -622,6 +657,7 @@ fn announce_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
         .map(|tier| {
             tier.iter()
                 .filter_map(Value::as_str)
+                .map(str::trim)
                 .filter(|url| !url.is_empty())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
@@ -632,6 +668,7 @@ fn announce_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
         if let Some(url) = top
             .get(b"announce")
             .and_then(Value::as_str)
+            .map(str::trim)
             .filter(|url| !url.is_empty())
         {
             tiers.push(vec![url.to_owned()]);
