@@ -12,6 +12,7 @@ pub mod create;
 pub mod dht;
 pub mod digest;
 pub mod extension;
+pub mod hashes;
 pub mod layout;
 pub mod lsd;
 pub mod magnet;
