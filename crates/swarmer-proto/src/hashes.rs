@@ -4,7 +4,8 @@
 //! against the file's `pieces root` before any of it is kept, so nothing a peer sends is trusted.
 //!
 //! The wire codec ([`crate::wire`]) hands these ids over as [`crate::wire::Message::Unknown`];
-//! [`HashMessage::decode`] takes the id and payload from there.
+//! [`HashMessage::decode`] takes the id and payload from there. The library's metadata phase sends
+//! requests through [`crate::layer_fetch`]; the torrent engine does not answer them yet.
 //!
 //! Layers are counted from the leaves (layer 0, one hash per 16 KiB block); a piece layer is layer
 //! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and

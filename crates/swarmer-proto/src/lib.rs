@@ -13,6 +13,7 @@ pub mod dht;
 pub mod digest;
 pub mod extension;
 pub mod hashes;
+pub mod layer_fetch;
 pub mod layout;
 pub mod lsd;
 pub mod magnet;

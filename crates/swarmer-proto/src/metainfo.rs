@@ -178,6 +178,39 @@ impl Metainfo {
         })
     }
 
+    /// A metainfo made of a v2 `info` dictionary received by the metadata exchange (BEP 9) and the
+    /// piece layers fetched from peers (BEP 52 hash requests, [`crate::layer_fetch`]), keyed by
+    /// `pieces root`. Every layer is checked against its root again, as for a .torrent file.
+    ///
+    /// Errors: as [`Info::from_bytes`], and a missing or wrong layer.
+    pub fn from_info_bytes_and_layers(
+        info_bytes: &[u8],
+        announce_tiers: Vec<Vec<String>>,
+        layers: &std::collections::BTreeMap<Hash256, Vec<Hash256>>,
+    ) -> Result<Metainfo, MetainfoError> {
+        let mut info = Info::from_bytes(info_bytes)?;
+        let encoded = bencode::OwnedValue::Dict(
+            layers
+                .iter()
+                .map(|(root, layer)| {
+                    let bytes: Vec<u8> = layer.iter().flatten().copied().collect();
+                    (root.to_vec(), bencode::OwnedValue::Bytes(bytes))
+                })
+                .collect(),
+        )
+        .encode();
+        info.attach_piece_layers(Some(&bencode::decode(&encoded)?))?;
+        Ok(Metainfo {
+            info_hash: wire_hash(&info, info_bytes),
+            info,
+            info_bytes: Arc::from(info_bytes),
+            announce_tiers,
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        })
+    }
+
     /// A `.torrent` file for this metainfo (BEP 3): `announce` (the first tracker), `announce-list`
     /// (BEP 12, when there is more than one tracker) and `info` byte for byte as hashed, so the file
     /// has the same info hash. Comment and dates are not written.

@@ -111,26 +111,45 @@ fn v2_hybrid_torrent_from_libtorrent() {
     );
 }
 
+/// Downloads a `urn:btmh:` magnet link (the v2 hash alone) of a `version` torrent from a libtorrent
+/// seeder: swarmer asks the tracker and libtorrent for the truncated SHA-256 and checks the metadata
+/// against it; a v2-only torrent's piece layers then come from libtorrent by hash requests (BEP 52).
+fn btmh_magnet_from_libtorrent(scene: &Scene, version: &str) {
+    let fixture = fixture(scene, version);
+    let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
+    let bytes = std::fs::read(&fixture.torrent).expect("read torrent");
+    let v2 = bencode::v2_info_hash(&bytes).expect("a v2 hash");
+    let tr = tracker::percent_encode(HTTP_ANNOUNCE.as_bytes());
+    let magnet = format!("magnet:?xt=urn:btmh:1220{}&tr={tr}", tracker::hex(&v2));
+    let out = scene.subdir("swarmer-download");
+    let mut proc = swarmer::start_download(scene, "swarmer", Path::new(&magnet), &out, &["-v"]);
+    swarmer::expect_success(scene, &mut proc);
+    let fetched_layers = proc.stderr_text().contains("fetching the v2 piece layers");
+    // A hybrid's SHA-1s check its pieces, so it does not wait for layers its peers may not serve.
+    assert_eq!(
+        fetched_layers,
+        version == "v2",
+        "piece layers fetched by hash requests"
+    );
+    fixture.payload.assert_same(&out.join("multi"));
+    scene.mark("metadata by the v2 hash; every file is byte-identical");
+}
+
+#[test]
+fn v2_btmh_magnet_of_a_v2_only_torrent_from_libtorrent() {
+    isolated(
+        "v2::v2_btmh_magnet_of_a_v2_only_torrent_from_libtorrent",
+        WITH_LIBTORRENT,
+        |scene| btmh_magnet_from_libtorrent(scene, "v2"),
+    );
+}
+
 #[test]
 fn v2_btmh_magnet_of_a_hybrid_from_libtorrent() {
     isolated(
         "v2::v2_btmh_magnet_of_a_hybrid_from_libtorrent",
         WITH_LIBTORRENT,
-        |scene| {
-            // The link has only the v2 hash: swarmer asks the tracker and libtorrent for the
-            // truncated SHA-256, checks the metadata against it, then downloads.
-            let fixture = fixture(scene, "hybrid");
-            let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
-            let bytes = std::fs::read(&fixture.torrent).expect("read torrent");
-            let v2 = bencode::v2_info_hash(&bytes).expect("a hybrid has a v2 hash");
-            let tr = tracker::percent_encode(HTTP_ANNOUNCE.as_bytes());
-            let magnet = format!("magnet:?xt=urn:btmh:1220{}&tr={tr}", tracker::hex(&v2));
-            let out = scene.subdir("swarmer-download");
-            let mut proc = swarmer::start_download(scene, "swarmer", Path::new(&magnet), &out, &[]);
-            swarmer::expect_success(scene, &mut proc);
-            fixture.payload.assert_same(&out.join("multi"));
-            scene.mark("metadata by the v2 hash; every file is byte-identical");
-        },
+        |scene| btmh_magnet_from_libtorrent(scene, "hybrid"),
     );
 }
 
