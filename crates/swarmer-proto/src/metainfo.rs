@@ -313,7 +313,7 @@ impl Info {
     ///   are refused; the rare non-power-of-two multiples of 16 KiB stay accepted.
     /// - The file lengths must add up to the piece count `pieces` holds hashes for: a declared size
     ///   (1 PiB, say) without the hashes to match is [`MetainfoError::PieceCountMismatch`]; sums beyond
-    ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`]s. Sizes are never trusted to fit
+    ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`](crate::LayoutError)s. Sizes are never trusted to fit
     ///   on disk: that is the caller's check.
     /// - Paths: see [`MetainfoError::UnsafePath`] and [`MetainfoError::PathConflict`]; a later file
     ///   with the path of an earlier one is renamed (`bar.txt` to `bar.1.txt`). Names differing only in case (`a` and `A`) are accepted: they

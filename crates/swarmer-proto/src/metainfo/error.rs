@@ -5,7 +5,7 @@ use crate::bencode::DecodeError;
 use crate::{BLOCK_SIZE, LayoutError};
 
 /// The largest .torrent file (or BEP 9 `info` dictionary) swarmer parses: 40 MiB. Callers reading a file
-/// should stop reading past this many bytes; [`Metainfo::from_bytes`] and [`Info::from_bytes`] refuse
+/// should stop reading past this many bytes; [`Metainfo::from_bytes`](crate::metainfo::Metainfo::from_bytes) and [`Info::from_bytes`](crate::metainfo::Info::from_bytes) refuse
 /// longer input with [`MetainfoError::TooLarge`] before decoding anything.
 ///
 /// Large enough for a million files with names of a dozen characters (about 38 MB), or 100 TiB of content
@@ -53,7 +53,7 @@ pub enum MetainfoError {
     #[error("`{0}` is not valid UTF-8")]
     NotUtf8(String),
     /// `info.piece length` is not a positive multiple of [`BLOCK_SIZE`] (16 KiB): zero, negative, or a
-    /// length such as 3 bytes. See [`Info::from_value`] for why.
+    /// length such as 3 bytes. See [`Info::from_value`](crate::metainfo::Info::from_value) for why.
     #[error(
         "`info.piece length` is {0} bytes, expected a positive multiple of {BLOCK_SIZE} bytes (16 KiB)"
     )]
