@@ -5,7 +5,7 @@
 //!
 //! The wire codec ([`crate::wire`]) hands these ids over as [`crate::wire::Message::Unknown`];
 //! [`HashMessage::decode`] takes the id and payload from there. The library's metadata phase sends
-//! requests through [`crate::layer_fetch`]; the torrent engine does not answer them yet.
+//! requests through [`crate::layer_fetch`]; a running torrent answers them with [`answer`].
 //!
 //! Layers are counted from the leaves (layer 0, one hash per 16 KiB block); a piece layer is layer
 //! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and
@@ -209,6 +209,39 @@ pub fn serve(file: &V2File, request: &HashRequest, piece_length: u32) -> Option<
             .collect();
     }
     Some(out)
+}
+
+/// What to send back for hash message `id` with `payload` received by a torrent whose v2 part is
+/// `v2` (`None` for a v1 torrent): for a `hash request`, the whole framed reply (length prefix, id
+/// 22 `hashes` from our piece layer with its proof, or id 23 `hash reject`); nothing for `hashes` and
+/// `hash reject`, which a running torrent never asked for and ignores.
+///
+/// Errors: a malformed message (the caller closes the connection, as for any malformed frame).
+pub fn answer(
+    v2: Option<&crate::metainfo::V2Info>,
+    piece_length: u32,
+    id: u8,
+    payload: &[u8],
+) -> Result<Option<Vec<u8>>, HashMessageError> {
+    let HashMessage::Request(request) = HashMessage::decode(id, payload)? else {
+        return Ok(None);
+    };
+    let served = v2
+        .and_then(|v2| {
+            v2.files
+                .iter()
+                .find(|f| f.pieces_root == request.pieces_root)
+        })
+        .and_then(|file| serve(file, &request, piece_length));
+    let reply = match served {
+        Some(hashes) => HashMessage::Hashes { request, hashes },
+        None => HashMessage::Reject(request),
+    };
+    let mut body = Vec::new();
+    reply.encode(&mut body);
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    Ok(Some(framed))
 }
 
 /// Checks a `hashes` reply for `file` (`hashes` as decoded: the asked ones, then the uncles) up to

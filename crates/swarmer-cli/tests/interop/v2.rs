@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::libtorrent::{self, LtOptions};
 use crate::netns::isolated;
 use crate::scene::Scene;
 use crate::tracker::{HTTP_ANNOUNCE, Tracker};
 use crate::{
-    Fixture, WITH_LIBTORRENT, bencode, libtorrent_downloads, payload, swarmer, swarmer_seeder,
-    tracked_libtorrent_seeder, tracker,
+    Fixture, LIBTORRENT_LEECHER, WITH_LIBTORRENT, bencode, libtorrent_downloads, payload, swarmer,
+    swarmer_seeder, tracked_libtorrent_seeder, tracker,
 };
 
 /// 32 KiB: two blocks per piece, so a piece's merkle subtree has inner nodes.
@@ -227,6 +228,46 @@ fn v2_created_torrents_load_and_check_in_libtorrent() {
                     "libtorrent loads the {flag} torrent and finds every piece valid"
                 ));
             }
+        },
+    );
+}
+
+#[test]
+fn v2_only_magnet_leecher_gets_layers_from_swarmer() {
+    isolated(
+        "v2::v2_only_magnet_leecher_gets_layers_from_swarmer",
+        WITH_LIBTORRENT,
+        |scene| {
+            // libtorrent has only the v2 hash: the metadata (BEP 9) and then every piece layer
+            // (BEP 52 hash requests) must come from swarmer before it can check a piece.
+            let fixture = fixture(scene, "v2");
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            // -vv: the debug log says when a hash request is answered.
+            let mut seeder = swarmer::seed(scene, &fixture.torrent, &dir, &["-vv"]);
+            let out = scene.subdir("lt-download");
+            let mut options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
+            options.magnet = true;
+            // The link names no tracker: libtorrent dials swarmer.
+            let seeder_addr = [swarmer::addr()];
+            options.connect = &seeder_addr;
+            let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
+            match libtorrent::wait_leecher(scene, "lt-leecher", &options, &mut leecher) {
+                Some(status) => {
+                    assert!(status.success(), "libtorrent leecher exited with {status}")
+                }
+                None => panic!("libtorrent leecher did not finish before the deadline"),
+            }
+            fixture.payload.assert_same(&out.join("multi"));
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+            assert!(
+                seeder
+                    .stderr_text()
+                    .contains("answering a BEP 52 hash request"),
+                "swarmer answered no hash request"
+            );
+            scene.mark("libtorrent got metadata and piece layers from swarmer; every file is byte-identical");
         },
     );
 }

@@ -150,3 +150,40 @@ fn a_served_layer_verifies_against_the_root_and_a_forged_one_does_not() {
     other.pieces_root = [0; 32];
     assert_eq!(serve(file, &other, piece_length), None);
 }
+
+#[test]
+fn a_running_torrent_answers_requests_and_ignores_the_rest() {
+    let m = Metainfo::from_bytes(V2).unwrap();
+    let v2 = m.info.v2.as_deref();
+    let file = v2
+        .unwrap()
+        .files
+        .iter()
+        .find(|f| f.piece_count > 1)
+        .unwrap();
+    let request = layer_requests(file, m.info.piece_length)[0];
+    let mut asked = Vec::new();
+    HashMessage::Request(request).encode(&mut asked);
+    let framed = answer(v2, m.info.piece_length, asked[0], &asked[1..])
+        .unwrap()
+        .unwrap();
+    let len = u32::from_be_bytes(framed[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, framed.len() - 4);
+    let HashMessage::Hashes { hashes, .. } = HashMessage::decode(framed[4], &framed[5..]).unwrap()
+    else {
+        panic!("expected hashes");
+    };
+    assert!(verify(&file.pieces_root, file.piece_count, &request, &hashes).is_some());
+    // A v1 torrent, or an unknown root, gets a reject; replies are ignored; garbage is an error.
+    let rejected = answer(None, m.info.piece_length, asked[0], &asked[1..])
+        .unwrap()
+        .unwrap();
+    assert_eq!(rejected[4], HASH_REJECT);
+    let mut reject = Vec::new();
+    HashMessage::Reject(request).encode(&mut reject);
+    assert_eq!(
+        answer(v2, m.info.piece_length, reject[0], &reject[1..]),
+        Ok(None)
+    );
+    assert!(answer(v2, m.info.piece_length, HASH_REQUEST, &[1, 2, 3]).is_err());
+}

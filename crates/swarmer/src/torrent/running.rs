@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use swarmer_proto::hashes;
 use swarmer_proto::torrent::{
     Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
 };
@@ -324,6 +325,29 @@ impl Running {
                 };
                 for frame in frames {
                     match Message::decode_frame(&frame) {
+                        // BEP 52 hash requests are answered from the metainfo's piece layers.
+                        Ok(Message::Unknown { id, payload })
+                            if (hashes::HASH_REQUEST..=hashes::HASH_REJECT).contains(&id) =>
+                        {
+                            let info = &self.t.metainfo.info;
+                            match hashes::answer(info.v2.as_deref(), info.piece_length, id, payload)
+                            {
+                                Ok(None) => {}
+                                Ok(Some(reply)) => {
+                                    tracing::debug!(conn, "answering a BEP 52 hash request");
+                                    let reply = Outbound::Bytes(Bytes::from(reply));
+                                    if self.conns.send(conn, reply).is_err() {
+                                        self.close(conn, true);
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!("malformed hash message: {e}");
+                                    self.close(conn, true);
+                                    return;
+                                }
+                            }
+                        }
                         Ok(message) => self.engine.handle_message(key, message, now),
                         Err(e) => {
                             if let Some(c) = self.conns.get(conn) {
