@@ -31,7 +31,7 @@ pub(super) const LATE_BLOCKS_REMEMBERED: usize = 1024;
 /// Blocks a peer may send that we never asked it for (nor withdrew lately) before it is
 /// disconnected. They are dropped unseen: stored, one bad block would fail a piece that honest
 /// peers are filling and get them blamed for it. A few are tolerated for requests forgotten
-/// beyond [`LATE_BLOCKS_REMEMBERED`].
+/// beyond the 1,024 withdrawn requests the engine remembers per peer.
 pub const UNREQUESTED_BLOCKS_ALLOWED: u32 = 16;
 
 /// Redundant `have`s a peer may send, at least: a peer may announce each piece once more (say,
