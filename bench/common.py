@@ -20,6 +20,7 @@ import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LT_PEER = os.path.join(REPO, "crates/swarmer-cli/tests/interop/lt_peer.py")
+LT_TORRENT = os.path.join(REPO, "crates/swarmer-cli/tests/interop/lt_torrent.py")
 TRACKER = ("127.0.0.1", 6969)
 MIB = 1 << 20
 GIB = 1 << 30
@@ -97,10 +98,11 @@ def in_workdir(prefix, keep, body, base="/dev/shm", logs="logs"):
 
 class Swarm:
     """What every benchmark starts from, under `work`: logs/, a payload of `size_mib` MiB in seed/
-    with its SHA-1, a torrent of it (1 MiB pieces) made by mktorrent, and opentracker (whitelisting
-    it) running through `procs`."""
+    with its SHA-1, a torrent of it (1 MiB pieces) made by mktorrent (`version` "v1") or by
+    libtorrent (`version` "v2" or "hybrid", BEP 52), and opentracker (whitelisting it) running
+    through `procs`."""
 
-    def __init__(self, work, size_mib, procs):
+    def __init__(self, work, size_mib, procs, version="v1"):
         self.logdir = os.path.join(work, "logs")
         self.seed_dir = os.path.join(work, "seed")
         tracker_root = os.path.join(work, "opentracker")
@@ -110,7 +112,13 @@ class Swarm:
         log(f"writing {size_mib} MiB payload")
         self.sha1 = write_payload(payload, size_mib * MIB)
         self.torrent = os.path.join(work, "bench.torrent")
-        make_torrent(payload, self.torrent)
+        if version == "v1":
+            make_torrent(payload, self.torrent)
+        else:
+            subprocess.run(["/usr/bin/python3", LT_TORRENT, "create", payload, self.torrent,
+                            "--version", version, "--piece-length", str(MIB), "--tracker",
+                            f"http://{TRACKER[0]}:{TRACKER[1]}/announce"],
+                           check=True, stdout=subprocess.DEVNULL)
         self.info_hash = info_hash(self.torrent)
         start_tracker(tracker_root, [self.info_hash], procs, self.logdir)
 
@@ -167,10 +175,12 @@ def sha1_of(path):
 
 
 def info_hash(torrent):
-    """The v1 info hash (20 bytes) of a .torrent file."""
+    """The info hash (20 bytes) a .torrent file is announced under: v1, or for a v2-only torrent the
+    SHA-256 truncated to 20 bytes (BEP 52)."""
     import libtorrent as lt
 
-    return lt.torrent_info(torrent).info_hashes().v1.to_bytes()
+    hashes = lt.torrent_info(torrent).info_hashes()
+    return hashes.v1.to_bytes() if hashes.has_v1() else hashes.v2.to_bytes()[:20]
 
 
 class Procs:

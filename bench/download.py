@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--clients", default="swarmer,lt-hp",
                         help="comma-separated, in run order: swarmer, lt-hp, lt-default")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
+    parser.add_argument("--torrent-version", choices=["v1", "v2", "hybrid"], default="v1",
+                        help="v1: made by mktorrent; v2 or hybrid (BEP 52): made by libtorrent")
     parser.add_argument("--keep", action="store_true", help="keep the files in /dev/shm")
     args = parser.parse_args()
     clients = [c for c in args.clients.split(",") if c]
@@ -104,7 +106,7 @@ def main():
 
 
 def bench(args, clients, work, procs):
-    swarm = Swarm(work, args.size_mib, procs)
+    swarm = Swarm(work, args.size_mib, procs, args.torrent_version)
     logdir, seed_dir, torrent, ih = swarm.logdir, swarm.seed_dir, swarm.torrent, swarm.info_hash
     want_sha1 = swarm.sha1
     deadline = time.monotonic() + 120 + args.size_mib / 50
@@ -148,7 +150,7 @@ def bench(args, clients, work, procs):
 
 def report(args, clients, results):
     med = medians(results)
-    print(f"\nDownload of a {args.size_mib} MiB single-file torrent (1 MiB pieces) from one "
+    print(f"\nDownload of a {args.size_mib} MiB single-file {args.torrent_version} torrent (1 MiB pieces) from one "
           f"libtorrent 2.0 high-performance seeder over loopback; medians of {args.runs} runs.\n")
     print("| client | wall s | MiB/s | CPU s (user+sys) | peak RSS MiB | peak anon RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -16,7 +16,13 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let mut out = String::new();
     use std::fmt::Write;
     let _ = writeln!(out, "name:        {}", m.info.name);
+    let _ = writeln!(out, "version:     {}", m.info.version().describe());
+    // The wire hash: v1's SHA-1, or for a v2-only torrent the first 20 bytes of its SHA-256 (BEP 52).
     let _ = writeln!(out, "info hash:   {}", m.info_hash);
+    if let Some(v2) = m.info_hash_v2() {
+        let hex: String = v2.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = writeln!(out, "info hash v2: {hex}");
+    }
     let _ = writeln!(
         out,
         "size:        {} ({} bytes)",

@@ -2,6 +2,7 @@
 //! library. Errors are printed as one line naming the file and the problem; nothing here panics on input.
 
 mod client;
+mod create;
 mod daemon;
 mod dht_args;
 mod encryption;
@@ -54,7 +55,9 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Print a .torrent file's name, info hash, sizes, files and trackers.
+    /// Make a .torrent file of a file or directory: hybrid v1 + v2 by default, hashed on all cores.
+    Create(create::CreateArgs),
+    /// Print a .torrent file's name, version, info hashes, sizes, files and trackers.
     Info {
         /// The .torrent file.
         torrent: PathBuf,
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             output,
             quiet,
         } => verify::run(&torrent, &output, quiet),
+        Command::Create(args) => create::run(args),
         Command::Info { torrent } => info::run(&torrent),
         Command::Daemon(args) => daemon::run(args),
         Command::Add(args) => client::add(args),

@@ -260,6 +260,7 @@ mod tests {
             name: "t".into(),
             piece_length: 16,
             piece_hashes: vec![[0; 20]; layout.piece_count() as usize],
+            v2: None,
             files,
             multi_file: true,
             private: false,

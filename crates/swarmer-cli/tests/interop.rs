@@ -44,6 +44,8 @@ mod tracker;
 mod transmission;
 #[path = "interop/utp.rs"]
 mod utp;
+#[path = "interop/v2.rs"]
+mod v2;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -17,8 +17,12 @@ pub const MAX_MAGNET_LEN: usize = 64 * 1024;
 /// A parsed magnet link (BEP 9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
-    /// The v1 info hash from `xt=urn:btih:` (40 hexadecimal digits or 32 base32 characters).
+    /// The info hash to ask peers, trackers and the DHT for: the v1 hash from `xt=urn:btih:` (40
+    /// hexadecimal digits or 32 base32 characters), or without one the v2 hash truncated to 20 bytes
+    /// (BEP 52).
     pub info_hash: InfoHash,
+    /// The v2 info hash (SHA-256) from `xt=urn:btmh:1220<64 hex digits>` (a multihash, BEP 52).
+    pub info_hash_v2: Option<[u8; 32]>,
     /// `dn`: the display name, a hint for the user until the metadata arrives. Percent-decoded; not a
     /// path (the metadata's `name`, once validated, decides file names).
     pub display_name: Option<String>,
@@ -58,9 +62,12 @@ pub enum MagnetError {
     /// Does not start with `magnet:?` (any case).
     #[error("not a magnet link (expected it to start with `magnet:?`)")]
     NotMagnet,
-    /// No `xt=urn:btih:` parameter (a v2-only `urn:btmh:` link is not supported yet).
-    #[error("magnet link has no `xt=urn:btih:` info hash")]
+    /// No `xt=urn:btih:` nor `xt=urn:btmh:` parameter.
+    #[error("magnet link has no `xt=urn:btih:` or `xt=urn:btmh:` info hash")]
     MissingInfoHash,
+    /// A `urn:btmh:` value is not `1220` (SHA-256, 32 bytes) followed by 64 hexadecimal digits.
+    #[error("v2 info hash {0:?} is not `1220` and 64 hexadecimal digits (a SHA-256 multihash)")]
+    BadMultihash(String),
     /// The `urn:btih:` hash is neither 40 (hex) nor 32 (base32) characters long.
     #[error("info hash has {0} characters, expected 40 (hex) or 32 (base32)")]
     HashLength(usize),
@@ -70,7 +77,7 @@ pub enum MagnetError {
     /// A 32-character hash with a character outside the base32 alphabet (RFC 4648: A-Z, 2-7).
     #[error("info hash {0:?} is not base32")]
     BadBase32(String),
-    /// Two `xt=urn:btih:` parameters name different torrents.
+    /// Two `xt=urn:btih:` (or two `urn:btmh:`) parameters name different torrents.
     #[error("magnet link names two different info hashes")]
     ConflictingInfoHashes,
     /// A parameter value has a broken `%` escape or does not decode to UTF-8.
@@ -101,8 +108,8 @@ pub fn is_magnet_uri(s: &str) -> bool {
 impl Magnet {
     /// Parses a magnet URI (BEP 9).
     ///
-    /// Recognised parameters: `xt` (`urn:btih:`; repeats must agree, other URNs such as the v2
-    /// `urn:btmh:` are ignored), `dn`, `tr`, `x.pe` and `so` (BEP 53); a `.N` suffix (`tr.1`, `xt.2`) is
+    /// Recognised parameters: `xt` (`urn:btih:` and the v2 `urn:btmh:`, BEP 52; repeats must
+    /// agree, other URNs are ignored), `dn`, `tr`, `x.pe` and `so` (BEP 53); a `.N` suffix (`tr.1`, `xt.2`) is
     /// accepted as BEP 9 suggests. Values are percent-decoded, and `+` means a space, as in HTML forms
     /// and libtorrent. Unknown parameters and parameters without `=` are ignored; an empty `dn` counts as
     /// absent and an empty `tr` is dropped.
@@ -123,6 +130,7 @@ impl Magnet {
         let mut info_hash = None;
         let mut magnet = Magnet {
             info_hash: InfoHash([0; 20]),
+            info_hash_v2: None,
             display_name: None,
             trackers: Vec::new(),
             peers: Vec::new(),
@@ -140,6 +148,14 @@ impl Magnet {
             match base_key(key) {
                 "xt" => {
                     let value = decode()?;
+                    if let Some(hash) = strip_prefix_ignore_case(&value, "urn:btmh:") {
+                        let hash = parse_multihash(hash)?;
+                        if magnet.info_hash_v2.is_some_and(|seen| seen != hash) {
+                            return Err(MagnetError::ConflictingInfoHashes);
+                        }
+                        magnet.info_hash_v2 = Some(hash);
+                        continue;
+                    }
                     let Some(hash) = strip_prefix_ignore_case(&value, "urn:btih:") else {
                         continue;
                     };
@@ -166,7 +182,9 @@ impl Magnet {
                 _ => {}
             }
         }
-        magnet.info_hash = info_hash.ok_or(MagnetError::MissingInfoHash)?;
+        magnet.info_hash = info_hash
+            .or(magnet.info_hash_v2.map(crate::metainfo::truncate))
+            .ok_or(MagnetError::MissingInfoHash)?;
         Ok(magnet)
     }
 }
@@ -224,6 +242,22 @@ fn parse_hash(hash: &str) -> Result<InfoHash, MagnetError> {
             .ok_or_else(|| MagnetError::BadBase32(excerpt(hash))),
         _ => Err(MagnetError::HashLength(hash.chars().count())),
     }
+}
+
+/// A `urn:btmh:` multihash: `12` (SHA-256), `20` (32 bytes), then the 64 hexadecimal digits of the
+/// v2 info hash (BEP 52).
+fn parse_multihash(hash: &str) -> Result<[u8; 32], MagnetError> {
+    let bad = || MagnetError::BadMultihash(excerpt(hash));
+    let digits = hash.strip_prefix("1220").ok_or_else(bad)?;
+    if digits.len() != 64 || !digits.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in digits.as_bytes().chunks_exact(2).enumerate() {
+        let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 /// Decodes 32 base32 characters (RFC 4648 alphabet, any case, no padding) into 20 bytes.

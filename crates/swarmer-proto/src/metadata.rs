@@ -5,9 +5,15 @@
 //! The metadata is cut into pieces of 16 KiB ([`METADATA_PIECE_LEN`]); the last may be shorter. Each
 //! peer announces the total size (`metadata_size`) in its extension handshake (BEP 10). Pieces are
 //! requested from several peers at once, a few per peer, and re-requested elsewhere when a peer
-//! rejects them, times out or leaves. When every piece is in, the SHA-1 of the whole must be the
-//! info hash; if it is not, every peer that contributed is excluded and the fetch starts over with
-//! the others (a liar cannot be told apart from honest peers when several contributed).
+//! rejects them, times out or leaves. When every piece is in, the SHA-1 of the whole (or for a v2
+//! info hash its truncated SHA-256) must be the info hash.
+//!
+//! **Blaming the right peer.** When the whole fails the check and one peer sent it all, that peer
+//! is excluded. When several contributed, nobody is blamed yet: the fetch starts over from one of
+//! them alone (the one that sent the most first). If that copy verifies, each old piece is compared
+//! with it and only the peers whose pieces differ are excluded as liars; if it fails too, its sole
+//! sender is the liar, and the next contributor is tried alone. An honest peer never loses its
+//! place for another's lie.
 //!
 //! Memory is bounded by the size cap ([`MAX_METADATA_SIZE`]): one buffer of the agreed size, plus
 //! per-peer bookkeeping for at most [`MAX_PEERS`] peers.
@@ -18,7 +24,7 @@ use std::time::Duration;
 use crate::time::Instant;
 
 use crate::InfoHash;
-use crate::digest::sha1;
+use crate::digest::{sha1, sha256};
 use crate::extension::{
     ExtensionError, ExtensionHandshake, MAX_METADATA_SIZE, METADATA_PIECE_LEN, MetadataMessage,
     UT_METADATA, metadata_piece_count,
@@ -105,6 +111,20 @@ enum Slot {
     Have { from: PeerKey },
 }
 
+/// A hash failure with several contributors being resolved: everything is fetched again from
+/// `solo` alone, and then compared with `old`.
+#[derive(Debug)]
+struct Suspicion {
+    /// The failed buffer.
+    old: Vec<u8>,
+    /// Who sent each piece of `old`.
+    owners: Vec<PeerKey>,
+    /// The contributor the fetch now asks alone.
+    solo: PeerKey,
+    /// Contributors to ask alone next if `solo` fails, turns out to lie or leaves.
+    next: Vec<PeerKey>,
+}
+
 /// The state of one metadata fetch (BEP 9). Feed it extension handshakes, `ut_metadata` messages,
 /// departures and the time; send what [`MetadataFetch::drain_outgoing`] returns; take the result from
 /// [`MetadataFetch::take_metadata`].
@@ -120,10 +140,13 @@ pub struct MetadataFetch {
     faults: Vec<(PeerKey, MetadataFault)>,
     done: Option<Vec<u8>>,
     taken: bool,
+    /// Set while a hash failure with several contributors is being resolved.
+    suspicion: Option<Suspicion>,
 }
 
 impl MetadataFetch {
-    /// A fetch of the metadata whose SHA-1 is `info_hash`.
+    /// A fetch of the metadata whose SHA-1 (v1), or SHA-256 truncated to 20 bytes (v2, BEP 52), is
+    /// `info_hash`.
     pub fn new(info_hash: InfoHash) -> MetadataFetch {
         MetadataFetch {
             info_hash,
@@ -135,6 +158,7 @@ impl MetadataFetch {
             faults: Vec::new(),
             done: None,
             taken: false,
+            suspicion: None,
         }
     }
 
@@ -376,12 +400,17 @@ impl MetadataFetch {
                 None => return,
             }
         }
+        self.check_solo();
         let size = self.size;
+        let solo = self.suspicion.as_ref().map(|s| s.solo);
         let mut free: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                !p.excluded && Some(p.size) == size && p.outstanding < REQUESTS_PER_PEER
+            .filter(|(k, p)| {
+                !p.excluded
+                    && Some(p.size) == size
+                    && p.outstanding < REQUESTS_PER_PEER
+                    && solo.is_none_or(|solo| solo == **k)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -423,12 +452,18 @@ impl MetadataFetch {
         if !self.slots.iter().all(|s| matches!(s, Slot::Have { .. })) {
             return;
         }
-        if sha1(&self.buffer) == self.info_hash.0 {
+        // A v1 info hash is the SHA-1 of the bytes; a v2 one (BEP 52) the SHA-256, truncated to the
+        // 20 bytes asked for. A hybrid's metadata matches either.
+        if sha1(&self.buffer) == self.info_hash.0 || sha256(&self.buffer)[..20] == self.info_hash.0
+        {
+            if let Some(suspicion) = self.suspicion.take() {
+                self.blame_differences(&suspicion);
+            }
             self.done = Some(std::mem::take(&mut self.buffer));
             self.slots.clear();
             return;
         }
-        let mut liars: Vec<PeerKey> = self
+        let owners: Vec<PeerKey> = self
             .slots
             .iter()
             .filter_map(|s| match s {
@@ -436,16 +471,103 @@ impl MetadataFetch {
                 _ => None,
             })
             .collect();
+        // Contributors, the one that sent the most first.
+        let mut contributors: Vec<(usize, PeerKey)> = Vec::new();
+        for &peer in &owners {
+            match contributors.iter_mut().find(|(_, p)| *p == peer) {
+                Some((count, _)) => *count += 1,
+                None => contributors.push((1, peer)),
+            }
+        }
+        contributors.sort_by_key(|&(count, peer)| (std::cmp::Reverse(count), peer));
+        let mut contributors: Vec<PeerKey> = contributors.into_iter().map(|(_, p)| p).collect();
+        if let [liar] = contributors[..] {
+            // One sender: it lied (also when it was the suspicion's solo peer).
+            self.blame(liar);
+            match self.suspicion.as_mut() {
+                Some(suspicion) if !suspicion.next.is_empty() => {
+                    suspicion.solo = suspicion.next.remove(0);
+                    self.restart();
+                }
+                _ => {
+                    // The next scheduling round starts over with a size from the peers left.
+                    self.suspicion = None;
+                    self.size = None;
+                    self.slots.clear();
+                    self.buffer = Vec::new();
+                }
+            }
+            return;
+        }
+        let solo = contributors.remove(0);
+        self.suspicion = Some(Suspicion {
+            old: std::mem::take(&mut self.buffer),
+            owners,
+            solo,
+            next: contributors,
+        });
+        self.restart();
+    }
+
+    /// Excludes `peer` as a sender of bad metadata (once).
+    fn blame(&mut self, peer: PeerKey) {
+        if self.peers.get(&peer).is_some_and(|p| p.excluded) {
+            return;
+        }
+        self.exclude(peer);
+        self.faults.push((peer, MetadataFault::BadMetadata));
+    }
+
+    /// After verified metadata, blames the contributors of the failed copy whose pieces differ.
+    fn blame_differences(&mut self, suspicion: &Suspicion) {
+        let piece = METADATA_PIECE_LEN as usize;
+        let mut liars: Vec<PeerKey> = suspicion
+            .old
+            .chunks(piece)
+            .zip(self.buffer.chunks(piece))
+            .zip(&suspicion.owners)
+            .filter(|((old, good), _)| old != good)
+            .map(|(_, owner)| *owner)
+            .collect();
         liars.sort_unstable();
         liars.dedup();
-        for peer in liars {
-            self.exclude(peer);
-            self.faults.push((peer, MetadataFault::BadMetadata));
+        for liar in liars {
+            self.blame(liar);
         }
-        // The next scheduling round starts over with a size from the peers left.
-        self.size = None;
-        self.slots.clear();
-        self.buffer = Vec::new();
+    }
+
+    /// Starts the same size over (for the suspicion's solo peer).
+    fn restart(&mut self) {
+        let size = self.size.expect("a fetch had a size");
+        self.start(size);
+    }
+
+    /// Moves the suspicion on when its solo peer cannot finish (gone, excluded, or it rejected a
+    /// missing piece); ends it when no contributor is left, so the others are used again.
+    fn check_solo(&mut self) {
+        loop {
+            let Some(suspicion) = &mut self.suspicion else {
+                return;
+            };
+            let usable = self.peers.get(&suspicion.solo).is_some_and(|p| {
+                !p.excluded
+                    && Some(p.size) == self.size
+                    && !self
+                        .slots
+                        .iter()
+                        .zip(&p.rejected)
+                        .any(|(slot, rejected)| *rejected && *slot == Slot::Missing)
+            });
+            if usable {
+                return;
+            }
+            if suspicion.next.is_empty() {
+                self.suspicion = None;
+                return;
+            }
+            suspicion.solo = suspicion.next.remove(0);
+            self.restart();
+        }
     }
 
     /// Takes `peer` out of the fetch; its requests go back.

@@ -1,36 +1,67 @@
-//! Metainfo (.torrent) files, v1 (BEP 3, "metainfo files"), with announce-list tiers (BEP 12), the private
-//! flag (BEP 27) and padding files (BEP 47): the pinned types the rest of the crate codes against, and the
-//! parser that validates a file into them.
+//! Metainfo (.torrent) files, v1 (BEP 3, "metainfo files"), v2 and hybrid (BEP 52), with announce-list
+//! tiers (BEP 12), the private flag (BEP 27) and padding files (BEP 47): the pinned types the rest of the
+//! crate codes against, and the parser that validates a file into them. The v2 `file tree`, `piece
+//! layers` and hybrid consistency are in `v2`; errors in `error`.
 //!
 //! **Validation choices.** The `info` dictionary is checked strictly, because it decides what is written
 //! where on disk: unsafe file names are *rejected*, never sanitized (a rewritten path would silently differ
-//! from what other peers and the user expect), and so are duplicate paths and a file that another file needs
-//! as a directory. The bencode itself must be canonical (see [`crate::bencode`]), which guarantees that the
-//! info hash is the hash of the one encoding of the `info` dictionary. Fields outside `info` (trackers,
-//! comment, dates) are advisory: a malformed one is dropped instead of failing the whole file.
+//! from what other peers and the user expect), and so is a file that another file needs as a directory.
+//! Real-world oddities that mature clients accept are accepted too, as none of them is unsafe: keys out
+//! of order (the info hash is the hash of the bytes as received, so it stays what every peer computes),
+//! bytes after the root dictionary (a newline), BEP 47 symlink entries without `length` (kept as
+//! entries that are never written: swarmer creates no links), and two files with the same path (the
+//! later one is renamed `bar.1.txt`, as libtorrent does). Fields outside `info` (trackers, comment,
+//! dates) are advisory: a malformed one is dropped instead of failing the whole file, and tracker URLs
+//! are trimmed of surrounding white space.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::bencode::{self, DecodeError, Dict, Value};
+use crate::bencode::{self, Dict, Value};
 use crate::layout::PieceIndex;
-use crate::{BLOCK_SIZE, InfoHash, Layout, LayoutError, digest};
+use crate::merkle::Hash256;
+use crate::metainfo::fields::{
+    check_component, required, required_bytes, required_int, required_list,
+};
+use crate::metainfo::v2::TreeFile;
+use crate::{BLOCK_SIZE, InfoHash, Layout, digest};
 
-/// The largest .torrent file (or BEP 9 `info` dictionary) swarmer parses: 40 MiB. Callers reading a file
-/// should stop reading past this many bytes; [`Metainfo::from_bytes`] and [`Info::from_bytes`] refuse
-/// longer input with [`MetainfoError::TooLarge`] before decoding anything.
-///
-/// Large enough for a million files with names of a dozen characters (about 38 MB), or 100 TiB of content
-/// in 64 MiB pieces (1.6 million hashes, 32 MB); real torrents are far smaller (libtorrent's default limit
-/// is 10 MB). The cap is what bounds the parser's memory: every bencode node becomes a 48-byte value and
-/// every file a `FileEntry` with its own strings, so a file list takes about 25 bytes of memory per input
-/// byte (a million files in 31 MB peak at about 750 MB), and the worst case stays near 1 GB.
-pub const MAX_METAINFO_BYTES: usize = 40 * 1024 * 1024;
+pub use crate::metainfo::error::{MAX_METAINFO_BYTES, MetainfoError};
+pub use crate::metainfo::v2::{V2File, V2Info};
 
-/// A parsed, validated v1 metainfo file.
+mod error;
+mod fields;
+mod v2;
+
+/// Which BitTorrent versions a torrent speaks (BEP 52).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaVersion {
+    /// v1 only: SHA-1 piece hashes, SHA-1 info hash (BEP 3).
+    V1,
+    /// v2 only: a `file tree` with per-file merkle roots, SHA-256 info hash (BEP 52).
+    V2,
+    /// Both: v1 `pieces` and `files` (with BEP 47 padding) and a v2 `file tree` describing the same
+    /// content; one swarm under each info hash.
+    Hybrid,
+}
+
+impl MetaVersion {
+    /// "v1", "v2" or "hybrid (v1 + v2)", for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MetaVersion::V1 => "v1",
+            MetaVersion::V2 => "v2",
+            MetaVersion::Hybrid => "hybrid (v1 + v2)",
+        }
+    }
+}
+
+/// A parsed, validated metainfo file (v1, v2 or hybrid).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metainfo {
-    /// SHA-1 of the exact bytes of the `info` dictionary as they appear in the file.
+    /// The info hash the torrent uses on the wire, with trackers and in the DHT: the SHA-1 of the exact
+    /// bytes of the `info` dictionary as they appear in the file for v1 and hybrid torrents, the
+    /// SHA-256 truncated to 20 bytes for v2-only ones (BEP 52).
     pub info_hash: InfoHash,
     /// The validated `info` dictionary.
     pub info: Info,
@@ -54,9 +85,13 @@ pub struct Info {
     pub name: String,
     /// `piece length` in bytes.
     pub piece_length: u32,
-    /// `pieces`: one SHA-1 per piece.
+    /// `pieces`: one SHA-1 per piece; empty for a v2-only torrent.
     pub piece_hashes: Vec<[u8; 20]>,
-    /// The files in torrent order, padding files included. A single-file torrent has one entry.
+    /// The v2 info hash, merkle roots and piece layers (v2 and hybrid torrents); boxed, as most
+    /// torrents are v1 and the metainfo travels in messages.
+    pub v2: Option<Box<V2Info>>,
+    /// The files in torrent order, padding files included (for a v2-only torrent, the padding that
+    /// aligns its files to pieces, as a hybrid has). A single-file torrent has one entry.
     pub files: Vec<FileEntry>,
     /// True for a multi-file torrent (`files` key), false for a single-file one (`length` key).
     pub multi_file: bool,
@@ -78,106 +113,12 @@ pub struct FileEntry {
     pub padding: bool,
 }
 
-/// Why bytes are not a usable v1 metainfo file. Messages read well after a file name
-/// (`x.torrent: missing `info.pieces``); keys are written as dotted paths, list items with their index
-/// (`info.files[3].length`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MetainfoError {
-    /// The input is longer than [`MAX_METAINFO_BYTES`]; nothing was decoded. The message leaves the length
-    /// out, since a caller that stops reading past the cap only knows a lower bound.
-    #[error("larger than the {MAX_METAINFO_BYTES}-byte (40 MiB) limit for a .torrent file")]
-    TooLarge {
-        /// The input's length in bytes.
-        len: usize,
-    },
-    /// The bytes are not one canonical bencode value.
-    #[error(transparent)]
-    Bencode(#[from] DecodeError),
-    /// The file's top level is not a dictionary.
-    #[error("the file is not a bencoded dictionary (found {found})")]
-    NotADictionary {
-        /// The bencode type found.
-        found: &'static str,
-    },
-    /// A required key is absent.
-    #[error("missing `{0}`")]
-    Missing(String),
-    /// A key holds the wrong bencode type.
-    #[error("`{key}` is not {expected} (found {found})")]
-    WrongType {
-        /// The key's dotted path.
-        key: String,
-        /// What it should be, with an article ("an integer").
-        expected: &'static str,
-        /// The bencode type found.
-        found: &'static str,
-    },
-    /// A name or path that must be text is not valid UTF-8.
-    #[error("`{0}` is not valid UTF-8")]
-    NotUtf8(String),
-    /// `info.piece length` is not a positive multiple of [`BLOCK_SIZE`] (16 KiB): zero, negative, or a
-    /// length such as 3 bytes. See [`Info::from_value`] for why.
-    #[error(
-        "`info.piece length` is {0} bytes, expected a positive multiple of {BLOCK_SIZE} bytes (16 KiB)"
-    )]
-    BadPieceLength(i64),
-    /// `info.pieces` is not a whole number of 20-byte SHA-1 hashes; holds its length in bytes.
-    #[error("`info.pieces` is {0} bytes long, not a multiple of 20")]
-    BadPiecesLength(usize),
-    /// `info.pieces` holds a different number of hashes than the files need pieces.
-    #[error("`info.pieces` holds {got} piece hashes but the files make {expected} pieces")]
-    PieceCountMismatch {
-        /// Pieces the file lengths and piece length make.
-        expected: u32,
-        /// Hashes in `info.pieces`.
-        got: usize,
-    },
-    /// `info` has both `length` (single-file) and `files` (multi-file).
-    #[error("`info` has both `length` and `files`")]
-    LengthAndFiles,
-    /// `info` has neither `length` (single-file) nor `files` (multi-file).
-    #[error("`info` has neither `length` nor `files`")]
-    NoLengthOrFiles,
-    /// `info.files` is an empty list.
-    #[error("`info.files` is empty")]
-    NoFiles,
-    /// A file's length is negative.
-    #[error("file {path:?} has negative length {length}")]
-    NegativeLength {
-        /// The file's path, components joined with `/`.
-        path: String,
-        /// The length found.
-        length: i64,
-    },
-    /// A file name or path that could escape the download directory or cannot be created; rejected rather
-    /// than sanitized.
-    #[error("unsafe path {path:?}: {reason}")]
-    UnsafePath {
-        /// The offending path, components joined with `/` (non-UTF-8 bytes replaced).
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Two (non-padding) files have the same path.
-    #[error("two files have the path {0:?}")]
-    DuplicatePath(String),
-    /// One file's path is a directory prefix of another's (files `a` and `a/b`).
-    #[error("file {file:?} needs {dir:?} to be a directory, but it is also a file")]
-    PathConflict {
-        /// The file inside the conflicting directory.
-        file: String,
-        /// The path that is both a file and a directory.
-        dir: String,
-    },
-    /// The piece length and file lengths do not make a usable layout.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-}
-
 impl Metainfo {
-    /// Parses and validates a v1 .torrent file.
+    /// Parses and validates a .torrent file (v1, v2 or hybrid).
     ///
-    /// The info hash is the SHA-1 of the `info` dictionary's exact bytes. Trackers come from
+    /// The info hashes are those of the `info` dictionary's exact bytes (see [`Metainfo::info_hash`]).
+    /// A v2 torrent's `piece layers` are checked against each file's `pieces root`; a v2-only torrent
+    /// must have them. Trackers come from
     /// `announce-list` (BEP 12) with empty tiers and non-UTF-8 or empty URLs dropped, or `[[announce]]` when
     /// the list is absent or ends up empty, or nothing (a trackerless torrent). `comment`, `created by` and
     /// `creation date` are kept when they have the right type and are dropped otherwise.
@@ -186,14 +127,16 @@ impl Metainfo {
     /// so does input longer than [`MAX_METAINFO_BYTES`].
     pub fn from_bytes(data: &[u8]) -> Result<Metainfo, MetainfoError> {
         check_size(data)?;
-        let root = bencode::decode(data)?;
+        // Bytes after the root dictionary are ignored: they are not part of any hash.
+        let (root, _) = bencode::decode_prefix_lenient(data)?;
         let top = root.as_dict().ok_or(MetainfoError::NotADictionary {
             found: root.type_name(),
         })?;
         let info_value = required(top, "", "info")?;
-        let info = Info::from_value(info_value)?;
+        let mut info = Info::from_value(info_value)?;
+        info.attach_piece_layers(top.get(b"piece layers"))?;
         Ok(Metainfo {
-            info_hash: InfoHash(digest::sha1(info_value.raw())),
+            info_hash: wire_hash(&info, info_value.raw()),
             info,
             info_bytes: Arc::from(info_value.raw()),
             announce_tiers: announce_tiers(top),
@@ -211,16 +154,54 @@ impl Metainfo {
 
     /// A metainfo made of an `info` dictionary received by the metadata exchange (BEP 9) and the
     /// trackers of a magnet link (one tier each, as BEP 9 leaves the order to the client). The info
-    /// hash is the SHA-1 of `info_bytes`; the caller compares it with the one it asked for.
+    /// hashes are those of `info_bytes`; the caller checks them with [`Metainfo::has_info_hash`].
     ///
-    /// Errors: as [`Info::from_bytes`].
+    /// Errors: as [`Info::from_bytes`]; a v2-only dictionary, whose piece layers are not in it, is
+    /// [`MetainfoError::PieceLayersNeeded`].
     pub fn from_info_bytes(
         info_bytes: &[u8],
         announce_tiers: Vec<Vec<String>>,
     ) -> Result<Metainfo, MetainfoError> {
-        let info = Info::from_bytes(info_bytes)?;
+        let mut info = Info::from_bytes(info_bytes)?;
+        if info.version() == MetaVersion::V2 {
+            info.attach_piece_layers(None)
+                .map_err(|_| MetainfoError::PieceLayersNeeded)?;
+        }
         Ok(Metainfo {
-            info_hash: InfoHash(digest::sha1(info_bytes)),
+            info_hash: wire_hash(&info, info_bytes),
+            info,
+            info_bytes: Arc::from(info_bytes),
+            announce_tiers,
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        })
+    }
+
+    /// A metainfo made of a v2 `info` dictionary received by the metadata exchange (BEP 9) and the
+    /// piece layers fetched from peers (BEP 52 hash requests, [`crate::layer_fetch`]), keyed by
+    /// `pieces root`. Every layer is checked against its root again, as for a .torrent file.
+    ///
+    /// Errors: as [`Info::from_bytes`], and a missing or wrong layer.
+    pub fn from_info_bytes_and_layers(
+        info_bytes: &[u8],
+        announce_tiers: Vec<Vec<String>>,
+        layers: &std::collections::BTreeMap<Hash256, Vec<Hash256>>,
+    ) -> Result<Metainfo, MetainfoError> {
+        let mut info = Info::from_bytes(info_bytes)?;
+        let encoded = bencode::OwnedValue::Dict(
+            layers
+                .iter()
+                .map(|(root, layer)| {
+                    let bytes: Vec<u8> = layer.iter().flatten().copied().collect();
+                    (root.to_vec(), bencode::OwnedValue::Bytes(bytes))
+                })
+                .collect(),
+        )
+        .encode();
+        info.attach_piece_layers(Some(&bencode::decode(&encoded)?))?;
+        Ok(Metainfo {
+            info_hash: wire_hash(&info, info_bytes),
             info,
             info_bytes: Arc::from(info_bytes),
             announce_tiers,
@@ -253,8 +234,35 @@ impl Metainfo {
         }
         out.extend_from_slice(b"4:info");
         out.extend_from_slice(&self.info_bytes);
+        if let Some(layers) = self.info.v2.as_ref().and_then(|v2| v2.piece_layers_bytes()) {
+            out.extend_from_slice(b"12:piece layers");
+            out.extend_from_slice(&layers);
+        }
         out.push(b'e');
         out
+    }
+
+    /// Whether `hash` names this torrent: its v1 info hash, or its v2 info hash truncated to 20 bytes
+    /// as the wire, trackers and the DHT carry it (BEP 52). A hybrid answers to both.
+    pub fn has_info_hash(&self, hash: &InfoHash) -> bool {
+        self.info_hash == *hash || self.info_hash_v2().is_some_and(|v2| v2[..20] == hash.0)
+    }
+
+    /// The v2 info hash (BEP 52): SHA-256 of the `info` dictionary's bytes; `None` for v1 torrents.
+    pub fn info_hash_v2(&self) -> Option<Hash256> {
+        self.info.v2.as_ref().map(|v2| v2.info_hash)
+    }
+
+    /// The info hashes peers may know this torrent by: [`Metainfo::info_hash`] first, then for a
+    /// hybrid the truncated v2 hash.
+    pub fn wire_hashes(&self) -> Vec<InfoHash> {
+        let mut hashes = vec![self.info_hash];
+        if let Some(v2) = self.info_hash_v2().map(truncate) {
+            if v2 != self.info_hash {
+                hashes.push(v2);
+            }
+        }
+        hashes
     }
 
     /// The content's total length in bytes, padding files included.
@@ -268,6 +276,22 @@ impl Metainfo {
     }
 }
 
+/// A v2 info hash as the wire carries it: its first 20 bytes (BEP 52).
+pub fn truncate(v2: Hash256) -> InfoHash {
+    let mut hash = [0; 20];
+    hash.copy_from_slice(&v2[..20]);
+    InfoHash(hash)
+}
+
+/// The info hash on the wire of `info`, whose bytes are `info_bytes`: the SHA-1 for v1 and hybrid
+/// torrents, the truncated SHA-256 for v2-only ones (BEP 52).
+fn wire_hash(info: &Info, info_bytes: &[u8]) -> InfoHash {
+    match (&info.v2, info.version()) {
+        (Some(v2), MetaVersion::V2) => truncate(v2.info_hash),
+        _ => InfoHash(digest::sha1(info_bytes)),
+    }
+}
+
 impl Info {
     /// Parses and validates a bencoded `info` dictionary on its own, as received from peers by the
     /// metadata exchange (BEP 9). The caller checks its SHA-1 against the expected info hash.
@@ -275,7 +299,7 @@ impl Info {
     /// Errors: as [`Metainfo::from_bytes`].
     pub fn from_bytes(data: &[u8]) -> Result<Info, MetainfoError> {
         check_size(data)?;
-        Info::from_value(&bencode::decode(data)?)
+        Info::from_value(&bencode::decode_lenient(data)?)
     }
 
     /// Validates a decoded `info` dictionary (BEP 3; `private` from BEP 27, padding files from BEP 47).
@@ -289,10 +313,10 @@ impl Info {
     ///   are refused; the rare non-power-of-two multiples of 16 KiB stay accepted.
     /// - The file lengths must add up to the piece count `pieces` holds hashes for: a declared size
     ///   (1 PiB, say) without the hashes to match is [`MetainfoError::PieceCountMismatch`]; sums beyond
-    ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`]s. Sizes are never trusted to fit
+    ///   2^64 bytes and more than 2^32 - 1 pieces are [`LayoutError`](crate::LayoutError)s. Sizes are never trusted to fit
     ///   on disk: that is the caller's check.
-    /// - Paths: see [`MetainfoError::UnsafePath`], [`MetainfoError::DuplicatePath`] and
-    ///   [`MetainfoError::PathConflict`]. Names differing only in case (`a` and `A`) are accepted: they
+    /// - Paths: see [`MetainfoError::UnsafePath`] and [`MetainfoError::PathConflict`]; a later file
+    ///   with the path of an earlier one is renamed (`bar.txt` to `bar.1.txt`). Names differing only in case (`a` and `A`) are accepted: they
     ///   are distinct on the file systems of Linux, and storage must detect two names landing on one file
     ///   where they are not. Names invalid on Windows but safe on Unix (`CON`, `a?b`, `x.`, `1:2`) are
     ///   kept as they are; only a drive letter prefix (`C:`) is rejected, since it would make the path
@@ -311,57 +335,124 @@ impl Info {
         if piece_length <= 0 || piece_length % i64::from(BLOCK_SIZE) != 0 {
             return Err(MetainfoError::BadPieceLength(piece_length));
         }
-        let pieces = required_bytes(dict, "info", "pieces")?;
-        if pieces.len() % 20 != 0 {
-            return Err(MetainfoError::BadPiecesLength(pieces.len()));
-        }
-
-        let (files, multi_file) = match (dict.get(b"length"), dict.get(b"files")) {
-            (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
-            (None, None) => return Err(MetainfoError::NoLengthOrFiles),
-            (Some(_), None) => {
-                let length = required_int(dict, "info", "length")?;
-                let length = u64::try_from(length).map_err(|_| MetainfoError::NegativeLength {
-                    path: name.clone(),
-                    length,
-                })?;
-                let file = FileEntry {
-                    path: vec![name.clone()],
-                    length,
-                    padding: false,
-                };
-                (vec![file], false)
+        let tree = match dict.get(b"meta version") {
+            None => None,
+            Some(version) => match version.as_int() {
+                Some(2) => {
+                    if !(piece_length as u64).is_power_of_two() {
+                        return Err(MetainfoError::PieceLengthNotPowerOfTwo(piece_length));
+                    }
+                    Some(v2::parse_tree(dict)?)
+                }
+                Some(other) => return Err(MetainfoError::UnsupportedMetaVersion(other)),
+                None => {
+                    return Err(fields::wrong_type(
+                        "info",
+                        "meta version",
+                        "an integer",
+                        version,
+                    ));
+                }
+            },
+        };
+        let (files, multi_file, piece_hashes, version) = match &tree {
+            Some(tree) if dict.get(b"pieces").is_none() => {
+                let files: Vec<FileEntry> =
+                    v2::padded_files(&name, tree, piece_length.unsigned_abs())
+                        .into_iter()
+                        .map(|(path, length, padding)| FileEntry {
+                            path,
+                            length,
+                            padding,
+                        })
+                        .collect();
+                check_distinct(&files)?;
+                (
+                    files,
+                    !v2::is_single_file(tree),
+                    Vec::new(),
+                    MetaVersion::V2,
+                )
             }
-            (None, Some(_)) => (files(dict, &name)?, true),
+            _ => {
+                let (files, multi_file, hashes) = v1_files(dict, &name)?;
+                let version = if tree.is_some() {
+                    MetaVersion::Hybrid
+                } else {
+                    MetaVersion::V1
+                };
+                (files, multi_file, hashes, version)
+            }
         };
 
         // `piece_length` is positive, so the conversion cannot fail; the layout checks the upper bound.
         let layout = Layout::new(piece_length.unsigned_abs(), files.iter().map(|f| f.length))?;
-        let got = pieces.len() / 20;
-        if got != layout.piece_count() as usize {
+        if version != MetaVersion::V2 && piece_hashes.len() != layout.piece_count() as usize {
             return Err(MetainfoError::PieceCountMismatch {
                 expected: layout.piece_count(),
-                got,
+                got: piece_hashes.len(),
             });
         }
-        let piece_hashes = pieces
-            .chunks_exact(20)
-            .map(|chunk| {
-                let mut hash = [0u8; 20];
-                hash.copy_from_slice(chunk);
-                hash
-            })
-            .collect();
+        let v2 = match &tree {
+            None => None,
+            Some(tree) => Some(Box::new(v2_index(
+                tree,
+                &files,
+                &layout,
+                version,
+                value.raw(),
+            )?)),
+        };
 
         Ok(Info {
             name,
             piece_length: layout.piece_length(),
             piece_hashes,
+            v2,
             files,
             multi_file,
             private: dict.get(b"private").and_then(Value::as_int) == Some(1),
             layout,
         })
+    }
+
+    /// Which versions the torrent speaks: v1 without a v2 part, v2 without v1 piece hashes, else
+    /// hybrid.
+    pub fn version(&self) -> MetaVersion {
+        match (&self.v2, self.piece_hashes.is_empty()) {
+            (None, _) => MetaVersion::V1,
+            (Some(_), true) => MetaVersion::V2,
+            (Some(_), false) => MetaVersion::Hybrid,
+        }
+    }
+
+    /// Attaches and checks the `piece layers` of a v2 or hybrid torrent (nothing for v1). A v2-only
+    /// torrent needs a layer for every file longer than one piece.
+    fn attach_piece_layers(&mut self, layers: Option<&Value<'_>>) -> Result<(), MetainfoError> {
+        let required = self.version() == MetaVersion::V2;
+        let files = &self.files;
+        if let Some(v2) = &mut self.v2 {
+            v2.attach_layers(layers, self.piece_length, required, |i| {
+                files[i].path.join("/")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks the bytes of `piece` (its whole length, padding included) against the torrent's hashes:
+    /// the SHA-1 of v1 and hybrid torrents, and the v2 merkle tree (BEP 52) where its piece layer is
+    /// known. A v2-only piece that cannot be checked does not match.
+    pub fn verify_piece(&self, piece: PieceIndex, data: &[u8]) -> bool {
+        let v2 = self
+            .v2
+            .as_ref()
+            .and_then(|v2| v2.verify_piece(piece.get(), data, self.piece_length));
+        match self.version() {
+            MetaVersion::V2 => v2 == Some(true),
+            MetaVersion::V1 | MetaVersion::Hybrid => {
+                v2 != Some(false) && digest::sha1(data) == *self.piece_hash(piece)
+            }
+        }
     }
 
     /// The expected SHA-1 of `piece`.
@@ -376,6 +467,60 @@ impl Info {
     pub fn total_length(&self) -> u64 {
         self.layout.total_length()
     }
+}
+
+/// The v1 files, multi-file flag and piece hashes of an info dictionary (BEP 3).
+type V1Files = (Vec<FileEntry>, bool, Vec<[u8; 20]>);
+
+fn v1_files(dict: &Dict<'_>, name: &str) -> Result<V1Files, MetainfoError> {
+    let pieces = required_bytes(dict, "info", "pieces")?;
+    if pieces.len() % 20 != 0 {
+        return Err(MetainfoError::BadPiecesLength(pieces.len()));
+    }
+    let (files, multi_file) = match (dict.get(b"length"), dict.get(b"files")) {
+        (Some(_), Some(_)) => return Err(MetainfoError::LengthAndFiles),
+        (None, None) => return Err(MetainfoError::NoLengthOrFiles),
+        (Some(_), None) => {
+            let length = required_int(dict, "info", "length")?;
+            let length = u64::try_from(length).map_err(|_| MetainfoError::NegativeLength {
+                path: name.to_owned(),
+                length,
+            })?;
+            let file = FileEntry {
+                path: vec![name.to_owned()],
+                length,
+                padding: false,
+            };
+            (vec![file], false)
+        }
+        (None, Some(_)) => (files(dict, name)?, true),
+    };
+    let hashes = pieces
+        .chunks_exact(20)
+        .map(|chunk| <[u8; 20]>::try_from(chunk).expect("20-byte chunk"))
+        .collect();
+    Ok((files, multi_file, hashes))
+}
+
+/// The v2 index of a v2 or hybrid torrent's files; for a hybrid, first checks that its v1 files are
+/// the tree's.
+fn v2_index(
+    tree: &[TreeFile],
+    files: &[FileEntry],
+    layout: &Layout,
+    version: MetaVersion,
+    info_bytes: &[u8],
+) -> Result<V2Info, MetainfoError> {
+    if version == MetaVersion::Hybrid {
+        // v1 paths start with the torrent's name (a single file's is only that); tree paths do not.
+        let v1: Vec<(&[String], u64, bool)> = files
+            .iter()
+            .map(|f| (&f.path[1..], f.length, f.padding))
+            .collect();
+        v2::check_hybrid(&v1, tree, layout)?;
+    }
+    let real: Vec<usize> = (0..files.len()).filter(|&i| !files[i].padding).collect();
+    Ok(v2::index(tree, &real, layout, digest::sha256(info_bytes)))
 }
 
 /// Refuses input longer than [`MAX_METAINFO_BYTES`] before any decoding.
@@ -431,23 +576,53 @@ fn files(dict: &Dict<'_>, name: &str) -> Result<Vec<FileEntry>, MetainfoError> {
                 reason,
             })?;
         }
-        let length = required_int(entry_dict, &at, "length")?;
+        let attr = entry_dict.get(b"attr").and_then(Value::as_bytes);
+        // BEP 47: a symbolic link (`l`) may carry no `length`; it holds no bytes of the torrent.
+        let symlink = attr.is_some_and(|attr| attr.contains(&b'l'));
+        let length = match entry_dict.get(b"length") {
+            None if symlink => 0,
+            _ => required_int(entry_dict, &at, "length")?,
+        };
         let length = u64::try_from(length).map_err(|_| MetainfoError::NegativeLength {
             path: path.join("/"),
             length,
         })?;
-        let padding = entry_dict
-            .get(b"attr")
-            .and_then(Value::as_bytes)
-            .is_some_and(|attr| attr.contains(&b'p'));
+        // Padding is never written; nor is a link, which swarmer does not create.
+        let padding = attr.is_some_and(|attr| attr.contains(&b'p')) || symlink;
         files.push(FileEntry {
             path,
             length,
             padding,
         });
     }
+    rename_duplicates(&mut files);
     check_distinct(&files)?;
     Ok(files)
+}
+
+/// Renames a file whose path an earlier file already has, as libtorrent does: `bar.txt` becomes
+/// `bar.1.txt` (or `.2`, ... until the path is free). Padding files take no part.
+fn rename_duplicates(files: &mut [FileEntry]) {
+    let mut taken: HashSet<Vec<String>> = HashSet::new();
+    for file in files.iter_mut().filter(|f| !f.padding) {
+        if !taken.contains(&file.path) {
+            taken.insert(file.path.clone());
+            continue;
+        }
+        let last = file.path.len() - 1;
+        let name = file.path[last].clone();
+        let (stem, ext) = match name.rfind('.') {
+            Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+            _ => (&name[..], ""),
+        };
+        for n in 1u64.. {
+            file.path[last] = format!("{stem}.{n}{ext}");
+            if !taken.contains(&file.path) {
+                break;
+            }
+        }
+        taken.insert(file.path.clone());
+    }
 }
 
 /// A file's path components, preferring a `path.utf-8` whose items are all UTF-8 strings over `path`.
@@ -504,30 +679,6 @@ fn check_distinct(files: &[FileEntry]) -> Result<(), MetainfoError> {
     Ok(())
 }
 
-/// Checks that `component` is a single, relative path component that every platform can create; returns
-/// the reason when it is not.
-fn check_component(component: &str) -> Result<(), &'static str> {
-    let bytes = component.as_bytes();
-    if bytes.is_empty() {
-        return Err("empty path component");
-    }
-    if component == "." || component == ".." {
-        return Err("`.` or `..` path component");
-    }
-    if bytes.contains(&0) {
-        return Err("NUL byte in path component");
-    }
-    if bytes.contains(&b'/') || bytes.contains(&b'\\') {
-        return Err("path separator inside a path component");
-    }
-    if let [drive, b':', ..] = bytes {
-        if drive.is_ascii_alphabetic() {
-            return Err("absolute path (Windows drive letter)");
-        }
-    }
-    Ok(())
-}
-
 /// BEP 12 tiers from `announce-list`, falling back to `[[announce]]`; malformed entries are dropped.
 fn announce_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
     let mut tiers: Vec<Vec<String>> = top
@@ -539,6 +690,7 @@ fn announce_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
         .map(|tier| {
             tier.iter()
                 .filter_map(Value::as_str)
+                .map(str::trim)
                 .filter(|url| !url.is_empty())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
@@ -549,63 +701,13 @@ fn announce_tiers(top: &Dict<'_>) -> Vec<Vec<String>> {
         if let Some(url) = top
             .get(b"announce")
             .and_then(Value::as_str)
+            .map(str::trim)
             .filter(|url| !url.is_empty())
         {
             tiers.push(vec![url.to_owned()]);
         }
     }
     tiers
-}
-
-/// `key` in `dict` (found at dotted path `at`), or a `Missing` error.
-fn required<'d, 'a>(
-    dict: &'d Dict<'a>,
-    at: &str,
-    key: &str,
-) -> Result<&'d Value<'a>, MetainfoError> {
-    dict.get(key.as_bytes())
-        .ok_or_else(|| MetainfoError::Missing(dotted(at, key)))
-}
-
-fn required_int(dict: &Dict<'_>, at: &str, key: &str) -> Result<i64, MetainfoError> {
-    let value = required(dict, at, key)?;
-    value
-        .as_int()
-        .ok_or_else(|| wrong_type(at, key, "an integer", value))
-}
-
-fn required_bytes<'a>(dict: &Dict<'a>, at: &str, key: &str) -> Result<&'a [u8], MetainfoError> {
-    let value = required(dict, at, key)?;
-    value
-        .as_bytes()
-        .ok_or_else(|| wrong_type(at, key, "a byte string", value))
-}
-
-fn required_list<'d, 'a>(
-    dict: &'d Dict<'a>,
-    at: &str,
-    key: &str,
-) -> Result<&'d [Value<'a>], MetainfoError> {
-    let value = required(dict, at, key)?;
-    value
-        .as_list()
-        .ok_or_else(|| wrong_type(at, key, "a list", value))
-}
-
-fn wrong_type(at: &str, key: &str, expected: &'static str, found: &Value<'_>) -> MetainfoError {
-    MetainfoError::WrongType {
-        key: dotted(at, key),
-        expected,
-        found: found.type_name(),
-    }
-}
-
-fn dotted(at: &str, key: &str) -> String {
-    if at.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{at}.{key}")
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use swarmer_proto::metainfo::Metainfo;
-use swarmer_proto::{Bitfield, FileIndex, PieceIndex, digest};
+use swarmer_proto::{Bitfield, FileIndex, PieceIndex};
 use tokio::sync::mpsc;
 
 use crate::resume::Loaded;
@@ -86,7 +86,7 @@ pub(crate) fn hash_pieces(
             while let Some(&piece) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
                 buf.resize(metainfo.info.layout.piece_len(piece) as usize, 0);
                 let ok = storage.read(piece, 0, &mut buf).is_ok()
-                    && digest::sha1(&buf) == *metainfo.info.piece_hash(piece);
+                    && metainfo.info.verify_piece(piece, &buf);
                 if tx.blocking_send((piece, ok)).is_err() {
                     break;
                 }

@@ -225,6 +225,12 @@ impl Connections {
         self.table.values().filter(|c| c.established).count()
     }
 
+    /// The ids of the connections past the handshake.
+    pub(crate) fn established_ids(&self) -> Vec<ConnId> {
+        let ids = self.table.iter().filter(|(_, c)| c.established);
+        ids.map(|(id, _)| *id).collect()
+    }
+
     /// Queues `item` for `conn`. Errors (and sends nothing) when the connection is closed or its
     /// queue is full; the owner then closes it.
     pub(crate) fn send(&self, conn: ConnId, item: Outbound) -> Result<(), QueueFull> {

@@ -7,6 +7,7 @@ mod check;
 mod clock;
 mod config;
 mod connections;
+mod create;
 mod dht;
 mod error;
 mod lsd;
@@ -29,6 +30,7 @@ mod utp;
 pub use atomic_file::write_atomically;
 pub use check::{VerifyReport, verify};
 pub use config::{Encryption, SessionConfig, Transport};
+pub use create::{CreateProgress, CreateTorrent, CreateTorrentError, create_torrent};
 pub use dht::{DEFAULT_BOOTSTRAP, DhtConfig, DhtHandle, DhtSearch};
 pub use error::{SessionError, TorrentError};
 pub use magnet::{

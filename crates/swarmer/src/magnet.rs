@@ -12,9 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use swarmer_proto::InfoHash;
 use swarmer_proto::extension::{ExtensionHandshake, OUR_UT_METADATA, UT_METADATA};
+use swarmer_proto::hashes::{HASH_REJECT, HASH_REQUEST, HashMessage};
+use swarmer_proto::layer_fetch::LayerFetch;
 use swarmer_proto::magnet::{Magnet, MagnetPeer};
 use swarmer_proto::metadata::{FetchProgress, MetadataFetch};
-use swarmer_proto::metainfo::{Metainfo, MetainfoError};
+use swarmer_proto::metainfo::{Info, MetaVersion, Metainfo, MetainfoError};
 use swarmer_proto::wire::Message;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -128,6 +130,8 @@ pub(crate) fn spawn(
 struct Fetch {
     conns: Connections,
     fetch: MetadataFetch,
+    /// After the metadata of a v2 torrent: its piece layers, from the same peers (BEP 52).
+    layers: Option<LayerFetch>,
     our_handshake: Bytes,
 }
 
@@ -192,15 +196,21 @@ async fn run(
     let mut f = Fetch {
         conns,
         fetch: MetadataFetch::new(magnet.info_hash),
+        layers: None,
         our_handshake,
     };
+    let mut verified: Option<Vec<u8>> = None;
     let mut sources = PeerSources::new(announcer, dht);
     f.conns.book.add(resolve_peers(&magnet.peers).await);
     f.connect_more();
     let mut batch = Vec::with_capacity(EVENT_QUEUE);
     let mut next_tick = Instant::now() + TICK;
     let metadata = loop {
-        let mut wake = match f.fetch.poll_timeout() {
+        let due = match &f.layers {
+            Some(layers) => layers.poll_timeout(),
+            None => f.fetch.poll_timeout(),
+        };
+        let mut wake = match due {
             Some(t) => f.conns.clock().tokio_instant(t).min(next_tick),
             None => next_tick,
         };
@@ -220,7 +230,10 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
-                f.fetch.handle_timeout(f.conns.clock().proto_instant(now));
+                match &mut f.layers {
+                    Some(layers) => layers.handle_timeout(f.conns.clock().proto_instant(now)),
+                    None => f.fetch.handle_timeout(f.conns.clock().proto_instant(now)),
+                }
                 if now >= next_tick {
                     next_tick = now + TICK;
                     f.connect_more();
@@ -240,7 +253,28 @@ async fn run(
         // Watchers wake only when something they show changed.
         progress.send_if_modified(|shown| std::mem::replace(shown, now) != now);
         if let Some(metadata) = f.fetch.take_metadata() {
-            break metadata;
+            let info = Info::from_bytes(&metadata).map_err(MetadataError::Invalid)?;
+            // A v2-only torrent's piece layers are not in its metadata: ask the same peers. A
+            // hybrid's SHA-1s check every piece, and its peers may not speak v2, so it starts now.
+            let needs_layers = info.version() == MetaVersion::V2;
+            match LayerFetch::new(&info).filter(|_| needs_layers) {
+                Some(mut layers) => {
+                    tracing::info!("metadata verified; fetching the v2 piece layers (BEP 52)");
+                    let now = f.conns.clock().now();
+                    for conn in f.conns.established_ids() {
+                        layers.add_peer(conn, now);
+                    }
+                    f.layers = Some(layers);
+                    verified = Some(metadata);
+                    f.flush();
+                }
+                None => break metadata,
+            }
+        }
+        if f.layers.as_ref().is_some_and(LayerFetch::is_complete) {
+            break verified
+                .take()
+                .expect("layers are fetched after the metadata");
         }
     };
     tracing::info!(
@@ -252,7 +286,11 @@ async fn run(
     // Dropping the connections' command senders closes them.
     f.conns.drain();
     sources.stop().await;
-    let metainfo = Metainfo::from_info_bytes(&metadata, tiers).map_err(MetadataError::Invalid)?;
+    let metainfo = match &f.layers {
+        Some(layers) => Metainfo::from_info_bytes_and_layers(&metadata, tiers, &layers.layers()),
+        None => Metainfo::from_info_bytes(&metadata, tiers),
+    }
+    .map_err(MetadataError::Invalid)?;
     Ok(FetchedMetadata { metainfo, peers })
 }
 
@@ -279,6 +317,8 @@ impl Fetch {
                 let hello = Outbound::Bytes(self.our_handshake.clone());
                 if self.conns.send(conn, hello).is_err() {
                     self.close(conn, false);
+                } else if let Some(layers) = &mut self.layers {
+                    layers.add_peer(conn, now);
                 }
             }
             ConnEvent::Frames { conn, frames } => {
@@ -313,6 +353,24 @@ impl Fetch {
                                 self.close(conn, true);
                             }
                         }
+                        Message::Unknown { id, payload }
+                            if (HASH_REQUEST..=HASH_REJECT).contains(&id) =>
+                        {
+                            let Some(layers) = &mut self.layers else {
+                                continue;
+                            };
+                            let result = HashMessage::decode(id, payload)
+                                .map_err(|e| e.to_string())
+                                .and_then(|m| {
+                                    layers
+                                        .handle_message(conn, &m, now)
+                                        .map_err(|e| e.to_string())
+                                });
+                            if let Err(e) = result {
+                                tracing::info!(%addr, "dropping peer: {e}");
+                                self.close(conn, true);
+                            }
+                        }
                         // Bitfields, haves and the rest matter once the torrent runs.
                         _ => {}
                     }
@@ -322,6 +380,9 @@ impl Fetch {
             ConnEvent::Closed { conn, error } => {
                 if self.conns.closed(conn, error.as_ref()).is_some() {
                     self.fetch.remove_peer(conn);
+                    if let Some(layers) = &mut self.layers {
+                        layers.remove_peer(conn, now);
+                    }
                 }
             }
         }
@@ -346,6 +407,25 @@ impl Fetch {
                 self.close(out.peer, true);
             }
         }
+        let hash_messages: Vec<_> = self
+            .layers
+            .as_mut()
+            .map(|l| l.drain_outgoing().collect())
+            .unwrap_or_default();
+        for (conn, message) in hash_messages {
+            let mut body = Vec::new();
+            message.encode(&mut body);
+            let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+            bytes.extend_from_slice(&body);
+            if self.conns.get(conn).is_some()
+                && self
+                    .conns
+                    .send(conn, Outbound::Bytes(Bytes::from(bytes)))
+                    .is_err()
+            {
+                self.close(conn, true);
+            }
+        }
         while let Some((conn, fault)) = self.fetch.poll_fault() {
             if let Some(c) = self.conns.get(conn) {
                 tracing::info!(addr = %c.addr, "dropping peer: {fault}");
@@ -357,6 +437,9 @@ impl Fetch {
     fn close(&mut self, conn: ConnId, fault: bool) {
         if self.conns.close(conn, fault).is_some() {
             self.fetch.remove_peer(conn);
+            if let Some(layers) = &mut self.layers {
+                layers.remove_peer(conn, self.conns.clock().now());
+            }
         }
     }
 }

@@ -33,8 +33,14 @@ pub(crate) enum StateName {
 pub(crate) struct Torrent {
     /// The daemon's id (never reused; the Transmission RPC's `id`).
     pub(crate) id: u64,
-    /// The info hash, 40 lowercase hex digits.
+    /// The info hash peers and trackers know it by, 40 lowercase hex digits: the SHA-1 for v1 and
+    /// hybrid torrents, the SHA-256 cut to 20 bytes for v2-only ones (BEP 52; as libtorrent and
+    /// qBittorrent show them). The Transmission RPC's `hashString`.
     pub(crate) info_hash: String,
+    /// The v2 info hash (SHA-256, BEP 52), 64 lowercase hex digits; null for v1 torrents and
+    /// until a magnet link's metadata is known.
+    #[serde(default)]
+    pub(crate) info_hash_v2: Option<String>,
     /// The torrent's name (`info.name`, or the magnet link's `dn` until the metadata is known).
     pub(crate) name: String,
     /// Where it is.

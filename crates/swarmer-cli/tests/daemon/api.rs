@@ -1228,3 +1228,37 @@ fn finished_torrents_restart_as_seeds_without_taking_download_slots() {
         },
     );
 }
+
+#[test]
+fn v2_and_hybrid_torrents_show_both_hashes() {
+    isolated(
+        "api::v2_and_hybrid_torrents_show_both_hashes",
+        &[],
+        |scene| {
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+            let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+            // (file, info_hash: what peers and trackers use, info_hash_v2)
+            let cases = [
+                (
+                    "libtorrent-hybrid.torrent",
+                    "42bdf4fadff8f1f7eaaa8b4bbaf461b37b7399ab",
+                    "68d7342dc4323f2913fa4d781193a37a9835d2319c3bf55227a7f651f5030c43",
+                ),
+                (
+                    "libtorrent-v2.torrent",
+                    "7cf7fffb2b3802f338b9940147ede87932209d38",
+                    "7cf7fffb2b3802f338b9940147ede87932209d382d1408d985f4ae02bda18ccf",
+                ),
+            ];
+            for (file, hash, v2) in cases {
+                let added = daemon.add_torrent_file(&testdata.join(file));
+                assert_eq!(added["info_hash"], hash, "{file}: {added}");
+                assert_eq!(added["info_hash_v2"], v2, "{file}: {added}");
+            }
+            let listed = daemon.torrents();
+            assert_eq!(listed.len(), 2);
+            scene
+                .mark("the JSON API shows the wire hash and the v2 hash of v2 and hybrid torrents");
+        },
+    );
+}

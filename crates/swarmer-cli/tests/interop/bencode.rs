@@ -3,6 +3,7 @@
 //! Deliberately independent of swarmer's own codec, so a bug there cannot hide in the harness.
 
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
 #[derive(Debug)]
 pub(crate) enum Value {
@@ -96,15 +97,48 @@ fn find(input: &[u8], from: usize, byte: u8) -> Result<usize, String> {
         .ok_or_else(|| format!("missing {:?}", byte as char))
 }
 
-/// The v1 info hash (SHA-1 of the bencoded `info` value, byte for byte) of a .torrent file.
+/// The info hash a client uses on the wire for a .torrent file: the SHA-1 of the bencoded `info`
+/// value, byte for byte, for v1 and hybrid torrents; for v2-only ones (no `pieces`) the SHA-256
+/// truncated to 20 bytes (BEP 52).
 pub(crate) fn info_hash(torrent: &[u8]) -> [u8; 20] {
+    wire_hashes(torrent)[0]
+}
+
+/// Every info hash peers and trackers may know a .torrent file by: [`info_hash`] first, then for a
+/// hybrid (v1 `pieces` and a v2 `meta version`) its truncated SHA-256.
+pub(crate) fn wire_hashes(torrent: &[u8]) -> Vec<[u8; 20]> {
+    let info = info_bytes(torrent);
+    let value = decode(info).expect("info dictionary");
+    let truncated = || -> [u8; 20] { Sha256::digest(info)[..20].try_into().expect("20 bytes") };
+    let v1: [u8; 20] = Sha1::digest(info).into();
+    match (
+        value.get("pieces").is_some(),
+        value.get("meta version").is_some(),
+    ) {
+        (true, true) => vec![v1, truncated()],
+        (true, false) => vec![v1],
+        (false, _) => vec![truncated()],
+    }
+}
+
+/// The v2 info hash (SHA-256 of the `info` value, BEP 52) of a v2 or hybrid .torrent file.
+pub(crate) fn v2_info_hash(torrent: &[u8]) -> Option<[u8; 32]> {
+    let info = info_bytes(torrent);
+    let value = decode(info).expect("info dictionary");
+    value
+        .get("meta version")
+        .map(|_| Sha256::digest(info).into())
+}
+
+/// The bytes of a .torrent file's `info` value.
+fn info_bytes(torrent: &[u8]) -> &[u8] {
     assert_eq!(torrent.first(), Some(&b'd'), "a torrent is a dictionary");
     let mut pos = 1;
     while torrent.get(pos) != Some(&b'e') {
         let (key, value_start) = decode_at(torrent, pos).expect("torrent key");
         let (_, value_end) = decode_at(torrent, value_start).expect("torrent value");
         if key.bytes() == Some(b"info") {
-            return Sha1::digest(&torrent[value_start..value_end]).into();
+            return &torrent[value_start..value_end];
         }
         pos = value_end;
     }

@@ -301,8 +301,12 @@ def main():
             return 0
 
     if args.magnet:
-        info_hash = str(lt.torrent_info(args.torrent).info_hashes().v1)
-        params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + info_hash)
+        hashes = lt.torrent_info(args.torrent).info_hashes()
+        # A v2-only torrent (BEP 52) has no v1 hash: its link names the SHA-256 as a multihash.
+        if hashes.has_v1():
+            params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + str(hashes.v1))
+        else:
+            params = lt.parse_magnet_uri("magnet:?xt=urn:btmh:1220" + str(hashes.v2))
     else:
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(args.torrent)

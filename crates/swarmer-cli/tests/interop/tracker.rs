@@ -28,11 +28,8 @@ impl Tracker {
         let root = scene.subdir("opentracker");
         let whitelist: String = torrents
             .iter()
-            .map(|t| {
-                hex(&bencode::info_hash(
-                    &std::fs::read(t).expect("read torrent"),
-                )) + "\n"
-            })
+            .flat_map(|t| bencode::wire_hashes(&std::fs::read(t).expect("read torrent")))
+            .map(|hash| hex(&hash) + "\n")
             .collect();
         std::fs::write(root.join("whitelist.txt"), whitelist).expect("write whitelist");
         let mut command = Command::new("opentracker");

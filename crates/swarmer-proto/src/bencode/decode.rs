@@ -107,6 +107,14 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
     parse(input, Keys::Canonical)
 }
 
+/// Decodes the one bencode value at the start of `input`, accepting dictionary keys in any order
+/// (as [`decode_lenient`]), and returns it with the number of bytes it spans; bytes after it are not
+/// looked at. For .torrent files written by encoders that do not sort keys or that append a newline:
+/// the info hash is the hash of the bytes as received, so neither changes it.
+pub fn decode_prefix_lenient(input: &[u8]) -> Result<(Value<'_>, usize), DecodeError> {
+    parse(input, Keys::AnyOrder)
+}
+
 /// Which dictionary key orders the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keys {

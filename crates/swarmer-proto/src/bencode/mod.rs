@@ -28,6 +28,9 @@ mod decode;
 mod encode;
 mod value;
 
-pub use decode::{DecodeError, DecodeErrorKind, MAX_DEPTH, decode, decode_lenient, decode_prefix};
+pub use decode::{
+    DecodeError, DecodeErrorKind, MAX_DEPTH, decode, decode_lenient, decode_prefix,
+    decode_prefix_lenient,
+};
 pub use encode::{OwnedValue, encode};
 pub use value::{Dict, Value, ValueKind};

@@ -34,6 +34,7 @@ fn bep9_example_with_every_parameter() {
     assert_eq!(
         m,
         Magnet {
+            info_hash_v2: None,
             info_hash: hash(),
             display_name: Some("Cosmos Laundromat (720p)".into()),
             trackers: vec![
@@ -83,18 +84,44 @@ fn base32_hashes() {
     );
 }
 
+const V2: &str = "caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e";
+
 #[test]
-fn hybrid_links_use_the_v1_hash() {
-    let m = Magnet::parse(&format!(
-        "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e\
-         &xt=urn:btih:{HEX}"
-    ))
-    .unwrap();
+fn hybrid_links_use_the_v1_hash_and_keep_the_v2_one() {
+    let m = Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{V2}&xt=urn:btih:{HEX}")).unwrap();
     assert_eq!(m.info_hash, hash());
+    let v2: String = m
+        .info_hash_v2
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v2, V2);
+}
+
+#[test]
+fn v2_only_links_use_the_truncated_v2_hash() {
+    let m = Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{V2}&dn=x")).unwrap();
+    assert_eq!(m.info_hash.to_hex(), V2[..40]);
+    assert!(m.info_hash_v2.is_some());
+    let bad = |hash: &str| MagnetError::BadMultihash(hash.to_owned());
+    assert!(matches!(
+        Magnet::parse(&format!("magnet:?xt=urn:btmh:1114{V2}")),
+        Err(MagnetError::BadMultihash(_))
+    ));
+    check_err("magnet:?xt=urn:btmh:1220abcd", bad("1220abcd"));
+    assert!(matches!(
+        Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{}zz", &V2[..62])),
+        Err(MagnetError::BadMultihash(_))
+    ));
     check_err(
-        "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
-        MagnetError::MissingInfoHash,
+        &format!(
+            "magnet:?xt=urn:btmh:1220{V2}&xt=urn:btmh:1220{}",
+            "0".repeat(64)
+        ),
+        MagnetError::ConflictingInfoHashes,
     );
+    check_err("magnet:?dn=x", MagnetError::MissingInfoHash);
 }
 
 #[test]

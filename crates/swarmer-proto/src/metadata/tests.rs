@@ -246,3 +246,56 @@ fn requests_for_our_metadata_are_rejected() {
         MetadataMessage::Reject { piece: 0 }
     );
 }
+
+/// Answers every request, peer `liar` with `lie` and the others with `bytes`, until none is left.
+fn answer_with_liar(f: &mut MetadataFetch, bytes: &[u8], lie: &[u8], liar: PeerKey) {
+    loop {
+        let asked = requests(f);
+        if asked.is_empty() {
+            break;
+        }
+        for (peer, piece) in asked {
+            let source = if peer == liar { lie } else { bytes };
+            f.handle_message(
+                peer,
+                &data(source, piece, bytes.len() as u32),
+                Instant::ZERO,
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn faults(f: &mut MetadataFetch) -> Vec<(PeerKey, MetadataFault)> {
+    std::iter::from_fn(|| f.poll_fault()).collect()
+}
+
+#[test]
+fn a_liar_among_several_contributors_is_found_and_only_it_is_blamed() {
+    // 7 pieces: peer 1 is asked for 4, peer 2 for 3, peer 3 for none (it comes last). The fetch
+    // asks the biggest contributor (1) alone first: when 1 lies its copy fails and it alone is
+    // blamed, then 2 alone finishes; when 2 lies, 1's copy verifies and 2's old pieces differ.
+    // Either way only the liar is blamed, and the peers that sent nothing wrong keep their place.
+    let (bytes, hash) = metadata(100_000);
+    let mut lie = bytes.clone();
+    for i in (0..lie.len()).step_by(1000) {
+        lie[i] ^= 0xff;
+    }
+    for liar in [1, 2] {
+        let mut f = MetadataFetch::new(hash);
+        for peer in [1, 2, 3] {
+            f.handle_handshake(peer, &handshake(100_000), Instant::ZERO);
+        }
+        answer_with_liar(&mut f, &bytes, &lie, liar);
+        assert_eq!(
+            f.take_metadata().as_deref(),
+            Some(&bytes[..]),
+            "liar {liar}"
+        );
+        assert_eq!(
+            faults(&mut f),
+            vec![(liar, MetadataFault::BadMetadata)],
+            "liar {liar}"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //! and hostile input (truncations, mutations) that must fail cleanly.
 
 use super::*;
-use crate::bencode::OwnedValue;
+use crate::LayoutError;
+use crate::bencode::{DecodeError, OwnedValue};
 
 const PIECE: i64 = 16384;
 
@@ -444,10 +445,27 @@ fn rejects_unsafe_paths() {
 }
 
 #[test]
-fn rejects_duplicate_and_conflicting_paths() {
+fn renames_duplicate_paths_and_rejects_conflicting_ones() {
+    let info = parse_info(multi(vec![
+        file(&["a", "bar.txt"], 5),
+        file(&["a", "bar.txt"], 6),
+        file(&["a", "bar.1.txt"], 7),
+        file(&["a", "bar.txt"], 8),
+        file(&["a", "b"], 9),
+        file(&["a", "b"], 10),
+    ]))
+    .unwrap();
+    let paths: Vec<String> = info.info.files.iter().map(|f| f.path.join("/")).collect();
     assert_eq!(
-        parse_info(multi(vec![file(&["a", "b"], 5), file(&["a", "b"], 6)])).unwrap_err(),
-        MetainfoError::DuplicatePath("top/a/b".into())
+        paths,
+        [
+            "top/a/bar.txt",
+            "top/a/bar.1.txt",
+            "top/a/bar.1.1.txt",
+            "top/a/bar.2.txt",
+            "top/a/b",
+            "top/a/b.1"
+        ]
     );
     assert_eq!(
         parse_info(multi(vec![file(&["a"], 5), file(&["a", "b"], 6)])).unwrap_err(),
@@ -662,12 +680,49 @@ fn rejects_bad_bencode_without_panicking() {
         Metainfo::from_bytes(&nested),
         Err(MetainfoError::Bencode(_))
     ));
-    // Unsorted keys make a non-canonical info dict, whose hash would be ambiguous.
-    let err = Metainfo::from_bytes(b"d4:infod4:name1:x6:lengthi1eee").unwrap_err();
+    // Duplicate keys stay refused even where order is not enforced.
+    assert!(matches!(
+        Metainfo::from_bytes(b"d4:infod4:name1:x4:name1:yee"),
+        Err(MetainfoError::Bencode(_))
+    ));
+}
+
+#[test]
+fn real_world_v1_oddities_are_accepted() {
+    // Keys out of order (`name` before `length`), a tracker URL with white space around it, and
+    // a newline after the root dictionary: the info hash is the SHA-1 of the bytes as received.
+    let info: &[u8] =
+        b"d4:name5:x.bin6:lengthi5e12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    let mut data = b"d8:announce21: http://t.example/a \n4:info".to_vec();
+    data.extend_from_slice(info);
+    data.extend_from_slice(b"e\n");
+    let m = Metainfo::from_bytes(&data).unwrap();
+    assert_eq!(m.info_hash, InfoHash(digest::sha1(info)));
+    assert_eq!(&m.info_bytes[..], info);
     assert_eq!(
-        err.to_string(),
-        "bencode: dictionary keys out of order at byte 17"
+        m.announce_tiers,
+        vec![vec!["http://t.example/a".to_owned()]]
     );
+    assert_eq!(m.info.files[0].length, 5);
+    // The same dictionary from peers (BEP 9) parses too.
+    assert_eq!(Info::from_bytes(info).unwrap(), m.info);
+
+    // A BEP 47 symlink entry without `length`: kept, holding no bytes, never written.
+    let link = OwnedValue::dict([
+        ("attr", "l".into()),
+        ("path", OwnedValue::list(["link".into()])),
+        ("symlink path", OwnedValue::list(["a".into()])),
+    ]);
+    let info = parse_info(multi(vec![file(&["a"], 5), link])).unwrap();
+    assert_eq!(info.info.files[1].path, ["top", "link"]);
+    assert_eq!(info.info.files[1].length, 0);
+    assert!(info.info.files[1].padding);
+
+    // Unsafe paths stay refused, whatever the key order.
+    let evil: &[u8] =
+        b"d4:name1:x5:filesld6:lengthi1e4:pathl2:..1:xeee12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    let err = Info::from_bytes(evil).unwrap_err();
+    assert!(matches!(err, MetainfoError::UnsafePath { .. }), "{err}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn info(files: &[(&str, u64)]) -> Info {
         name: "t".into(),
         piece_length: 16,
         piece_hashes: vec![[0; 20]; layout.piece_count() as usize],
+        v2: None,
         multi_file: true,
         private: false,
         files: entries,

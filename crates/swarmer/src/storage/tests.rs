@@ -17,6 +17,7 @@ fn info(piece_length: u32, files: Vec<FileEntry>) -> Info {
         name: files[0].path[0].clone(),
         piece_length,
         piece_hashes: vec![[0; 20]; layout.piece_count() as usize],
+        v2: None,
         multi_file: files.len() > 1,
         private: false,
         files,

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use swarmer_proto::hashes;
 use swarmer_proto::torrent::{
     Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
 };
 use swarmer_proto::wire::Message;
-use swarmer_proto::{Bitfield, FilePriority, PieceIndex, digest};
+use swarmer_proto::{Bitfield, FilePriority, PieceIndex};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -336,6 +337,29 @@ impl Running {
                 };
                 for frame in frames {
                     match Message::decode_frame(&frame) {
+                        // BEP 52 hash requests are answered from the metainfo's piece layers.
+                        Ok(Message::Unknown { id, payload })
+                            if (hashes::HASH_REQUEST..=hashes::HASH_REJECT).contains(&id) =>
+                        {
+                            let info = &self.t.metainfo.info;
+                            match hashes::answer(info.v2.as_deref(), info.piece_length, id, payload)
+                            {
+                                Ok(None) => {}
+                                Ok(Some(reply)) => {
+                                    tracing::debug!(conn, "answering a BEP 52 hash request");
+                                    let reply = Outbound::Bytes(Bytes::from(reply));
+                                    if self.conns.send(conn, reply).is_err() {
+                                        self.close(conn, true);
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!("malformed hash message: {e}");
+                                    self.close(conn, true);
+                                    return;
+                                }
+                            }
+                        }
                         Ok(message) => self.engine.handle_message(key, message, now),
                         Err(e) => {
                             if let Some(c) = self.conns.get(conn) {
@@ -470,11 +494,11 @@ impl Running {
     }
 
     fn spawn_verify(&mut self, piece: PieceIndex, data: Vec<u8>) {
-        let expected = *self.t.metainfo.info.piece_hash(piece);
+        let metainfo = Arc::clone(&self.t.metainfo);
         let storage = Arc::clone(&self.t.storage);
         let write_lock = Arc::clone(&self.t.write_lock);
         self.verify.spawn_blocking(move || {
-            let ok = digest::sha1(&data) == expected;
+            let ok = metainfo.info.verify_piece(piece, &data);
             let result = if ok {
                 let _writing = write_lock.lock().unwrap_or_else(|e| e.into_inner());
                 storage.write(piece, 0, &data).map(|()| true)

@@ -57,6 +57,7 @@ pub fn fixture_with(piece_length: u32, files: Vec<(Vec<&str>, u64)>) -> Fixture 
         name: "fixture".into(),
         piece_length,
         piece_hashes,
+        v2: None,
         files: files
             .iter()
             .map(|(path, length)| FileEntry {

@@ -174,6 +174,11 @@ impl Entry {
         Torrent {
             id: r.id,
             info_hash: r.info_hash.to_hex(),
+            info_hash_v2: self
+                .metainfo
+                .as_ref()
+                .and_then(|m| m.info_hash_v2())
+                .map(|v2| v2.iter().map(|b| format!("{b:02x}")).collect()),
             name: r.display_name.clone().unwrap_or_else(|| {
                 self.metainfo
                     .as_ref()

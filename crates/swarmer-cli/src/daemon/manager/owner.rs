@@ -92,7 +92,8 @@ pub(super) fn spawn(
 enum Report {
     Started(u64, Result<TorrentHandle, SessionError>),
     Stopped(u64, Result<(), TorrentError>),
-    Fetched(u64, Result<FetchedMetadata, MetadataError>),
+    /// Boxed: a metainfo is large beside the other reports.
+    Fetched(u64, Box<Result<FetchedMetadata, MetadataError>>),
     /// A removed torrent's data is deleted (or could not be: the message says what is left).
     Deleted(Reply<()>, Result<(), String>),
     /// A running torrent took new file priorities (or did not), for the request's reply.
@@ -810,7 +811,7 @@ impl Owner {
         let reports = self.reports.clone();
         let task = tokio::spawn(async move {
             let result = handle.wait().await;
-            let _ = reports.send(Report::Fetched(id, result));
+            let _ = reports.send(Report::Fetched(id, Box::new(result)));
         });
         e.fetch = Some((task, progress));
     }
@@ -923,7 +924,7 @@ impl Owner {
                     return;
                 };
                 e.fetch = None;
-                match result {
+                match *result {
                     Ok(fetched) => {
                         let bytes = fetched.metainfo.to_torrent_bytes();
                         e.record.name = fetched.metainfo.info.name.clone();

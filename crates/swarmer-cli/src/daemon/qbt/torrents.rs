@@ -120,8 +120,8 @@ pub(super) async fn properties(State(qbt): State<Arc<Qbt>>, params: Params) -> R
         .map_or(-1, i64::from);
     Json(json!({
         "hash": t.info_hash,
-        "infohash_v1": t.info_hash,
-        "infohash_v2": "",
+        "infohash_v1": super::view::hashes(t).0,
+        "infohash_v2": super::view::hashes(t).1,
         "name": t.name,
         "save_path": t.download_dir,
         "download_path": "",

@@ -49,8 +49,8 @@ pub(super) fn info(t: &Torrent, tracker: Option<&str>) -> Value {
     // Two literals: one would exceed `json!`'s macro recursion limit.
     let mut row = json!({
         "hash": t.info_hash,
-        "infohash_v1": t.info_hash,
-        "infohash_v2": "",
+        "infohash_v1": hashes(t).0,
+        "infohash_v2": hashes(t).1,
         "name": t.name,
         "state": state_name(t),
         "progress": t.progress,
@@ -178,6 +178,16 @@ pub(super) fn passes(filter: &str, t: &Torrent) -> Option<bool> {
     })
 }
 
+/// qBittorrent's `infohash_v1` and `infohash_v2`: the v1 hash (empty for a v2-only torrent, whose
+/// `hash` is its SHA-256 cut to 20 bytes) and the full SHA-256 (empty for a v1 torrent).
+pub(super) fn hashes(t: &Torrent) -> (String, String) {
+    match &t.info_hash_v2 {
+        Some(v2) if v2.starts_with(&t.info_hash) => (String::new(), v2.clone()),
+        Some(v2) => (t.info_hash.clone(), v2.clone()),
+        None => (t.info_hash.clone(), String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +196,7 @@ mod tests {
         Torrent {
             id: 1,
             info_hash: "00".repeat(20),
+            info_hash_v2: None,
             name: "n".into(),
             state,
             error: None,
@@ -240,5 +251,16 @@ mod tests {
             Some(Priority::High)
         );
         assert_eq!(priority_of(3), None);
+    }
+
+    #[test]
+    fn v1_v2_and_hybrid_hashes_as_qbittorrent_shows_them() {
+        let mut t = torrent(StateName::Seeding, (0, 0), true);
+        t.info_hash = "ab".repeat(20);
+        assert_eq!(hashes(&t), ("ab".repeat(20), String::new()));
+        t.info_hash_v2 = Some("cd".repeat(32));
+        assert_eq!(hashes(&t), ("ab".repeat(20), "cd".repeat(32)), "hybrid");
+        t.info_hash = "cd".repeat(20);
+        assert_eq!(hashes(&t), (String::new(), "cd".repeat(32)), "v2 only");
     }
 }

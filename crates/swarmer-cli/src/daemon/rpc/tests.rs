@@ -19,6 +19,7 @@ fn torrent() -> Torrent {
     Torrent {
         id: 7,
         info_hash: "0123456789abcdef0123456789abcdef01234567".into(),
+        info_hash_v2: None,
         name: "payload".into(),
         state: StateName::Downloading,
         error: None,
