@@ -23,12 +23,25 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let hex: String = v2.iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(out, "info hash v2: {hex}");
     }
-    let _ = writeln!(
+    // The files' bytes; BEP 47 padding (and the alignment of a v2 torrent) is said apart.
+    let content: u64 = m
+        .info
+        .files
+        .iter()
+        .filter(|f| !f.padding)
+        .map(|f| f.length)
+        .sum();
+    let padding = layout.total_length() - content;
+    let _ = write!(
         out,
-        "size:        {} ({} bytes)",
-        human_bytes(layout.total_length()),
-        layout.total_length()
+        "size:        {} ({content} bytes)",
+        human_bytes(content)
     );
+    let _ = if padding > 0 {
+        writeln!(out, " + {padding} bytes of padding")
+    } else {
+        writeln!(out)
+    };
     let _ = writeln!(
         out,
         "pieces:      {} x {} ({} bytes)",
