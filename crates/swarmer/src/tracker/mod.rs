@@ -130,6 +130,12 @@ impl TrackerClient {
             .local_address(config.bind)
             .timeout(config.http_timeout)
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // No idle connections kept: trackers such as opentracker answer HTTP/1.1 without
+            // `Connection: close` and then close the connection. A request sent on such a pooled
+            // connection a moment later (`stopped` right after `completed`) fails after being
+            // written, is not retried, and the tracker keeps listing us. Announces are minutes
+            // apart, so pooling saves nothing worth that.
+            .pool_max_idle_per_host(0)
             .no_proxy()
             .user_agent(concat!("swarmer/", env!("CARGO_PKG_VERSION")))
             .build()
