@@ -1,16 +1,25 @@
-//! `swarmer info`: what a .torrent file contains, for people.
+//! `swarmer info`: what a .torrent file contains, for people, and with `--scrape` what its trackers
+//! say of its swarm (BEP 48, BEP 15).
 
 use std::path::Path;
-
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use swarmer::human_bytes;
+use swarmer::tracker::{TrackerClient, TrackerClientConfig};
+use swarmer_proto::metainfo::Metainfo;
+use swarmer_proto::tracker::scrape::ScrapeCounts;
 
 use crate::metainfo_file::read_metainfo;
 
-/// Runs `swarmer info TORRENT`: prints the torrent's description to standard output.
-pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
+/// How long `--scrape` waits for all trackers together.
+const SCRAPE_BUDGET: Duration = Duration::from_secs(30);
+
+/// Runs `swarmer info TORRENT [--scrape]`: prints the torrent's description to standard output,
+/// then, with `scrape`, each tracker's seeders, leechers and completed downloads. Fails (after
+/// printing every tracker's answer) when no tracker answered a scrape.
+pub(crate) fn run(path: &Path, scrape: bool) -> anyhow::Result<ExitCode> {
     let m = read_metainfo(path)?;
     let layout = &m.info.layout;
     let mut out = String::new();
@@ -79,9 +88,70 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
         let _ = writeln!(out, "  [{i}] {} ({} bytes)", f.path.join("/"), f.length);
     }
+    let mut code = ExitCode::SUCCESS;
+    if scrape {
+        let answers = scrape_trackers(&m)?;
+        let _ = writeln!(out, "scrape:");
+        if answers.is_empty() {
+            let _ = writeln!(out, "  (no trackers)");
+        }
+        let mut answered = false;
+        for (url, answer) in answers {
+            let _ = match answer {
+                Ok(Some(c)) => {
+                    answered = true;
+                    writeln!(
+                        out,
+                        "  {url}: {} seeders, {} leechers, {} completed",
+                        c.seeders, c.leechers, c.completed
+                    )
+                }
+                Ok(None) => {
+                    answered = true;
+                    writeln!(out, "  {url}: torrent unknown to the tracker")
+                }
+                Err(e) => writeln!(out, "  {url}: {e}"),
+            };
+        }
+        if !answered {
+            code = ExitCode::FAILURE;
+        }
+    }
     use std::io::Write as _;
     std::io::stdout()
         .write_all(out.as_bytes())
         .context("writing to standard output")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// One tracker's scrape answer: the counts, `None` when the tracker does not know the torrent,
+/// or why it failed.
+type ScrapeAnswer = Result<Option<ScrapeCounts>, String>;
+
+/// Scrapes every tracker of `m` at once for the torrent's wire info hash (a hybrid's v1 hash), all
+/// within [`SCRAPE_BUDGET`]; answers in the metainfo's tracker order.
+fn scrape_trackers(m: &Metainfo) -> anyhow::Result<Vec<(String, ScrapeAnswer)>> {
+    let urls: Vec<String> = m.announce_tiers.iter().flatten().cloned().collect();
+    let client = TrackerClient::new(TrackerClientConfig::default())
+        .context("cannot start the tracker client")?;
+    let hash = m.info_hash;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(async {
+        let scrapes = urls.iter().map(|url| {
+            let client = &client;
+            async move {
+                let answer =
+                    match tokio::time::timeout(SCRAPE_BUDGET, client.scrape(url, &[hash])).await {
+                        Err(_) => Err(format!("no answer within {} s", SCRAPE_BUDGET.as_secs())),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Ok(Ok(counts)) => Ok(counts.first().map(|(_, c)| *c)),
+                    };
+                (url.clone(), answer)
+            }
+        });
+        futures_util::future::join_all(scrapes).await
+    }))
 }

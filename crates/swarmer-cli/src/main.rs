@@ -61,6 +61,10 @@ enum Command {
     Info {
         /// The .torrent file.
         torrent: PathBuf,
+        /// Also ask each tracker how many seeders, leechers and completed downloads the torrent
+        /// has (scrape: BEP 48 over HTTP, BEP 15 over UDP); waits at most 30 s.
+        #[arg(long)]
+        scrape: bool,
     },
     /// Run in the foreground hosting many torrents, controlled over HTTP: a JSON API, a web UI
     /// and the Transmission RPC (for transmission-remote and tools that speak it). Ctrl-C or
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
             quiet,
         } => verify::run(&torrent, &output, quiet),
         Command::Create(args) => create::run(args),
-        Command::Info { torrent } => info::run(&torrent),
+        Command::Info { torrent, scrape } => info::run(&torrent, scrape),
         Command::Daemon(args) => daemon::run(args),
         Command::Add(args) => client::add(args),
         Command::List { daemon } => client::list(daemon),

@@ -36,6 +36,8 @@ mod pex;
 mod procs;
 #[path = "interop/scene.rs"]
 mod scene;
+#[path = "interop/scrape.rs"]
+mod scrape;
 #[path = "interop/swarmer.rs"]
 mod swarmer;
 #[path = "interop/tracker.rs"]

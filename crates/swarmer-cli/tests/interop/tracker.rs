@@ -34,7 +34,18 @@ impl Tracker {
         std::fs::write(root.join("whitelist.txt"), whitelist).expect("write whitelist");
         let mut command = Command::new("opentracker");
         command
-            .args(["-i", "127.0.0.1", "-p", "6969", "-P", "6969", "-d"])
+            // `-A`: the harness may read the tracker's own statistics (`/stats`).
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "6969",
+                "-P",
+                "6969",
+                "-A",
+                "127.0.0.1",
+                "-d",
+            ])
             .arg(&root)
             // Inside the chroot.
             .args(["-w", "/whitelist.txt"]);
@@ -71,6 +82,44 @@ impl Tracker {
         });
         scene.mark(&format!("tracker lists {seeders:?}"));
     }
+}
+
+/// opentracker's own statistics of `torrent`: (peers, seeders) from `/stats?mode=top100`, which
+/// lists each torrent with its count of peers and, separately, of seeds; `(0, 0)` if unlisted.
+pub(crate) fn own_stats(torrent: &Path) -> (u32, u32) {
+    let hash = hex(&bencode::info_hash(
+        &std::fs::read(torrent).expect("read torrent"),
+    ));
+    let body = http_get("/stats?mode=top100").expect("opentracker's statistics");
+    let text = String::from_utf8_lossy(&body);
+    let (by_peers, by_seeds) = text
+        .split_once("by seeds:")
+        .unwrap_or_else(|| panic!("unexpected statistics page: {text}"));
+    let count = |section: &str| {
+        section
+            .lines()
+            .filter_map(|l| l.trim().split_once('\t'))
+            .find(|(_, h)| h.eq_ignore_ascii_case(&hash))
+            .map_or(0, |(n, _)| n.trim().parse().expect("a count"))
+    };
+    (count(by_peers), count(by_seeds))
+}
+
+/// Announces a made-up leecher (peer id `-XX0000-harnessleech`, port 1, 1 byte left) to the
+/// tracker for `torrent`, and leaves it in the swarm.
+pub(crate) fn add_fake_leecher(torrent: &Path) {
+    let info_hash = bencode::info_hash(&std::fs::read(torrent).expect("read torrent"));
+    announce(&info_hash, b"-XX0000-harnessleech", "started").expect("tracker answers");
+}
+
+/// The total of `completed` events opentracker counted, from `/stats?mode=completed`.
+pub(crate) fn own_completed_total() -> u32 {
+    let body = http_get("/stats?mode=completed").expect("opentracker's statistics");
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected statistics page: {text}"))
 }
 
 /// The peers the tracker hands out for `torrent` now.

@@ -161,6 +161,14 @@ pub fn decode_announce_response(
     })
 }
 
+/// Whether `packet` can be a reply to the request with `transaction_id`: it is long enough to carry
+/// a transaction id (8 bytes, BEP 15) and carries that one. A client skips other packets (late
+/// answers to an earlier retransmission, a stray short datagram) and keeps waiting, instead of
+/// ending the exchange on a packet that may not be meant for it.
+pub fn is_reply_to(packet: &[u8], transaction_id: u32) -> bool {
+    packet.len() >= 8 && packet[4..8] == transaction_id.to_be_bytes()
+}
+
 /// Checks the 8-byte header (action, transaction id) of a reply and the minimum size, turns error packets
 /// into [`TrackerError::Failure`] and returns the bytes after the header.
 pub(super) fn check_header(

@@ -570,6 +570,10 @@ impl Running {
             .map_err(|_| TorrentError::TaskGone)??;
         if !self.announced_complete {
             self.announced_complete = true;
+            // The announcer reads the transfer figures from the published stats: publish first, so
+            // `completed` goes out with `left=0` (trackers such as opentracker count a completed
+            // download only when nothing is left).
+            self.publish();
             self.sources.completed();
         }
         // A restart now seeds without hashing anything.

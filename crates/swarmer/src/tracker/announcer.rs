@@ -444,6 +444,8 @@ impl<T: Announce> Announcer<T> {
                 };
                 tracing::debug!(
                     tracker = %attempt.url,
+                    event = ?attempt.req.event,
+                    left = attempt.req.left,
                     peers = response.peers.len(),
                     interval = response.interval,
                     "announced"
@@ -482,8 +484,9 @@ impl<T: Announce> Announcer<T> {
             let transport = self.transport.clone();
             let url = url.clone();
             pending.spawn(async move {
-                if let Err(e) = transport.announce(&url, &req).await {
-                    tracing::debug!(tracker = %url, error = %e, event = ?req.event, "announce at stop failed");
+                match transport.announce(&url, &req).await {
+                    Ok(_) => tracing::debug!(tracker = %url, event = ?req.event, "announced at stop"),
+                    Err(e) => tracing::debug!(tracker = %url, error = %e, event = ?req.event, "announce at stop failed"),
                 }
             });
         }

@@ -2,7 +2,9 @@
 //! read in chunks up to [`MAX_HTTP_BODY`] bytes within the configured deadline, then parsed by
 //! `swarmer_proto::tracker::http` or `::scrape`.
 
+use swarmer_proto::InfoHash;
 use swarmer_proto::tracker::http::{announce_url, parse_announce_response};
+use swarmer_proto::tracker::scrape::{ScrapeCounts, http_scrape_url, parse_http_scrape};
 use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
 
 use super::{AnnounceError, MAX_HTTP_BODY, TrackerClient};
@@ -15,6 +17,22 @@ pub(super) async fn announce(
     let (status, body) = get(client, &announce_url(announce, req)).await?;
     match parse_announce_response(&body) {
         // Some trackers send their bencoded refusal with a 4xx status: the reason is more useful.
+        Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
+        _ if !status.is_success() => Err(AnnounceError::HttpStatus(status.as_u16())),
+        result => Ok(result?),
+    }
+}
+
+/// One BEP 48 scrape of the `hashes` (at most
+/// [`MAX_HTTP_SCRAPE`](swarmer_proto::tracker::scrape::MAX_HTTP_SCRAPE) of them) at the scrape URL
+/// `scrape`: the counts of those the tracker answered for, in `hashes` order.
+pub(super) async fn scrape(
+    client: &TrackerClient,
+    scrape: &str,
+    hashes: &[InfoHash],
+) -> Result<Vec<(InfoHash, ScrapeCounts)>, AnnounceError> {
+    let (status, body) = get(client, &http_scrape_url(scrape, hashes)).await?;
+    match parse_http_scrape(&body, hashes) {
         Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
         _ if !status.is_success() => Err(AnnounceError::HttpStatus(status.as_u16())),
         result => Ok(result?),

@@ -1,5 +1,5 @@
 //! Talking to trackers over the network: [`TrackerClient`] announces over HTTP(S) (BEP 3) and UDP
-//! (BEP 15) with bounded waits and bounded replies, and [`spawn_announcer`] runs the announce schedule of
+//! (BEP 15) and scrapes (BEP 48, BEP 15) with bounded waits and bounded replies, and [`spawn_announcer`] runs the announce schedule of
 //! one torrent across its BEP 12 tiers.
 //!
 //! The codecs, limits and tier order live in [`swarmer_proto::tracker`]; this module only moves bytes and
@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarmer_proto::InfoHash;
+use swarmer_proto::tracker::scrape::{MAX_HTTP_SCRAPE, MAX_UDP_SCRAPE, ScrapeCounts, scrape_url};
 use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
 
 pub use announcer::{
@@ -76,6 +78,10 @@ pub enum AnnounceError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The tracker cannot be scraped: its announce URL's last path component does not start with
+    /// `announce` (the BEP 48 rule).
+    #[error("tracker {0:?} has no scrape URL (BEP 48)")]
+    NotScrapable(String),
     /// The URL scheme is neither `http`, `https` nor `udp`.
     #[error("unsupported tracker URL scheme {0:?}")]
     UnsupportedScheme(String),
@@ -168,17 +174,55 @@ impl TrackerClient {
         url: &str,
         req: &AnnounceRequest,
     ) -> Result<AnnounceResponse, AnnounceError> {
-        let scheme = url
-            .split_once("://")
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .ok_or_else(|| AnnounceError::InvalidUrl {
-                url: url.to_owned(),
-                reason: "no scheme".into(),
-            })?;
-        match scheme.as_str() {
+        match scheme_of(url)?.as_str() {
             "http" | "https" => http::announce(self, url, req).await,
             "udp" => udp::announce(self, url, req).await,
-            _ => Err(AnnounceError::UnsupportedScheme(scheme)),
+            scheme => Err(AnnounceError::UnsupportedScheme(scheme.to_owned())),
         }
     }
+
+    /// Asks the tracker whose announce URL is `announce` how many seeders, leechers and completed
+    /// downloads each torrent of `hashes` has: BEP 48 over HTTP(S) (the scrape URL made from the
+    /// announce URL), BEP 15's scrape action over UDP. Many hashes go in one request where the
+    /// protocol allows ([`MAX_HTTP_SCRAPE`] per HTTP request, [`MAX_UDP_SCRAPE`] per UDP packet);
+    /// more are asked in several, one after another.
+    ///
+    /// Returns the counts of the hashes the tracker answered for, in `hashes` order; a torrent the
+    /// tracker does not know is simply absent. Errors: [`AnnounceError::NotScrapable`] when an HTTP
+    /// tracker's URL does not follow the BEP 48 rule, and as [`announce`](Self::announce) for
+    /// everything else; the first failing request ends the scrape. Each request has the bounds of one
+    /// announce.
+    pub async fn scrape(
+        &self,
+        announce: &str,
+        hashes: &[InfoHash],
+    ) -> Result<Vec<(InfoHash, ScrapeCounts)>, AnnounceError> {
+        let mut counts = Vec::new();
+        match scheme_of(announce)?.as_str() {
+            "http" | "https" => {
+                let url = scrape_url(announce)
+                    .ok_or_else(|| AnnounceError::NotScrapable(announce.to_owned()))?;
+                for chunk in hashes.chunks(MAX_HTTP_SCRAPE) {
+                    counts.extend(http::scrape(self, &url, chunk).await?);
+                }
+            }
+            "udp" => {
+                for chunk in hashes.chunks(MAX_UDP_SCRAPE) {
+                    counts.extend(udp::scrape(self, announce, chunk).await?);
+                }
+            }
+            scheme => return Err(AnnounceError::UnsupportedScheme(scheme.to_owned())),
+        }
+        Ok(counts)
+    }
+}
+
+/// The lower-cased scheme of a tracker URL.
+fn scheme_of(url: &str) -> Result<String, AnnounceError> {
+    url.split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .ok_or_else(|| AnnounceError::InvalidUrl {
+            url: url.to_owned(),
+            reason: "no scheme".into(),
+        })
 }

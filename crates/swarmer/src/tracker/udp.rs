@@ -1,4 +1,4 @@
-//! UDP announces (BEP 15): resolve, connect exchange, announce exchange, with retransmission on a doubling
+//! UDP announces and scrapes (BEP 15): resolve, connect exchange, announce or scrape exchange, with retransmission on a doubling
 //! timeout and a per-tracker cache of connection ids that expire after 60 s.
 //!
 //! A connection id is also dropped when an announce goes unanswered (opentracker, for one, silently
@@ -10,9 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use swarmer_proto::InfoHash;
+use swarmer_proto::tracker::scrape::{
+    MAX_UDP_SCRAPE, ScrapeCounts, decode_udp_scrape, encode_udp_scrape,
+};
 use swarmer_proto::tracker::udp::{
     AddressFamily, CONNECTION_ID_TTL_SECS, decode_announce_response, decode_connect_response,
-    encode_announce, encode_connect,
+    encode_announce, encode_connect, is_reply_to,
 };
 use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
 use tokio::net::UdpSocket;
@@ -74,11 +78,48 @@ impl ConnectionIds {
     }
 }
 
+/// One BEP 15 announce to the UDP tracker at `url`.
 pub(super) async fn announce(
     client: &TrackerClient,
     url: &str,
     req: &AnnounceRequest,
 ) -> Result<AnnounceResponse, AnnounceError> {
+    request(
+        client,
+        url,
+        |connection_id, tid| encode_announce(connection_id, tid, req).to_vec(),
+        |packet, tid, tracker| decode_announce_response(packet, tid, AddressFamily::of(&tracker)),
+    )
+    .await
+}
+
+/// One BEP 15 scrape of at most [`MAX_UDP_SCRAPE`] info hashes (the rest are not asked about): the
+/// counts of those the tracker answered for, in `hashes` order.
+pub(super) async fn scrape(
+    client: &TrackerClient,
+    url: &str,
+    hashes: &[InfoHash],
+) -> Result<Vec<(InfoHash, ScrapeCounts)>, AnnounceError> {
+    let hashes = &hashes[..hashes.len().min(MAX_UDP_SCRAPE)];
+    let counts = request(
+        client,
+        url,
+        |connection_id, tid| encode_udp_scrape(connection_id, tid, hashes),
+        |packet, tid, _| decode_udp_scrape(packet, tid, hashes.len()),
+    )
+    .await?;
+    Ok(hashes.iter().copied().zip(counts).collect())
+}
+
+/// Resolves the tracker of `url`, obtains or reuses a connection id and sends the request `encode`
+/// builds for it (from the connection id and a transaction id), retransmitting on the doubling
+/// timeout, until `decode` accepts a reply (given the transaction id and the tracker's address).
+async fn request<T>(
+    client: &TrackerClient,
+    url: &str,
+    encode: impl Fn(u64, u32) -> Vec<u8>,
+    decode: impl Fn(&[u8], u32, SocketAddr) -> Result<T, TrackerError>,
+) -> Result<T, AnnounceError> {
     let cfg = &client.config;
     let (host, port) = host_port(url)?;
     // Resolution gets the same bound as one full UDP exchange would.
@@ -104,7 +145,6 @@ pub(super) async fn announce(
             Carrier::Own(sock)
         }
     };
-    let family = AddressFamily::of(&tracker);
 
     let mut attempt: u32 = 0;
     let mut reconnected_on_error = false;
@@ -134,9 +174,9 @@ pub(super) async fn announce(
             }
         };
         let tid: u32 = rand::random();
-        let packet = encode_announce(connection_id, tid, req);
+        let packet = encode(connection_id, tid);
         let reply = exchange(&sock, tid, &packet, wait, &mut buf, |p| {
-            decode_announce_response(p, tid, family)
+            decode(p, tid, tracker)
         })
         .await;
         match reply {
@@ -220,6 +260,15 @@ async fn exchange<T>(
             }
             (None, Carrier::Shared(..)) => unreachable!("a shared carrier always has its replies"),
         };
+        // Replies to other transactions (late answers to an earlier retransmission), and replies
+        // too short to say which transaction they answer, are not ours to judge: skip them.
+        if !is_reply_to(&reply, tid) {
+            tracing::debug!(
+                len = reply.len(),
+                "UDP tracker reply to another transaction skipped"
+            );
+            continue;
+        }
         match decode(&reply) {
             Ok(value) => return Ok(Some(value)),
             Err(TrackerError::TransactionMismatch { .. }) => continue,
@@ -295,6 +344,8 @@ mod tests {
         DropFirst(usize),
         /// Answers connects, and rejects every announce with an error packet.
         Refuse,
+        /// Sends a 4-byte datagram (too short to name a transaction) before each real reply.
+        ShortFirst,
     }
 
     /// Counters a fake UDP tracker keeps.
@@ -302,6 +353,7 @@ mod tests {
     struct Counts {
         connects: AtomicUsize,
         announces: AtomicUsize,
+        scrapes: AtomicUsize,
         /// Where the last packet came from.
         from: std::sync::Mutex<Option<SocketAddr>>,
     }
@@ -333,6 +385,16 @@ mod tests {
                     reply.extend_from_slice(&0u32.to_be_bytes());
                     reply.extend_from_slice(tid);
                     reply.extend_from_slice(&current_id.to_be_bytes());
+                } else if n >= 16 && p[8..12] == 2u32.to_be_bytes() && (n - 16) % 20 == 0 {
+                    // Scrape: info hash i has i+1 seeders, 10 completed and 2i leechers.
+                    c.scrapes.fetch_add(1, Ordering::SeqCst);
+                    reply.extend_from_slice(&2u32.to_be_bytes());
+                    reply.extend_from_slice(tid);
+                    for i in 0..(n - 16) / 20 {
+                        for v in [i as u32 + 1, 10, 2 * i as u32] {
+                            reply.extend_from_slice(&v.to_be_bytes());
+                        }
+                    }
                 } else if n == ANNOUNCE_REQUEST_LEN {
                     c.announces.fetch_add(1, Ordering::SeqCst);
                     let id = u64::from_be_bytes(p[..8].try_into().unwrap());
@@ -352,6 +414,9 @@ mod tests {
                         }
                         reply.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
                     }
+                }
+                if let Behaviour::ShortFirst = behaviour {
+                    let _ = sock.send_to(&reply[..4], from).await;
                 }
                 let _ = sock.send_to(&reply, from).await;
             }
@@ -419,6 +484,43 @@ mod tests {
         let c = client(100, 3);
         c.announce(&url, &request()).await.unwrap();
         assert_eq!(counts.connects.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reply_too_short_to_name_its_transaction_is_skipped() {
+        let (url, counts) = fake_tracker(Behaviour::ShortFirst).await;
+        // One attempt only: had the short datagram ended the exchange, this would fail.
+        let r = client(2000, 0).announce(&url, &request()).await.unwrap();
+        assert_eq!(r.peers, vec!["127.0.0.9:6881".parse().unwrap()]);
+        assert_eq!(counts.connects.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn scrape_asks_74_hashes_a_packet_and_keeps_their_order() {
+        let (url, counts) = fake_tracker(Behaviour::Normal).await;
+        let c = client(500, 1);
+        let hashes: Vec<InfoHash> = (0..100u8).map(|i| InfoHash([i; 20])).collect();
+        let got = c.scrape(&url, &hashes).await.unwrap();
+        assert_eq!(got.len(), 100);
+        assert_eq!(counts.scrapes.load(Ordering::SeqCst), 2, "74 + 26");
+        assert_eq!(
+            counts.connects.load(Ordering::SeqCst),
+            1,
+            "one connection id"
+        );
+        assert_eq!(got[0].0, hashes[0]);
+        assert_eq!(
+            got[0].1,
+            ScrapeCounts {
+                seeders: 1,
+                completed: 10,
+                leechers: 0
+            }
+        );
+        // The second packet starts again at entry 0.
+        assert_eq!(got[74].0, hashes[74]);
+        assert_eq!(got[74].1.seeders, 1);
+        assert_eq!(got[99].1.leechers, 50);
     }
 
     #[tokio::test]

@@ -338,3 +338,37 @@ async fn unknown_scheme_and_refused_connection() {
     let e = c.announce(&url, &request()).await.unwrap_err();
     assert!(matches!(e, AnnounceError::Http(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn scrape_goes_to_the_bep_48_url_in_chunks_of_64() {
+    let hashes: Vec<InfoHash> = (0..70u8).map(|i| InfoHash([i; 20])).collect();
+    // The reply answers for hash 0 and for one nobody asked about.
+    let mut body = b"d5:filesd20:".to_vec();
+    body.extend_from_slice(&[0u8; 20]);
+    body.extend_from_slice(b"d8:completei5e10:downloadedi7e10:incompletei3ee20:");
+    body.extend_from_slice(&[0xffu8; 20]);
+    body.extend_from_slice(b"d8:completei1eeee");
+    let (url, mut requests) = fake_tracker(ok_reply(&body)).await;
+    let got = client(2000).scrape(&url, &hashes).await.unwrap();
+    // Hash 0 is in the first request only, so it is answered once; 0xff.. was not asked about.
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, hashes[0]);
+    assert_eq!(
+        (got[0].1.seeders, got[0].1.completed, got[0].1.leechers),
+        (5, 7, 3)
+    );
+    let first = requests.recv().await.unwrap();
+    let second = requests.recv().await.unwrap();
+    assert!(first.starts_with("GET /scrape?info_hash="), "{first}");
+    assert_eq!(first.matches("info_hash=").count(), 64);
+    assert_eq!(second.matches("info_hash=").count(), 6);
+}
+
+#[tokio::test]
+async fn a_tracker_without_a_bep_48_scrape_url_is_not_scraped() {
+    let e = client(2000)
+        .scrape("http://127.0.0.1:1/tracker.php", &[InfoHash([1; 20])])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AnnounceError::NotScrapable(_)), "{e:?}");
+}
