@@ -19,6 +19,7 @@ mod manager;
 mod model;
 mod qbt;
 mod rpc;
+mod scrape;
 mod state;
 mod store;
 mod throttle;
@@ -244,8 +245,17 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         encryption: EncryptionMode::Prefer,
     };
     tracing::info!(roots = ?roots.dirs(), "downloads are confined to these directories");
+    let tracker_bind = config.bind_ip;
     let (manager, manager_task) =
         manager::start(Arc::clone(&session), store, defaults, roots.clone(), config)?;
+    let scraper = {
+        let client = swarmer::tracker::TrackerClient::new(swarmer::tracker::TrackerClientConfig {
+            bind: tracker_bind,
+            ..Default::default()
+        })
+        .context("cannot start the tracker client")?;
+        tokio::spawn(scrape::run(manager.clone(), client, manager.scrape_board()))
+    };
     // Options given now override what was saved.
     let patch = manager::SettingsPatch {
         max_upload_rate: args.max_upload_rate.or(file.max_upload_rate).map(Some),
@@ -320,6 +330,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     if let Some(w) = watcher {
         w.abort();
     }
+    scraper.abort();
     manager.shutdown().await;
     let _ = manager_task.await;
     served.context("the HTTP server failed")?;

@@ -199,4 +199,6 @@ pub(crate) struct Inside {
     pub(crate) tracker: Option<swarmer::tracker::AnnouncerStatus>,
     /// Its metainfo, once known (shared, not copied).
     pub(crate) metainfo: Option<std::sync::Arc<swarmer_proto::metainfo::Metainfo>>,
+    /// What each tracker (by announce URL) said of it when last scraped.
+    pub(crate) scrapes: std::collections::HashMap<String, crate::daemon::scrape::ScrapeRecord>,
 }

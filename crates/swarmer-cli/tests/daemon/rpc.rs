@@ -437,6 +437,78 @@ fn transmission_remote_downloads_from_a_seed() {
     );
 }
 
+/// The daemon scrapes a torrent's trackers soon after it is added, and `trackerStats` shows the
+/// counts opentracker's own statistics show, over HTTP (BEP 48) and UDP (BEP 15) alike: for a
+/// paused torrent too, which never announced, so the counts can only come from the scrape.
+#[test]
+fn tracker_stats_show_the_scrape_counts() {
+    isolated(
+        "rpc::tracker_stats_show_the_scrape_counts",
+        &[Need::Mktorrent, Need::Opentracker],
+        |scene| {
+            let src = scene.subdir("seed");
+            let payload = payload::single_file(&src, "scraped.bin", 300_000, 9);
+            let torrent = payload.make_torrent(
+                &scene.dir.join("scraped.torrent"),
+                15,
+                &[tracker::HTTP_ANNOUNCE, tracker::UDP_ANNOUNCE],
+            );
+            let _tracker = Tracker::start(scene, &[&torrent]);
+            let _seed = swarmer::seed(scene, &torrent, &src, &[]);
+            tracker::add_fake_leecher(&torrent);
+            tracker::add_fake_completion(&torrent);
+            tracker::add_fake_completion(&torrent);
+            let (peers, seeds) = tracker::own_stats(&torrent);
+            let completed = tracker::own_completed_total();
+            let expected = (
+                i64::from(seeds),
+                i64::from(peers - seeds),
+                i64::from(completed),
+            );
+            assert_eq!(expected, (1, 1, 2), "opentracker's own statistics");
+
+            let daemon = Daemon::start(scene, DaemonOptions::default());
+            let session = session_id(&daemon);
+            use base64::Engine as _;
+            let metainfo = base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(&torrent).expect("read torrent"));
+            let (status, added) = rpc(
+                &daemon,
+                &session,
+                &json!({"method": "torrent-add", "arguments": {"metainfo": metainfo, "paused": true}}),
+            );
+            assert_eq!(status, 200, "{added}");
+            let stats = scene.deadline.poll(
+                "trackerStats to show both trackers scraped",
+                Duration::from_millis(200),
+                || {
+                    let (_, got) = rpc(
+                        &daemon,
+                        &session,
+                        &json!({"method": "torrent-get", "arguments": {"fields": ["trackerStats"]}}),
+                    );
+                    let stats = got["arguments"]["torrents"][0]["trackerStats"].clone();
+                    let all = stats.as_array().is_some_and(|s| {
+                        s.len() == 2 && s.iter().all(|t| t["hasScraped"] == json!(true))
+                    });
+                    all.then_some(stats)
+                },
+            );
+            for t in stats.as_array().expect("trackerStats") {
+                let got = (
+                    t["seederCount"].as_i64().unwrap(),
+                    t["leecherCount"].as_i64().unwrap(),
+                    t["downloadCount"].as_i64().unwrap(),
+                );
+                assert_eq!(got, expected, "{}: {t}", t["announce"]);
+                assert_eq!(t["lastScrapeSucceeded"], json!(true), "{t}");
+            }
+            scene.mark("trackerStats shows opentracker's counts for the HTTP and the UDP tracker");
+            daemon.stop();
+        },
+    );
+}
+
 #[test]
 fn torrent_get_over_many_torrents() {
     isolated(

@@ -15,18 +15,20 @@ fn info_scrape_shows_the_trackers_own_counts_over_http_and_udp() {
         |scene| {
             let fixture = single_file(scene, 2 * MIB + 17, 15, &[HTTP_ANNOUNCE, UDP_ANNOUNCE]);
             let (_tracker, _seeder) = tracked_libtorrent_seeder(scene, &fixture);
-            // One completed download (swarmer's, which then leaves: opentracker counts it only if
-            // its `completed` announce says nothing is left), one leecher that stays.
+            // Two completed downloads (swarmer's, which then leaves: opentracker counts it only if
+            // its `completed` announce says nothing is left; and a made-up one), one leecher that
+            // stays.
             swarmer::download(scene, &fixture.torrent);
             tracker::add_fake_leecher(&fixture.torrent);
+            tracker::add_fake_completion(&fixture.torrent);
             let (peers, seeds) = tracker::own_stats(&fixture.torrent);
             let completed = tracker::own_completed_total();
             assert_eq!(
                 (seeds, peers - seeds, completed),
-                (1, 1, 1),
+                (1, 1, 2),
                 "opentracker's own statistics"
             );
-            scene.mark("opentracker's statistics: 1 seeder, 1 leecher, 1 completed");
+            scene.mark("opentracker's statistics: 1 seeder, 1 leecher, 2 completed");
 
             let output = Command::new(env!("CARGO_BIN_EXE_swarmer"))
                 .args(["info", "--scrape"])

@@ -112,6 +112,16 @@ pub(crate) fn add_fake_leecher(torrent: &Path) {
     announce(&info_hash, b"-XX0000-harnessleech", "started").expect("tracker answers");
 }
 
+/// Announces a made-up download of `torrent` that completes (nothing left) and then leaves, so
+/// the tracker counts one more completed download and no more peers.
+pub(crate) fn add_fake_completion(torrent: &Path) {
+    let info_hash = bencode::info_hash(&std::fs::read(torrent).expect("read torrent"));
+    let peer_id = b"-XX0000-harnessdone.";
+    // Port 2: opentracker tells peers apart by address and port, and the fake leecher has port 1.
+    announce_from(&info_hash, peer_id, 2, "completed", 0).expect("tracker answers");
+    announce_from(&info_hash, peer_id, 2, "stopped", 0).expect("tracker answers");
+}
+
 /// The total of `completed` events opentracker counted, from `/stats?mode=completed`.
 pub(crate) fn own_completed_total() -> u32 {
     let body = http_get("/stats?mode=completed").expect("opentracker's statistics");
@@ -164,8 +174,19 @@ fn compact_peer(entry: &[u8]) -> SocketAddr {
 }
 
 fn announce(info_hash: &[u8; 20], peer_id: &[u8; 20], event: &str) -> Option<Vec<u8>> {
+    announce_from(info_hash, peer_id, 1, event, 1)
+}
+
+/// One announce of a made-up peer at 127.0.0.1:`port` with `left` bytes left.
+fn announce_from(
+    info_hash: &[u8; 20],
+    peer_id: &[u8; 20],
+    port: u16,
+    event: &str,
+    left: u64,
+) -> Option<Vec<u8>> {
     let path = format!(
-        "/announce?info_hash={}&peer_id={}&port=1&uploaded=0&downloaded=0&left=1&compact=1\
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1\
          &numwant=200&event={event}",
         percent_encode(info_hash),
         percent_encode(peer_id)

@@ -2,6 +2,7 @@
 //! and the views built from it (the API's [`Torrent`] and [`TorrentDetail`]), read from the running
 //! torrent's `watch` without copying engine state.
 
+use crate::daemon::scrape::ScrapeTarget;
 use std::sync::Arc;
 
 use swarmer::resume::ResumeStore;
@@ -274,6 +275,23 @@ impl Entry {
         }
     }
 
+    /// Its wire info hash and trackers, if it has any trackers.
+    pub(super) fn scrape_target(&self) -> Option<ScrapeTarget> {
+        let (info_hash, trackers) = match (&self.metainfo, &self.magnet) {
+            (Some(m), _) => (
+                m.info_hash,
+                m.announce_tiers.iter().flatten().cloned().collect(),
+            ),
+            (None, Some(magnet)) => (magnet.info_hash, magnet.trackers.clone()),
+            (None, None) => return None,
+        };
+        let trackers: Vec<String> = trackers;
+        (!trackers.is_empty()).then_some(ScrapeTarget {
+            info_hash,
+            trackers,
+        })
+    }
+
     /// It with its verified pieces (`have`), the bytes of each file they cover, its peers and its
     /// tracker status.
     pub(super) fn inside(
@@ -306,6 +324,7 @@ impl Entry {
             peers,
             tracker,
             metainfo: self.metainfo.clone(),
+            scrapes: Default::default(),
         }
     }
 

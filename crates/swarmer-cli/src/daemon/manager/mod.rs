@@ -31,6 +31,7 @@ use request::{Reply, Request};
 use super::download_dir::DownloadDir as Dir;
 use super::download_dir::Roots;
 use super::model::{Inside, SessionStats, Torrent, TorrentDetail};
+use super::scrape::{ScrapeBoard, ScrapeTarget};
 use super::store::{Settings, Store, StoreError};
 
 /// Capacity of the request queue; callers wait (asynchronously) when it is full.
@@ -40,6 +41,8 @@ const REQUEST_QUEUE: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Manager {
     requests: mpsc::Sender<Request>,
+    /// The scrape scheduler's records, which [`Manager::details`] adds to a torrent's details.
+    scrapes: Arc<ScrapeBoard>,
 }
 
 impl Manager {
@@ -65,9 +68,14 @@ impl Manager {
         self.call(|r| Request::Get(id, r)).await
     }
 
-    /// Adds a torrent; it starts when the queue lets it unless `paused`.
+    /// Adds a torrent; it starts when the queue lets it unless `paused`. Its trackers are
+    /// scraped soon after.
     pub(crate) async fn add(&self, add: Add) -> Result<Torrent, ManagerError> {
-        self.call(|r| Request::Add(add, r)).await
+        let added = self.call(|r| Request::Add(add, r)).await;
+        if added.is_ok() {
+            self.scrapes.wake();
+        }
+        added
     }
 
     /// Pauses a torrent (stops it and keeps it stopped across restarts).
@@ -110,7 +118,27 @@ impl Manager {
     /// One torrent with what only its running task knows: verified pieces, per-file progress,
     /// peers and tracker status (from the saved resume state when it is not running).
     pub(crate) async fn details(&self, id: u64) -> Result<Inside, ManagerError> {
-        self.call(|r| Request::Details(id, r)).await
+        let mut inside = self.call(|r| Request::Details(id, r)).await?;
+        if let Some(target) = inside
+            .metainfo
+            .as_ref()
+            .map(|m| m.info_hash)
+            .or_else(|| swarmer_proto::InfoHash::from_hex(&inside.detail.torrent.info_hash))
+        {
+            inside.scrapes = self.scrapes.of(&target);
+        }
+        Ok(inside)
+    }
+
+    /// Every torrent with trackers: its info hash and tracker URLs; `None` once the manager is
+    /// gone.
+    pub(crate) async fn scrape_targets(&self) -> Option<Vec<ScrapeTarget>> {
+        self.ask(Request::ScrapeTargets).await
+    }
+
+    /// The scrape scheduler's records, for the scheduler to fill.
+    pub(crate) fn scrape_board(&self) -> Arc<ScrapeBoard> {
+        Arc::clone(&self.scrapes)
     }
 
     /// Every category and tag.
@@ -196,7 +224,11 @@ pub(crate) fn start(
 ) -> Result<(Manager, JoinHandle<()>), StoreError> {
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let task = owner::spawn(session, store, defaults, roots, session_config, requests_rx)?;
-    Ok((Manager { requests }, task))
+    let manager = Manager {
+        requests,
+        scrapes: Arc::default(),
+    };
+    Ok((manager, task))
 }
 
 #[cfg(test)]

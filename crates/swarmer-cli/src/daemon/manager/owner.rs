@@ -243,6 +243,14 @@ impl Owner {
             Request::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Request::ScrapeTargets(reply) => {
+                let _ = reply.send(
+                    self.entries
+                        .values()
+                        .filter_map(Entry::scrape_target)
+                        .collect(),
+                );
+            }
             Request::Shutdown(reply) => self.begin_shutdown(Some(reply)),
         }
     }

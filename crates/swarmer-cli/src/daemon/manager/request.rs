@@ -2,6 +2,7 @@
 //! settings, views), the values they send, and why a request fails. Shared by the handle callers
 //! hold (`Manager`) and the owner task that answers.
 
+use crate::daemon::scrape::ScrapeTarget;
 use crate::encryption::EncryptionMode;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -172,5 +173,6 @@ pub(super) enum Request {
     Settings(oneshot::Sender<Settings>),
     SetSettings(SettingsPatch, Reply<Settings>),
     Stats(oneshot::Sender<SessionStats>),
+    ScrapeTargets(oneshot::Sender<Vec<ScrapeTarget>>),
     Shutdown(oneshot::Sender<()>),
 }

@@ -191,14 +191,16 @@ pub(super) async fn trackers(State(qbt): State<Arc<Qbt>>, params: Params) -> Res
                 (false, None) => (1, String::new()),
             };
             let count = |n: Option<u32>| n.filter(|_| answered).map_or(-1, i64::from);
+            // A scrape's counts where there is one, else the last announce reply's.
+            let scraped = d.scrapes.get(url).and_then(|r| r.counts);
             rows.push(json!({
                 "url": url,
                 "status": code,
                 "tier": tier,
                 "num_peers": -1,
-                "num_seeds": count(status.and_then(|s| s.seeders)),
-                "num_leeches": count(status.and_then(|s| s.leechers)),
-                "num_downloaded": -1,
+                "num_seeds": scraped.map_or_else(|| count(status.and_then(|s| s.seeders)), |c| i64::from(c.seeders)),
+                "num_leeches": scraped.map_or_else(|| count(status.and_then(|s| s.leechers)), |c| i64::from(c.leechers)),
+                "num_downloaded": scraped.map_or(-1, |c| i64::from(c.completed)),
                 "msg": msg,
             }));
         }

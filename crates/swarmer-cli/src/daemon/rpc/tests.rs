@@ -221,6 +221,7 @@ fn inside() -> Inside {
             ..Default::default()
         }),
         metainfo: None,
+        scrapes: Default::default(),
     }
 }
 

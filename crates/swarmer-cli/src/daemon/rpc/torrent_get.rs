@@ -3,6 +3,7 @@
 //! state, a tracker's error) come from `Manager::details`, asked only when such a field is.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+use swarmer_proto::tracker::scrape::{ScrapeCounts, scrape_url};
 
 use serde_json::{Map, Value, json};
 
@@ -104,7 +105,8 @@ fn pieces_b64(d: &Inside) -> String {
 }
 
 /// `trackerStats`: each tracker with what the announcer says of the one that answered last, or
-/// of the round in which all failed.
+/// of the round in which all failed, and what the tracker said when last scraped. The counts are
+/// the scrape's where there is one, else the last announce reply's, else -1 (unknown).
 fn tracker_stats(d: &Inside) -> Value {
     let status = d.tracker.as_ref();
     let tiers = d.metainfo.as_ref().map_or_else(
@@ -119,23 +121,33 @@ fn tracker_stats(d: &Inside) -> Value {
             let failed = status.and_then(|s| s.last_error.clone());
             let announced = answered || failed.is_some();
             let count = |n: Option<u32>| n.filter(|_| answered).map_or(-1, i64::from);
+            let scraped = d.scrapes.get(url);
+            let scraped_count = |pick: fn(&ScrapeCounts) -> u32| {
+                scraped
+                    .and_then(|r| r.counts.as_ref())
+                    .map(|c| i64::from(pick(c)))
+            };
             out.push(json!({
-                "announce": url, "id": id, "tier": tier, "scrape": "",
+                "announce": url, "id": id, "tier": tier,
+                "scrape": scrape_url(url).unwrap_or_default(),
                 "host": tracker_host(url), "isBackup": false,
                 // 1: waiting for the next announce (TR_TRACKER_WAITING), 0: inactive.
                 "announceState": if d.tracker.is_some() { 1 } else { 0 },
-                "scrapeState": 0,
-                "hasAnnounced": announced, "hasScraped": false,
+                // 1: waiting for the next scrape (TR_TRACKER_WAITING), 0: inactive.
+                "scrapeState": if scrape_url(url).is_some() { 1 } else { 0 },
+                "hasAnnounced": announced, "hasScraped": scraped.is_some(),
                 "lastAnnounceSucceeded": answered && failed.is_none(),
                 "lastAnnounceResult": failed.clone().unwrap_or_else(|| if answered { "Success".into() } else { String::new() }),
                 "lastAnnounceTimedOut": false, "lastAnnounceStartTime": 0,
-                "lastScrapeStartTime": 0, "lastScrapeTimedOut": false,
+                "lastScrapeStartTime": scraped.map_or(0, |r| r.at), "lastScrapeTimedOut": false,
                 "lastAnnounceTime": 0, "lastAnnouncePeerCount": 0,
-                "seederCount": count(status.and_then(|s| s.seeders)),
-                "leecherCount": count(status.and_then(|s| s.leechers)),
-                "downloadCount": -1,
-                "lastScrapeSucceeded": false, "lastScrapeResult": "", "lastScrapeTime": 0,
-                "nextAnnounceTime": 0, "nextScrapeTime": 0,
+                "seederCount": scraped_count(|c| c.seeders).unwrap_or_else(|| count(status.and_then(|s| s.seeders))),
+                "leecherCount": scraped_count(|c| c.leechers).unwrap_or_else(|| count(status.and_then(|s| s.leechers))),
+                "downloadCount": scraped_count(|c| c.completed).unwrap_or(-1),
+                "lastScrapeSucceeded": scraped.is_some_and(|r| r.error.is_none()),
+                "lastScrapeResult": scraped.and_then(|r| r.error.clone()).unwrap_or_default(),
+                "lastScrapeTime": scraped.map_or(0, |r| r.at),
+                "nextAnnounceTime": 0, "nextScrapeTime": scraped.map_or(0, |r| r.next),
             }));
             id += 1;
         }
