@@ -20,6 +20,7 @@ mod model;
 mod qbt;
 mod rpc;
 mod scrape;
+mod scrape_board;
 mod state;
 mod store;
 mod throttle;

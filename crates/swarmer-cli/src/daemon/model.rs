@@ -200,5 +200,6 @@ pub(crate) struct Inside {
     /// Its metainfo, once known (shared, not copied).
     pub(crate) metainfo: Option<std::sync::Arc<swarmer_proto::metainfo::Metainfo>>,
     /// What each tracker (by announce URL) said of it when last scraped.
-    pub(crate) scrapes: std::collections::HashMap<String, crate::daemon::scrape::ScrapeRecord>,
+    pub(crate) scrapes:
+        std::collections::HashMap<String, crate::daemon::scrape_board::ScrapeRecord>,
 }

@@ -2,7 +2,7 @@
 //! and the views built from it (the API's [`Torrent`] and [`TorrentDetail`]), read from the running
 //! torrent's `watch` without copying engine state.
 
-use crate::daemon::scrape::ScrapeTarget;
+use crate::daemon::scrape_board::ScrapeTarget;
 use std::sync::Arc;
 
 use swarmer::resume::ResumeStore;

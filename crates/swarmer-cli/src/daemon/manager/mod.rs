@@ -31,7 +31,7 @@ use request::{Reply, Request};
 use super::download_dir::DownloadDir as Dir;
 use super::download_dir::Roots;
 use super::model::{Inside, SessionStats, Torrent, TorrentDetail};
-use super::scrape::{ScrapeBoard, ScrapeTarget};
+use super::scrape_board::{ScrapeBoard, ScrapeTarget};
 use super::store::{Settings, Store, StoreError};
 
 /// Capacity of the request queue; callers wait (asynchronously) when it is full.

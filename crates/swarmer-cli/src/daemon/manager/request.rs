@@ -2,7 +2,7 @@
 //! settings, views), the values they send, and why a request fails. Shared by the handle callers
 //! hold (`Manager`) and the owner task that answers.
 
-use crate::daemon::scrape::ScrapeTarget;
+use crate::daemon::scrape_board::ScrapeTarget;
 use crate::encryption::EncryptionMode;
 use std::path::PathBuf;
 use std::sync::Arc;
