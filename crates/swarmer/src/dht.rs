@@ -171,6 +171,7 @@ pub(crate) async fn start(
         boot: boot_rx,
         saved: saved_nodes,
         state_file: config.state_file.clone(),
+        last_saved: None,
         searches: HashMap::new(),
     };
     tokio::spawn(task.run());
@@ -187,6 +188,8 @@ struct Task {
     boot: mpsc::Receiver<Vec<SocketAddr>>,
     saved: Vec<SocketAddr>,
     state_file: Option<PathBuf>,
+    /// The bytes last written to `state_file`.
+    last_saved: Option<Vec<u8>>,
     searches: HashMap<SearchId, mpsc::Sender<Vec<SocketAddr>>>,
 }
 
@@ -299,7 +302,7 @@ impl Task {
         }
     }
 
-    async fn save(&self) {
+    async fn save(&mut self) {
         let Some(path) = &self.state_file else {
             return;
         };
@@ -309,8 +312,19 @@ impl Task {
             return;
         }
         let bytes = encode_state(self.dht.id(), &nodes);
-        if let Err(e) = save_atomically(path, &bytes).await {
-            tracing::warn!(path = %path.display(), "cannot save the DHT state: {e}");
+        // The node's own save as it stops usually follows an explicit one by moments: nothing new
+        // to write, and the runtime may be shutting down under it.
+        if self.last_saved.as_deref() == Some(bytes.as_slice()) {
+            return;
+        }
+        match save_atomically(path, &bytes).await {
+            Ok(()) => self.last_saved = Some(bytes),
+            Err(SaveError::Cancelled) => {
+                tracing::debug!("DHT state not saved: the runtime is shutting down");
+            }
+            Err(SaveError::Io(e)) => {
+                tracing::warn!(path = %path.display(), "cannot save the DHT state: {e}");
+            }
         }
     }
 }
@@ -367,14 +381,24 @@ async fn load_state(path: &Path) -> Option<(NodeId, Vec<SocketAddr>)> {
     state
 }
 
-async fn save_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Why a state save did not happen.
+enum SaveError {
+    /// The blocking write was cancelled: the runtime is shutting down.
+    Cancelled,
+    /// The file system refused.
+    Io(io::Error),
+}
+
+async fn save_atomically(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::create_dir_all(dir).await.map_err(SaveError::Io)?;
     }
     let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
-    tokio::task::spawn_blocking(move || crate::write_atomically(&path, &bytes))
-        .await
-        .map_err(io::Error::other)?
+    match tokio::task::spawn_blocking(move || crate::write_atomically(&path, &bytes)).await {
+        Ok(written) => written.map_err(SaveError::Io),
+        Err(e) if e.is_cancelled() => Err(SaveError::Cancelled),
+        Err(e) => Err(SaveError::Io(io::Error::other(e))),
+    }
 }
 
 /// Resolves `host:port` names (each within [`RESOLVE_TIMEOUT`]), keeping addresses of our socket's

@@ -332,6 +332,11 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         w.abort();
     }
     scraper.abort();
+    // Keep the DHT's nodes and id for the next start however short this run was (its own first
+    // save comes a minute after start), and while the runtime still runs the write.
+    if let Some(dht) = manager.dht().await {
+        dht.save().await;
+    }
     manager.shutdown().await;
     let _ = manager_task.await;
     served.context("the HTTP server failed")?;

@@ -136,6 +136,11 @@ impl Manager {
         self.ask(Request::ScrapeTargets).await
     }
 
+    /// The current session's DHT node, if it runs one (the session changes with the peer port).
+    pub(crate) async fn dht(&self) -> Option<swarmer::DhtHandle> {
+        self.ask(Request::Dht).await.flatten()
+    }
+
     /// The scrape scheduler's records, for the scheduler to fill.
     pub(crate) fn scrape_board(&self) -> Arc<ScrapeBoard> {
         Arc::clone(&self.scrapes)

@@ -243,6 +243,9 @@ impl Owner {
             Request::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Request::Dht(reply) => {
+                let _ = reply.send(self.session.dht());
+            }
             Request::ScrapeTargets(reply) => {
                 let _ = reply.send(
                     self.entries

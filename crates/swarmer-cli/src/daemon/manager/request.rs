@@ -174,5 +174,6 @@ pub(super) enum Request {
     SetSettings(SettingsPatch, Reply<Settings>),
     Stats(oneshot::Sender<SessionStats>),
     ScrapeTargets(oneshot::Sender<Vec<ScrapeTarget>>),
+    Dht(oneshot::Sender<Option<swarmer::DhtHandle>>),
     Shutdown(oneshot::Sender<()>),
 }
