@@ -158,6 +158,16 @@ pub enum KrpcError {
     /// A key has the wrong type, length or range.
     #[error("invalid {0}")]
     Invalid(&'static str),
+    /// A query (`y` = `q`, with a valid transaction id) whose method name or arguments are
+    /// malformed: a missing `a`, a 19-byte id or info hash, no `target`. BEP 5 answers these with
+    /// error 203 (protocol error), as libtorrent does, so the sender learns why.
+    #[error("malformed query: {problem}")]
+    MalformedQuery {
+        /// The query's transaction id, for the error reply.
+        transaction: Vec<u8>,
+        /// What is wrong with it.
+        problem: Box<KrpcError>,
+    },
 }
 
 impl Message {
@@ -188,27 +198,33 @@ impl Message {
         };
         let read_only = root.get(b"ro").and_then(Value::as_int) == Some(1);
         let y = bytes(&root, b"y", "y")?;
-        let body = match y {
-            b"q" => Body::Query(decode_query(&root)?),
-            b"r" => Body::Response(decode_response(
-                root.get(b"r").ok_or(KrpcError::Missing("r"))?,
-            )?),
-            b"e" => {
-                let e = root.get(b"e").ok_or(KrpcError::Missing("e"))?;
-                let list = e.as_list().ok_or(KrpcError::Invalid("e"))?;
-                let code = list
-                    .first()
-                    .and_then(Value::as_int)
-                    .ok_or(KrpcError::Invalid("e"))?;
-                let message = list
-                    .get(1)
-                    .and_then(Value::as_bytes)
-                    .map(|m| truncated_text(&m[..m.len().min(MAX_ERROR_TEXT)]))
-                    .unwrap_or_default();
-                Body::Error { code, message }
-            }
-            _ => return Err(KrpcError::Invalid("y")),
-        };
+        let body =
+            match y {
+                b"q" => Body::Query(decode_query(&root).map_err(|problem| {
+                    KrpcError::MalformedQuery {
+                        transaction: transaction.to_vec(),
+                        problem: Box::new(problem),
+                    }
+                })?),
+                b"r" => Body::Response(decode_response(
+                    root.get(b"r").ok_or(KrpcError::Missing("r"))?,
+                )?),
+                b"e" => {
+                    let e = root.get(b"e").ok_or(KrpcError::Missing("e"))?;
+                    let list = e.as_list().ok_or(KrpcError::Invalid("e"))?;
+                    let code = list
+                        .first()
+                        .and_then(Value::as_int)
+                        .ok_or(KrpcError::Invalid("e"))?;
+                    let message = list
+                        .get(1)
+                        .and_then(Value::as_bytes)
+                        .map(|m| truncated_text(&m[..m.len().min(MAX_ERROR_TEXT)]))
+                        .unwrap_or_default();
+                    Body::Error { code, message }
+                }
+                _ => return Err(KrpcError::Invalid("y")),
+            };
         Ok(Message {
             transaction: transaction.to_vec(),
             version,

@@ -393,8 +393,27 @@ impl Dht {
     /// Handles one datagram from `from`. Malformed input is dropped silently (it never panics).
     pub fn handle_packet(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
         let from = krpc::canonical_addr(from);
-        let Ok(msg) = Message::decode(bytes) else {
-            return;
+        let msg = match Message::decode(bytes) {
+            Ok(msg) => msg,
+            Err(krpc::KrpcError::MalformedQuery {
+                transaction,
+                problem,
+            }) => {
+                // BEP 5: a protocol error (203) tells the sender what is wrong, within the same
+                // rate limits as any answer.
+                if self.rate_ok(from.ip(), now) {
+                    self.reply(
+                        from,
+                        transaction,
+                        Body::Error {
+                            code: error_code::PROTOCOL,
+                            message: problem.to_string(),
+                        },
+                    );
+                }
+                return;
+            }
+            Err(_) => return,
         };
         match msg.body {
             Body::Query(q) => self.handle_query(from, msg.transaction, msg.read_only, q, now),
@@ -514,6 +533,11 @@ impl Dht {
                 message: "method unknown".into(),
             },
         };
+        self.reply(from, tid, body);
+    }
+
+    /// Sends `body` to `from` as the answer to its query with transaction id `tid`.
+    fn reply(&mut self, from: SocketAddr, tid: Vec<u8>, body: Body) {
         let reply = Message {
             transaction: tid,
             version: Some(VERSION.to_vec()),

@@ -128,6 +128,52 @@ fn answers_are_rate_limited_per_ip_and_globally() {
     dht.check_invariants();
 }
 
+/// Malformed queries get KRPC error 203 with their transaction id, as libtorrent answers them:
+/// no `a`, a 19-byte id, a `find_node` without `target`, a `get_peers` with a 19-byte info hash.
+#[test]
+fn malformed_queries_get_protocol_error_203() {
+    let now = Instant::ZERO;
+    let mut dht = Dht::new(id_of(0), Config::default(), 3, now);
+    let id19 = format!("2:id19:{}", "a".repeat(19));
+    let id20 = format!("2:id20:{}", "a".repeat(20));
+    for (query, what) in [
+        ("d1:q4:ping1:t2:xy1:y1:qe".to_owned(), "no `a`"),
+        (format!("d1:ad{id19}e1:q4:ping1:t2:xy1:y1:qe"), "19-byte id"),
+        (
+            format!("d1:ad{id20}e1:q9:find_node1:t2:xy1:y1:qe"),
+            "no target",
+        ),
+        (
+            format!(
+                "d1:ad{id20}9:info_hash19:{}e1:q9:get_peers1:t2:xy1:y1:qe",
+                "b".repeat(19)
+            ),
+            "19-byte info hash",
+        ),
+    ] {
+        dht.handle_packet(addr(7), query.as_bytes(), now);
+        let (to, bytes) = dht
+            .poll_transmit()
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(to, addr(7));
+        let reply = Message::decode(&bytes).expect("our replies decode");
+        assert_eq!(reply.transaction, b"xy", "{what}");
+        assert!(
+            matches!(&reply.body, Body::Error { code: error_code::PROTOCOL, message } if !message.is_empty()),
+            "{what}: {:?}",
+            reply.body
+        );
+        assert!(dht.poll_transmit().is_none());
+    }
+    // Without a transaction id there is nothing to answer to.
+    dht.handle_packet(addr(7), b"d1:q4:ping1:y1:qe", now);
+    assert!(dht.poll_transmit().is_none());
+    assert!(
+        dht.table().is_empty(),
+        "malformed senders do not join the table"
+    );
+}
+
 #[test]
 fn garbage_and_floods_stay_bounded() {
     let now = Instant::ZERO;
