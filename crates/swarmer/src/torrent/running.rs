@@ -130,18 +130,24 @@ async fn start(
         downloaded: 0,
         left: stats.left,
     });
-    let announcer = spawn_announcer(
-        t.tracker.clone(),
-        AnnouncerConfig {
-            tiers: metainfo.announce_tiers.clone(),
-            info_hash: metainfo.info_hash,
-            peer_id: shared.peer_id,
-            port: shared.listen_addr.port(),
-            num_want: shared.config.num_want,
-            crypto: shared.encryption_memory.policy().tracker_crypto(),
-        },
-        stats_rx,
-    );
+    let announce = |info_hash| {
+        spawn_announcer(
+            t.tracker.clone(),
+            AnnouncerConfig {
+                tiers: metainfo.announce_tiers.clone(),
+                info_hash,
+                peer_id: shared.peer_id,
+                port: shared.listen_addr.port(),
+                num_want: shared.config.num_want,
+                crypto: shared.encryption_memory.policy().tracker_crypto(),
+            },
+            stats_rx.clone(),
+        )
+    };
+    let announcer = announce(metainfo.info_hash);
+    // A hybrid torrent is announced under its v2 info hash too (BEP 52), truncated to 20 bytes.
+    let second_hash = metainfo.wire_hashes().get(1).copied();
+    let second_announcer = second_hash.map(announce);
     let piece_count = engine.layout().piece_count() as usize;
     let mut conns = Connections::new(
         Arc::clone(&shared),
@@ -161,11 +167,18 @@ async fn start(
     );
     conns.book.add(std::mem::take(&mut t.early_peers));
     // BEP 27: a private torrent finds peers through its trackers only.
-    let dht = shared
-        .dht
-        .clone()
-        .filter(|_| !metainfo.info.private)
-        .map(|h| TorrentDht::new(h, metainfo.info_hash, Some(shared.listen_addr.port())));
+    let dht_for = |info_hash| {
+        shared
+            .dht
+            .clone()
+            .filter(|_| !metainfo.info.private)
+            .map(|h| TorrentDht::new(h, info_hash, Some(shared.listen_addr.port())))
+    };
+    let dht = dht_for(metainfo.info_hash);
+    let mut sources = PeerSources::new(announcer, dht);
+    if let (Some(hash), Some(announcer)) = (second_hash, second_announcer) {
+        sources = sources.with_second(announcer, dht_for(hash));
+    }
     let (state, seeding_since) = match (engine.is_finished(), t.options.seed.is_some()) {
         (false, _) => (TorrentState::Downloading, None),
         (true, true) => (TorrentState::Seeding, Some(Instant::now())),
@@ -182,7 +195,7 @@ async fn start(
         resume,
         t,
         engine,
-        sources: PeerSources::new(announcer, dht),
+        sources,
         stats_tx,
         conns,
         keys: HashMap::new(),
@@ -340,7 +353,13 @@ impl Running {
                     outgoing: c.outgoing,
                     encrypted,
                 };
-                tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
+                tracing::debug!(
+                    addr = %c.addr,
+                    peer_id = ?handshake.peer_id,
+                    info_hash = %handshake.info_hash,
+                    outgoing = c.outgoing,
+                    "peer connected"
+                );
                 let key = self.engine.add_peer(info, now);
                 self.keys.insert(conn, key);
                 self.by_key.insert(key, conn);
