@@ -15,7 +15,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     sha1::Sha1::digest(data).into()
 }
 
-/// SHA-1 over data given in parts (FIPS 180-4): the same digest as [`sha1`] of their concatenation.
+/// SHA-1 over data given in parts (FIPS 180-4): the same digest as [`sha1()`] of their concatenation.
 #[derive(Debug, Clone, Default)]
 pub struct Sha1Stream(sha1::Sha1);
 

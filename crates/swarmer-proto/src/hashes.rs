@@ -8,8 +8,10 @@
 //! requests through [`crate::layer_fetch`]; a running torrent answers them with [`answer`].
 //!
 //! Layers are counted from the leaves (layer 0, one hash per 16 KiB block); a piece layer is layer
-//! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and
-//! rejects others.
+//! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and,
+//! through its driver, for the leaves of one piece it has ([`leaf_request_piece`],
+//! [`serve_leaves`]: what a peer resolving a failed piece asks, see [`crate::blame`]); it rejects
+//! others.
 
 use crate::merkle::{self, Hash256, LeafEvidence};
 use crate::metainfo::V2File;
