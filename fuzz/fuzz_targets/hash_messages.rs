@@ -84,11 +84,15 @@ fn blame(message: &HashMessage) {
         HashMessage::Reject(request) => inquiries.on_reject(1, request),
         HashMessage::Request(_) => Reply::Ignored,
     };
-    if let Reply::Handled(Some(Verdict::Pinned { culprits, .. })) = reply {
-        assert_eq!(
-            culprits,
-            vec![senders[1]],
-            "a proven answer names the bad block's sender"
-        );
+    if let Reply::Handled(verdicts) = reply {
+        for verdict in verdicts {
+            if let Verdict::Pinned { culprits, .. } = verdict {
+                assert_eq!(
+                    culprits,
+                    vec![senders[1]],
+                    "a proven answer names the bad block's sender"
+                );
+            }
+        }
     }
 }

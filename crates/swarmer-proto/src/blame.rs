@@ -52,8 +52,9 @@ pub enum Verdict {
 pub enum Reply<K> {
     /// It answered nothing we asked of this peer (late, or never asked): ignored.
     Ignored,
-    /// A rejection, or a proven answer that decided a piece.
-    Handled(Option<Verdict>),
+    /// A rejection (no verdict), or a proven answer: the verdicts of every open failure of that
+    /// piece (it may have failed again while the first was being resolved).
+    Handled(Vec<Verdict>),
     /// Hashes that do not hash up to the node we trust: the answerer `K` lied, and is not asked
     /// again.
     Lied(K),
@@ -149,7 +150,7 @@ impl<K: Copy + Eq> Inquiries<K> {
             let bad: Vec<Hash256> = inquiry.evidence.leaves.clone();
             return Some(inquiry.verdict(inquiry.culprits(&bad)));
         }
-        if !fits || self.open.len() >= MAX_INQUIRIES || self.is_open(piece) {
+        if !fits || self.open.len() >= MAX_INQUIRIES {
             return Some(Verdict::Unresolved {
                 piece,
                 contributors: inquiry.contributors(),
@@ -228,9 +229,17 @@ impl<K: Copy + Eq> Inquiries<K> {
         let inquiry = &mut self.open[at];
         match hashes::verify_leaves(&inquiry.evidence, request, hashes) {
             Some(truth) => {
-                let inquiry = self.open.remove(at);
-                let culprits = inquiry.culprits(&truth);
-                Reply::Handled(Some(inquiry.verdict(culprits)))
+                // The truth settles every failure of the piece, asked or not.
+                let piece = inquiry.piece;
+                let mut verdicts = Vec::new();
+                self.open.retain(|i| {
+                    let same = i.piece == piece && i.evidence.first_leaf == request.index;
+                    if same {
+                        verdicts.push(i.verdict(i.culprits(&truth)));
+                    }
+                    !same
+                });
+                Reply::Handled(verdicts)
             }
             None => {
                 inquiry.asked = None;
@@ -244,7 +253,7 @@ impl<K: Copy + Eq> Inquiries<K> {
         match self.asked_of(key, request) {
             Some(at) => {
                 self.open[at].asked = None;
-                Reply::Handled(None)
+                Reply::Handled(Vec::new())
             }
             None => Reply::Ignored,
         }

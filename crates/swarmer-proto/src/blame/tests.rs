@@ -53,10 +53,10 @@ fn a_proven_answer_names_only_the_bad_blocks_senders() {
     assert_eq!(inquiries.on_hashes(4, &request, &truth), Reply::Ignored);
     assert_eq!(
         inquiries.on_hashes(9, &request, &truth),
-        Reply::Handled(Some(Verdict::Pinned {
+        Reply::Handled(vec![Verdict::Pinned {
             piece: piece(),
             culprits: vec![ip(2)]
-        }))
+        }])
     );
     assert!(inquiries.is_empty());
 }
@@ -88,7 +88,7 @@ fn a_lie_a_reject_and_a_timeout_leave_the_piece_unresolved() {
     assert_eq!(inquiries.on_hashes(1, &request, &lie), Reply::Lied(1));
     let (asked, _) = inquiries.poll(Instant::ZERO, candidates);
     assert_eq!(asked[0].0, 2);
-    assert_eq!(inquiries.on_reject(2, &request), Reply::Handled(None));
+    assert_eq!(inquiries.on_reject(2, &request), Reply::Handled(Vec::new()));
     let (asked, _) = inquiries.poll(Instant::ZERO, candidates);
     assert_eq!(asked[0].0, 3);
     let (asked, settled) = inquiries.poll(Instant::ZERO + INQUIRY_TIMEOUT / 2, candidates);
@@ -122,5 +122,32 @@ fn inquiries_are_bounded_and_need_a_peer_with_the_piece() {
     let (asked, settled) = inquiries.poll(Instant::ZERO, |_| Vec::new());
     assert!(asked.is_empty());
     assert_eq!(settled.len(), MAX_INQUIRIES);
+    assert!(inquiries.is_empty());
+}
+
+#[test]
+fn one_proven_answer_settles_every_failure_of_the_piece() {
+    let mut inquiries = Inquiries::default();
+    let (first, truth) = evidence(1);
+    let (second, _) = evidence(2);
+    assert_eq!(inquiries.open(piece(), first, senders()), None);
+    let (asked, _) = inquiries.poll(Instant::ZERO, |_| vec![7u32]);
+    // The piece fails again, from other senders, before the answer comes.
+    let again = vec![ip(4), ip(4), ip(5), ip(4)];
+    assert_eq!(inquiries.open(piece(), second, again), None);
+    let reply = inquiries.on_hashes(7, &asked[0].1, &truth);
+    assert_eq!(
+        reply,
+        Reply::Handled(vec![
+            Verdict::Pinned {
+                piece: piece(),
+                culprits: vec![ip(2)]
+            },
+            Verdict::Pinned {
+                piece: piece(),
+                culprits: vec![ip(5)]
+            },
+        ])
+    );
     assert!(inquiries.is_empty());
 }

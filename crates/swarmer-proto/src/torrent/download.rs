@@ -661,7 +661,8 @@ impl Torrent {
                     piece,
                     peers: culprits.clone(),
                 });
-                for ip in culprits {
+                // An unspecified address stands for a block whose sender is unknown (none is).
+                for ip in culprits.into_iter().filter(|ip| !ip.is_unspecified()) {
                     self.ban(ip, Offence::CorruptBlock);
                 }
             }
@@ -720,8 +721,8 @@ impl Torrent {
         };
         match reply {
             Reply::Ignored => {}
-            Reply::Handled(verdict) => {
-                if let Some(verdict) = verdict {
+            Reply::Handled(verdicts) => {
+                for verdict in verdicts {
                     self.apply_verdict(verdict);
                 }
                 self.poll_inquiries(now);
