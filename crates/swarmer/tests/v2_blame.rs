@@ -2,15 +2,22 @@
 //! every piece it sends: the library checks the pieces against the merkle tree, asks a peer for
 //! the failed pieces' leaf hashes (BEP 52 `hash request`, answered here only by the honest
 //! seeder), and pins the bad blocks on the liar alone. Proven from the library's own warnings,
-//! captured: only the liar is ever named or banned, and the honest seeder serves to the end.
+//! captured: only the liar is ever named or banned, and the honest seeder serves to the end. And
+//! the other side: a seeding swarmer answers such a request from the piece on disk, with a proof
+//! up to the file's root.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use swarmer::{CreateTorrent, Encryption, Session, SessionConfig, create_torrent};
-use swarmer_proto::hashes::{self, HashMessage};
+use swarmer::{
+    AddTorrentOptions, CreateTorrent, Encryption, ExistingData, SeedLimits, Session, SessionConfig,
+    create_torrent,
+};
+use swarmer_proto::hashes::{self, HashMessage, HashRequest};
+use swarmer_proto::merkle;
 use swarmer_proto::metainfo::{MetaVersion, Metainfo};
 use swarmer_proto::wire::{Handshake, Message, max_message_len, reserved_bytes};
 use swarmer_proto::{Bitfield, PeerId};
@@ -144,6 +151,34 @@ fn answer(
     }
 }
 
+/// A v2-only torrent of one file `v2.bin` written in `dir`: 24 pieces of 32 KiB (two blocks
+/// each), the last one short; its metainfo and content.
+fn v2_torrent(dir: &Path) -> (Arc<Metainfo>, Arc<Vec<u8>>) {
+    let mut x: u32 = 0x9e37_79b9;
+    let content: Vec<u8> = (0..24 * 32 * 1024 - 5000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let source = dir.join("v2.bin");
+    std::fs::write(&source, &content).unwrap();
+    let request = CreateTorrent {
+        path: source,
+        version: MetaVersion::V2,
+        piece_length: Some(32 * 1024),
+        options: Default::default(),
+        threads: Some(1),
+    };
+    let bytes = create_torrent(&request, |_| {}).unwrap();
+    (
+        Arc::new(Metainfo::from_bytes(&bytes).unwrap()),
+        Arc::new(content),
+    )
+}
+
 /// Collects the library's log lines (warnings and up).
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<u8>>>);
@@ -170,29 +205,8 @@ async fn a_corrupt_block_is_pinned_on_its_sender_alone() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    // One file of 24 pieces of 32 KiB (two blocks each), the last one short.
     let dir = tempfile::tempdir().unwrap();
-    let mut x: u32 = 0x9e37_79b9;
-    let content: Vec<u8> = (0..24 * 32 * 1024 - 5000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    let source = dir.path().join("v2.bin");
-    std::fs::write(&source, &content).unwrap();
-    let request = CreateTorrent {
-        path: source,
-        version: MetaVersion::V2,
-        piece_length: Some(32 * 1024),
-        options: Default::default(),
-        threads: Some(1),
-    };
-    let bytes = create_torrent(&request, |_| {}).unwrap();
-    let metainfo = Arc::new(Metainfo::from_bytes(&bytes).unwrap());
-    let content = Arc::new(content);
+    let (metainfo, content) = v2_torrent(dir.path());
 
     let (liar_seen, honest_seen) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
     let liar = spawn_seeder(
@@ -266,4 +280,85 @@ async fn a_corrupt_block_is_pinned_on_its_sender_alone() {
         "the honest seeder's one connection served to the end"
     );
     drop(session);
+}
+
+#[tokio::test]
+async fn a_seeding_swarmer_answers_a_leaf_hash_request_with_a_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let (metainfo, content) = v2_torrent(dir.path());
+    let session = Session::new(SessionConfig {
+        listen_port: 0,
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        encryption: Encryption::Disable,
+        ..SessionConfig::default()
+    })
+    .await
+    .unwrap();
+    let options = AddTorrentOptions {
+        seed: Some(SeedLimits::default()),
+        existing: ExistingData::Complete,
+        ..AddTorrentOptions::default()
+    };
+    let mut seed = session
+        .add_torrent_with(Arc::clone(&metainfo), dir.path(), options)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), seed.wait_complete())
+        .await
+        .expect("timed out")
+        .unwrap();
+
+    let mut stream = TcpStream::connect(session.listen_addr()).await.unwrap();
+    let ours = Handshake {
+        reserved: reserved_bytes(false, false, false),
+        info_hash: metainfo.info_hash,
+        peer_id: PeerId(*b"-XX0001-leaf-asker--"),
+    };
+    stream.write_all(&ours.encode()).await.unwrap();
+    let mut hs = [0u8; 68];
+    stream.read_exact(&mut hs).await.unwrap();
+    // The leaves of piece 3 (layer 0, two hashes), with the five uncles up to the root of the
+    // file's 64-leaf tree (48 blocks, padded).
+    let file = &metainfo.info.v2.as_ref().unwrap().files[0];
+    let request = HashRequest {
+        pieces_root: file.pieces_root,
+        base_layer: 0,
+        index: 6,
+        length: 2,
+        proof_layers: 5,
+    };
+    stream
+        .write_all(&hashes::frame(&HashMessage::Request(request)))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut len = [0u8; 4];
+            stream.read_exact(&mut len).await.unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            stream.read_exact(&mut body).await.unwrap();
+            if body.first() == Some(&hashes::HASHES) || body.first() == Some(&hashes::HASH_REJECT) {
+                return HashMessage::decode(body[0], &body[1..]).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("no answer to the hash request");
+    let HashMessage::Hashes {
+        request: echoed,
+        hashes: got,
+    } = reply
+    else {
+        panic!("the request was rejected: {reply:?}");
+    };
+    assert_eq!(echoed, request);
+    let proven = hashes::verify(&file.pieces_root, 48, &request, &got)
+        .expect("the leaves and their proof hash up to the pieces root");
+    let piece = 32 * 1024;
+    assert_eq!(
+        proven,
+        merkle::leaf_hashes(&content[3 * piece..4 * piece]),
+        "the leaves of piece 3"
+    );
+    seed.stop().await.unwrap();
 }
