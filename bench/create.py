@@ -8,6 +8,7 @@ Writes a payload of --size-mib MiB (4 files with deterministic content, in a dir
   swarmer-v1       `swarmer create DIR -o T --v1 --no-date`
   lt-hybrid        libtorrent 2.0 create_torrent + set_piece_hashes (hybrid), via lt_torrent.py
   mktorrent-v1     `mktorrent -t 2 -l 20` (v1, 2 threads)
+  baseline-hybrid  with --baseline BIN: BIN's hybrid creation, to compare two builds in one run
 
 all with 1 MiB pieces (what swarmer and libtorrent pick for 4 GiB). Per run: wall seconds
 (process start to exit, Python start-up included for libtorrent) and CPU seconds (user+sys).
@@ -35,6 +36,9 @@ CLIENTS = ["swarmer-hybrid", "swarmer-v1", "lt-hybrid", "mktorrent-v1"]
 
 
 def command(client, args, payload, torrent):
+    if client == "baseline-hybrid":
+        return [args.baseline, "create", payload, "-o", torrent, "--hybrid", "--no-date",
+                "--piece-length", str(MIB)]
     if client.startswith("swarmer-"):
         version = client.split("-")[1]
         return [args.swarmer, "create", payload, "-o", torrent, f"--{version}", "--no-date",
@@ -68,9 +72,13 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--swarmer", default=os.path.join(REPO, "target/release/swarmer"))
     parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--baseline", help="another swarmer binary (say, an earlier build) whose "
+                        "hybrid creation runs as client baseline-hybrid, interleaved with the rest")
     parser.add_argument("--keep", action="store_true", help="keep the payload in /dev/shm")
     args = parser.parse_args()
     clients = [c for c in args.clients.split(",") if c]
+    if args.baseline:
+        clients.insert(0, "baseline-hybrid")
     work = f"/dev/shm/swarmer-create-bench-{os.getpid()}"
     payload = os.path.join(work, "payload")
     os.makedirs(os.path.join(payload, "sub"))
@@ -81,6 +89,7 @@ def main():
             # Not multiples of the piece length, so hybrids need padding.
             write_payload(os.path.join(payload, name), quarter - 12345 * i, seed=i)
         results = {c: [] for c in clients}
+        load_before = os.getloadavg()
         made = {}
         for run in range(args.runs):
             for client in clients:
@@ -89,12 +98,17 @@ def main():
                 results[client].append(r)
                 made[client] = hashes(torrent)
                 log(f"{client} run {run}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU")
-        if "swarmer-hybrid" in made and "lt-hybrid" in made:
-            assert made["swarmer-hybrid"] == made["lt-hybrid"], made
+        load_after = os.getloadavg()
+        for kind in ["swarmer-hybrid", "baseline-hybrid"]:
+            if kind in made and "lt-hybrid" in made:
+                assert made[kind] == made["lt-hybrid"], made
         if "swarmer-v1" in made and "mktorrent-v1" in made:
             assert made["swarmer-v1"][0] is not None and made["mktorrent-v1"][1] is None
         print(f"\nCreating a torrent of {args.size_mib} MiB in 4 files (/dev/shm, 1 MiB pieces), "
-              f"{os.cpu_count()} cores; medians of {args.runs} runs, interleaved.\n")
+              f"{os.cpu_count()} cores; medians of {args.runs} runs, interleaved. Load average "
+              f"(1, 5, 15 min) before: {load_before[0]:.2f} {load_before[1]:.2f} "
+              f"{load_before[2]:.2f}, after: {load_after[0]:.2f} {load_after[1]:.2f} "
+              f"{load_after[2]:.2f}.\n")
         print("| tool | wall s | GiB/s | CPU s |")
         print("|---|---:|---:|---:|")
         for c in clients:

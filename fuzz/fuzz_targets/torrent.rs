@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use swarmer_proto::merkle::{LeafEvidence, PieceCheck};
+use swarmer_proto::time::Instant;
 use swarmer_proto::torrent::{Action, Config, PeerInfo, Torrent};
 use swarmer_proto::wire::Message;
 use swarmer_proto::{Bitfield, InfoHash, Layout};
-use swarmer_proto::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut rest)) = data.split_first() else {
@@ -52,9 +53,16 @@ fuzz_target!(|data: &[u8]| {
                 // The rest of the input goes to a new connection from another address (the old one may be
                 // banned), so one input can drive many sessions instead of talking to a forgotten peer.
                 Action::Disconnect { peer: gone, .. } if gone == peer => disconnected = true,
+                // A piece starting with 0 is good; with 1 it fails as a v2 piece (of a tree whose
+                // root is all zeros), so the engine asks for its leaves and the input's `hashes`
+                // and `hash reject` messages answer; else it fails as a v1 piece.
                 Action::VerifyPiece { piece, data } => {
-                    let ok = data.first() == Some(&0);
-                    t.handle_piece_verified(piece, ok, data, now);
+                    let check = match data.first() {
+                        Some(0) => PieceCheck::Good,
+                        Some(1) => LeafEvidence::check([0; 32], 0, 4, [0; 32], &data, data.len()),
+                        _ => PieceCheck::Bad(None),
+                    };
+                    t.handle_piece_checked(piece, check, data, now);
                 }
                 Action::Upload { peer, block } => {
                     t.handle_block_sent(peer, 1, u64::from(block.length), now)

@@ -185,20 +185,46 @@ impl TorrentPlan {
     }
 
     /// Hashes piece `piece`, whose bytes (its whole length, padding as zeros) are `data`.
+    ///
+    /// A hybrid piece is hashed in one pass, 16 KiB at a time: each block goes through SHA-1 and
+    /// then, while it is still in the L1 cache, SHA-256 (its merkle leaf), so the piece is read
+    /// from memory once for both.
     pub fn hash_piece(&self, piece: PieceIndex, data: &[u8]) -> PieceHashes {
-        let sha1 = (self.version != MetaVersion::V2).then(|| digest::sha1(data));
-        let v2 = match self.version {
+        let file = match self.version {
             MetaVersion::V1 => None,
-            _ => self.file_in_piece(piece).map(|(file, start, len)| {
-                let content = &data[..len.min(data.len())];
-                if self.files[file].length <= u64::from(self.layout.piece_length()) && start == 0 {
-                    merkle::small_file_root(content).unwrap_or(merkle::ZERO_LEAF)
-                } else {
-                    merkle::piece_hash(content, self.layout.piece_length())
-                }
-            }),
+            _ => self.file_in_piece(piece),
         };
-        PieceHashes { sha1, v2 }
+        let Some((file, start, len)) = file else {
+            let sha1 = (self.version != MetaVersion::V2).then(|| digest::sha1(data));
+            return PieceHashes { sha1, v2: None };
+        };
+        let content = len.min(data.len());
+        let mut sha1 = (self.version != MetaVersion::V2).then(digest::Sha1Stream::new);
+        let mut leaves = Vec::with_capacity(content.div_ceil(crate::BLOCK_SIZE as usize));
+        for (i, block) in data.chunks(crate::BLOCK_SIZE as usize).enumerate() {
+            if let Some(sha1) = &mut sha1 {
+                sha1.update(block);
+            }
+            let at = i * crate::BLOCK_SIZE as usize;
+            if at < content {
+                leaves.push(digest::sha256(&block[..block.len().min(content - at)]));
+            }
+        }
+        let small = self.files[file].length <= u64::from(self.layout.piece_length()) && start == 0;
+        let width = if small {
+            leaves.len().next_power_of_two()
+        } else {
+            merkle::blocks_per_piece(self.layout.piece_length())
+        };
+        let v2 = if leaves.is_empty() {
+            merkle::ZERO_LEAF
+        } else {
+            merkle::root(leaves, width, merkle::ZERO_LEAF)
+        };
+        PieceHashes {
+            sha1: sha1.map(digest::Sha1Stream::finish),
+            v2: Some(v2),
+        }
     }
 
     /// The non-padding file whose bytes start piece `piece` (v2 and hybrid pieces hold one file's

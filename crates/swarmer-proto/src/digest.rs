@@ -15,6 +15,29 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     sha1::Sha1::digest(data).into()
 }
 
+/// SHA-1 over data given in parts (FIPS 180-4): the same digest as [`sha1()`] of their concatenation.
+#[derive(Debug, Clone, Default)]
+pub struct Sha1Stream(sha1::Sha1);
+
+impl Sha1Stream {
+    /// A digest of nothing yet.
+    pub fn new() -> Sha1Stream {
+        Sha1Stream::default()
+    }
+
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        use sha1::Digest;
+        self.0.update(data);
+    }
+
+    /// The digest of everything added: 20 bytes.
+    pub fn finish(self) -> [u8; 20] {
+        use sha1::Digest;
+        self.0.finalize().into()
+    }
+}
+
 /// The SHA-256 digest of `data` (FIPS 180-4): 32 bytes, for BEP 52 info hashes and merkle trees.
 /// RustCrypto's `sha2` 0.10, which like `sha1` uses the SHA extensions (SHA-NI) when the CPU has them.
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -8,10 +8,12 @@
 //! requests through [`crate::layer_fetch`]; a running torrent answers them with [`answer`].
 //!
 //! Layers are counted from the leaves (layer 0, one hash per 16 KiB block); a piece layer is layer
-//! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and
-//! rejects others.
+//! log2(blocks per piece). swarmer keeps piece layers only, so it serves requests for them and,
+//! through its driver, for the leaves of one piece it has ([`leaf_request_piece`],
+//! [`serve_leaves`]: what a peer resolving a failed piece asks, see [`crate::blame`]); it rejects
+//! others.
 
-use crate::merkle::{self, Hash256};
+use crate::merkle::{self, Hash256, LeafEvidence};
 use crate::metainfo::V2File;
 
 /// `hash request`: asks for hashes of one layer of one file's tree (BEP 52).
@@ -237,11 +239,16 @@ pub fn answer(
         Some(hashes) => HashMessage::Hashes { request, hashes },
         None => HashMessage::Reject(request),
     };
+    Ok(Some(frame(&reply)))
+}
+
+/// `message` as it goes on the wire: the 4-byte length prefix, the id and the payload.
+pub fn frame(message: &HashMessage) -> Vec<u8> {
     let mut body = Vec::new();
-    reply.encode(&mut body);
+    message.encode(&mut body);
     let mut framed = (body.len() as u32).to_be_bytes().to_vec();
     framed.extend_from_slice(&body);
-    Ok(Some(framed))
+    framed
 }
 
 /// Checks a `hashes` reply for `file` (`hashes` as decoded: the asked ones, then the uncles) up to
@@ -295,6 +302,108 @@ pub fn layer_requests(file: &V2File, piece_length: u32) -> Vec<HashRequest> {
             proof_layers,
         })
         .collect()
+}
+
+/// The leaf-layer request (base layer 0, no proof) for the leaves of `evidence`: what a piece that
+/// failed its v2 check is resolved with ([`crate::blame`]).
+pub fn leaf_request(evidence: &LeafEvidence) -> HashRequest {
+    HashRequest {
+        pieces_root: evidence.pieces_root,
+        base_layer: 0,
+        index: evidence.first_leaf,
+        length: evidence.width,
+        proof_layers: 0,
+    }
+}
+
+/// Checks a `hashes` reply to [`leaf_request`]`(evidence)`: the asked leaves must hash up to
+/// `evidence.expected`, a node we trust already, so any uncles sent are not needed and ignored.
+/// Returns the proven leaves, or `None` when the reply answers another request or does not hash
+/// up (the answerer lied).
+pub fn verify_leaves(
+    evidence: &LeafEvidence,
+    request: &HashRequest,
+    hashes: &[Hash256],
+) -> Option<Vec<Hash256>> {
+    let asked = leaf_request(evidence);
+    let same = request.pieces_root == asked.pieces_root
+        && request.base_layer == 0
+        && request.index == asked.index
+        && request.length == asked.length;
+    let leaves = hashes.get(..asked.length as usize)?;
+    let root = merkle::root(leaves.to_vec(), asked.length as usize, merkle::ZERO_LEAF);
+    (same && root == evidence.expected).then(|| leaves.to_vec())
+}
+
+/// The piece of `file` whose leaves `request` asks for (base layer 0, exactly one piece's leaves:
+/// blocks per piece of them, or a file of one piece's whole tree), as an index within the file; the
+/// driver answers such a request with [`serve_leaves`] from the piece's bytes.
+pub fn leaf_request_piece(file: &V2File, request: &HashRequest, piece_length: u32) -> Option<u32> {
+    if request.base_layer != 0 || request.pieces_root != file.pieces_root {
+        return None;
+    }
+    let width = if file.piece_count == 1 {
+        file.length
+            .div_ceil(u64::from(crate::BLOCK_SIZE))
+            .next_power_of_two() as u32
+    } else {
+        merkle::blocks_per_piece(piece_length) as u32
+    };
+    let piece = request.index / width;
+    (request.length == width && request.index % width == 0 && piece < file.piece_count)
+        .then_some(piece)
+}
+
+/// Answers a [`leaf_request_piece`] request for piece `piece` of `file` from `content`, the file's
+/// bytes in that piece (checked by the caller): the leaf hashes, padded with [`merkle::ZERO_LEAF`],
+/// then up to `proof_layers` uncles from the piece layer (none for a file of one piece, whose
+/// leaves hash up to its root).
+pub fn serve_leaves(
+    file: &V2File,
+    request: &HashRequest,
+    piece_length: u32,
+    piece: u32,
+    content: &[u8],
+) -> Option<Vec<Hash256>> {
+    let mut out = merkle::leaf_hashes(content);
+    if out.len() > request.length as usize {
+        return None;
+    }
+    out.resize(request.length as usize, merkle::ZERO_LEAF);
+    if request.proof_layers > 0 && file.piece_count > 1 {
+        let above = HashRequest {
+            base_layer: piece_layer(piece_length),
+            index: piece,
+            length: 1,
+            ..*request
+        };
+        out.extend(serve(file, &above, piece_length)?.into_iter().skip(1));
+    }
+    Some(out)
+}
+
+/// A `hash request` ready for the wire: the payload after the message id (BEP 52), kept beside
+/// the request so an outgoing message can borrow it ([`crate::torrent::Outgoing::HashRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedHashRequest {
+    /// The request.
+    pub request: HashRequest,
+    payload: [u8; HEADER],
+}
+
+impl EncodedHashRequest {
+    /// Encodes `request`.
+    pub fn new(request: HashRequest) -> EncodedHashRequest {
+        let mut bytes = Vec::with_capacity(HEADER + 1);
+        HashMessage::Request(request).encode(&mut bytes);
+        let payload = bytes[1..].try_into().expect("a request is a header");
+        EncodedHashRequest { request, payload }
+    }
+
+    /// The payload after the message id.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
 }
 
 #[cfg(test)]

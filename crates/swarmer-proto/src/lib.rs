@@ -6,6 +6,7 @@
 pub mod allowed_fast;
 pub mod bencode;
 pub mod bitfield;
+pub mod blame;
 pub mod choker;
 pub mod compact;
 pub mod create;

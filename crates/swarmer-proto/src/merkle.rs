@@ -100,6 +100,99 @@ pub fn file_tree(data: &[u8], piece_length: u32) -> Option<(Hash256, Vec<Hash256
     Some((root_from_layer(&layer, piece_length), layer))
 }
 
+/// What checking the bytes of one piece found (`Info::check_piece` in [`crate::metainfo`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceCheck {
+    /// The piece matches its hashes.
+    Good,
+    /// It does not. For a v2 piece, the leaf hashes computed while checking it, with which the bad
+    /// blocks can be found ([`crate::blame`]); `None` for a v1 piece (one SHA-1 over all of it says
+    /// nothing about its blocks).
+    Bad(Option<Box<LeafEvidence>>),
+}
+
+impl PieceCheck {
+    /// True for [`PieceCheck::Good`].
+    pub fn is_good(&self) -> bool {
+        matches!(self, PieceCheck::Good)
+    }
+}
+
+/// The 16 KiB leaf hashes of a v2 piece that failed its check (BEP 52), and the node of its file's
+/// tree they must hash up to. The true leaves, asked of a peer with a `hash request` for exactly
+/// these leaves and proven against `expected` (a node we trust already), tell which blocks were
+/// bad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafEvidence {
+    /// The `pieces root` of the piece's file: which tree.
+    pub pieces_root: Hash256,
+    /// The index of the piece's first leaf in its file's leaf layer (layer 0); a multiple of
+    /// `width`.
+    pub first_leaf: u32,
+    /// The leaves under `expected`: blocks per piece, or for a file of one piece the width of its
+    /// whole tree. A power of two.
+    pub width: u32,
+    /// The trusted node: the piece's hash in its file's piece layer, or the `pieces root` of a file
+    /// of one piece.
+    pub expected: Hash256,
+    /// The hash of each block of the file's bytes in the piece, as received, in block order (at most
+    /// `width`; the leaves past the file's end are [`ZERO_LEAF`]).
+    pub leaves: Vec<Hash256>,
+    /// The blocks of the piece (indices from 0) whose bytes past the file's end, which must be zero,
+    /// are not.
+    pub bad_padding: Vec<u32>,
+}
+
+impl LeafEvidence {
+    /// Checks `data`, the bytes of a piece as received, of which the first `content` bytes belong
+    /// to the file and the rest is padding, against `expected`, the root of a subtree of `width`
+    /// leaves whose first leaf is `first_leaf` in the tree `pieces_root`.
+    pub fn check(
+        pieces_root: Hash256,
+        first_leaf: u32,
+        width: u32,
+        expected: Hash256,
+        data: &[u8],
+        content: usize,
+    ) -> PieceCheck {
+        let (file_bytes, padding) = data.split_at(content.min(data.len()));
+        let leaves = leaf_hashes(file_bytes);
+        let mut bad_padding = Vec::new();
+        if padding.iter().any(|&b| b != 0) {
+            let block = BLOCK_SIZE as usize;
+            for (i, chunk) in data.chunks(block).enumerate() {
+                let start = i * block;
+                let from = content.max(start) - start;
+                if chunk.get(from..).is_some_and(|p| p.iter().any(|&b| b != 0)) {
+                    bad_padding.push(i as u32);
+                }
+            }
+        }
+        let fits = leaves.len() <= width as usize && width.is_power_of_two();
+        if fits
+            && bad_padding.is_empty()
+            && root(leaves.clone(), width as usize, ZERO_LEAF) == expected
+        {
+            return PieceCheck::Good;
+        }
+        PieceCheck::Bad(fits.then(|| {
+            Box::new(LeafEvidence {
+                pieces_root,
+                first_leaf,
+                width,
+                expected,
+                leaves,
+                bad_padding,
+            })
+        }))
+    }
+
+    /// True when the received leaves hash up to `expected`: only padding was bad.
+    pub fn content_is_good(&self) -> bool {
+        root(self.leaves.clone(), self.width as usize, ZERO_LEAF) == self.expected
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

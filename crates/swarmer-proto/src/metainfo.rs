@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::bencode::{self, Dict, Value};
 use crate::layout::PieceIndex;
-use crate::merkle::Hash256;
+use crate::merkle::{Hash256, PieceCheck};
 use crate::metainfo::fields::{
     check_component, required, required_bytes, required_int, required_list,
 };
@@ -443,14 +443,27 @@ impl Info {
     /// the SHA-1 of v1 and hybrid torrents, and the v2 merkle tree (BEP 52) where its piece layer is
     /// known. A v2-only piece that cannot be checked does not match.
     pub fn verify_piece(&self, piece: PieceIndex, data: &[u8]) -> bool {
+        self.check_piece(piece, data).is_good()
+    }
+
+    /// As [`Info::verify_piece`], keeping on a v2 mismatch the leaf hashes computed on the way, so
+    /// the engine can find the bad blocks and who sent them ([`crate::blame`]). A hybrid piece whose
+    /// v2 check fails is not hashed with SHA-1 as well.
+    pub fn check_piece(&self, piece: PieceIndex, data: &[u8]) -> PieceCheck {
         let v2 = self
             .v2
             .as_ref()
-            .and_then(|v2| v2.verify_piece(piece.get(), data, self.piece_length));
-        match self.version() {
-            MetaVersion::V2 => v2 == Some(true),
-            MetaVersion::V1 | MetaVersion::Hybrid => {
-                v2 != Some(false) && digest::sha1(data) == *self.piece_hash(piece)
+            .and_then(|v2| v2.check_piece(piece.get(), data, self.piece_length));
+        match (self.version(), v2) {
+            (_, Some(bad @ PieceCheck::Bad(_))) => bad,
+            (MetaVersion::V2, Some(good)) => good,
+            (MetaVersion::V2, None) => PieceCheck::Bad(None),
+            (MetaVersion::V1 | MetaVersion::Hybrid, _) => {
+                if digest::sha1(data) == *self.piece_hash(piece) {
+                    PieceCheck::Good
+                } else {
+                    PieceCheck::Bad(None)
+                }
             }
         }
     }

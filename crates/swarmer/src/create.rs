@@ -241,11 +241,16 @@ fn read_piece(
     open: &mut Option<(usize, File)>,
 ) -> Result<(), CreateTorrentError> {
     let layout = plan.layout();
-    buf.clear();
+    // Every byte is overwritten below (by the file, or zeros for padding), so the buffer is not
+    // cleared first: zeroing a whole piece for nothing cost as much as 1 % of the time.
     buf.resize(layout.piece_len(piece) as usize, 0);
     for slice in layout.piece_slices(piece) {
         let i = slice.file.as_usize();
-        let Some(path) = &sources[i] else { continue };
+        let start = slice.range_offset as usize;
+        let Some(path) = &sources[i] else {
+            buf[start..start + slice.length as usize].fill(0);
+            continue;
+        };
         if open.as_ref().is_none_or(|(at, _)| *at != i) {
             let file = File::open(path).map_err(|source| CreateTorrentError::Io {
                 path: path.clone(),
@@ -254,7 +259,6 @@ fn read_piece(
             *open = Some((i, file));
         }
         let (_, file) = open.as_ref().expect("opened above");
-        let start = slice.range_offset as usize;
         let out = &mut buf[start..start + slice.length as usize];
         file.read_exact_at(out, slice.offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -275,7 +275,14 @@ pub(crate) async fn run_incoming(
     if theirs.peer_id == ctx.our_id {
         return report_closed(&ctx, conn, Some(ConnError::SelfConnection)).await;
     }
-    if let Err(e) = stream.write.write_all(&handshake(&ctx)).await {
+    // The session routed it here by its info hash, which is one of ours: a hybrid torrent answers
+    // under the hash the peer named (BEP 52), v1 or truncated v2.
+    let ours = Handshake {
+        reserved: our_reserved(ctx.dht),
+        info_hash: theirs.info_hash,
+        peer_id: ctx.our_id,
+    };
+    if let Err(e) = stream.write.write_all(&ours.encode()).await {
         return report_closed(&ctx, conn, Some(e.into())).await;
     }
     run_established(conn, stream, buf, theirs, ctx, commands).await;

@@ -210,13 +210,15 @@ impl Session {
     ) -> Result<TorrentHandle, SessionError> {
         let metainfo: Arc<Metainfo> = metainfo.into();
         let info_hash = metainfo.info_hash;
+        // Both of a hybrid's hashes (BEP 52): a peer may connect with either.
+        let hashes = metainfo.wire_hashes();
         let files = metainfo.info.files.len();
         let given = options.file_priorities.len();
         if given != 0 && given != files {
             return Err(PriorityCountError { given, files }.into());
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        if !self.shared.register(info_hash, cmd_tx.clone()) {
+        if !self.shared.register(&hashes, cmd_tx.clone()) {
             return Err(SessionError::Duplicate(info_hash));
         }
         let limits = TorrentLimits::new(options.max_upload_rate, options.max_download_rate);
@@ -233,7 +235,7 @@ impl Session {
         let (task, progress_rx) = match opened {
             Ok(opened) => opened,
             Err(e) => {
-                self.shared.unregister(&info_hash);
+                self.shared.unregister(&hashes);
                 return Err(e);
             }
         };
@@ -252,15 +254,20 @@ impl Session {
                     matches!(p.state, TorrentState::Downloading | TorrentState::Seeding)
                 };
                 if progress.wait_for(serving).await.is_ok() {
-                    crate::lsd::tell(&lsd, LsdCommand::Add(info_hash));
+                    for hash in hashes {
+                        crate::lsd::tell(&lsd, LsdCommand::Add(hash));
+                    }
                 }
             });
         }
+        let hashes = task.metainfo.wire_hashes();
         let task = tokio::spawn(async move {
             let result = crate::torrent::run(task).await;
-            shared.unregister(&info_hash);
+            shared.unregister(&hashes);
             if let Some(lsd) = &lsd {
-                crate::lsd::tell(lsd, LsdCommand::Remove(info_hash));
+                for hash in &hashes {
+                    crate::lsd::tell(lsd, LsdCommand::Remove(*hash));
+                }
             }
             result
         });

@@ -81,22 +81,29 @@ impl SessionShared {
             .copied()
     }
 
-    /// Registers a torrent's command queue; `false` (and nothing changed) if the session already
-    /// has a torrent with this info hash.
-    pub(crate) fn register(&self, info_hash: InfoHash, commands: mpsc::Sender<Command>) -> bool {
+    /// Registers a torrent's command queue under each of its info hashes (a hybrid torrent has
+    /// two, BEP 52: incoming connections may name either); `false` (and nothing changed) if the
+    /// session already has a torrent with one of them.
+    pub(crate) fn register(
+        &self,
+        info_hashes: &[InfoHash],
+        commands: mpsc::Sender<Command>,
+    ) -> bool {
         let mut torrents = self.torrents.lock().expect("lock poisoned");
-        if torrents.contains_key(&info_hash) {
+        if info_hashes.iter().any(|h| torrents.contains_key(h)) {
             return false;
         }
-        torrents.insert(info_hash, commands);
+        for h in info_hashes {
+            torrents.insert(*h, commands.clone());
+        }
         true
     }
 
-    /// Forgets the torrent with `info_hash` (it ended, or never started).
-    pub(crate) fn unregister(&self, info_hash: &InfoHash) {
-        self.torrents
-            .lock()
-            .expect("lock poisoned")
-            .remove(info_hash);
+    /// Forgets the torrent with `info_hashes` (it ended, or never started).
+    pub(crate) fn unregister(&self, info_hashes: &[InfoHash]) {
+        let mut torrents = self.torrents.lock().expect("lock poisoned");
+        for h in info_hashes {
+            torrents.remove(h);
+        }
     }
 }

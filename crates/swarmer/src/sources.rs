@@ -1,6 +1,8 @@
 //! Where one torrent's peer addresses come from besides incoming connections: its trackers (BEP 3,
 //! BEP 12, BEP 15) and the DHT (BEP 5). Shared by a running torrent and by a magnet link's metadata
-//! phase, so both ask for more peers, and wake up for them, the same way.
+//! phase, so both ask for more peers, and wake up for them, the same way. A hybrid torrent (BEP 52)
+//! has a second set: its trackers and the DHT are asked under its v2 info hash (truncated to 20
+//! bytes) as well, as libtorrent does, so peers that only know that hash find us and we find them.
 
 use std::net::SocketAddr;
 
@@ -14,6 +16,9 @@ pub(crate) struct PeerSources {
     /// `None` once stopped.
     announcer: Option<AnnouncerHandle>,
     dht: Option<TorrentDht>,
+    /// The same under a hybrid torrent's second info hash (BEP 52); `None` for one hash.
+    second_announcer: Option<AnnouncerHandle>,
+    second_dht: Option<TorrentDht>,
 }
 
 impl PeerSources {
@@ -21,7 +26,20 @@ impl PeerSources {
         PeerSources {
             announcer: Some(announcer),
             dht,
+            second_announcer: None,
+            second_dht: None,
         }
+    }
+
+    /// Adds the sources of a hybrid torrent's second info hash: its announcer and DHT searches.
+    pub(crate) fn with_second(
+        mut self,
+        announcer: AnnouncerHandle,
+        dht: Option<TorrentDht>,
+    ) -> PeerSources {
+        self.second_announcer = Some(announcer);
+        self.second_dht = dht;
+        self
     }
 
     /// The next peers any source found. Never completes while no source has any (a DHT search
@@ -29,8 +47,13 @@ impl PeerSources {
     pub(crate) async fn next(&mut self) -> Vec<SocketAddr> {
         tokio::select! {
             Some(peers) = AnnouncerHandle::next_of(&mut self.announcer) => peers,
+            Some(peers) = AnnouncerHandle::next_of(&mut self.second_announcer) => peers,
             Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
                 tracing::info!(count = peers.len(), "peers from the DHT");
+                peers
+            }
+            Some(peers) = TorrentDht::next_peers(&mut self.second_dht) => {
+                tracing::info!(count = peers.len(), "peers from the DHT (v2 info hash)");
                 peers
             }
             else => std::future::pending().await,
@@ -39,12 +62,16 @@ impl PeerSources {
 
     /// When [`PeerSources::poll`] is next due, if ever.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.dht.as_ref().map(TorrentDht::deadline)
+        [&self.dht, &self.second_dht]
+            .into_iter()
+            .flatten()
+            .map(TorrentDht::deadline)
+            .min()
     }
 
-    /// Starts the DHT search that is due, if any.
+    /// Starts the DHT searches that are due, if any.
     pub(crate) fn poll(&mut self, now: Instant) {
-        if let Some(d) = &mut self.dht {
+        for d in [&mut self.dht, &mut self.second_dht].into_iter().flatten() {
             d.poll_start(now);
         }
     }
@@ -52,10 +79,13 @@ impl PeerSources {
     /// The torrent has nobody left to dial: ask the trackers (within their minimum interval) and
     /// the DHT (at most once a minute) for more.
     pub(crate) fn dry(&mut self, now: Instant) {
-        if let Some(a) = &self.announcer {
+        for a in [&self.announcer, &self.second_announcer]
+            .into_iter()
+            .flatten()
+        {
             a.want_peers();
         }
-        if let Some(d) = &mut self.dht {
+        for d in [&mut self.dht, &mut self.second_dht].into_iter().flatten() {
             d.peers_dry(now);
         }
     }
@@ -69,6 +99,9 @@ impl PeerSources {
 
     /// Asks the trackers for an announce now (a user's reannounce); `false` without trackers.
     pub(crate) fn reannounce(&self) -> bool {
+        if let Some(a) = &self.second_announcer {
+            a.reannounce();
+        }
         self.announcer
             .as_ref()
             .map(AnnouncerHandle::reannounce)
@@ -82,7 +115,10 @@ impl PeerSources {
 
     /// Tells the trackers the download completed (BEP 3 `event=completed`), once.
     pub(crate) fn completed(&self) {
-        if let Some(a) = &self.announcer {
+        for a in [&self.announcer, &self.second_announcer]
+            .into_iter()
+            .flatten()
+        {
             a.completed();
         }
     }
@@ -90,8 +126,15 @@ impl PeerSources {
     /// Tells the trackers we leave (`event=stopped`), within the announcer's stop budget; searches
     /// end with the torrent.
     pub(crate) async fn stop(&mut self) {
-        if let Some(announcer) = self.announcer.take() {
-            announcer.stop().await;
-        }
+        let stop = |a: Option<AnnouncerHandle>| async move {
+            if let Some(announcer) = a {
+                announcer.stop().await;
+            }
+        };
+        // At once, so both fit in one stop budget.
+        tokio::join!(
+            stop(self.announcer.take()),
+            stop(self.second_announcer.take())
+        );
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct LtOptions<'a> {
     pub(crate) pex: bool,
     /// Add the torrent by its info hash only, fetching the metadata from peers (BEP 9).
     pub(crate) magnet: bool,
+    /// Add the torrent by its v2 info hash alone (`urn:btmh:` with the torrent's trackers): it
+    /// announces, and connects, under the truncated SHA-256 only until it has the metadata.
+    pub(crate) magnet_v2: bool,
     /// Peers it dials as soon as the torrent is added.
     pub(crate) connect: &'a [SocketAddr],
     /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
@@ -63,6 +66,7 @@ impl<'a> LtOptions<'a> {
             dht_bootstrap: None,
             pex: false,
             magnet: false,
+            magnet_v2: false,
             connect: &[],
             report_peers: false,
             encryption: None,
@@ -117,6 +121,9 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.magnet {
         command.arg("--magnet");
+    }
+    if options.magnet_v2 {
+        command.arg("--magnet-v2");
     }
     for peer in options.connect {
         command.arg("--connect").arg(peer.to_string());

@@ -23,7 +23,8 @@ finishing, 3 torrent error.
 
 Opt-in, for tests of those features: --pex turns peer exchange (BEP 11) on for the torrent,
 --magnet adds the torrent by its info hash only (a magnet link: the metadata comes from peers,
-BEP 9), --connect IP:PORT dials a peer directly (repeatable), --lsd turns Local Service Discovery
+BEP 9; --magnet-v2 by its v2 hash alone, `urn:btmh:`, with the torrent's trackers, so it announces
+and connects under the v2 hash only), --connect IP:PORT dials a peer directly (repeatable), --lsd turns Local Service Discovery
 on and --dht-bootstrap turns the DHT on. --encryption forced refuses anything but RC4 (MSE) both
 ways; --encryption plaintext never speaks MSE.
 
@@ -38,6 +39,7 @@ announces alike (opentracker records the announce's source address).
 """
 
 import argparse
+import urllib.parse
 import faulthandler
 import json
 import signal
@@ -241,6 +243,12 @@ def main():
         help="add the torrent by its info hash only and fetch the metadata from peers (BEP 9)",
     )
     parser.add_argument(
+        "--magnet-v2",
+        action="store_true",
+        help="add the torrent by its v2 info hash only (a btmh magnet link with the torrent's "
+        "trackers) and fetch the metadata from peers (BEP 52, BEP 9)",
+    )
+    parser.add_argument(
         "--connect",
         action="append",
         default=[],
@@ -300,7 +308,13 @@ def main():
             emit("stopped")
             return 0
 
-    if args.magnet:
+    if args.magnet_v2:
+        info = lt.torrent_info(args.torrent)
+        link = "magnet:?xt=urn:btmh:1220" + str(info.info_hashes().v2)
+        for tracker in info.trackers():
+            link += "&tr=" + urllib.parse.quote(tracker.url, safe="")
+        params = lt.parse_magnet_uri(link)
+    elif args.magnet:
         hashes = lt.torrent_info(args.torrent).info_hashes()
         # A v2-only torrent (BEP 52) has no v1 hash: its link names the SHA-256 as a multihash.
         if hashes.has_v1():

@@ -1,6 +1,8 @@
 //! BitTorrent v2 and hybrid torrents (BEP 52) with libtorrent: swarmer downloads v2-only and hybrid
 //! torrents and a `urn:btmh:` magnet link from a libtorrent seeder, byte-identical, seeds a v2-only
-//! torrent to a libtorrent leecher, and libtorrent accepts the torrents `swarmer create` makes.
+//! torrent to a libtorrent leecher, seeds a hybrid to a libtorrent leecher that knows only its v2
+//! hash (announced and accepted under both hashes), and libtorrent accepts the torrents
+//! `swarmer create` makes.
 //! Torrents are made by libtorrent through `lt_torrent.py`, over payload B (nested directories,
 //! 0-byte files, lengths that are not multiples of the piece length).
 
@@ -268,6 +270,51 @@ fn v2_only_magnet_leecher_gets_layers_from_swarmer() {
                 "swarmer answered no hash request"
             );
             scene.mark("libtorrent got metadata and piece layers from swarmer; every file is byte-identical");
+        },
+    );
+}
+
+#[test]
+fn v2_hybrid_seeded_to_a_btmh_magnet_leecher() {
+    isolated(
+        "v2::v2_hybrid_seeded_to_a_btmh_magnet_leecher",
+        WITH_LIBTORRENT,
+        |scene| {
+            // libtorrent knows only the v2 hash: it announces it to the tracker, which can only
+            // name swarmer if swarmer announced the hybrid under its v2 hash too, and it connects
+            // with that hash, which swarmer must accept and answer under.
+            let fixture = fixture(scene, "hybrid");
+            let _tracker = Tracker::start(scene, &[&fixture.torrent]);
+            let bytes = std::fs::read(&fixture.torrent).expect("read torrent");
+            let v2 = bencode::v2_info_hash(&bytes).expect("a v2 hash");
+            let truncated = tracker::hex(&v2[..20]);
+            let dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&dir);
+            // -vv: the debug log names the info hash each peer connected with.
+            let mut seeder = swarmer::seed(scene, &fixture.torrent, &dir, &["-vv"]);
+            let out = scene.subdir("lt-download");
+            let mut options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
+            options.magnet_v2 = true;
+            let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
+            match libtorrent::wait_leecher(scene, "lt-leecher", &options, &mut leecher) {
+                Some(status) => {
+                    assert!(status.success(), "libtorrent leecher exited with {status}")
+                }
+                None => panic!("libtorrent leecher did not finish before the deadline"),
+            }
+            fixture.payload.assert_same(&out.join("multi"));
+            swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+            let log = seeder.stderr_text();
+            let by_v2 = log.lines().any(|line| {
+                line.contains("peer connected")
+                    && line.contains(&format!("info_hash={truncated}"))
+                    && line.contains("outgoing=false")
+            });
+            assert!(
+                by_v2,
+                "libtorrent did not connect with the v2 hash {truncated}:\n{log}"
+            );
+            scene.mark("libtorrent found swarmer under the v2 hash and connected with it; every file is byte-identical");
         },
     );
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::bencode::{Dict, Value};
 use crate::layout::Layout;
-use crate::merkle::{self, Hash256};
+use crate::merkle::{self, Hash256, LeafEvidence, PieceCheck};
 use crate::metainfo::error::MetainfoError;
 use crate::metainfo::fields::{check_component, dotted};
 
@@ -305,19 +305,35 @@ impl V2Info {
     /// is not known, or no file holds it); `Some(false)` when it does not match, or padding bytes are
     /// not zero.
     pub fn verify_piece(&self, piece: u32, data: &[u8], piece_length: u32) -> Option<bool> {
+        self.check_piece(piece, data, piece_length)
+            .map(|c| c.is_good())
+    }
+
+    /// As [`V2Info::verify_piece`], keeping on a mismatch the leaf hashes computed on the way, with
+    /// which the bad blocks can be found ([`crate::blame`]).
+    pub fn check_piece(&self, piece: u32, data: &[u8], piece_length: u32) -> Option<PieceCheck> {
         let file = self.file_of_piece(piece)?;
         let index = piece - file.first_piece;
         let start = u64::from(index) * u64::from(piece_length);
         let len = (file.length - start).min(u64::from(piece_length)) as usize;
-        let (content, padding) = data.split_at_checked(len)?;
-        if padding.iter().any(|&b| b != 0) {
-            return Some(false);
+        if data.len() < len {
+            return None;
         }
-        if file.piece_count == 1 {
-            return Some(merkle::small_file_root(content) == Some(file.pieces_root));
-        }
-        let expected = file.layer.as_ref()?.get(index as usize)?;
-        Some(merkle::piece_hash(content, piece_length) == *expected)
+        let (expected, width) = if file.piece_count == 1 {
+            let leaves = len.div_ceil(crate::BLOCK_SIZE as usize).max(1);
+            (file.pieces_root, leaves.next_power_of_two() as u32)
+        } else {
+            let expected = *file.layer.as_ref()?.get(index as usize)?;
+            (expected, merkle::blocks_per_piece(piece_length) as u32)
+        };
+        Some(LeafEvidence::check(
+            file.pieces_root,
+            index.checked_mul(width)?,
+            width,
+            expected,
+            data,
+            len,
+        ))
     }
 
     /// The `piece layers` dictionary to write beside `info` in a `.torrent` file: every known layer,

@@ -6,8 +6,9 @@
 //! decision. The simulator plays the driver's part exactly as `crates/swarmer` does: it encodes each
 //! [`Action::Send`] with [`Outgoing::to_message`](crate::torrent::Outgoing::to_message), turns each [`Action::Upload`] into a `piece` message
 //! carrying the block's bytes, decodes every delivered frame with [`Message::decode`] before handing it
-//! to [`Torrent::handle_message`], verifies pieces with SHA-1 and reports [`Torrent::handle_block_sent`]
-//! when a block has left the sender.
+//! to [`Torrent::handle_message`], verifies pieces with SHA-1 (or, in a [`Swarm::new_v2`] swarm,
+//! against the content's BEP 52 merkle tree, answering leaf hash requests as the driver does) and
+//! reports [`Torrent::handle_block_sent`] when a block has left the sender.
 //!
 //! # Use
 //!
@@ -95,6 +96,7 @@ use crate::{Bitfield, FilePriority, InfoHash, Layout};
 
 #[cfg(test)]
 mod tests;
+mod v2;
 
 /// A node of the swarm, numbered from 0 in the order of [`Swarm::add_node`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +133,8 @@ pub struct NodeConfig {
     pub liar: bool,
     /// Never sends a block: drops every [`Action::Upload`] of its engine.
     pub free_rider: bool,
+    /// Answers BEP 52 leaf hash requests (in a [`Swarm::new_v2`] swarm) with a wrong hash.
+    pub false_hashes: bool,
     /// Sets the Fast Extension bit (BEP 6); a connection uses it when both ends set it.
     pub fast: bool,
     /// Sets the extension protocol bit (BEP 10); a connection uses it when both ends set it.
@@ -150,6 +154,7 @@ impl NodeConfig {
             have: Have::All,
             liar: false,
             free_rider: false,
+            false_hashes: false,
             fast: true,
             extensions: true,
             engine: Config::default(),
@@ -210,6 +215,8 @@ pub struct Swarm {
     /// Messages delivered, by (sender, receiver, message id).
     messages: BTreeMap<(NodeId, NodeId, u8), u64>,
     check_invariants: bool,
+    /// The v2 tree of the content, as one file, in a [`Swarm::new_v2`] swarm.
+    v2: Option<crate::metainfo::V2Info>,
 }
 
 #[derive(Debug)]
@@ -373,6 +380,7 @@ impl Swarm {
             unchoked: BTreeMap::new(),
             messages: BTreeMap::new(),
             check_invariants: true,
+            v2: None,
         }
     }
 
@@ -678,6 +686,13 @@ impl Swarm {
             Message::Choke => self.set_unchoked(frame.from, node, false),
             _ => {}
         }
+        if let Message::Unknown { id, payload } = message {
+            if id == crate::hashes::HASH_REQUEST {
+                // Answered by the driver, as the library does.
+                self.answer_hash_request(node, frame.conn, payload);
+                return;
+            }
+        }
         let at = self.instant();
         self.nodes[node.0].engine.handle_message(key, message, at);
         self.drain(node);
@@ -817,11 +832,11 @@ impl Swarm {
                     self.close(conn, other);
                 }
                 Action::VerifyPiece { piece, data } => {
-                    let ok = sha1(&data) == self.hashes[piece.as_usize()];
+                    let check = self.check_piece(piece, &data);
                     let at = self.instant();
                     self.nodes[node.0]
                         .engine
-                        .handle_piece_verified(piece, ok, data, at);
+                        .handle_piece_checked(piece, check, data, at);
                 }
             }
         }

@@ -5,6 +5,7 @@
 use super::*;
 
 mod regressions;
+mod v2;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;

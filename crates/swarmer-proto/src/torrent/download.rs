@@ -7,6 +7,9 @@ use crate::time::Instant;
 use std::net::IpAddr;
 
 use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
+use crate::blame::{Reply, Verdict};
+use crate::hashes::{EncodedHashRequest, HashMessage};
+use crate::merkle::PieceCheck;
 use crate::picker::BlockOutcome;
 use crate::wire::BlockRequest;
 use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
@@ -15,6 +18,17 @@ use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
 pub(super) struct PieceBuffer {
     data: Vec<u8>,
     contributors: Vec<IpAddr>,
+    /// The address that sent each block, in block order (v2 pieces are resolved to the block).
+    senders: Vec<Option<IpAddr>>,
+}
+
+/// A piece handed to the driver to verify: who sent it, for trust and blame.
+#[derive(Debug)]
+pub(super) struct Verifying {
+    /// Every address that sent a block of it.
+    pub(super) contributors: Vec<IpAddr>,
+    /// The address that sent each block, in block order.
+    pub(super) senders: Vec<IpAddr>,
 }
 
 /// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
@@ -355,7 +369,20 @@ impl Torrent {
                 }
                 if piece_complete {
                     let buffer = self.buffers.remove(&block.piece).expect("stored above");
-                    self.verifying.insert(block.piece, buffer.contributors);
+                    // Every block is in (the picker said so); an unspecified address blames nobody.
+                    let unknown = IpAddr::from([0u8; 4]);
+                    let senders = buffer
+                        .senders
+                        .iter()
+                        .map(|s| s.unwrap_or(unknown))
+                        .collect();
+                    self.verifying.insert(
+                        block.piece,
+                        Verifying {
+                            contributors: buffer.contributors,
+                            senders,
+                        },
+                    );
                     self.actions.push_back(Action::VerifyPiece {
                         piece: block.piece,
                         data: buffer.data,
@@ -375,10 +402,14 @@ impl Torrent {
             PieceBuffer {
                 data,
                 contributors: Vec::new(),
+                senders: vec![None; piece_len.div_ceil(crate::BLOCK_SIZE as usize)],
             }
         });
         let start = block.offset as usize;
         buffer.data[start..start + data.len()].copy_from_slice(data);
+        if let Some(sender) = buffer.senders.get_mut(start / crate::BLOCK_SIZE as usize) {
+            *sender = Some(ip);
+        }
         if !buffer.contributors.contains(&ip) {
             buffer.contributors.push(ip);
         }
@@ -477,7 +508,8 @@ impl Torrent {
     }
 
     /// The driver hashed (and, if good, wrote) `piece`; `buffer` is the data it was given, returned for
-    /// reuse.
+    /// reuse. The same as [`Torrent::handle_piece_checked`] without evidence of which blocks were
+    /// bad: a failed piece is blamed on every contributor.
     pub fn handle_piece_verified(
         &mut self,
         piece: PieceIndex,
@@ -485,7 +517,33 @@ impl Torrent {
         buffer: Vec<u8>,
         now: Instant,
     ) {
-        let Some(contributors) = self.verifying.remove(&piece) else {
+        let check = if ok {
+            PieceCheck::Good
+        } else {
+            PieceCheck::Bad(None)
+        };
+        self.handle_piece_checked(piece, check, buffer, now);
+    }
+
+    /// The driver checked (and, if good, wrote) `piece` (`crate::metainfo::Info::check_piece`);
+    /// `buffer` is the data it was given, returned for reuse.
+    ///
+    /// A failed v2 piece comes with its leaf hashes: the engine asks a peer that has the piece for
+    /// the true ones (BEP 52 `hash request`, [`crate::blame`]) and blames only the senders of the
+    /// bad blocks; without an answer within [`crate::blame::MAX_ASKED`] tries, or for a v1 piece,
+    /// every contributor loses trust.
+    pub fn handle_piece_checked(
+        &mut self,
+        piece: PieceIndex,
+        check: PieceCheck,
+        buffer: Vec<u8>,
+        now: Instant,
+    ) {
+        let Some(Verifying {
+            contributors,
+            senders,
+        }) = self.verifying.remove(&piece)
+        else {
             return;
         };
         let len = u64::from(self.layout.piece_len(piece));
@@ -499,6 +557,7 @@ impl Torrent {
             self.pool.push(buffer);
         }
         let wanted = self.picker.priority(piece).is_wanted();
+        let ok = check.is_good();
         self.picker.piece_verified(piece, ok);
         if ok {
             self.have.set(piece.as_usize());
@@ -541,29 +600,142 @@ impl Torrent {
             });
             // A banned address's blocks stay in the pieces it helped fill until they fail: such a
             // piece is its fault alone, or every honest peer that filled the rest would be blamed.
-            let mut culprits = contributors;
-            if culprits.iter().any(|ip| self.banned.contains(ip)) {
-                culprits.retain(|ip| self.banned.contains(ip));
-            }
-            let penalty = if culprits.len() == 1 { 4 } else { 2 };
-            for ip in culprits {
-                let t = self.trust.entry(ip).or_insert(0);
-                *t -= penalty;
-                if *t <= self.config.ban_trust && self.banned.insert(ip) {
-                    self.events.push_back(Event::Banned(ip));
-                    let keys: Vec<PeerKey> = self
-                        .peers
-                        .iter()
-                        .filter(|(_, p)| p.info.addr.ip() == ip)
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for key in keys {
-                        self.disconnect(key, PeerFault::Misbehaved(Offence::HashFailures));
+            let banned: Vec<IpAddr> = contributors
+                .iter()
+                .copied()
+                .filter(|ip| self.banned.contains(ip))
+                .collect();
+            match check {
+                _ if !banned.is_empty() => self.blame_contributors(banned),
+                PieceCheck::Bad(Some(evidence)) => {
+                    if let Some(verdict) = self.inquiries.open(piece, evidence, senders) {
+                        self.apply_verdict(verdict);
                     }
+                    self.poll_inquiries(now);
                 }
+                _ => self.blame_contributors(contributors),
             }
         }
         self.fill_all(now);
+    }
+
+    /// Today's rule for a failed piece whose bad blocks are unknown: every contributor loses
+    /// trust (more when it is alone), and is banned once its trust falls to
+    /// [`Config::ban_trust`](super::Config::ban_trust).
+    fn blame_contributors(&mut self, culprits: Vec<IpAddr>) {
+        let penalty = if culprits.len() == 1 { 4 } else { 2 };
+        for ip in culprits {
+            let t = self.trust.entry(ip).or_insert(0);
+            *t -= penalty;
+            if *t <= self.config.ban_trust {
+                self.ban(ip, Offence::HashFailures);
+            }
+        }
+    }
+
+    /// Bans `ip` (its trust at the ban level) and disconnects it, once.
+    pub(super) fn ban(&mut self, ip: IpAddr, offence: Offence) {
+        let t = self.trust.entry(ip).or_insert(0);
+        *t = (*t).min(self.config.ban_trust);
+        if self.banned.insert(ip) {
+            self.events.push_back(Event::Banned(ip));
+            let keys: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.info.addr.ip() == ip)
+                .map(|(k, _)| *k)
+                .collect();
+            for key in keys {
+                self.disconnect(key, PeerFault::Misbehaved(offence.clone()));
+            }
+        }
+    }
+
+    /// Carries out the outcome of resolving a failed v2 piece: proven senders of bad blocks are
+    /// banned at once (the merkle proof leaves no doubt); an unresolved piece falls back on
+    /// every contributor.
+    fn apply_verdict(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Pinned { piece, culprits } => {
+                self.events.push_back(Event::BadBlocksPinned {
+                    piece,
+                    peers: culprits.clone(),
+                });
+                // An unspecified address stands for a block whose sender is unknown (none is).
+                for ip in culprits.into_iter().filter(|ip| !ip.is_unspecified()) {
+                    self.ban(ip, Offence::CorruptBlock);
+                }
+            }
+            Verdict::Unresolved { contributors, .. } => self.blame_contributors(contributors),
+        }
+    }
+
+    /// Asks peers for the leaves of failed v2 pieces waiting for an answer, and settles those no
+    /// peer is left to ask for. Candidates: connected, not banned peers that have the piece, any of
+    /// which will do, including the senders: an answer is proven either way.
+    pub(super) fn poll_inquiries(&mut self, now: Instant) {
+        if self.inquiries.is_empty() {
+            return;
+        }
+        let (peers, banned) = (&self.peers, &self.banned);
+        let (requests, verdicts) = self.inquiries.poll(now, |piece| {
+            peers
+                .iter()
+                .filter(|(_, p)| {
+                    p.bitfield.get(piece.as_usize()) && !banned.contains(&p.info.addr.ip())
+                })
+                .map(|(k, _)| *k)
+                .collect()
+        });
+        for (key, request) in requests {
+            self.send(
+                key,
+                Outgoing::HashRequest(EncodedHashRequest::new(request)),
+                now,
+            );
+        }
+        for verdict in verdicts {
+            self.apply_verdict(verdict);
+        }
+    }
+
+    /// A BEP 52 `hashes` or `hash reject` (id 22, 23) from `key`: an answer to our request for a
+    /// failed piece's leaves. Others are ignored (we ask nothing else while running).
+    ///
+    /// Errors: a malformed message, or hashes that do not hash up to the node we trust.
+    pub(super) fn on_hash_message(
+        &mut self,
+        key: PeerKey,
+        id: u8,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), PeerFault> {
+        let message =
+            HashMessage::decode(id, payload).map_err(|e| PeerFault::Malformed(e.to_string()))?;
+        let reply = match &message {
+            HashMessage::Hashes { request, hashes } => {
+                self.inquiries.on_hashes(key, request, hashes)
+            }
+            HashMessage::Reject(request) => self.inquiries.on_reject(key, request),
+            HashMessage::Request(_) => Reply::Ignored,
+        };
+        match reply {
+            Reply::Ignored => {}
+            Reply::Handled(verdicts) => {
+                for verdict in verdicts {
+                    self.apply_verdict(verdict);
+                }
+                self.poll_inquiries(now);
+            }
+            Reply::Lied(liar) => {
+                if let Some(ip) = self.peers.get(&liar).map(|p| p.info.addr.ip()) {
+                    self.ban(ip, Offence::BadHashes);
+                }
+                self.disconnect(liar, PeerFault::Misbehaved(Offence::BadHashes));
+                self.poll_inquiries(now);
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn fill_all(&mut self, now: Instant) {

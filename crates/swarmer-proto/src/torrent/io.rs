@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bitfield::BitfieldError;
+use crate::hashes::EncodedHashRequest;
 use crate::wire::{BlockRequest, Message};
 use crate::{Bitfield, BlockRef, PieceIndex};
 
@@ -160,6 +161,8 @@ pub enum Outgoing {
     AllowedFast(PieceIndex),
     /// BEP 10 extended message: id and bencoded payload.
     Extended(u8, Vec<u8>),
+    /// BEP 52 `hash request` (id 21) for the leaves of a piece that failed ([`crate::blame`]).
+    HashRequest(EncodedHashRequest),
 }
 
 impl Outgoing {
@@ -185,6 +188,10 @@ impl Outgoing {
             Outgoing::Unchoke => Message::Unchoke,
             Outgoing::AllowedFast(p) => Message::AllowedFast(p.get()),
             Outgoing::Extended(id, payload) => Message::Extended { id: *id, payload },
+            Outgoing::HashRequest(r) => Message::Unknown {
+                id: crate::hashes::HASH_REQUEST,
+                payload: r.payload(),
+            },
         }
     }
 }
@@ -232,6 +239,14 @@ pub enum Offence {
     /// Sent data that failed the piece hash too often; its address is banned.
     #[error("sent data that failed verification")]
     HashFailures,
+    /// Sent a block whose hash is proven wrong by its file's merkle tree (BEP 52); its address is
+    /// banned.
+    #[error("sent a corrupt block (proven by the v2 merkle tree)")]
+    CorruptBlock,
+    /// Answered a `hash request` with hashes that do not hash up to the node we trust (BEP 52);
+    /// its address is banned.
+    #[error("sent hashes that do not match the merkle tree")]
+    BadHashes,
     /// Nothing received for [`Config::peer_timeout`].
     #[error("silent for {0:?}")]
     Silent(Duration),
@@ -325,7 +340,15 @@ pub enum Event {
         /// Every address that contributed a block.
         peers: Vec<IpAddr>,
     },
-    /// An address is banned after repeated bad data.
+    /// The bad blocks of a failed v2 piece were found (BEP 52 leaf hashes, proven): these addresses
+    /// sent them, and only they are blamed.
+    BadBlocksPinned {
+        /// The piece, downloaded again.
+        piece: PieceIndex,
+        /// The senders of the bad blocks.
+        peers: Vec<IpAddr>,
+    },
+    /// An address is banned after bad data (repeated, or one block proven bad) or lying hashes.
     Banned(IpAddr),
     /// Every wanted piece (priority other than `Skip`) is verified: the torrent is finished. Emitted
     /// each time it becomes so (again after priorities asked for more); without a selection it comes

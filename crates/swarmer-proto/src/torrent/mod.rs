@@ -25,7 +25,9 @@
 //!   pieces; at most [`Config::max_peer_requests`] are queued and [`Config::upload_window`] uploading;
 //! - at most [`Config::upload_slots`] + 1 (optimistic) peers are unchoked;
 //! - a private torrent advertises, serves and sends no extension message (`m` is empty);
-//! - we send a peer at most one PEX message per [`PEX_INTERVAL`], never listing the peer itself.
+//! - we send a peer at most one PEX message per [`PEX_INTERVAL`], never listing the peer itself;
+//! - at most [`MAX_INQUIRIES`] failed v2 pieces are being resolved to their bad blocks, each asked
+//!   of at most one peer at a time, and that peer is connected ([`crate::blame`]).
 //!
 //! [`FilePriority`]: crate::FilePriority
 
@@ -38,6 +40,8 @@ use crate::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::blame::{Inquiries, MAX_INQUIRIES};
+use crate::hashes::{HASH_REJECT, HASHES};
 use crate::picker::Picker;
 use crate::wire::Message;
 use crate::{BLOCK_SIZE, Bitfield, BlockRef, InfoHash, Layout, PieceIndex};
@@ -59,7 +63,7 @@ pub use io::{
     Stats,
 };
 
-use download::{PieceBuffer, withdraw};
+use download::{PieceBuffer, Verifying, withdraw};
 use ext::PeerExtensions;
 
 /// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
@@ -138,7 +142,9 @@ pub struct Torrent {
     peers: BTreeMap<PeerKey, Peer>,
     next_key: u64,
     buffers: BTreeMap<PieceIndex, PieceBuffer>,
-    verifying: BTreeMap<PieceIndex, Vec<IpAddr>>,
+    verifying: BTreeMap<PieceIndex, Verifying>,
+    /// Failed v2 pieces whose bad blocks are being found (BEP 52 hash requests).
+    inquiries: Inquiries<PeerKey>,
     pool: Vec<Vec<u8>>,
     trust: HashMap<IpAddr, i32>,
     banned: HashSet<IpAddr>,
@@ -190,6 +196,7 @@ impl Torrent {
             next_key: 0,
             buffers: BTreeMap::new(),
             verifying: BTreeMap::new(),
+            inquiries: Inquiries::default(),
             pool: Vec::new(),
             trust: HashMap::new(),
             banned: HashSet::new(),
@@ -341,6 +348,7 @@ impl Torrent {
             return;
         };
         self.picker.remove_availability(&peer.bitfield);
+        self.inquiries.remove_peer(key);
         for block in peer.in_flight {
             self.picker.request_dropped(block);
         }
@@ -361,6 +369,9 @@ impl Torrent {
         };
         let fast = peer.info.fast;
         let result = match message {
+            Message::Unknown { id, payload } if id == HASHES || id == HASH_REJECT => {
+                self.on_hash_message(key, id, payload, now)
+            }
             Message::KeepAlive | Message::Unknown { .. } => Ok(()),
             Message::Port(port) => {
                 // BEP 5: the peer runs a DHT node on this UDP port. Reported for the driver to
@@ -541,7 +552,14 @@ impl Torrent {
             self.run_choker(now);
         }
         self.fill_upload_slots(now);
+        self.poll_inquiries(now);
         self.fill_all(now);
+    }
+
+    /// The trust of address `ip`: +1 per verified piece it helped fill (up to 20), less for failed
+    /// ones; banned at [`Config::ban_trust`].
+    pub fn trust(&self, ip: IpAddr) -> i32 {
+        self.trust.get(&ip).copied().unwrap_or(0)
     }
 
     fn send(&mut self, peer: PeerKey, message: Outgoing, now: Instant) {
@@ -598,6 +616,13 @@ impl Torrent {
         }
         let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
         assert!(unchoked <= self.config.upload_slots + 1, "unchoke slots");
+        assert!(self.inquiries.len() <= MAX_INQUIRIES, "inquiry bound");
+        for key in self.inquiries.asked() {
+            assert!(
+                self.peers.contains_key(&key),
+                "hash request pending with a gone peer"
+            );
+        }
         for (block, n) in counts {
             assert_eq!(self.picker.request_count(block), n, "requests of {block:?}");
         }

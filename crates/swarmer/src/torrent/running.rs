@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use swarmer_proto::hashes;
+use swarmer_proto::hashes::{self, HashMessage};
+use swarmer_proto::merkle::PieceCheck;
 use swarmer_proto::torrent::{
     Action, Config as EngineConfig, Event, PeerInfo, PeerKey, Requested, Torrent,
 };
@@ -39,6 +40,9 @@ const CONN_QUEUE: usize = 256;
 /// socket read (64 KiB), so this bounds buffered input at 2 MiB per torrent; a full queue stops the
 /// connection tasks from reading, which pushes back on the peers through TCP.
 const EVENT_QUEUE: usize = 32;
+/// BEP 52 leaf-layer answers computed at once (each reads and hashes one piece); requests beyond
+/// them are rejected.
+const LEAF_ANSWERS: usize = 4;
 /// How often the owner looks for new peers to dial.
 const CONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -52,7 +56,9 @@ struct Running {
     /// The engine's key of each established connection, and back.
     keys: HashMap<ConnId, PeerKey>,
     by_key: HashMap<PeerKey, ConnId>,
-    verify: JoinSet<(PieceIndex, Result<bool, StorageError>, Vec<u8>)>,
+    verify: JoinSet<(PieceIndex, Result<PieceCheck, StorageError>, Vec<u8>)>,
+    /// BEP 52 leaf-layer answers being computed from pieces on disk, at most [`LEAF_ANSWERS`].
+    leaf_answers: JoinSet<(ConnId, Vec<u8>)>,
     /// Pieces waiting for a verification slot; at most `verify_slots` run at once, so hashing never has
     /// more threads than there are cores to run them.
     verify_queue: VecDeque<(PieceIndex, Vec<u8>)>,
@@ -124,18 +130,24 @@ async fn start(
         downloaded: 0,
         left: stats.left,
     });
-    let announcer = spawn_announcer(
-        t.tracker.clone(),
-        AnnouncerConfig {
-            tiers: metainfo.announce_tiers.clone(),
-            info_hash: metainfo.info_hash,
-            peer_id: shared.peer_id,
-            port: shared.listen_addr.port(),
-            num_want: shared.config.num_want,
-            crypto: shared.encryption_memory.policy().tracker_crypto(),
-        },
-        stats_rx,
-    );
+    let announce = |info_hash| {
+        spawn_announcer(
+            t.tracker.clone(),
+            AnnouncerConfig {
+                tiers: metainfo.announce_tiers.clone(),
+                info_hash,
+                peer_id: shared.peer_id,
+                port: shared.listen_addr.port(),
+                num_want: shared.config.num_want,
+                crypto: shared.encryption_memory.policy().tracker_crypto(),
+            },
+            stats_rx.clone(),
+        )
+    };
+    let announcer = announce(metainfo.info_hash);
+    // A hybrid torrent is announced under its v2 info hash too (BEP 52), truncated to 20 bytes.
+    let second_hash = metainfo.wire_hashes().get(1).copied();
+    let second_announcer = second_hash.map(announce);
     let piece_count = engine.layout().piece_count() as usize;
     let mut conns = Connections::new(
         Arc::clone(&shared),
@@ -155,11 +167,18 @@ async fn start(
     );
     conns.book.add(std::mem::take(&mut t.early_peers));
     // BEP 27: a private torrent finds peers through its trackers only.
-    let dht = shared
-        .dht
-        .clone()
-        .filter(|_| !metainfo.info.private)
-        .map(|h| TorrentDht::new(h, metainfo.info_hash, Some(shared.listen_addr.port())));
+    let dht_for = |info_hash| {
+        shared
+            .dht
+            .clone()
+            .filter(|_| !metainfo.info.private)
+            .map(|h| TorrentDht::new(h, info_hash, Some(shared.listen_addr.port())))
+    };
+    let dht = dht_for(metainfo.info_hash);
+    let mut sources = PeerSources::new(announcer, dht);
+    if let (Some(hash), Some(announcer)) = (second_hash, second_announcer) {
+        sources = sources.with_second(announcer, dht_for(hash));
+    }
     let (state, seeding_since) = match (engine.is_finished(), t.options.seed.is_some()) {
         (false, _) => (TorrentState::Downloading, None),
         (true, true) => (TorrentState::Seeding, Some(Instant::now())),
@@ -176,12 +195,13 @@ async fn start(
         resume,
         t,
         engine,
-        sources: PeerSources::new(announcer, dht),
+        sources,
         stats_tx,
         conns,
         keys: HashMap::new(),
         by_key: HashMap::new(),
         verify: JoinSet::new(),
+        leaf_answers: JoinSet::new(),
         verify_queue: VecDeque::new(),
         verify_slots: hashing_threads(),
         out: HashMap::new(),
@@ -228,8 +248,15 @@ impl Running {
                 Some(joined) = self.verify.join_next() => {
                     let (piece, result, buffer) = joined.expect("verification task panicked");
                     match result {
-                        Ok(ok) => self.engine.handle_piece_verified(piece, ok, buffer, self.clock().now()),
+                        Ok(check) => self.engine.handle_piece_checked(piece, check, buffer, self.clock().now()),
                         Err(e) => break Err(TorrentError::Storage(e)),
+                    }
+                }
+                Some(joined) = self.leaf_answers.join_next() => {
+                    if let Ok((conn, reply)) = joined {
+                        if self.conns.send(conn, Outbound::Bytes(Bytes::from(reply))).is_err() {
+                            self.close(conn, true);
+                        }
                     }
                 }
                 peers = self.sources.next() => {
@@ -326,7 +353,13 @@ impl Running {
                     outgoing: c.outgoing,
                     encrypted,
                 };
-                tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
+                tracing::debug!(
+                    addr = %c.addr,
+                    peer_id = ?handshake.peer_id,
+                    info_hash = %handshake.info_hash,
+                    outgoing = c.outgoing,
+                    "peer connected"
+                );
                 let key = self.engine.add_peer(info, now);
                 self.keys.insert(conn, key);
                 self.by_key.insert(key, conn);
@@ -337,27 +370,14 @@ impl Running {
                 };
                 for frame in frames {
                     match Message::decode_frame(&frame) {
-                        // BEP 52 hash requests are answered from the metainfo's piece layers.
-                        Ok(Message::Unknown { id, payload })
-                            if (hashes::HASH_REQUEST..=hashes::HASH_REJECT).contains(&id) =>
-                        {
-                            let info = &self.t.metainfo.info;
-                            match hashes::answer(info.v2.as_deref(), info.piece_length, id, payload)
-                            {
-                                Ok(None) => {}
-                                Ok(Some(reply)) => {
-                                    tracing::debug!(conn, "answering a BEP 52 hash request");
-                                    let reply = Outbound::Bytes(Bytes::from(reply));
-                                    if self.conns.send(conn, reply).is_err() {
-                                        self.close(conn, true);
-                                        return;
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::debug!("malformed hash message: {e}");
-                                    self.close(conn, true);
-                                    return;
-                                }
+                        // BEP 52 hash requests are answered from the metainfo's piece layers, or
+                        // for a piece's leaves from its bytes on disk; `hashes` and `hash reject`
+                        // answer the engine's requests and go to it.
+                        Ok(Message::Unknown { id, payload }) if id == hashes::HASH_REQUEST => {
+                            if let Err(e) = self.answer_hash_request(conn, payload) {
+                                tracing::debug!("malformed hash message: {e}");
+                                self.close(conn, true);
+                                return;
                             }
                         }
                         Ok(message) => self.engine.handle_message(key, message, now),
@@ -478,6 +498,13 @@ impl Running {
                         "piece failed its hash check; downloading it again"
                     );
                 }
+                Event::BadBlocksPinned { piece, peers } => {
+                    tracing::warn!(
+                        piece = piece.get(),
+                        ?peers,
+                        "the merkle tree pins the piece's bad blocks on these peers alone"
+                    );
+                }
                 Event::Banned(ip) => {
                     tracing::warn!(%ip, "banning peer after repeated bad data");
                     self.conns.book.ban(ip);
@@ -498,15 +525,84 @@ impl Running {
         let storage = Arc::clone(&self.t.storage);
         let write_lock = Arc::clone(&self.t.write_lock);
         self.verify.spawn_blocking(move || {
-            let ok = metainfo.info.verify_piece(piece, &data);
-            let result = if ok {
+            let check = metainfo.info.check_piece(piece, &data);
+            let result = if check.is_good() {
                 let _writing = write_lock.lock().unwrap_or_else(|e| e.into_inner());
-                storage.write(piece, 0, &data).map(|()| true)
+                storage.write(piece, 0, &data).map(|()| check)
             } else {
-                Ok(false)
+                Ok(check)
             };
             (piece, result, data)
         });
+    }
+
+    /// Answers a BEP 52 `hash request` on `conn`: from the piece layers in the metainfo, or, for
+    /// the leaves of one piece we have (what a peer resolving a failed piece asks), from the
+    /// piece's bytes read and hashed on the blocking pool, at most [`LEAF_ANSWERS`] at a time
+    /// (beyond that, and for anything else, a `hash reject`).
+    ///
+    /// Errors: a malformed request (the caller closes the connection).
+    fn answer_hash_request(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), hashes::HashMessageError> {
+        let info = &self.t.metainfo.info;
+        let HashMessage::Request(request) = HashMessage::decode(hashes::HASH_REQUEST, payload)?
+        else {
+            return Ok(());
+        };
+        let leaves = info.v2.as_deref().and_then(|v2| {
+            let file = v2
+                .files
+                .iter()
+                .find(|f| f.pieces_root == request.pieces_root)?;
+            let index = hashes::leaf_request_piece(file, &request, info.piece_length)?;
+            let piece = info.layout.piece(file.first_piece + index)?;
+            self.engine
+                .have()
+                .get(piece.as_usize())
+                .then(|| (file.clone(), index, piece))
+        });
+        if let Some((file, index, piece)) = leaves {
+            if self.leaf_answers.len() < LEAF_ANSWERS {
+                tracing::debug!(
+                    conn,
+                    piece = piece.get(),
+                    "answering a BEP 52 leaf hash request"
+                );
+                let storage = Arc::clone(&self.t.storage);
+                let piece_length = info.piece_length;
+                let len = info.layout.piece_len(piece) as usize;
+                self.leaf_answers.spawn_blocking(move || {
+                    let mut data = vec![0; len];
+                    let start = u64::from(index) * u64::from(piece_length);
+                    let content = (file.length - start).min(len as u64) as usize;
+                    let served = storage.read(piece, 0, &mut data).ok().and_then(|()| {
+                        hashes::serve_leaves(&file, &request, piece_length, index, &data[..content])
+                    });
+                    (conn, hashes::frame(&hash_reply(request, served)))
+                });
+                return Ok(());
+            }
+        }
+        let reply = hashes::answer(
+            info.v2.as_deref(),
+            info.piece_length,
+            hashes::HASH_REQUEST,
+            payload,
+        )?;
+        if let Some(reply) = reply {
+            tracing::debug!(conn, "answering a BEP 52 hash request");
+            if self
+                .conns
+                .send(conn, Outbound::Bytes(Bytes::from(reply)))
+                .is_err()
+            {
+                self.close(conn, true);
+            }
+        }
+        Ok(())
     }
 
     /// New file priorities at run time: files that become wanted are created (their pieces we
@@ -730,9 +826,9 @@ impl Running {
             self.spawn_verify(piece, data);
         }
         while let Some(joined) = self.verify.join_next().await {
-            if let Ok((piece, Ok(ok), buffer)) = joined {
+            if let Ok((piece, Ok(check), buffer)) = joined {
                 self.engine
-                    .handle_piece_verified(piece, ok, buffer, self.clock().now());
+                    .handle_piece_checked(piece, check, buffer, self.clock().now());
             }
         }
         // Data seeded from read-only files was never written; syncing them is harmless.
@@ -772,5 +868,16 @@ fn snapshot<'a>(engine: &'a Torrent, t: &'a TorrentTask) -> Snapshot<'a> {
         have: engine.have(),
         priorities: &t.options.file_priorities,
         transferred: (stats.uploaded, stats.downloaded),
+    }
+}
+
+/// The `hashes` reply to `request` (`served`: the hashes), or a `hash reject` without them.
+fn hash_reply(
+    request: hashes::HashRequest,
+    served: Option<Vec<swarmer_proto::merkle::Hash256>>,
+) -> HashMessage {
+    match served {
+        Some(hashes) => HashMessage::Hashes { request, hashes },
+        None => HashMessage::Reject(request),
     }
 }

@@ -6,6 +6,7 @@ use super::*;
 use crate::bitfield::BitfieldError;
 use crate::digest::sha1;
 
+mod blame;
 mod download;
 mod ext;
 mod serve;
