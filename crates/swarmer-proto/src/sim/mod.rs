@@ -823,6 +823,8 @@ impl Swarm {
                         .engine
                         .handle_piece_verified(piece, ok, data, at);
                 }
+                // The simulated swarm has no web seeds.
+                Action::WebFetch { .. } | Action::DropWebSeed { .. } => {}
             }
         }
         let now = self.now;

@@ -6,7 +6,7 @@
 use crate::time::Instant;
 use std::net::IpAddr;
 
-use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
+use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent, WebSeedKey};
 use crate::picker::BlockOutcome;
 use crate::wire::BlockRequest;
 use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
@@ -14,7 +14,14 @@ use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
 #[derive(Debug)]
 pub(super) struct PieceBuffer {
     data: Vec<u8>,
-    contributors: Vec<IpAddr>,
+    contributors: Vec<Source>,
+}
+
+/// Who sent a block: a peer's address (trust and bans go by address) or a web seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Peer(IpAddr),
+    Web(WebSeedKey),
 }
 
 /// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
@@ -76,6 +83,10 @@ impl Torrent {
                 for block in cancelled {
                     self.send(key, Outgoing::Cancel(block), now);
                 }
+            }
+            // A web seed's fetch goes on; the blocks of this piece in it are simply not needed.
+            for seed in self.web_seeds.values_mut() {
+                seed.in_flight.retain(|b| b.piece != piece);
             }
             self.buffers.remove(&piece);
         }
@@ -349,17 +360,12 @@ impl Torrent {
         match self.picker.block_received(block) {
             BlockOutcome::Unneeded => self.stats.wasted += u64::from(length),
             BlockOutcome::New { piece_complete } => {
-                self.store_block(block, data, ip);
+                self.store_block(block, data, Source::Peer(ip));
                 if duplicated {
-                    self.cancel_duplicates(key, block, now);
+                    self.cancel_duplicates(block, now);
                 }
                 if piece_complete {
-                    let buffer = self.buffers.remove(&block.piece).expect("stored above");
-                    self.verifying.insert(block.piece, buffer.contributors);
-                    self.actions.push_back(Action::VerifyPiece {
-                        piece: block.piece,
-                        data: buffer.data,
-                    });
+                    self.piece_ready(block.piece);
                 }
             }
         }
@@ -367,7 +373,17 @@ impl Torrent {
         Ok(())
     }
 
-    fn store_block(&mut self, block: BlockRef, data: &[u8], ip: IpAddr) {
+    /// Every block of `piece` is in: hand it out for verification.
+    pub(super) fn piece_ready(&mut self, piece: PieceIndex) {
+        let buffer = self.buffers.remove(&piece).expect("its blocks were stored");
+        self.verifying.insert(piece, buffer.contributors);
+        self.actions.push_back(Action::VerifyPiece {
+            piece,
+            data: buffer.data,
+        });
+    }
+
+    pub(super) fn store_block(&mut self, block: BlockRef, data: &[u8], from: Source) {
         let piece_len = self.layout.piece_len(block.piece) as usize;
         let buffer = self.buffers.entry(block.piece).or_insert_with(|| {
             let mut data = self.pool.pop().unwrap_or_default();
@@ -379,17 +395,22 @@ impl Torrent {
         });
         let start = block.offset as usize;
         buffer.data[start..start + data.len()].copy_from_slice(data);
-        if !buffer.contributors.contains(&ip) {
-            buffer.contributors.push(ip);
+        if !buffer.contributors.contains(&from) {
+            buffer.contributors.push(from);
         }
     }
 
-    /// A block that was outstanding at several peers arrived: cancel the others (BEP 3, "cancel").
-    fn cancel_duplicates(&mut self, from: PeerKey, block: BlockRef, now: Instant) {
+    /// A block that was outstanding at several peers (or web seeds) arrived, and its sender has
+    /// taken it off its own list: cancel the others (BEP 3, "cancel"). A web seed's fetch goes on,
+    /// its copy of the block no longer asked of it.
+    pub(super) fn cancel_duplicates(&mut self, block: BlockRef, now: Instant) {
+        for seed in self.web_seeds.values_mut() {
+            seed.in_flight.retain(|b| *b != block);
+        }
         let holders: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(k, p)| **k != from && p.in_flight.contains(&block))
+            .filter(|(_, p)| p.in_flight.contains(&block))
             .map(|(k, _)| *k)
             .collect();
         for k in holders {
@@ -472,7 +493,7 @@ impl Torrent {
     /// [`Config::max_unverified_bytes`] in pieces of this torrent (at least one).
     ///
     /// [`Config::max_unverified_bytes`]: super::Config::max_unverified_bytes
-    fn budget_pieces(&self) -> u64 {
+    pub(super) fn budget_pieces(&self) -> u64 {
         (self.config.max_unverified_bytes / u64::from(self.layout.piece_length())).max(1)
     }
 
@@ -506,9 +527,14 @@ impl Torrent {
             if wanted {
                 self.stats.left -= len;
             }
-            for ip in &contributors {
-                let t = self.trust.entry(*ip).or_insert(0);
-                *t = (*t + 1).min(20);
+            for source in &contributors {
+                match *source {
+                    Source::Peer(ip) => {
+                        let t = self.trust.entry(ip).or_insert(0);
+                        *t = (*t + 1).min(20);
+                    }
+                    Source::Web(key) => self.web_seed_good_piece(key),
+                }
             }
             self.events.push_back(Event::PieceVerified(piece));
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -535,18 +561,41 @@ impl Torrent {
             }
         } else {
             self.stats.wasted += len;
+            let peers = contributors
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Peer(ip) => Some(*ip),
+                    Source::Web(_) => None,
+                })
+                .collect();
+            let web_seeds = contributors
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Web(key) => Some(*key),
+                    Source::Peer(_) => None,
+                })
+                .collect();
             self.events.push_back(Event::HashFailed {
                 piece,
-                peers: contributors.clone(),
+                peers,
+                web_seeds,
             });
             // A banned address's blocks stay in the pieces it helped fill until they fail: such a
             // piece is its fault alone, or every honest peer that filled the rest would be blamed.
+            let banned = |s: &Source| matches!(s, Source::Peer(ip) if self.banned.contains(ip));
             let mut culprits = contributors;
-            if culprits.iter().any(|ip| self.banned.contains(ip)) {
-                culprits.retain(|ip| self.banned.contains(ip));
+            if culprits.iter().any(banned) {
+                culprits.retain(banned);
             }
             let penalty = if culprits.len() == 1 { 4 } else { 2 };
-            for ip in culprits {
+            for source in culprits {
+                let ip = match source {
+                    Source::Peer(ip) => ip,
+                    Source::Web(key) => {
+                        self.web_seed_failed_piece(key, penalty);
+                        continue;
+                    }
+                };
                 let t = self.trust.entry(ip).or_insert(0);
                 *t -= penalty;
                 if *t <= self.config.ban_trust && self.banned.insert(ip) {
@@ -570,6 +619,10 @@ impl Torrent {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.fill_requests(key, now);
+        }
+        let seeds: Vec<WebSeedKey> = self.web_seeds.keys().copied().collect();
+        for key in seeds {
+            self.fill_web(key, now);
         }
     }
 }
