@@ -326,7 +326,12 @@ pub enum ReplyError {
     #[error("malformed Content-Range")]
     BadContentRange,
     /// A `Content-Range` naming other bytes than the ones asked.
-    #[error("Content-Range says bytes {got:?}, asked for {asked:?}")]
+    #[error(
+        "Content-Range says bytes {}, asked for bytes {}-{}",
+        got.map_or("*".to_owned(), |(a, b)| format!("{a}-{b}")),
+        asked.0,
+        asked.1
+    )]
     WrongRange {
         /// Asked, first and last byte.
         asked: (u64, u64),
