@@ -432,7 +432,11 @@ async fn a_stalled_web_seed_times_out_and_backs_off_and_is_shown() {
         .await
         .unwrap();
     // Shown while it fetches: one web seed in use.
-    assert_eq!(torrent.progress().borrow().web_seeds, 1);
+    let mut progress = torrent.progress();
+    tokio::time::timeout(Duration::from_secs(10), progress.wait_for(|p| p.web_seeds == 1))
+        .await
+        .expect("the web seed is not shown")
+        .unwrap();
     let backed_off = async {
         loop {
             let details = torrent.details().await.unwrap();
