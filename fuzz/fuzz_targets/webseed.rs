@@ -17,7 +17,7 @@ fn torrent() -> Metainfo {
         d6:lengthi10000e4:pathl1:aee\
         d6:lengthi0e4:pathl5:emptyee\
         d4:attr1:p6:lengthi100e4:pathl4:.pad1:1ee\
-        d6:lengthi30000e4:pathl3:s d4:\xc3\xbc.txteee\
+        d6:lengthi30000e4:pathl3:s d6:\xc3\xbc.txteee\
         4:name3:dir12:piece lengthi16384e6:pieces60:"
         .to_vec();
     info.extend([1u8; 60]);
