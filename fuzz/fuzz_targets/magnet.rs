@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(m.display_name.as_ref().is_none_or(|n| !n.is_empty()));
         assert!(m.web_seeds.len() <= swarmer_proto::metainfo::MAX_WEB_SEEDS);
         for (i, url) in m.web_seeds.iter().enumerate() {
-            assert!(swarmer_proto::webseed::is_http_url(url));
+            assert!(swarmer_proto::metainfo::is_http_url(url));
             assert!(!m.web_seeds[..i].contains(url));
         }
     }

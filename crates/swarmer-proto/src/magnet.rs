@@ -186,7 +186,7 @@ impl Magnet {
                 "so" => magnet.select_only = Some(parse_selection(&decode()?)?),
                 "ws" => {
                     let url = decode()?;
-                    if crate::webseed::is_http_url(&url)
+                    if crate::metainfo::is_http_url(&url)
                         && !magnet.web_seeds.contains(&url)
                         && magnet.web_seeds.len() < crate::metainfo::MAX_WEB_SEEDS
                     {

@@ -714,8 +714,12 @@ pub fn web_seed_urls(value: Option<&Value<'_>>) -> Vec<String> {
         },
         None => Vec::new(),
     };
-    for url in candidates.into_iter().filter_map(Value::as_str).map(str::trim) {
-        if crate::webseed::is_http_url(url) && !urls.iter().any(|u| u == url) {
+    for url in candidates
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+    {
+        if is_http_url(url) && !urls.iter().any(|u| u == url) {
             urls.push(url.to_owned());
             if urls.len() == MAX_WEB_SEEDS {
                 break;
@@ -723,6 +727,25 @@ pub fn web_seed_urls(value: Option<&Value<'_>>) -> Vec<String> {
         }
     }
     urls
+}
+
+/// Whether `url` can be a web seed: an `http://` or `https://` URL (scheme in any case) with a host,
+/// and no white space or control characters.
+pub fn is_http_url(url: &str) -> bool {
+    let rest = strip_scheme(url, "http://").or_else(|| strip_scheme(url, "https://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !url
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    })
+}
+
+fn strip_scheme<'a>(url: &'a str, scheme: &str) -> Option<&'a str> {
+    url.get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &url[scheme.len()..])
 }
 
 /// BEP 12 tiers from `announce-list`, falling back to `[[announce]]`; malformed entries are dropped.

@@ -354,7 +354,11 @@ impl Picker {
                 .map(|(p, _)| *p);
             if let Some(piece) = partial {
                 let part = self.partials.get_mut(&piece).expect("listed");
-                let first = part.blocks.iter().position(|b| *b == 0).expect("has a free block");
+                let first = part
+                    .blocks
+                    .iter()
+                    .position(|b| *b == 0)
+                    .expect("has a free block");
                 let start = out.len();
                 for i in first..part.blocks.len() {
                     if part.blocks[i] != 0 {
@@ -384,7 +388,11 @@ impl Picker {
             .iter()
             .filter(|(p, part)| {
                 self.priority[p.as_usize()].is_wanted()
-                    && part.blocks.iter().enumerate().any(|(b, s)| eligible(**p, b, *s))
+                    && part
+                        .blocks
+                        .iter()
+                        .enumerate()
+                        .any(|(b, s)| eligible(**p, b, *s))
             })
             .max_by_key(|(p, part)| {
                 (

@@ -37,23 +37,6 @@ pub fn backoff(failures: u32) -> Duration {
     (BACKOFF_FIRST * (1u32 << doublings)).min(BACKOFF_MAX)
 }
 
-/// Whether `url` can be a web seed: an `http://` or `https://` URL (scheme in any case) with a host,
-/// and no white space or control characters.
-pub fn is_http_url(url: &str) -> bool {
-    let rest = strip_scheme(url, "http://").or_else(|| strip_scheme(url, "https://"));
-    rest.is_some_and(|rest| {
-        !rest.is_empty()
-            && !rest.starts_with('/')
-            && !url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    })
-}
-
-fn strip_scheme<'a>(url: &'a str, scheme: &str) -> Option<&'a str> {
-    url.get(..scheme.len())
-        .filter(|s| s.eq_ignore_ascii_case(scheme))
-        .map(|_| &url[scheme.len()..])
-}
-
 /// The two kinds of web seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebSeedKind {
@@ -128,7 +111,11 @@ pub fn plan(
     length: u64,
 ) -> Result<Vec<Segment>, PlanError> {
     let layout = &info.layout;
-    if length == 0 || offset.checked_add(length).is_none_or(|end| end > layout.total_length()) {
+    if length == 0
+        || offset
+            .checked_add(length)
+            .is_none_or(|end| end > layout.total_length())
+    {
         return Err(PlanError::OutOfRange { offset, length });
     }
     let mut segments: Vec<Segment> = Vec::new();
@@ -164,7 +151,12 @@ pub fn plan(
                 let (first, last) = (at - piece_start, stop - piece_start - 1);
                 let whole = first == 0 && stop == piece_end;
                 segments.push(Segment::Get(Request {
-                    url: hoffman_url(&seed.url, info_hash, piece, (!whole).then_some((first, last))),
+                    url: hoffman_url(
+                        &seed.url,
+                        info_hash,
+                        piece,
+                        (!whole).then_some((first, last)),
+                    ),
                     range: None,
                     length: stop - at,
                     file_length: None,

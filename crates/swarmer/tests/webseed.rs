@@ -183,7 +183,10 @@ async fn serve(
             write_body(&mut stream, head, &body, counter).await?;
             continue;
         }
-        let found = files.by_path.get(&path).filter(|_| behaviour != Behaviour::NotFound);
+        let found = files
+            .by_path
+            .get(&path)
+            .filter(|_| behaviour != Behaviour::NotFound);
         let Some(file) = found else {
             let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n".to_owned();
             write_body(&mut stream, head, b"not found", counter).await?;
@@ -200,14 +203,26 @@ async fn serve(
         };
         match behaviour {
             Behaviour::Honest | Behaviour::Hoffman => {
-                write_body(&mut stream, partial(first, last, slice.len()), slice, counter).await?
+                write_body(
+                    &mut stream,
+                    partial(first, last, slice.len()),
+                    slice,
+                    counter,
+                )
+                .await?
             }
             Behaviour::NotFound => unreachable!("no path is found"),
             Behaviour::Liar => {
                 let mut body = slice.to_vec();
                 let middle = body.len() / 2;
                 body[middle] ^= 0x55;
-                write_body(&mut stream, partial(first, last, body.len()), &body, counter).await?;
+                write_body(
+                    &mut stream,
+                    partial(first, last, body.len()),
+                    &body,
+                    counter,
+                )
+                .await?;
             }
             Behaviour::Endless => {
                 let head = format!(
@@ -372,7 +387,10 @@ async fn a_bep17_script_serves_pieces() {
     let (dir, progress, details) = download(&f).await;
     assert_files_match(&f, dir.path());
     assert_eq!(progress.hash_failures, 0);
-    assert_eq!(details.web_seeds[0].kind, swarmer_proto::webseed::WebSeedKind::Hoffman);
+    assert_eq!(
+        details.web_seeds[0].kind,
+        swarmer_proto::webseed::WebSeedKind::Hoffman
+    );
 }
 
 #[tokio::test]
@@ -404,7 +422,10 @@ async fn hostile_web_seeds_never_stop_or_corrupt_the_download() {
     assert_eq!(details.web_seeds.len(), servers.len());
     for ((behaviour, server), seed) in servers.iter().zip(&details.web_seeds) {
         let written = server.written.load(Ordering::Relaxed);
-        eprintln!("{behaviour:?}: wrote {written} bytes; {:?}", seed.last_error);
+        eprintln!(
+            "{behaviour:?}: wrote {written} bytes; {:?}",
+            seed.last_error
+        );
         match behaviour {
             // A piece it sent alone failed: dropped for good.
             Behaviour::Liar if progress.hash_failures > 0 => {
@@ -433,10 +454,13 @@ async fn a_stalled_web_seed_times_out_and_backs_off_and_is_shown() {
         .unwrap();
     // Shown while it fetches: one web seed in use.
     let mut progress = torrent.progress();
-    tokio::time::timeout(Duration::from_secs(10), progress.wait_for(|p| p.web_seeds == 1))
-        .await
-        .expect("the web seed is not shown")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        progress.wait_for(|p| p.web_seeds == 1),
+    )
+    .await
+    .expect("the web seed is not shown")
+    .unwrap();
     let backed_off = async {
         loop {
             let details = torrent.details().await.unwrap();

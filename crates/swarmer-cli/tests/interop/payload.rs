@@ -89,7 +89,10 @@ impl Payload {
         web_seeds: &[&str],
     ) -> PathBuf {
         if piece_log2 < MKTORRENT_MIN_PIECE_LOG2 {
-            assert!(web_seeds.is_empty(), "web seeds need mktorrent's piece lengths");
+            assert!(
+                web_seeds.is_empty(),
+                "web seeds need mktorrent's piece lengths"
+            );
             std::fs::write(out, self.encode_torrent(1 << piece_log2, tiers)).expect("write");
             return out.to_owned();
         }

@@ -139,7 +139,10 @@ fn download(
     let took = started.elapsed();
     let file_name = payload.root.file_name().expect("payload name");
     payload.assert_same(&out.join(file_name));
-    scene.mark(&format!("{name}: byte-identical in {:.2}s", took.as_secs_f64()));
+    scene.mark(&format!(
+        "{name}: byte-identical in {:.2}s",
+        took.as_secs_f64()
+    ));
     (took, proc)
 }
 
@@ -208,7 +211,8 @@ fn a_rate_limited_seeder_and_a_web_seed_are_both_used() {
             let seed_dir = scene.subdir("seed");
             let payload = payload::single_file(&seed_dir, "single.bin", 16 * MIB, 5);
             // The same info dictionary, with and without the web seed: one info hash.
-            let plain = payload.make_torrent(&scene.dir.join("plain.torrent"), 18, &[HTTP_ANNOUNCE]);
+            let plain =
+                payload.make_torrent(&scene.dir.join("plain.torrent"), 18, &[HTTP_ANNOUNCE]);
             let seeded = payload.make_torrent_with_web_seeds(
                 &scene.dir.join("seeded.torrent"),
                 18,
@@ -318,27 +322,44 @@ fn broken_web_seeds_do_not_prevent_completion() {
                 url("good/"),
             ];
             let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
-            let torrent =
-                payload.make_torrent_with_web_seeds(&scene.dir.join("multi.torrent"), 15, &[], &seeds);
+            let torrent = payload.make_torrent_with_web_seeds(
+                &scene.dir.join("multi.torrent"),
+                15,
+                &[],
+                &seeds,
+            );
             let (_, proc) = download(scene, "swarmer", &torrent, &payload, &[]);
             let requests = nginx.requests();
             assert!(
-                requests.iter().any(|r| r.starts_with("/missing/") && r.contains(" 404 ")),
+                requests
+                    .iter()
+                    .any(|r| r.starts_with("/missing/") && r.contains(" 404 ")),
                 "{requests:#?}"
             );
             assert!(
-                requests.iter().any(|r| r.starts_with("/good/") && r.contains(" 206 ")),
+                requests
+                    .iter()
+                    .any(|r| r.starts_with("/good/") && r.contains(" 206 ")),
                 "{requests:#?}"
             );
             let log = proc.stderr_text();
-            let failed = log.lines().filter(|l| l.contains("web seed fetch failed")).count();
-            let dropped: Vec<&str> = log.lines().filter(|l| l.contains("dropping web seed")).collect();
+            let failed = log
+                .lines()
+                .filter(|l| l.contains("web seed fetch failed"))
+                .count();
+            let dropped: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("dropping web seed"))
+                .collect();
             scene.mark(&format!(
                 "{failed} failed fetches logged; dropped: {dropped:?}"
             ));
             assert!(failed > 0, "no failed fetch was logged");
             // A piece the bad seed sent alone fails and drops it, when it got to send one.
-            if requests.iter().any(|r| r.starts_with("/bad/") && r.contains(" 206 ")) {
+            if requests
+                .iter()
+                .any(|r| r.starts_with("/bad/") && r.contains(" 206 "))
+            {
                 assert!(
                     dropped.iter().any(|l| l.contains("/bad/")),
                     "the bad seed was not dropped:\n{log}"

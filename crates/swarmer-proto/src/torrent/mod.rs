@@ -62,8 +62,8 @@ pub use io::{
 };
 
 use download::{PieceBuffer, Source, withdraw};
-use web::WebSeed;
 use ext::PeerExtensions;
+use web::WebSeed;
 
 /// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
 const MAX_DHT_PORT_EVENTS: usize = 256;

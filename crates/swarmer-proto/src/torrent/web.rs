@@ -212,8 +212,7 @@ impl Torrent {
             .pick_run(pieces as usize, max_new as usize, |_| false, &mut taken);
         if let Some((first, last)) = run {
             let start = self.layout.piece_offset(first.piece) + u64::from(first.offset);
-            let end =
-                self.layout.piece_offset(last.piece) + u64::from(last.offset + last.length);
+            let end = self.layout.piece_offset(last.piece) + u64::from(last.offset + last.length);
             let seed = self.web_seeds.get_mut(&key).expect("checked");
             seed.fetch = Some((start, end));
             seed.in_flight.extend(taken.iter().copied());

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::bencode::OwnedValue;
-use crate::metainfo::Metainfo;
+use crate::metainfo::{Metainfo, is_http_url};
 
 const PIECE: i64 = 16384;
 
@@ -17,7 +17,11 @@ fn torrent(info: OwnedValue) -> Metainfo {
         ("info", info),
         (
             "url-list",
-            OwnedValue::list(["http://a/b/".into(), "ftp://no/".into(), "http://a/b/".into()]),
+            OwnedValue::list([
+                "http://a/b/".into(),
+                "ftp://no/".into(),
+                "http://a/b/".into(),
+            ]),
         ),
         ("httpseeds", "http://h/seed.php".into()),
     ])
@@ -80,7 +84,10 @@ fn metainfo_keeps_http_web_seeds_once_and_writes_them_back() {
     assert_eq!(m.url_list, vec!["http://a/b/".to_owned()]);
     assert_eq!(m.http_seeds, vec!["http://h/seed.php".to_owned()]);
     let again = Metainfo::from_bytes(&m.to_torrent_bytes()).unwrap();
-    assert_eq!((again.url_list, again.http_seeds), (m.url_list, m.http_seeds));
+    assert_eq!(
+        (again.url_list, again.http_seeds),
+        (m.url_list, m.http_seeds)
+    );
 }
 
 #[test]
@@ -88,7 +95,15 @@ fn http_urls_only() {
     for good in ["http://a", "HTTPS://host:8080/x/", "http://[::1]/p"] {
         assert!(is_http_url(good), "{good}");
     }
-    for bad in ["ftp://a/", "http://", "http:///x", "http://a b/", "a/b", "", "http://a\n"] {
+    for bad in [
+        "ftp://a/",
+        "http://",
+        "http:///x",
+        "http://a b/",
+        "a/b",
+        "",
+        "http://a\n",
+    ] {
         assert!(!is_http_url(bad), "{bad}");
     }
 }
@@ -117,7 +132,14 @@ fn multi_file_ranges_span_files_and_skip_padding_and_empty_files() {
         (&["z"], 20_000, false),
     ]);
     // Bytes 5,000 to 17,000: the end of `a`, all of the second file, the padding, the start of `z`.
-    let segments = plan(&get_right("http://a/b"), &m.info, &m.info_hash, 5_000, 12_001).unwrap();
+    let segments = plan(
+        &get_right("http://a/b"),
+        &m.info,
+        &m.info_hash,
+        5_000,
+        12_001,
+    )
+    .unwrap();
     assert_eq!(
         segments,
         vec![
@@ -187,7 +209,10 @@ fn hoffman_asks_per_piece_with_ranges_only_for_parts() {
         })]
     );
     let piece = m.info.layout.piece(0).unwrap();
-    assert!(hoffman_url("http://h/s?k=v", &m.info_hash, piece, None).starts_with("http://h/s?k=v&info_hash="));
+    assert!(
+        hoffman_url("http://h/s?k=v", &m.info_hash, piece, None)
+            .starts_with("http://h/s?k=v&info_hash=")
+    );
 }
 
 #[test]
@@ -224,7 +249,11 @@ fn content_range_forms() {
         "bytes 0-99999999999999999999/*",
         "bytes 0- 9/10",
     ] {
-        assert_eq!(ContentRange::parse(bad.as_bytes()), Err(ContentRangeError), "{bad}");
+        assert_eq!(
+            ContentRange::parse(bad.as_bytes()),
+            Err(ContentRangeError),
+            "{bad}"
+        );
     }
     assert!(ContentRange::parse(&[b'1'; 200]).is_err());
     assert!(ContentRange::parse(&[0xff, 0xfe]).is_err());
@@ -239,7 +268,11 @@ fn ranged(first: u64, last: u64, file_length: u64) -> Request {
     }
 }
 
-fn head(status: u16, content_range: Option<&'static str>, length: Option<u64>) -> ReplyHead<'static> {
+fn head(
+    status: u16,
+    content_range: Option<&'static str>,
+    length: Option<u64>,
+) -> ReplyHead<'static> {
     ReplyHead {
         status,
         content_range: content_range.map(str::as_bytes),
@@ -251,16 +284,28 @@ fn head(status: u16, content_range: Option<&'static str>, length: Option<u64>) -
 #[test]
 fn honest_partial_content_is_accepted() {
     let r = ranged(100, 199, 1000);
-    assert_eq!(check_reply(&r, &head(206, Some("bytes 100-199/1000"), Some(100))), Ok(()));
-    assert_eq!(check_reply(&r, &head(206, Some("bytes 100-199/*"), None)), Ok(()));
+    assert_eq!(
+        check_reply(&r, &head(206, Some("bytes 100-199/1000"), Some(100))),
+        Ok(())
+    );
+    assert_eq!(
+        check_reply(&r, &head(206, Some("bytes 100-199/*"), None)),
+        Ok(())
+    );
 }
 
 #[test]
 fn lying_replies_are_refused() {
     let r = ranged(100, 199, 1000);
     let check = |h| check_reply(&r, &h);
-    assert_eq!(check(head(206, None, Some(100))), Err(ReplyError::NoContentRange));
-    assert_eq!(check(head(206, Some("nonsense"), Some(100))), Err(ReplyError::BadContentRange));
+    assert_eq!(
+        check(head(206, None, Some(100))),
+        Err(ReplyError::NoContentRange)
+    );
+    assert_eq!(
+        check(head(206, Some("nonsense"), Some(100))),
+        Err(ReplyError::BadContentRange)
+    );
     assert_eq!(
         check(head(206, Some("bytes 0-99/1000"), Some(100))),
         Err(ReplyError::WrongRange {
@@ -287,7 +332,10 @@ fn lying_replies_are_refused() {
         ..head(206, Some("bytes 100-199/1000"), None)
     };
     assert_eq!(check(multipart), Err(ReplyError::NoContentRange));
-    assert_eq!(check(head(200, None, Some(1000))), Err(ReplyError::IgnoresRange(100)));
+    assert_eq!(
+        check(head(200, None, Some(1000))),
+        Err(ReplyError::IgnoresRange(100))
+    );
     assert_eq!(check(head(404, None, None)), Err(ReplyError::Status(404)));
     assert_eq!(check(head(302, None, None)), Err(ReplyError::Status(302)));
     let busy = ReplyHead {
@@ -343,7 +391,13 @@ fn hoffman_replies_are_200_with_exactly_the_bytes() {
 fn retry_after_is_seconds_capped() {
     assert_eq!(parse_retry_after(b" 30\r\n"), Some(Duration::from_secs(30)));
     assert_eq!(parse_retry_after(b"9999999999"), Some(MAX_RETRY_AFTER));
-    for bad in [&b""[..], b"-1", b"Wed, 21 Oct 2015 07:28:00 GMT", b"12345678901", b"1.5"] {
+    for bad in [
+        &b""[..],
+        b"-1",
+        b"Wed, 21 Oct 2015 07:28:00 GMT",
+        b"12345678901",
+        b"1.5",
+    ] {
         assert_eq!(parse_retry_after(bad), None);
     }
 }

@@ -20,6 +20,6 @@ pub(crate) use command::Command;
 pub use handle::TorrentHandle;
 pub use options::{AddTorrentOptions, ExistingData, SeedLimits};
 pub use progress::{Details, PeerDetails, Progress, TorrentState};
-pub use web_seeds::WebSeedDetails;
 pub(crate) use running::run;
 pub(crate) use task::TorrentTask;
+pub use web_seeds::WebSeedDetails;

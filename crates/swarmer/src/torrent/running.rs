@@ -179,7 +179,10 @@ async fn start(
     let web = WebSeeds::new(
         Arc::clone(&metainfo),
         t.tracker.config().bind,
-        (shared.config.connect_timeout, shared.config.web_seed_timeout),
+        (
+            shared.config.connect_timeout,
+            shared.config.web_seed_timeout,
+        ),
         LimiterPair {
             torrent: Arc::clone(&t.limits.download),
             session: Arc::clone(&shared.download_limit),

@@ -209,17 +209,19 @@ impl WebSeeds {
         };
         let entry = &mut self.entries[i];
         let info = &self.metainfo.info;
-        let segments = match webseed::plan(&entry.seed, info, &self.metainfo.info_hash, offset, length)
-        {
-            Ok(segments) => segments,
-            Err(e) => {
-                // The engine asks only for bytes of the torrent; never happens.
-                tracing::error!(url = %entry.seed.url, "cannot plan a web seed fetch: {e}");
-                let end = FetchEnd::Failed { retry_after: None };
-                let _ = self.tx.try_send(WebEvent::End(key, end, Some(e.to_string())));
-                return;
-            }
-        };
+        let segments =
+            match webseed::plan(&entry.seed, info, &self.metainfo.info_hash, offset, length) {
+                Ok(segments) => segments,
+                Err(e) => {
+                    // The engine asks only for bytes of the torrent; never happens.
+                    tracing::error!(url = %entry.seed.url, "cannot plan a web seed fetch: {e}");
+                    let end = FetchEnd::Failed { retry_after: None };
+                    let _ = self
+                        .tx
+                        .try_send(WebEvent::End(key, end, Some(e.to_string())));
+                    return;
+                }
+            };
         let job = Fetch {
             client,
             key,
@@ -296,7 +298,11 @@ enum FetchError {
     #[error("{url}: nothing received for {after:?}")]
     Stalled { url: String, after: Duration },
     #[error("{url}: body ended after {got} of {expected} bytes")]
-    Truncated { url: String, got: u64, expected: u64 },
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("{url}: body longer than the {expected} bytes asked; read those and closed")]
     TooLong { url: String, expected: u64 },
     #[error("fetch took longer than {0:?}")]
@@ -372,10 +378,17 @@ impl Fetch {
         }
         let mut reply = tokio::time::timeout(self.stall, builder.send())
             .await
-            .map_err(|_| FetchError::Stalled { url: url(), after: self.stall })?
+            .map_err(|_| FetchError::Stalled {
+                url: url(),
+                after: self.stall,
+            })?
             .map_err(http)?;
         let headers = reply.headers();
-        let header = |name| headers.get(name).map(|v: &reqwest::header::HeaderValue| v.as_bytes());
+        let header = |name| {
+            headers
+                .get(name)
+                .map(|v: &reqwest::header::HeaderValue| v.as_bytes())
+        };
         let head = ReplyHead {
             status: reply.status().as_u16(),
             content_range: header(reqwest::header::CONTENT_RANGE),
@@ -395,14 +408,20 @@ impl Fetch {
                 },
                 e => e,
             };
-            return Err(FetchError::Reply { url: url(), source: e });
+            return Err(FetchError::Reply {
+                url: url(),
+                source: e,
+            });
         }
         let whole_file = head.status == 200 && request.range.is_some();
         let mut left = request.length;
         while left > 0 {
             let chunk = tokio::time::timeout(self.stall, reply.chunk())
                 .await
-                .map_err(|_| FetchError::Stalled { url: url(), after: self.stall })?
+                .map_err(|_| FetchError::Stalled {
+                    url: url(),
+                    after: self.stall,
+                })?
                 .map_err(http)?;
             let Some(mut chunk) = chunk else {
                 return Err(FetchError::Truncated {

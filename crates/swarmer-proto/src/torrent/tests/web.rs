@@ -13,7 +13,13 @@ fn fixture(pieces: u64, first: u64) -> Fixture {
         ..Config::default()
     };
     let layout = f.t.layout.clone();
-    f.t = Torrent::new(layout, InfoHash([0xaa; 20]), Bitfield::new(pieces as usize), config, 1);
+    f.t = Torrent::new(
+        layout,
+        InfoHash([0xaa; 20]),
+        Bitfield::new(pieces as usize),
+        config,
+        1,
+    );
     f
 }
 
@@ -54,7 +60,10 @@ fn a_web_seed_alone_downloads_everything_in_runs_of_whole_pieces() {
     let stats = f.t.stats();
     assert_eq!((stats.downloaded, stats.wasted), (10 * PIECE, 0));
     let status = f.t.web_seed_status(seed).unwrap();
-    assert_eq!((status.downloaded, status.fetching, status.failures), (10 * PIECE, false, 0));
+    assert_eq!(
+        (status.downloaded, status.fetching, status.failures),
+        (10 * PIECE, false, 0)
+    );
 }
 
 #[test]
@@ -66,7 +75,11 @@ fn fetches_follow_the_measured_rate_within_bounds() {
     serve(&mut f, seed, offset, length, 7000);
     f.t.handle_web_fetch_end(seed, FetchEnd::Done, f.now);
     let (_, offset, length) = fetches(&f.drain())[0];
-    assert_eq!((offset, length), (PIECE, PIECE), "reads on where the last one ended");
+    assert_eq!(
+        (offset, length),
+        (PIECE, PIECE),
+        "reads on where the last one ended"
+    );
     serve(&mut f, seed, offset, length, 7000);
     // One second: 2 pieces received, a rate of 64 KiB/s, so 4 s of it is 8 pieces next.
     f.now += Duration::from_secs(1);
@@ -90,7 +103,10 @@ fn the_memory_budget_bounds_a_fetch() {
     f.t = Torrent::new(layout, InfoHash([0xaa; 20]), Bitfield::new(400), config, 1);
     let seed = f.t.add_web_seed(f.now);
     // 1 MiB (32 pieces) wanted; 4 pieces of budget and 4 of headroom allowed.
-    assert_eq!(fetches(&f.drain()), vec![(seed, 0, (4 + HEADROOM_PIECES) * PIECE)]);
+    assert_eq!(
+        fetches(&f.drain()),
+        vec![(seed, 0, (4 + HEADROOM_PIECES) * PIECE)]
+    );
     // A second seed finds the budget spent and waits.
     let other = f.t.add_web_seed(f.now);
     assert!(fetches(&f.drain()).is_empty());
@@ -126,7 +142,10 @@ fn web_seed_and_peer_share_the_work_without_overlap() {
     let layout = f.t.layout.clone();
     for b in &peer_blocks {
         let at = layout.piece_offset(b.piece) + u64::from(b.offset);
-        assert!(at + u64::from(b.length) <= offset || at >= offset + length, "{b:?} overlaps");
+        assert!(
+            at + u64::from(b.length) <= offset || at >= offset + length,
+            "{b:?} overlaps"
+        );
     }
     assert!(f.run(actions, None).is_empty());
     assert!(f.t.is_complete());
@@ -144,7 +163,10 @@ fn a_failed_fetch_gives_its_blocks_back_and_backs_off_exponentially() {
     serve(&mut f, seed, offset, PIECE + PIECE / 2, 3000);
     f.t.handle_web_fetch_end(seed, FetchEnd::Failed { retry_after: None }, f.now);
     let actions = f.drain();
-    assert!(matches!(actions[..], [Action::VerifyPiece { .. }]), "{actions:?}");
+    assert!(
+        matches!(actions[..], [Action::VerifyPiece { .. }]),
+        "{actions:?}"
+    );
     let status = f.t.web_seed_status(seed).unwrap();
     assert_eq!(status.failures, 1);
     assert_eq!(status.retry_at, Some(f.now + backoff(1)));
@@ -163,7 +185,11 @@ fn a_failed_fetch_gives_its_blocks_back_and_backs_off_exponentially() {
             _ => None,
         })
         .collect();
-    assert!(requested.iter().any(|b| b.piece.get() == 1 && b.offset == BLOCK_SIZE));
+    assert!(
+        requested
+            .iter()
+            .any(|b| b.piece.get() == 1 && b.offset == BLOCK_SIZE)
+    );
     f.t.remove_peer(p);
     f.drain();
     // No fetch while backed off; the tick after the wait starts one.
@@ -178,14 +204,26 @@ fn a_failed_fetch_gives_its_blocks_back_and_backs_off_exponentially() {
     serve(&mut f, seed, offset, length - 1, 3000);
     f.t.handle_web_fetch_end(seed, FetchEnd::Done, f.now);
     f.drain();
-    assert_eq!(f.t.web_seed_status(seed).unwrap().retry_at, Some(f.now + backoff(2)));
+    assert_eq!(
+        f.t.web_seed_status(seed).unwrap().retry_at,
+        Some(f.now + backoff(2))
+    );
     f.now += backoff(2);
     f.t.handle_timeout(f.now);
     let (_, offset, length) = fetches(&f.drain())[0];
     serve(&mut f, seed, offset, length / 2, 3000);
     let asked = Duration::from_secs(3000);
-    f.t.handle_web_fetch_end(seed, FetchEnd::Failed { retry_after: Some(asked) }, f.now);
-    assert_eq!(f.t.web_seed_status(seed).unwrap().retry_at, Some(f.now + asked));
+    f.t.handle_web_fetch_end(
+        seed,
+        FetchEnd::Failed {
+            retry_after: Some(asked),
+        },
+        f.now,
+    );
+    assert_eq!(
+        f.t.web_seed_status(seed).unwrap().retry_at,
+        Some(f.now + asked)
+    );
     f.drain();
     // Bytes after the end of a fetch, or with no fetch, are wasted, never stored.
     let wasted = f.t.stats().wasted;
