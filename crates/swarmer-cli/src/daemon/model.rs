@@ -156,7 +156,7 @@ pub(crate) struct TorrentDetail {
     pub(crate) trackers: Vec<String>,
     /// Web seed URLs: BEP 19 (`url-list`, magnet `ws=`) then BEP 17 (`httpseeds`).
     #[serde(default)]
-    pub(crate) web_seeds: Vec<String>,
+    pub(crate) web_seed_urls: Vec<String>,
     /// Pieces in the torrent.
     pub(crate) piece_count: u32,
     /// Piece length, bytes.

@@ -227,7 +227,7 @@ impl Entry {
     pub(super) fn detail(&self) -> TorrentDetail {
         let torrent = self.view();
         let priorities = self.priorities();
-        let (files, trackers, web_seeds, piece_count, piece_length) = match &self.metainfo {
+        let (files, trackers, web_seed_urls, piece_count, piece_length) = match &self.metainfo {
             Some(m) => (
                 m.info
                     .files
@@ -274,7 +274,7 @@ impl Entry {
             torrent,
             files,
             trackers,
-            web_seeds,
+            web_seed_urls,
             piece_count,
             piece_length,
             pieces_have,

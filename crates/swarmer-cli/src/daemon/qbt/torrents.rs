@@ -212,7 +212,7 @@ pub(super) async fn webseeds(State(qbt): State<Arc<Qbt>>, params: Params) -> Res
         Ok(d) => {
             let rows: Vec<Value> = d
                 .detail
-                .web_seeds
+                .web_seed_urls
                 .iter()
                 .map(|url| json!({ "url": url }))
                 .collect();

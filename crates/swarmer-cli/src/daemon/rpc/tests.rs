@@ -62,7 +62,7 @@ fn detail() -> TorrentDetail {
             file(3, "payload/c", 1000, Priority::Skip),
         ],
         trackers: vec!["http://127.0.0.1:6969/announce".into()],
-        web_seeds: vec!["http://127.0.0.1:8080/pub/".into()],
+        web_seed_urls: vec!["http://127.0.0.1:8080/pub/".into()],
         piece_count: 4,
         piece_length: 1024,
         pieces_have: 2,

@@ -278,7 +278,7 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
         "bandwidthPriority" => json!(0),
         "peers" => peers(inside?),
         "pieces" => json!(pieces_b64(inside?)),
-        "webseeds" => json!(detail?.web_seeds),
+        "webseeds" => json!(detail?.web_seed_urls),
         "labels" => json!(labels(t)),
         "downloadDir" => json!(t.download_dir),
         "addedDate" => json!(t.added_at),
