@@ -473,7 +473,7 @@ pub struct PeerStatus {
 /// Counters for progress reports and trackers (bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Payload bytes received in `piece` messages, including discarded ones.
+    /// Payload bytes received in `piece` messages and from web seeds, including discarded ones.
     pub downloaded: u64,
     /// Payload bytes received that were not needed (duplicates, unrequested) or failed verification.
     pub wasted: u64,
@@ -484,7 +484,7 @@ pub struct Stats {
     /// Bytes of wanted pieces (priority other than `Skip`), verified or not: the size of the selection,
     /// in whole pieces.
     pub wanted: u64,
-    /// Connected peers.
+    /// Connected peers (web seeds apart).
     pub peers: usize,
     /// Peers that are not choking us.
     pub unchoked_by: usize,

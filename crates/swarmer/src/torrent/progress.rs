@@ -41,7 +41,7 @@ pub struct Progress {
     pub left_bytes: u64,
     /// Bytes in verified pieces.
     pub verified_bytes: u64,
-    /// Payload bytes received from peers, including discarded ones.
+    /// Payload bytes received from peers and web seeds, including discarded ones.
     pub downloaded_bytes: u64,
     /// Payload bytes received that were discarded (duplicates or failed pieces).
     pub wasted_bytes: u64,

@@ -256,8 +256,13 @@ impl Running {
                     match event {
                         WebEvent::Data(seed, bytes) => self.engine.handle_web_data(seed, &bytes, now),
                         WebEvent::End(seed, end, error) => {
-                            self.web.fetch_ended(seed, error);
                             self.engine.handle_web_fetch_end(seed, end, now);
+                            let retry_in = self
+                                .engine
+                                .web_seed_status(seed)
+                                .and_then(|s| s.retry_at)
+                                .map(|at| at.saturating_duration_since(now));
+                            self.web.fetch_ended(seed, error, retry_in);
                         }
                     }
                 }

@@ -188,14 +188,26 @@ impl WebSeeds {
         self.rx.recv().await.expect("a sender is kept")
     }
 
-    /// Records the end of `key`'s fetch and the failure the task reported, if any.
-    pub(crate) fn fetch_ended(&mut self, key: WebSeedKey, error: Option<String>) {
+    /// Records the end of `key`'s fetch and logs the failure the task reported, if any, with
+    /// the wait before the next fetch (`retry_in`, as the engine decided it).
+    pub(crate) fn fetch_ended(
+        &mut self,
+        key: WebSeedKey,
+        error: Option<String>,
+        retry_in: Option<Duration>,
+    ) {
         let Some(&i) = self.by_key.get(&key) else {
             return;
         };
-        self.entries[i].fetch = None;
-        if error.is_some() {
-            self.entries[i].last_error = error;
+        let entry = &mut self.entries[i];
+        entry.fetch = None;
+        if let Some(error) = error {
+            let retry = retry_in.map_or(0, |d| d.as_secs());
+            tracing::info!(
+                web_seed = %entry.seed.url,
+                "web seed fetch failed: {error}; next try in {retry} s"
+            );
+            entry.last_error = Some(error);
         }
     }
 
@@ -225,7 +237,6 @@ impl WebSeeds {
         let job = Fetch {
             client,
             key,
-            url: entry.seed.url.clone(),
             tx: self.tx.clone(),
             limits: self.limits.clone(),
             stall: self.stall,
@@ -274,11 +285,10 @@ impl WebSeeds {
     }
 }
 
-/// One fetch's task.
+/// One fetch's task (its failure is logged by the owner, with the back-off).
 struct Fetch {
     client: reqwest::Client,
     key: WebSeedKey,
-    url: String,
     tx: mpsc::Sender<WebEvent>,
     limits: LimiterPair,
     stall: Duration,
@@ -328,7 +338,6 @@ impl Fetch {
                     } => *retry_after,
                     _ => None,
                 };
-                tracing::info!(web_seed = %self.url, "web seed fetch failed: {e}");
                 (FetchEnd::Failed { retry_after }, Some(e.to_string()))
             }
         };
