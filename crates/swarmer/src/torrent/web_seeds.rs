@@ -34,6 +34,8 @@ const MAX_REDIRECTS: usize = 5;
 const FETCH_BASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The slowest average rate a fetch may have beyond [`FETCH_BASE_TIMEOUT`], bytes/s.
 const FETCH_MIN_RATE: u64 = 16 * 1024;
+/// How long an idle connection to a web seed is kept for the next fetch.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 /// Most bytes of a `503` body read (BEP 17 puts the seconds to wait there).
 const MAX_BUSY_BODY: usize = 64;
 /// Most bytes handed to the owner in one message; larger reads are split (without copying).
@@ -128,6 +130,9 @@ impl WebSeeds {
                 .use_rustls_tls()
                 .local_address(bind)
                 .connect_timeout(connect)
+                // Fetches follow each other at once; a connection idle longer may have been closed
+                // by the server (Apache keeps them 5 s), and a fetch sent on it would fail.
+                .pool_idle_timeout(POOL_IDLE)
                 .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
                 .no_proxy()
                 .user_agent(concat!("swarmer/", env!("CARGO_PKG_VERSION")))
