@@ -1,4 +1,4 @@
-//! Fuzz target for the magnet URI parser (BEP 9, BEP 53 `so`): no input may panic, and every accepted link
+//! Fuzz target for the magnet URI parser (BEP 9, BEP 53 `so`, `ws`): no input may panic, and every accepted link
 //! must respect the documented shapes (non-empty distinct trackers, peers with a port, ordered ranges).
 #![no_main]
 
@@ -30,5 +30,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(range.start() <= range.end());
         }
         assert!(m.display_name.as_ref().is_none_or(|n| !n.is_empty()));
+        assert!(m.web_seeds.len() <= swarmer_proto::metainfo::MAX_WEB_SEEDS);
+        for (i, url) in m.web_seeds.iter().enumerate() {
+            assert!(swarmer_proto::metainfo::is_http_url(url));
+            assert!(!m.web_seeds[..i].contains(url));
+        }
     }
 });

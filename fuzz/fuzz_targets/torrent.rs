@@ -1,6 +1,8 @@
 //! Feeds the torrent engine (the peer session state machine) a peer that sends arbitrary message streams,
 //! while we download or seed and serve its requests: no panic, and the engine's invariants hold after
 //! every message. When the engine drops the peer, the rest of the input comes from a new connection.
+//! Unknown message ids 200 to 203 drive a web seed instead: bytes of its fetch, the fetch's end
+//! (done or failed), and removing it for a new one.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use swarmer_proto::merkle::{LeafEvidence, PieceCheck};
 use swarmer_proto::time::Instant;
-use swarmer_proto::torrent::{Action, Config, PeerInfo, Torrent};
+use swarmer_proto::torrent::{Action, Config, FetchEnd, PeerInfo, Torrent};
 use swarmer_proto::wire::Message;
 use swarmer_proto::{Bitfield, InfoHash, Layout};
 
@@ -44,8 +46,21 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut connections = 1u8;
     let mut peer = t.add_peer(info(connections), now);
+    let mut seed = t.add_web_seed(now);
     while let Ok(Some((message, used))) = Message::decode(rest, 1 << 16) {
-        t.handle_message(peer, message, now);
+        match message {
+            Message::Unknown { id: 200, payload } => t.handle_web_data(seed, payload, now),
+            Message::Unknown { id: 201, .. } => t.handle_web_fetch_end(seed, FetchEnd::Done, now),
+            Message::Unknown { id: 202, payload } => {
+                let retry_after = payload.first().map(|s| Duration::from_secs(u64::from(*s)));
+                t.handle_web_fetch_end(seed, FetchEnd::Failed { retry_after }, now)
+            }
+            Message::Unknown { id: 203, .. } => {
+                t.remove_web_seed(seed);
+                seed = t.add_web_seed(now);
+            }
+            message => t.handle_message(peer, message, now),
+        }
         rest = &rest[used..];
         let mut disconnected = false;
         while let Some(action) = t.poll_action() {
@@ -67,7 +82,10 @@ fuzz_target!(|data: &[u8]| {
                 Action::Upload { peer, block } => {
                     t.handle_block_sent(peer, 1, u64::from(block.length), now)
                 }
-                Action::Send { .. } | Action::Disconnect { .. } => {}
+                Action::Send { .. }
+                | Action::Disconnect { .. }
+                | Action::WebFetch { .. }
+                | Action::DropWebSeed { .. } => {}
             }
         }
         now += Duration::from_millis(700);

@@ -78,6 +78,15 @@ pub(crate) fn run(path: &Path, scrape: bool) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "  tier {i}: {url}");
         }
     }
+    if !m.url_list.is_empty() || !m.http_seeds.is_empty() {
+        let _ = writeln!(out, "web seeds:");
+        for url in &m.url_list {
+            let _ = writeln!(out, "  {url}");
+        }
+        for url in &m.http_seeds {
+            let _ = writeln!(out, "  {url} (BEP 17)");
+        }
+    }
     let files: Vec<_> = m.info.files.iter().filter(|f| !f.padding).collect();
     // The index in brackets is what `--files` takes; padding files (BEP 47) keep their index but
     // are not listed.

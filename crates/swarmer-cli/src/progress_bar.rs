@@ -75,6 +75,16 @@ pub(crate) fn peers(n: usize) -> String {
     }
 }
 
+/// "1 peer", "3 peers, 1 web seed", "0 peers, 2 web seeds": the peers, and the web seeds in use
+/// when there are any.
+pub(crate) fn sources(peers_n: usize, web_seeds: usize) -> String {
+    match web_seeds {
+        0 => peers(peers_n),
+        1 => format!("{}, 1 web seed", peers(peers_n)),
+        n => format!("{}, {n} web seeds", peers(peers_n)),
+    }
+}
+
 /// The bar's look before the torrent says what it counts (its files opening, its check starting).
 pub(crate) fn starting_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix:18!} starting {msg}").expect("valid template")
@@ -107,5 +117,8 @@ mod tests {
         assert_eq!(peers(0), "0 peers");
         assert_eq!(peers(1), "1 peer");
         assert_eq!(peers(2), "2 peers");
+        assert_eq!(sources(2, 0), "2 peers");
+        assert_eq!(sources(2, 1), "2 peers, 1 web seed");
+        assert_eq!(sources(0, 3), "0 peers, 3 web seeds");
     }
 }

@@ -439,6 +439,7 @@ async fn magnet_metainfo(
             tracing::info!("using the metadata an earlier run saved");
             // The link's trackers and peers, not those saved, are what the user gave this time.
             metainfo.announce_tiers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+            metainfo.url_list = magnet.web_seeds.clone();
             FetchedMetadata {
                 metainfo,
                 peers: swarmer::resolve_peers(&magnet.peers).await,
@@ -531,8 +532,9 @@ enum Outcome {
     Interrupted(u8),
 }
 
-/// Resolves once no peer has been connected for `limit` while the download is incomplete (the
-/// `--give-up-after` option); never without a limit, nor once the download is done.
+/// Resolves once no peer has been connected, and no web seed has sent anything, for `limit` while
+/// the download is incomplete (the `--give-up-after` option); never without a limit, nor once the
+/// download is done.
 async fn no_peer_for(
     mut progress: tokio::sync::watch::Receiver<swarmer::Progress>,
     limit: Option<Duration>,
@@ -542,10 +544,11 @@ async fn no_peer_for(
     };
     loop {
         // Ended torrents end the select! through their other arm.
-        if progress.wait_for(|p| p.peers == 0).await.is_err() {
+        let sources = |p: &Progress| p.peers + p.web_seeds_sending;
+        if progress.wait_for(|p| sources(p) == 0).await.is_err() {
             return std::future::pending().await;
         }
-        let back = progress.wait_for(|p| p.peers > 0 || p.is_done());
+        let back = progress.wait_for(|p| sources(p) > 0 || p.is_done());
         match tokio::time::timeout(limit, back).await {
             Err(_) => return limit,
             Ok(Ok(p)) if p.is_done() => return std::future::pending().await,
@@ -739,7 +742,7 @@ fn message(p: &Progress) -> String {
             "{} ↓{}/s {} {}",
             sizes(p.wanted_done_bytes(), p.wanted_bytes),
             human_bytes(p.download_rate),
-            progress_bar::peers(p.peers),
+            progress_bar::sources(p.peers, p.web_seeds),
             eta(p)
         ),
     }
@@ -759,7 +762,7 @@ fn rates(p: &Progress) -> String {
         "↓ {}/s ↑ {}/s, {}, ETA {}",
         human_bytes(p.download_rate),
         human_bytes(p.upload_rate),
-        progress_bar::peers(p.peers),
+        progress_bar::sources(p.peers, p.web_seeds),
         eta(p)
     )
 }
@@ -866,6 +869,8 @@ mod tests {
             download_rate: rate,
             upload_rate: 0,
             peers: 1,
+            web_seeds: 0,
+            web_seeds_sending: 0,
             pieces_have: 0,
             piece_count: 1,
             hash_failures: 0,

@@ -48,6 +48,8 @@ mod transmission;
 mod utp;
 #[path = "interop/v2.rs"]
 mod v2;
+#[path = "interop/webseed.rs"]
+mod webseed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

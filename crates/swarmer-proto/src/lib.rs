@@ -30,6 +30,7 @@ pub mod time;
 pub mod torrent;
 pub mod tracker;
 pub mod utp;
+pub mod webseed;
 pub mod wire;
 
 mod ids;

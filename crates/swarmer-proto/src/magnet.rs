@@ -34,6 +34,10 @@ pub struct Magnet {
     /// `so` (BEP 53): the file indices to download, as inclusive ranges in URI order (`0,2,4-6` is
     /// `[0..=0, 2..=2, 4..=6]`); `None` when absent, meaning every file.
     pub select_only: Option<Vec<RangeInclusive<u32>>>,
+    /// `ws` (and `ws.N`): web seed URLs (BEP 19, GetRight style), percent-decoded, in URI order,
+    /// duplicates and non-HTTP(S) URLs dropped, at most
+    /// [`MAX_WEB_SEEDS`](crate::metainfo::MAX_WEB_SEEDS).
+    pub web_seeds: Vec<String>,
 }
 
 /// A peer address from `x.pe` (BEP 9): `hostname:port`, `ipv4:port` or `[ipv6]:port`.
@@ -109,7 +113,7 @@ impl Magnet {
     /// Parses a magnet URI (BEP 9).
     ///
     /// Recognised parameters: `xt` (`urn:btih:` and the v2 `urn:btmh:`, BEP 52; repeats must
-    /// agree, other URNs are ignored), `dn`, `tr`, `x.pe` and `so` (BEP 53); a `.N` suffix (`tr.1`, `xt.2`) is
+    /// agree, other URNs are ignored), `dn`, `tr`, `x.pe`, `ws` (web seeds) and `so` (BEP 53); a `.N` suffix (`tr.1`, `xt.2`) is
     /// accepted as BEP 9 suggests. Values are percent-decoded, and `+` means a space, as in HTML forms
     /// and libtorrent. Unknown parameters and parameters without `=` are ignored; an empty `dn` counts as
     /// absent and an empty `tr` is dropped.
@@ -135,6 +139,7 @@ impl Magnet {
             trackers: Vec::new(),
             peers: Vec::new(),
             select_only: None,
+            web_seeds: Vec::new(),
         };
         for pair in query.split('&') {
             let Some((key, raw)) = pair.split_once('=') else {
@@ -179,6 +184,15 @@ impl Magnet {
                     }
                 }
                 "so" => magnet.select_only = Some(parse_selection(&decode()?)?),
+                "ws" => {
+                    let url = decode()?;
+                    if crate::metainfo::is_http_url(&url)
+                        && !magnet.web_seeds.contains(&url)
+                        && magnet.web_seeds.len() < crate::metainfo::MAX_WEB_SEEDS
+                    {
+                        magnet.web_seeds.push(url);
+                    }
+                }
                 _ => {}
             }
         }

@@ -76,6 +76,11 @@ pub struct Metainfo {
     pub created_by: Option<String>,
     /// `creation date`, seconds since the Unix epoch, if present.
     pub creation_date: Option<i64>,
+    /// Web seeds, GetRight style (BEP 19 `url-list`: one URL or a list), in file order, duplicates
+    /// and non-HTTP(S) URLs dropped. See [`crate::webseed`].
+    pub url_list: Vec<String>,
+    /// Web seeds, Hoffman style (BEP 17 `httpseeds`), as `url_list`.
+    pub http_seeds: Vec<String>,
 }
 
 /// The `info` dictionary (BEP 3), validated.
@@ -149,6 +154,8 @@ impl Metainfo {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             creation_date: top.get(b"creation date").and_then(Value::as_int),
+            url_list: web_seed_urls(top.get(b"url-list")),
+            http_seeds: web_seed_urls(top.get(b"httpseeds")),
         })
     }
 
@@ -175,6 +182,8 @@ impl Metainfo {
             comment: None,
             created_by: None,
             creation_date: None,
+            url_list: Vec::new(),
+            http_seeds: Vec::new(),
         })
     }
 
@@ -208,12 +217,15 @@ impl Metainfo {
             comment: None,
             created_by: None,
             creation_date: None,
+            url_list: Vec::new(),
+            http_seeds: Vec::new(),
         })
     }
 
     /// A `.torrent` file for this metainfo (BEP 3): `announce` (the first tracker), `announce-list`
-    /// (BEP 12, when there is more than one tracker) and `info` byte for byte as hashed, so the file
-    /// has the same info hash. Comment and dates are not written.
+    /// (BEP 12, when there is more than one tracker), web seeds (BEP 17 `httpseeds`, BEP 19
+    /// `url-list`) and `info` byte for byte as hashed, so the file has the same info hash. Comment
+    /// and dates are not written.
     pub fn to_torrent_bytes(&self) -> Vec<u8> {
         use crate::bencode::OwnedValue;
         let mut out = b"d".to_vec();
@@ -232,11 +244,19 @@ impl Metainfo {
             )
             .encode_into(&mut out);
         }
+        if !self.http_seeds.is_empty() {
+            out.extend_from_slice(b"9:httpseeds");
+            OwnedValue::list(self.http_seeds.iter().map(|url| string(url))).encode_into(&mut out);
+        }
         out.extend_from_slice(b"4:info");
         out.extend_from_slice(&self.info_bytes);
         if let Some(layers) = self.info.v2.as_ref().and_then(|v2| v2.piece_layers_bytes()) {
             out.extend_from_slice(b"12:piece layers");
             out.extend_from_slice(&layers);
+        }
+        if !self.url_list.is_empty() {
+            out.extend_from_slice(b"8:url-list");
+            OwnedValue::list(self.url_list.iter().map(|url| string(url))).encode_into(&mut out);
         }
         out.push(b'e');
         out
@@ -690,6 +710,55 @@ fn check_distinct(files: &[FileEntry]) -> Result<(), MetainfoError> {
         }
     }
     Ok(())
+}
+
+/// The most web seeds kept of one kind (`url-list` or `httpseeds`); more are dropped.
+pub const MAX_WEB_SEEDS: usize = 64;
+
+/// Web seed URLs from a `url-list` (BEP 19) or `httpseeds` (BEP 17) value: a string or a list of
+/// strings. Kept: UTF-8 `http://` and `https://` URLs (trimmed), each once, at most
+/// [`MAX_WEB_SEEDS`]; anything else is dropped, as these fields are advisory.
+pub fn web_seed_urls(value: Option<&Value<'_>>) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    let candidates: Vec<&Value<'_>> = match value {
+        Some(v) => match v.as_list() {
+            Some(list) => list.iter().collect(),
+            None => vec![v],
+        },
+        None => Vec::new(),
+    };
+    for url in candidates
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+    {
+        if is_http_url(url) && !urls.iter().any(|u| u == url) {
+            urls.push(url.to_owned());
+            if urls.len() == MAX_WEB_SEEDS {
+                break;
+            }
+        }
+    }
+    urls
+}
+
+/// Whether `url` can be a web seed: an `http://` or `https://` URL (scheme in any case) with a host,
+/// and no white space or control characters.
+pub fn is_http_url(url: &str) -> bool {
+    let rest = strip_scheme(url, "http://").or_else(|| strip_scheme(url, "https://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !url
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    })
+}
+
+fn strip_scheme<'a>(url: &'a str, scheme: &str) -> Option<&'a str> {
+    url.get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &url[scheme.len()..])
 }
 
 /// BEP 12 tiers from `announce-list`, falling back to `[[announce]]`; malformed entries are dropped.

@@ -321,6 +321,138 @@ impl Picker {
         }
     }
 
+    /// Picks a contiguous run of blocks for a source that has every piece and fetches byte ranges (a
+    /// web seed), and returns its first and last block; the blocks taken (their requests counted) are
+    /// appended to `out`. By priority, highest first: up to `max_pieces` new pieces in a row (at
+    /// most `max_new_pieces`), from the start of the longest run of missing pieces, so a fetch is
+    /// long and the next one likely reads on; else the free blocks of one partial piece (the most
+    /// complete, from its first free block up to the next block not free); else, in endgame, the blocks not yet
+    /// received of the partial piece with the fewest received, from its first to its last such
+    /// block: blocks in that span already received, or at their duplicate limit, or already asked of
+    /// this source (`already_requested`) are not taken, though their bytes come along.
+    pub fn pick_run(
+        &mut self,
+        max_pieces: usize,
+        max_new_pieces: usize,
+        already_requested: impl Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) -> Option<(BlockRef, BlockRef)> {
+        for level in [FilePriority::High, FilePriority::Normal, FilePriority::Low] {
+            if max_new_pieces > 0 && max_pieces > 0 && self.unstarted > 0 {
+                if let Some(run) = self.start_run(level, max_pieces.min(max_new_pieces), out) {
+                    return Some(run);
+                }
+            }
+            // Free blocks of a partial piece of this level: the most complete first.
+            let partial = self
+                .partials
+                .iter()
+                .filter(|(p, part)| {
+                    self.priority[p.as_usize()] == level && part.blocks.contains(&0)
+                })
+                .max_by_key(|(p, part)| (part.received, std::cmp::Reverse(**p)))
+                .map(|(p, _)| *p);
+            if let Some(piece) = partial {
+                let part = self.partials.get_mut(&piece).expect("listed");
+                let first = part
+                    .blocks
+                    .iter()
+                    .position(|b| *b == 0)
+                    .expect("has a free block");
+                let start = out.len();
+                for i in first..part.blocks.len() {
+                    if part.blocks[i] != 0 {
+                        break;
+                    }
+                    part.blocks[i] = 1;
+                    self.free_blocks -= 1;
+                    out.push(self.layout.block(piece, i as u32).expect("block in piece"));
+                }
+                return Some((out[start], out[out.len() - 1]));
+            }
+        }
+        if !self.in_endgame() {
+            return None;
+        }
+        // Endgame: the partial piece with the most still to receive that this source can help.
+        let eligible = |piece: PieceIndex, b: usize, state: u8| {
+            state != RECEIVED
+                && state < MAX_ENDGAME_DUPLICATES
+                && self
+                    .layout
+                    .block(piece, b as u32)
+                    .is_some_and(|block| !already_requested(block))
+        };
+        let piece = self
+            .partials
+            .iter()
+            .filter(|(p, part)| {
+                self.priority[p.as_usize()].is_wanted()
+                    && part
+                        .blocks
+                        .iter()
+                        .enumerate()
+                        .any(|(b, s)| eligible(**p, b, *s))
+            })
+            .max_by_key(|(p, part)| {
+                (
+                    self.priority[p.as_usize()],
+                    std::cmp::Reverse(part.received),
+                    std::cmp::Reverse(**p),
+                )
+            })
+            .map(|(p, _)| *p)?;
+        let part = &self.partials[&piece];
+        let first = part.blocks.iter().position(|s| *s != RECEIVED)?;
+        let last = part.blocks.iter().rposition(|s| *s != RECEIVED)?;
+        let take: Vec<usize> = (first..=last)
+            .filter(|&b| eligible(piece, b, part.blocks[b]))
+            .collect();
+        let part = self.partials.get_mut(&piece).expect("listed");
+        for b in take {
+            part.blocks[b] += 1;
+            out.push(self.layout.block(piece, b as u32).expect("block in piece"));
+        }
+        Some((
+            self.layout.block(piece, first as u32)?,
+            self.layout.block(piece, last as u32)?,
+        ))
+    }
+
+    /// Starts up to `max` missing pieces of priority `level` in a row, from the start of the longest
+    /// such run, takes all their blocks into `out` and returns the first and last.
+    fn start_run(
+        &mut self,
+        level: FilePriority,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) -> Option<(BlockRef, BlockRef)> {
+        // The longest run of missing pieces of this level.
+        let (mut best, mut run_start, mut run_len) = (None::<(usize, usize)>, 0, 0);
+        for (i, (state, priority)) in self.state.iter().zip(&self.priority).enumerate() {
+            if *state == PieceState::Missing && *priority == level {
+                if run_len == 0 {
+                    run_start = i;
+                }
+                run_len += 1;
+                if best.is_none_or(|(_, len)| run_len > len) {
+                    best = Some((run_start, run_len));
+                }
+            } else {
+                run_len = 0;
+            }
+        }
+        let (first, len) = best?;
+        let start = out.len();
+        for p in first..first + len.min(max) {
+            let piece = PieceIndex::from_picker(p as u32);
+            self.start_piece(piece);
+            self.stale_entries += 1;
+            self.take_free_blocks(piece, usize::MAX, out);
+        }
+        Some((out[start], out[out.len() - 1]))
+    }
+
     /// Free blocks of partial pieces of priority `level` that the peer has, the most complete piece
     /// first, so pieces finish and free their memory.
     fn pick_partials(

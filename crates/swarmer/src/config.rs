@@ -51,6 +51,10 @@ pub struct SessionConfig {
     pub encryption: Encryption,
     /// Which transports carry peer connections (default [`Transport::Both`]).
     pub transport: Transport,
+    /// A web seed that sends nothing for this long (no reply head, or no more of its body) fails
+    /// its fetch and is backed off; 20 s by default. Connecting to it is bounded by
+    /// `connect_timeout`.
+    pub web_seed_timeout: Duration,
 }
 
 /// Whether peer connections use Message Stream Encryption (MSE/PE, the Vuze/libtorrent spec).
@@ -127,6 +131,7 @@ impl Default for SessionConfig {
             pex: true,
             encryption: Encryption::Prefer,
             transport: Transport::Both,
+            web_seed_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -41,5 +41,5 @@ pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;
 pub use torrent::{
     AddTorrentOptions, Details, ExistingData, PeerDetails, Progress, SeedLimits, TorrentHandle,
-    TorrentState,
+    TorrentState, WebSeedDetails,
 };

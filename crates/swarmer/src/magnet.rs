@@ -286,11 +286,13 @@ async fn run(
     // Dropping the connections' command senders closes them.
     f.conns.drain();
     sources.stop().await;
-    let metainfo = match &f.layers {
+    let mut metainfo = match &f.layers {
         Some(layers) => Metainfo::from_info_bytes_and_layers(&metadata, tiers, &layers.layers()),
         None => Metainfo::from_info_bytes(&metadata, tiers),
     }
     .map_err(MetadataError::Invalid)?;
+    // The link's `ws=` web seeds (BEP 19) serve the content once the metadata is known.
+    metainfo.url_list = magnet.web_seeds.clone();
     Ok(FetchedMetadata { metainfo, peers })
 }
 

@@ -65,6 +65,13 @@ pub(crate) struct Torrent {
     pub(crate) uploaded_bytes: u64,
     /// Connected peers.
     pub(crate) peers: u32,
+    /// Web seeds in use while downloading (BEP 19 `url-list`, BEP 17 `httpseeds`, magnet `ws=`;
+    /// not those dropped for bad data).
+    #[serde(default)]
+    pub(crate) web_seeds: u32,
+    /// Web seeds that sent data in the last second.
+    #[serde(default)]
+    pub(crate) web_seeds_sending: u32,
     /// Seconds until done at the current rate; null when idle or done.
     pub(crate) eta_seconds: Option<u64>,
     /// When it was added, seconds since the Unix epoch.
@@ -147,6 +154,9 @@ pub(crate) struct TorrentDetail {
     pub(crate) files: Vec<File>,
     /// Tracker URLs, every tier in order.
     pub(crate) trackers: Vec<String>,
+    /// Web seed URLs: BEP 19 (`url-list`, magnet `ws=`) then BEP 17 (`httpseeds`).
+    #[serde(default)]
+    pub(crate) web_seed_urls: Vec<String>,
     /// Pieces in the torrent.
     pub(crate) piece_count: u32,
     /// Piece length, bytes.

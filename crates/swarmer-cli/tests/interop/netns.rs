@@ -25,6 +25,8 @@ pub(crate) enum Need {
     Opentracker,
     Mktorrent,
     Libtorrent,
+    /// Debian's nginx-light, serving web seeds (BEP 19).
+    Nginx,
     Transmission,
     /// Headless Chromium and its WebDriver server, for the daemon's web UI test (tests/daemon.rs;
     /// the interop binary never asks for it).
@@ -48,6 +50,9 @@ pub(crate) fn qbt_python() -> std::path::PathBuf {
 }
 
 const IN_NETNS: &str = "SWARMER_IN_NETNS";
+
+/// Where Debian's nginx-light puts the server.
+pub(crate) const NGINX: &str = "/usr/sbin/nginx";
 
 /// Runs `body` as the interop test `name` (its exact libtest name) inside a private network
 /// namespace, after checking that `needs` are installed.
@@ -121,6 +126,14 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
         match need {
             Need::Opentracker => find_program("opentracker")?,
             Need::Mktorrent => find_program("mktorrent")?,
+            Need::Nginx => {
+                if !std::path::Path::new(NGINX).is_file() {
+                    return Err(format!(
+                        "`{}` is not installed (install nginx-light)",
+                        NGINX
+                    ));
+                }
+            }
             Need::Transmission => {
                 find_program("transmission-daemon")?;
                 find_program("transmission-remote")?;

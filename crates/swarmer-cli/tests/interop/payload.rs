@@ -76,7 +76,23 @@ impl Payload {
     /// Writes a torrent with `2^piece_log2`-byte pieces and one tier per entry of `tiers` (URLs
     /// within an entry separated by commas share a tier), made by mktorrent where it can.
     pub(crate) fn make_torrent(&self, out: &Path, piece_log2: u32, tiers: &[&str]) -> PathBuf {
+        self.make_torrent_with_web_seeds(out, piece_log2, tiers, &[])
+    }
+
+    /// `make_torrent` with BEP 19 web seeds (`url-list`, mktorrent's `-w`); web seeds need
+    /// pieces of at least 2^15 bytes (mktorrent's).
+    pub(crate) fn make_torrent_with_web_seeds(
+        &self,
+        out: &Path,
+        piece_log2: u32,
+        tiers: &[&str],
+        web_seeds: &[&str],
+    ) -> PathBuf {
         if piece_log2 < MKTORRENT_MIN_PIECE_LOG2 {
+            assert!(
+                web_seeds.is_empty(),
+                "web seeds need mktorrent's piece lengths"
+            );
             std::fs::write(out, self.encode_torrent(1 << piece_log2, tiers)).expect("write");
             return out.to_owned();
         }
@@ -84,6 +100,9 @@ impl Payload {
         command.arg("-l").arg(piece_log2.to_string()).arg("-d");
         for tier in tiers {
             command.arg("-a").arg(tier);
+        }
+        for url in web_seeds {
+            command.arg("-w").arg(url);
         }
         let output = command
             .arg("-o")

@@ -28,7 +28,8 @@ fn bep9_example_with_every_parameter() {
         "magnet:?xt=urn:btih:{HEX}&dn=Cosmos+Laundromat%20%28720p%29\
          &tr=http%3A%2F%2Ftracker.example%3A6969%2Fannounce&tr.1=udp://t2.example:80\
          &tr=http%3A%2F%2Ftracker.example%3A6969%2Fannounce&x.pe=10.0.0.1:6881\
-         &x.pe=[2001:db8::1]:51413&x.pe=peer.example:7000&so=0,2,4-6&ws=http://seed/&unknown"
+         &x.pe=[2001:db8::1]:51413&x.pe=peer.example:7000&so=0,2,4-6&ws=http://seed/\
+         &ws.1=https%3A%2F%2Fmirror.example%2Fpub%2F&ws=http://seed/&ws=ftp://x/&unknown"
     ))
     .unwrap();
     assert_eq!(
@@ -50,6 +51,7 @@ fn bep9_example_with_every_parameter() {
                 },
             ],
             select_only: Some(vec![0..=0, 2..=2, 4..=6]),
+            web_seeds: vec!["http://seed/".into(), "https://mirror.example/pub/".into()],
         }
     );
 }

@@ -838,6 +838,8 @@ impl Swarm {
                         .engine
                         .handle_piece_checked(piece, check, data, at);
                 }
+                // The simulated swarm has no web seeds.
+                Action::WebFetch { .. } | Action::DropWebSeed { .. } => {}
             }
         }
         let now = self.now;

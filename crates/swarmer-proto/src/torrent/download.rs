@@ -6,7 +6,7 @@
 use crate::time::Instant;
 use std::net::IpAddr;
 
-use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent};
+use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent, WebSeedKey};
 use crate::blame::{Reply, Verdict};
 use crate::hashes::{EncodedHashRequest, HashMessage};
 use crate::merkle::PieceCheck;
@@ -17,18 +17,25 @@ use crate::{Bitfield, BlockRef, FilePriority, PieceIndex};
 #[derive(Debug)]
 pub(super) struct PieceBuffer {
     data: Vec<u8>,
-    contributors: Vec<IpAddr>,
-    /// The address that sent each block, in block order (v2 pieces are resolved to the block).
-    senders: Vec<Option<IpAddr>>,
+    contributors: Vec<Source>,
+    /// Who sent each block, in block order (v2 pieces are resolved to the block).
+    senders: Vec<Option<Source>>,
 }
 
 /// A piece handed to the driver to verify: who sent it, for trust and blame.
 #[derive(Debug)]
 pub(super) struct Verifying {
-    /// Every address that sent a block of it.
-    pub(super) contributors: Vec<IpAddr>,
-    /// The address that sent each block, in block order.
-    pub(super) senders: Vec<IpAddr>,
+    /// Every source that sent a block of it.
+    pub(super) contributors: Vec<Source>,
+    /// Who sent each block, in block order; `None` for none (cannot happen: every block is in).
+    pub(super) senders: Vec<Option<Source>>,
+}
+
+/// Who sent a block: a peer's address (trust and bans go by address) or a web seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Peer(IpAddr),
+    Web(WebSeedKey),
 }
 
 /// Pieces a peer with nothing in flight may start beyond [`Config::max_unverified_bytes`].
@@ -90,6 +97,10 @@ impl Torrent {
                 for block in cancelled {
                     self.send(key, Outgoing::Cancel(block), now);
                 }
+            }
+            // A web seed's fetch goes on; the blocks of this piece in it are simply not needed.
+            for seed in self.web_seeds.values_mut() {
+                seed.in_flight.retain(|b| b.piece != piece);
             }
             self.buffers.remove(&piece);
         }
@@ -363,30 +374,12 @@ impl Torrent {
         match self.picker.block_received(block) {
             BlockOutcome::Unneeded => self.stats.wasted += u64::from(length),
             BlockOutcome::New { piece_complete } => {
-                self.store_block(block, data, ip);
+                self.store_block(block, data, Source::Peer(ip));
                 if duplicated {
-                    self.cancel_duplicates(key, block, now);
+                    self.cancel_duplicates(block, now);
                 }
                 if piece_complete {
-                    let buffer = self.buffers.remove(&block.piece).expect("stored above");
-                    // Every block is in (the picker said so); an unspecified address blames nobody.
-                    let unknown = IpAddr::from([0u8; 4]);
-                    let senders = buffer
-                        .senders
-                        .iter()
-                        .map(|s| s.unwrap_or(unknown))
-                        .collect();
-                    self.verifying.insert(
-                        block.piece,
-                        Verifying {
-                            contributors: buffer.contributors,
-                            senders,
-                        },
-                    );
-                    self.actions.push_back(Action::VerifyPiece {
-                        piece: block.piece,
-                        data: buffer.data,
-                    });
+                    self.piece_ready(block.piece);
                 }
             }
         }
@@ -394,7 +387,23 @@ impl Torrent {
         Ok(())
     }
 
-    fn store_block(&mut self, block: BlockRef, data: &[u8], ip: IpAddr) {
+    /// Every block of `piece` is in: hand it out for verification.
+    pub(super) fn piece_ready(&mut self, piece: PieceIndex) {
+        let buffer = self.buffers.remove(&piece).expect("its blocks were stored");
+        self.verifying.insert(
+            piece,
+            Verifying {
+                contributors: buffer.contributors,
+                senders: buffer.senders,
+            },
+        );
+        self.actions.push_back(Action::VerifyPiece {
+            piece,
+            data: buffer.data,
+        });
+    }
+
+    pub(super) fn store_block(&mut self, block: BlockRef, data: &[u8], from: Source) {
         let piece_len = self.layout.piece_len(block.piece) as usize;
         let buffer = self.buffers.entry(block.piece).or_insert_with(|| {
             let mut data = self.pool.pop().unwrap_or_default();
@@ -408,19 +417,24 @@ impl Torrent {
         let start = block.offset as usize;
         buffer.data[start..start + data.len()].copy_from_slice(data);
         if let Some(sender) = buffer.senders.get_mut(start / crate::BLOCK_SIZE as usize) {
-            *sender = Some(ip);
+            *sender = Some(from);
         }
-        if !buffer.contributors.contains(&ip) {
-            buffer.contributors.push(ip);
+        if !buffer.contributors.contains(&from) {
+            buffer.contributors.push(from);
         }
     }
 
-    /// A block that was outstanding at several peers arrived: cancel the others (BEP 3, "cancel").
-    fn cancel_duplicates(&mut self, from: PeerKey, block: BlockRef, now: Instant) {
+    /// A block that was outstanding at several peers (or web seeds) arrived, and its sender has
+    /// taken it off its own list: cancel the others (BEP 3, "cancel"). A web seed's fetch goes on,
+    /// its copy of the block no longer asked of it.
+    pub(super) fn cancel_duplicates(&mut self, block: BlockRef, now: Instant) {
+        for seed in self.web_seeds.values_mut() {
+            seed.in_flight.retain(|b| *b != block);
+        }
         let holders: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(k, p)| **k != from && p.in_flight.contains(&block))
+            .filter(|(_, p)| p.in_flight.contains(&block))
             .map(|(k, _)| *k)
             .collect();
         for k in holders {
@@ -503,7 +517,7 @@ impl Torrent {
     /// [`Config::max_unverified_bytes`] in pieces of this torrent (at least one).
     ///
     /// [`Config::max_unverified_bytes`]: super::Config::max_unverified_bytes
-    fn budget_pieces(&self) -> u64 {
+    pub(super) fn budget_pieces(&self) -> u64 {
         (self.config.max_unverified_bytes / u64::from(self.layout.piece_length())).max(1)
     }
 
@@ -565,9 +579,14 @@ impl Torrent {
             if wanted {
                 self.stats.left -= len;
             }
-            for ip in &contributors {
-                let t = self.trust.entry(*ip).or_insert(0);
-                *t = (*t + 1).min(20);
+            for source in &contributors {
+                match *source {
+                    Source::Peer(ip) => {
+                        let t = self.trust.entry(ip).or_insert(0);
+                        *t = (*t + 1).min(20);
+                    }
+                    Source::Web(key) => self.web_seed_good_piece(key),
+                }
             }
             self.events.push_back(Event::PieceVerified(piece));
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -594,20 +613,46 @@ impl Torrent {
             }
         } else {
             self.stats.wasted += len;
+            let peers = contributors
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Peer(ip) => Some(*ip),
+                    Source::Web(_) => None,
+                })
+                .collect();
+            let web_seeds = contributors
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Web(key) => Some(*key),
+                    Source::Peer(_) => None,
+                })
+                .collect();
             self.events.push_back(Event::HashFailed {
                 piece,
-                peers: contributors.clone(),
+                peers,
+                web_seeds,
             });
             // A banned address's blocks stay in the pieces it helped fill until they fail: such a
             // piece is its fault alone, or every honest peer that filled the rest would be blamed.
-            let banned: Vec<IpAddr> = contributors
+            let banned: Vec<Source> = contributors
                 .iter()
                 .copied()
-                .filter(|ip| self.banned.contains(ip))
+                .filter(|s| matches!(s, Source::Peer(ip) if self.banned.contains(ip)))
                 .collect();
-            match check {
+            // Pinning a bad block on its sender needs a peer's proven leaf hashes; a piece a web
+            // seed helped fill is blamed on every contributor (a web seed has nothing to ask).
+            let peer_senders: Option<Vec<IpAddr>> = senders
+                .iter()
+                .map(|s| match s {
+                    Some(Source::Peer(ip)) => Some(*ip),
+                    // Every block is in; an unspecified address would blame nobody.
+                    None => Some(IpAddr::from([0u8; 4])),
+                    Some(Source::Web(_)) => None,
+                })
+                .collect();
+            match (check, peer_senders) {
                 _ if !banned.is_empty() => self.blame_contributors(banned),
-                PieceCheck::Bad(Some(evidence)) => {
+                (PieceCheck::Bad(Some(evidence)), Some(senders)) => {
                     if let Some(verdict) = self.inquiries.open(piece, evidence, senders) {
                         self.apply_verdict(verdict);
                     }
@@ -622,9 +667,16 @@ impl Torrent {
     /// Today's rule for a failed piece whose bad blocks are unknown: every contributor loses
     /// trust (more when it is alone), and is banned once its trust falls to
     /// [`Config::ban_trust`](super::Config::ban_trust).
-    fn blame_contributors(&mut self, culprits: Vec<IpAddr>) {
+    fn blame_contributors(&mut self, culprits: Vec<Source>) {
         let penalty = if culprits.len() == 1 { 4 } else { 2 };
-        for ip in culprits {
+        for source in culprits {
+            let ip = match source {
+                Source::Peer(ip) => ip,
+                Source::Web(key) => {
+                    self.web_seed_failed_piece(key, penalty);
+                    continue;
+                }
+            };
             let t = self.trust.entry(ip).or_insert(0);
             *t -= penalty;
             if *t <= self.config.ban_trust {
@@ -666,7 +718,9 @@ impl Torrent {
                     self.ban(ip, Offence::CorruptBlock);
                 }
             }
-            Verdict::Unresolved { contributors, .. } => self.blame_contributors(contributors),
+            Verdict::Unresolved { contributors, .. } => {
+                self.blame_contributors(contributors.into_iter().map(Source::Peer).collect())
+            }
         }
     }
 
@@ -742,6 +796,10 @@ impl Torrent {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             self.fill_requests(key, now);
+        }
+        let seeds: Vec<WebSeedKey> = self.web_seeds.keys().copied().collect();
+        for key in seeds {
+            self.fill_web(key, now);
         }
     }
 }

@@ -78,6 +78,14 @@ pub struct Config {
     /// The torrent is private (BEP 27): peers come only from its trackers, so no metadata is served
     /// and no peers are exchanged, whatever [`Config::metadata`] and [`Config::pex`] say.
     pub private: bool,
+    /// Seconds of a web seed's measured rate that one fetch asks for (runs of whole pieces; the
+    /// first fetch, before a rate is known, asks for [`Config::first_web_fetch`] bytes).
+    pub web_fetch_seconds: f64,
+    /// The size of a web seed's first fetch, in bytes (rounded up to whole pieces).
+    pub first_web_fetch: u64,
+    /// The most bytes one web seed fetch asks for (at least one piece); the memory budget for
+    /// unverified pieces ([`Config::max_unverified_bytes`]) bounds it further.
+    pub max_web_fetch: u64,
 }
 
 impl Default for Config {
@@ -103,6 +111,9 @@ impl Default for Config {
             metadata: None,
             pex: true,
             private: false,
+            web_fetch_seconds: 4.0,
+            first_web_fetch: 1024 * 1024,
+            max_web_fetch: 16 * 1024 * 1024,
         }
     }
 }
@@ -112,6 +123,45 @@ impl Default for Config {
 /// [`Torrent::add_peer`]: super::Torrent::add_peer
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub(super) u64);
+
+/// A web seed as the engine knows it, assigned by [`Torrent::add_web_seed`].
+///
+/// [`Torrent::add_web_seed`]: super::Torrent::add_web_seed
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WebSeedKey(pub(super) u64);
+
+/// How a web seed fetch ended, as the driver reports it with [`Torrent::handle_web_fetch_end`].
+///
+/// [`Torrent::handle_web_fetch_end`]: super::Torrent::handle_web_fetch_end
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchEnd {
+    /// Every asked byte was handed over.
+    Done,
+    /// The fetch failed (an HTTP error, a reply that was not the asked bytes, a truncated body, a
+    /// stall): the bytes handed over so far are kept, the rest goes back to the picker and the seed
+    /// waits before its next fetch ([`crate::webseed::backoff`], or longer if the server asked).
+    Failed {
+        /// The wait the server asked for (`Retry-After`, a BEP 17 `503` body).
+        retry_after: Option<Duration>,
+    },
+}
+
+/// One web seed as the engine sees it, for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSeedStatus {
+    /// Payload received from it, bytes/s (smoothed).
+    pub download_rate: u64,
+    /// Payload received from it in all.
+    pub downloaded: u64,
+    /// A fetch is under way.
+    pub fetching: bool,
+    /// Bytes arrived from it in the last second.
+    pub sending: bool,
+    /// Fetches failed in a row.
+    pub failures: u32,
+    /// While backed off after a failure: when the next fetch may start.
+    pub retry_at: Option<crate::time::Instant>,
+}
 
 /// What the handshake told us about a newly connected peer.
 #[derive(Debug, Clone, Copy)]
@@ -324,6 +374,29 @@ pub enum Action {
         /// Exactly the piece's bytes.
         data: Vec<u8>,
     },
+    /// Fetch `length` bytes of the torrent's content from byte `offset` on from web seed `seed`
+    /// (whole pieces, or the rest of one in endgame; they may span files): hand them over in order
+    /// with [`Torrent::handle_web_data`] as they arrive, then report the end with
+    /// [`Torrent::handle_web_fetch_end`]. A seed has at most one fetch at a time.
+    ///
+    /// [`Torrent::handle_web_data`]: super::Torrent::handle_web_data
+    /// [`Torrent::handle_web_fetch_end`]: super::Torrent::handle_web_fetch_end
+    WebFetch {
+        /// The web seed.
+        seed: WebSeedKey,
+        /// The first byte, counted over the whole torrent.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+    },
+    /// Stop using web seed `seed` (the engine has already forgotten it): it sent data that failed
+    /// verification.
+    DropWebSeed {
+        /// The web seed.
+        seed: WebSeedKey,
+        /// Why.
+        fault: PeerFault,
+    },
 }
 
 /// Things that happened, for progress reports and logs, drained with [`Torrent::poll_event`].
@@ -339,6 +412,8 @@ pub enum Event {
         piece: PieceIndex,
         /// Every address that contributed a block.
         peers: Vec<IpAddr>,
+        /// Every web seed that contributed a block.
+        web_seeds: Vec<WebSeedKey>,
     },
     /// The bad blocks of a failed v2 piece were found (BEP 52 leaf hashes, proven): these addresses
     /// sent them, and only they are blamed.
@@ -421,7 +496,7 @@ pub struct PeerStatus {
 /// Counters for progress reports and trackers (bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Payload bytes received in `piece` messages, including discarded ones.
+    /// Payload bytes received in `piece` messages and from web seeds, including discarded ones.
     pub downloaded: u64,
     /// Payload bytes received that were not needed (duplicates, unrequested) or failed verification.
     pub wasted: u64,
@@ -432,7 +507,7 @@ pub struct Stats {
     /// Bytes of wanted pieces (priority other than `Skip`), verified or not: the size of the selection,
     /// in whole pieces.
     pub wanted: u64,
-    /// Connected peers.
+    /// Connected peers (web seeds apart).
     pub peers: usize,
     /// Peers that are not choking us.
     pub unchoked_by: usize,
@@ -444,4 +519,8 @@ pub struct Stats {
     pub upload_rate: u64,
     /// Peers we are not choking.
     pub unchoked: usize,
+    /// Web seeds in use (not dropped).
+    pub web_seeds: usize,
+    /// Web seeds that sent bytes in the last second.
+    pub web_seeds_sending: usize,
 }

@@ -16,7 +16,8 @@
 //! finished ([`Event::Finished`]) and tells peers it only uploads (BEP 21), as a complete one does.
 //!
 //! Invariants (checked by [`Torrent::check_invariants`]):
-//! - every block in a peer's in-flight list is counted once in the picker's outstanding requests;
+//! - every block in a peer's or web seed's in-flight list is counted once in the picker's
+//!   outstanding requests;
 //! - a peer is interested-in exactly when it has a wanted piece (priority other than `Skip`) we have
 //!   not verified;
 //! - `Stats::left` is the size of the wanted pieces not verified, and the torrent is *finished* exactly
@@ -50,6 +51,7 @@ mod download;
 mod ext;
 mod io;
 mod serve;
+mod web;
 
 pub use download::{
     HEADROOM_PIECES, MAX_REQUEST_TIMEOUTS, REDUNDANT_HAVES_ALLOWED, UNREQUESTED_BLOCKS_ALLOWED,
@@ -59,12 +61,13 @@ pub use ext::{
     PEX_MIN_RECEIVE_INTERVAL,
 };
 pub use io::{
-    Action, Config, Event, Offence, Outgoing, PeerFault, PeerInfo, PeerKey, PeerStatus, Requested,
-    Stats,
+    Action, Config, Event, FetchEnd, Offence, Outgoing, PeerFault, PeerInfo, PeerKey, PeerStatus,
+    Requested, Stats, WebSeedKey, WebSeedStatus,
 };
 
 use download::{PieceBuffer, Verifying, withdraw};
 use ext::PeerExtensions;
+use web::WebSeed;
 
 /// Most events queued when a `port` message is reported; past it, `port` messages are dropped.
 const MAX_DHT_PORT_EVENTS: usize = 256;
@@ -145,6 +148,9 @@ pub struct Torrent {
     verifying: BTreeMap<PieceIndex, Verifying>,
     /// Failed v2 pieces whose bad blocks are being found (BEP 52 hash requests).
     inquiries: Inquiries<PeerKey>,
+    /// Web seeds (BEP 19, BEP 17), ordered like the peers.
+    web_seeds: BTreeMap<WebSeedKey, WebSeed>,
+    next_web_key: u64,
     pool: Vec<Vec<u8>>,
     trust: HashMap<IpAddr, i32>,
     banned: HashSet<IpAddr>,
@@ -197,6 +203,8 @@ impl Torrent {
             buffers: BTreeMap::new(),
             verifying: BTreeMap::new(),
             inquiries: Inquiries::default(),
+            web_seeds: BTreeMap::new(),
+            next_web_key: 0,
             pool: Vec::new(),
             trust: HashMap::new(),
             banned: HashSet::new(),
@@ -247,6 +255,13 @@ impl Torrent {
             peers: self.peers.len(),
             unchoked_by: self.peers.values().filter(|p| !p.peer_choking).count(),
             unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
+            web_seeds: self.web_seeds.len(),
+            web_seeds_sending: self
+                .web_seeds
+                .keys()
+                .filter_map(|k| self.web_seed_status(*k))
+                .filter(|s| s.sending && s.fetching)
+                .count(),
             ..self.stats
         }
     }
@@ -472,7 +487,8 @@ impl Torrent {
         }
     }
 
-    /// When the engine next needs [`Torrent::handle_timeout`]; `None` while no peer is connected.
+    /// When the engine next needs [`Torrent::handle_timeout`]; `None` while no peer is connected
+    /// and no web seed added.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_tick
     }
@@ -486,7 +502,8 @@ impl Torrent {
             .last_tick
             .map_or(1.0, |t| now.duration_since(t).as_secs_f64().max(0.001));
         self.last_tick = Some(now);
-        self.next_tick = (!self.peers.is_empty()).then(|| now + Duration::from_secs(1));
+        self.next_tick = (!self.peers.is_empty() || !self.web_seeds.is_empty())
+            .then(|| now + Duration::from_secs(1));
         let mut total_rate = 0.0;
         let mut total_up = 0.0;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -543,6 +560,7 @@ impl Torrent {
                 self.send(key, Outgoing::KeepAlive, now);
             }
         }
+        total_rate += self.tick_web_seeds(elapsed);
         self.stats.download_rate = total_rate as u64;
         self.stats.upload_rate = total_up as u64;
         if self.peers.is_empty() {
@@ -591,6 +609,11 @@ impl Torrent {
     pub fn check_invariants(&self) {
         self.picker.check_invariants();
         let mut counts: HashMap<BlockRef, u8> = HashMap::new();
+        for seed in self.web_seeds.values() {
+            for b in &seed.in_flight {
+                *counts.entry(*b).or_default() += 1;
+            }
+        }
         for peer in self.peers.values() {
             for b in &peer.in_flight {
                 *counts.entry(*b).or_default() += 1;

@@ -41,7 +41,7 @@ pub struct Progress {
     pub left_bytes: u64,
     /// Bytes in verified pieces.
     pub verified_bytes: u64,
-    /// Payload bytes received from peers, including discarded ones.
+    /// Payload bytes received from peers and web seeds, including discarded ones.
     pub downloaded_bytes: u64,
     /// Payload bytes received that were discarded (duplicates or failed pieces).
     pub wasted_bytes: u64,
@@ -53,6 +53,10 @@ pub struct Progress {
     pub upload_rate: u64,
     /// Connected peers (handshake done).
     pub peers: usize,
+    /// Web seeds in use while downloading (BEP 19, BEP 17; not those dropped for bad data).
+    pub web_seeds: usize,
+    /// Web seeds that sent data in the last second.
+    pub web_seeds_sending: usize,
     /// Verified pieces.
     pub pieces_have: u32,
     /// Pieces in the torrent.
@@ -90,6 +94,8 @@ pub struct Details {
     pub peers: Vec<PeerDetails>,
     /// How announcing goes; `None` for a torrent without trackers.
     pub tracker: Option<AnnouncerStatus>,
+    /// Every web seed of the torrent (its `url-list`, `httpseeds` or magnet `ws=`), in use or not.
+    pub web_seeds: Vec<super::web_seeds::WebSeedDetails>,
 }
 
 /// One connected peer in [`Details`].

@@ -23,12 +23,14 @@ use super::command::Command;
 use super::progress::{Progress, TorrentState};
 use super::resume_saver::{ResumeSaver, Snapshot};
 use super::task::TorrentTask;
+use super::web_seeds::{WebEvent, WebSeeds};
 use crate::check::hashing_threads;
 use crate::clock::Clock;
 use crate::connections::{Connections, ConnectionsConfig};
 use crate::dht::TorrentDht;
 use crate::error::TorrentError;
 use crate::peer::{ConnError, ConnEvent, ConnId, Incoming, Outbound};
+use crate::rate::LimiterPair;
 use crate::sources::PeerSources;
 use crate::storage::StorageError;
 use crate::tracker::{AnnouncerConfig, TransferStats, spawn_announcer};
@@ -73,6 +75,8 @@ struct Running {
     failure: Option<StorageError>,
     /// Saves fast-resume state, if the torrent keeps one.
     resume: Option<ResumeSaver>,
+    /// The web seeds' HTTP side.
+    web: WebSeeds,
 }
 
 /// Output for one connection gathered while draining the engine, in order.
@@ -191,7 +195,20 @@ async fn start(
         .resume
         .clone()
         .map(|store| ResumeSaver::new(store, earlier, hashed));
+    let web = WebSeeds::new(
+        Arc::clone(&metainfo),
+        t.tracker.config().bind,
+        (
+            shared.config.connect_timeout,
+            shared.config.web_seed_timeout,
+        ),
+        LimiterPair {
+            torrent: Arc::clone(&t.limits.download),
+            session: Arc::clone(&shared.download_limit),
+        },
+    );
     let mut r = Running {
+        web,
         resume,
         t,
         engine,
@@ -223,6 +240,8 @@ impl Running {
     async fn run(&mut self) -> Result<(), TorrentError> {
         let mut batch = Vec::with_capacity(64);
         let mut next_connect = Instant::now();
+        self.start_web_seeds();
+        self.drain_engine();
         self.publish();
         let result = loop {
             let mut wake = match self.engine.poll_timeout() {
@@ -256,6 +275,21 @@ impl Running {
                     if let Ok((conn, reply)) = joined {
                         if self.conns.send(conn, Outbound::Bytes(Bytes::from(reply))).is_err() {
                             self.close(conn, true);
+                        }
+                    }
+                }
+                event = self.web.recv() => {
+                    let now = self.clock().now();
+                    match event {
+                        WebEvent::Data(seed, bytes) => self.engine.handle_web_data(seed, &bytes, now),
+                        WebEvent::End(seed, end, error) => {
+                            self.engine.handle_web_fetch_end(seed, end, now);
+                            let retry_in = self
+                                .engine
+                                .web_seed_status(seed)
+                                .and_then(|s| s.retry_at)
+                                .map(|at| at.saturating_duration_since(now));
+                            self.web.fetch_ended(seed, error, retry_in);
                         }
                     }
                 }
@@ -462,6 +496,12 @@ impl Running {
                     }
                 }
                 Action::VerifyPiece { piece, data } => self.verify_queue.push_back((piece, data)),
+                Action::WebFetch {
+                    seed,
+                    offset,
+                    length,
+                } => self.web.fetch(seed, offset, length),
+                Action::DropWebSeed { seed, fault } => self.web.drop_seed(seed, fault.to_string()),
             }
         }
         while self.verify.len() < self.verify_slots {
@@ -490,11 +530,17 @@ impl Running {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::PieceVerified(_) => {}
-                Event::HashFailed { piece, peers } => {
+                Event::HashFailed {
+                    piece,
+                    peers,
+                    web_seeds,
+                } => {
                     self.hash_failures += 1;
+                    let web_seeds = self.web.urls(&web_seeds);
                     tracing::warn!(
                         piece = piece.get(),
                         ?peers,
+                        ?web_seeds,
                         "piece failed its hash check; downloading it again"
                     );
                 }
@@ -651,6 +697,7 @@ impl Running {
             tracing::info!("file priorities changed; downloading again");
             self.state = TorrentState::Downloading;
             self.seeding_since = None;
+            self.start_web_seeds();
         }
         Ok(())
     }
@@ -672,6 +719,7 @@ impl Running {
             self.publish();
             self.sources.completed();
         }
+        self.stop_web_seeds();
         // A restart now seeds without hashing anything.
         self.save_resume().await;
         if self.t.options.seed.is_some() {
@@ -712,6 +760,24 @@ impl Running {
             tracing::info!(by_ratio, by_time, "seeding limit reached");
             self.state = TorrentState::Complete;
             self.close_all();
+        }
+    }
+
+    /// Adds the web seeds to the engine while downloading (those dropped for bad data stay out).
+    fn start_web_seeds(&mut self) {
+        if self.state != TorrentState::Downloading {
+            return;
+        }
+        let now = self.clock().now();
+        let engine = &mut self.engine;
+        self.web.start(|| engine.add_web_seed(now));
+    }
+
+    /// Stops the web seeds' fetches and takes them out of the engine: a finished torrent has no
+    /// use for them.
+    fn stop_web_seeds(&mut self) {
+        for seed in self.web.stop_all() {
+            self.engine.remove_web_seed(seed);
         }
     }
 
@@ -770,6 +836,7 @@ impl Running {
             have: self.engine.have().clone(),
             peers,
             tracker: self.sources.tracker_status(),
+            web_seeds: self.web.details(|seed| self.engine.web_seed_status(seed)),
         }
     }
 
@@ -788,6 +855,8 @@ impl Running {
             download_rate: s.download_rate,
             upload_rate: s.upload_rate,
             peers: s.peers,
+            web_seeds: s.web_seeds,
+            web_seeds_sending: s.web_seeds_sending,
             pieces_have: self.engine.have().count_ones() as u32,
             piece_count: layout.piece_count(),
             hash_failures: self.hash_failures,
@@ -818,6 +887,7 @@ impl Running {
     }
 
     async fn shutdown(&mut self) {
+        self.stop_web_seeds();
         self.conns.drain();
         self.keys.clear();
         self.by_key.clear();

@@ -138,6 +138,8 @@ impl TorrentTask {
             download_rate: 0,
             upload_rate: 0,
             peers: 0,
+            web_seeds: 0,
+            web_seeds_sending: 0,
             pieces_have: 0,
             piece_count: metainfo.info.layout.piece_count(),
             hash_failures: 0,
@@ -279,6 +281,7 @@ impl TorrentTask {
                             have: have.clone(),
                             peers: Vec::new(),
                             tracker: None,
+                            web_seeds: super::web_seeds::listed(&self.metainfo),
                         });
                         continue;
                     }

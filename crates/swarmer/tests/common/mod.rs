@@ -81,6 +81,8 @@ pub fn fixture_with(piece_length: u32, files: Vec<(Vec<&str>, u64)>) -> Fixture 
         comment: None,
         created_by: None,
         creation_date: None,
+        url_list: vec![],
+        http_seeds: vec![],
     };
     Fixture {
         metainfo,

@@ -171,6 +171,10 @@ impl Entry {
             (_, Some((_, fetch))) => (0, 0, fetch.borrow().peers_connected as u32),
             _ => (0, 0, 0),
         };
+        let (web_seeds, web_seeds_sending) = match &progress {
+            Some(p) if running => (p.web_seeds as u32, p.web_seeds_sending as u32),
+            _ => (0, 0),
+        };
         let left = wanted.saturating_sub(done);
         Torrent {
             id: r.id,
@@ -206,6 +210,8 @@ impl Entry {
             downloaded_bytes: progress.as_ref().map_or(0, |p| p.downloaded_bytes),
             uploaded_bytes: progress.as_ref().map_or(0, |p| p.uploaded_bytes),
             peers,
+            web_seeds,
+            web_seeds_sending,
             eta_seconds: (left > 0 && down_rate > 0).then(|| left.div_ceil(down_rate)),
             added_at: r.added_at,
             download_dir: r.download_dir.as_path().display().to_string(),
@@ -222,7 +228,7 @@ impl Entry {
     pub(super) fn detail(&self) -> TorrentDetail {
         let torrent = self.view();
         let priorities = self.priorities();
-        let (files, trackers, piece_count, piece_length) = match &self.metainfo {
+        let (files, trackers, web_seed_urls, piece_count, piece_length) = match &self.metainfo {
             Some(m) => (
                 m.info
                     .files
@@ -241,10 +247,11 @@ impl Entry {
                     })
                     .collect(),
                 m.announce_tiers.iter().flatten().cloned().collect(),
+                m.url_list.iter().chain(&m.http_seeds).cloned().collect(),
                 m.info.layout.piece_count(),
                 u64::from(m.info.piece_length),
             ),
-            None => (Vec::new(), Vec::new(), 0, 0),
+            None => (Vec::new(), Vec::new(), Vec::new(), 0, 0),
         };
         let pieces_have = match self.progress() {
             Some(p) => p.pieces_have,
@@ -268,6 +275,7 @@ impl Entry {
             torrent,
             files,
             trackers,
+            web_seed_urls,
             piece_count,
             piece_length,
             pieces_have,

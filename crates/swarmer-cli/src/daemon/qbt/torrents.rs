@@ -1,5 +1,5 @@
 //! The qBittorrent API's read endpoints for torrents: `torrents/info` (filter, category, tag,
-//! hashes, sort, reverse, limit, offset), `properties`, `trackers`, `webseeds`, `files`,
+//! hashes, sort, reverse, limit, offset), `properties`, `trackers`, `webseeds` (the URLs), `files`,
 //! `pieceStates`, `pieceHashes`, and the `categories` and `tags` lists. Per-file progress, piece
 //! states, peers and tracker state come from the torrent's own task (`Manager::details`), or from
 //! its saved resume state when it is not running.
@@ -208,13 +208,18 @@ pub(super) async fn trackers(State(qbt): State<Arc<Qbt>>, params: Params) -> Res
     Json(rows).into_response()
 }
 
-/// `torrents/webseeds`: swarmer does not use web seeds, so none.
+/// `torrents/webseeds`: the torrent's web seed URLs (BEP 19, then BEP 17), as `[{"url": ..}]`.
 pub(super) async fn webseeds(State(qbt): State<Arc<Qbt>>, params: Params) -> Response {
-    match params.require("hash") {
-        Ok(hash) => match one(&qbt, hash).await {
-            Ok(_) => Json(Vec::<Value>::new()).into_response(),
-            Err(r) => r,
-        },
+    match inside(&qbt, &params).await {
+        Ok(d) => {
+            let rows: Vec<Value> = d
+                .detail
+                .web_seed_urls
+                .iter()
+                .map(|url| json!({ "url": url }))
+                .collect();
+            Json(rows).into_response()
+        }
         Err(r) => r,
     }
 }

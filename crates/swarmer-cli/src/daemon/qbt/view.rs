@@ -209,6 +209,8 @@ mod tests {
             downloaded_bytes: 0,
             uploaded_bytes: 0,
             peers: 0,
+            web_seeds: 0,
+            web_seeds_sending: 0,
             eta_seconds: None,
             added_at: 0,
             download_dir: "/d".into(),

@@ -17,7 +17,9 @@
 //! - A duplicate `torrent-add` answers `success` with `torrent-duplicate`, as 3.00 does.
 //! - Transmission keeps a limit's value and its on/off switch apart; the daemon keeps one
 //!   `Option`, so a value sent without `...Limited: true` applies only to a limit already on.
-//! - What the daemon does not track is answered honestly with "none": `peers`, `webseeds` and the
+//! - `webseeds` lists the torrent's web seed URLs (BEP 19, then BEP 17) and `webseedsSendingToUs`
+//!   counts those that sent data in the last second.
+//! - What the daemon does not track is answered honestly with "none": `peers` and the
 //!   `removed` list of `recently-active` are empty, dates other than `addedDate` are 0, and
 //!   `bytesCompleted` of a file in an unfinished torrent is an estimate (its share of the
 //!   torrent's progress). `peersSendingToUs`/`peersGettingFromUs` count every connected peer while

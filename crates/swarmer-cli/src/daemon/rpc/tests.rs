@@ -32,6 +32,8 @@ fn torrent() -> Torrent {
         downloaded_bytes: 1000,
         uploaded_bytes: 500,
         peers: 3,
+        web_seeds: 2,
+        web_seeds_sending: 1,
         eta_seconds: Some(1),
         added_at: 1_700_000_000,
         download_dir: "/data".into(),
@@ -60,6 +62,7 @@ fn detail() -> TorrentDetail {
             file(3, "payload/c", 1000, Priority::Skip),
         ],
         trackers: vec!["http://127.0.0.1:6969/announce".into()],
+        web_seed_urls: vec!["http://127.0.0.1:8080/pub/".into()],
         piece_count: 4,
         piece_length: 1024,
         pieces_have: 2,
@@ -241,6 +244,8 @@ fn detail_fields_list_files_without_padding() {
     );
     assert_eq!(get("fileStats")[2]["wanted"], json!(false));
     assert_eq!(get("pieceCount"), json!(4));
+    assert_eq!(get("webseeds"), json!(["http://127.0.0.1:8080/pub/"]));
+    assert_eq!(get("webseedsSendingToUs"), json!(1));
     let stats = get("trackerStats");
     assert_eq!(stats[0]["host"], json!("http://127.0.0.1:6969"));
     assert_eq!(

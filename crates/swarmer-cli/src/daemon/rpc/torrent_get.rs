@@ -65,6 +65,7 @@ const DETAIL_FIELDS: &[&str] = &[
     "creator",
     "comment",
     "dateCreated",
+    "webseeds",
 ];
 
 /// Transmission's file priority numbers: -1 low, 0 normal, 1 high (skip is `wanted` 0).
@@ -285,10 +286,11 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
         "peersConnected" => json!(t.peers),
         "peersSendingToUs" => json!(if t.download_rate > 0 { t.peers } else { 0 }),
         "peersGettingFromUs" => json!(if t.upload_rate > 0 { t.peers } else { 0 }),
-        "webseedsSendingToUs" | "bandwidthPriority" => json!(0),
+        "webseedsSendingToUs" => json!(t.web_seeds_sending),
+        "bandwidthPriority" => json!(0),
         "peers" => peers(inside?),
         "pieces" => json!(pieces_b64(inside?)),
-        "webseeds" => json!([]),
+        "webseeds" => json!(detail?.web_seed_urls),
         "labels" => json!(labels(t)),
         "downloadDir" => json!(t.download_dir),
         "addedDate" => json!(t.added_at),

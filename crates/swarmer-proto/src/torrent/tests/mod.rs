@@ -10,6 +10,7 @@ mod blame;
 mod download;
 mod ext;
 mod serve;
+mod web;
 
 /// A torrent of `pieces` pieces of two blocks each, with content `content(i) = i as u8`.
 struct Fixture {
@@ -124,6 +125,19 @@ impl Fixture {
                         let ok = sha1(&data) == sha1(expected);
                         self.t.handle_piece_verified(piece, ok, data, self.now);
                     }
+                    // Web seeds serve honestly here, in pieces of an odd size.
+                    Action::WebFetch {
+                        seed,
+                        offset,
+                        length,
+                    } => {
+                        let range = offset as usize..(offset + length) as usize;
+                        for chunk in self.content[range].to_vec().chunks(5000) {
+                            self.t.handle_web_data(seed, chunk, self.now);
+                        }
+                        self.t.handle_web_fetch_end(seed, FetchEnd::Done, self.now);
+                    }
+                    Action::DropWebSeed { .. } => {}
                 }
                 actions.extend(self.drain());
             }
