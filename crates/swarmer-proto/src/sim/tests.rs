@@ -4,6 +4,7 @@
 
 use super::*;
 
+mod deadlines;
 mod regressions;
 
 const KIB: u64 = 1024;
