@@ -110,6 +110,33 @@ impl Torrent {
         self.fill_all(now);
     }
 
+    /// Makes `wanted` the deadlines, as [`Torrent::set_piece_deadline`] for each and
+    /// [`Torrent::clear_piece_deadline`] for every other piece, with requests made once at the
+    /// end: how a driver applies many deadlines at once (a reader's window, a sequential
+    /// download). Verified pieces in `wanted` are left out.
+    pub fn replace_piece_deadlines(
+        &mut self,
+        wanted: impl IntoIterator<Item = (PieceIndex, Instant)>,
+        now: Instant,
+    ) {
+        let mut next = Deadlines::default();
+        for (piece, at) in wanted {
+            if !self.have.get(piece.as_usize()) {
+                next.insert(piece, at);
+            }
+        }
+        for piece in self.deadlines.by_piece.keys() {
+            if !next.by_piece.contains_key(piece) {
+                self.picker.set_critical(*piece, false);
+            }
+        }
+        for piece in next.by_piece.keys() {
+            self.picker.set_critical(*piece, true);
+        }
+        self.deadlines = next;
+        self.fill_all(now);
+    }
+
     /// `piece`'s deadline, if it has one.
     pub fn piece_deadline(&self, piece: PieceIndex) -> Option<Instant> {
         self.deadlines.by_piece.get(&piece).copied()

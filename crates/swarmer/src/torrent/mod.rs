@@ -10,13 +10,18 @@ mod command;
 mod handle;
 mod options;
 mod progress;
+mod reader;
 mod resume_saver;
 mod running;
 mod task;
+mod wishes;
 
 pub(crate) use command::Command;
 pub use handle::TorrentHandle;
 pub use options::{AddTorrentOptions, ExistingData, SeedLimits};
 pub use progress::{Details, PeerDetails, Progress, TorrentState};
+pub(crate) use reader::ReaderParts;
+pub use reader::{FileReader, MAX_READ_AHEAD, MIN_READ_AHEAD, READ_CHUNK};
 pub(crate) use running::run;
 pub(crate) use task::TorrentTask;
+pub use wishes::{MAX_READERS, SEQUENTIAL_WINDOW};
