@@ -56,6 +56,11 @@ impl Deadlines {
         }
     }
 
+    /// `piece`'s deadline, if it has one.
+    pub(super) fn of(&self, piece: PieceIndex) -> Option<Instant> {
+        self.by_piece.get(&piece).copied()
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.by_piece.is_empty()
     }
@@ -179,7 +184,8 @@ pub(super) struct Asker<'a> {
 }
 
 /// Appends to `out` up to `room` blocks of deadline pieces for `asker`, starting new pieces only
-/// while fewer than `budget` are started. See the module documentation for who gets what.
+/// while fewer than `budget` are started, and returns the earliest deadline among them. See the
+/// module documentation for who gets what.
 pub(super) fn pick(
     deadlines: &Deadlines,
     picker: &mut Picker,
@@ -188,11 +194,12 @@ pub(super) fn pick(
     room: usize,
     now: Instant,
     out: &mut Vec<BlockRef>,
-) {
+) -> Option<Instant> {
     if deadlines.is_empty() || room == 0 {
-        return;
+        return None;
     }
     let start = out.len();
+    let mut earliest = None;
     let mut started = started;
     for &(at, piece) in &deadlines.order {
         let taken = out.len() - start;
@@ -209,6 +216,7 @@ pub(super) fn pick(
             }
             started += 1;
         }
+        let before = out.len();
         picker.pick_critical(piece, room - taken, out);
         if late && asker.fast {
             let again: Vec<BlockRef> = picker
@@ -222,5 +230,9 @@ pub(super) fn pick(
                 }
             }
         }
+        if out.len() > before {
+            earliest.get_or_insert(at);
+        }
     }
+    earliest
 }

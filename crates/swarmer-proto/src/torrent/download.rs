@@ -48,8 +48,12 @@ pub const REDUNDANT_HAVES_ALLOWED: u32 = 64;
 pub const MAX_REQUEST_TIMEOUTS: u32 = 3;
 
 /// Seconds of a peer's rate of ordinary requests it keeps when it is given deadline blocks (see
-/// `Torrent::make_way`).
-pub(super) const DEADLINE_QUEUE_SECONDS: f64 = 0.25;
+/// `Torrent::make_way`), and of all its requests while any piece has a deadline (twice that with
+/// deadline blocks), so a new deadline piece waits at most about that long behind other requests.
+pub(super) const DEADLINE_QUEUE_SECONDS: f64 = 0.5;
+
+/// The shortest queue of a peer while pieces have deadlines (before its rate is known), blocks.
+pub(super) const MIN_DEADLINE_QUEUE: usize = 4;
 
 /// Ordinary requests a peer keeps at least when it is given deadline blocks, so its link stays busy
 /// while the deadline requests travel.
@@ -420,17 +424,36 @@ impl Torrent {
             .reqq
             .unwrap_or(self.config.default_peer_reqq)
             .min(self.config.max_queue);
-        let target = peer.queue_target.min(cap).max(1) as usize;
-        // Deadline pieces may use twice the queue, so they are not stuck behind ordinary requests.
-        let deadline_room = (2 * target)
-            .min(cap as usize)
-            .saturating_sub(peer.in_flight.len());
+        let mut target = peer.queue_target.min(cap).max(1) as usize;
+        if !self.deadlines.is_empty() {
+            // While pieces have deadlines, a peer's queue is kept short: many peers (libtorrent
+            // among them) read what we asked into their send buffer at once and no longer honour
+            // a cancel, so whatever we have in flight is served before a new deadline piece.
+            let short =
+                (peer.down.rate * DEADLINE_QUEUE_SECONDS / f64::from(crate::BLOCK_SIZE)) as usize;
+            target = target.min(short.max(MIN_DEADLINE_QUEUE));
+        }
+        let fast = self.fast_enough(key);
+        let peer = &self.peers[&key];
+        // Deadline blocks may go half as far again as the queue, and a fast peer whose queue is
+        // full of other blocks still takes up to a queue of them: `make_way` then cancels what
+        // they would wait behind.
+        let mut deadline_room = (target + target.div_ceil(2)).saturating_sub(peer.in_flight.len());
+        if fast && !self.deadlines.is_empty() {
+            let deadlines = &self.deadlines;
+            let urgent = peer
+                .in_flight
+                .iter()
+                .filter(|b| deadlines.of(b.piece).is_some())
+                .count();
+            deadline_room = deadline_room.max(target.saturating_sub(urgent));
+        }
+        let deadline_room = deadline_room.min((cap as usize).saturating_sub(peer.in_flight.len()));
         if peer.in_flight.len() >= target && (deadline_room == 0 || self.deadlines.is_empty()) {
             return;
         }
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
-        let fast = self.fast_enough(key);
         if !self.deadlines.is_empty() {
             let budget = self.deadline_budget();
             let started = (self.picker.partial_count() + self.verifying.len()) as u64;
@@ -441,7 +464,7 @@ impl Torrent {
                 offered: &offered,
                 in_flight: &peer.in_flight,
             };
-            deadline::pick(
+            let earliest = deadline::pick(
                 &self.deadlines,
                 &mut self.picker,
                 &asker,
@@ -450,8 +473,8 @@ impl Torrent {
                 now,
                 &mut picked,
             );
-            if !picked.is_empty() && fast {
-                self.make_way(key, now);
+            if let Some(earliest) = earliest.filter(|_| fast) {
+                self.make_way(key, earliest, now);
             }
         }
         let urgent = picked.len();
@@ -501,12 +524,13 @@ impl Torrent {
         self.scratch = picked;
     }
 
-    /// `key` is about to be asked for blocks of deadline pieces: its ordinary requests beyond
-    /// [`DEADLINE_QUEUE_SECONDS`] of its rate (at least [`MIN_KEPT_REQUESTS`]) are cancelled (BEP 3
-    /// `cancel`), so the peer serves the deadline blocks next rather than after seconds of other
-    /// blocks. The cancelled blocks go back to the picker and are usually asked again right after
-    /// the deadline blocks; one that crossed its cancel is still welcome.
-    fn make_way(&mut self, key: PeerKey, now: Instant) {
+    /// `key` is about to be asked for blocks of deadline pieces, the earliest due at `due`: its
+    /// requests beyond [`DEADLINE_QUEUE_SECONDS`] of its rate (at least [`MIN_KEPT_REQUESTS`]) for
+    /// pieces due later or not at all are cancelled (BEP 3 `cancel`), so the peer serves the new
+    /// deadline blocks next rather than after seconds of other blocks. The cancelled blocks go
+    /// back to the picker and are asked again after them; one that crossed its cancel is still
+    /// welcome.
+    fn make_way(&mut self, key: PeerKey, due: Instant, now: Instant) {
         let peer = self.peers.get_mut(&key).expect("caller checked");
         let keep = ((peer.down.rate * DEADLINE_QUEUE_SECONDS / f64::from(crate::BLOCK_SIZE))
             as usize)
@@ -514,12 +538,12 @@ impl Torrent {
         if peer.in_flight.len() <= keep {
             return;
         }
-        let picker = &self.picker;
+        let deadlines = &self.deadlines;
         let mut cancelled = Vec::new();
         let mut position = 0;
         peer.in_flight.retain(|b| {
             position += 1;
-            let cancel = position > keep && !picker.is_critical(b.piece);
+            let cancel = position > keep && deadlines.of(b.piece).is_none_or(|at| at > due);
             if cancel {
                 cancelled.push(*b);
             }

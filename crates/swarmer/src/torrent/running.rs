@@ -487,7 +487,10 @@ impl Running {
         }
         while let Some(event) = self.engine.poll_event() {
             match event {
-                Event::PieceVerified(_) => self.deadlines_stale = true,
+                Event::PieceVerified(piece) => {
+                    tracing::trace!(piece = piece.get(), "piece verified");
+                    self.deadlines_stale = true;
+                }
                 Event::HashFailed { piece, peers } => {
                     self.hash_failures += 1;
                     tracing::warn!(
@@ -730,6 +733,11 @@ impl Running {
             .t
             .wishes
             .read(|w| desired(w, &facts, now, |p| engine.piece_deadline(p)));
+        tracing::trace!(
+            deadlines = wanted.len(),
+            first = ?wanted.iter().min_by_key(|(_, at)| **at).map(|(p, at)| (p.get(), at.saturating_duration_since(now))),
+            "piece deadlines"
+        );
         self.engine.replace_piece_deadlines(wanted, now);
     }
 

@@ -32,6 +32,11 @@ pub const SEQUENTIAL_WINDOW: u64 = 16 << 20;
 const MIN_RATE: f64 = 256.0 * 1024.0;
 /// How far off the first piece of a sequential window, and first and last pieces, are due.
 const POLICY_LEAD: Duration = Duration::from_secs(2);
+/// Pieces of a reader's window under its position and the next are due now; those further ahead
+/// this much later (plus their distance at the reader's rate), so another reader's seek, due now,
+/// comes before a read-ahead (an HTTP reader keeps reading ahead into its socket's buffer after
+/// its client went to another position).
+const READ_AHEAD_LEAD: Duration = Duration::from_secs(2);
 
 /// One reader's wish: the torrent bytes `start..end` (its position and read-ahead), read at
 /// `rate` bytes/s.
@@ -164,13 +169,18 @@ pub(crate) fn desired(
         let Some(first) = piece_at(layout, window.start) else {
             continue;
         };
-        for piece in layout.pieces().skip(first.as_usize()) {
+        for (k, piece) in layout.pieces().skip(first.as_usize()).enumerate() {
             let offset = layout.piece_offset(piece);
             if offset >= window.end.max(window.start + 1) {
                 break;
             }
             let ahead = offset.saturating_sub(window.start) as f64 / rate;
-            wish(piece, now + Duration::from_secs_f64(ahead));
+            let lead = if k < 2 {
+                Duration::ZERO
+            } else {
+                READ_AHEAD_LEAD
+            };
+            wish(piece, now + lead + Duration::from_secs_f64(ahead));
         }
     }
     let piece_time = f64::from(layout.piece_length()) / (download_rate as f64).max(MIN_RATE);
@@ -246,10 +256,10 @@ mod tests {
         });
         let got: Vec<(u32, Instant)> = got.into_iter().map(|(p, t)| (p.get(), t)).collect();
         // Piece 2 holds the position (due now), 3 starts half a MiB on, 4 kept its earlier
-        // deadline, 5 starts 2.5 MiB on.
+        // deadline, 5 starts 2.5 MiB on, plus the read-ahead's lead.
         assert_eq!(
             got,
-            [(2, at(1000)), (3, at(1500)), (4, at(1200)), (5, at(3500))]
+            [(2, at(1000)), (3, at(1500)), (4, at(1200)), (5, at(5500))]
         );
     }
 
