@@ -116,3 +116,46 @@ async fn a_reader_of_a_stopped_torrent_fails_instead_of_waiting() {
     let err = within(read).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_download_verifies_pieces_in_order() {
+    // 4 MiB in 16 KiB pieces (256), from a seeder sending 512 KiB/s.
+    let f = fixture_with(16 * 1024, vec![(vec!["film.bin"], 4 << 20)]);
+    let limited = SessionConfig {
+        max_upload_rate: Some(512 * 1024),
+        ..SessionConfig::default()
+    };
+    let (_seed_dir, seed_session, _seed) = seeder(&f, limited).await;
+    let dir = tempfile::tempdir().unwrap();
+    let leech_session = session(SessionConfig::default()).await;
+    let mut torrent = leech_session
+        .add_torrent_with(
+            f.metainfo.clone(),
+            dir.path(),
+            AddTorrentOptions {
+                sequential: true,
+                ..AddTorrentOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(torrent.sequential());
+    torrent.add_peers(vec![seed_session.listen_addr()]).await;
+    let mut progress = torrent.progress();
+    within(progress.wait_for(|p| p.pieces_have >= 80))
+        .await
+        .unwrap();
+    let have = torrent.details().await.unwrap().have;
+    let verified: Vec<usize> = have.iter_ones().collect();
+    let early = verified.iter().filter(|&&i| i < 128).count();
+    println!(
+        "{} pieces verified, {early} of them in the first half",
+        verified.len()
+    );
+    assert!(
+        early * 10 >= verified.len() * 9,
+        "not in order: {verified:?}"
+    );
+    within(torrent.wait_complete()).await.unwrap();
+    torrent.stop().await.unwrap();
+}

@@ -368,3 +368,75 @@ fn the_download_order_is_set_through_every_api_and_survives_a_restart() {
         },
     );
 }
+
+#[test]
+fn streams_and_playlists_follow_the_apis_token_and_host_rules() {
+    isolated(
+        "stream::streams_and_playlists_follow_the_apis_token_and_host_rules",
+        &[],
+        |scene| {
+            const TOKEN: &str = "stream-token-51c3";
+            let daemon = Daemon::start(
+                scene,
+                DaemonOptions {
+                    token: Some(TOKEN.to_owned()),
+                    ..DaemonOptions::default()
+                },
+            );
+            // A torrent of one small "video" nobody seeds: its file is known, never verified.
+            let data = crate::payload::single_file(&scene.subdir("data"), "clip.mp4", 100_000, 7);
+            let torrent = data.make_torrent(&scene.dir.join("clip.torrent"), 14, &[NO_TRACKER]);
+            let bytes = std::fs::read(&torrent).unwrap();
+            let part = reqwest::blocking::multipart::Part::bytes(bytes).file_name("clip.torrent");
+            let form = reqwest::blocking::multipart::Form::new().part("torrent", part);
+            let added = expect_json(
+                daemon.post_multipart("/api/v1/torrents", form),
+                201,
+                "POST",
+                "the torrent",
+            );
+            let id = id_of(&added);
+            let stream = format!("/api/v1/torrents/{id}/files/0/stream");
+            let playlist = format!("/api/v1/torrents/{id}/playlist.m3u");
+            for path in [&stream, &playlist] {
+                let response = daemon.send(daemon.raw(Method::GET, path));
+                assert_eq!(response.status(), 401, "{path} without the token");
+                assert_eq!(
+                    response.headers()["www-authenticate"],
+                    "Basic realm=\"swarmer\"",
+                    "a player is asked for the credentials of its URL"
+                );
+                let response = daemon.send(
+                    daemon
+                        .raw(Method::GET, path)
+                        .bearer_auth(TOKEN)
+                        .header("Host", "evil.example"),
+                );
+                assert_eq!(response.status(), 421, "{path} for a foreign Host");
+            }
+            // With the token (as Basic credentials, as a player sends those of its URL), the
+            // handler answers: an unsatisfiable range at once, a file that is not there 404.
+            let response = daemon.send(
+                daemon
+                    .raw(Method::GET, &stream)
+                    .basic_auth("swarmer", Some(TOKEN))
+                    .header("Range", "bytes=100000-"),
+            );
+            assert_eq!(response.status(), 416);
+            assert_eq!(response.headers()["content-range"], "bytes */100000");
+            let missing = format!("/api/v1/torrents/{id}/files/5/stream");
+            let response = daemon.send(daemon.request(Method::GET, &missing));
+            assert_eq!(response.status(), 404);
+            let text = daemon
+                .send(daemon.request(Method::GET, &playlist))
+                .text()
+                .unwrap();
+            let host = daemon.url().trim_start_matches("http://");
+            assert_eq!(
+                text,
+                format!("#EXTM3U\n#EXTINF:-1,clip.mp4\nhttp://swarmer:{TOKEN}@{host}{stream}\n")
+            );
+            daemon.stop();
+        },
+    );
+}

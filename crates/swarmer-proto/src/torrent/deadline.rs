@@ -4,9 +4,12 @@
 //! sequential). A streaming reader, sequential download and first-and-last-piece priority are all
 //! deadlines set by the driver.
 //!
-//! - **First**: [`Torrent::fill_requests`](super::Torrent) gives a peer blocks of deadline pieces
-//!   (earliest deadline first) before the picker's, with twice its usual queue as room, so a
-//!   deadline is not stuck behind a full queue of ordinary requests.
+//! - **First**: `Torrent::fill_requests` gives a peer blocks of deadline pieces (earliest
+//!   deadline first) before the picker's. While any piece has a deadline a peer's queue is kept to
+//!   half a second of its rate (many peers, libtorrent among them, read every request into their
+//!   send buffer at once and ignore a `cancel`, so what is in flight is served first); deadline
+//!   blocks may take half a queue more, and a fast peer whose queue is full of other blocks has
+//!   those beyond a quarter second cancelled (`make_way`) for peers that do honour it.
 //! - **Fastest peers**: a peer takes blocks of a deadline piece that is not late only if its
 //!   measured download rate is at least a [`FAST_PEER_SHARE`] of the fastest peer's, so a slow
 //!   peer never holds a piece that is wanted soon. Before any rate is measured every peer is fast.

@@ -125,7 +125,7 @@ impl FileReader {
         self.pos
     }
 
-    /// The read-ahead now, bytes: [`READ_AHEAD_SECONDS`] of the rate this reader reads at,
+    /// The read-ahead now, bytes: 20 seconds of the rate this reader reads at,
     /// between [`MIN_READ_AHEAD`] and [`MAX_READ_AHEAD`].
     pub fn read_ahead(&self) -> u64 {
         ((self.rate * READ_AHEAD_SECONDS) as u64).clamp(MIN_READ_AHEAD, MAX_READ_AHEAD)
