@@ -5,7 +5,8 @@
 //! random Range reads come back byte-identical, and `ffmpeg -i URL -f null -` decodes all of it
 //! without an error. Also: the playlist, the JSON views' stream links, and the download order
 //! (sequential, first and last pieces) through the JSON API and the Transmission RPC, saved
-//! across a restart.
+//! across a restart; the API's token and Host rules on streams and playlists, and their OpenAPI
+//! description.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -435,6 +436,26 @@ fn streams_and_playlists_follow_the_apis_token_and_host_rules() {
             assert_eq!(
                 text,
                 format!("#EXTM3U\n#EXTINF:-1,clip.mp4\nhttp://swarmer:{TOKEN}@{host}{stream}\n")
+            );
+            // The OpenAPI document describes them.
+            let doc = daemon.get_json("/api/openapi.json");
+            let paths = &doc["paths"];
+            let get = &paths["/api/v1/torrents/{id}/files/{index}/stream"]["get"];
+            for status in ["200", "206", "404", "409", "416"] {
+                assert!(
+                    get["responses"].get(status).is_some(),
+                    "no {status} in {get}"
+                );
+            }
+            assert!(
+                paths["/api/v1/torrents/{id}/playlist.m3u"]
+                    .get("get")
+                    .is_some()
+            );
+            assert!(
+                paths["/api/v1/torrents/{id}/download_order"]
+                    .get("put")
+                    .is_some()
             );
             daemon.stop();
         },
