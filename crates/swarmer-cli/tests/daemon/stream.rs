@@ -293,13 +293,87 @@ fn a_video_streams_with_seek_while_it_downloads() {
     );
 }
 
+/// The qBittorrent API's user in the download-order test.
+const QBT_USER: &str = "arr";
+/// Its password.
+const QBT_PASSWORD: &str = "qbt-secret-9e2";
+
+/// A qBittorrent API session (the `SID` cookie of a login).
+struct Qbt<'a> {
+    daemon: &'a Daemon,
+    http: reqwest::blocking::Client,
+    cookie: String,
+}
+
+impl<'a> Qbt<'a> {
+    fn login(daemon: &'a Daemon) -> Qbt<'a> {
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
+        let login = http
+            .post(format!("{}/api/v2/auth/login", daemon.url()))
+            .form(&[("username", QBT_USER), ("password", QBT_PASSWORD)])
+            .send()
+            .expect("login");
+        let cookie = login
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("a SID cookie")
+            .to_owned();
+        assert_eq!(login.text().unwrap_or_default(), "Ok.");
+        Qbt {
+            daemon,
+            http,
+            cookie,
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.daemon.url()))
+            .header("cookie", &self.cookie)
+            .send()
+            .expect("GET");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().expect("JSON")
+    }
+
+    /// POSTs `hashes=HASHES` to `path`, which must answer 200.
+    fn post(&self, path: &str, hashes: &str) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.daemon.url()))
+            .header("cookie", &self.cookie)
+            .form(&[("hashes", hashes)])
+            .send()
+            .expect("POST");
+        assert_eq!(response.status(), 200, "POST {path}");
+    }
+}
+
 #[test]
 fn the_download_order_is_set_through_every_api_and_survives_a_restart() {
     isolated(
         "stream::the_download_order_is_set_through_every_api_and_survives_a_restart",
         &[],
         |scene| {
-            let daemon = Daemon::start(scene, DaemonOptions::default());
+            let config = scene.dir.join("daemon.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[qbittorrent]\nusername = \"{QBT_USER}\"\npassword = \"{QBT_PASSWORD}\"\n"
+                ),
+            )
+            .unwrap();
+            let with_qbt = DaemonOptions {
+                args: vec!["--config".into(), config.display().to_string()],
+                ..DaemonOptions::default()
+            };
+            let daemon = Daemon::start(scene, with_qbt.clone());
             let link = magnet("0123456789abcdef0123456789abcdef01234567", "parked", &[]);
             let added = expect_json(
                 daemon.post_json(
@@ -346,6 +420,21 @@ fn the_download_order_is_set_through_every_api_and_survives_a_restart() {
                 (set["sequential"].clone(), set["first_last_piece"].clone()),
                 (json!(true), json!(true))
             );
+            // qBittorrent: each toggle flips the torrent's setting; torrents/info shows both.
+            let qbt = Qbt::login(&daemon);
+            let hash = "0123456789abcdef0123456789abcdef01234567";
+            let info = |qbt: &Qbt| {
+                let list = qbt.get(&format!("/api/v2/torrents/info?hashes={hash}"));
+                (list[0]["seq_dl"].clone(), list[0]["f_l_piece_prio"].clone())
+            };
+            assert_eq!(info(&qbt), (json!(true), json!(true)));
+            qbt.post("/api/v2/torrents/toggleSequentialDownload", hash);
+            assert_eq!(info(&qbt), (json!(false), json!(true)));
+            qbt.post("/api/v2/torrents/toggleFirstLastPiecePrio", hash);
+            assert_eq!(info(&qbt), (json!(false), json!(false)));
+            qbt.post("/api/v2/torrents/toggleSequentialDownload", hash);
+            qbt.post("/api/v2/torrents/toggleFirstLastPiecePrio", hash);
+            assert_eq!(info(&qbt), (json!(true), json!(true)));
             let (download_dir, state_dir) = (daemon.download_dir.clone(), daemon.state_dir.clone());
             daemon.stop();
             let daemon = Daemon::start(
@@ -354,7 +443,7 @@ fn the_download_order_is_set_through_every_api_and_survives_a_restart() {
                     name: "daemon-again".into(),
                     download_dir: Some(download_dir),
                     state_dir: Some(state_dir),
-                    ..DaemonOptions::default()
+                    ..with_qbt
                 },
             );
             let restored = daemon.torrent(id);
@@ -365,6 +454,7 @@ fn the_download_order_is_set_through_every_api_and_survives_a_restart() {
                 ),
                 (json!(true), json!(true))
             );
+            assert_eq!(info(&Qbt::login(&daemon)), (json!(true), json!(true)));
             daemon.stop();
         },
     );
