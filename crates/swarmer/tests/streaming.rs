@@ -1,7 +1,8 @@
 //! Reading a file while its torrent downloads (`TorrentHandle::open_file`) through the whole
 //! client on loopback: a rate-limited swarmer seeder, a leecher whose reader seeks to the end of
 //! a file and gets its bytes long before the download ends, two readers at once, byte-identical
-//! reads, and a reader whose torrent stops failing rather than waiting forever.
+//! reads, a reader's deadlines cleared when it is dropped, a reader whose torrent stops failing
+//! rather than waiting forever, and a sequential download verifying pieces in order.
 
 mod common;
 
@@ -82,6 +83,8 @@ async fn a_reader_gets_the_end_of_a_file_long_before_the_download_ends() {
     assert_eq!(head, &video[..300_000]);
     let mid = (LEN / 2) as usize;
     assert_eq!(middle, &video[mid..mid + 300_000]);
+    let with_two = torrent.details().await.unwrap().deadline_pieces;
+    assert!(with_two > 0, "readers' windows are deadlines");
     drop(second);
 
     // The whole file, byte for byte, while the rest downloads.
@@ -89,6 +92,7 @@ async fn a_reader_gets_the_end_of_a_file_long_before_the_download_ends() {
     let mut whole = Vec::new();
     within(reader.read_to_end(&mut whole)).await.unwrap();
     assert_eq!(whole, video);
+    drop(reader);
     within(torrent.wait_complete()).await.unwrap();
     torrent.stop().await.unwrap();
 }
@@ -105,6 +109,21 @@ async fn a_reader_of_a_stopped_torrent_fails_instead_of_waiting() {
     assert!(!torrent.sequential());
     torrent.set_sequential(true);
     assert!(torrent.sequential());
+    torrent.set_sequential(false);
+    // A reader's window becomes deadlines, and dropped, they are cleared (the owner takes each
+    // change in its own time: asked until it has, bounded).
+    let deadlines = |want: fn(usize) -> bool| {
+        let torrent = &torrent;
+        within(async move {
+            while !want(torrent.details().await.unwrap().deadline_pieces) {
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let probe = torrent.open_file(0).unwrap();
+    deadlines(|n| n == 13).await;
+    drop(probe);
+    deadlines(|n| n == 0).await;
     let mut reader = torrent.open_file(0).unwrap();
     // No peer: the read waits for a piece that never comes, until the torrent stops.
     let read = tokio::spawn(async move {

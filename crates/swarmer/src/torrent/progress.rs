@@ -90,6 +90,9 @@ pub struct Details {
     pub peers: Vec<PeerDetails>,
     /// How announcing goes; `None` for a torrent without trackers.
     pub tracker: Option<AnnouncerStatus>,
+    /// Pieces with a deadline now (time-critical: those under open readers and their read-ahead,
+    /// and those a sequential or first-and-last-pieces download asks for first).
+    pub deadline_pieces: usize,
 }
 
 /// One connected peer in [`Details`].

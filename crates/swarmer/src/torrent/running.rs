@@ -693,6 +693,7 @@ impl Running {
             have: self.engine.have().clone(),
             peers,
             tracker: self.sources.tracker_status(),
+            deadline_pieces: self.engine.piece_deadlines().count(),
         }
     }
 

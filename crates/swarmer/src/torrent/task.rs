@@ -289,6 +289,7 @@ impl TorrentTask {
                             have: have.clone(),
                             peers: Vec::new(),
                             tracker: None,
+                            deadline_pieces: 0,
                         });
                         continue;
                     }
