@@ -1,8 +1,9 @@
 //! Feeds the torrent engine (the peer session state machine) a peer that sends arbitrary message streams,
 //! while we download or seed and serve its requests: no panic, and the engine's invariants hold after
-//! every message. When the engine drops the peer, the rest of the input comes from a new connection.
-//! Unknown message ids 200 to 203 drive a web seed instead: bytes of its fetch, the fetch's end
-//! (done or failed), and removing it for a new one.
+//! every message, while deadlines (time-critical pieces) are set, moved and cleared. When the engine
+//! drops the peer, the rest of the input comes from a new connection. Unknown message ids 200 to
+//! 203 drive a web seed instead: bytes of its fetch, the fetch's end (done or failed), and removing
+//! it for a new one.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         private: flags & 0x40 != 0,
         ..Config::default()
     };
-    let mut t = Torrent::new(layout, InfoHash([7; 20]), have, config, 0);
+    let mut t = Torrent::new(layout.clone(), InfoHash([7; 20]), have, config, 0);
     let mut now = Instant::ZERO;
     let info = |n: u8| PeerInfo {
         addr: SocketAddr::from(([127, 0, 0, n], 6881)),
@@ -62,6 +63,18 @@ fuzz_target!(|data: &[u8]| {
             message => t.handle_message(peer, message, now),
         }
         rest = &rest[used..];
+        // Deadlines (time-critical pieces) set, moved, replaced and cleared as the input goes.
+        let piece = layout.piece((used % 3) as u32).expect("three pieces");
+        let due = now + Duration::from_millis(300 * (used % 5) as u64);
+        match used % 13 {
+            0 | 1 => {
+                t.set_piece_deadline(piece, due, now);
+            }
+            2 => t.clear_piece_deadline(piece, now),
+            3 => t.replace_piece_deadlines([(piece, due)], now),
+            4 => t.clear_piece_deadlines(now),
+            _ => {}
+        }
         let mut disconnected = false;
         while let Some(action) = t.poll_action() {
             match action {

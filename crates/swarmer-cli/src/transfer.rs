@@ -44,6 +44,14 @@ pub(crate) struct DownloadArgs {
     /// Keep seeding after the download completes, until Ctrl-C or a --seed-ratio/--seed-time limit.
     #[arg(long)]
     seed: bool,
+    /// Download the pieces in order, so a file can be played while it downloads: the first 16 MiB
+    /// of missing pieces get deadlines and come first, from the fastest peers; the other peers'
+    /// spare capacity still goes to the rest, rarest first.
+    #[arg(long)]
+    sequential: bool,
+    /// Download the first and last piece of every file first (what players read first).
+    #[arg(long)]
+    first_last_pieces: bool,
     #[command(flatten)]
     select: select::SelectArgs,
     #[command(flatten)]
@@ -179,6 +187,8 @@ impl Job {
                 seed: seeding.then(|| limits(&args.limits)),
                 // Continue where an earlier run stopped: fast-resume state, else hashing what is there.
                 existing: ExistingData::Check,
+                sequential: args.sequential,
+                first_last_pieces: args.first_last_pieces,
                 ..AddTorrentOptions::default()
             },
             select: args.select,

@@ -63,5 +63,7 @@ mod qbt;
 mod rpc;
 #[path = "daemon/security.rs"]
 mod security;
+#[path = "daemon/stream.rs"]
+mod stream;
 #[path = "daemon/web_ui.rs"]
 mod web_ui;

@@ -4,6 +4,10 @@
 //! picked, and endgame starts when every *wanted* piece is started. The picker knows nothing of connections or time: it works on bitfields and counts, so tests are
 //! tables of numbers.
 //!
+//! *Critical* pieces (those the engine holds a deadline for, libtorrent's time-critical pieces) are
+//! left out of [`Picker::pick`] and its endgame altogether: the engine asks for them by name with
+//! [`Picker::pick_critical`] and [`Picker::duplicate_request`], from the peers it chooses.
+//!
 //! Invariants (checked by [`Picker::check_invariants`] in tests):
 //! - a piece is in exactly one state: missing, partial, verifying or have;
 //! - `free_blocks` is the number of free blocks over all partial pieces that are wanted (priority other
@@ -62,6 +66,8 @@ pub struct Picker {
     priority: Vec<FilePriority>,
     /// Random tie-break key per piece, fixed at creation.
     tie: Vec<u32>,
+    /// Per piece: picked only by name ([`Picker::pick_critical`]), never by [`Picker::pick`].
+    critical: Vec<bool>,
     /// Missing wanted pieces sorted by (priority, highest first; availability; tie); rebuilt when
     /// priorities or whole bitfields changed, or after enough single `have`s (see
     /// [`Picker::increment_availability`]). Pieces started since are skipped, and dropped in one
@@ -106,6 +112,7 @@ impl Picker {
             availability: vec![0; n],
             priority: vec![FilePriority::Normal; n],
             tie: (0..n).map(|_| rng.r#gen()).collect(),
+            critical: vec![false; n],
             order: Vec::new(),
             order_dirty: true,
             stale_haves: 0,
@@ -290,7 +297,10 @@ impl Picker {
         if self.in_endgame() {
             let mut candidates: Vec<BlockRef> = Vec::new();
             for (piece, part) in &self.partials {
-                if !peer_has.get(piece.as_usize()) || !self.priority[piece.as_usize()].is_wanted() {
+                if !peer_has.get(piece.as_usize())
+                    || !self.priority[piece.as_usize()].is_wanted()
+                    || self.critical[piece.as_usize()]
+                {
                     continue;
                 }
                 for (i, state) in part.blocks.iter().enumerate() {
@@ -469,12 +479,13 @@ impl Picker {
         // Runs after every received block: reuse one vector rather than allocate per call.
         let mut order = std::mem::take(&mut self.partial_order);
         order.clear();
-        let priority = &self.priority;
+        let (priority, critical) = (&self.priority, &self.critical);
         order.extend(
             self.partials
                 .iter()
                 .filter(|(p, part)| {
                     priority[p.as_usize()] == level
+                        && !critical[p.as_usize()]
                         && peer_has.get(p.as_usize())
                         && part.received < part.blocks.len() as u32
                 })
@@ -513,7 +524,7 @@ impl Picker {
                 i += 1;
                 continue;
             }
-            if self.priority[p] == level && peer_has.get(p) {
+            if self.priority[p] == level && !self.critical[p] && peer_has.get(p) {
                 let piece = PieceIndex::from_picker(p as u32);
                 self.start_piece(piece);
                 self.stale_entries += 1;
@@ -584,6 +595,72 @@ impl Picker {
             }
         }
         self.free_blocks -= taken;
+    }
+
+    /// Marks `piece` critical (`on`) or not: a critical piece is never picked by [`Picker::pick`],
+    /// only by [`Picker::pick_critical`]. Its state and blocks are kept either way.
+    pub fn set_critical(&mut self, piece: PieceIndex, on: bool) {
+        self.critical[piece.as_usize()] = on;
+    }
+
+    /// True when `piece` is critical (see [`Picker::set_critical`]).
+    pub fn is_critical(&self, piece: PieceIndex) -> bool {
+        self.critical[piece.as_usize()]
+    }
+
+    /// True when `piece` is wanted and not started (no block requested or received yet).
+    pub fn is_unstarted(&self, piece: PieceIndex) -> bool {
+        self.state[piece.as_usize()] == PieceState::Missing && self.wants(piece)
+    }
+
+    /// Appends to `out` up to `max` free blocks of `piece`, starting it if it is missing, and
+    /// returns how many. Nothing for a piece that is not wanted, verified or being verified. Meant
+    /// for critical pieces, but works for any.
+    pub fn pick_critical(
+        &mut self,
+        piece: PieceIndex,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) -> usize {
+        if max == 0 || !self.wants(piece) {
+            return 0;
+        }
+        if self.state[piece.as_usize()] == PieceState::Missing {
+            self.start_piece(piece);
+            // It stays in `order` (if it is there) until the next compaction skips it.
+            self.stale_entries += 1;
+        }
+        let before = out.len();
+        self.take_free_blocks(piece, max, out);
+        out.len() - before
+    }
+
+    /// Blocks of partial `piece` that are requested (from 1 to [`MAX_ENDGAME_DUPLICATES`] - 1
+    /// times) and not yet received: the ones a late critical piece may ask of another peer.
+    pub fn requested_blocks(&self, piece: PieceIndex) -> impl Iterator<Item = BlockRef> + '_ {
+        let part = self.partials.get(&piece);
+        part.into_iter().flat_map(move |part| {
+            part.blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != 0 && **s != RECEIVED && **s < MAX_ENDGAME_DUPLICATES)
+                .filter_map(move |(i, _)| self.layout.block(piece, i as u32))
+        })
+    }
+
+    /// Counts one more outstanding request for `block`, which is already requested elsewhere (a
+    /// late critical piece asked of a second peer). False, and nothing counted, when the block is
+    /// free, received, not being downloaded, or at [`MAX_ENDGAME_DUPLICATES`] requests already.
+    pub fn duplicate_request(&mut self, block: BlockRef) -> bool {
+        let Some(part) = self.partials.get_mut(&block.piece) else {
+            return false;
+        };
+        let state = &mut part.blocks[block.index_in_piece() as usize];
+        if *state == 0 || *state == RECEIVED || *state >= MAX_ENDGAME_DUPLICATES {
+            return false;
+        }
+        *state += 1;
+        true
     }
 
     /// A request for `block` will not be answered (cancelled, rejected, choked, timed out, peer gone):

@@ -57,6 +57,12 @@ pub enum TorrentError {
     /// File priorities that are not one per file of the torrent.
     #[error(transparent)]
     FilePriorities(#[from] PriorityCountError),
+    /// No such file to read: the index is past the torrent's files, or names a padding file.
+    #[error("the torrent has no file {0} to read")]
+    NoSuchFile(usize),
+    /// [`MAX_READERS`](crate::MAX_READERS) readers are open on the torrent already.
+    #[error("{} readers are open on the torrent already", crate::MAX_READERS)]
+    TooManyReaders,
     /// The torrent's task ended unexpectedly (a bug: it panicked).
     #[error("torrent task ended unexpectedly")]
     TaskGone,

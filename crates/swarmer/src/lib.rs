@@ -40,6 +40,7 @@ pub use session::Session;
 pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;
 pub use torrent::{
-    AddTorrentOptions, Details, ExistingData, PeerDetails, Progress, SeedLimits, TorrentHandle,
-    TorrentState, WebSeedDetails,
+    AddTorrentOptions, Details, ExistingData, FileReader, MAX_READ_AHEAD, MAX_READERS,
+    MIN_READ_AHEAD, PeerDetails, Progress, READ_CHUNK, SEQUENTIAL_WINDOW, SeedLimits,
+    TorrentHandle, TorrentState, WebSeedDetails,
 };

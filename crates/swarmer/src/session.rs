@@ -239,6 +239,12 @@ impl Session {
                 return Err(e);
             }
         };
+        let reader_parts = crate::torrent::ReaderParts {
+            metainfo: Arc::clone(&task.metainfo),
+            storage: Arc::clone(&task.storage),
+            wishes: Arc::clone(&task.wishes),
+            have: task.have_tx.subscribe(),
+        };
         let shared = Arc::clone(&self.shared);
         // BEP 27: a private torrent finds peers through its trackers only.
         let lsd = match &self.lsd {
@@ -277,6 +283,7 @@ impl Session {
             cmd_tx,
             task,
             limits,
+            reader_parts,
         ))
     }
 }

@@ -23,10 +23,11 @@ use utoipa::OpenApi;
 use super::download_dir::DownloadDir;
 use super::error::ApiError;
 use super::guard::{self, ClientIp};
-use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
+use super::manager::{Add, DownloadOrder, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
 use super::store::Settings;
+use super::stream;
 
 /// Largest .torrent upload or JSON body, bytes; larger ones get 413.
 pub(crate) const MAX_UPLOAD_BYTES: usize = 10 << 20;
@@ -63,6 +64,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/torrents/{id}/resume", post(resume_torrent))
         .route("/api/v1/torrents/{id}/files", put(set_files))
         .route("/api/v1/torrents/{id}/limits", put(set_limits))
+        .route(
+            "/api/v1/torrents/{id}/download_order",
+            put(set_download_order),
+        )
+        .route(
+            "/api/v1/torrents/{id}/files/{index}/stream",
+            get(stream::stream_file),
+        )
+        .route("/api/v1/torrents/{id}/playlist.m3u", get(stream::playlist))
         .route("/api/v1/session", get(session_stats))
         .route("/api/v1/settings", get(get_settings).put(put_settings))
         .route("/api/v1/events", get(events))
@@ -290,6 +300,37 @@ async fn set_limits(
     ))
 }
 
+/// A torrent's download order; an absent field stays as it is.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct DownloadOrderBody {
+    /// Download the wanted pieces in order (the first 16 MiB of those missing get deadlines,
+    /// requested first from the fastest peers; the rest keeps rarest-first).
+    #[serde(default)]
+    sequential: Option<bool>,
+    /// Download the first and last piece of every wanted file first.
+    #[serde(default)]
+    first_last_piece: Option<bool>,
+}
+
+#[utoipa::path(put, path = "/api/v1/torrents/{id}/download_order", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")), request_body = DownloadOrderBody,
+    responses((status = 200, description = "Saved with the torrent (it survives a restart) and in \
+        effect at once", body = Torrent), (status = 404, description = "No such torrent")))]
+async fn set_download_order(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Torrent>, ApiError> {
+    let id = id_of(path)?;
+    let req: DownloadOrderBody = parse_json(&headers, &body)?;
+    let order = DownloadOrder {
+        sequential: req.sequential,
+        first_last_piece: req.first_last_piece,
+    };
+    Ok(Json(s.manager.set_download_order(id, order).await?))
+}
+
 #[utoipa::path(get, path = "/api/v1/session", tag = "session",
     responses((status = 200, body = SessionStats)))]
 async fn session_stats(State(s): State<AppState>) -> Result<Json<SessionStats>, ApiError> {
@@ -417,6 +458,9 @@ async fn login(
         remove_torrent,
         set_files,
         set_limits,
+        set_download_order,
+        stream::stream_file,
+        stream::playlist,
         session_stats,
         get_settings,
         put_settings,
@@ -432,6 +476,7 @@ async fn login(
         AddMagnet,
         FilesBody,
         LimitsBody,
+        DownloadOrderBody,
         LoginBody,
         Priority
     ))

@@ -222,8 +222,10 @@ pub(crate) async fn check(
                 ),
             );
         }
-        if path.starts_with("/transmission/") {
-            // transmission-remote answers the challenge with its --auth credentials.
+        // transmission-remote answers the challenge with its --auth credentials, and a player
+        // with those of a stream URL (`http://swarmer:TOKEN@HOST/...`, as the playlist writes).
+        if path.starts_with("/transmission/") || path.ends_with("/stream") || path.ends_with(".m3u")
+        {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"swarmer\""),

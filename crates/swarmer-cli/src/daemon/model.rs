@@ -93,6 +93,13 @@ pub(crate) struct Torrent {
     /// When every wanted piece was first verified, seconds since the Unix epoch; null before.
     #[serde(default)]
     pub(crate) completed_at: Option<u64>,
+    /// Downloads in order, through piece deadlines (Transmission `sequentialDownload`,
+    /// qBittorrent `seq_dl`).
+    #[serde(default)]
+    pub(crate) sequential: bool,
+    /// Downloads the first and last piece of every file first (qBittorrent `f_l_piece_prio`).
+    #[serde(default)]
+    pub(crate) first_last_piece: bool,
 }
 
 /// A file's priority in the API (BEP 3 leaves priorities to clients).
@@ -142,6 +149,11 @@ pub(crate) struct File {
     pub(crate) length: u64,
     /// Its priority.
     pub(crate) priority: Priority,
+    /// Its media type, from its extension (`application/octet-stream` when unknown).
+    pub(crate) mime_type: String,
+    /// Where to stream it, with HTTP Range, while the torrent downloads:
+    /// `/api/v1/torrents/{id}/files/{index}/stream`.
+    pub(crate) stream_url: String,
 }
 
 /// One torrent with its files and trackers.
@@ -165,6 +177,9 @@ pub(crate) struct TorrentDetail {
     pub(crate) pieces_have: u32,
     /// A magnet link for the torrent (BEP 9).
     pub(crate) magnet: String,
+    /// An M3U playlist of its audio and video files' stream URLs:
+    /// `/api/v1/torrents/{id}/playlist.m3u`.
+    pub(crate) playlist_url: String,
 }
 
 /// The whole session.

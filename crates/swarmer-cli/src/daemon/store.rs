@@ -78,6 +78,13 @@ pub(crate) struct TorrentRecord {
     /// once it started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) trust_data: bool,
+    /// Download in order (through piece deadlines; Transmission `sequentialDownload`,
+    /// qBittorrent `seq_dl`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) sequential: bool,
+    /// First and last piece of every file first (qBittorrent `f_l_piece_prio`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) first_last_piece: bool,
 }
 
 /// Session-wide settings the API can change; saved so they survive a restart.
@@ -353,6 +360,8 @@ mod tests {
             display_name: None,
             completed_at: None,
             trust_data: false,
+            sequential: false,
+            first_last_piece: false,
         }
     }
 

@@ -132,7 +132,12 @@ impl Daemon {
             .env("XDG_CACHE_HOME", scene.dir.join("xdg-cache"))
             .env("XDG_STATE_HOME", scene.dir.join("xdg-state"))
             .env_remove("SWARMER_TOKEN")
-            .env("RUST_LOG", "info");
+            // `SWARMER_TEST_LOG` (a `RUST_LOG` filter) makes the daemon log more, to look into a
+            // failure.
+            .env(
+                "RUST_LOG",
+                std::env::var("SWARMER_TEST_LOG").unwrap_or("info".into()),
+            );
         if let Some(token) = &options.token {
             command.env("SWARMER_TOKEN", token);
         }

@@ -36,6 +36,9 @@ pub(crate) enum Need {
     /// daemon's qBittorrent API test (the interop binary never asks for it).
     #[allow(dead_code)]
     QbittorrentApi,
+    /// `ffmpeg` and `ffprobe` (Debian's ffmpeg), for the daemon's streaming test.
+    #[allow(dead_code)]
+    Ffmpeg,
 }
 
 /// The Python interpreter that has `qbittorrent-api`: `$SWARMER_QBT_PYTHON`, else the virtualenv
@@ -133,6 +136,10 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
                         NGINX
                     ));
                 }
+            }
+            Need::Ffmpeg => {
+                find_program("ffmpeg")?;
+                find_program("ffprobe")?;
             }
             Need::Transmission => {
                 find_program("transmission-daemon")?;

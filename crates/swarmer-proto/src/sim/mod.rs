@@ -535,6 +535,25 @@ impl Swarm {
         &self.nodes[node.0].engine
     }
 
+    /// Calls `f` with a node's engine and the current time, then carries out what the engine asked
+    /// for (and checks its invariants, when on), as after any event: how a test sets piece
+    /// deadlines or priorities in the middle of a run.
+    pub fn with_engine<T>(
+        &mut self,
+        node: NodeId,
+        f: impl FnOnce(&mut Torrent, Instant) -> T,
+    ) -> T {
+        let at = self.instant();
+        let out = f(&mut self.nodes[node.0].engine, at);
+        self.drain(node);
+        out
+    }
+
+    /// The virtual time `at` as the engines' [`Instant`].
+    pub fn instant_at(&self, at: Duration) -> Instant {
+        Instant::from_origin(at)
+    }
+
     /// A node's engine counters.
     pub fn stats(&self, node: NodeId) -> Stats {
         self.nodes[node.0].engine.stats()

@@ -4,6 +4,7 @@
 
 use super::*;
 
+mod deadlines;
 mod regressions;
 mod v2;
 

@@ -6,6 +6,7 @@
 use crate::time::Instant;
 use std::net::IpAddr;
 
+use super::deadline;
 use super::{Action, Event, Offence, Outgoing, Peer, PeerFault, PeerKey, Torrent, WebSeedKey};
 use crate::blame::{Reply, Verdict};
 use crate::hashes::{EncodedHashRequest, HashMessage};
@@ -66,6 +67,18 @@ pub const REDUNDANT_HAVES_ALLOWED: u32 = 64;
 ///
 /// [`Config::request_timeout`]: super::Config::request_timeout
 pub const MAX_REQUEST_TIMEOUTS: u32 = 3;
+
+/// Seconds of a peer's rate of ordinary requests it keeps when it is given deadline blocks (see
+/// `Torrent::make_way`), and of all its requests while any piece has a deadline (twice that with
+/// deadline blocks), so a new deadline piece waits at most about that long behind other requests.
+pub(super) const DEADLINE_QUEUE_SECONDS: f64 = 0.5;
+
+/// The shortest queue of a peer while pieces have deadlines (before its rate is known), blocks.
+pub(super) const MIN_DEADLINE_QUEUE: usize = 4;
+
+/// Ordinary requests a peer keeps at least when it is given deadline blocks, so its link stays busy
+/// while the deadline requests travel.
+pub(super) const MIN_KEPT_REQUESTS: usize = 4;
 
 /// The most piece buffers kept for reuse after verification. Within this and the memory budget, steady
 /// state allocates (and zeroes) no buffer at all.
@@ -445,7 +458,8 @@ impl Torrent {
         }
     }
 
-    /// Tops up `key`'s outstanding requests to its queue target.
+    /// Tops up `key`'s outstanding requests to its queue target: blocks of deadline pieces first
+    /// (see `deadline`), then the picker's.
     pub(super) fn fill_requests(&mut self, key: PeerKey, now: Instant) {
         let peer = &self.peers[&key];
         if (peer.peer_choking && peer.allowed_in.is_empty()) || !peer.am_interested {
@@ -455,48 +469,89 @@ impl Torrent {
             .reqq
             .unwrap_or(self.config.default_peer_reqq)
             .min(self.config.max_queue);
-        let target = peer.queue_target.min(cap).max(1) as usize;
-        let room = target.saturating_sub(peer.in_flight.len());
-        if room == 0 {
+        let mut target = peer.queue_target.min(cap).max(1) as usize;
+        if !self.deadlines.is_empty() {
+            // While pieces have deadlines, a peer's queue is kept short: many peers (libtorrent
+            // among them) read what we asked into their send buffer at once and no longer honour
+            // a cancel, so whatever we have in flight is served before a new deadline piece.
+            let short =
+                (peer.down.rate * DEADLINE_QUEUE_SECONDS / f64::from(crate::BLOCK_SIZE)) as usize;
+            target = target.min(short.max(MIN_DEADLINE_QUEUE));
+        }
+        let fast = self.fast_enough(key);
+        let peer = &self.peers[&key];
+        // Deadline blocks may go half as far again as the queue, and a fast peer whose queue is
+        // full of other blocks still takes up to a queue of them: `make_way` then cancels what
+        // they would wait behind.
+        let mut deadline_room = (target + target.div_ceil(2)).saturating_sub(peer.in_flight.len());
+        if fast && !self.deadlines.is_empty() {
+            let deadlines = &self.deadlines;
+            let urgent = peer
+                .in_flight
+                .iter()
+                .filter(|b| deadlines.of(b.piece).is_some())
+                .count();
+            deadline_room = deadline_room.max(target.saturating_sub(urgent));
+        }
+        let deadline_room = deadline_room.min((cap as usize).saturating_sub(peer.in_flight.len()));
+        if peer.in_flight.len() >= target && (deadline_room == 0 || self.deadlines.is_empty()) {
             return;
         }
-        // Pieces count against the budget from the moment they are started (picked), not from their
-        // first block: otherwise one pick for a deep queue starts many pieces at once while the
-        // budget still looks empty. Past the budget, a peer with nothing in flight may still start a
-        // piece (up to a few pieces of headroom), so half-done pieces that only departed peers could
-        // finish never stall the download.
-        let started = (self.picker.partial_count() + self.verifying.len()) as u64;
-        let limit = self.budget_pieces()
-            + if peer.in_flight.is_empty() {
-                HEADROOM_PIECES
-            } else {
-                0
-            };
-        let max_new = limit.saturating_sub(started) as usize;
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
-        let in_flight = &peer.in_flight;
-        // While it chokes us, only its allowed-fast pieces may be requested (BEP 6).
-        let allowed;
-        let offered = if peer.peer_choking {
-            let mut bits = Bitfield::new(peer.bitfield.len());
-            for p in &peer.allowed_in {
-                if peer.bitfield.get(p.as_usize()) {
-                    bits.set(p.as_usize());
-                }
+        if !self.deadlines.is_empty() {
+            let budget = self.deadline_budget();
+            let started = (self.picker.partial_count() + self.verifying.len()) as u64;
+            let peer = &self.peers[&key];
+            let offered = offered(peer);
+            let asker = deadline::Asker {
+                fast,
+                offered: &offered,
+                in_flight: &peer.in_flight,
+            };
+            let earliest = deadline::pick(
+                &self.deadlines,
+                &mut self.picker,
+                &asker,
+                (started, budget),
+                deadline_room,
+                now,
+                &mut picked,
+            );
+            if let Some(earliest) = earliest.filter(|_| fast) {
+                self.make_way(key, earliest, now);
             }
-            allowed = bits;
-            &allowed
-        } else {
-            &peer.bitfield
-        };
-        self.picker.pick(
-            offered,
-            room,
-            max_new,
-            |b| in_flight.contains(&b),
-            &mut picked,
-        );
+        }
+        let urgent = picked.len();
+        let peer = &self.peers[&key];
+        let room = target
+            .saturating_sub(peer.in_flight.len())
+            .saturating_sub(urgent);
+        if room > 0 {
+            // Pieces count against the budget from the moment they are started (picked), not
+            // from their first block: otherwise one pick for a deep queue starts many pieces at
+            // once while the budget still looks empty. Past the budget, a peer with nothing in
+            // flight may still start a piece (up to a few pieces of headroom), so half-done pieces
+            // that only departed peers could finish never stall the download.
+            let started = (self.picker.partial_count() + self.verifying.len()) as u64;
+            let limit = self.budget_pieces()
+                + if peer.in_flight.is_empty() && urgent == 0 {
+                    HEADROOM_PIECES
+                } else {
+                    0
+                };
+            let max_new = limit.saturating_sub(started) as usize;
+            let in_flight = &peer.in_flight;
+            // While it chokes us, only its allowed-fast pieces may be requested (BEP 6).
+            let offered = offered(peer);
+            self.picker.pick(
+                &offered,
+                room,
+                max_new,
+                |b| in_flight.contains(&b),
+                &mut picked,
+            );
+        }
         let peer = self.peers.get_mut(&key).expect("checked");
         if peer.in_flight.is_empty() && !picked.is_empty() {
             // The stuck-request timeout runs from the first request, not from a block that arrived
@@ -512,6 +567,40 @@ impl Torrent {
             self.send(key, Outgoing::Request(*block), now);
         }
         self.scratch = picked;
+    }
+
+    /// `key` is about to be asked for blocks of deadline pieces, the earliest due at `due`: its
+    /// requests beyond [`DEADLINE_QUEUE_SECONDS`] of its rate (at least [`MIN_KEPT_REQUESTS`]) for
+    /// pieces due later or not at all are cancelled (BEP 3 `cancel`), so the peer serves the new
+    /// deadline blocks next rather than after seconds of other blocks. The cancelled blocks go
+    /// back to the picker and are asked again after them; one that crossed its cancel is still
+    /// welcome.
+    fn make_way(&mut self, key: PeerKey, due: Instant, now: Instant) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let keep = ((peer.down.rate * DEADLINE_QUEUE_SECONDS / f64::from(crate::BLOCK_SIZE))
+            as usize)
+            .max(MIN_KEPT_REQUESTS);
+        if peer.in_flight.len() <= keep {
+            return;
+        }
+        let deadlines = &self.deadlines;
+        let mut cancelled = Vec::new();
+        let mut position = 0;
+        peer.in_flight.retain(|b| {
+            position += 1;
+            let cancel = position > keep && deadlines.of(b.piece).is_none_or(|at| at > due);
+            if cancel {
+                cancelled.push(*b);
+            }
+            !cancel
+        });
+        for &block in &cancelled {
+            withdraw(peer, block);
+        }
+        for block in cancelled {
+            self.picker.request_dropped(block);
+            self.send(key, Outgoing::Cancel(block), now);
+        }
     }
 
     /// [`Config::max_unverified_bytes`] in pieces of this torrent (at least one).
@@ -575,6 +664,7 @@ impl Torrent {
         self.picker.piece_verified(piece, ok);
         if ok {
             self.have.set(piece.as_usize());
+            self.deadline_met(piece);
             self.stats.verified += len;
             if wanted {
                 self.stats.left -= len;
@@ -802,6 +892,21 @@ impl Torrent {
             self.fill_web(key, now);
         }
     }
+}
+
+/// What `peer` offers to us now: its pieces, or while it chokes us only its allowed-fast pieces
+/// (BEP 6).
+fn offered(peer: &Peer) -> std::borrow::Cow<'_, Bitfield> {
+    if !peer.peer_choking {
+        return std::borrow::Cow::Borrowed(&peer.bitfield);
+    }
+    let mut bits = Bitfield::new(peer.bitfield.len());
+    for p in &peer.allowed_in {
+        if peer.bitfield.get(p.as_usize()) {
+            bits.set(p.as_usize());
+        }
+    }
+    std::borrow::Cow::Owned(bits)
 }
 
 /// Remembers that we withdrew our request for `block` from `peer`, so its late answer is welcome.

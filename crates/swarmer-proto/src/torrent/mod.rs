@@ -15,6 +15,9 @@
 //! requested and do not make us interested; once every wanted piece is verified the torrent is
 //! finished ([`Event::Finished`]) and tells peers it only uploads (BEP 21), as a complete one does.
 //!
+//! Time-critical pieces ([`Torrent::set_piece_deadline`], libtorrent's `set_piece_deadline`): see
+//! `deadline`. They are requested first, from the fast peers, and again from another peer once late.
+//!
 //! Invariants (checked by [`Torrent::check_invariants`]):
 //! - every block in a peer's or web seed's in-flight list is counted once in the picker's
 //!   outstanding requests;
@@ -29,6 +32,7 @@
 //! - we send a peer at most one PEX message per [`PEX_INTERVAL`], never listing the peer itself;
 //! - at most [`MAX_INQUIRIES`] failed v2 pieces are being resolved to their bad blocks, each asked
 //!   of at most one peer at a time, and that peer is connected ([`crate::blame`]).
+//! - a piece has a deadline exactly when the picker holds it critical, and never once verified.
 //!
 //! [`FilePriority`]: crate::FilePriority
 
@@ -47,12 +51,14 @@ use crate::picker::Picker;
 use crate::wire::Message;
 use crate::{BLOCK_SIZE, Bitfield, BlockRef, InfoHash, Layout, PieceIndex};
 
+mod deadline;
 mod download;
 mod ext;
 mod io;
 mod serve;
 mod web;
 
+pub use deadline::FAST_PEER_SHARE;
 pub use download::{
     HEADROOM_PIECES, MAX_REQUEST_TIMEOUTS, REDUNDANT_HAVES_ALLOWED, UNREQUESTED_BLOCKS_ALLOWED,
 };
@@ -162,6 +168,10 @@ pub struct Torrent {
     scratch: Vec<BlockRef>,
     /// Every wanted piece is verified (`stats.left == 0`).
     finished: bool,
+    /// Pieces with a deadline (time-critical pieces).
+    deadlines: deadline::Deadlines,
+    /// The download rate of the fastest peer that unchokes us, bytes/s, as of the last tick.
+    fastest_rate: f64,
 }
 
 impl Torrent {
@@ -215,6 +225,8 @@ impl Torrent {
             stats,
             scratch: Vec::new(),
             finished,
+            deadlines: deadline::Deadlines::default(),
+            fastest_rate: 0.0,
         }
     }
 
@@ -506,6 +518,7 @@ impl Torrent {
             .then(|| now + Duration::from_secs(1));
         let mut total_rate = 0.0;
         let mut total_up = 0.0;
+        let mut fastest: f64 = 0.0;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         let pex_due = self.pex_enabled()
             && self
@@ -518,6 +531,9 @@ impl Torrent {
             let peer = self.peers.get_mut(&key).expect("listed");
             total_rate += peer.down.tick(elapsed);
             total_up += peer.up.tick(elapsed);
+            if !peer.peer_choking {
+                fastest = fastest.max(peer.down.rate);
+            }
             peer.refused_this_tick = 0;
             let by_rate = (peer.down.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
             // A snubbed peer (its requests timed out) gets one request at a time until it delivers.
@@ -561,6 +577,7 @@ impl Torrent {
             }
         }
         total_rate += self.tick_web_seeds(elapsed);
+        self.fastest_rate = fastest;
         self.stats.download_rate = total_rate as u64;
         self.stats.upload_rate = total_up as u64;
         if self.peers.is_empty() {
@@ -663,6 +680,28 @@ impl Torrent {
             "left and wanted bytes"
         );
         assert_eq!(self.finished, left == 0, "finished");
+        self.deadlines.check();
+        let mut critical = 0;
+        for piece in self.layout.pieces() {
+            let deadline = self.deadlines_has(piece);
+            assert_eq!(
+                self.picker.is_critical(piece),
+                deadline,
+                "critical {piece:?}"
+            );
+            if deadline {
+                critical += 1;
+                assert!(
+                    !self.have.get(piece.as_usize()),
+                    "deadline on verified {piece:?}"
+                );
+            }
+        }
+        assert_eq!(critical, self.piece_deadlines().count(), "deadline count");
+    }
+
+    fn deadlines_has(&self, piece: PieceIndex) -> bool {
+        self.piece_deadline(piece).is_some()
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::command::Command;
 use super::progress::{Details, Progress, TorrentState};
+use super::reader::{FileReader, ReaderParts};
 use crate::error::TorrentError;
 use crate::rate::TorrentLimits;
 
@@ -21,6 +22,8 @@ pub struct TorrentHandle {
     task: Option<JoinHandle<Result<(), TorrentError>>>,
     /// The torrent's own rate limits, shared with its connections.
     limits: TorrentLimits,
+    /// What a file reader needs, and the wishes (download order) it shares with the task.
+    readers: ReaderParts,
 }
 
 impl TorrentHandle {
@@ -32,6 +35,7 @@ impl TorrentHandle {
         commands: mpsc::Sender<Command>,
         task: JoinHandle<Result<(), TorrentError>>,
         limits: TorrentLimits,
+        readers: ReaderParts,
     ) -> TorrentHandle {
         TorrentHandle {
             info_hash,
@@ -39,7 +43,46 @@ impl TorrentHandle {
             commands,
             task: Some(task),
             limits,
+            readers,
         }
+    }
+
+    /// Opens file `index` (of `info.files`) for reading while the torrent downloads: an
+    /// `AsyncRead` + `AsyncSeek` whose position and read-ahead become deadlines for their pieces,
+    /// and whose reads wait for pieces to be verified (see [`FileReader`]). It holds no reference
+    /// to the handle and may outlive it; once the torrent stops, reads of missing pieces fail.
+    ///
+    /// Errors: [`TorrentError::NoSuchFile`] for an index past the files or of a padding file;
+    /// [`TorrentError::TooManyReaders`] when [`MAX_READERS`](crate::MAX_READERS) are open.
+    pub fn open_file(&self, index: usize) -> Result<FileReader, TorrentError> {
+        let info = &self.readers.metainfo.info;
+        if info.files.get(index).is_none_or(|f| f.padding) {
+            return Err(TorrentError::NoSuchFile(index));
+        }
+        FileReader::new(self.readers.clone(), index).ok_or(TorrentError::TooManyReaders)
+    }
+
+    /// Downloads the wanted pieces in order, or not: the first
+    /// [`SEQUENTIAL_WINDOW`](crate::SEQUENTIAL_WINDOW) bytes of those missing get deadlines, so
+    /// they come first, from the fastest peers, while other peers' spare capacity still goes to
+    /// the rest (rarest first). Takes effect at once; no round trip to the torrent's task.
+    pub fn set_sequential(&self, on: bool) {
+        self.readers.wishes.update(|w| w.sequential = on);
+    }
+
+    /// Whether the torrent downloads in order ([`TorrentHandle::set_sequential`]).
+    pub fn sequential(&self) -> bool {
+        self.readers.wishes.read(|w| w.sequential)
+    }
+
+    /// Downloads the first and last piece of every wanted file first (through deadlines), or not.
+    pub fn set_first_last_pieces(&self, on: bool) {
+        self.readers.wishes.update(|w| w.first_last = on);
+    }
+
+    /// Whether first and last pieces come first ([`TorrentHandle::set_first_last_pieces`]).
+    pub fn first_last_pieces(&self) -> bool {
+        self.readers.wishes.read(|w| w.first_last)
     }
 
     /// The torrent's info hash.

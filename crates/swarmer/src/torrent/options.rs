@@ -59,4 +59,11 @@ pub struct AddTorrentOptions {
     /// Most bytes per second this torrent's connections read; `None`: no limit of its own (the
     /// session's [`crate::SessionConfig::max_download_rate`] still applies).
     pub max_download_rate: Option<u64>,
+    /// Download the wanted pieces in order: the first 16 MiB of those still missing get deadlines
+    /// (the engine's time-critical pieces), while the rest of the torrent keeps its rarest-first
+    /// order. [`crate::TorrentHandle::set_sequential`] changes it.
+    pub sequential: bool,
+    /// Download the first and last piece of every wanted file first (through deadlines), as players
+    /// read them first. [`crate::TorrentHandle::set_first_last_pieces`] changes it.
+    pub first_last_pieces: bool,
 }

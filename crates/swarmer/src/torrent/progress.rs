@@ -96,6 +96,9 @@ pub struct Details {
     pub tracker: Option<AnnouncerStatus>,
     /// Every web seed of the torrent (its `url-list`, `httpseeds` or magnet `ws=`), in use or not.
     pub web_seeds: Vec<super::web_seeds::WebSeedDetails>,
+    /// Pieces with a deadline now (time-critical: those under open readers and their read-ahead,
+    /// and those a sequential or first-and-last-pieces download asks for first).
+    pub deadline_pieces: usize,
 }
 
 /// One connected peer in [`Details`].

@@ -24,6 +24,7 @@ use super::progress::{Progress, TorrentState};
 use super::resume_saver::{ResumeSaver, Snapshot};
 use super::task::TorrentTask;
 use super::web_seeds::{WebEvent, WebSeeds};
+use super::wishes::{Facts, desired};
 use crate::check::hashing_threads;
 use crate::clock::Clock;
 use crate::connections::{Connections, ConnectionsConfig};
@@ -77,6 +78,13 @@ struct Running {
     resume: Option<ResumeSaver>,
     /// The web seeds' HTTP side.
     web: WebSeeds,
+    /// Verified pieces last published to readers.
+    published_have: Option<usize>,
+    /// A piece was verified since the deadlines were last worked out (a sequential window moves).
+    deadlines_stale: bool,
+    /// Each piece's priority, and each file's `(first byte, length, wanted)`, for deadlines.
+    piece_priorities: Vec<FilePriority>,
+    files: Vec<(u64, u64, bool)>,
 }
 
 /// Output for one connection gathered while draining the engine, in order.
@@ -227,7 +235,12 @@ async fn start(
         state,
         seeding_since,
         failure: None,
+        published_have: None,
+        deadlines_stale: true,
+        piece_priorities: Vec::new(),
+        files: Vec::new(),
     };
+    r.note_priorities();
     r.run().await
 }
 
@@ -309,6 +322,7 @@ impl Running {
                     }
                     self.sources.poll(now);
                 }
+                () = self.t.wishes.changed.notified() => self.deadlines_stale = true,
                 command = self.t.commands.recv() => match command {
                     Some(Command::Incoming(incoming)) => self.accept(incoming),
                     Some(Command::AddPeers(peers)) => {
@@ -347,6 +361,10 @@ impl Running {
                 break Err(TorrentError::Storage(e));
             }
             self.drain_engine();
+            if std::mem::take(&mut self.deadlines_stale) {
+                self.apply_deadlines();
+                self.drain_engine();
+            }
             if let Err(e) = self.finish_if_complete().await {
                 break Err(e);
             }
@@ -529,7 +547,10 @@ impl Running {
         }
         while let Some(event) = self.engine.poll_event() {
             match event {
-                Event::PieceVerified(_) => {}
+                Event::PieceVerified(piece) => {
+                    tracing::trace!(piece = piece.get(), "piece verified");
+                    self.deadlines_stale = true;
+                }
                 Event::HashFailed {
                     piece,
                     peers,
@@ -691,6 +712,8 @@ impl Running {
         }
         self.engine
             .set_piece_priorities(&pieces, self.clock().now());
+        self.note_priorities();
+        self.deadlines_stale = true;
         if !self.engine.is_finished()
             && matches!(self.state, TorrentState::Seeding | TorrentState::Complete)
         {
@@ -837,10 +860,62 @@ impl Running {
             peers,
             tracker: self.sources.tracker_status(),
             web_seeds: self.web.details(|seed| self.engine.web_seed_status(seed)),
+            deadline_pieces: self.engine.piece_deadlines().count(),
         }
     }
 
+    /// Keeps the piece priorities and the wanted files' places, which deadlines are worked out
+    /// from.
+    fn note_priorities(&mut self) {
+        self.piece_priorities = self.t.piece_priorities();
+        let info = &self.t.metainfo.info;
+        let wanted = &self.t.options.file_priorities;
+        self.files = info
+            .layout
+            .files()
+            .filter(|f| !info.files[f.as_usize()].padding)
+            .map(|f| {
+                let want = wanted.get(f.as_usize()).is_none_or(|p| p.is_wanted());
+                (info.layout.file_offset(f), info.layout.file_length(f), want)
+            })
+            .collect();
+    }
+
+    /// Gives the engine the deadlines that readers and the download order wish for now (see
+    /// `wishes`); nothing to do while nobody wishes anything and no deadline is set.
+    fn apply_deadlines(&mut self) {
+        let engine = &self.engine;
+        let idle = self.t.wishes.read(|w| w.is_empty());
+        if idle && engine.piece_deadlines().next().is_none() {
+            return;
+        }
+        let now = self.clock().now();
+        let facts = Facts {
+            layout: engine.layout(),
+            have: engine.have(),
+            priorities: &self.piece_priorities,
+            files: &self.files,
+            download_rate: engine.stats().download_rate,
+        };
+        let wanted = self
+            .t
+            .wishes
+            .read(|w| desired(w, &facts, now, |p| engine.piece_deadline(p)));
+        tracing::trace!(
+            deadlines = wanted.len(),
+            first = ?wanted.iter().min_by_key(|(_, at)| **at).map(|(p, at)| (p.get(), at.saturating_duration_since(now))),
+            "piece deadlines"
+        );
+        self.engine.replace_piece_deadlines(wanted, now);
+    }
+
     fn publish(&mut self) {
+        let have = self.engine.have().count_ones();
+        if self.published_have != Some(have) {
+            self.published_have = Some(have);
+            let bits = Arc::new(self.engine.have().clone());
+            self.t.have_tx.send_replace(bits);
+        }
         let s = self.engine.stats();
         let layout = self.engine.layout();
         let progress = Progress {

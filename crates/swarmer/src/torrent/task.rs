@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::command::Command;
 use super::options::{AddTorrentOptions, ExistingData};
 use super::progress::{Progress, TorrentState};
+use super::wishes::Shared;
 use crate::check::{Resumed, hash_pieces, hashing_threads};
 use crate::error::{SessionError, TorrentError};
 use crate::rate::TorrentLimits;
@@ -48,6 +49,10 @@ pub(crate) struct TorrentTask {
     pub(crate) early_peers: Vec<SocketAddr>,
     /// The torrent's own rate limits, shared with its handle.
     pub(crate) limits: TorrentLimits,
+    /// What readers and the download order wish to have soon, shared with the handle.
+    pub(crate) wishes: Arc<Shared>,
+    /// The verified pieces, for readers; published by the running torrent.
+    pub(crate) have_tx: watch::Sender<Arc<Bitfield>>,
 }
 
 impl TorrentTask {
@@ -146,6 +151,9 @@ impl TorrentTask {
             checked_pieces: 0,
             pieces_to_check: 0,
         });
+        let (options_sequential, options_first_last) =
+            (options.sequential, options.first_last_pieces);
+        let piece_count = metainfo.info.layout.piece_count() as usize;
         let task = TorrentTask {
             shared,
             tracker,
@@ -160,6 +168,8 @@ impl TorrentTask {
             commands,
             early_peers: Vec::new(),
             limits,
+            wishes: Arc::new(Shared::new(options_sequential, options_first_last)),
+            have_tx: watch::Sender::new(Arc::new(Bitfield::new(piece_count))),
         };
         Ok((task, progress_rx))
     }
@@ -282,6 +292,7 @@ impl TorrentTask {
                             peers: Vec::new(),
                             tracker: None,
                             web_seeds: super::web_seeds::listed(&self.metainfo),
+                            deadline_pieces: 0,
                         });
                         continue;
                     }

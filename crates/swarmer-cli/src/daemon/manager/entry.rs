@@ -15,9 +15,10 @@ use swarmer_proto::tracker::http::percent_encode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::request::Reply;
+use super::request::{DownloadOrder, ManagerError, Reply};
 use super::running::Running;
 use crate::daemon::download_dir::DownloadDir;
+use crate::daemon::media;
 use crate::daemon::model::{File, Inside, StateName, Torrent, TorrentDetail};
 use crate::daemon::store::{Store, TorrentRecord};
 
@@ -221,6 +222,8 @@ impl Entry {
             category: r.category.clone(),
             tags: r.tags.clone(),
             completed_at: r.completed_at,
+            sequential: r.sequential,
+            first_last_piece: r.first_last_piece,
         }
     }
 
@@ -244,6 +247,8 @@ impl Entry {
                             .copied()
                             .unwrap_or(FilePriority::Normal)
                             .into(),
+                        mime_type: media::content_type(&f.path).to_string(),
+                        stream_url: media::stream_path(self.record.id, i),
                     })
                     .collect(),
                 m.announce_tiers.iter().flatten().cloned().collect(),
@@ -280,6 +285,7 @@ impl Entry {
             piece_length,
             pieces_have,
             magnet,
+            playlist_url: media::playlist_path(self.record.id),
         }
     }
 
@@ -333,6 +339,42 @@ impl Entry {
             tracker,
             metainfo: self.metainfo.clone(),
             scrapes: Default::default(),
+        }
+    }
+
+    /// Sets its download order (sequential, first and last pieces), saves it in `store` and, if
+    /// it runs, applies it at once.
+    pub(super) fn set_download_order(
+        &mut self,
+        store: &Store,
+        order: DownloadOrder,
+    ) -> Result<Torrent, ManagerError> {
+        let r = &mut self.record;
+        let sequential = order.sequential.unwrap_or(r.sequential);
+        let first_last = order.first_last_piece.unwrap_or(r.first_last_piece);
+        if (sequential, first_last) != (r.sequential, r.first_last_piece) {
+            r.sequential = sequential;
+            r.first_last_piece = first_last;
+            store.put_torrent(r, None)?;
+        }
+        if let Run::Running(running) = &self.run {
+            running.set_download_order(sequential, first_last);
+        }
+        Ok(self.view())
+    }
+
+    /// A reader of its file `index`, for streaming; it must be running.
+    pub(super) fn open_file(&self, index: usize) -> Result<swarmer::FileReader, ManagerError> {
+        match &self.run {
+            Run::Running(running) => running.open_file(index).map_err(|e| match e {
+                swarmer::TorrentError::NoSuchFile(i) => {
+                    ManagerError::Invalid(format!("no file {i}"))
+                }
+                other => ManagerError::Conflict(other.to_string()),
+            }),
+            _ => Err(ManagerError::Conflict(
+                "the torrent is not running; resume it to stream its files".into(),
+            )),
         }
     }
 

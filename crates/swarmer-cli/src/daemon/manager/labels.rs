@@ -243,6 +243,8 @@ mod tests {
             display_name: None,
             completed_at: None,
             trust_data: false,
+            sequential: false,
+            first_last_piece: false,
         }
     }
 

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub(crate) use labels::{LabelEdit, Labels};
-pub(crate) use request::{Add, ManagerError, SettingsPatch, Source};
+pub(crate) use request::{Add, DownloadOrder, ManagerError, SettingsPatch, Source};
 use request::{Reply, Request};
 
 use super::download_dir::DownloadDir as Dir;
@@ -190,6 +190,25 @@ impl Manager {
     /// used, once the new session listens.
     pub(crate) async fn set_peer_port(&self, port: u16) -> Result<u16, ManagerError> {
         self.call(|r| Request::SetPeerPort(port, r)).await
+    }
+
+    /// Sets a torrent's download order (sequential, first and last pieces first); saved, and
+    /// applied at once if it runs.
+    pub(crate) async fn set_download_order(
+        &self,
+        id: u64,
+        order: DownloadOrder,
+    ) -> Result<Torrent, ManagerError> {
+        self.call(|r| Request::SetDownloadOrder(id, order, r)).await
+    }
+
+    /// A reader of file `index` (of `info.files`) of a running torrent, for streaming.
+    pub(crate) async fn open_file(
+        &self,
+        id: u64,
+        index: usize,
+    ) -> Result<swarmer::FileReader, ManagerError> {
+        self.call(|r| Request::OpenFile(id, index, r)).await
     }
 
     /// The session settings.

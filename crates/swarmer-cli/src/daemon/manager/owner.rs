@@ -255,6 +255,14 @@ impl Owner {
                 );
             }
             Request::Shutdown(reply) => self.begin_shutdown(Some(reply)),
+            Request::SetDownloadOrder(id, order, reply) => {
+                let store = Arc::clone(&self.store);
+                let answer = self.entry_mut(id);
+                let _ = reply.send(answer.and_then(|e| e.set_download_order(&store, order)));
+            }
+            Request::OpenFile(id, index, reply) => {
+                let _ = reply.send(self.entry(id).and_then(|e| e.open_file(index)));
+            }
         }
     }
 
@@ -350,6 +358,8 @@ impl Owner {
             display_name: add.display_name.filter(|n| !n.is_empty()),
             completed_at: None,
             trust_data: add.trust_data,
+            sequential: add.sequential,
+            first_last_piece: add.first_last_piece,
         };
         self.store.put_torrent(&record, bytes.as_deref())?;
         tracing::info!(id, info_hash = %info_hash, name = %record.name, "added a torrent");
@@ -763,6 +773,8 @@ impl Owner {
             file_priorities: e.priorities(),
             max_upload_rate: e.record.max_upload_rate,
             max_download_rate: e.record.max_download_rate,
+            sequential: e.record.sequential,
+            first_last_pieces: e.record.first_last_piece,
         };
         let dir = e.record.download_dir.clone();
         let mut peers = std::mem::take(&mut e.found_peers);

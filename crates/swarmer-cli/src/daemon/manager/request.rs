@@ -95,6 +95,10 @@ pub(crate) struct Add {
     /// Take the data on disk as complete at the first start, without hashing it (qBittorrent
     /// `skip_checking`).
     pub(crate) trust_data: bool,
+    /// Download in order (qBittorrent `sequentialDownload`).
+    pub(crate) sequential: bool,
+    /// First and last piece of every file first (qBittorrent `firstLastPiecePrio`).
+    pub(crate) first_last_piece: bool,
 }
 
 impl Add {
@@ -110,6 +114,8 @@ impl Add {
             display_name: None,
             limits: (None, None),
             trust_data: false,
+            sequential: false,
+            first_last_piece: false,
         }
     }
 }
@@ -176,4 +182,15 @@ pub(super) enum Request {
     ScrapeTargets(oneshot::Sender<Vec<ScrapeTarget>>),
     Dht(oneshot::Sender<Option<swarmer::DhtHandle>>),
     Shutdown(oneshot::Sender<()>),
+    SetDownloadOrder(u64, DownloadOrder, Reply<Torrent>),
+    OpenFile(u64, usize, Reply<swarmer::FileReader>),
+}
+
+/// A change of a torrent's download order; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DownloadOrder {
+    /// Download in order.
+    pub(crate) sequential: Option<bool>,
+    /// First and last piece of every file first.
+    pub(crate) first_last_piece: Option<bool>,
 }

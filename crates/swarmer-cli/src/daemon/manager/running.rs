@@ -48,6 +48,17 @@ impl Running {
         }
     }
 
+    /// Sets the download order at once (shared with the torrent, no command needed).
+    pub(super) fn set_download_order(&self, sequential: bool, first_last: bool) {
+        self.handle.set_sequential(sequential);
+        self.handle.set_first_last_pieces(first_last);
+    }
+
+    /// A reader of file `index` (see `TorrentHandle::open_file`); it holds no clone of the handle.
+    pub(super) fn open_file(&self, index: usize) -> Result<swarmer::FileReader, TorrentError> {
+        self.handle.open_file(index)
+    }
+
     /// Changes the torrent's own rate limits (at once: they are shared with its connections).
     pub(super) fn set_rate_limits(&self, upload: Option<u64>, download: Option<u64>) {
         self.handle.set_rate_limits(upload, download);

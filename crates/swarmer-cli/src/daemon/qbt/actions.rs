@@ -1,6 +1,6 @@
 //! The qBittorrent API's actions on torrents: `stop`/`start` (and their 4.x names `pause`/
 //! `resume`), `delete`, `recheck`, `reannounce`, `setLocation`, `rename`, `renameFile`,
-//! `filePrio`, the per-torrent limits, and the category and tag edits. Each goes through the
+//! `filePrio`, `toggleSequentialDownload`, `toggleFirstLastPiecePrio`, the per-torrent limits, and the category and tag edits. Each goes through the
 //! manager; what swarmer cannot do (rename files) answers with an error status (409), never a
 //! silent 200.
 
@@ -17,7 +17,7 @@ use super::form::Params;
 use super::shared::{Qbt, failed, ok, one, resolve, text};
 use super::view::priority_of;
 use crate::daemon::download_dir::DownloadDir;
-use crate::daemon::manager::{LabelEdit, ManagerError};
+use crate::daemon::manager::{DownloadOrder, LabelEdit, ManagerError};
 
 /// The ids of the torrents in the `hashes` parameter.
 async fn ids(qbt: &Qbt, params: &Params) -> Result<Vec<u64>, Response> {
@@ -103,6 +103,33 @@ pub(super) async fn set_location(State(qbt): State<Arc<Qbt>>, params: Params) ->
         .manager()
         .set_location(id, dir.clone(), true)
         .await)
+}
+
+/// `torrents/toggleSequentialDownload` (`first_last`: `toggleFirstLastPiecePrio`): flips the
+/// setting of each torrent of `hashes`, as qBittorrent does; saved with the torrent.
+pub(super) async fn toggle_order(qbt: Arc<Qbt>, params: Params, first_last: bool) -> Response {
+    let hashes = match params.require("hashes") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    for t in resolve(&qbt, hashes).await {
+        let order = if first_last {
+            DownloadOrder {
+                first_last_piece: Some(!t.first_last_piece),
+                ..DownloadOrder::default()
+            }
+        } else {
+            DownloadOrder {
+                sequential: Some(!t.sequential),
+                ..DownloadOrder::default()
+            }
+        };
+        match qbt.manager().set_download_order(t.id, order).await {
+            Ok(_) | Err(ManagerError::NotFound(_)) => {}
+            Err(e) => return failed(e),
+        }
+    }
+    ok()
 }
 
 /// `torrents/rename` (`hash`, `name`).

@@ -1,12 +1,11 @@
 //! `torrents/add`: `.torrent` files (multipart parts with a file name) and `urls` (one per line: magnet
 //! links, or http(s) URLs of .torrent files, fetched with a size bound and a timeout), with
-//! `savepath`, `category`, `tags`, `paused`/`stopped`, `skip_checking`, `rename`, `upLimit` and
-//! `dlLimit`. It answers `Ok.` when something was added and `Fails.` when nothing was (a duplicate,
+//! `savepath`, `category`, `tags`, `paused`/`stopped`, `skip_checking`, `rename`, `upLimit`,
+//! `dlLimit`, `sequentialDownload` and `firstLastPiecePrio`. It answers `Ok.` when something was added and `Fails.` when nothing was (a duplicate,
 //! a URL that did not fetch), and 415 for a file that is not a torrent, as qBittorrent does. A
 //! category or tag it names that does not exist is created, as qBittorrent creates it.
 //!
-//! Options swarmer cannot honour (`sequentialDownload`, `firstLastPiecePrio`, a content layout other
-//! than the torrent's own, share limits, `useDownloadPath`) are refused with 400 rather than
+//! Options swarmer cannot honour (a content layout other than the torrent's own, share limits, `useDownloadPath`) are refused with 400 rather than
 //! dropped, so a client never believes they took effect.
 
 use std::sync::Arc;
@@ -31,6 +30,8 @@ struct Options {
     download_dir: Option<DownloadDir>,
     paused: bool,
     trust_data: bool,
+    sequential: bool,
+    first_last_piece: bool,
     category: Option<String>,
     tags: Vec<String>,
     display_name: Option<String>,
@@ -45,12 +46,6 @@ fn options(params: &Params) -> Result<Options, Response> {
             format!("swarmer does not support {what}"),
         ))
     };
-    if params.flag("sequentialDownload") == Some(true) {
-        return refuse("sequentialDownload");
-    }
-    if params.flag("firstLastPiecePrio") == Some(true) {
-        return refuse("firstLastPiecePrio");
-    }
     // Share limits and a separate incomplete-download path would change what happens to the
     // torrent; "-2" (use the global setting) and "-1" (none) are what swarmer does anyway.
     for limit in ["ratioLimit", "seedingTimeLimit", "inactiveSeedingTimeLimit"] {
@@ -78,6 +73,8 @@ fn options(params: &Params) -> Result<Options, Response> {
         download_dir,
         paused: params.flag("paused").or(params.flag("stopped")) == Some(true),
         trust_data: params.flag("skip_checking") == Some(true),
+        sequential: params.flag("sequentialDownload") == Some(true),
+        first_last_piece: params.flag("firstLastPiecePrio") == Some(true),
         category: params
             .get("category")
             .map(str::trim)
@@ -155,6 +152,8 @@ pub(super) async fn add(State(qbt): State<Arc<Qbt>>, params: Params) -> Response
             download_dir: options.download_dir.clone(),
             paused: options.paused,
             trust_data: options.trust_data,
+            sequential: options.sequential,
+            first_last_piece: options.first_last_piece,
             category: options.category.clone(),
             tags: options.tags.clone(),
             display_name: options.display_name.clone(),

@@ -127,6 +127,8 @@ async fn torrent_misc(
         "downloadLimit" => actions::limits(qbt, params, false).await,
         "uploadLimit" => actions::limits(qbt, params, true).await,
         "setDownloadLimit" => actions::set_limit(qbt, params, false).await,
+        "toggleSequentialDownload" => actions::toggle_order(qbt, params, false).await,
+        "toggleFirstLastPiecePrio" => actions::toggle_order(qbt, params, true).await,
         "setUploadLimit" => actions::set_limit(qbt, params, true).await,
         "createCategory" | "editCategory" | "removeCategories" | "createTags" | "deleteTags"
         | "setCategory" | "addTags" | "removeTags" => actions::labels(qbt, params, &endpoint).await,

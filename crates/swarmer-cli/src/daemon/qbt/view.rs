@@ -98,8 +98,8 @@ pub(super) fn info(t: &Torrent, tracker: Option<&str>) -> Value {
         "magnet_uri": format!("magnet:?xt=urn:btih:{}", t.info_hash),
         "auto_tmm": false,
         "force_start": false,
-        "seq_dl": false,
-        "f_l_piece_prio": false,
+        "seq_dl": t.sequential,
+        "f_l_piece_prio": t.first_last_piece,
         "super_seeding": false,
         "availability": -1,
         "private": false,
@@ -220,6 +220,8 @@ mod tests {
             category: None,
             tags: vec!["a".into(), "b".into()],
             completed_at: None,
+            sequential: false,
+            first_last_piece: false,
         }
     }
 

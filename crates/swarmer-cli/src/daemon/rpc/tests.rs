@@ -43,6 +43,8 @@ fn torrent() -> Torrent {
         category: None,
         tags: Vec::new(),
         completed_at: None,
+        sequential: true,
+        first_last_piece: false,
     }
 }
 
@@ -52,6 +54,8 @@ fn detail() -> TorrentDetail {
         path: path.into(),
         length,
         priority,
+        mime_type: "application/octet-stream".into(),
+        stream_url: format!("/api/v1/torrents/7/files/{index}/stream"),
     };
     TorrentDetail {
         torrent: torrent(),
@@ -67,6 +71,7 @@ fn detail() -> TorrentDetail {
         piece_length: 1024,
         pieces_have: 2,
         magnet: "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567".into(),
+        playlist_url: "/api/v1/torrents/7/playlist.m3u".into(),
     }
 }
 
@@ -154,6 +159,8 @@ fn list_fields_are_integers_where_transmission_remote_reads_integers() {
     assert_eq!(get("peersGettingFromUs"), json!(0));
     assert_eq!(get("uploadLimit"), json!(50));
     assert_eq!(get("uploadLimited"), json!(true));
+    assert_eq!(get("sequentialDownload"), json!(true));
+    assert_eq!(get("sequential_download"), json!(true));
     assert_eq!(get("downloadLimited"), json!(false));
     assert_eq!(get("error"), json!(0));
     assert_eq!(get("activityDate"), json!(99));

@@ -7,7 +7,7 @@ use swarmer::FilePriority;
 use super::args::{SPEED_K, arg_bool, arg_u64, as_u64, select, updated_limit};
 use super::envelope::{Outcome, manager_error};
 use crate::daemon::download_dir::DownloadDir;
-use crate::daemon::manager::{LabelEdit, Manager, ManagerError};
+use crate::daemon::manager::{DownloadOrder, LabelEdit, Manager, ManagerError};
 use crate::daemon::model::{Priority, Torrent, TorrentDetail};
 
 /// Most entries of a file index list in `torrent-set` (a torrent may have this many files).
@@ -235,7 +235,8 @@ pub(super) fn full_priorities(detail: &TorrentDetail, new: &[Priority]) -> Vec<F
     out
 }
 
-/// `torrent-set`: file lists and limits of the torrents `ids` names.
+/// `torrent-set`: file lists, limits, labels and the download order (`sequentialDownload`, or
+/// Transmission 4.1's `sequential_download`) of the torrents `ids` names.
 pub(super) async fn torrent_set(manager: &Manager, args: &Map<String, Value>) -> Outcome {
     let bad = |e: String| (e, Map::new());
     let files = FileChanges::parse(args).map_err(bad)?;
@@ -244,6 +245,10 @@ pub(super) async fn torrent_set(manager: &Manager, args: &Map<String, Value>) ->
     let down = arg_u64(args, "downloadLimit").map_err(bad)?;
     let down_on = arg_bool(args, "downloadLimited").map_err(bad)?;
     let limits = up.is_some() || up_on.is_some() || down.is_some() || down_on.is_some();
+    let sequential = match arg_bool(args, "sequentialDownload").map_err(bad)? {
+        Some(on) => Some(on),
+        None => arg_bool(args, "sequential_download").map_err(bad)?,
+    };
     let labels: Option<Vec<String>> = match args.get("labels") {
         None => None,
         Some(Value::Array(list)) => Some(
@@ -277,6 +282,16 @@ pub(super) async fn torrent_set(manager: &Manager, args: &Map<String, Value>) ->
                 .set_priorities(t.id, full_priorities(&detail, &new))
                 .await
                 .map_err(manager_error)?;
+        }
+        if let Some(on) = sequential {
+            let order = DownloadOrder {
+                sequential: Some(on),
+                ..DownloadOrder::default()
+            };
+            match manager.set_download_order(t.id, order).await {
+                Ok(_) | Err(ManagerError::NotFound(_)) => {}
+                Err(e) => return Err(manager_error(e)),
+            }
         }
         if limits {
             let up = updated_limit(t.max_upload_rate, up, up_on, SPEED_K);

@@ -311,6 +311,8 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
         "uploadLimited" => json!(t.max_upload_rate.is_some()),
         "downloadLimited" => json!(t.max_download_rate.is_some()),
         "honorsSessionLimits" => json!(true),
+        // Transmission 4.1's name, and the camel-case one other clients use.
+        "sequentialDownload" | "sequential_download" => json!(t.sequential),
         "magnetLink" => json!(detail?.magnet),
         "isPrivate" => json!(inside?.metainfo.as_ref().is_some_and(|m| m.info.private)),
         "creator" => json!(metainfo_text(inside?, |m| m.created_by.clone())),
