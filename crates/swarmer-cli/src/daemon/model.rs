@@ -135,6 +135,10 @@ pub(crate) struct File {
     pub(crate) length: u64,
     /// Its priority.
     pub(crate) priority: Priority,
+    /// Its bytes in verified pieces (from the running torrent or its saved resume state); 0 in
+    /// views that do not ask the torrent (the list, the event stream).
+    #[serde(default)]
+    pub(crate) done_bytes: u64,
 }
 
 /// One torrent with its files and trackers.

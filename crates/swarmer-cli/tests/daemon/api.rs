@@ -25,11 +25,11 @@ use crate::scene::Scene;
 
 /// A tracker URL where nothing listens (the namespace holds only `lo`): these torrents find no
 /// peers through it, and need none.
-const NO_TRACKER: &str = "http://127.0.0.1:9/announce";
+pub(crate) const NO_TRACKER: &str = "http://127.0.0.1:9/announce";
 /// How often a test re-reads the daemon's state while it waits for a change.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// A seeder for the tests that download: `swarmer seed` on its own address.
-const SEEDER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+pub(crate) const SEEDER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::new(127, 0, 0, 30),
     6899,
 ));
@@ -38,7 +38,7 @@ const UNKNOWN_HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A one-file payload of `len` bytes under `scene/NAME-data` and its torrent (16 KiB pieces,
 /// [`NO_TRACKER`]) at `scene/NAME.torrent`.
-fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) {
+pub(crate) fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) {
     let parent = scene.subdir(&format!("{name}-data"));
     let payload = payload::single_file(&parent, name, len, seed);
     let torrent = payload.make_torrent(
@@ -50,7 +50,7 @@ fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) 
 }
 
 /// The info hash of the torrent file at `torrent`, 40 lowercase hex digits.
-fn info_hash_hex(torrent: &Path) -> String {
+pub(crate) fn info_hash_hex(torrent: &Path) -> String {
     let bytes = std::fs::read(torrent).expect("read the torrent");
     crate::tracker::hex(&crate::bencode::info_hash(&bytes))
 }
@@ -64,7 +64,7 @@ fn torrent_form(bytes: Vec<u8>) -> multipart::Form {
     multipart::Form::new().part("torrent", part)
 }
 
-fn id_of(torrent: &Value) -> u64 {
+pub(crate) fn id_of(torrent: &Value) -> u64 {
     torrent["id"]
         .as_u64()
         .unwrap_or_else(|| panic!("no id in {torrent}"))
@@ -77,7 +77,7 @@ fn state_of(torrent: &Value) -> &str {
 }
 
 /// Re-reads torrent `id` until `done` holds for it, and returns it (bounded by the test's deadline).
-fn wait_torrent(
+pub(crate) fn wait_torrent(
     scene: &Scene,
     daemon: &Daemon,
     id: u64,
@@ -93,7 +93,7 @@ fn wait_torrent(
 
 /// Asserts `response` is an error with `status` and the contract's `{"error": "..."}` body, and
 /// returns the body.
-fn expect_error(response: Response, status: u16, what: &str) -> Value {
+pub(crate) fn expect_error(response: Response, status: u16, what: &str) -> Value {
     let got = response.status().as_u16();
     let text = response.text().unwrap_or_default();
     assert_eq!(got, status, "{what} answered {got}: {text}");

@@ -50,6 +50,7 @@ fn detail() -> TorrentDetail {
         path: path.into(),
         length,
         priority,
+        done_bytes: 0,
     };
     TorrentDetail {
         torrent: torrent(),
