@@ -391,7 +391,9 @@ enum SaveError {
 
 async fn save_atomically(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(SaveError::Io)?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(SaveError::Io)?;
     }
     let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
     match tokio::task::spawn_blocking(move || crate::write_atomically(&path, &bytes)).await {
