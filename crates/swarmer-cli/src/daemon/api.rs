@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::fetch::{fetch_torrent, is_http_url};
 use super::guard::{self, ClientIp};
 use super::insides::{self, Peer, Pieces, Tracker, TrackerState};
-use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
+use super::manager::{Add, LabelEdit, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{File, Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
 use super::store::Settings;
@@ -68,6 +68,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/torrents/{id}/trackers", get(get_trackers))
         .route("/api/v1/torrents/{id}/pieces", get(get_pieces))
         .route("/api/v1/torrents/{id}/limits", put(set_limits))
+        .route("/api/v1/torrents/{id}/category", put(set_category))
         .route("/api/v1/session", get(session_stats))
         .route("/api/v1/settings", get(get_settings).put(put_settings))
         .route("/api/v1/events", get(events))
@@ -171,9 +172,7 @@ async fn fetched(url: &str) -> Result<Source, ApiError> {
     if !is_http_url(url) {
         return Err(ApiError::bad_request("the url must be http:// or https://"));
     }
-    let bytes = fetch_torrent(url)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("cannot fetch {url}: {e}")))?;
+    let bytes = fetch_torrent(url).await.map_err(ApiError::bad_request)?;
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid .torrent file at {url}: {e}")))?;
     Ok(Source::Metainfo(Arc::new(metainfo), bytes))
@@ -371,6 +370,41 @@ async fn set_limits(
     ))
 }
 
+/// A torrent's new category.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct CategoryBody {
+    /// The category (created if new); null or empty: none.
+    category: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/torrents/{id}/category", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")), request_body = CategoryBody,
+    responses((status = 200, body = Torrent), (status = 404, description = "No such torrent"),
+        (status = 422, description = "Not a valid category name")))]
+async fn set_category(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Torrent>, ApiError> {
+    let id = id_of(path)?;
+    let req: CategoryBody = parse_json(&headers, &body)?;
+    let name = category(req.category);
+    // 404 first: the label edit passes over unknown ids.
+    s.manager.get(id).await?;
+    if let Some(name) = &name
+        && !s.manager.labels().await.categories.contains_key(name)
+    {
+        s.manager
+            .edit_labels(LabelEdit::CreateCategory(name.clone(), None))
+            .await?;
+    }
+    s.manager
+        .edit_labels(LabelEdit::SetCategory(vec![id], name))
+        .await?;
+    Ok(Json(s.manager.get(id).await?.torrent))
+}
+
 #[utoipa::path(get, path = "/api/v1/session", tag = "session",
     responses((status = 200, body = SessionStats)))]
 async fn session_stats(State(s): State<AppState>) -> Result<Json<SessionStats>, ApiError> {
@@ -501,6 +535,7 @@ async fn login(
         get_trackers,
         get_pieces,
         set_limits,
+        set_category,
         session_stats,
         get_settings,
         put_settings,
@@ -521,6 +556,7 @@ async fn login(
         AddMagnet,
         FilesBody,
         LimitsBody,
+        CategoryBody,
         LoginBody,
         Priority
     ))

@@ -1,6 +1,6 @@
 //! The daemon's JSON API as a client sees it (the contract in the daemon's `api.rs`): adding by
-//! upload and by magnet link, listing, pausing, resuming, file priorities, limits, settings that
-//! survive a restart, removal with and without the data, the event stream; every refusal (bad
+//! upload and by magnet link, listing, pausing, resuming, file priorities, limits, categories,
+//! settings that survive a restart, removal with and without the data, the event stream; every refusal (bad
 //! JSON, wrong type, unknown or malformed ids, oversized uploads, a race of duplicate adds, CSRF,
 //! foreign Host, the token); the `swarmer add/list/remove` client; the watch folder; and a
 //! `kill -9` in the middle of a download, after which the daemon restarts on its saved state and
@@ -255,6 +255,61 @@ fn torrents_are_added_listed_paused_resumed_and_configured() {
             assert_eq!(cleared["max_upload_rate"], Value::Null);
             assert_eq!(cleared["max_download_rate"], Value::Null);
             scene.mark("limits set and cleared");
+
+            // A category, created as it is set; none again; an unknown id is 404.
+            let path = format!("/api/v1/torrents/{id}/category");
+            let put = |category: Value| {
+                expect_json(
+                    daemon.put_json(&path, &json!({ "category": category })),
+                    200,
+                    "PUT",
+                    &path,
+                )
+            };
+            assert_eq!(put(json!("linux"))["category"], "linux");
+            assert_eq!(daemon.torrent(id)["category"], "linux");
+            assert_eq!(put(Value::Null)["category"], Value::Null);
+            let unknown = "/api/v1/torrents/999/category";
+            let answer = daemon.put_json(unknown, &json!({ "category": "x" }));
+            expect_error(answer, 404, "the category of an unknown id");
+            scene.mark("category set, created, cleared");
+
+            // By the URL of a .torrent, into a category; a URL and a magnet at once, or a URL
+            // that is not http(s), is 400.
+            let web = SocketAddr::from(([127, 0, 0, 40], 8080));
+            let _web = crate::rpc::http_server(scene, &scene.dir, web);
+            single(scene, "by-url", 20_000, 9);
+            let url = format!("http://{web}/by-url.torrent");
+            let by_url = expect_json(
+                daemon.post_json(
+                    "/api/v1/torrents",
+                    &json!({ "url": url, "category": "web" }),
+                ),
+                201,
+                "POST",
+                "a .torrent by URL",
+            );
+            assert_eq!(
+                (&by_url["name"], &by_url["category"]),
+                (&json!("by-url"), &json!("web"))
+            );
+            for (body, what) in [
+                (
+                    json!({ "url": url, "magnet": magnet(UNKNOWN_HASH, "x", &[]) }),
+                    "both",
+                ),
+                (json!({ "url": "ftp://127.0.0.1/x.torrent" }), "an ftp URL"),
+                (json!({ "paused": true }), "neither"),
+            ] {
+                expect_error(daemon.post_json("/api/v1/torrents", &body), 400, what);
+            }
+            let removed = daemon.delete(&format!("/api/v1/torrents/{}", id_of(&by_url)));
+            assert_eq!(
+                removed.status().as_u16(),
+                204,
+                "removing the torrent added by URL"
+            );
+            scene.mark("added by URL into a category; ambiguous or foreign URLs are 400");
 
             // By magnet link (JSON); a duplicate by either way is 409 naming the existing id.
             let link = magnet(UNKNOWN_HASH, "by-magnet", &[]);
