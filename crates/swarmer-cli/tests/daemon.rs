@@ -8,8 +8,9 @@
 //! trackers and pieces), `rpc.rs` (the real
 //! `transmission-remote`), `qbt.rs` (the real `qbittorrent-api` Python package through an
 //! *arr-style workflow, `qbt_client.py`), `port.rs` (the peer port), `security.rs` (download
-//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
-//! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
+//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in
+//! headless Chromium through chromedriver, `webdriver.rs`, and each of its screens at two sizes
+//! in `screens.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
 

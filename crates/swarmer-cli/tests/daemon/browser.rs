@@ -2,6 +2,9 @@
 //! removes torrents in a real `swarmer daemon`, through the page only, and the test checks the
 //! result through the API and on disk.
 //!
+//! Each screen at 1280x800 and 390x844, with the screenshots the README shows, is the child
+//! module `screens` (`browser::screens::every_screen_at_two_sizes`).
+//!
 //! Waits poll the DOM with the test's deadline (the page updates from the daemon's event stream,
 //! which the test cannot observe directly); nothing sleeps.
 //!
@@ -42,6 +45,9 @@ const TOKEN: &str = "ui7-test-token";
 /// The window size the UI is designed for.
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 800;
+
+#[path = "screens.rs"]
+mod screens;
 
 #[test]
 fn web_ui_end_to_end() {
