@@ -233,7 +233,17 @@ async fn get_torrent(
     State(s): State<AppState>,
     path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TorrentDetail>, ApiError> {
-    Ok(Json(s.manager.details(id_of(path)?).await?.detail))
+    Ok(Json(detail_with_progress(&s.manager, id_of(path)?).await?))
+}
+
+/// Torrent `id` with each file's `done_bytes`, which only the running torrent (or its saved
+/// resume state) knows; when the torrent cannot answer (busy past the command timeout), the
+/// detail without them rather than an error.
+async fn detail_with_progress(manager: &Manager, id: u64) -> Result<TorrentDetail, ApiError> {
+    match manager.details(id).await {
+        Ok(inside) => Ok(inside.detail),
+        Err(_) => Ok(manager.get(id).await?),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/torrents/{id}/peers", tag = "torrents",
@@ -338,7 +348,7 @@ async fn set_files(
     let req: FilesBody = parse_json(&headers, &body)?;
     let priorities = req.priorities.into_iter().map(Into::into).collect();
     s.manager.set_priorities(id, priorities).await?;
-    Ok(Json(s.manager.details(id).await?.detail))
+    Ok(Json(detail_with_progress(&s.manager, id).await?))
 }
 
 /// A torrent's own rate limits.
