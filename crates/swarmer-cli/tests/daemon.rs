@@ -4,11 +4,13 @@
 //!
 //! `daemon/harness.rs` starts the daemon and talks to its API; each further file under
 //! `tests/daemon/` holds the tests of one area: `api.rs` (the JSON API, its refusals, the CLI, the
-//! watch folder, and a `kill -9` in the middle of a download), `rpc.rs` (the real
+//! watch folder, and a `kill -9` in the middle of a download), `insides.rs` (a torrent's peers,
+//! trackers and pieces), `rpc.rs` (the real
 //! `transmission-remote`), `qbt.rs` (the real `qbittorrent-api` Python package through an
 //! *arr-style workflow, `qbt_client.py`), `port.rs` (the peer port), `security.rs` (download
-//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in headless Chromium through chromedriver,
-//! `webdriver.rs`) and `web_ui.rs` (the UI's files and headers).
+//! roots, local files, Host, credentials, throttling, file modes), `browser.rs` (the web UI in
+//! headless Chromium through chromedriver, `webdriver.rs`, and each of its screens at two sizes
+//! in `screens.rs`) and `web_ui.rs` (the UI's files and headers).
 //!
 //! Run: `cargo test -p swarmer-cli --test daemon -- --nocapture` (as root, for `unshare`).
 
@@ -55,6 +57,8 @@ mod webdriver;
 mod api;
 #[path = "daemon/browser.rs"]
 mod browser;
+#[path = "daemon/insides.rs"]
+mod insides;
 #[path = "daemon/port.rs"]
 mod port;
 #[path = "daemon/qbt.rs"]

@@ -1,18 +1,27 @@
-// The swarmer daemon's web UI: renders /api/v1 (torrents, details, session totals) and sends the
-// user's actions back to it.
+// The swarmer daemon's web UI: renders /api/v1 (torrents, their details, settings, session
+// totals) and sends the user's actions back to it. No framework and no build step: the page is
+// small enough that plain DOM code stays readable, and the daemon embeds these files as they are.
 //
 // Live data comes only from the event stream GET /api/v1/events (`event: torrents` carries the
-// whole torrent list, `event: session` the totals); there is no polling loop. The browser's
+// whole torrent list, `event: session` the totals); there is no polling loop. A change of the
+// selected torrent reloads the open details tab (files, peers, trackers or pieces). The browser's
 // EventSource reconnects a dropped stream by itself; when it gives up (the daemon restarted, or
 // answered 401) this file reconnects with a capped backoff, or asks for the access token first.
 // Every mutating request carries `X-Requested-By: swarmer`, which the daemon's CSRF check needs.
-// Names and paths come from torrents, so they are untrusted: everything is written with
+// Names and paths come from torrents and peers, so they are untrusted: everything is written with
 // textContent, never as HTML.
+//
+// Sorting, filtering and searching happen here, on the list the stream sends; the choice is kept
+// in the URL's hash so a reload keeps it.
 
 const API = '/api/v1';
 const PRIORITIES = ['skip', 'low', 'normal', 'high'];
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 15000;
+/** File names a browser can usually play: these get a stream link. */
+const MEDIA = /\.(mp4|m4v|mkv|webm|mov|avi|ogv|mp3|m4a|aac|flac|ogg|oga|opus|wav)$/i;
+/** Most cells the piece map draws; more pieces share a cell (a cell is "have" only if all are). */
+const MAX_CELLS = 4096;
 
 const $ = (id) => document.getElementById(id);
 
@@ -23,11 +32,19 @@ const ui = {
   rows: new Map(),
   /** The id whose detail panel is open, or null. */
   selected: null,
+  /** The open details tab. */
+  tab: 'overview',
   /** True while a detail request is in flight; `detailStale` asks for one more after it. */
   detailLoading: false,
   detailStale: false,
+  /** The last pieces answer, redrawn when the panel's width changes. */
+  pieces: null,
+  /** The element that had focus before the panel opened, given it back on close. */
+  returnFocus: null,
   /** The id the remove dialog is about. */
   removing: null,
+  /** How the list is shown: sort key and direction, state and category filters, search text. */
+  view: { sort: 'id', desc: false, state: '', category: '', search: '' },
   events: null,
   retryMs: RETRY_FIRST_MS,
   retryTimer: null,
@@ -101,18 +118,28 @@ function fmtEta(t) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/** A fraction 0..1 as a percentage that reads 100% only when it is exactly whole. */
+function fmtFraction(p) {
+  const f = Math.min(Math.max(Number(p) || 0, 0), 1);
+  return f >= 1 ? '100%' : `${(Math.floor(f * 1000) / 10).toFixed(1)}%`;
+}
+
 /** Progress as a percentage that reads 100% only when every wanted byte is there. */
 function fmtPercent(t) {
   const done = t.wanted_bytes > 0 ? t.done_bytes >= t.wanted_bytes : t.progress >= 1;
   if (done && t.state !== 'fetching_metadata') return '100%';
-  const p = Math.min(Math.max(Number(t.progress) || 0, 0), 1);
-  return `${(Math.floor(p * 1000) / 10).toFixed(1)}%`;
+  return fmtFraction(Math.min(Number(t.progress) || 0, 0.999));
 }
 
 function fmtSize(t) {
   if (!t.total_bytes) return '–';
   if (t.wanted_bytes < t.total_bytes) return `${fmtBytes(t.wanted_bytes)} of ${fmtBytes(t.total_bytes)}`;
   return fmtBytes(t.total_bytes);
+}
+
+function fmtTime(seconds) {
+  if (!seconds) return '–';
+  return new Date(seconds * 1000).toLocaleString();
 }
 
 const stateLabel = (s) => String(s).replace(/_/g, ' ');
@@ -152,6 +179,7 @@ function createRow(t) {
   const name = el('td', { class: 'name' });
   name.append(
     el('button', { type: 'button', class: 'link', 'data-action': 'select', 'data-testid': 'torrent-name' }),
+    el('div', { class: 'tags', 'data-testid': 'torrent-tags' }),
     el('div', { class: 'row-error', 'data-testid': 'torrent-error' }),
   );
   const progress = el('td', { class: 'progress' });
@@ -166,11 +194,11 @@ function createRow(t) {
     name,
     el('td', { 'data-testid': 'torrent-state' }),
     progress,
-    el('td', { class: 'num', 'data-testid': 'torrent-size' }),
-    el('td', { class: 'num', 'data-testid': 'torrent-down' }),
-    el('td', { class: 'num', 'data-testid': 'torrent-up' }),
-    el('td', { class: 'num', 'data-testid': 'torrent-peers' }),
-    el('td', { class: 'num', 'data-testid': 'torrent-eta' }),
+    el('td', { class: 'num', 'data-testid': 'torrent-size', 'data-label': 'Size' }),
+    el('td', { class: 'num', 'data-testid': 'torrent-down', 'data-label': '↓' }),
+    el('td', { class: 'num', 'data-testid': 'torrent-up', 'data-label': '↑' }),
+    el('td', { class: 'num', 'data-testid': 'torrent-peers', 'data-label': 'Peers' }),
+    el('td', { class: 'num', 'data-testid': 'torrent-eta', 'data-label': 'ETA' }),
     actions,
   );
   return row;
@@ -187,6 +215,12 @@ function updateRow(row, t) {
   nameButton.textContent = name;
   nameButton.title = name;
   nameButton.setAttribute('aria-label', `Details of ${name}`);
+  const tags = cell(row, 'torrent-tags');
+  const labels = [t.category, ...(t.tags || [])].filter(Boolean);
+  if (tags.dataset.labels !== labels.join('\n')) {
+    tags.replaceChildren(...labels.map((l, i) => el('span', { class: i === 0 && t.category ? 'tag category' : 'tag' }, l)));
+    tags.dataset.labels = labels.join('\n');
+  }
   cell(row, 'torrent-error').textContent = t.error || '';
   const state = cell(row, 'torrent-state');
   state.textContent = stateLabel(t.state);
@@ -208,11 +242,106 @@ function updateRow(row, t) {
   }
 }
 
-/** Places `row` at `index` among the table's rows (kept in order of id, i.e. of adding). */
-function place(row, index) {
+/** The value a column sorts by. */
+function sortValue(t, key) {
+  switch (key) {
+    case 'name': return (t.name || t.info_hash).toLocaleLowerCase();
+    case 'eta_seconds': return t.state === 'downloading' ? (t.eta_seconds ?? Infinity) : Infinity;
+    default: return t[key] ?? 0;
+  }
+}
+
+/** Whether a torrent passes the state and category filters and the search. */
+function shown(t) {
+  const v = ui.view;
+  if (v.state && t.state !== v.state) return false;
+  if (v.category && (t.category || '') !== v.category) return false;
+  if (v.search && !(t.name || t.info_hash).toLocaleLowerCase().includes(v.search.toLocaleLowerCase())) return false;
+  return true;
+}
+
+/** Orders, hides and shows the rows after the list or the view changed. */
+function applyView() {
+  const { sort, desc } = ui.view;
+  const list = [...ui.torrents.values()].sort((a, b) => {
+    const x = sortValue(a, sort);
+    const y = sortValue(b, sort);
+    const c = x < y ? -1 : x > y ? 1 : a.id - b.id;
+    return desc ? -c : c;
+  });
   const body = $('torrent-rows');
-  const at = body.children[index] || null;
-  if (at !== row) body.insertBefore(row, at);
+  let visible = 0;
+  list.forEach((t, index) => {
+    const row = ui.rows.get(t.id);
+    if (!row) return;
+    const at = body.children[index] || null;
+    if (at !== row) body.insertBefore(row, at);
+    row.hidden = !shown(t);
+    if (!row.hidden) visible += 1;
+  });
+  for (const th of document.querySelectorAll('#torrents th[data-sort]')) {
+    if (th.dataset.sort === sort) th.setAttribute('aria-sort', desc ? 'descending' : 'ascending');
+    else th.removeAttribute('aria-sort');
+  }
+  $('sort-select').value = [...$('sort-select').options].some((o) => o.value === sort) ? sort : 'id';
+  $('empty').hidden = ui.torrents.size > 0;
+  $('filtered').hidden = ui.torrents.size === 0 || visible > 0;
+  renderCategories();
+}
+
+/** Fills the category filter and the add dialog's suggestions from the torrents' categories. */
+function renderCategories() {
+  const names = [...new Set([...ui.torrents.values()].map((t) => t.category).filter(Boolean))].sort();
+  const key = names.join('\n');
+  const filter = $('category-filter');
+  if (filter.dataset.names === key) return;
+  filter.dataset.names = key;
+  filter.replaceChildren(el('option', { value: '' }, 'All categories'), ...names.map((n) => el('option', { value: n }, n)));
+  if (ui.view.category && !names.includes(ui.view.category)) filter.append(el('option', { value: ui.view.category }, ui.view.category));
+  filter.value = ui.view.category;
+  $('category-list').replaceChildren(...names.map((n) => el('option', { value: n })));
+}
+
+/** Keeps the view in the URL's hash, so a reload shows the same list. */
+function saveView() {
+  const v = ui.view;
+  const params = new URLSearchParams();
+  if (v.sort !== 'id') params.set('sort', v.sort);
+  if (v.desc) params.set('desc', '1');
+  if (v.state) params.set('state', v.state);
+  if (v.category) params.set('category', v.category);
+  if (v.search) params.set('q', v.search);
+  const hash = params.toString();
+  history.replaceState(null, '', hash ? `#${hash}` : location.pathname);
+}
+
+function loadView() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  ui.view = {
+    sort: params.get('sort') || 'id',
+    desc: params.get('desc') === '1',
+    state: params.get('state') || '',
+    category: params.get('category') || '',
+    search: params.get('q') || '',
+  };
+  $('search').value = ui.view.search;
+  $('state-filter').value = ui.view.state;
+}
+
+function setView(change) {
+  Object.assign(ui.view, change);
+  saveView();
+  applyView();
+}
+
+function onSortClick(event) {
+  const th = event.target.closest('th[data-sort]');
+  if (!th) return;
+  // Ascending, descending, then back to the order of adding.
+  const key = th.dataset.sort;
+  if (ui.view.sort !== key) setView({ sort: key, desc: false });
+  else if (!ui.view.desc) setView({ desc: true });
+  else setView({ sort: 'id', desc: false });
 }
 
 /** Inserts or updates one torrent, e.g. from the answer to an action. */
@@ -223,11 +352,10 @@ function upsert(t) {
   if (!row) {
     row = createRow(t);
     ui.rows.set(t.id, row);
+    $('torrent-rows').append(row);
   }
   updateRow(row, t);
-  const ids = [...ui.torrents.keys()].sort((a, b) => a - b);
-  place(row, ids.indexOf(t.id));
-  $('empty').hidden = true;
+  applyView();
 }
 
 function forget(id) {
@@ -236,32 +364,31 @@ function forget(id) {
   if (row) row.remove();
   ui.rows.delete(id);
   if (ui.selected === id) closeDetail();
-  $('empty').hidden = ui.torrents.size > 0;
+  applyView();
 }
 
 /** Replaces the table with the full list from an `event: torrents`. */
 function renderTorrents(list) {
   const fresh = new Map(list.filter((t) => t && typeof t.id === 'number').map((t) => [t.id, t]));
   for (const id of [...ui.torrents.keys()]) if (!fresh.has(id)) forget(id);
-  const ids = [...fresh.keys()].sort((a, b) => a - b);
-  ids.forEach((id, index) => {
-    const t = fresh.get(id);
+  for (const [id, t] of fresh) {
     const before = ui.torrents.get(id);
     ui.torrents.set(id, t);
     let row = ui.rows.get(id);
     if (!row) {
       row = createRow(t);
       ui.rows.set(id, row);
+      $('torrent-rows').append(row);
     }
     updateRow(row, t);
-    place(row, index);
     if (id === ui.selected && JSON.stringify(before) !== JSON.stringify(t)) loadDetail();
-  });
-  $('empty').hidden = ids.length > 0;
+  }
+  applyView();
 }
 
 function renderSession(s) {
   if (!s) return;
+  ui.session = s;
   $('session-down').textContent = fmtRate(s.download_rate);
   $('session-up').textContent = fmtRate(s.upload_rate);
   $('session-counts').textContent =
@@ -273,7 +400,7 @@ function renderSession(s) {
     : 'swarmer';
 }
 
-// ---------------------------------------------------------------- actions
+// ---------------------------------------------------------------- row actions
 
 async function onTableClick(event) {
   const button = event.target.closest('button[data-action]');
@@ -282,7 +409,7 @@ async function onTableClick(event) {
   const id = Number(row.dataset.id);
   const action = button.dataset.action;
   if (action === 'select') {
-    select(id);
+    select(id, button);
     return;
   }
   if (action === 'remove') {
@@ -325,65 +452,66 @@ async function onRemoveClosed() {
   }
 }
 
-async function addMagnet(event) {
-  event.preventDefault();
-  clearError();
-  const input = $('magnet-input');
-  const magnet = input.value.trim();
-  if (!magnet) return;
-  const button = $('magnet-submit');
-  button.disabled = true;
-  try {
-    upsert(await api('POST', '/torrents', { magnet, paused: $('add-paused').checked }));
-    input.value = '';
-  } catch (e) {
-    showError(`Cannot add the magnet link: ${errorText(e)}`);
-  } finally {
-    button.disabled = false;
+// ---------------------------------------------------------------- details panel
+
+const TABS = ['overview', 'files', 'peers', 'trackers', 'pieces'];
+
+function select(id, opener) {
+  if (ui.selected !== id) {
+    for (const body of ['file-rows', 'peer-rows', 'tracker-rows']) $(body).replaceChildren();
+    delete $('file-rows').dataset.shape;
+    ui.pieces = null;
   }
-}
-
-async function addFile(event) {
-  event.preventDefault();
-  clearError();
-  const input = $('file-input');
-  const file = input.files && input.files[0];
-  if (!file) return;
-  const form = new FormData();
-  form.append('torrent', file, file.name);
-  form.append('paused', $('add-paused').checked ? 'true' : 'false');
-  const button = $('file-submit');
-  button.disabled = true;
-  try {
-    upsert(await api('POST', '/torrents', form));
-    input.value = '';
-  } catch (e) {
-    showError(`Cannot add ${file.name}: ${errorText(e)}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-// ---------------------------------------------------------------- detail panel
-
-function select(id) {
   ui.selected = id;
+  ui.returnFocus = opener || document.activeElement;
   for (const [rowId, row] of ui.rows) row.classList.toggle('selected', rowId === id);
-  $('file-rows').replaceChildren();
   $('detail').dataset.id = String(id);
   $('detail').hidden = false;
+  const t = ui.torrents.get(id);
+  if (t) $('detail-name').textContent = t.name || t.info_hash;
   loadDetail();
+  $('detail-close').focus();
 }
 
 function closeDetail() {
+  const wasOpen = ui.selected !== null;
   ui.selected = null;
   for (const row of ui.rows.values()) row.classList.remove('selected');
   $('detail').hidden = true;
   delete $('detail').dataset.id;
-  $('file-rows').replaceChildren();
+  for (const body of ['file-rows', 'peer-rows', 'tracker-rows']) $(body).replaceChildren();
+  delete $('file-rows').dataset.shape;
+  ui.pieces = null;
+  const back = ui.returnFocus;
+  ui.returnFocus = null;
+  if (wasOpen && back && back.isConnected) back.focus();
 }
 
-/** Fetches the selected torrent's detail; at most one request at a time, the last one wins. */
+function showTab(tab, focus) {
+  if (!TABS.includes(tab)) return;
+  ui.tab = tab;
+  for (const name of TABS) {
+    const button = $(`tab-${name}`);
+    const on = name === tab;
+    button.setAttribute('aria-selected', String(on));
+    button.tabIndex = on ? 0 : -1;
+    $(`pane-${name}`).hidden = !on;
+  }
+  if (focus) $(`tab-${tab}`).focus();
+  $('detail').dataset.tab = tab;
+  loadDetail();
+}
+
+/** Tabs as the ARIA pattern has them: arrows, Home and End move between them. */
+function onTabKey(event) {
+  const at = TABS.indexOf(ui.tab);
+  const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: TABS.length - 1 }[event.key];
+  if (to === undefined) return;
+  event.preventDefault();
+  showTab(TABS[(to + TABS.length) % TABS.length], true);
+}
+
+/** Fetches what the open tab shows; at most one request at a time, the last one wins. */
 async function loadDetail() {
   if (ui.selected === null) return;
   if (ui.detailLoading) {
@@ -391,10 +519,23 @@ async function loadDetail() {
     return;
   }
   const id = ui.selected;
+  const tab = ui.tab;
   ui.detailLoading = true;
   try {
+    if (tab === 'peers') {
+      const peers = await api('GET', `/torrents/${id}/peers`);
+      if (ui.selected === id) renderPeers(peers);
+    } else if (tab === 'trackers') {
+      const trackers = await api('GET', `/torrents/${id}/trackers`);
+      if (ui.selected === id) renderTrackers(trackers);
+    } else if (tab === 'pieces') {
+      const pieces = await api('GET', `/torrents/${id}/pieces`);
+      if (ui.selected === id) renderPieces(pieces);
+    }
+    // The overview and files come with the detail, which also names the panel.
     const detail = await api('GET', `/torrents/${id}`);
     if (ui.selected === id) renderDetail(detail);
+    $('detail').dataset.loaded = tab;
   } catch (e) {
     if (e.status === 404) {
       if (ui.selected === id) closeDetail();
@@ -418,25 +559,34 @@ function renderDetail(d) {
     ? `${d.pieces_have} of ${d.piece_count} × ${fmtBytes(d.piece_length)}`
     : '–';
   $('detail-dir').textContent = d.download_dir;
+  const category = $('detail-category');
+  // Leave the field alone while the user edits it.
+  if (category !== document.activeElement) category.value = d.category || '';
+  $('detail-tags').textContent = (d.tags || []).join(', ') || 'none';
   $('detail-transfer').textContent = `${fmtBytes(d.downloaded_bytes)} down, ${fmtBytes(d.uploaded_bytes)} up`;
-  $('detail-trackers').textContent = (d.trackers || []).join(', ') || 'none';
+  $('detail-added').textContent = fmtTime(d.added_at);
   $('detail-error').textContent = d.error || 'none';
+  $('detail-magnet').textContent = d.magnet || '';
   const files = (d.files || []).slice().sort((a, b) => a.index - b.index);
   const body = $('file-rows');
   const shape = files.map((f) => `${f.index}:${f.path}`).join('\n');
   if (body.dataset.shape !== shape) {
-    body.replaceChildren(...files.map(fileRow));
+    body.replaceChildren(...files.map((f) => fileRow(d.id, f)));
     body.dataset.shape = shape;
   }
   for (const f of files) {
-    const select = body.querySelector(`select[data-index="${f.index}"]`);
+    const row = body.querySelector(`tr[data-index="${f.index}"]`);
+    const done = f.length > 0 ? (f.done_bytes || 0) / f.length : 1;
+    row.querySelector('progress').value = done;
+    row.querySelector('[data-testid=file-percent]').textContent = fmtFraction(done);
+    const select = row.querySelector('select');
     select.dataset.priority = f.priority;
     // Leave a select the user is working with alone; the answer to its change updates it.
     if (select !== document.activeElement && !select.disabled) select.value = f.priority;
   }
 }
 
-function fileRow(f) {
+function fileRow(id, f) {
   const row = el('tr', { 'data-testid': 'file-row', 'data-index': String(f.index) });
   const select = el('select', {
     'data-testid': 'file-priority',
@@ -445,9 +595,22 @@ function fileRow(f) {
   });
   for (const p of PRIORITIES) select.append(el('option', { value: p }, p));
   select.value = f.priority;
-  const priority = el('td');
+  const priority = el('td', { 'data-label': 'Priority' });
   priority.append(select);
-  row.append(el('td', { class: 'name', title: f.path }, f.path), el('td', { class: 'num' }, fmtBytes(f.length)), priority);
+  const done = el('td', { class: 'progress', 'data-label': 'Done' });
+  done.append(el('progress', { max: '1', value: '0', 'aria-label': `Progress of ${f.path}` }), el('span', { 'data-testid': 'file-percent' }));
+  const stream = el('td');
+  if (MEDIA.test(f.path)) {
+    const link = el('a', {
+      href: `${API}/torrents/${id}/files/${f.index}/stream`,
+      target: '_blank',
+      rel: 'noopener',
+      'data-testid': 'file-stream',
+      'aria-label': `Play ${f.path}`,
+    }, '▶ Play');
+    stream.append(link);
+  }
+  row.append(el('td', { class: 'name', title: f.path }, f.path), el('td', { class: 'num', 'data-label': 'Size' }, fmtBytes(f.length)), done, priority, stream);
   return row;
 }
 
@@ -468,6 +631,268 @@ async function onPriorityChange(event) {
     for (const s of selects) s.disabled = false;
     showError(`Cannot set the file priorities: ${errorText(e)}`);
     loadDetail();
+  }
+}
+
+/** Puts the selected torrent in the category typed (created if new; empty: none). */
+async function setCategory(event) {
+  event.preventDefault();
+  if (ui.selected === null) return;
+  const id = ui.selected;
+  const category = $('detail-category').value.trim();
+  clearError();
+  try {
+    upsert(await api('PUT', `/torrents/${id}/category`, { category: category || null }));
+  } catch (e) {
+    showError(`Cannot set the category: ${errorText(e)}`);
+  }
+  loadDetail();
+}
+
+function renderPeers(peers) {
+  const list = Array.isArray(peers) ? peers : [];
+  $('peer-rows').replaceChildren(...list.map((p) => {
+    const row = el('tr', { 'data-testid': 'peer-row' });
+    row.append(
+      el('td', { class: 'mono' }, p.address),
+      el('td', { 'data-label': 'Client' }, p.client || '?'),
+      el('td', { class: 'flags', 'data-label': 'Flags', title: p.encrypted ? 'encrypted' : 'plaintext' }, p.flags || '–'),
+      el('td', { class: 'num', 'data-label': '↓' }, fmtRate(p.download_rate)),
+      el('td', { class: 'num', 'data-label': '↑' }, fmtRate(p.upload_rate)),
+      el('td', { class: 'num', 'data-label': 'Has' }, fmtFraction(p.progress)),
+    );
+    return row;
+  }));
+  $('peers-empty').hidden = list.length > 0;
+}
+
+function renderTrackers(trackers) {
+  const list = Array.isArray(trackers) ? trackers : [];
+  const count = (n) => (typeof n === 'number' ? String(n) : '–');
+  $('tracker-rows').replaceChildren(...list.map((t) => {
+    const row = el('tr', { 'data-testid': 'tracker-row' });
+    const status = el('td', { 'data-label': 'Status' });
+    status.append(el('span', { class: `status-${t.status}` }, stateLabel(t.status)));
+    if (t.error) status.append(el('div', { class: 'row-error' }, t.error));
+    const scraped = el('td', { 'data-label': 'Scraped' }, fmtTime(t.last_scrape));
+    if (t.scrape_error) scraped.append(el('div', { class: 'row-error' }, t.scrape_error));
+    row.append(
+      el('td', { class: 'mono' }, t.url),
+      el('td', { class: 'num', 'data-label': 'Tier' }, String(t.tier)),
+      status,
+      el('td', { class: 'num', 'data-label': 'Seeders' }, count(t.seeders)),
+      el('td', { class: 'num', 'data-label': 'Leechers' }, count(t.leechers)),
+      el('td', { class: 'num', 'data-label': 'Completed' }, count(t.completed)),
+      scraped,
+    );
+    return row;
+  }));
+  $('trackers-empty').hidden = list.length > 0;
+}
+
+function renderPieces(p) {
+  ui.pieces = p;
+  const count = p.piece_count || 0;
+  $('pieces-summary').textContent = count
+    ? `${p.pieces_have} of ${count} pieces verified (${fmtFraction(p.pieces_have / count)})`
+    : 'The pieces are not known yet (the metadata is being fetched).';
+  drawPieces();
+}
+
+/** Draws the piece map: one cell per piece, or per run of pieces when there are many. */
+function drawPieces() {
+  const p = ui.pieces;
+  const canvas = $('piece-map');
+  if (!p || $('pane-pieces').hidden) return;
+  const bits = Uint8Array.from(atob(p.bitfield || ''), (c) => c.charCodeAt(0));
+  const count = p.piece_count || 0;
+  const has = (i) => (bits[i >> 3] >> (7 - (i & 7))) & 1;
+  const cells = Math.min(count, MAX_CELLS);
+  const width = Math.max(canvas.clientWidth, 100);
+  const ratio = window.devicePixelRatio || 1;
+  // Cells as square as the width allows, at least 3 px, in as many rows as they need.
+  const side = Math.max(3, Math.min(16, Math.floor(Math.sqrt((width * 160) / Math.max(cells, 1)))));
+  const perRow = Math.max(1, Math.floor(width / side));
+  const rows = Math.max(1, Math.ceil(cells / perRow));
+  canvas.style.height = `${rows * side}px`;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(rows * side * ratio);
+  const ctx = canvas.getContext('2d');
+  ctx.scale(ratio, ratio);
+  const style = getComputedStyle(document.documentElement);
+  const colours = [style.getPropertyValue('--missing').trim(), style.getPropertyValue('--accent').trim()];
+  for (let c = 0; c < cells; c += 1) {
+    const from = Math.floor((c * count) / cells);
+    const to = Math.floor(((c + 1) * count) / cells);
+    let all = 1;
+    for (let i = from; i < to && all; i += 1) all = has(i);
+    ctx.fillStyle = colours[all];
+    ctx.fillRect((c % perRow) * side, Math.floor(c / perRow) * side, side - 1, side - 1);
+  }
+  canvas.setAttribute('aria-label', `Piece map: ${p.pieces_have} of ${count} pieces verified`);
+}
+
+// ---------------------------------------------------------------- add dialog
+
+function openAdd(file) {
+  $('add-error').hidden = true;
+  if (file) {
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    $('file-input').files = dt.files;
+  }
+  if (!$('add-dialog').open) $('add-dialog').showModal();
+  (file ? $('add-submit') : $('magnet-input')).focus();
+}
+
+function closeAdd() {
+  $('add-dialog').close();
+  $('add-open').focus();
+}
+
+function addError(message) {
+  $('add-error').textContent = message;
+  $('add-error').hidden = false;
+}
+
+/** Adds what the dialog holds: a file if one is chosen, else the magnet link or URL. */
+async function submitAdd(event) {
+  event.preventDefault();
+  $('add-error').hidden = true;
+  const text = $('magnet-input').value.trim();
+  const input = $('file-input');
+  const file = input.files && input.files[0];
+  const dir = $('add-dir').value.trim();
+  const category = $('add-category').value.trim();
+  const paused = $('add-paused').checked;
+  let body;
+  let what;
+  if (file) {
+    body = new FormData();
+    body.append('torrent', file, file.name);
+    body.append('paused', paused ? 'true' : 'false');
+    if (dir) body.append('download_dir', dir);
+    if (category) body.append('category', category);
+    what = file.name;
+  } else if (text) {
+    body = /^https?:\/\//i.test(text) ? { url: text } : { magnet: text };
+    body.paused = paused;
+    if (dir) body.download_dir = dir;
+    if (category) body.category = category;
+    what = body.url ? 'the URL' : 'the magnet link';
+  } else {
+    addError('Give a magnet link, a URL or a .torrent file.');
+    return;
+  }
+  const button = $('add-submit');
+  button.disabled = true;
+  try {
+    upsert(await api('POST', '/torrents', body));
+    $('magnet-input').value = '';
+    input.value = '';
+    closeAdd();
+  } catch (e) {
+    addError(`Cannot add ${what}: ${errorText(e)}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** .torrent files dropped anywhere on the page, or on the dialog's drop zone. */
+function isFileDrag(event) {
+  return event.dataTransfer && [...event.dataTransfer.types].includes('Files');
+}
+
+function onDragOver(event) {
+  if (!isFileDrag(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = 'copy';
+  document.body.classList.add('dragging');
+  $('drop-zone').classList.toggle('over', $('drop-zone').contains(event.target));
+}
+
+function onDragEnd() {
+  document.body.classList.remove('dragging');
+  $('drop-zone').classList.remove('over');
+}
+
+function onDrop(event) {
+  if (!isFileDrag(event)) return;
+  event.preventDefault();
+  onDragEnd();
+  const files = [...event.dataTransfer.files].filter((f) => /\.torrent$/i.test(f.name) || f.type === 'application/x-bittorrent');
+  if (files.length === 0) {
+    showError('Only .torrent files can be dropped here.');
+    return;
+  }
+  openAdd(files[0]);
+}
+
+// ---------------------------------------------------------------- settings dialog
+
+/** KiB/s in the form, bytes/s in the API; empty is none. */
+const kib = (bytes) => (typeof bytes === 'number' ? String(Math.round(bytes / 1024)) : '');
+const count = (n) => (typeof n === 'number' ? String(n) : '');
+
+async function openSettings() {
+  $('settings-error').hidden = true;
+  try {
+    const [s, session] = await Promise.all([api('GET', '/settings'), api('GET', '/session')]);
+    $('set-down').value = kib(s.max_download_rate);
+    $('set-up').value = kib(s.max_upload_rate);
+    $('set-downloads').value = count(s.max_active_downloads);
+    $('set-seeds').value = count(s.max_active_seeds);
+    $('set-encryption').value = s.encryption || 'prefer';
+    $('set-dir').value = s.download_dir || '';
+    $('set-port').value = String(session.listen_port ?? '');
+    $('set-transport').value = session.transport || '';
+  } catch (e) {
+    showError(`Cannot load the settings: ${errorText(e)}`);
+    return;
+  }
+  $('settings-dialog').showModal();
+  $('set-down').focus();
+}
+
+/** A number field: null when empty, else a whole number, or an Error. */
+function wholeNumber(id, scale) {
+  const text = $(id).value.trim();
+  if (text === '') return null;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${$(id).labels[0].textContent} must be a whole number`);
+  return n * scale;
+}
+
+async function saveSettings(event) {
+  event.preventDefault();
+  $('settings-error').hidden = true;
+  let patch;
+  try {
+    patch = {
+      max_download_rate: wholeNumber('set-down', 1024),
+      max_upload_rate: wholeNumber('set-up', 1024),
+      max_active_downloads: wholeNumber('set-downloads', 1),
+      max_active_seeds: wholeNumber('set-seeds', 1),
+      encryption: $('set-encryption').value,
+    };
+    const dir = $('set-dir').value.trim();
+    if (dir) patch.download_dir = dir;
+  } catch (e) {
+    $('settings-error').textContent = e.message;
+    $('settings-error').hidden = false;
+    return;
+  }
+  const button = $('settings-save');
+  button.disabled = true;
+  try {
+    await api('PUT', '/settings', patch);
+    $('settings-dialog').close();
+    $('settings-open').focus();
+  } catch (e) {
+    $('settings-error').textContent = `Cannot save the settings: ${errorText(e)}`;
+    $('settings-error').hidden = false;
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -552,14 +977,46 @@ function start() {
   api('GET', '/session').then(renderSession, () => {});
 }
 
+/** Escape closes the details panel (dialogs close themselves on Escape). */
+function onKey(event) {
+  if (event.key !== 'Escape' || event.defaultPrevented) return;
+  if (document.querySelector('dialog[open]')) return;
+  if (ui.selected !== null) {
+    event.preventDefault();
+    closeDetail();
+  }
+}
+
 function init() {
-  $('add-magnet').addEventListener('submit', addMagnet);
-  $('add-file').addEventListener('submit', addFile);
+  loadView();
+  $('add-open').addEventListener('click', () => openAdd());
+  $('add-form').addEventListener('submit', submitAdd);
+  $('add-cancel').addEventListener('click', closeAdd);
+  $('settings-open').addEventListener('click', openSettings);
+  $('settings-form').addEventListener('submit', saveSettings);
+  $('settings-cancel').addEventListener('click', () => $('settings-dialog').close());
+  $('search').addEventListener('input', (e) => setView({ search: e.target.value.trim() }));
+  $('state-filter').addEventListener('change', (e) => setView({ state: e.target.value }));
+  $('category-filter').addEventListener('change', (e) => setView({ category: e.target.value }));
+  $('sort-select').addEventListener('change', (e) => setView({ sort: e.target.value, desc: ['progress', 'total_bytes', 'download_rate', 'upload_rate'].includes(e.target.value) }));
+  document.querySelector('#torrents thead').addEventListener('click', onSortClick);
   $('login').addEventListener('submit', login);
   $('torrent-rows').addEventListener('click', onTableClick);
   $('file-rows').addEventListener('change', onPriorityChange);
   $('detail-close').addEventListener('click', closeDetail);
+  $('category-form').addEventListener('submit', setCategory);
+  document.querySelector('.tabs').addEventListener('click', (e) => {
+    const tab = e.target.closest('[data-tab]');
+    if (tab) showTab(tab.dataset.tab);
+  });
+  document.querySelector('.tabs').addEventListener('keydown', onTabKey);
   $('remove-dialog').addEventListener('close', onRemoveClosed);
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('dragover', onDragOver);
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) onDragEnd(); });
+  document.addEventListener('drop', onDrop);
+  window.addEventListener('resize', drawPieces);
+  applyView();
   start();
 }
 

@@ -22,9 +22,11 @@ use utoipa::OpenApi;
 
 use super::download_dir::DownloadDir;
 use super::error::ApiError;
+use super::fetch::{fetch_torrent, is_http_url};
 use super::guard::{self, ClientIp};
-use super::manager::{Add, DownloadOrder, Manager, ManagerError, SettingsPatch, Source};
-use super::model::{Priority, SessionStats, Torrent, TorrentDetail};
+use super::insides::{self, Peer, Pieces, Tracker, TrackerState};
+use super::manager::{Add, DownloadOrder, LabelEdit, Manager, ManagerError, SettingsPatch, Source};
+use super::model::{File, Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
 use super::store::Settings;
 use super::stream;
@@ -63,6 +65,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/torrents/{id}/pause", post(pause_torrent))
         .route("/api/v1/torrents/{id}/resume", post(resume_torrent))
         .route("/api/v1/torrents/{id}/files", put(set_files))
+        .route("/api/v1/torrents/{id}/peers", get(get_peers))
+        .route("/api/v1/torrents/{id}/trackers", get(get_trackers))
+        .route("/api/v1/torrents/{id}/pieces", get(get_pieces))
         .route("/api/v1/torrents/{id}/limits", put(set_limits))
         .route(
             "/api/v1/torrents/{id}/download_order",
@@ -73,6 +78,7 @@ pub(super) fn routes() -> Router<AppState> {
             get(stream::stream_file),
         )
         .route("/api/v1/torrents/{id}/playlist.m3u", get(stream::playlist))
+        .route("/api/v1/torrents/{id}/category", put(set_category))
         .route("/api/v1/session", get(session_stats))
         .route("/api/v1/settings", get(get_settings).put(put_settings))
         .route("/api/v1/events", get(events))
@@ -99,25 +105,35 @@ async fn list_torrents(State(s): State<AppState>) -> Json<Vec<Torrent>> {
     Json(s.manager.list().await)
 }
 
-/// Adding by magnet link (JSON) or by uploading a .torrent file (multipart field `torrent`).
+/// Adding by magnet link or by the http(s) URL of a .torrent file (JSON), or by uploading a
+/// .torrent file (multipart field `torrent`).
 #[derive(Deserialize, utoipa::ToSchema)]
 struct AddMagnet {
-    /// A magnet link (BEP 9; `xt=urn:btih:`, `dn`, `tr`, `x.pe`, `so`).
-    magnet: String,
+    /// A magnet link (BEP 9; `xt=urn:btih:`, `dn`, `tr`, `x.pe`, `so`); or else `url`.
+    #[serde(default)]
+    magnet: Option<String>,
+    /// An http(s) URL of a .torrent file, which the daemon fetches (at most 40 MiB, 30 s).
+    #[serde(default)]
+    url: Option<String>,
     /// Where the files go (absolute); the session's default if absent.
     #[serde(default)]
     download_dir: Option<String>,
     /// Add it paused.
     #[serde(default)]
     paused: bool,
+    /// Its category (created if new).
+    #[serde(default)]
+    category: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/torrents", tag = "torrents",
-    request_body(content = AddMagnet, description = "JSON with a magnet link, or multipart/form-data \
-        with a file field `torrent` (at most 10 MiB) and optional fields `download_dir` and `paused`"),
+    request_body(content = AddMagnet, description = "JSON with a magnet link or a URL, or \
+        multipart/form-data with a file field `torrent` (at most 10 MiB) and optional fields \
+        `download_dir`, `paused` and `category`"),
     responses(
         (status = 201, description = "Added", body = Torrent),
-        (status = 400, description = "Not a valid magnet link or .torrent file"),
+        (status = 400, description = "Not a valid magnet link, URL or .torrent file, or the URL \
+            could not be fetched"),
         (status = 409, description = "Already added; `id` names it"),
         (status = 413, description = "Upload larger than 10 MiB")))]
 async fn add_torrent(
@@ -139,19 +155,42 @@ async fn add_torrent(
             .await
             .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
         let req: AddMagnet = parse_json(&headers, &body)?;
-        let magnet = Magnet::parse(req.magnet.trim())
-            .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
+        let source = match (req.magnet.as_deref().map(str::trim), req.url.as_deref()) {
+            (Some(link), None) => {
+                let magnet = Magnet::parse(link)
+                    .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
+                Source::Magnet(Box::new(magnet), link.to_string())
+            }
+            (None, Some(url)) => fetched(url.trim()).await?,
+            _ => {
+                return Err(ApiError::bad_request("give either \"magnet\" or \"url\""));
+            }
+        };
         Add {
             download_dir: download_dir(req.download_dir)?,
             paused: req.paused,
-            ..Add::new(Source::Magnet(
-                Box::new(magnet),
-                req.magnet.trim().to_string(),
-            ))
+            category: category(req.category),
+            ..Add::new(source)
         }
     };
     let torrent = s.manager.add(add).await?;
     Ok((StatusCode::CREATED, Json(torrent)))
+}
+
+/// The .torrent file at an http(s) `url`, fetched and parsed.
+async fn fetched(url: &str) -> Result<Source, ApiError> {
+    if !is_http_url(url) {
+        return Err(ApiError::bad_request("the url must be http:// or https://"));
+    }
+    let bytes = fetch_torrent(url).await.map_err(ApiError::bad_request)?;
+    let metainfo = Metainfo::from_bytes(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid .torrent file at {url}: {e}")))?;
+    Ok(Source::Metainfo(Arc::new(metainfo), bytes))
+}
+
+/// The category of an add request: an empty one is none.
+fn category(name: Option<String>) -> Option<String> {
+    name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// The `download_dir` of an add request; a relative one is a 400.
@@ -161,7 +200,7 @@ fn download_dir(dir: Option<String>) -> Result<Option<DownloadDir>, ApiError> {
 }
 
 async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
-    let (mut bytes, mut dir, mut paused) = (None, None, false);
+    let (mut bytes, mut dir, mut paused, mut label) = (None, None, false, None);
     while let Some(field) = multipart
         .next_field()
         .await
@@ -176,6 +215,7 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
             "torrent" => bytes = Some(data),
             "download_dir" => dir = Some(String::from_utf8_lossy(&data).into_owned()),
             "paused" => paused = &data[..] == b"true" || &data[..] == b"1",
+            "category" => label = Some(String::from_utf8_lossy(&data).into_owned()),
             _ => {}
         }
     }
@@ -191,6 +231,7 @@ async fn add_from_multipart(mut multipart: Multipart) -> Result<Add, ApiError> {
     Ok(Add {
         download_dir: download_dir(dir)?,
         paused,
+        category: category(label),
         ..Add::new(Source::Metainfo(Arc::new(metainfo), bytes.to_vec()))
     })
 }
@@ -202,7 +243,55 @@ async fn get_torrent(
     State(s): State<AppState>,
     path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TorrentDetail>, ApiError> {
-    Ok(Json(s.manager.get(id_of(path)?).await?))
+    Ok(Json(detail_with_progress(&s.manager, id_of(path)?).await?))
+}
+
+/// Torrent `id` with each file's `done_bytes`, which only the running torrent (or its saved
+/// resume state) knows; when the torrent cannot answer (busy past the command timeout), the
+/// detail without them rather than an error.
+async fn detail_with_progress(manager: &Manager, id: u64) -> Result<TorrentDetail, ApiError> {
+    match manager.details(id).await {
+        Ok(inside) => Ok(inside.detail),
+        Err(_) => Ok(manager.get(id).await?),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/torrents/{id}/peers", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")),
+    responses((status = 200, description = "The connected peers (none when not running)",
+        body = [Peer]), (status = 404, description = "No such torrent")))]
+async fn get_peers(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Vec<Peer>>, ApiError> {
+    Ok(Json(insides::peers(
+        &s.manager.details(id_of(path)?).await?,
+    )))
+}
+
+#[utoipa::path(get, path = "/api/v1/torrents/{id}/trackers", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")),
+    responses((status = 200, description = "Its trackers, every tier in order, with announce \
+        status and scrape counts", body = [Tracker]), (status = 404, description = "No such torrent")))]
+async fn get_trackers(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Vec<Tracker>>, ApiError> {
+    Ok(Json(insides::trackers(
+        &s.manager.details(id_of(path)?).await?,
+    )))
+}
+
+#[utoipa::path(get, path = "/api/v1/torrents/{id}/pieces", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")),
+    responses((status = 200, body = Pieces), (status = 404, description = "No such torrent")))]
+async fn get_pieces(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Pieces>, ApiError> {
+    Ok(Json(insides::pieces(
+        &s.manager.details(id_of(path)?).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/torrents/{id}/pause", tag = "torrents",
@@ -268,7 +357,8 @@ async fn set_files(
     let id = id_of(path)?;
     let req: FilesBody = parse_json(&headers, &body)?;
     let priorities = req.priorities.into_iter().map(Into::into).collect();
-    Ok(Json(s.manager.set_priorities(id, priorities).await?))
+    s.manager.set_priorities(id, priorities).await?;
+    Ok(Json(detail_with_progress(&s.manager, id).await?))
 }
 
 /// A torrent's own rate limits.
@@ -329,6 +419,41 @@ async fn set_download_order(
         first_last_piece: req.first_last_piece,
     };
     Ok(Json(s.manager.set_download_order(id, order).await?))
+}
+
+/// A torrent's new category.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct CategoryBody {
+    /// The category (created if new); null or empty: none.
+    category: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/torrents/{id}/category", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")), request_body = CategoryBody,
+    responses((status = 200, body = Torrent), (status = 404, description = "No such torrent"),
+        (status = 422, description = "Not a valid category name")))]
+async fn set_category(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Torrent>, ApiError> {
+    let id = id_of(path)?;
+    let req: CategoryBody = parse_json(&headers, &body)?;
+    let name = category(req.category);
+    // 404 first: the label edit passes over unknown ids.
+    s.manager.get(id).await?;
+    if let Some(name) = &name
+        && !s.manager.labels().await.categories.contains_key(name)
+    {
+        s.manager
+            .edit_labels(LabelEdit::CreateCategory(name.clone(), None))
+            .await?;
+    }
+    s.manager
+        .edit_labels(LabelEdit::SetCategory(vec![id], name))
+        .await?;
+    Ok(Json(s.manager.get(id).await?.torrent))
 }
 
 #[utoipa::path(get, path = "/api/v1/session", tag = "session",
@@ -457,10 +582,14 @@ async fn login(
         resume_torrent,
         remove_torrent,
         set_files,
+        get_peers,
+        get_trackers,
+        get_pieces,
         set_limits,
         set_download_order,
         stream::stream_file,
         stream::playlist,
+        set_category,
         session_stats,
         get_settings,
         put_settings,
@@ -470,6 +599,11 @@ async fn login(
     components(schemas(
         Torrent,
         TorrentDetail,
+        File,
+        Peer,
+        Tracker,
+        TrackerState,
+        Pieces,
         SessionStats,
         Settings,
         SettingsPatch,
@@ -477,6 +611,7 @@ async fn login(
         FilesBody,
         LimitsBody,
         DownloadOrderBody,
+        CategoryBody,
         LoginBody,
         Priority
     ))

@@ -15,6 +15,7 @@ mod error;
 mod fetch;
 mod guard;
 mod http;
+mod insides;
 mod manager;
 mod media;
 mod model;

@@ -154,6 +154,10 @@ pub(crate) struct File {
     /// Where to stream it, with HTTP Range, while the torrent downloads:
     /// `/api/v1/torrents/{id}/files/{index}/stream`.
     pub(crate) stream_url: String,
+    /// Its bytes in verified pieces (from the running torrent or its saved resume state); 0 in
+    /// views that do not ask the torrent (the list, the event stream).
+    #[serde(default)]
+    pub(crate) done_bytes: u64,
 }
 
 /// One torrent with its files and trackers.

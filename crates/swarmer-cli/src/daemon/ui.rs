@@ -170,9 +170,11 @@ mod tests {
         }
     }
 
+    /// Unminified, without a build step: the list, the details tabs, settings and the add dialog
+    /// came to about 60 KiB; this leaves room for a little more, not for a framework.
     #[test]
     fn the_ui_stays_small() {
         let total: usize = ASSETS.iter().map(|a| a.body.len()).sum();
-        assert!(total < 50 * 1024, "the UI is {total} bytes");
+        assert!(total < 80 * 1024, "the UI is {total} bytes");
     }
 }

@@ -1,6 +1,6 @@
 //! The daemon's JSON API as a client sees it (the contract in the daemon's `api.rs`): adding by
-//! upload and by magnet link, listing, pausing, resuming, file priorities, limits, settings that
-//! survive a restart, removal with and without the data, the event stream; every refusal (bad
+//! upload and by magnet link, listing, pausing, resuming, file priorities, limits, categories,
+//! settings that survive a restart, removal with and without the data, the event stream; every refusal (bad
 //! JSON, wrong type, unknown or malformed ids, oversized uploads, a race of duplicate adds, CSRF,
 //! foreign Host, the token); the `swarmer add/list/remove` client; the watch folder; and a
 //! `kill -9` in the middle of a download, after which the daemon restarts on its saved state and
@@ -25,11 +25,11 @@ use crate::scene::Scene;
 
 /// A tracker URL where nothing listens (the namespace holds only `lo`): these torrents find no
 /// peers through it, and need none.
-const NO_TRACKER: &str = "http://127.0.0.1:9/announce";
+pub(crate) const NO_TRACKER: &str = "http://127.0.0.1:9/announce";
 /// How often a test re-reads the daemon's state while it waits for a change.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// A seeder for the tests that download: `swarmer seed` on its own address.
-const SEEDER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+pub(crate) const SEEDER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::new(127, 0, 0, 30),
     6899,
 ));
@@ -38,7 +38,7 @@ const UNKNOWN_HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A one-file payload of `len` bytes under `scene/NAME-data` and its torrent (16 KiB pieces,
 /// [`NO_TRACKER`]) at `scene/NAME.torrent`.
-fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) {
+pub(crate) fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) {
     let parent = scene.subdir(&format!("{name}-data"));
     let payload = payload::single_file(&parent, name, len, seed);
     let torrent = payload.make_torrent(
@@ -50,7 +50,7 @@ fn single(scene: &Scene, name: &str, len: u64, seed: u64) -> (Payload, PathBuf) 
 }
 
 /// The info hash of the torrent file at `torrent`, 40 lowercase hex digits.
-fn info_hash_hex(torrent: &Path) -> String {
+pub(crate) fn info_hash_hex(torrent: &Path) -> String {
     let bytes = std::fs::read(torrent).expect("read the torrent");
     crate::tracker::hex(&crate::bencode::info_hash(&bytes))
 }
@@ -64,7 +64,7 @@ fn torrent_form(bytes: Vec<u8>) -> multipart::Form {
     multipart::Form::new().part("torrent", part)
 }
 
-fn id_of(torrent: &Value) -> u64 {
+pub(crate) fn id_of(torrent: &Value) -> u64 {
     torrent["id"]
         .as_u64()
         .unwrap_or_else(|| panic!("no id in {torrent}"))
@@ -77,7 +77,7 @@ fn state_of(torrent: &Value) -> &str {
 }
 
 /// Re-reads torrent `id` until `done` holds for it, and returns it (bounded by the test's deadline).
-fn wait_torrent(
+pub(crate) fn wait_torrent(
     scene: &Scene,
     daemon: &Daemon,
     id: u64,
@@ -93,7 +93,7 @@ fn wait_torrent(
 
 /// Asserts `response` is an error with `status` and the contract's `{"error": "..."}` body, and
 /// returns the body.
-fn expect_error(response: Response, status: u16, what: &str) -> Value {
+pub(crate) fn expect_error(response: Response, status: u16, what: &str) -> Value {
     let got = response.status().as_u16();
     let text = response.text().unwrap_or_default();
     assert_eq!(got, status, "{what} answered {got}: {text}");
@@ -255,6 +255,61 @@ fn torrents_are_added_listed_paused_resumed_and_configured() {
             assert_eq!(cleared["max_upload_rate"], Value::Null);
             assert_eq!(cleared["max_download_rate"], Value::Null);
             scene.mark("limits set and cleared");
+
+            // A category, created as it is set; none again; an unknown id is 404.
+            let path = format!("/api/v1/torrents/{id}/category");
+            let put = |category: Value| {
+                expect_json(
+                    daemon.put_json(&path, &json!({ "category": category })),
+                    200,
+                    "PUT",
+                    &path,
+                )
+            };
+            assert_eq!(put(json!("linux"))["category"], "linux");
+            assert_eq!(daemon.torrent(id)["category"], "linux");
+            assert_eq!(put(Value::Null)["category"], Value::Null);
+            let unknown = "/api/v1/torrents/999/category";
+            let answer = daemon.put_json(unknown, &json!({ "category": "x" }));
+            expect_error(answer, 404, "the category of an unknown id");
+            scene.mark("category set, created, cleared");
+
+            // By the URL of a .torrent, into a category; a URL and a magnet at once, or a URL
+            // that is not http(s), is 400.
+            let web = SocketAddr::from(([127, 0, 0, 40], 8080));
+            let _web = crate::rpc::http_server(scene, &scene.dir, web);
+            single(scene, "by-url", 20_000, 9);
+            let url = format!("http://{web}/by-url.torrent");
+            let by_url = expect_json(
+                daemon.post_json(
+                    "/api/v1/torrents",
+                    &json!({ "url": url, "category": "web" }),
+                ),
+                201,
+                "POST",
+                "a .torrent by URL",
+            );
+            assert_eq!(
+                (&by_url["name"], &by_url["category"]),
+                (&json!("by-url"), &json!("web"))
+            );
+            for (body, what) in [
+                (
+                    json!({ "url": url, "magnet": magnet(UNKNOWN_HASH, "x", &[]) }),
+                    "both",
+                ),
+                (json!({ "url": "ftp://127.0.0.1/x.torrent" }), "an ftp URL"),
+                (json!({ "paused": true }), "neither"),
+            ] {
+                expect_error(daemon.post_json("/api/v1/torrents", &body), 400, what);
+            }
+            let removed = daemon.delete(&format!("/api/v1/torrents/{}", id_of(&by_url)));
+            assert_eq!(
+                removed.status().as_u16(),
+                204,
+                "removing the torrent added by URL"
+            );
+            scene.mark("added by URL into a category; ambiguous or foreign URLs are 400");
 
             // By magnet link (JSON); a duplicate by either way is 409 naming the existing id.
             let link = magnet(UNKNOWN_HASH, "by-magnet", &[]);

@@ -2,6 +2,9 @@
 //! removes torrents in a real `swarmer daemon`, through the page only, and the test checks the
 //! result through the API and on disk.
 //!
+//! Each screen at 1280x800 and 390x844, with the screenshots the README shows, is the child
+//! module `screens` (`browser::screens::every_screen_at_two_sizes`).
+//!
 //! Waits poll the DOM with the test's deadline (the page updates from the daemon's event stream,
 //! which the test cannot observe directly); nothing sleeps.
 //!
@@ -42,8 +45,9 @@ const TOKEN: &str = "ui7-test-token";
 /// The window size the UI is designed for.
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 800;
-/// Where `SWARMER_UPDATE_SCREENSHOT=1` puts the screenshot, for the README.
-const DOCS_SCREENSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/daemon-ui.png");
+
+#[path = "screens.rs"]
+mod screens;
 
 #[test]
 fn web_ui_end_to_end() {
@@ -85,9 +89,10 @@ fn run(scene: &Scene) {
     // Add by magnet; the row appears from the POST's answer, and only the event stream can move
     // it on to 100%.
     let link = harness::magnet(&first_hash, "multi", &[SEEDER]);
+    browser.click("#add-open");
     browser.type_into("#magnet-input", &link);
     let added = Instant::now();
-    browser.click("#magnet-submit");
+    browser.click("#add-submit");
     let row1 = row(&first_hash);
     browser.wait_for(scene.deadline, "the magnet's row", |b| {
         b.find(&row1).map(|_| ())
@@ -108,27 +113,31 @@ fn run(scene: &Scene) {
     first.assert_same(&download_dir.join("multi"));
     scene.mark("every downloaded file is byte-identical");
 
-    // The API's errors reach the page, and nothing is added.
+    // The API's errors reach the add dialog, which stays open, and nothing is added.
+    browser.wait_for(scene.deadline, "the add dialog to close", |b| {
+        (!b.visible("#add-dialog[open]")).then_some(())
+    });
+    browser.click("#add-open");
     browser.type_into("#magnet-input", &link);
-    browser.click("#magnet-submit");
+    browser.click("#add-submit");
     let duplicate = wait_error(&browser, scene);
     browser.clear("#magnet-input");
     browser.type_into("#magnet-input", "magnet:?xt=urn:btih:not-a-hash");
-    browser.click("#magnet-submit");
+    browser.click("#add-submit");
     browser.wait_for(scene.deadline, "a new error for the bad magnet", |b| {
-        let error = b.text("#error")?;
-        (b.visible("#error") && error != duplicate).then_some(())
+        let error = b.text("#add-error")?;
+        (b.visible("#add-error") && error != duplicate).then_some(())
     });
     scene.mark(&format!(
-        "the page shows the API's errors: {duplicate:?}, then {:?}",
-        browser.text("#error").unwrap_or_default()
+        "the add dialog shows the API's errors: {duplicate:?}, then {:?}",
+        browser.text("#add-error").unwrap_or_default()
     ));
     assert_eq!(row_count(&browser), 1, "a refused torrent was listed");
     browser.clear("#magnet-input");
 
     // Add by uploading the .torrent through the file input.
     browser.type_into("#file-input", &second_torrent.display().to_string());
-    browser.click("#file-submit");
+    browser.click("#add-submit");
     let row2 = row(&second_hash);
     browser.wait_for(scene.deadline, "the uploaded torrent's row", |b| {
         b.find(&row2).map(|_| ())
@@ -141,6 +150,10 @@ fn run(scene: &Scene) {
         .as_str()
         .and_then(|id| id.parse().ok())
         .expect("the row's data-id");
+    assert!(
+        !browser.visible("#add-dialog[open]"),
+        "the add dialog stays open"
+    );
     assert!(!browser.visible("#error"), "an error after a good upload");
     browser.wait_for(
         scene.deadline,
@@ -169,8 +182,9 @@ fn run(scene: &Scene) {
     assert_ne!(daemon.torrent(id2)["state"], "paused");
     scene.mark(&format!("paused, then resumed ({resumed})"));
 
-    // Open the detail panel and skip one file.
+    // Open the detail panel on its files tab and skip one file.
     browser.click(&format!("{row2} [data-testid=torrent-name]"));
+    browser.click("#tab-files");
     let files = daemon.torrent(id2)["files"]
         .as_array()
         .cloned()
@@ -269,19 +283,7 @@ fn run(scene: &Scene) {
     first.assert_same(&download_dir.join("multi"));
     scene.mark("removed with its data; the other torrent's files are untouched");
 
-    // The picture for the docs: the finished torrent with its files.
-    browser.click(&format!("{row1} [data-testid=torrent-name]"));
-    browser.wait_for(scene.deadline, "the first torrent's file list", |b| {
-        let shown = b
-            .execute(
-                "return document.querySelectorAll('#file-rows select[data-index]').length;",
-                &[],
-            )
-            .as_u64()?;
-        (shown == first.files.len() as u64).then_some(())
-    });
     assert!(!browser.visible("#error"), "an error is shown");
-    screenshot(scene, &browser);
 
     let errors: Vec<String> = browser
         .console_errors()
@@ -373,11 +375,11 @@ fn row_count(browser: &Browser) -> u64 {
         .expect("a count")
 }
 
-/// Waits until the page shows an error, and returns it.
+/// Waits until the add dialog shows an error, and returns it.
 fn wait_error(browser: &Browser, scene: &Scene) -> String {
     browser.wait_for(scene.deadline, "an error message", |b| {
-        let error = b.text("#error")?;
-        (b.visible("#error") && !error.is_empty()).then_some(error)
+        let error = b.text("#add-error")?;
+        (b.visible("#add-error") && !error.is_empty()).then_some(error)
     })
 }
 
@@ -392,35 +394,4 @@ fn any_file_under(dir: &Path) -> bool {
     entries
         .filter_map(Result::ok)
         .any(|e| any_file_under(&e.path()))
-}
-
-/// Takes a PNG of the page, checks it, saves it as `<scene>/daemon-ui.png`, and also as
-/// docs/daemon-ui.png when `SWARMER_UPDATE_SCREENSHOT=1`.
-fn screenshot(scene: &Scene, browser: &Browser) {
-    let png = browser.screenshot();
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the screenshot is not a PNG"
-    );
-    // IHDR: width and height, big-endian, at bytes 16..24.
-    let width = u32::from_be_bytes(png[16..20].try_into().expect("4 bytes"));
-    let height = u32::from_be_bytes(png[20..24].try_into().expect("4 bytes"));
-    assert_eq!((width, height), (WIDTH, HEIGHT), "the screenshot's size");
-    assert!(
-        png.len() > 20_000,
-        "a {}-byte screenshot is nearly blank",
-        png.len()
-    );
-    let path = scene.dir.join("daemon-ui.png");
-    std::fs::write(&path, &png).expect("write the screenshot");
-    scene.mark(&format!(
-        "screenshot {}x{height}, {} bytes, at {}",
-        width,
-        png.len(),
-        path.display()
-    ));
-    if std::env::var("SWARMER_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1") {
-        std::fs::write(DOCS_SCREENSHOT, &png).expect("write docs/daemon-ui.png");
-        scene.mark("copied to docs/daemon-ui.png");
-    }
 }

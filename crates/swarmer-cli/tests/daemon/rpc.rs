@@ -585,16 +585,18 @@ fn torrent_get_over_many_torrents() {
 }
 
 /// Serves the files of `dir` over HTTP on `addr` (a small Python server that skips the DNS lookup
-/// `HTTPServer` does when binding), until the test ends.
-fn http_server(scene: &Scene, dir: &Path, addr: SocketAddr) -> crate::procs::Proc {
+/// `HTTPServer` does when binding), until the test ends; it says `serving` once it listens. The
+/// JSON API's tests use it too.
+pub(crate) fn http_server(scene: &Scene, dir: &Path, addr: SocketAddr) -> crate::procs::Proc {
     let code = "import functools, http.server, sys\n\
         class S(http.server.ThreadingHTTPServer):\n\
         \x20   def server_bind(self):\n\
         \x20       import socketserver; socketserver.TCPServer.server_bind(self)\n\
         \x20       self.server_name, self.server_port = 'test', self.server_address[1]\n\
         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        s = S((sys.argv[2], int(sys.argv[3])), h)\n\
         print('serving', flush=True)\n\
-        S((sys.argv[2], int(sys.argv[3])), h).serve_forever()\n";
+        s.serve_forever()\n";
     let mut command = Command::new("/usr/bin/python3");
     command
         .args(["-c", code])

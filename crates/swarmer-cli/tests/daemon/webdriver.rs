@@ -104,9 +104,15 @@ impl Browser {
             session: format!("{base}/session/{id}"),
             _driver: driver,
         };
-        // The new headless mode counts window decorations in --window-size; pin the viewport
-        // itself (Chrome DevTools Protocol, through chromedriver's extension command).
-        browser.command(
+        browser.set_viewport(width, height);
+        browser
+    }
+
+    /// Resizes the viewport to `width` x `height` CSS pixels (at one device pixel each). The new
+    /// headless mode counts window decorations in --window-size, so the viewport itself is pinned
+    /// (Chrome DevTools Protocol, through chromedriver's extension command).
+    pub(crate) fn set_viewport(&self, width: u32, height: u32) {
+        self.command(
             "POST",
             "/goog/cdp/execute",
             Some(&json!({
@@ -114,7 +120,6 @@ impl Browser {
                 "params": { "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false },
             })),
         );
-        browser
     }
 
     fn command(&self, method: &str, path: &str, body: Option<&Value>) -> Value {

@@ -249,6 +249,7 @@ impl Entry {
                             .into(),
                         mime_type: media::content_type(&f.path).to_string(),
                         stream_url: media::stream_path(self.record.id, i),
+                        done_bytes: 0,
                     })
                     .collect(),
                 m.announce_tiers.iter().flatten().cloned().collect(),
@@ -314,7 +315,7 @@ impl Entry {
         peers: Vec<swarmer::PeerDetails>,
         tracker: Option<swarmer::tracker::AnnouncerStatus>,
     ) -> Inside {
-        let detail = self.detail();
+        let mut detail = self.detail();
         let mut done = vec![0u64; self.metainfo.as_ref().map_or(0, |m| m.info.files.len())];
         if let (Some(m), Some(have)) = (&self.metainfo, &have) {
             let layout = &m.info.layout;
@@ -326,11 +327,10 @@ impl Entry {
                 }
             }
         }
-        let file_done = detail
-            .files
-            .iter()
-            .map(|f| done.get(f.index as usize).copied().unwrap_or(0))
-            .collect();
+        for f in &mut detail.files {
+            f.done_bytes = done.get(f.index as usize).copied().unwrap_or(0);
+        }
+        let file_done = detail.files.iter().map(|f| f.done_bytes).collect();
         Inside {
             detail,
             have,

@@ -56,6 +56,7 @@ fn detail() -> TorrentDetail {
         priority,
         mime_type: "application/octet-stream".into(),
         stream_url: format!("/api/v1/torrents/7/files/{index}/stream"),
+        done_bytes: 0,
     };
     TorrentDetail {
         torrent: torrent(),

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::args::{kilo, select};
 use super::envelope::{Outcome, fail, manager_error, object};
+use crate::daemon::insides;
 use crate::daemon::manager::{Manager, ManagerError};
 use crate::daemon::model::{Inside, Priority, StateName, Torrent};
 
@@ -92,19 +93,6 @@ fn error_of(t: &Torrent, inside: Option<&Inside>) -> (u64, String) {
     (0, String::new())
 }
 
-/// The verified-piece bitfield, base64 as Transmission sends `pieces`.
-fn pieces_b64(d: &Inside) -> String {
-    use base64::Engine;
-    let count = d.detail.piece_count as usize;
-    let mut bytes = vec![0u8; count.div_ceil(8)];
-    if let Some(have) = &d.have {
-        for i in (0..count).filter(|&i| have.get(i)) {
-            bytes[i / 8] |= 0x80 >> (i % 8);
-        }
-    }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// `trackerStats`: each tracker with what the announcer says of the one that answered last, or
 /// of the round in which all failed, and what the tracker said when last scraped. The counts are
 /// the scrape's where there is one, else the last announce reply's, else -1 (unknown).
@@ -162,48 +150,26 @@ fn tracker_stats(d: &Inside) -> Value {
 /// K unchoked by it while we are not interested, ? unchoked while it is not interested, E
 /// encrypted, I incoming). uTP connections are not told apart yet (`isUTP` is false).
 fn peers(d: &Inside) -> Value {
-    let count = d.detail.piece_count.max(1);
     Value::Array(
         d.peers
             .iter()
             .map(|p| {
                 let s = &p.status;
-                let downloading = s.am_interested && !s.peer_choking;
-                let uploading = s.peer_interested && !s.am_choking;
-                let mut flags = String::new();
-                match (downloading, s.am_interested) {
-                    (true, _) => flags.push('D'),
-                    (false, true) => flags.push('d'),
-                    (false, false) if !s.peer_choking => flags.push('K'),
-                    _ => {}
-                }
-                match (uploading, s.peer_interested) {
-                    (true, _) => flags.push('U'),
-                    (false, true) => flags.push('u'),
-                    (false, false) if !s.am_choking => flags.push('?'),
-                    _ => {}
-                }
-                if s.encrypted {
-                    flags.push('E');
-                }
-                if !p.outgoing {
-                    flags.push('I');
-                }
                 json!({
                     "address": p.addr.ip().to_string(),
                     "port": p.addr.port(),
                     "clientName": s.client.clone().unwrap_or_default(),
-                    "flagStr": flags,
+                    "flagStr": insides::flag_str(p),
                     "isIncoming": !p.outgoing,
                     "isEncrypted": s.encrypted,
                     "isUTP": false,
-                    "isDownloadingFrom": downloading,
-                    "isUploadingTo": uploading,
+                    "isDownloadingFrom": s.am_interested && !s.peer_choking,
+                    "isUploadingTo": s.peer_interested && !s.am_choking,
                     "clientIsChoked": s.am_choking,
                     "clientIsInterested": s.am_interested,
                     "peerIsChoked": s.peer_choking,
                     "peerIsInterested": s.peer_interested,
-                    "progress": f64::from(s.pieces.min(count)) / f64::from(count),
+                    "progress": insides::peer_progress(d, p),
                     "rateToClient": s.download_rate,
                     "rateToPeer": s.upload_rate,
                 })
@@ -289,7 +255,7 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
         "webseedsSendingToUs" => json!(t.web_seeds_sending),
         "bandwidthPriority" => json!(0),
         "peers" => peers(inside?),
-        "pieces" => json!(pieces_b64(inside?)),
+        "pieces" => json!(insides::bitfield_base64(inside?)),
         "webseeds" => json!(detail?.web_seed_urls),
         "labels" => json!(labels(t)),
         "downloadDir" => json!(t.download_dir),
