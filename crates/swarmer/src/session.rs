@@ -345,6 +345,10 @@ async fn route_incoming(stream: PeerStream, addr: SocketAddr, shared: Arc<Sessio
             return;
         }
     };
+    if stream.utp {
+        // A uTP peer dials from its listen port: dial it over uTP first later.
+        shared.encryption_memory.record_utp(addr, true);
+    }
     match shared.torrent(&handshake.info_hash) {
         Some(t) => {
             let incoming = Incoming {

@@ -307,6 +307,7 @@ impl Running {
                 conn,
                 handshake,
                 encrypted,
+                utp,
             } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
@@ -325,6 +326,7 @@ impl Running {
                     extensions: handshake.supports_extensions(),
                     outgoing: c.outgoing,
                     encrypted,
+                    utp,
                 };
                 tracing::debug!(addr = %c.addr, peer_id = ?handshake.peer_id, "peer connected");
                 let key = self.engine.add_peer(info, now);

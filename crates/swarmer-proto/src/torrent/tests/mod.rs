@@ -52,6 +52,7 @@ impl Fixture {
                 extensions: false,
                 outgoing: true,
                 encrypted: false,
+                utp: false,
             },
             self.now,
         )
@@ -67,6 +68,7 @@ impl Fixture {
                 extensions: true,
                 outgoing: true,
                 encrypted: false,
+                utp: false,
             },
             self.now,
         )
