@@ -24,7 +24,7 @@ use super::download_dir::DownloadDir;
 use super::error::ApiError;
 use super::guard::{self, ClientIp};
 use super::manager::{Add, Manager, ManagerError, SettingsPatch, Source};
-use super::model::{Priority, SessionStats, Torrent, TorrentDetail};
+use super::model::{Peer, Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
 use super::store::Settings;
 
@@ -59,6 +59,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/torrents/{id}",
             get(get_torrent).delete(remove_torrent),
         )
+        .route("/api/v1/torrents/{id}/peers", get(list_peers))
         .route("/api/v1/torrents/{id}/pause", post(pause_torrent))
         .route("/api/v1/torrents/{id}/resume", post(resume_torrent))
         .route("/api/v1/torrents/{id}/files", put(set_files))
@@ -193,6 +194,19 @@ async fn get_torrent(
     path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<TorrentDetail>, ApiError> {
     Ok(Json(s.manager.get(id_of(path)?).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/torrents/{id}/peers", tag = "torrents",
+    params(("id" = u64, Path, description = "Torrent id")),
+    responses((status = 200, body = [Peer], description = "Connected peers, each with its transport (tcp or utp)"),
+        (status = 404, description = "No such torrent")))]
+async fn list_peers(
+    State(s): State<AppState>,
+    path: Result<Path<IdPath>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Vec<Peer>>, ApiError> {
+    let d = s.manager.details(id_of(path)?).await?;
+    let pieces = d.detail.piece_count;
+    Ok(Json(d.peers.iter().map(|p| Peer::of(p, pieces)).collect()))
 }
 
 #[utoipa::path(post, path = "/api/v1/torrents/{id}/pause", tag = "torrents",
@@ -412,6 +426,7 @@ async fn login(
         list_torrents,
         add_torrent,
         get_torrent,
+        list_peers,
         pause_torrent,
         resume_torrent,
         remove_torrent,
@@ -426,6 +441,7 @@ async fn login(
     components(schemas(
         Torrent,
         TorrentDetail,
+        Peer,
         SessionStats,
         Settings,
         SettingsPatch,

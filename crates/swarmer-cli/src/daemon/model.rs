@@ -157,6 +157,45 @@ pub(crate) struct TorrentDetail {
     pub(crate) magnet: String,
 }
 
+/// One connected peer of a running torrent (`GET /api/v1/torrents/{id}/peers`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Peer {
+    /// Its address, `ip:port` (for an incoming connection, the source address).
+    pub(crate) address: String,
+    /// We dialled it.
+    pub(crate) outgoing: bool,
+    /// What carries the connection: `tcp` or `utp` (BEP 29).
+    pub(crate) transport: String,
+    /// The connection went through an MSE handshake.
+    pub(crate) encrypted: bool,
+    /// Its client name and version (BEP 10 `v`), if it sent one.
+    pub(crate) client: Option<String>,
+    /// Payload received from it, bytes/s.
+    pub(crate) download_rate: u64,
+    /// Payload sent to it, bytes/s.
+    pub(crate) upload_rate: u64,
+    /// Share of the pieces it has, 0 to 1.
+    pub(crate) progress: f64,
+}
+
+impl Peer {
+    /// `p` as the JSON API shows it; `pieces` is the torrent's piece count.
+    pub(crate) fn of(p: &swarmer::PeerDetails, pieces: u32) -> Peer {
+        let s = &p.status;
+        let pieces = pieces.max(1);
+        Peer {
+            address: p.addr.to_string(),
+            outgoing: p.outgoing,
+            transport: if s.utp { "utp" } else { "tcp" }.to_owned(),
+            encrypted: s.encrypted,
+            client: s.client.clone(),
+            download_rate: s.download_rate,
+            upload_rate: s.upload_rate,
+            progress: f64::from(s.pieces.min(pieces)) / f64::from(pieces),
+        }
+    }
+}
+
 /// The whole session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub(crate) struct SessionStats {

@@ -145,9 +145,9 @@ fn tracker_stats(d: &Inside) -> Value {
 
 /// `peers`: each connected peer as the engine sees it: address, direction, client name (from its
 /// BEP 10 handshake; empty if it sent none), rates, progress and the choke and interest flags,
-/// with Transmission's `flagStr` letters (D/d downloading from it or not, U/u uploading to it,
-/// K unchoked by it while we are not interested, ? unchoked while it is not interested, E
-/// encrypted, I incoming). uTP connections are not told apart yet (`isUTP` is false).
+/// with Transmission's `flagStr` letters in its order (T over uTP, D/d downloading from it or
+/// not, U/u uploading to it, K unchoked by it while we are not interested, ? unchoked while it is
+/// not interested, E encrypted, I incoming).
 fn peers(d: &Inside) -> Value {
     let count = d.detail.piece_count.max(1);
     Value::Array(
@@ -158,6 +158,9 @@ fn peers(d: &Inside) -> Value {
                 let downloading = s.am_interested && !s.peer_choking;
                 let uploading = s.peer_interested && !s.am_choking;
                 let mut flags = String::new();
+                if s.utp {
+                    flags.push('T');
+                }
                 match (downloading, s.am_interested) {
                     (true, _) => flags.push('D'),
                     (false, true) => flags.push('d'),
@@ -183,7 +186,7 @@ fn peers(d: &Inside) -> Value {
                     "flagStr": flags,
                     "isIncoming": !p.outgoing,
                     "isEncrypted": s.encrypted,
-                    "isUTP": false,
+                    "isUTP": s.utp,
                     "isDownloadingFrom": downloading,
                     "isUploadingTo": uploading,
                     "clientIsChoked": s.am_choking,
