@@ -205,3 +205,17 @@ async fn both_dials_utp_first_only_to_peers_known_to_speak_it() {
         assert_eq!(theirs[0].status.utp, utp, "{theirs:?}");
     }
 }
+
+#[tokio::test]
+async fn closing_a_session_ends_its_utp_connections_at_the_peer() {
+    let f = fixture(16 * 1024);
+    // Two empty uTP-only leechers: their connection would otherwise stay until the idle timeout.
+    let (_a_dir, a_session, a) = leecher(&f, Transport::Utp).await;
+    let (_b_dir, b_session, b) = leecher(&f, Transport::Utp).await;
+    b.add_peers(vec![a_session.listen_addr()]).await;
+    peers_when(&a, 1).await;
+    b_session.close_utp(Duration::from_secs(1)).await;
+    let mut progress = a.progress();
+    within(progress.wait_for(|p| p.peers == 0)).await.unwrap();
+    drop(b);
+}
