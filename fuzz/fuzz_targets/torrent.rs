@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
         extensions: flags & 2 != 0,
         outgoing: flags & 0x20 != 0,
         encrypted: flags & 0x80 != 0,
+        utp: flags & 0x40 != 0,
     };
     let mut connections = 1u8;
     let mut peer = t.add_peer(info(connections), now);

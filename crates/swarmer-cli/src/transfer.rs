@@ -289,6 +289,8 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
     let given_peers = resolve_peers(&common.peers).await?;
     let session = crate::peer_port::start_session(config).await?;
     let result = run_torrent(&session, job, source, selection, given_peers).await;
+    // uTP connections end only if we end them: a peer left holding one refuses our next start.
+    session.close_utp(UTP_CLOSE).await;
     // Keep the DHT nodes for the next start, however the run ended (bounded by the save's own
     // timeout).
     if let Some(dht) = session.dht() {
@@ -816,6 +818,10 @@ fn status_line(p: &Progress) -> String {
         p.piece_count,
     )
 }
+
+/// How long the uTP connections get to close (FIN answered) when the command ends, before those
+/// still open are reset: a loopback or LAN peer answers in well under a millisecond.
+const UTP_CLOSE: Duration = Duration::from_millis(300);
 
 /// How long resolving the host names of `--peer` may take, all together.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -141,6 +141,12 @@ impl Connections {
             if !allow(addr) {
                 continue;
             }
+            // An incoming uTP connection comes from the peer's listen address: never dial a peer
+            // that is connected already.
+            if self.table.values().any(|c| c.addr == addr) {
+                self.book.postpone(addr, now);
+                continue;
+            }
             room -= 1;
             let (tx, rx) = mpsc::channel(self.send_queue);
             let conn = self.insert(addr, tx, true);
@@ -150,11 +156,13 @@ impl Connections {
 
     /// Adds peers a PEX message named (BEP 11) to the book; the flag 0x01 ("prefers encryption")
     /// decides whether the first attempt with one we know nothing of is MSE or plaintext, as
-    /// libtorrent does.
+    /// libtorrent does, and the flag 0x04 ("supports uTP") that a dual-stack session dials it over
+    /// uTP first.
     pub(crate) fn add_pex_peers(&mut self, peers: Vec<(SocketAddr, PexFlags)>) {
         let memory = &self.shared.encryption_memory;
         for (addr, flags) in &peers {
-            memory.hint(*addr, flags.0 & PexFlags::ENCRYPTION != 0);
+            let encrypted = flags.0 & PexFlags::ENCRYPTION != 0;
+            memory.hint(*addr, encrypted, flags.0 & PexFlags::UTP != 0);
         }
         self.book.add(peers.into_iter().map(|(addr, _)| addr));
     }
@@ -167,8 +175,11 @@ impl Connections {
 
     /// Takes a connection the listener routed here, unless the torrent is at its
     /// [`crate::SessionConfig::max_peers_per_torrent`] (then it is dropped, which closes it).
+    /// A connection from the address of one already established (a uTP peer dialling us back from
+    /// its listen port) is dropped too: one connection per peer.
     pub(crate) fn accept(&mut self, incoming: Incoming) {
-        if self.is_full() {
+        let connected = |c: &Conn| c.established && c.addr == incoming.addr;
+        if self.is_full() || self.table.values().any(connected) {
             return;
         }
         let (tx, rx) = mpsc::channel(self.send_queue);

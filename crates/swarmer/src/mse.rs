@@ -1,8 +1,9 @@
 //! Message Stream Encryption on a connection (the async side of [`swarmer_proto::mse`]): running
 //! the handshake over a stream's halves within its deadline, telling an incoming plaintext
 //! handshake from an MSE key by its first bytes, wrapping the halves in RC4 when that was chosen,
-//! and remembering per address whether a peer took MSE or plaintext ([`Memory`]). The choice of
-//! what to try (the [`Encryption`] policy) is made by the connection code that calls it.
+//! and remembering per address whether a peer took MSE or plaintext, and whether it speaks uTP
+//! ([`Memory`]: what worked with an address, to dial it the right way first). The choice of what to
+//! try (the [`Encryption`] policy, the transport) is made by the connection code that calls it.
 
 mod stream;
 
@@ -201,13 +202,24 @@ fn wrap(
     }
 }
 
-/// The session's encryption policy (changeable while it runs) and what worked with each address
-/// lately: MSE (`true`) or plaintext, so a peer that refused one is dialled the other way first
-/// next time. Shared by the session's torrents and its listener.
+/// The session's encryption policy (changeable while it runs) and what we know of each address
+/// lately: whether MSE (`true`) or plaintext worked, so a peer that refused one is dialled the
+/// other way first next time, and whether it speaks uTP (BEP 29), so a dual-stack session dials it
+/// over uTP first. Shared by the session's torrents and its listener. PEX hints (BEP 11 flags 0x01
+/// and 0x04) decide for addresses we never talked to; what a connection showed overrides them.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
     policy: AtomicU8,
-    worked: Mutex<HashMap<SocketAddr, bool>>,
+    known: Mutex<HashMap<SocketAddr, Known>>,
+}
+
+/// What [`Memory`] knows of one address; `None` where it knows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Known {
+    /// MSE worked (`true`) or plaintext did.
+    encrypted: Option<bool>,
+    /// The peer answers uTP (`true`), or a uTP attempt failed where TCP then worked.
+    utp: Option<bool>,
 }
 
 impl Memory {
@@ -237,29 +249,58 @@ impl Memory {
         self.policy.store(code, Ordering::Relaxed);
     }
 
+    fn get(&self, addr: SocketAddr) -> Known {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&addr).copied().unwrap_or_default()
+    }
+
+    /// Changes what is known of `addr` with `f`. A hint (`hint`) is dropped when the memory is
+    /// full; a record starts the memory again, which only costs the forgotten peers one refused
+    /// attempt each.
+    fn update(&self, addr: SocketAddr, hint: bool, f: impl FnOnce(&mut Known)) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MEMORY_CAPACITY && !known.contains_key(&addr) {
+            if hint {
+                return;
+            }
+            known.clear();
+        }
+        f(known.entry(addr).or_default());
+    }
+
     /// Whether to try MSE first with `addr` under the `prefer` policy: unless plaintext is what
     /// worked last time.
     pub(crate) fn encrypt_first(&self, addr: SocketAddr) -> bool {
-        let worked = self.worked.lock().expect("lock poisoned");
-        worked.get(&addr).copied().unwrap_or(true)
+        self.get(addr).encrypted.unwrap_or(true)
     }
 
-    /// What another peer said of `addr` (PEX flag 0x01: it prefers encryption), taken unless we
-    /// know better from a connection of our own.
-    pub(crate) fn hint(&self, addr: SocketAddr, encrypted: bool) {
-        let mut worked = self.worked.lock().expect("lock poisoned");
-        if worked.len() < MEMORY_CAPACITY {
-            worked.entry(addr).or_insert(encrypted);
-        }
+    /// What another peer said of `addr` (PEX flag 0x01: it prefers encryption; flag 0x04: it
+    /// speaks uTP), taken unless we know better from a connection of our own. No uTP flag says
+    /// nothing: many clients never set it.
+    pub(crate) fn hint(&self, addr: SocketAddr, encrypted: bool, utp: bool) {
+        self.update(addr, true, |k| {
+            k.encrypted.get_or_insert(encrypted);
+            if utp {
+                k.utp.get_or_insert(true);
+            }
+        });
     }
 
     /// Records that `addr` took MSE (`encrypted`) or plaintext.
     pub(crate) fn record(&self, addr: SocketAddr, encrypted: bool) {
-        let mut worked = self.worked.lock().expect("lock poisoned");
-        if worked.len() >= MEMORY_CAPACITY && !worked.contains_key(&addr) {
-            worked.clear();
-        }
-        worked.insert(addr, encrypted);
+        self.update(addr, false, |k| k.encrypted = Some(encrypted));
+    }
+
+    /// Whether a dual-stack session dials `addr` over uTP first: it advertised uTP, or reached us
+    /// or answered us over it, and no uTP attempt failed since.
+    pub(crate) fn utp_first(&self, addr: SocketAddr) -> bool {
+        self.get(addr).utp == Some(true)
+    }
+
+    /// Records that `addr` answered over uTP (`true`: a connection to or from it got past the
+    /// handshake), or did not while TCP worked (`false`).
+    pub(crate) fn record_utp(&self, addr: SocketAddr, utp: bool) {
+        self.update(addr, false, |k| k.utp = Some(utp));
     }
 }
 
@@ -290,14 +331,41 @@ mod tests {
         memory.record(addr, false);
         assert!(!memory.encrypt_first(addr));
         // A PEX hint does not override what a connection showed, but decides for the unknown.
-        memory.hint(addr, true);
+        memory.hint(addr, true, false);
         assert!(!memory.encrypt_first(addr));
         let other: SocketAddr = "10.0.0.2:6881".parse().unwrap();
-        memory.hint(other, false);
+        memory.hint(other, false, false);
         assert!(!memory.encrypt_first(other));
         for port in 0..(MEMORY_CAPACITY as u16 + 10) {
             memory.record(SocketAddr::new(addr.ip(), port), true);
         }
-        assert!(memory.worked.lock().unwrap().len() <= MEMORY_CAPACITY);
+        assert!(memory.known.lock().unwrap().len() <= MEMORY_CAPACITY);
+        for port in 0..(MEMORY_CAPACITY as u16 + 10) {
+            memory.hint(SocketAddr::new(other.ip(), port), true, true);
+        }
+        assert!(memory.known.lock().unwrap().len() <= MEMORY_CAPACITY);
+    }
+
+    #[test]
+    fn memory_dials_utp_first_only_for_peers_known_to_speak_it() {
+        let memory = Memory::new(Encryption::Prefer);
+        let addr: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        assert!(!memory.utp_first(addr), "unknown peers: TCP first");
+        // A PEX hint without the flag says nothing; with it, uTP first.
+        memory.hint(addr, true, false);
+        assert!(!memory.utp_first(addr));
+        memory.hint(addr, true, true);
+        assert!(memory.utp_first(addr));
+        // A failed uTP attempt overrides the hint, and later hints do not undo it.
+        memory.record_utp(addr, false);
+        memory.hint(addr, true, true);
+        assert!(!memory.utp_first(addr));
+        // A connection over uTP (ours or the peer's) decides again.
+        memory.record_utp(addr, true);
+        assert!(memory.utp_first(addr));
+        assert!(
+            memory.encrypt_first(addr),
+            "the encryption side is untouched"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct PeerStream {
     /// The connection went through an MSE handshake (RC4 or plaintext after it): the peer
     /// supports encryption, as PEX tells others (BEP 11 flag 0x01).
     pub(crate) encrypted: bool,
+    /// The carrier is uTP (BEP 29), not TCP (PEX flag 0x04).
+    pub(crate) utp: bool,
 }
 
 impl PeerStream {
@@ -60,6 +62,7 @@ impl PeerStream {
             read: Box::new(read),
             write: Box::new(write),
             encrypted: false,
+            utp: false,
         }
     }
 
@@ -69,6 +72,7 @@ impl PeerStream {
             read: Box::new(stream.read),
             write: Box::new(stream.write),
             encrypted: false,
+            utp: true,
         }
     }
 }
@@ -102,6 +106,8 @@ pub(crate) enum ConnEvent {
         handshake: Handshake,
         /// Through an MSE handshake ([`PeerStream::encrypted`]).
         encrypted: bool,
+        /// Over uTP ([`PeerStream::utp`]).
+        utp: bool,
     },
     /// The bodies of complete frames (message id and payload, the length prefix cut off by
     /// [`frame_len`]; empty for a keep-alive), in arrival order. Decode each with
@@ -162,7 +168,7 @@ impl ConnError {
 
     /// True when the connection failed in a way that another transport might avoid: it could not
     /// be opened, or it closed before the peer's handshake.
-    fn may_succeed_over_utp(&self) -> bool {
+    fn may_succeed_over_another_carrier(&self) -> bool {
         matches!(self, ConnError::ConnectTimeout(_) | ConnError::Io(_))
     }
 
@@ -231,28 +237,57 @@ const MAX_FRAMES_PER_BATCH: usize = 256;
 /// How long a connection we close waits for the peer to close its side (see [`linger`]).
 pub(crate) const LINGER: Duration = Duration::from_secs(3);
 
+/// How long a dual-stack session waits for a peer known to speak uTP to answer over it before
+/// dialling TCP instead: the SYN and two retransmissions (libtorrent waits about 4 s).
+pub(crate) const UTP_FALLBACK: Duration = Duration::from_secs(3);
+
 /// Dials `addr` and runs the connection until it closes or `commands` is dropped.
+///
+/// Under [`Transport::Both`] a peer known to speak uTP ([`mse::Memory::utp_first`]: PEX flag 0x04,
+/// or it reached us over uTP before) is dialled over uTP first and over TCP if it does not answer
+/// within [`UTP_FALLBACK`] or refuses; any other peer over TCP first and over uTP if TCP fails.
+/// The attempts follow each other, so there is never more than one connection to `addr` from here.
 pub(crate) async fn run_outgoing(
     conn: ConnId,
     addr: SocketAddr,
     ctx: ConnContext,
     commands: mpsc::Receiver<Outbound>,
 ) {
+    let full = ctx.connect_timeout;
     let result = match ctx.transport {
-        Transport::Tcp => open_outgoing(addr, Carrier::Tcp, &ctx).await,
-        Transport::Utp => open_outgoing(addr, Carrier::Utp, &ctx).await,
+        Transport::Tcp => open_outgoing(addr, Carrier::Tcp, full, &ctx).await,
+        Transport::Utp => open_outgoing(addr, Carrier::Utp, full, &ctx).await,
+        Transport::Both if ctx.encryption.utp_first(addr) => {
+            let quick = full.min(UTP_FALLBACK);
+            match open_outgoing(addr, Carrier::Utp, quick, &ctx).await {
+                Err(e) if e.may_succeed_over_another_carrier() => {
+                    tracing::debug!(%addr, "uTP failed ({e}); trying TCP");
+                    let tcp = open_outgoing(addr, Carrier::Tcp, full, &ctx).await;
+                    if tcp.is_ok() {
+                        ctx.encryption.record_utp(addr, false);
+                    }
+                    tcp.map_err(|_| e)
+                }
+                other => other,
+            }
+        }
         // TCP first: most peers take it and it is cheaper on the CPU. A peer that is uTP-only
         // refuses TCP or closes it at once, and one behind a NAT may answer only over UDP.
-        Transport::Both => match open_outgoing(addr, Carrier::Tcp, &ctx).await {
-            Err(e) if e.may_succeed_over_utp() => {
+        Transport::Both => match open_outgoing(addr, Carrier::Tcp, full, &ctx).await {
+            Err(e) if e.may_succeed_over_another_carrier() => {
                 tracing::debug!(%addr, "TCP failed ({e}); trying uTP");
-                open_outgoing(addr, Carrier::Utp, &ctx).await.map_err(|_| e)
+                open_outgoing(addr, Carrier::Utp, full, &ctx)
+                    .await
+                    .map_err(|_| e)
             }
             other => other,
         },
     };
     match result {
         Ok((stream, buf, theirs)) => {
+            if stream.utp {
+                ctx.encryption.record_utp(addr, true);
+            }
             run_established(conn, stream, buf, theirs, ctx, commands).await
         }
         Err(error) => report_closed(&ctx, conn, Some(error)).await,
@@ -295,25 +330,27 @@ enum Carrier {
     Utp,
 }
 
-/// Opens a connection to `addr` over `carrier`.
+/// Opens a connection to `addr` over `carrier`, waiting at most `timeout` for the peer to answer.
 async fn dial(
     addr: SocketAddr,
     carrier: Carrier,
+    timeout: Duration,
     ctx: &ConnContext,
 ) -> Result<PeerStream, ConnError> {
     Ok(match carrier {
-        Carrier::Tcp => PeerStream::tcp(connect(addr, ctx).await?),
-        Carrier::Utp => PeerStream::utp(ctx.utp.connect(addr, ctx.connect_timeout).await?),
+        Carrier::Tcp => PeerStream::tcp(connect(addr, timeout, ctx).await?),
+        Carrier::Utp => PeerStream::utp(ctx.utp.connect(addr, timeout).await?),
     })
 }
 
-/// Dials `addr` over `carrier` and exchanges BitTorrent handshakes, behind MSE as
+/// Dials `addr` over `carrier` (within `timeout`) and exchanges BitTorrent handshakes, behind MSE as
 /// [`ConnContext::encryption`] says. Under [`Encryption::Prefer`] the way that worked last with
 /// `addr` goes first (MSE when unknown), and if the peer refuses it after the connect, the other
 /// way once, on a new connection over the same carrier.
 async fn open_outgoing(
     addr: SocketAddr,
     carrier: Carrier,
+    timeout: Duration,
     ctx: &ConnContext,
 ) -> Result<(PeerStream, BytesMut, Handshake), ConnError> {
     let policy = ctx.encryption.policy();
@@ -322,12 +359,12 @@ async fn open_outgoing(
         Encryption::Require => true,
         Encryption::Prefer => ctx.encryption.encrypt_first(addr),
     };
-    let stream = dial(addr, carrier, ctx).await?;
+    let stream = dial(addr, carrier, timeout, ctx).await?;
     let (encrypted, result) = match handshake_over(stream, ctx, policy, first).await {
         Err(e) if policy == Encryption::Prefer && !e.is_not_refusal() => {
             let way = |encrypted| if encrypted { "MSE" } else { "plaintext" };
             tracing::debug!(%addr, "{} refused ({e}), trying {}", way(first), way(!first));
-            let stream = dial(addr, carrier, ctx).await?;
+            let stream = dial(addr, carrier, timeout, ctx).await?;
             (!first, handshake_over(stream, ctx, policy, !first).await)
         }
         result => (first, result),
@@ -349,7 +386,9 @@ async fn handshake_over(
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     match mse::methods(policy).filter(|_| encrypted) {
         Some(provide) => {
-            let PeerStream { read, write, .. } = stream;
+            let PeerStream {
+                read, write, utp, ..
+            } = stream;
             let timeout = ctx.handshake_timeout;
             let ours = handshake(ctx);
             let e = mse::initiate(
@@ -366,6 +405,7 @@ async fn handshake_over(
                 read: e.read,
                 write: e.write,
                 encrypted: true,
+                utp,
             };
             buf.extend_from_slice(&e.received);
         }
@@ -408,12 +448,15 @@ pub(crate) async fn accept_handshake(
         (FirstBytes::Plaintext, _) => {}
         (FirstBytes::Encrypted, None) => return Err(ConnError::EncryptionDisabled),
         (FirstBytes::Encrypted, Some(allowed)) => {
-            let PeerStream { read, write, .. } = stream;
+            let PeerStream {
+                read, write, utp, ..
+            } = stream;
             let e = mse::respond(read, write, &buf, allowed, lookup, timeout, clock).await?;
             stream = PeerStream {
                 read: e.read,
                 write: e.write,
                 encrypted: true,
+                utp,
             };
             buf = e.received;
             skey = Some(e.info_hash);
@@ -435,7 +478,11 @@ fn handshake(ctx: &ConnContext) -> [u8; HANDSHAKE_LEN] {
     .encode()
 }
 
-async fn connect(addr: SocketAddr, ctx: &ConnContext) -> Result<TcpStream, ConnError> {
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    ctx: &ConnContext,
+) -> Result<TcpStream, ConnError> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -447,9 +494,9 @@ async fn connect(addr: SocketAddr, ctx: &ConnContext) -> Result<TcpStream, ConnE
             socket.bind(SocketAddr::new(ip, 0))?;
         }
     }
-    let stream = tokio::time::timeout(ctx.connect_timeout, socket.connect(addr))
+    let stream = tokio::time::timeout(timeout, socket.connect(addr))
         .await
-        .map_err(|_| ConnError::ConnectTimeout(ctx.connect_timeout))??;
+        .map_err(|_| ConnError::ConnectTimeout(timeout))??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -509,6 +556,7 @@ async fn run_established(
         conn,
         handshake: theirs,
         encrypted: stream.encrypted,
+        utp: stream.utp,
     };
     if ctx.events.send(handshaken).await.is_err() {
         return;

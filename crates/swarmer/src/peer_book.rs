@@ -142,6 +142,15 @@ impl PeerBook {
         e.next_try = now + backoff;
     }
 
+    /// `addr`, just taken by [`PeerBook::next_to_dial`], was not dialled (a connection from it is
+    /// open): it may be dialled again after the redial delay.
+    pub(crate) fn postpone(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&addr) {
+            e.state = State::Idle;
+            e.next_try = now + REDIAL_DELAY;
+        }
+    }
+
     pub(crate) fn ban(&mut self, ip: IpAddr) {
         self.banned.insert(ip);
         self.entries.retain(|a, _| a.ip() != ip);

@@ -123,6 +123,15 @@ impl Session {
         })
     }
 
+    /// Ends the session's uTP connections: each gets a FIN after what was written, and this waits
+    /// until every one is closed, at most `grace`; those still open then get a RESET. Call it after
+    /// stopping the torrents, before the process exits: TCP connections are closed by the kernel
+    /// then, uTP ones only by us, and a peer left holding one (libtorrent) refuses a new
+    /// connection from the same address until it times out.
+    pub async fn close_utp(&self, grace: Duration) {
+        self.shared.udp.utp.close_all(grace).await;
+    }
+
     /// The address peers can reach us at (the port is the real one when 0 was asked for).
     pub fn listen_addr(&self) -> SocketAddr {
         self.shared.listen_addr
@@ -359,6 +368,10 @@ async fn route_incoming(stream: PeerStream, addr: SocketAddr, shared: Arc<Sessio
             return;
         }
     };
+    if stream.utp {
+        // A uTP peer dials from its listen port: dial it over uTP first later.
+        shared.encryption_memory.record_utp(addr, true);
+    }
     match shared.torrent(&handshake.info_hash) {
         Some(t) => {
             let incoming = Incoming {

@@ -6,19 +6,23 @@
 //!
 //! One task owns the socket's receiving side and the sans-IO [`Endpoint`] of the uTP connections;
 //! the DHT and the trackers send through the shared socket themselves. Every queue is bounded: a
-//! datagram for a full queue is dropped, as the network could have dropped it.
+//! datagram for a full queue is dropped, as the network could have dropped it. The task receives up
+//! to [`quinn_udp::BATCH_SIZE`] datagrams per system call (`recvmmsg`, and UDP GRO where the kernel
+//! coalesces): a uTP download at 100 MiB/s is ~75,000 datagrams a second.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Buf;
+use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSocketState};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use swarmer_proto::utp::{
     CloseReason, ConnectionId, Endpoint, EndpointConfig, State, looks_like_utp,
 };
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,7 +34,16 @@ use crate::utp::{Hub, STREAM_BUFFER, StreamShared, UtpCommand, UtpConnector, Utp
 /// (docs: interop notes, "uTP with libtorrent"). The kernel caps it at `net.core.rmem_max`.
 pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 /// Datagrams received per wake-up before the task sends what they caused.
-const RECV_BATCH: usize = 64;
+const RECV_BATCH: usize = 256;
+/// After a wake-up that received datagrams, the task looks at the socket again no sooner than
+/// this (tokio's timer rounds it up to the next millisecond). A uTP download at 100 MiB/s is
+/// ~75,000 datagrams a second: taken as they come, nearly every one costs a wake-up of the task and
+/// a thread, which the profile showed as the largest cost (docs/benchmarks/2026-12-06-utp). Paced,
+/// they wait in the socket's 4 MiB buffer and come ~70 at a time; ACKs leave up to 1 ms later,
+/// which LEDBAT's 100 ms target does not notice.
+const RECV_PACE: std::time::Duration = std::time::Duration::from_micros(500);
+/// Bytes of each receive buffer: a whole datagram of any size, or a GRO batch of them.
+const RECV_BUFFER: usize = 64 * 1024;
 /// DHT datagrams queued for the DHT task.
 const DHT_QUEUE: usize = 256;
 /// uTP connections accepted and not yet taken by the session.
@@ -132,6 +145,7 @@ pub(crate) fn bind(
     socket.bind(&addr.into())?;
     let socket = Arc::new(UdpSocket::from_std(socket.into())?);
     let local_addr = socket.local_addr()?;
+    let state = UdpSocketState::new((&*socket).into())?;
     if !accept_utp {
         utp.max_half_open = 0;
     }
@@ -141,6 +155,7 @@ pub(crate) fn bind(
     let trackers = Arc::new(TrackerRoutes::default());
     let task = Task {
         socket: Arc::clone(&socket),
+        state,
         endpoint: Endpoint::new(utp),
         clock,
         rng: SmallRng::from_entropy(),
@@ -154,6 +169,7 @@ pub(crate) fn bind(
         lazy: Vec::new(),
         lazy_at: None,
         out: Vec::with_capacity(2048),
+        closing: Vec::new(),
     };
     tokio::spawn(task.run());
     Ok(Bound {
@@ -179,6 +195,8 @@ struct Entry {
 
 struct Task {
     socket: Arc<UdpSocket>,
+    /// quinn-udp's view of the socket, for batched receives.
+    state: UdpSocketState,
     endpoint: Endpoint,
     clock: Clock,
     rng: SmallRng,
@@ -194,6 +212,8 @@ struct Task {
     lazy: Vec<Arc<StreamShared>>,
     lazy_at: Option<tokio::time::Instant>,
     out: Vec<u8>,
+    /// Callers of [`UtpCommand::Close`] waiting for every connection to close.
+    closing: Vec<oneshot::Sender<()>>,
 }
 
 fn io_kind(reason: CloseReason) -> io::ErrorKind {
@@ -206,10 +226,17 @@ fn io_kind(reason: CloseReason) -> io::ErrorKind {
 
 impl Task {
     async fn run(mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut bufs = vec![vec![0u8; RECV_BUFFER]; BATCH_SIZE];
+        let mut metas = [RecvMeta::default(); BATCH_SIZE];
+        let mut next_recv: Option<tokio::time::Instant> = None;
         loop {
             self.sync_touched();
             self.flush().await;
+            if !self.closing.is_empty() && self.all_closed() {
+                for done in self.closing.drain(..) {
+                    let _ = done.send(());
+                }
+            }
             let wake = self
                 .endpoint
                 .poll_timeout()
@@ -224,21 +251,38 @@ impl Task {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                received = self.socket.recv_from(&mut buf) => {
-                    match received {
-                        Ok((n, from)) => self.datagram(&buf[..n], from),
-                        Err(e) => tracing::debug!("UDP receive: {e}"),
-                    }
-                    for _ in 1..RECV_BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => self.datagram(&buf[..n], from),
-                            Err(_) => break,
-                        }
-                    }
+            let readable = async {
+                if let Some(at) = next_recv {
+                    tokio::time::sleep_until(at).await;
                 }
+                self.socket.readable().await
+            };
+            tokio::select! {
+                ready = readable => match ready {
+                    Ok(()) => {
+                        let started = tokio::time::Instant::now();
+                        let got = self.receive(&mut bufs, &mut metas);
+                        next_recv = (got > 0).then_some(started + RECV_PACE);
+                    }
+                    Err(e) => tracing::debug!("UDP receive: {e}"),
+                },
                 command = self.commands.recv() => match command {
                     Some(UtpCommand::Connect { addr, reply }) => self.connect(addr, reply),
+                    Some(UtpCommand::Close { done }) => {
+                        for &id in self.entries.keys() {
+                            if let Some(conn) = self.endpoint.connection_mut(id) {
+                                conn.shutdown();
+                            }
+                        }
+                        self.touched.extend(self.entries.keys().copied());
+                        self.closing.push(done);
+                    }
+                    Some(UtpCommand::Reset { done }) => {
+                        for (id, _) in self.entries.drain() {
+                            self.endpoint.remove(id);
+                        }
+                        self.closing.push(done);
+                    }
                     // Every handle is gone: the session ended.
                     None => break,
                 },
@@ -257,6 +301,52 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// No connection is open any more (each closed, or forgotten).
+    fn all_closed(&self) -> bool {
+        self.entries.keys().all(|&id| {
+            self.endpoint
+                .connection(id)
+                .is_none_or(|c| matches!(c.state(), State::Closed(_)))
+        })
+    }
+
+    /// Takes the datagrams waiting on the socket, [`BATCH_SIZE`] per system call and at most
+    /// [`RECV_BATCH`], and handles each (a GRO buffer holds several, `stride` bytes apart).
+    /// Returns how many there were.
+    fn receive(&mut self, bufs: &mut [Vec<u8>], metas: &mut [RecvMeta]) -> usize {
+        let mut received = 0;
+        while received < RECV_BATCH {
+            let got = {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                let (socket, state) = (&self.socket, &self.state);
+                socket.try_io(Interest::READABLE, || {
+                    state.recv((&**socket).into(), &mut slices, metas)
+                })
+            };
+            let n = match got {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!("UDP receive: {e}");
+                    break;
+                }
+            };
+            for (meta, buf) in metas[..n].iter().zip(bufs.iter()) {
+                let stride = if meta.stride == 0 {
+                    meta.len
+                } else {
+                    meta.stride
+                };
+                for datagram in buf[..meta.len].chunks(stride.max(1)) {
+                    self.datagram(datagram, meta.addr);
+                    received += 1;
+                }
+            }
+        }
+        received
     }
 
     fn datagram(&mut self, data: &[u8], from: SocketAddr) {

@@ -224,6 +224,11 @@ pub(crate) enum UtpCommand {
         addr: SocketAddr,
         reply: oneshot::Sender<io::Result<UtpStream>>,
     },
+    /// Finish every connection (a FIN after what was written); `done` is told once each is closed.
+    Close { done: oneshot::Sender<()> },
+    /// Forget every connection, with a RESET to each that is still open; `done` is told once they
+    /// are sent.
+    Reset { done: oneshot::Sender<()> },
 }
 
 /// Opens uTP connections through the session's UDP socket; cheap to clone.
@@ -252,5 +257,23 @@ impl UtpConnector {
         tokio::time::timeout(timeout, attempt)
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+
+    /// Finishes every connection with a FIN and waits until each is closed, at most `grace`; then
+    /// resets those still open. Without it a process that exits leaves its peers holding
+    /// connections until they time out, and libtorrent refuses a new one from the same address
+    /// meanwhile (measured: a restarted download waited 15 s for its second attempt).
+    pub(crate) async fn close_all(&self, grace: Duration) {
+        let ask = |make: fn(oneshot::Sender<()>) -> UtpCommand| async move {
+            let (done, rx) = oneshot::channel();
+            if self.commands.send(make(done)).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let fin = ask(|done| UtpCommand::Close { done });
+        if tokio::time::timeout(grace, fin).await.is_err() {
+            let reset = ask(|done| UtpCommand::Reset { done });
+            let _ = tokio::time::timeout(grace, reset).await;
+        }
     }
 }

@@ -16,10 +16,12 @@ pub(crate) struct Peer {
     pub(crate) address: String,
     /// Its client's name from its BEP 10 handshake; empty if it sent none.
     pub(crate) client: String,
-    /// Transmission's `flagStr` letters: D/d downloading from it or interested, U/u uploading to
-    /// it or it is interested, K unchoked by it while we are not interested, ? unchoked while it
-    /// is not interested, E encrypted, I incoming.
+    /// Transmission's `flagStr` letters: T over uTP, D/d downloading from it or interested, U/u
+    /// uploading to it or it is interested, K unchoked by it while we are not interested, ?
+    /// unchoked while it is not interested, E encrypted, I incoming.
     pub(crate) flags: String,
+    /// What carries the connection: `tcp` or `utp` (BEP 29).
+    pub(crate) transport: String,
     /// The connection is encrypted (MSE).
     pub(crate) encrypted: bool,
     /// It dialled us.
@@ -88,6 +90,9 @@ pub(crate) fn flag_str(p: &swarmer::PeerDetails) -> String {
     let downloading = s.am_interested && !s.peer_choking;
     let uploading = s.peer_interested && !s.am_choking;
     let mut flags = String::new();
+    if s.utp {
+        flags.push('T');
+    }
     match (downloading, s.am_interested) {
         (true, _) => flags.push('D'),
         (false, true) => flags.push('d'),
@@ -123,6 +128,7 @@ pub(crate) fn peers(d: &Inside) -> Vec<Peer> {
             address: p.addr.to_string(),
             client: p.status.client.clone().unwrap_or_default(),
             flags: flag_str(p),
+            transport: if p.status.utp { "utp" } else { "tcp" }.to_owned(),
             encrypted: p.status.encrypted,
             incoming: !p.outgoing,
             download_rate: p.status.download_rate,

@@ -5,14 +5,16 @@
 //! from a libtorrent seeder to 100 % and byte-identical, files, trackers, properties, piece
 //! states, file priorities, the refusals for what swarmer cannot do, `setLocation` moving the data,
 //! a re-check, and a delete with files. Then the daemon restarts and its categories and tags are
-//! still there.
+//! still there. Apart: a peer that dialled the daemon over uTP shows as uTP in each API's peers
+//! (qBittorrent's `sync/torrentPeers`, Transmission's `peers`, the JSON API's).
 
 use std::net::SocketAddr;
 use std::process::Command;
 
 use reqwest::blocking::Client;
+use serde_json::{Value, json};
 
-use crate::harness::{Daemon, DaemonOptions, magnet};
+use crate::harness::{self, Daemon, DaemonOptions, magnet};
 use crate::libtorrent::{self, LtOptions};
 use crate::netns::{Need, isolated, qbt_python};
 use crate::payload;
@@ -152,6 +154,87 @@ fn arr_workflow_with_qbittorrent_api() {
                 Some(1),
                 "the magnet link is left"
             );
+            daemon.stop();
+        },
+    );
+}
+
+/// The daemon with the qBittorrent API on (its login in a config file under `scene`).
+fn daemon_with_qbt(scene: &crate::scene::Scene) -> (Daemon, DaemonOptions) {
+    let config = scene.dir.join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!("[qbittorrent]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"),
+    )
+    .unwrap();
+    let options = DaemonOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..DaemonOptions::default()
+    };
+    (Daemon::start(scene, options.clone()), options)
+}
+
+/// A uTP-only `swarmer download` dials the daemon for a torrent nobody has: both wait for
+/// pieces, so the connection stays while every API is asked about it.
+#[test]
+fn a_utp_peer_shows_as_utp_in_every_api() {
+    isolated(
+        "qbt::a_utp_peer_shows_as_utp_in_every_api",
+        &[Need::Mktorrent],
+        |scene| {
+            let src = scene.subdir("nobody");
+            let payload = payload::single_file(&src, "nobody-has-it", 1 << 20, 11);
+            let torrent = payload.make_torrent(&scene.dir.join("nobody.torrent"), 16, &[]);
+            let (daemon, _) = daemon_with_qbt(scene);
+            let added = daemon.add_torrent_file(&torrent);
+            let id = added["id"].as_u64().expect("an id");
+            let hash = added["info_hash"].as_str().expect("a hash").to_owned();
+            let daemon_addr = format!("{}:{}", harness::IP, harness::PEER_PORT);
+            let out = scene.subdir("swarmer-download");
+            let _leecher = crate::swarmer::start_download(
+                scene,
+                "swarmer-utp",
+                &torrent,
+                &out,
+                &["--transport", "utp", "--peer", &daemon_addr],
+            );
+            let path = format!("/api/v1/torrents/{id}/peers");
+            let peers = scene.deadline.poll(
+                "the uTP peer in the JSON API",
+                std::time::Duration::from_millis(100),
+                || {
+                    let peers = daemon.get_json(&path);
+                    peers
+                        .as_array()
+                        .is_some_and(|p| !p.is_empty())
+                        .then_some(peers)
+                },
+            );
+            assert_eq!(peers.as_array().map(Vec::len), Some(1), "{peers}");
+            assert_eq!(peers[0]["transport"], "utp", "{peers}");
+            assert_eq!(peers[0]["incoming"], true, "{peers}");
+            scene.mark("the JSON API: transport utp");
+            let reply = daemon.rpc(&json!({
+                "method": "torrent-get",
+                "arguments": { "ids": [id], "fields": ["peers"] },
+            }));
+            let peer = &reply["arguments"]["torrents"][0]["peers"][0];
+            assert_eq!(peer["isUTP"], true, "{reply}");
+            let flags = peer["flagStr"].as_str().unwrap_or_default();
+            assert!(flags.starts_with('T') && flags.contains('I'), "{peer}");
+            scene.mark(&format!("Transmission's peers: isUTP, flagStr {flags}"));
+            let qbt = qbt_get(
+                &daemon,
+                &format!("/api/v2/sync/torrentPeers?hash={hash}&rid=0"),
+            );
+            let rows: Vec<&Value> = qbt["peers"].as_object().expect("peers").values().collect();
+            assert_eq!(rows.len(), 1, "{qbt}");
+            assert_eq!(rows[0]["connection"], "uTP", "{qbt}");
+            assert!(
+                rows[0]["flags"].as_str().is_some_and(|f| f.contains('P')),
+                "{qbt}"
+            );
+            scene.mark("qBittorrent's sync/torrentPeers: connection uTP");
             daemon.stop();
         },
     );

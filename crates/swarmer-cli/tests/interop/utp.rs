@@ -1,8 +1,8 @@
 //! uTP (BEP 29) against real clients: swarmer downloads from and seeds to a libtorrent peer with TCP
 //! off (the same peer refuses a TCP-only libtorrent leecher, which proves the transfer was uTP),
 //! fetches a magnet link's metadata over uTP, completes a swarm of one TCP-only and one uTP-only
-//! seeder (both must have uploaded), and seeds Transmission over uTP (its RPC reports the peer as
-//! uTP).
+//! seeder (both must have uploaded), and seeds Transmission and downloads from it over uTP (its RPC
+//! reports the peer as uTP; swarmer runs uTP-only, so TCP is never tried).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -149,20 +149,34 @@ fn mixed_swarm_of_tcp_only_and_utp_only_seeders_completes() {
     );
 }
 
+/// opentracker and a Transmission with uTP on, listed by the tracker, that seeds `fixture`
+/// (`leech_into` `None`) or downloads it into `leech_into`. Transmission never dials loopback
+/// peers: it announces first, and swarmer dials it.
+fn transmission_over_utp(
+    scene: &Scene,
+    fixture: &Fixture,
+    leech_into: Option<&Path>,
+) -> (Tracker, Transmission) {
+    let tracker = Tracker::start(scene, &[&fixture.torrent]);
+    let transmission = Transmission::start_with_utp(scene, TRANSMISSION_IP);
+    match leech_into {
+        Some(out) => transmission.leech(scene, &fixture.torrent, out),
+        None => transmission.seed(scene, &fixture.torrent, &fixture.seed_dir),
+    }
+    let peer = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
+    tracker.wait_until_listed(scene, &fixture.torrent, &[peer]);
+    (tracker, transmission)
+}
+
 #[test]
 fn swarmer_seeds_transmission_over_utp() {
     isolated(
         "utp::swarmer_seeds_transmission_over_utp",
         WITH_TRANSMISSION,
         |scene| {
-            // Transmission never dials loopback peers: it announces first, and swarmer dials it.
             let fixture = single_file(scene, 16 * MIB, 18, &[UDP_ANNOUNCE]);
-            let tracker = Tracker::start(scene, &[&fixture.torrent]);
-            let transmission = Transmission::start_with_utp(scene, TRANSMISSION_IP);
             let out = scene.subdir("transmission-download");
-            transmission.leech(scene, &fixture.torrent, &out);
-            let leecher = SocketAddr::from((TRANSMISSION_IP, transmission::PEER_PORT));
-            tracker.wait_until_listed(scene, &fixture.torrent, &[leecher]);
+            let (_tracker, transmission) = transmission_over_utp(scene, &fixture, Some(&out));
             let dir = scene.subdir("swarmer-seed");
             fixture.payload.copy_to(&dir);
             let mut seeder = swarmer::seed(scene, &fixture.torrent, &dir, UTP);
@@ -173,6 +187,29 @@ fn swarmer_seeds_transmission_over_utp() {
             let name = fixture.payload.root.file_name().expect("payload name");
             fixture.payload.assert_same(&out.join(name));
             swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
+        },
+    );
+}
+
+#[test]
+fn swarmer_downloads_from_transmission_over_utp() {
+    isolated(
+        "utp::swarmer_downloads_from_transmission_over_utp",
+        WITH_TRANSMISSION,
+        |scene| {
+            let fixture = single_file(scene, 16 * MIB, 18, &[UDP_ANNOUNCE]);
+            let (_tracker, transmission) = transmission_over_utp(scene, &fixture, None);
+            // uTP only, so TCP is never tried; and slowed to ~4 s, so Transmission's peer list is
+            // read while it uploads.
+            let out = scene.subdir("swarmer-download");
+            let args = ["--transport", "utp", "--max-download-rate", "4M"];
+            let mut proc = swarmer::start_download(scene, "swarmer", &fixture.torrent, &out, &args);
+            let peer = transmission.wait_peer(scene);
+            assert_eq!(peer["isUTP"], true, "Transmission's peer: {peer}");
+            assert_eq!(peer["isIncoming"], true, "Transmission's peer: {peer}");
+            scene.mark("Transmission reports swarmer, downloading from it, as a uTP peer");
+            swarmer::expect_success(scene, &mut proc);
+            assert_downloaded(scene, &fixture, &out);
         },
     );
 }

@@ -461,6 +461,7 @@ impl Swarm {
             extensions,
             outgoing,
             encrypted: false,
+            utp: false,
         };
         let (addr_a, addr_b) = (na.addr, nb.addr);
         let at = self.instant();

@@ -251,7 +251,8 @@ impl Torrent {
     }
 
     /// Every connected peer's listen address with its PEX flags (BEP 11: 0x10 when we dialled it,
-    /// 0x02 when it only uploads, 0x01 when its connection is encrypted), taken once per tick for all the messages due in it.
+    /// 0x02 when it only uploads, 0x01 when its connection is encrypted, 0x04 when it is over
+    /// uTP), taken once per tick for all the messages due in it.
     pub(super) fn pex_snapshot(&self) -> PexSnapshot {
         self.peers
             .iter()
@@ -263,6 +264,9 @@ impl Torrent {
                 }
                 if p.info.encrypted {
                     flags |= PexFlags::ENCRYPTION;
+                }
+                if p.info.utp {
+                    flags |= PexFlags::UTP;
                 }
                 if p.upload_only || p.bitfield.is_full() {
                     flags |= PexFlags::SEED;

@@ -178,6 +178,9 @@ pub struct PeerInfo {
     /// The connection is encrypted (MSE), so PEX tells others the peer prefers encryption (BEP 11
     /// flag 0x01).
     pub encrypted: bool,
+    /// The connection runs over uTP (BEP 29), so PEX tells others the peer speaks it (BEP 11 flag
+    /// 0x04).
+    pub utp: bool,
 }
 
 /// A message for a peer, owned, as the engine produces it.
@@ -488,6 +491,8 @@ pub struct PeerStatus {
     pub peer_interested: bool,
     /// The connection went through an MSE handshake.
     pub encrypted: bool,
+    /// The connection runs over uTP (BEP 29) rather than TCP.
+    pub utp: bool,
     /// The client name and version it sent in its BEP 10 handshake (`v`), if any (at most
     /// [`MAX_CLIENT_NAME`](crate::extension::MAX_CLIENT_NAME) bytes).
     pub client: Option<String>,

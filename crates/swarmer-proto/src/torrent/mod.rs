@@ -257,6 +257,7 @@ impl Torrent {
             peer_choking: p.peer_choking,
             peer_interested: p.peer_interested,
             encrypted: p.info.encrypted,
+            utp: p.info.utp,
             client: p.ext.client.clone(),
         })
     }

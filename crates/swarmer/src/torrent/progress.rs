@@ -108,6 +108,7 @@ pub struct PeerDetails {
     pub addr: SocketAddr,
     /// We dialled it.
     pub outgoing: bool,
-    /// Rates, pieces, choking and interest, and its client name, as the engine sees them.
+    /// Rates, pieces, choking and interest, its client name, and the carrier (uTP or TCP,
+    /// encrypted or not), as the engine sees them.
     pub status: swarmer_proto::torrent::PeerStatus,
 }

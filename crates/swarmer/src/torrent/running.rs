@@ -386,6 +386,7 @@ impl Running {
                 conn,
                 handshake,
                 encrypted,
+                utp,
             } => {
                 let Some(c) = self.conns.get(conn) else {
                     return;
@@ -404,6 +405,7 @@ impl Running {
                     extensions: handshake.supports_extensions(),
                     outgoing: c.outgoing,
                     encrypted,
+                    utp,
                 };
                 tracing::debug!(
                     addr = %c.addr,

@@ -1074,8 +1074,11 @@ impl Owner {
         let (tx, rx) = oneshot::channel();
         self.shutting_down = Some(tx);
         if let Some(reply) = reply {
+            let session = Arc::clone(&self.session);
             tokio::spawn(async move {
                 let _ = rx.await;
+                // uTP connections end only if we end them: FIN, then RESET after 300 ms.
+                session.close_utp(Duration::from_millis(300)).await;
                 let _ = reply.send(());
             });
         }

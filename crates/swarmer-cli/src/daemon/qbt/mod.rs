@@ -71,6 +71,7 @@ pub(crate) fn router(qbt: Arc<Qbt>) -> Router {
         .route("/api/v2/transfer/{endpoint}", both(transfer_limits))
         .route("/api/v2/log/main", both(app::log_main))
         .route("/api/v2/sync/maindata", both(sync::maindata))
+        .route("/api/v2/sync/torrentPeers", both(sync::torrent_peers))
         .route("/api/v2/torrents/info", both(torrents::torrents_info))
         .route("/api/v2/torrents/properties", both(torrents::properties))
         .route("/api/v2/torrents/trackers", both(torrents::trackers))

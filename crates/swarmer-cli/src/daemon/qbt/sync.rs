@@ -3,6 +3,7 @@
 //! torrents whole, `torrents_removed`, changed categories, `categories_removed`, new tags,
 //! `tags_removed`, and changed `server_state` fields. The last few states are kept (16, and
 //! 100,000 torrent rows in all), so clients polling side by side each find theirs.
+//! `sync/torrentPeers`: one torrent's connected peers, always as a full update.
 
 use std::sync::Arc;
 
@@ -13,9 +14,41 @@ use serde_json::{Map, Value, json};
 
 use super::app::transfer_map;
 use super::form::Params;
-use super::shared::{Qbt, Snapshot};
+use super::shared::{Qbt, Snapshot, failed, one};
 use super::torrents::categories_map;
-use super::view::info;
+use super::view::{info, peer_row};
+
+/// `sync/torrentPeers`: the connected peers of the torrent `hash`, keyed `ip:port`, each with
+/// its carrier (`connection`: "uTP" or "BT"). Always a full update (qBittorrent clients take one
+/// at any `rid`).
+pub(super) async fn torrent_peers(State(qbt): State<Arc<Qbt>>, params: Params) -> Response {
+    let hash = match params.require("hash") {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let t = match one(&qbt, hash).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let d = match qbt.manager().details(t.id).await {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let pieces = d.detail.piece_count;
+    let peers: Map<String, Value> = d
+        .peers
+        .iter()
+        .map(|p| (p.addr.to_string(), peer_row(p, pieces)))
+        .collect();
+    let rid = params.int("rid").ok().flatten().unwrap_or(0) + 1;
+    Json(json!({
+        "rid": rid,
+        "full_update": true,
+        "show_flags": true,
+        "peers": peers,
+    }))
+    .into_response()
+}
 
 /// The state now.
 async fn snapshot(qbt: &Qbt) -> Snapshot {

@@ -2,7 +2,8 @@
 //! field names and state names (qBittorrent 5: `stoppedUP`/`stoppedDL` where 4.x said `paused`),
 //! file priorities in its numbers, and the filters of `torrents/info`. *arr tools map these
 //! states, so they follow qBittorrent's meaning: a download with no data flowing is `stalledDL`, a
-//! seed with nobody to serve `stalledUP`.
+//! seed with nobody to serve `stalledUP`. Peers as `sync/torrentPeers` rows (`connection` "uTP" or
+//! "BT", qBittorrent's flag letters).
 
 use serde_json::{Value, json};
 
@@ -188,9 +189,86 @@ pub(super) fn hashes(t: &Torrent) -> (String, String) {
     }
 }
 
+/// One connected peer as a `sync/torrentPeers` row, with qBittorrent's flag letters, space
+/// separated, in its order (D/d downloading from it or interested and choked, U/u uploading to
+/// it, K unchoked by it while we are not interested, ? unchoked while it is not interested, I
+/// incoming, E encrypted, P over uTP). `pieces` is the torrent's piece count, for `progress`.
+pub(super) fn peer_row(p: &swarmer::PeerDetails, pieces: u32) -> Value {
+    let s = &p.status;
+    let downloading = s.am_interested && !s.peer_choking;
+    let uploading = s.peer_interested && !s.am_choking;
+    let mut flags = Vec::new();
+    match (downloading, s.am_interested) {
+        (true, _) => flags.push("D"),
+        (false, true) => flags.push("d"),
+        _ => {}
+    }
+    match (uploading, s.peer_interested) {
+        (true, _) => flags.push("U"),
+        (false, true) => flags.push("u"),
+        _ => {}
+    }
+    if !s.peer_choking && !s.am_interested {
+        flags.push("K");
+    }
+    if !s.am_choking && !s.peer_interested {
+        flags.push("?");
+    }
+    if !p.outgoing {
+        flags.push("I");
+    }
+    if s.encrypted {
+        flags.push("E");
+    }
+    if s.utp {
+        flags.push("P");
+    }
+    let pieces = pieces.max(1);
+    json!({
+        "ip": p.addr.ip().to_string(),
+        "port": p.addr.port(),
+        "client": s.client.clone().unwrap_or_default(),
+        "connection": if s.utp { "uTP" } else { "BT" },
+        "flags": flags.join(" "),
+        "progress": f64::from(s.pieces.min(pieces)) / f64::from(pieces),
+        "dl_speed": s.download_rate,
+        "up_speed": s.upload_rate,
+        "country": "",
+        "country_code": "",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_show_their_carrier() {
+        let peer = |utp, encrypted| swarmer::PeerDetails {
+            addr: "127.0.0.9:6881".parse().unwrap(),
+            outgoing: false,
+            status: swarmer_proto::torrent::PeerStatus {
+                download_rate: 2048,
+                upload_rate: 0,
+                pieces: 3,
+                am_choking: true,
+                am_interested: true,
+                peer_choking: false,
+                peer_interested: false,
+                encrypted,
+                utp,
+                client: Some("libtorrent/2.0.8.0".into()),
+            },
+        };
+        let row = peer_row(&peer(true, true), 4);
+        assert_eq!(row["connection"], "uTP");
+        assert_eq!(row["flags"], "D I E P");
+        assert_eq!(row["progress"], 0.75);
+        assert_eq!(row["ip"], "127.0.0.9");
+        let row = peer_row(&peer(false, false), 4);
+        assert_eq!(row["connection"], "BT");
+        assert_eq!(row["flags"], "D I");
+    }
 
     fn torrent(state: StateName, rates: (u64, u64), done: bool) -> Torrent {
         Torrent {

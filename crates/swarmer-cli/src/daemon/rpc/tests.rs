@@ -224,6 +224,7 @@ fn inside() -> Inside {
                 peer_choking: false,
                 peer_interested: false,
                 encrypted: true,
+                utp: true,
                 client: Some("libtorrent/2.0.8.0".into()),
             },
         }],
@@ -266,9 +267,12 @@ fn detail_fields_list_files_without_padding() {
     assert_eq!(get("errorString"), json!("torrent not registered"));
     assert_eq!(get("peers")[0]["address"], json!("127.0.0.9"));
     assert_eq!(get("peers")[0]["isIncoming"], json!(true));
-    // Per-peer numbers come from the engine: downloading from it (D), encrypted (E), incoming (I).
+    // Per-peer numbers come from the engine: over uTP (T, first as Transmission puts it),
+    // downloading from it (D), encrypted (E), incoming (I).
     assert_eq!(get("peers")[0]["clientName"], json!("libtorrent/2.0.8.0"));
-    assert_eq!(get("peers")[0]["flagStr"], json!("DEI"));
+    assert_eq!(get("peers")[0]["flagStr"], json!("TDEI"));
+    assert_eq!(get("peers")[0]["isUTP"], json!(true));
+    assert_eq!(get("peers")[0]["isEncrypted"], json!(true));
     assert_eq!(get("peers")[0]["rateToClient"], json!(2048));
     assert_eq!(get("peers")[0]["progress"], json!(0.75));
     assert_eq!(get("peers")[0]["isDownloadingFrom"], json!(true));

@@ -146,9 +146,9 @@ fn tracker_stats(d: &Inside) -> Value {
 
 /// `peers`: each connected peer as the engine sees it: address, direction, client name (from its
 /// BEP 10 handshake; empty if it sent none), rates, progress and the choke and interest flags,
-/// with Transmission's `flagStr` letters (D/d downloading from it or not, U/u uploading to it,
-/// K unchoked by it while we are not interested, ? unchoked while it is not interested, E
-/// encrypted, I incoming). uTP connections are not told apart yet (`isUTP` is false).
+/// with Transmission's `flagStr` letters in its order (T over uTP, D/d downloading from it or
+/// not, U/u uploading to it, K unchoked by it while we are not interested, ? unchoked while it is
+/// not interested, E encrypted, I incoming).
 fn peers(d: &Inside) -> Value {
     Value::Array(
         d.peers
@@ -162,7 +162,7 @@ fn peers(d: &Inside) -> Value {
                     "flagStr": insides::flag_str(p),
                     "isIncoming": !p.outgoing,
                     "isEncrypted": s.encrypted,
-                    "isUTP": false,
+                    "isUTP": s.utp,
                     "isDownloadingFrom": s.am_interested && !s.peer_choking,
                     "isUploadingTo": s.peer_interested && !s.am_choking,
                     "clientIsChoked": s.am_choking,

@@ -55,6 +55,7 @@ fn ext_peer(f: &mut Fixture, ip: u8, port: u16, outgoing: bool, handshake: &[u8]
             extensions: true,
             outgoing,
             encrypted: false,
+            utp: false,
         },
         f.now,
     );
@@ -290,9 +291,11 @@ fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
     let v4 = |ip: u8, port: u16| SocketAddr::from(([127, 0, 0, ip], port));
     let x = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5ee1:pi6881ee");
     let y = ext_peer(&mut f, 3, 6881, true, b"d1:md6:ut_pexi5eee");
-    // Incoming: its listening port comes from its handshake. Encrypted (MSE): flag 0x01.
+    // Incoming: its listening port comes from its handshake. Encrypted (MSE): flag 0x01; over
+    // uTP: flag 0x04.
     let z = ext_peer(&mut f, 4, 50_000, false, b"d1:md6:ut_pexi5ee1:pi7000ee");
     f.t.peers.get_mut(&z).unwrap().info.encrypted = true;
+    f.t.peers.get_mut(&z).unwrap().info.utp = true;
     // Incoming without `p`: we do not know where it listens, so it is not passed on.
     let _w = ext_peer(&mut f, 5, 50_001, false, b"d1:md6:ut_pexi5eee");
     // A seed, dialled by us.
@@ -317,7 +320,7 @@ fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
         PexMessage {
             added: vec![
                 (v4(3, 6881), reachable),
-                (v4(4, 7000), PexFlags(PexFlags::ENCRYPTION)),
+                (v4(4, 7000), PexFlags(PexFlags::ENCRYPTION | PexFlags::UTP)),
                 (v4(6, 6881), PexFlags(PexFlags::REACHABLE | PexFlags::SEED)),
             ],
             dropped: vec![],

@@ -54,6 +54,7 @@ impl Fixture {
                 extensions: false,
                 outgoing: true,
                 encrypted: false,
+                utp: false,
             },
             self.now,
         )
@@ -69,6 +70,7 @@ impl Fixture {
                 extensions: true,
                 outgoing: true,
                 encrypted: false,
+                utp: false,
             },
             self.now,
         )
