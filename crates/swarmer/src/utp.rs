@@ -229,19 +229,38 @@ pub(crate) enum UtpCommand {
 /// Opens uTP connections through the session's UDP socket; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct UtpConnector {
-    pub(crate) commands: mpsc::Sender<UtpCommand>,
+    /// Each socket's task by family (`true`: IPv4): one per family the session listens on.
+    routes: Vec<(bool, mpsc::Sender<UtpCommand>)>,
 }
 
 impl UtpConnector {
-    /// Connects to `addr`, waiting at most `timeout` for the peer's answer.
+    /// Connects through the task of one socket, of the family `ipv4` says.
+    pub(crate) fn new(ipv4: bool, commands: mpsc::Sender<UtpCommand>) -> UtpConnector {
+        UtpConnector {
+            routes: vec![(ipv4, commands)],
+        }
+    }
+
+    /// Connects through `self`'s socket or `other`'s, whichever has the peer's family.
+    pub(crate) fn join(mut self, other: &UtpConnector) -> UtpConnector {
+        self.routes.extend(other.routes.iter().cloned());
+        self
+    }
+
+    /// Connects to `addr`, waiting at most `timeout` for the peer's answer. Errors:
+    /// `AddrNotAvailable` without a socket of `addr`'s family, `TimedOut`, the peer's reset.
     pub(crate) async fn connect(
         &self,
         addr: SocketAddr,
         timeout: Duration,
     ) -> io::Result<UtpStream> {
+        let Some((_, commands)) = self.routes.iter().find(|(v4, _)| *v4 == addr.is_ipv4()) else {
+            // No socket of the peer's family (a bind address of the other one).
+            return Err(io::ErrorKind::AddrNotAvailable.into());
+        };
         let (reply, rx) = oneshot::channel();
         let attempt = async {
-            self.commands
+            commands
                 .send(UtpCommand::Connect { addr, reply })
                 .await
                 .map_err(|_| io::Error::from(io::ErrorKind::NotConnected))?;

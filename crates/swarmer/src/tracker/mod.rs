@@ -122,7 +122,8 @@ pub struct TrackerClient {
     udp: Arc<udp::ConnectionIds>,
     /// The session's UDP socket on the listen port, once the session set it: UDP announces go
     /// through it (its task routes replies back by transaction id) instead of a socket of their own.
-    shared_udp: Option<UdpHandle>,
+    /// One per family when dual-stack.
+    shared_udp: Vec<UdpHandle>,
 }
 
 impl TrackerClient {
@@ -150,13 +151,13 @@ impl TrackerClient {
             config,
             http,
             udp: Arc::new(udp::ConnectionIds::default()),
-            shared_udp: None,
+            shared_udp: Vec::new(),
         })
     }
 
-    /// Sends UDP announces through the session's socket.
-    pub(crate) fn set_udp(&mut self, handle: UdpHandle) {
-        self.shared_udp = Some(handle);
+    /// Sends UDP announces to trackers of `handle`'s family through that session socket.
+    pub(crate) fn add_udp(&mut self, handle: UdpHandle) {
+        self.shared_udp.push(handle);
     }
 
     /// The configuration this client was built with.

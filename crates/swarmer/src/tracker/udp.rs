@@ -129,11 +129,13 @@ async fn request<T>(
             host: host.clone(),
             reason: "timed out".into(),
         })??;
-    let sock = match &client.shared_udp {
-        Some(shared) if shared.local_addr.is_ipv4() == tracker.is_ipv4() => {
-            Carrier::Shared(shared, tracker)
-        }
-        _ => {
+    let shared = client
+        .shared_udp
+        .iter()
+        .find(|s| s.local_addr.is_ipv4() == tracker.is_ipv4());
+    let sock = match shared {
+        Some(shared) => Carrier::Shared(shared, tracker),
+        None => {
             let local = match (cfg.bind, tracker) {
                 (Some(ip), _) => SocketAddr::new(ip, 0),
                 (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
@@ -455,7 +457,7 @@ mod tests {
         )
         .unwrap();
         let mut c = client(500, 1);
-        c.set_udp(bound.handle.clone());
+        c.add_udp(bound.handle.clone());
         let r = c.announce(&url, &request()).await.unwrap();
         assert_eq!(r.peers, vec!["127.0.0.9:6881".parse().unwrap()]);
         c.udp.expire_all();
