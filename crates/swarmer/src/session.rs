@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Encryption, SessionConfig, Transport};
-use crate::dht::DhtHandle;
+use crate::dht::{DhtHandle, DhtSocket};
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
@@ -103,20 +103,29 @@ impl Session {
         if let Some(udp6) = &udp6 {
             tracker.add_udp(udp6.handle.clone());
         }
+        let (udp6, incoming6, dht6) = match udp6 {
+            Some(bound) => (Some(bound.handle), Some(bound.incoming), Some(bound.dht)),
+            None => (None, None, None),
+        };
         let dht = match &config.dht {
             Some(dht_config) => {
                 let addr = listen_addr;
-                let handle =
-                    crate::dht::start(dht_config, Arc::clone(&udp.handle.socket), udp.dht, clock)
-                        .await
-                        .map_err(|error| SessionError::Dht { addr, error })?;
+                let mut sockets = vec![DhtSocket {
+                    socket: Arc::clone(&udp.handle.socket),
+                    incoming: udp.dht,
+                }];
+                if let (Some(udp6), Some(incoming)) = (&udp6, dht6) {
+                    sockets.push(DhtSocket {
+                        socket: Arc::clone(&udp6.socket),
+                        incoming,
+                    });
+                }
+                let handle = crate::dht::start(dht_config, sockets, clock)
+                    .await
+                    .map_err(|error| SessionError::Dht { addr, error })?;
                 Some(handle)
             }
             None => None,
-        };
-        let (udp6, incoming6) = match udp6 {
-            Some(bound) => (Some(bound.handle), Some(bound.incoming)),
-            None => (None, None),
         };
         let shared = Arc::new(
             SessionShared::new(

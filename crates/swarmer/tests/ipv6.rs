@@ -1,7 +1,8 @@
 //! IPv6 and dual-stack sessions on loopback: a session without a bind address listens on both
 //! families (TCP and the UDP socket of uTP), so leechers bound to `::1` and to `127.0.0.1` both
 //! download from it, and it dials IPv6 peers; a session bound to one family listens on that one
-//! alone. A leecher bound to `::1` has no IPv4 socket, so its transfers prove the IPv6 path.
+//! alone. A leecher bound to `::1` has no IPv4 socket, so its transfers prove the IPv6 path. The
+//! IPv6 DHT (BEP 32): a trackerless torrent found through it alone, both tables in the state file.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::{Fixture, assert_files_match, fixture, seed_in};
-use swarmer::{Session, SessionConfig, Transport};
+use swarmer::{DhtConfig, Session, SessionConfig, Transport};
 
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -92,4 +93,54 @@ async fn a_bind_address_keeps_the_session_to_its_family() {
         "an IPv4-bound session accepted IPv6"
     );
     seed.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trackerless_torrent_is_found_through_the_ipv6_dht() {
+    let f = fixture(16 * 1024);
+    assert!(f.metainfo.announce_tiers.is_empty());
+    let state = tempfile::tempdir().unwrap();
+    let dht_session = |bootstrap: Vec<String>, file: &str| {
+        Session::new(SessionConfig {
+            listen_port: 0,
+            dht: Some(DhtConfig {
+                bootstrap,
+                state_file: Some(state.path().join(file)),
+            }),
+            ..SessionConfig::default()
+        })
+    };
+    // Both dual-stack; the leecher joins through the seeder's IPv6 node only, so its IPv4
+    // network stays empty and whatever it finds, it finds on the IPv6 one.
+    let seed_session = dht_session(vec![], "seeder.dat").await.unwrap();
+    let port = seed_session.listen_addr().port();
+    let (_dir, seed_session, seed) = seed_in(&f, seed_session).await;
+    let leech = dht_session(vec![format!("[::1]:{port}")], "leecher.dat")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut torrent = leech
+        .add_torrent(f.metainfo.clone(), dir.path())
+        .await
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, torrent.wait_complete())
+        .await
+        .expect("download through the IPv6 DHT timed out")
+        .unwrap();
+    assert_files_match(&f, dir.path());
+    let leech_nodes = leech.dht().unwrap().nodes().await;
+    assert!(leech_nodes.contains(&at(V6, port)), "{leech_nodes:?}");
+    assert!(leech_nodes.iter().all(|a| a.is_ipv6()), "{leech_nodes:?}");
+    torrent.stop().await.unwrap();
+    seed.stop().await.unwrap();
+    // The seeder learned the leecher on the IPv6 network; its state file keeps it in `nodes6`.
+    let seed_dht = seed_session.dht().unwrap();
+    assert!(seed_dht.nodes().await.iter().any(|a| a.is_ipv6()));
+    seed_dht.save().await;
+    let saved = std::fs::read(state.path().join("seeder.dat")).unwrap();
+    let nodes6 = b"6:nodes638:";
+    assert!(
+        saved.windows(nodes6.len()).any(|w| w == nodes6),
+        "one IPv6 node saved: {saved:?}"
+    );
 }
