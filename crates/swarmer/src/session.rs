@@ -103,6 +103,13 @@ impl Session {
         if let Some(udp6) = &udp6 {
             tracker.add_udp(udp6.handle.clone());
         }
+        if listen_addr6.is_some() {
+            let ipv6 = crate::interfaces::global_ipv6(&crate::interfaces::ipv6_interfaces());
+            tracing::info!(?ipv6, "global IPv6 address told to trackers");
+            tracker
+                .set_dual_stack(ipv6)
+                .map_err(SessionError::Tracker)?;
+        }
         let (udp6, incoming6, dht6) = match udp6 {
             Some(bound) => (Some(bound.handle), Some(bound.incoming), Some(bound.dht)),
             None => (None, None, None),

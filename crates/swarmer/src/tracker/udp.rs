@@ -83,10 +83,12 @@ pub(super) async fn announce(
     client: &TrackerClient,
     url: &str,
     req: &AnnounceRequest,
+    family: Option<bool>,
 ) -> Result<AnnounceResponse, AnnounceError> {
     request(
         client,
         url,
+        family,
         |connection_id, tid| encode_announce(connection_id, tid, req).to_vec(),
         |packet, tid, tracker| decode_announce_response(packet, tid, AddressFamily::of(&tracker)),
     )
@@ -104,6 +106,7 @@ pub(super) async fn scrape(
     let counts = request(
         client,
         url,
+        None,
         |connection_id, tid| encode_udp_scrape(connection_id, tid, hashes),
         |packet, tid, _| decode_udp_scrape(packet, tid, hashes.len()),
     )
@@ -117,18 +120,22 @@ pub(super) async fn scrape(
 async fn request<T>(
     client: &TrackerClient,
     url: &str,
+    family: Option<bool>,
     encode: impl Fn(u64, u32) -> Vec<u8>,
     decode: impl Fn(&[u8], u32, SocketAddr) -> Result<T, TrackerError>,
 ) -> Result<T, AnnounceError> {
     let cfg = &client.config;
     let (host, port) = host_port(url)?;
     // Resolution gets the same bound as one full UDP exchange would.
-    let tracker = tokio::time::timeout(cfg.udp_initial_timeout * 2, resolve(&host, port, cfg.bind))
-        .await
-        .map_err(|_| AnnounceError::Resolve {
-            host: host.clone(),
-            reason: "timed out".into(),
-        })??;
+    let tracker = tokio::time::timeout(
+        cfg.udp_initial_timeout * 2,
+        resolve(&host, port, cfg.bind, family),
+    )
+    .await
+    .map_err(|_| AnnounceError::Resolve {
+        host: host.clone(),
+        reason: "timed out".into(),
+    })??;
     let shared = client
         .shared_udp
         .iter()
@@ -295,13 +302,21 @@ fn host_port(url: &str) -> Result<(String, u16), AnnounceError> {
     Ok((host.to_owned(), port))
 }
 
-/// The first address of `host` in the family of `bind` (any family when unbound).
-async fn resolve(host: &str, port: u16, bind: Option<IpAddr>) -> Result<SocketAddr, AnnounceError> {
+/// The first address of `host` in the family of `bind` (any family when unbound) and of `family`
+/// if set (`Some(true)`: IPv4).
+async fn resolve(
+    host: &str,
+    port: u16,
+    bind: Option<IpAddr>,
+    family: Option<bool>,
+) -> Result<SocketAddr, AnnounceError> {
     let fail = |reason: String| AnnounceError::Resolve {
         host: host.to_owned(),
         reason,
     };
-    let same_family = |a: &SocketAddr| bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4());
+    let same_family = |a: &SocketAddr| {
+        bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()) && family.is_none_or(|v4| v4 == a.is_ipv4())
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
         let addr = SocketAddr::new(ip, port);
         return if same_family(&addr) {
