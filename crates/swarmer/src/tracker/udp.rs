@@ -377,7 +377,14 @@ mod tests {
 
     /// A BEP 15 tracker on 127.0.0.1 that hands out connection ids 1, 2, 3, ... and accepts only the newest.
     async fn fake_tracker(behaviour: Behaviour) -> (String, Arc<Counts>) {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        fake_tracker_at("127.0.0.1:0", behaviour).await
+    }
+
+    /// [`fake_tracker`] at `bind`; over IPv6 it lists the peer `[::9]:6881` (BEP 15's 18-byte
+    /// entries), over IPv4 `127.0.0.9:6881`.
+    async fn fake_tracker_at(bind: &str, behaviour: Behaviour) -> (String, Arc<Counts>) {
+        let sock = UdpSocket::bind(bind).await.unwrap();
+        let v6 = sock.local_addr().unwrap().is_ipv6();
         let url = format!("udp://{}/announce", sock.local_addr().unwrap());
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
@@ -429,7 +436,13 @@ mod tests {
                         for v in [120u32, 3, 4] {
                             reply.extend_from_slice(&v.to_be_bytes());
                         }
-                        reply.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
+                        if v6 {
+                            let ip: std::net::Ipv6Addr = "::9".parse().unwrap();
+                            reply.extend_from_slice(&ip.octets());
+                            reply.extend_from_slice(&[0x1a, 0xe1]);
+                        } else {
+                            reply.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
+                        }
                     }
                 }
                 if let Behaviour::ShortFirst = behaviour {
@@ -459,6 +472,29 @@ mod tests {
             "expired id renewed"
         );
         assert_eq!(counts.announces.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_tracker_is_reached_through_the_ipv6_socket() {
+        let (url, counts) = fake_tracker_at("[::1]:0", Behaviour::Normal).await;
+        let bind = |addr: &str| {
+            crate::udp::bind(
+                addr.parse().unwrap(),
+                swarmer_proto::utp::EndpointConfig::default(),
+                true,
+                crate::clock::Clock::start(),
+            )
+            .unwrap()
+        };
+        let (v4, v6) = (bind("127.0.0.1:0"), bind("[::1]:0"));
+        let mut c = client(500, 1);
+        c.add_udp(v4.handle.clone());
+        c.add_udp(v6.handle.clone());
+        let r = c.announce(&url, &request()).await.unwrap();
+        // BEP 15 over IPv6: 18-byte peers.
+        assert_eq!(r.peers, vec!["[::9]:6881".parse().unwrap()]);
+        let from = counts.from.lock().unwrap().unwrap();
+        assert_eq!(from, v6.handle.local_addr, "not the session's IPv6 socket");
     }
 
     #[tokio::test]
