@@ -3,7 +3,10 @@
 //! leechers on `::1` and on `127.0.0.1` from one port, and finds a trackerless torrent's seeder
 //! through a DHT of libtorrent nodes on `[::1]` (BEP 32's IPv6 network; swarmer's IPv4 network
 //! has no node to join). libtorrent's own peer list names swarmer at `::1`, which proves the
-//! connections were IPv6.
+//! connections were IPv6. And two swarmers bound to IPv6 addresses find each other by Local
+//! Service Discovery over `ff15::efc0:988f` (BEP 14): Linux does not deliver IPv6 multicast on
+//! `lo` (measured), so that test gives its namespace a veth pair, both ends inside it, with one
+//! ULA address each; no packet can leave the namespace either way.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -181,6 +184,86 @@ fn the_ipv6_dht_finds_a_trackerless_libtorrent_seeder() {
             );
             scene.mark("a libtorrent node on ::1 accepted swarmer's announce_peer");
             let status = proc.signal("TERM", Duration::from_secs(15));
+            assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        },
+    );
+}
+
+/// A veth pair `v0`/`v1` inside the test's namespace with `fd00::1` and `fd00::2` (no duplicate
+/// address detection, so they are usable at once), up.
+fn veth_pair(scene: &Scene) {
+    let ip = |args: &[&str]| {
+        let status = Command::new("ip").args(args).status().expect("run ip");
+        assert!(status.success(), "ip {args:?}: {status}");
+    };
+    ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    ip(&["link", "set", "v0", "up"]);
+    ip(&["link", "set", "v1", "up"]);
+    ip(&["-6", "addr", "add", "fd00::1/64", "dev", "v0", "nodad"]);
+    ip(&["-6", "addr", "add", "fd00::2/64", "dev", "v1", "nodad"]);
+    scene.deadline.poll(
+        "the veth pair to come up",
+        Duration::from_millis(20),
+        || {
+            let out = Command::new("ip")
+                .args(["-o", "link", "show", "v1"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("state UP")
+                .then_some(())
+        },
+    );
+    scene.mark("veth pair v0 (fd00::1) and v1 (fd00::2) up");
+}
+
+#[test]
+fn two_swarmers_find_each_other_by_lsd_over_ipv6() {
+    isolated(
+        "ipv6::two_swarmers_find_each_other_by_lsd_over_ipv6",
+        &[crate::Need::Mktorrent],
+        |scene| {
+            ipv6_loopback(scene);
+            veth_pair(scene);
+            let fixture = single_file(scene, 3 * MIB, 16, &[]);
+            let seed_dir = scene.subdir("swarmer-seed");
+            fixture.payload.copy_to(&seed_dir);
+            let seeder_at: SocketAddr = "[fd00::1]:6890".parse().unwrap();
+            let leecher_at: SocketAddr = "[fd00::2]:6891".parse().unwrap();
+            let mut seeder = swarmer::start_with_lsd(
+                scene,
+                "swarmer-seed",
+                "seed",
+                &fixture.torrent,
+                &seed_dir,
+                seeder_at,
+                &[],
+            );
+            seeder.wait_for_stderr_line("`data verified`", scene.deadline, |l| {
+                l.contains("data verified")
+            });
+            let out = scene.subdir("swarmer-download");
+            let mut leecher = swarmer::start_with_lsd(
+                scene,
+                "swarmer-download",
+                "download",
+                &fixture.torrent,
+                &out,
+                leecher_at,
+                &[],
+            );
+            swarmer::expect_success(scene, &mut leecher);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            // The seeder announced before the leecher listened (its next announce is 5 minutes
+            // away), so the leecher's announce is what brought them together.
+            let found = swarmer::found_by_lsd(&seeder);
+            assert!(
+                found.iter().any(|l| l.contains(&leecher_at.to_string())),
+                "the seeder's log does not say LSD found {leecher_at}: {found:?}"
+            );
+            scene.mark("the seeder found the leecher over IPv6 LSD and served it");
+            let status = seeder.signal("INT", Duration::from_secs(15));
             assert!(status.is_some_and(|s| s.success()), "{status:?}");
         },
     );
