@@ -3,13 +3,17 @@
 //! leechers on `::1` and on `127.0.0.1` from one port, and finds a trackerless torrent's seeder
 //! through a DHT of libtorrent nodes on `[::1]` (BEP 32's IPv6 network; swarmer's IPv4 network
 //! has no node to join). libtorrent's own peer list names swarmer at `::1`, which proves the
-//! connections were IPv6. And two swarmers bound to IPv6 addresses find each other by Local
+//! connections were IPv6. A tracker whose name resolves to `127.0.0.1` and `::1` (a private
+//! `/etc/hosts` bind-mounted in the test's mount namespace) gets one announce over each family,
+//! and the peers of both replies are used (BEP 7). And two swarmers bound to IPv6 addresses find each other by Local
 //! Service Discovery over `ff15::efc0:988f` (BEP 14): Linux does not deliver IPv6 multicast on
 //! `lo` (measured), so that test gives its namespace a veth pair, both ends inside it, with one
 //! ULA address each; no packet can leave the namespace either way.
 
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::libtorrent::{self, LtOptions};
@@ -265,6 +269,107 @@ fn two_swarmers_find_each_other_by_lsd_over_ipv6() {
             scene.mark("the seeder found the leecher over IPv6 LSD and served it");
             let status = seeder.signal("INT", Duration::from_secs(15));
             assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        },
+    );
+}
+
+/// A scripted HTTP tracker on `127.0.0.1:6969` and `[::1]:6969`: over IPv4 it lists no peer, over
+/// IPv6 the peer `peer6` (`peers6`, BEP 7). Records `(source, request line)` of each request.
+fn dual_tracker(peer6: SocketAddr) -> Arc<Mutex<Vec<(SocketAddr, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for (bind, body) in [
+        ("127.0.0.1:6969", b"d8:intervali1800e5:peers0:e".to_vec()),
+        ("[::1]:6969", {
+            let SocketAddr::V6(p) = peer6 else {
+                panic!("an IPv6 peer")
+            };
+            let mut b = b"d8:intervali1800e5:peers0:6:peers618:".to_vec();
+            b.extend_from_slice(&p.ip().octets());
+            b.extend_from_slice(&p.port().to_be_bytes());
+            b.push(b'e');
+            b
+        }),
+    ] {
+        let listener = std::net::TcpListener::bind(bind).expect("bind the scripted tracker");
+        let seen = Arc::clone(&seen);
+        // Ends with the test's process (the namespace's inner run).
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16_384 {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                if let Ok(from) = stream.peer_addr() {
+                    seen.lock().unwrap().push((from, line));
+                }
+                let mut reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                reply.extend_from_slice(&body);
+                let _ = stream.write_all(&reply);
+            }
+        });
+    }
+    seen
+}
+
+#[test]
+fn a_tracker_with_both_families_gets_an_announce_over_each() {
+    isolated(
+        "ipv6::a_tracker_with_both_families_gets_an_announce_over_each",
+        WITH_LIBTORRENT,
+        |scene| {
+            ipv6_loopback(scene);
+            let hosts = scene.dir.join("hosts");
+            std::fs::write(
+                &hosts,
+                "127.0.0.1 localhost\n127.0.0.1 tracker.test\n::1 tracker.test\n",
+            )
+            .unwrap();
+            let status = Command::new("mount")
+                .args(["--bind", hosts.to_str().unwrap(), "/etc/hosts"])
+                .status()
+                .expect("run mount");
+            assert!(status.success(), "mount --bind hosts: {status}");
+            let seen = dual_tracker(LT6);
+            let fixture = single_file(scene, 4 * MIB, 16, &["http://tracker.test:6969/announce"]);
+            let _seeder = libtorrent::seed(
+                scene,
+                "lt-seeder-v6",
+                &LtOptions::new(&fixture.torrent, &fixture.seed_dir, LT6),
+            );
+            // The only way to the seeder: the IPv6 announce's `peers6`.
+            let out = scene.subdir("swarmer-download");
+            let mut proc =
+                swarmer::start_download_at(scene, "swarmer", &fixture.torrent, &out, DUAL, &[]);
+            swarmer::expect_success(scene, &mut proc);
+            let name = fixture.payload.root.file_name().expect("payload name");
+            fixture.payload.assert_same(&out.join(name));
+            let ours: Vec<(SocketAddr, String)> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, line)| line.contains(&format!("&port={PORT}&")))
+                .cloned()
+                .collect();
+            let started = |v4: bool| {
+                ours.iter()
+                    .any(|(from, l)| from.is_ipv4() == v4 && l.contains("event=started"))
+            };
+            assert!(started(true) && started(false), "{ours:?}");
+            scene.mark("one started announce over each family; the IPv6 one's peer served it all");
         },
     );
 }
