@@ -4,10 +4,43 @@
 //! two peer lists. The decision (does the host have both?) and the merge live here.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
-use swarmer_proto::tracker::{AnnounceResponse, MAX_PEERS};
+use swarmer_proto::tracker::{AnnounceRequest, AnnounceResponse, MAX_PEERS};
 
 use super::{AnnounceError, TrackerClient};
+
+/// How long the second family's announce may take once the first has answered: a host with
+/// broken IPv6 (no route, or a black hole) must not hold every announce for the full timeout.
+const SECOND_FAMILY_GRACE: Duration = Duration::from_secs(5);
+
+/// Announces over IPv4 and IPv6 at once and merges the replies ([`merge`]); once one family has
+/// answered, the other is given [`SECOND_FAMILY_GRACE`] and then dropped (a timeout).
+pub(super) async fn announce_both(
+    client: &TrackerClient,
+    url: &str,
+    req: &AnnounceRequest,
+) -> Result<AnnounceResponse, AnnounceError> {
+    let v4 = client.announce_over(url, req, Some(true));
+    let v6 = client.announce_over(url, req, Some(false));
+    tokio::pin!(v4, v6);
+    let (first_is_v4, first) = tokio::select! {
+        r = &mut v4 => (true, r),
+        r = &mut v6 => (false, r),
+    };
+    let other = if first_is_v4 { v6 } else { v4 };
+    let second = match first {
+        Ok(_) => tokio::time::timeout(SECOND_FAMILY_GRACE, other)
+            .await
+            .unwrap_or(Err(AnnounceError::Timeout(SECOND_FAMILY_GRACE))),
+        Err(_) => other.await,
+    };
+    if first_is_v4 {
+        merge(url, first, second)
+    } else {
+        merge(url, second, first)
+    }
+}
 
 /// Whether `url`'s host is a name with addresses of both families (an address literal never is),
 /// resolved within the UDP exchange's first bound; a failed resolution says no, and the announce's

@@ -182,7 +182,8 @@ impl TrackerClient {
     /// Sends one announce to the tracker at `url` (`http://`, `https://` or `udp://`) and returns its
     /// validated reply. In a dual-stack session, a tracker whose host resolves to both families
     /// gets one announce over each, at once, and the reply is the first family's with the peers of
-    /// both (BEP 7); it fails only if both do. Our global IPv6 address, if known, goes to HTTP
+    /// both (BEP 7); it fails only if both do, and once one has answered the other gets at most
+    /// 5 s more (a host whose IPv6 is broken waits no longer than that for it). Our global IPv6 address, if known, goes to HTTP
     /// trackers as `ipv6=` unless `req` names one.
     ///
     /// Waits at most [`TrackerClientConfig::http_timeout`] for HTTP, and the UDP retransmission schedule
@@ -195,17 +196,13 @@ impl TrackerClient {
         let mut req = req.clone();
         req.ipv6 = req.ipv6.or(self.ipv6);
         if self.by_family.is_some() && dual::resolves_to_both(self, url).await {
-            let (v4, v6) = tokio::join!(
-                self.announce_over(url, &req, Some(true)),
-                self.announce_over(url, &req, Some(false)),
-            );
-            return dual::merge(url, v4, v6);
+            return dual::announce_both(self, url, &req).await;
         }
         self.announce_over(url, &req, None).await
     }
 
     /// One announce, over `family` only if set (`Some(true)`: IPv4).
-    async fn announce_over(
+    pub(crate) async fn announce_over(
         &self,
         url: &str,
         req: &AnnounceRequest,
