@@ -13,9 +13,11 @@ use crate::tracker::TrackerClientConfig;
 /// Settings of a [`Session`](crate::Session).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// The local address for the listener, outgoing peer connections and tracker requests; `None` lets
-    /// the system choose. Trackers record the source address of an announce, so on a machine with
-    /// several addresses this decides under which one peers will find us.
+    /// The local address for the listener, outgoing peer connections and tracker requests, which
+    /// also keeps the session to that address's family; `None`: dual-stack, listening on IPv4 and
+    /// IPv6 and letting the system choose source addresses. Trackers record the source address of
+    /// an announce, so on a machine with several addresses this decides under which one peers will
+    /// find us.
     pub bind_ip: Option<IpAddr>,
     /// TCP port to listen on for peers (0: any free port).
     pub listen_port: u16,

@@ -62,9 +62,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session: generates a peer id (`-SW0100-` and 12 random bytes) and binds the listener.
+    /// Starts a session: generates a peer id (`-SW0100-` and 12 random bytes) and binds the
+    /// listeners and UDP sockets: on both families, one port, without
+    /// [`SessionConfig::bind_ip`] (IPv6 best effort: a host without it gets IPv4 and a warning),
+    /// else on the bind address alone.
     ///
-    /// Errors: the port is taken or the bind address is not local ([`SessionError::Listen`]).
+    /// Errors: the port is taken (on IPv4, or the bind address) or the bind address is not local
+    /// ([`SessionError::Listen`]).
     pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
         let clock = Clock::start();
         let listeners = bind_listeners(config.bind_ip, config.listen_port)?;
@@ -105,7 +109,10 @@ impl Session {
         }
         if listen_addr6.is_some() {
             let ipv6 = crate::interfaces::global_ipv6(&crate::interfaces::ipv6_interfaces());
-            tracing::info!(?ipv6, "global IPv6 address told to trackers");
+            match ipv6 {
+                Some(ip) => tracing::info!(%ip, "global IPv6 address told to trackers"),
+                None => tracing::debug!("no global IPv6 address to tell trackers"),
+            }
             tracker
                 .set_dual_stack(ipv6)
                 .map_err(SessionError::Tracker)?;
