@@ -40,11 +40,13 @@ pub struct SessionConfig {
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
     /// Local Service Discovery (BEP 14): multicast announces of the non-private torrents to
-    /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
-    /// the same torrents there. Off by default: it sends packets to the local network.
+    /// `239.192.152.143:6771` and, over IPv6, `[ff15::efc0:988f]:6771` (each family the session
+    /// listens on) every 5 minutes from the bind address, and connect to peers announcing the
+    /// same torrents there. Off by default: it sends packets to the local network.
     pub lsd: bool,
     /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
-    /// tracker; `None` (the default): off.
+    /// tracker, on the IPv4 and the IPv6 network (BEP 32) when dual-stack; `None` (the default):
+    /// off.
     pub dht: Option<DhtConfig>,
     /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
     /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.
