@@ -96,7 +96,8 @@ pub(crate) struct CommonArgs {
     /// TCP and UDP (uTP, DHT, UDP trackers) port to listen on for peers (0 picks a free one).
     #[arg(long, default_value_t = 6881)]
     port: u16,
-    /// Local IP address for the listener, outgoing peer connections and tracker requests.
+    /// Local IP address for the listener, outgoing peer connections and tracker requests. Without it swarmer is dual-stack
+    /// (IPv4 and IPv6 on one port); with it, only that address and its family.
     #[arg(long, value_name = "IP")]
     bind_address: Option<IpAddr>,
     /// Most peer connections.

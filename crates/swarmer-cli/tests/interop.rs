@@ -24,6 +24,8 @@ mod dht;
 mod encryption;
 #[path = "interop/hostile.rs"]
 mod hostile;
+#[path = "interop/ipv6.rs"]
+mod ipv6;
 #[path = "interop/libtorrent.rs"]
 mod libtorrent;
 #[path = "interop/netns.rs"]

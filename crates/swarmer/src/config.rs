@@ -13,9 +13,11 @@ use crate::tracker::TrackerClientConfig;
 /// Settings of a [`Session`](crate::Session).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// The local address for the listener, outgoing peer connections and tracker requests; `None` lets
-    /// the system choose. Trackers record the source address of an announce, so on a machine with
-    /// several addresses this decides under which one peers will find us.
+    /// The local address for the listener, outgoing peer connections and tracker requests, which
+    /// also keeps the session to that address's family; `None`: dual-stack, listening on IPv4 and
+    /// IPv6 and letting the system choose source addresses. Trackers record the source address of
+    /// an announce, so on a machine with several addresses this decides under which one peers will
+    /// find us.
     pub bind_ip: Option<IpAddr>,
     /// TCP port to listen on for peers (0: any free port).
     pub listen_port: u16,
@@ -38,11 +40,13 @@ pub struct SessionConfig {
     /// Most bytes per second read from all peers together; `None`: no limit.
     pub max_download_rate: Option<u64>,
     /// Local Service Discovery (BEP 14): multicast announces of the non-private torrents to
-    /// `239.192.152.143:6771` every 5 minutes from the bind address, and connect to peers announcing
-    /// the same torrents there. Off by default: it sends packets to the local network.
+    /// `239.192.152.143:6771` and, over IPv6, `[ff15::efc0:988f]:6771` (each family the session
+    /// listens on) every 5 minutes from the bind address, and connect to peers announcing the
+    /// same torrents there. Off by default: it sends packets to the local network.
     pub lsd: bool,
     /// The DHT (BEP 5) on the listen port (UDP), for finding peers of non-private torrents without a
-    /// tracker; `None` (the default): off.
+    /// tracker, on the IPv4 and the IPv6 network (BEP 32) when dual-stack; `None` (the default):
+    /// off.
     pub dht: Option<DhtConfig>,
     /// Exchange peers with connected peers (BEP 11 PEX; never for private torrents). On by default:
     /// it only talks to peers we are connected to anyway. Overrides `engine.pex`.

@@ -96,10 +96,12 @@ impl Connections {
             encryption: Arc::clone(&shared.encryption_memory),
             clock: shared.clock,
             transport: shared.config.transport,
-            utp: shared.udp.utp.clone(),
+            utp: shared.utp(),
         };
         // The listener's address is the bind address with our port: trackers hand us back to ourselves.
-        let book = PeerBook::new(vec![shared.listen_addr]);
+        // With a bind address of one family, peers of the other are never dialled.
+        let family = shared.config.bind_ip.map(|ip| ip.is_ipv4());
+        let book = PeerBook::new(shared.listen_addrs()).only_family(family);
         Connections {
             shared,
             ctx,

@@ -3,8 +3,10 @@
 //! searches to torrents through a cloneable [`DhtHandle`]. Also [`TorrentDht`], the per-torrent
 //! schedule of searches (at start, every 15 minutes, and when the peer book runs dry).
 //!
-//! It shares the session's UDP socket on the listen port (`udp`), as users expect one port to
-//! forward: it receives the datagrams that socket's task recognises as bencoded and sends through it.
+//! It shares the session's UDP sockets on the listen port (`udp`), as users expect one port to
+//! forward: it receives the datagrams their tasks recognise as bencoded and sends through them.
+//! A dual-stack session runs the IPv4 and the IPv6 DHT (BEP 32) as the separate networks they are:
+//! a routing table each, searches on both with their peers merged, both tables in one state file.
 //! Every channel is bounded; the task ends (saving the table) when the last handle is dropped.
 
 use std::collections::HashMap;
@@ -12,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use swarmer_proto::InfoHash;
@@ -136,15 +139,26 @@ impl DhtHandle {
     }
 }
 
-/// Starts the node's task on the session's UDP socket: it sends through `socket` and receives the
+/// One network's socket as the node's task sees it: it sends through `socket` and receives the
 /// datagrams the socket's task routes to `incoming`.
+pub(crate) struct DhtSocket {
+    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+}
+
+/// Starts the node's task on the session's UDP sockets, one per family: IPv4 and IPv6 are separate
+/// networks (BEP 32), each with its own routing table, under one node id (we do not derive ids
+/// from addresses, BEP 42, so one serves both). The first socket's address is the handle's.
 pub(crate) async fn start(
     config: &DhtConfig,
-    socket: Arc<UdpSocket>,
-    incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    sockets: Vec<DhtSocket>,
     clock: Clock,
 ) -> io::Result<DhtHandle> {
-    let addr = socket.local_addr()?;
+    let addr = sockets
+        .first()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?
+        .socket
+        .local_addr()?;
     let saved = match &config.state_file {
         Some(path) => load_state(path).await,
         None => None,
@@ -153,67 +167,132 @@ pub(crate) async fn start(
         Some((id, nodes)) => (id, nodes),
         None => (NodeId::random(&mut rand::thread_rng()), Vec::new()),
     };
-    tracing::info!(%addr, ?id, saved = saved_nodes.len(), "DHT node started");
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let (boot_tx, boot_rx) = mpsc::channel(1);
-    let names = config.bootstrap.clone();
-    let family_v4 = addr.is_ipv4();
-    tokio::spawn(async move {
-        let addrs = resolve_all(&names, family_v4).await;
-        let _ = boot_tx.send(addrs).await;
-    });
+    let mut nets = Vec::new();
+    for DhtSocket { socket, incoming } in sockets {
+        let local = socket.local_addr()?;
+        let v4 = local.is_ipv4();
+        let saved: Vec<SocketAddr> = saved_nodes
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv4() == v4)
+            .collect();
+        tracing::info!(addr = %local, ?id, saved = saved.len(), "DHT node started");
+        let (boot_tx, boot_rx) = mpsc::channel(1);
+        let names = config.bootstrap.clone();
+        // The same router names serve both networks: their A records the IPv4 one, AAAA the IPv6.
+        tokio::spawn(async move {
+            let addrs = resolve_all(&names, v4).await;
+            let _ = boot_tx.send(addrs).await;
+        });
+        nets.push(Net {
+            dht: Dht::new(id, Config::default(), rand::random(), clock.now()),
+            v4,
+            socket,
+            incoming,
+            boot: Some(boot_rx),
+            saved,
+            searches: HashMap::new(),
+        });
+    }
     let task = Task {
-        dht: Dht::new(id, Config::default(), rand::random(), clock.now()),
+        nets,
         clock,
-        socket,
-        incoming,
         commands: rx,
-        boot: boot_rx,
-        saved: saved_nodes,
         state_file: config.state_file.clone(),
         last_saved: None,
-        searches: HashMap::new(),
     };
     tokio::spawn(task.run());
     Ok(DhtHandle { commands: tx, addr })
 }
 
-struct Task {
+/// One network (IPv4 or IPv6) of the node: its own routing table and searches.
+struct Net {
     dht: Dht,
-    /// The session's clock.
-    clock: Clock,
+    /// The family of `socket` (`true`: IPv4).
+    v4: bool,
     socket: Arc<UdpSocket>,
     incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
-    commands: mpsc::Receiver<Command>,
-    boot: mpsc::Receiver<Vec<SocketAddr>>,
+    /// The resolved bootstrap routers, until they arrive.
+    boot: Option<mpsc::Receiver<Vec<SocketAddr>>>,
+    /// Nodes from the state file, joined through at start.
     saved: Vec<SocketAddr>,
+    searches: HashMap<SearchId, mpsc::Sender<Vec<SocketAddr>>>,
+}
+
+/// What one network received.
+enum Input {
+    Packet(Vec<u8>, SocketAddr),
+    Boot(Vec<SocketAddr>),
+    /// The socket's task ended with the session.
+    Closed,
+}
+
+/// The next input of any network, with its index.
+async fn next_input(nets: &mut [Net]) -> (usize, Input) {
+    std::future::poll_fn(|cx| {
+        for (i, net) in nets.iter_mut().enumerate() {
+            if let Poll::Ready(r) = net.incoming.poll_recv(cx) {
+                return Poll::Ready((i, r.map_or(Input::Closed, |(p, f)| Input::Packet(p, f))));
+            }
+            if let Some(boot) = &mut net.boot {
+                if let Poll::Ready(r) = boot.poll_recv(cx) {
+                    net.boot = None;
+                    return Poll::Ready((i, Input::Boot(r.unwrap_or_default())));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+struct Task {
+    /// One per socket: IPv4, IPv6 or both (BEP 32).
+    nets: Vec<Net>,
+    /// The session's clock.
+    clock: Clock,
+    commands: mpsc::Receiver<Command>,
     state_file: Option<PathBuf>,
     /// The bytes last written to `state_file`.
     last_saved: Option<Vec<u8>>,
-    searches: HashMap<SearchId, mpsc::Sender<Vec<SocketAddr>>>,
 }
 
 impl Task {
     async fn run(mut self) {
         // A first save soon after joining, so short runs leave nodes for the next start too.
         let mut next_save = tokio::time::Instant::now() + FIRST_SAVE;
-        if !self.saved.is_empty() {
-            let saved = std::mem::take(&mut self.saved);
-            self.dht.bootstrap(&saved, self.clock.now());
+        let now = self.clock.now();
+        for net in &mut self.nets {
+            if !net.saved.is_empty() {
+                let saved = std::mem::take(&mut net.saved);
+                net.dht.bootstrap(&saved, now);
+            }
         }
         loop {
             self.flush().await;
             let wake = self
-                .dht
-                .poll_timeout()
+                .nets
+                .iter()
+                .filter_map(|n| n.dht.poll_timeout())
+                .min()
                 .map(|t| self.clock.tokio_instant(t))
                 .unwrap_or(next_save)
                 .min(next_save);
             tokio::select! {
-                received = self.incoming.recv() => match received {
-                    Some((packet, from)) => self.dht.handle_packet(from, &packet, self.clock.now()),
-                    // The socket's task ended with the session.
-                    None => break,
+                (i, input) = next_input(&mut self.nets) => {
+                    let now = self.clock.now();
+                    let net = &mut self.nets[i];
+                    match input {
+                        Input::Packet(packet, from) => net.dht.handle_packet(from, &packet, now),
+                        Input::Boot(addrs) if addrs.is_empty() => {
+                            tracing::debug!(ipv4 = net.v4, "no DHT bootstrap addresses resolved");
+                        }
+                        Input::Boot(addrs) => {
+                            net.dht.bootstrap(&addrs, now);
+                        }
+                        Input::Closed => break,
+                    }
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Save(done)) => {
@@ -223,16 +302,11 @@ impl Task {
                     Some(c) => self.command(c),
                     None => break,
                 },
-                Some(addrs) = self.boot.recv() => {
-                    if addrs.is_empty() {
-                        tracing::debug!("no DHT bootstrap addresses resolved");
-                    } else {
-                        self.dht.bootstrap(&addrs, self.clock.now());
-                    }
-                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = tokio::time::Instant::now();
-                    self.dht.handle_timeout(self.clock.proto_instant(now));
+                    for net in &mut self.nets {
+                        net.dht.handle_timeout(self.clock.proto_instant(now));
+                    }
                     if now >= next_save {
                         next_save = now + SAVE_INTERVAL;
                         self.save().await;
@@ -247,58 +321,42 @@ impl Task {
     fn command(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
+            // A search runs on every network; each holds a sender of the one queue, so the
+            // searcher gets both networks' peers and the end once both are done.
             Command::Search {
                 info_hash,
                 announce_port,
                 peers,
             } => {
-                let id = self.dht.get_peers(info_hash, announce_port, now);
-                self.searches.insert(id, peers);
+                for net in &mut self.nets {
+                    let id = net.dht.get_peers(info_hash, announce_port, now);
+                    net.searches.insert(id, peers.clone());
+                }
             }
-            Command::Ping(addr) => self.dht.ping(addr, now),
+            Command::Ping(addr) => {
+                if let Some(net) = self.nets.iter_mut().find(|n| n.v4 == addr.is_ipv4()) {
+                    net.dht.ping(addr, now);
+                }
+            }
             Command::Nodes(reply) => {
-                let nodes = self.dht.nodes(now).into_iter().map(|(_, a)| a).collect();
+                let nodes = self.nodes().into_iter().map(|(_, a)| a).collect();
                 let _ = reply.send(nodes);
             }
             Command::Save(_) => unreachable!("the loop handles Save, which awaits the write"),
         }
     }
 
+    /// Every network's routing table.
+    fn nodes(&self) -> Vec<(NodeId, SocketAddr)> {
+        let now = self.clock.now();
+        self.nets.iter().flat_map(|n| n.dht.nodes(now)).collect()
+    }
+
     /// Sends queued datagrams, cancels searches whose handle was dropped, and hands events to the
     /// others.
     async fn flush(&mut self) {
-        let dropped: Vec<SearchId> = self
-            .searches
-            .iter()
-            .filter(|(_, tx)| tx.is_closed())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dropped {
-            self.searches.remove(&id);
-            self.dht.cancel(id);
-        }
-        while let Some((to, bytes)) = self.dht.poll_transmit() {
-            if let Err(e) = self.socket.send_to(&bytes, to).await {
-                tracing::debug!(%to, "DHT send: {e}");
-            }
-        }
-        while let Some(event) = self.dht.poll_event() {
-            match event {
-                Event::PeersFound { search, peers } => {
-                    tracing::debug!(?search, count = peers.len(), "DHT peers found");
-                    let Some(tx) = self.searches.get(&search) else {
-                        continue;
-                    };
-                    if tx.try_send(peers).is_err() {
-                        tracing::debug!(?search, "DHT search not read; peers dropped");
-                    }
-                }
-                Event::SearchDone { search, announced } => {
-                    tracing::debug!(?search, announced, "DHT search done");
-                    // Dropping the sender ends the receiver's stream.
-                    self.searches.remove(&search);
-                }
-            }
+        for net in &mut self.nets {
+            net.flush().await;
         }
     }
 
@@ -306,12 +364,12 @@ impl Task {
         let Some(path) = &self.state_file else {
             return;
         };
-        let nodes = self.dht.nodes(self.clock.now());
+        let nodes = self.nodes();
         if nodes.is_empty() {
             // Keep the previous file: an empty table (offline start) would erase useful nodes.
             return;
         }
-        let bytes = encode_state(self.dht.id(), &nodes);
+        let bytes = encode_state(self.nets[0].dht.id(), &nodes);
         // The node's own save as it stops usually follows an explicit one by moments: nothing new
         // to write, and the runtime may be shutting down under it.
         if self.last_saved.as_deref() == Some(bytes.as_slice()) {
@@ -324,6 +382,54 @@ impl Task {
             }
             Err(SaveError::Io(e)) => {
                 tracing::warn!(path = %path.display(), "cannot save the DHT state: {e}");
+            }
+        }
+    }
+}
+
+impl Net {
+    async fn flush(&mut self) {
+        let dropped: Vec<SearchId> = self
+            .searches
+            .iter()
+            .filter(|(_, tx)| tx.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dropped {
+            self.searches.remove(&id);
+            self.dht.cancel(id);
+        }
+        while let Some((to, bytes)) = self.dht.poll_transmit() {
+            // A node of the other family (a `nodes6` in an IPv4 reply) belongs to the other
+            // network; this socket cannot reach it.
+            if to.is_ipv4() != self.v4 {
+                continue;
+            }
+            if let Err(e) = self.socket.send_to(&bytes, to).await {
+                tracing::debug!(%to, "DHT send: {e}");
+            }
+        }
+        while let Some(event) = self.dht.poll_event() {
+            match event {
+                Event::PeersFound { search, peers } => {
+                    tracing::debug!(
+                        ?search,
+                        ipv4 = self.v4,
+                        count = peers.len(),
+                        "DHT peers found"
+                    );
+                    let Some(tx) = self.searches.get(&search) else {
+                        continue;
+                    };
+                    if tx.try_send(peers).is_err() {
+                        tracing::debug!(?search, "DHT search not read; peers dropped");
+                    }
+                }
+                Event::SearchDone { search, announced } => {
+                    tracing::debug!(?search, ipv4 = self.v4, announced, "DHT search done");
+                    // Dropping the last sender ends the receiver's stream.
+                    self.searches.remove(&search);
+                }
             }
         }
     }

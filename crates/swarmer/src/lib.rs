@@ -10,6 +10,7 @@ mod connections;
 mod create;
 mod dht;
 mod error;
+mod interfaces;
 mod lsd;
 mod magnet;
 mod mse;

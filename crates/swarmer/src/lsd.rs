@@ -9,22 +9,25 @@
 //! loopback stays on, so clients on the same machine hear each other; our own announces come back and
 //! are recognised by their cookie. The TTL is 1: announces stay on the local link.
 //!
-//! IPv6 (`[ff15::efc0:988f]:6771`) is not joined yet: the codec handles it, but choosing the interface
-//! index for a bind address needs an interface listing this crate does not have. A session bound to an
-//! IPv6 address runs without LSD (with a warning).
+//! IPv6 (`[ff15::efc0:988f]:6771`) likewise, on every interface that has IPv6 (from
+//! [`crate::interfaces`]; with an IPv6 bind address, the one that holds it): a receiving socket on
+//! `[::]:6771` joined on each, and a sending socket that announces once per interface (hop limit 1).
+//! A dual-stack session runs both families, a session bound to one address that family alone. A
+//! link-local announcer is dialled through the interface its announce came in on.
 //!
 //! A torrent is registered once it can serve peers (after checking its data) and unregistered when
 //! its task ends. Private torrents (BEP 27) are never registered, so they are neither announced nor
 //! given peers from LSD.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use swarmer_proto::InfoHash;
 use swarmer_proto::lsd::{
-    Cookie, Group, IPV4_GROUP, Inbound, LSD_PORT, MAX_DATAGRAM, Scheduler, Verdict, encode,
+    Cookie, Group, IPV4_GROUP, IPV6_GROUP, Inbound, LSD_PORT, MAX_DATAGRAM, Scheduler, Verdict,
+    encode,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -55,34 +58,50 @@ pub(crate) struct Lsd {
 
 impl Lsd {
     /// Opens the sockets and starts the task. Returns `None` (after logging why) if LSD cannot run
-    /// here: an IPv6 bind address, or the system refuses the multicast group (no multicast-capable
+    /// here: the system refuses the multicast group of every family (no multicast-capable
     /// interface). A session runs on without it.
     pub(crate) fn start(shared: Arc<SessionShared>) -> Option<Lsd> {
-        let bind = match shared.config.bind_ip {
-            None => Ipv4Addr::UNSPECIFIED,
-            Some(IpAddr::V4(ip)) => ip,
-            Some(IpAddr::V6(ip)) => {
-                tracing::warn!(%ip, "local service discovery is IPv4 only; not started");
-                return None;
-            }
+        let (v4, v6) = match shared.config.bind_ip {
+            None => (Some(Ipv4Addr::UNSPECIFIED), Some(Ipv6Addr::UNSPECIFIED)),
+            Some(IpAddr::V4(ip)) => (Some(ip), None),
+            Some(IpAddr::V6(ip)) => (None, Some(ip)),
         };
-        let sockets = receiving_socket(bind).and_then(|r| Ok((r, sending_socket(bind)?)));
-        let (receiver, sender) = match sockets {
-            Ok(sockets) => sockets,
-            // A machine with no multicast route (a container, a host without a default route) is
-            // an expected set-up, not a problem to warn about.
-            Err(e) if no_multicast_route(&e) => {
-                tracing::info!("local service discovery not started: no multicast route ({e})");
-                return None;
+        let v4 = v4.and_then(|bind| {
+            let sockets = receiving_socket(bind).and_then(|r| Ok((r, sending_socket(bind)?)));
+            match sockets {
+                Ok(sockets) => {
+                    tracing::info!(%bind, "local service discovery on {}", Group::V4.addr());
+                    Some(sockets)
+                }
+                // A machine with no multicast route (a container, a host without a default
+                // route) is an expected set-up, not a problem to warn about.
+                Err(e) if no_multicast_route(&e) => {
+                    tracing::info!(
+                        "local service discovery over IPv4 not started: no multicast route ({e})"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("local service discovery over IPv4 not started: {e}");
+                    None
+                }
+            }
+        });
+        let v6 = v6.and_then(|bind| match Ipv6Sockets::open(bind) {
+            Ok(sockets) => {
+                tracing::info!(%bind, interfaces = ?sockets.interfaces, "local service discovery on {}", Group::V6.addr());
+                Some(sockets)
             }
             Err(e) => {
-                tracing::warn!("local service discovery not started: {e}");
-                return None;
+                tracing::info!("local service discovery over IPv6 not started: {e}");
+                None
             }
-        };
-        tracing::info!(%bind, "local service discovery on {}", Group::V4.addr());
+        });
+        if v4.is_none() && v6.is_none() {
+            return None;
+        }
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(run(shared, receiver, sender, rx));
+        let task = tokio::spawn(run(shared, v4, v6, rx));
         Some(Lsd { commands, task })
     }
 
@@ -128,6 +147,78 @@ fn receiving_socket(interface: Ipv4Addr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// The IPv6 sockets: one receiving on `[::]:6771` joined on each of `interfaces` (their
+/// indices), one sending from the bind address.
+struct Ipv6Sockets {
+    receiver: UdpSocket,
+    sender: UdpSocket,
+    interfaces: Vec<u32>,
+}
+
+impl Ipv6Sockets {
+    /// Joins the group on every interface with IPv6 (`bind` unspecified) or on the one that
+    /// holds `bind`; fails if no join worked.
+    fn open(bind: Ipv6Addr) -> io::Result<Ipv6Sockets> {
+        let mut candidates: Vec<u32> = crate::interfaces::ipv6_interfaces()
+            .into_iter()
+            .filter(|i| bind.is_unspecified() || i.addr == bind)
+            .map(|i| i.index)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_only_v6(true)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, LSD_PORT)).into())?;
+        let mut interfaces = Vec::new();
+        let mut last_error = None;
+        for index in candidates {
+            match socket.join_multicast_v6(&IPV6_GROUP, index) {
+                Ok(()) => interfaces.push(index),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if interfaces.is_empty() {
+            return Err(last_error.unwrap_or_else(|| io::Error::other("no interface with IPv6")));
+        }
+        socket.set_nonblocking(true)?;
+        let receiver = UdpSocket::from_std(socket.into())?;
+        let sender = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        sender.set_only_v6(true)?;
+        sender.bind(&SocketAddr::from((bind, 0)).into())?;
+        sender.set_multicast_hops_v6(1)?;
+        sender.set_multicast_loop_v6(true)?;
+        sender.set_nonblocking(true)?;
+        Ok(Ipv6Sockets {
+            receiver,
+            sender: UdpSocket::from_std(sender.into())?,
+            interfaces,
+        })
+    }
+
+    /// Sends `datagram` to the group out of every joined interface, without waiting.
+    fn send(&self, datagram: &[u8]) {
+        for &index in &self.interfaces {
+            let group = SocketAddr::V6(std::net::SocketAddrV6::new(IPV6_GROUP, LSD_PORT, 0, index));
+            let sent = socket2::SockRef::from(&self.sender)
+                .set_multicast_if_v6(index)
+                .and_then(|()| self.sender.try_send_to(datagram, group));
+            if let Err(e) = sent {
+                tracing::debug!(index, "cannot send LSD announce over IPv6: {e}");
+            }
+        }
+    }
+}
+
+/// Receives from `socket` if there is one; pending otherwise.
+async fn recv_from(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn sending_socket(bind: Ipv4Addr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.bind(&SocketAddr::from((bind, 0)).into())?;
@@ -142,8 +233,8 @@ fn sending_socket(bind: Ipv4Addr) -> io::Result<UdpSocket> {
 
 async fn run(
     shared: Arc<SessionShared>,
-    receiver: UdpSocket,
-    sender: UdpSocket,
+    v4: Option<(UdpSocket, UdpSocket)>,
+    v6: Option<Ipv6Sockets>,
     mut commands: mpsc::Receiver<LsdCommand>,
 ) {
     let cookie = Cookie::generate(&mut rand::thread_rng());
@@ -152,29 +243,40 @@ async fn run(
     let mut inbound = Inbound::new(cookie.clone());
     // One byte more than the limit, so an over-long datagram is seen as such, not cut to size.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut buf6 = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         let wake = schedule
             .poll_timeout()
             .map(|t| shared.clock.tokio_instant(t));
-        tokio::select! {
-            command = commands.recv() => match command {
-                None => return,
-                Some(LsdCommand::Add(hash)) => {
-                    schedule.add(hash, shared.clock.now());
+        let received = tokio::select! {
+            command = commands.recv() => {
+                match command {
+                    None => return,
+                    Some(LsdCommand::Add(hash)) => {
+                        schedule.add(hash, shared.clock.now());
+                    }
+                    Some(LsdCommand::Remove(hash)) => {
+                        schedule.remove(&hash);
+                    }
                 }
-                Some(LsdCommand::Remove(hash)) => {
-                    schedule.remove(&hash);
-                }
+                None
             },
-            received = receiver.recv_from(&mut buf) => match received {
-                Ok((len, from)) => {
-                    let verdict = inbound.handle(&buf[..len], from.ip(), shared.clock.now());
-                    route(&shared, &schedule, verdict, from);
-                }
-                // ICMP errors and the like: nothing to do but read on.
-                Err(e) => tracing::debug!("local service discovery receive: {e}"),
+            received = recv_from(v4.as_ref().map(|(r, _)| r), &mut buf) => {
+                Some(received.map(|(len, from)| (&buf[..len], from)))
             },
-            () = sleep_until(wake) => {}
+            received = recv_from(v6.as_ref().map(|s| &s.receiver), &mut buf6) => {
+                Some(received.map(|(len, from)| (&buf6[..len], from)))
+            },
+            () = sleep_until(wake) => None,
+        };
+        match received {
+            Some(Ok((datagram, from))) => {
+                let verdict = inbound.handle(datagram, from.ip(), shared.clock.now());
+                route(&shared, &schedule, verdict, from);
+            }
+            // ICMP errors and the like: nothing to do but read on.
+            Some(Err(e)) => tracing::debug!("local service discovery receive: {e}"),
+            None => {}
         }
         let now = shared.clock.now();
         loop {
@@ -190,12 +292,21 @@ async fn run(
                 }
                 present
             });
-            for datagram in encode(Group::V4, port, &batch, &cookie) {
-                // Never waits: a full socket buffer loses this announce, the next comes in 5 minutes.
-                match sender.try_send_to(&datagram, Group::V4.addr()) {
-                    Ok(_) => tracing::debug!(torrents = batch.len(), "sent LSD announce"),
-                    Err(e) => tracing::debug!("cannot send LSD announce: {e}"),
+            if let Some((_, sender)) = &v4 {
+                for datagram in encode(Group::V4, port, &batch, &cookie) {
+                    // Never waits: a full socket buffer loses this announce, the next comes in 5
+                    // minutes.
+                    match sender.try_send_to(&datagram, Group::V4.addr()) {
+                        Ok(_) => tracing::debug!(torrents = batch.len(), "sent LSD announce"),
+                        Err(e) => tracing::debug!("cannot send LSD announce: {e}"),
+                    }
                 }
+            }
+            if let Some(v6) = &v6 {
+                for datagram in encode(Group::V6, port, &batch, &cookie) {
+                    v6.send(&datagram);
+                }
+                tracing::debug!(torrents = batch.len(), "sent LSD announce over IPv6");
             }
         }
     }
@@ -211,7 +322,7 @@ async fn sleep_until(wake: Option<Instant>) {
 /// Hands a peer heard of to each torrent it announced that we announce too, without waiting: a torrent
 /// whose queue is full misses this one (it will be announced again within 5 minutes).
 fn route(shared: &SessionShared, schedule: &Scheduler, verdict: Verdict, from: SocketAddr) {
-    let (peer, info_hashes) = match verdict {
+    let (mut peer, info_hashes) = match verdict {
         Verdict::Peer { peer, info_hashes } => (peer, info_hashes),
         Verdict::Own => return,
         Verdict::RateLimited => {
@@ -223,6 +334,12 @@ fn route(shared: &SessionShared, schedule: &Scheduler, verdict: Verdict, from: S
             return;
         }
     };
+    // A link-local address means something only with its interface: the one the announce came in on.
+    if let (SocketAddr::V6(peer), SocketAddr::V6(from)) = (&mut peer, from) {
+        if peer.ip().is_unicast_link_local() {
+            peer.set_scope_id(from.scope_id());
+        }
+    }
     tracing::debug!(%peer, info_hashes = %hex_list(&info_hashes), "LSD announce received");
     for hash in info_hashes.iter().filter(|h| schedule.contains(h)) {
         if let Some(torrent) = shared.torrent(hash) {

@@ -36,6 +36,8 @@ struct Entry {
 pub(crate) struct PeerBook {
     entries: HashMap<SocketAddr, Entry>,
     own: Vec<SocketAddr>,
+    /// `Some(true)`: IPv4 peers only, `Some(false)`: IPv6 only (a bind address of one family).
+    family: Option<bool>,
     banned: HashSet<IpAddr>,
 }
 
@@ -45,7 +47,16 @@ impl PeerBook {
         PeerBook {
             entries: HashMap::new(),
             own,
+            family: None,
             banned: HashSet::new(),
+        }
+    }
+
+    /// The same book, keeping only addresses of one family if `ipv4` is set (`true`: IPv4).
+    pub(crate) fn only_family(self, ipv4: Option<bool>) -> PeerBook {
+        PeerBook {
+            family: ipv4,
+            ..self
         }
     }
 
@@ -58,6 +69,7 @@ impl PeerBook {
             // Trackers and PEX filter their lists already; the DHT's and a magnet link's come here
             // as they were given.
             if self.own.contains(&addr)
+                || self.family.is_some_and(|v4| v4 != addr.is_ipv4())
                 || self.banned.contains(&addr.ip())
                 || swarmer_proto::compact::usable_peer(addr).is_none()
             {

@@ -2,7 +2,7 @@
 //! each run by its own owner task. Incoming connections are routed to their torrent by the info hash in
 //! their handshake (BEP 3, "handshake").
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +12,13 @@ use swarmer_proto::magnet::Magnet;
 use swarmer_proto::metainfo::Metainfo;
 use swarmer_proto::priority::PriorityCountError;
 use swarmer_proto::utp::EndpointConfig;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Encryption, SessionConfig, Transport};
-use crate::dht::DhtHandle;
+use crate::dht::{DhtHandle, DhtSocket};
 use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
@@ -55,61 +55,111 @@ use crate::utp::UtpStream;
 pub struct Session {
     shared: Arc<SessionShared>,
     tracker: TrackerClient,
-    listener: JoinHandle<()>,
+    /// The accept loops: one per listener (IPv4 and IPv6 when dual-stack).
+    listener: Vec<JoinHandle<()>>,
     /// The Local Service Discovery task, if [`SessionConfig::lsd`] is set and it could start.
     lsd: Option<Lsd>,
 }
 
 impl Session {
-    /// Starts a session: generates a peer id (`-SW0100-` and 12 random bytes) and binds the listener.
+    /// Starts a session: generates a peer id (`-SW0100-` and 12 random bytes) and binds the
+    /// listeners and UDP sockets: on both families, one port, without
+    /// [`SessionConfig::bind_ip`] (IPv6 best effort: a host without it gets IPv4 and a warning),
+    /// else on the bind address alone.
     ///
-    /// Errors: the port is taken or the bind address is not local ([`SessionError::Listen`]).
+    /// Errors: the port is taken (on IPv4, or the bind address) or the bind address is not local
+    /// ([`SessionError::Listen`]).
     pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
         let clock = Clock::start();
-        let ip = config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let addr = SocketAddr::new(ip, config.listen_port);
-        let listener = bind_listener(addr).map_err(|error| SessionError::Listen { addr, error })?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|error| SessionError::Listen { addr, error })?;
-        tracing::info!(%listen_addr, "listening for peers");
+        let listeners = bind_listeners(config.bind_ip, config.listen_port)?;
+        let listen_addr = listeners[0].1;
+        let listen_addr6 = listeners.get(1).map(|(_, a)| *a);
+        for (_, addr) in &listeners {
+            tracing::info!(listen_addr = %addr, "listening for peers");
+        }
         let mut tracker_config = config.tracker.clone();
         tracker_config.bind = config.bind_ip;
         let mut tracker = TrackerClient::new(tracker_config).map_err(SessionError::Tracker)?;
-        // One UDP socket on the same address and port as the TCP listener, for uTP, the DHT and
+        // One UDP socket on the same address and port as each TCP listener, for uTP, the DHT and
         // UDP trackers (BEP 5 and 29 leave the port to us; users expect one).
-        let udp = crate::udp::bind(
-            listen_addr,
-            EndpointConfig::default(),
-            config.transport.utp(),
-            clock,
-        )
-        .map_err(|error| SessionError::Listen {
-            addr: listen_addr,
-            error,
-        })?;
-        tracker.set_udp(udp.handle.clone());
+        let bind_udp = |addr: SocketAddr| {
+            crate::udp::bind(
+                addr,
+                EndpointConfig::default(),
+                config.transport.utp(),
+                clock,
+            )
+            .map_err(|error| SessionError::Listen { addr, error })
+        };
+        let udp = bind_udp(listen_addr)?;
+        tracker.add_udp(udp.handle.clone());
+        // The IPv6 socket of a dual-stack session: best effort, as the IPv6 listener.
+        let udp6 = match listen_addr6.map(bind_udp) {
+            Some(Ok(bound)) => Some(bound),
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "no IPv6 UDP socket (uTP, DHT and UDP trackers over IPv4 only): {e}"
+                );
+                None
+            }
+            None => None,
+        };
+        if let Some(udp6) = &udp6 {
+            tracker.add_udp(udp6.handle.clone());
+        }
+        if listen_addr6.is_some() {
+            let ipv6 = crate::interfaces::global_ipv6(&crate::interfaces::ipv6_interfaces());
+            match ipv6 {
+                Some(ip) => tracing::info!(%ip, "global IPv6 address told to trackers"),
+                None => tracing::debug!("no global IPv6 address to tell trackers"),
+            }
+            tracker
+                .set_dual_stack(ipv6)
+                .map_err(SessionError::Tracker)?;
+        }
+        let (udp6, incoming6, dht6) = match udp6 {
+            Some(bound) => (Some(bound.handle), Some(bound.incoming), Some(bound.dht)),
+            None => (None, None, None),
+        };
         let dht = match &config.dht {
             Some(dht_config) => {
                 let addr = listen_addr;
-                let handle =
-                    crate::dht::start(dht_config, Arc::clone(&udp.handle.socket), udp.dht, clock)
-                        .await
-                        .map_err(|error| SessionError::Dht { addr, error })?;
+                let mut sockets = vec![DhtSocket {
+                    socket: Arc::clone(&udp.handle.socket),
+                    incoming: udp.dht,
+                }];
+                if let (Some(udp6), Some(incoming)) = (&udp6, dht6) {
+                    sockets.push(DhtSocket {
+                        socket: Arc::clone(&udp6.socket),
+                        incoming,
+                    });
+                }
+                let handle = crate::dht::start(dht_config, sockets, clock)
+                    .await
+                    .map_err(|error| SessionError::Dht { addr, error })?;
                 Some(handle)
             }
             None => None,
         };
-        let shared = Arc::new(SessionShared::new(
-            clock,
-            PeerId::generate(&mut rand::thread_rng()),
-            config,
-            listen_addr,
-            dht,
-            udp.handle,
-        ));
+        let shared = Arc::new(
+            SessionShared::new(
+                clock,
+                PeerId::generate(&mut rand::thread_rng()),
+                config,
+                listen_addr,
+                dht,
+                udp.handle,
+            )
+            .with_ipv6(listen_addr6, udp6),
+        );
         tokio::spawn(accept_utp(udp.incoming, Arc::clone(&shared)));
-        let listener = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        if let Some(incoming) = incoming6 {
+            tokio::spawn(accept_utp(incoming, Arc::clone(&shared)));
+        }
+        let listener = listeners
+            .into_iter()
+            .map(|(listener, _)| tokio::spawn(accept_loop(listener, Arc::clone(&shared))))
+            .collect();
         let lsd = if shared.config.lsd {
             Lsd::start(Arc::clone(&shared))
         } else {
@@ -129,12 +179,19 @@ impl Session {
     /// then, uTP ones only by us, and a peer left holding one (libtorrent) refuses a new
     /// connection from the same address until it times out.
     pub async fn close_utp(&self, grace: Duration) {
-        self.shared.udp.utp.close_all(grace).await;
+        self.shared.utp().close_all(grace).await;
     }
 
-    /// The address peers can reach us at (the port is the real one when 0 was asked for).
+    /// The address peers can reach us at (the port is the real one when 0 was asked for): the
+    /// IPv4 listener's when dual-stack (no [`SessionConfig::bind_ip`]), else the bind address's.
     pub fn listen_addr(&self) -> SocketAddr {
         self.shared.listen_addr
+    }
+
+    /// Every address we listen on for peers, TCP and UDP alike: `0.0.0.0` and `[::]` on one port
+    /// when dual-stack (the IPv6 one only if the system has IPv6), else the bind address alone.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.listen_addrs()
     }
 
     /// Which transports carry peer connections ([`SessionConfig::transport`]).
@@ -299,18 +356,52 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.listener.abort();
+        for listener in &self.listener {
+            listener.abort();
+        }
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+/// Binds the TCP listeners: at `bind_ip` alone if set, else dual-stack: `0.0.0.0:port`, then
+/// `[::]` on the same port, IPv6 only (two sockets, so the behaviour does not hang on the
+/// `net.ipv6.bindv6only` sysctl). A system without IPv6 gets the IPv4 listener alone, with a
+/// warning. The first listener's address is the primary one.
+fn bind_listeners(
+    bind_ip: Option<IpAddr>,
+    port: u16,
+) -> Result<Vec<(TcpListener, SocketAddr)>, SessionError> {
+    let bind = |addr: SocketAddr| {
+        let listener = bind_listener(addr)?;
+        let local = listener.local_addr()?;
+        Ok::<_, std::io::Error>((listener, local))
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(128)
+    let first = SocketAddr::new(bind_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()), port);
+    let first = bind(first).map_err(|error| SessionError::Listen { addr: first, error })?;
+    let mut listeners = vec![first];
+    if bind_ip.is_none() {
+        let addr = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), listeners[0].1.port());
+        match bind(addr) {
+            Ok(second) => listeners.push(second),
+            Err(e) => tracing::warn!(%addr, "no IPv6 listener (peers over IPv4 only): {e}"),
+        }
+    }
+    Ok(listeners)
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {

@@ -17,6 +17,7 @@ use crate::mse::Memory;
 use crate::rate::RateLimiter;
 use crate::torrent::Command;
 use crate::udp::UdpHandle;
+use crate::utp::UtpConnector;
 
 /// The state every task of one session shares, behind an `Arc`.
 pub(crate) struct SessionShared {
@@ -24,7 +25,10 @@ pub(crate) struct SessionShared {
     /// The session's one clock, tokio's, and how the protocol core's instants map to it.
     pub(crate) clock: Clock,
     pub(crate) config: SessionConfig,
+    /// The listener's address: the IPv4 one when dual-stack, else the bind address's.
     pub(crate) listen_addr: SocketAddr,
+    /// The IPv6 listener's address (`[::]`, same port) when dual-stack.
+    pub(crate) listen_addr6: Option<SocketAddr>,
     /// Shared by every connection of every torrent, so the limits hold for the whole session; each
     /// may be unlimited, and [`crate::Session::set_rate_limits`] changes them.
     pub(crate) upload_limit: Arc<RateLimiter>,
@@ -34,8 +38,10 @@ pub(crate) struct SessionShared {
     /// The encryption policy now (it starts as [`SessionConfig::encryption`]) and what worked with
     /// each peer address, MSE or plaintext.
     pub(crate) encryption_memory: Arc<Memory>,
-    /// The UDP socket on the listen port (uTP, DHT, UDP trackers).
+    /// The UDP socket on the listen port (uTP, DHT, UDP trackers), of `listen_addr`'s family.
     pub(crate) udp: UdpHandle,
+    /// The IPv6 UDP socket of a dual-stack session, on the same port.
+    pub(crate) udp6: Option<UdpHandle>,
     /// Each running torrent's command queue, by info hash. The one lock on the session's state,
     /// held only for a lookup or an update.
     torrents: Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>,
@@ -59,9 +65,39 @@ impl SessionShared {
             download_limit: RateLimiter::shared(config.max_download_rate),
             config,
             listen_addr,
+            listen_addr6: None,
             dht,
             udp,
+            udp6: None,
             torrents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same state with a dual-stack session's IPv6 listener and UDP socket.
+    pub(crate) fn with_ipv6(
+        self,
+        listen_addr6: Option<SocketAddr>,
+        udp6: Option<UdpHandle>,
+    ) -> SessionShared {
+        SessionShared {
+            listen_addr6,
+            udp6,
+            ..self
+        }
+    }
+
+    /// Our listening addresses, the IPv6 one of a dual-stack session too.
+    pub(crate) fn listen_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.listen_addr)
+            .chain(self.listen_addr6)
+            .collect()
+    }
+
+    /// uTP connections through the UDP socket of each family we have.
+    pub(crate) fn utp(&self) -> UtpConnector {
+        match &self.udp6 {
+            Some(udp6) => self.udp.utp.clone().join(&udp6.utp),
+            None => self.udp.utp.clone(),
         }
     }
 

@@ -125,7 +125,7 @@ pub(crate) struct Bound {
     pub(crate) incoming: mpsc::Receiver<UtpStream>,
 }
 
-/// Binds the socket at `addr` with [`SOCKET_BUFFER`]-sized buffers and starts its task, which
+/// Binds the socket at `addr` (an IPv6 address: IPv6 only) with [`SOCKET_BUFFER`]-sized buffers and starts its task, which
 /// ends when every handle is gone. `accept_utp`: take uTP connections peers open.
 pub(crate) fn bind(
     addr: SocketAddr,
@@ -138,6 +138,11 @@ pub(crate) fn bind(
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
+    // An IPv6 socket carries IPv6 only: IPv4 has its own socket (dual-stack by two sockets, so
+    // the behaviour does not hang on `net.ipv6.bindv6only`).
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     // Best effort: the kernel's limits decide what we get.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
@@ -176,9 +181,7 @@ pub(crate) fn bind(
         handle: UdpHandle {
             socket,
             local_addr,
-            utp: UtpConnector {
-                commands: commands_tx,
-            },
+            utp: UtpConnector::new(local_addr.is_ipv4(), commands_tx),
             trackers,
         },
         dht,

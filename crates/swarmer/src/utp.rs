@@ -234,19 +234,38 @@ pub(crate) enum UtpCommand {
 /// Opens uTP connections through the session's UDP socket; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct UtpConnector {
-    pub(crate) commands: mpsc::Sender<UtpCommand>,
+    /// Each socket's task by family (`true`: IPv4): one per family the session listens on.
+    routes: Vec<(bool, mpsc::Sender<UtpCommand>)>,
 }
 
 impl UtpConnector {
-    /// Connects to `addr`, waiting at most `timeout` for the peer's answer.
+    /// Connects through the task of one socket, of the family `ipv4` says.
+    pub(crate) fn new(ipv4: bool, commands: mpsc::Sender<UtpCommand>) -> UtpConnector {
+        UtpConnector {
+            routes: vec![(ipv4, commands)],
+        }
+    }
+
+    /// Connects through `self`'s socket or `other`'s, whichever has the peer's family.
+    pub(crate) fn join(mut self, other: &UtpConnector) -> UtpConnector {
+        self.routes.extend(other.routes.iter().cloned());
+        self
+    }
+
+    /// Connects to `addr`, waiting at most `timeout` for the peer's answer. Errors:
+    /// `AddrNotAvailable` without a socket of `addr`'s family, `TimedOut`, the peer's reset.
     pub(crate) async fn connect(
         &self,
         addr: SocketAddr,
         timeout: Duration,
     ) -> io::Result<UtpStream> {
+        let Some((_, commands)) = self.routes.iter().find(|(v4, _)| *v4 == addr.is_ipv4()) else {
+            // No socket of the peer's family (a bind address of the other one).
+            return Err(io::ErrorKind::AddrNotAvailable.into());
+        };
         let (reply, rx) = oneshot::channel();
         let attempt = async {
-            self.commands
+            commands
                 .send(UtpCommand::Connect { addr, reply })
                 .await
                 .map_err(|_| io::Error::from(io::ErrorKind::NotConnected))?;
@@ -264,16 +283,25 @@ impl UtpConnector {
     /// connections until they time out, and libtorrent refuses a new one from the same address
     /// meanwhile (measured: a restarted download waited 15 s for its second attempt).
     pub(crate) async fn close_all(&self, grace: Duration) {
-        let ask = |make: fn(oneshot::Sender<()>) -> UtpCommand| async move {
-            let (done, rx) = oneshot::channel();
-            if self.commands.send(make(done)).await.is_ok() {
-                let _ = rx.await;
-            }
-        };
-        let fin = ask(|done| UtpCommand::Close { done });
+        let fin = self.ask_all(|done| UtpCommand::Close { done });
         if tokio::time::timeout(grace, fin).await.is_err() {
-            let reset = ask(|done| UtpCommand::Reset { done });
+            let reset = self.ask_all(|done| UtpCommand::Reset { done });
             let _ = tokio::time::timeout(grace, reset).await;
+        }
+    }
+
+    /// Sends every socket's task (one per family) the command `make` builds, then waits until
+    /// each has carried it out.
+    async fn ask_all(&self, make: fn(oneshot::Sender<()>) -> UtpCommand) {
+        let mut waits = Vec::with_capacity(self.routes.len());
+        for (_, commands) in &self.routes {
+            let (done, rx) = oneshot::channel();
+            if commands.send(make(done)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
         }
     }
 }

@@ -83,7 +83,8 @@ pub(crate) struct DaemonArgs {
     /// free one].
     #[arg(long)]
     port: Option<u16>,
-    /// Local IP address for the peer listener, outgoing connections and tracker requests.
+    /// Local IP address for the peer listener, outgoing connections and tracker requests. Without it swarmer is dual-stack
+    /// (IPv4 and IPv6 on one port); with it, only that address and its family.
     #[arg(long, value_name = "IP")]
     bind_address: Option<IpAddr>,
     /// Most bytes per second sent to all peers together (e.g. 500K, 2M); saved, and changeable over

@@ -2,7 +2,8 @@
 //! torrent's seeder through it and announces itself into it.
 //!
 //! Five libtorrent 2.0.8 sessions, each on its own 127.0.0.2x:6881 (TCP and the DHT's UDP), join
-//! through one another (`lt_peer.py --dht-bootstrap`); one of them seeds. What a libtorrent DHT needs
+//! through one another (`lt_peer.py --dht-bootstrap`); one of them seeds. The IPv6 variant
+//! ([`NODES6`], BEP 32) puts them on `[::1]`, ports 6881 to 6885. What a libtorrent DHT needs
 //! on loopback (measured here):
 //! - `dht_restrict_routing_ips = False` and `dht_restrict_search_ips = False`: by default libtorrent
 //!   keeps one routing-table entry per /24 and queries one node per IP in a lookup, so on 127.0.0.x
@@ -31,9 +32,27 @@ pub(crate) const NODES: [SocketAddr; 5] = [
     crate::addr([127, 0, 0, 25], 6881),
 ];
 
-/// Every node's address but `except`, as `lt_peer.py --dht-bootstrap` takes them.
-fn bootstrap_list(except: SocketAddr) -> String {
-    NODES
+/// The IPv6 nodes' addresses; the first seeds.
+pub(crate) const NODES6: [SocketAddr; 5] = [
+    v6_loopback(6881),
+    v6_loopback(6882),
+    v6_loopback(6883),
+    v6_loopback(6884),
+    v6_loopback(6885),
+];
+
+const fn v6_loopback(port: u16) -> SocketAddr {
+    SocketAddr::V6(std::net::SocketAddrV6::new(
+        std::net::Ipv6Addr::LOCALHOST,
+        port,
+        0,
+        0,
+    ))
+}
+
+/// Every node's address of `nodes` but `except`, as `lt_peer.py --dht-bootstrap` takes them.
+fn bootstrap_list(nodes: &[SocketAddr], except: SocketAddr) -> String {
+    nodes
         .iter()
         .filter(|a| **a != except)
         .map(|a| a.to_string())
@@ -41,23 +60,25 @@ fn bootstrap_list(except: SocketAddr) -> String {
         .join(",")
 }
 
-/// Starts the DHT-only nodes (all but the first), without waiting for anything.
-fn start_nodes(scene: &Scene) -> Vec<Proc> {
-    NODES[1..]
+/// Starts the DHT-only nodes (all of `nodes` but the first), without waiting for anything.
+fn start_nodes(scene: &Scene, nodes: &[SocketAddr]) -> Vec<Proc> {
+    nodes[1..]
         .iter()
         .enumerate()
         .map(|(i, addr)| {
             let mut command = libtorrent::bare_command("dht", *addr, scene);
-            command.arg("--dht-bootstrap").arg(bootstrap_list(*addr));
+            command
+                .arg("--dht-bootstrap")
+                .arg(bootstrap_list(nodes, *addr));
             Proc::spawn(&format!("lt-dht-{}", i + 2), &mut command, &scene.logs)
         })
         .collect()
 }
 
 /// Starts the seeder on the first node address with the DHT on and waits until it seeds.
-fn start_seeder(scene: &Scene, torrent: &Path, save_path: &Path) -> Proc {
-    let bootstrap = bootstrap_list(NODES[0]);
-    let mut options = LtOptions::new(torrent, save_path, NODES[0]);
+fn start_seeder(scene: &Scene, nodes: &[SocketAddr], torrent: &Path, save_path: &Path) -> Proc {
+    let bootstrap = bootstrap_list(nodes, nodes[0]);
+    let mut options = LtOptions::new(torrent, save_path, nodes[0]);
     options.dht_bootstrap = Some(&bootstrap);
     libtorrent::seed(scene, "lt-dht-seeder", &options)
 }
@@ -76,12 +97,22 @@ pub(crate) fn announced_from(procs: &[&Proc], peer: SocketAddr) -> bool {
 /// some node has received the seeder's own announce, which shows the libtorrent DHT works here and
 /// knows the seeder. Returns the nodes and the seeder.
 pub(crate) fn start_swarm(scene: &Scene, torrent: &Path, save_path: &Path) -> (Vec<Proc>, Proc) {
-    let nodes = start_nodes(scene);
-    let seeder = start_seeder(scene, torrent, save_path);
+    start_swarm_on(scene, &NODES, torrent, save_path)
+}
+
+/// [`start_swarm`] on the addresses `nodes` (the first seeds): [`NODES`] or [`NODES6`].
+pub(crate) fn start_swarm_on(
+    scene: &Scene,
+    addrs: &[SocketAddr],
+    torrent: &Path,
+    save_path: &Path,
+) -> (Vec<Proc>, Proc) {
+    let nodes = start_nodes(scene, addrs);
+    let seeder = start_seeder(scene, addrs, torrent, save_path);
     scene.deadline.poll(
         "a libtorrent node to receive the seeder's DHT announce",
         std::time::Duration::from_millis(100),
-        || announced_from(&nodes.iter().collect::<Vec<_>>(), NODES[0]).then_some(()),
+        || announced_from(&nodes.iter().collect::<Vec<_>>(), addrs[0]).then_some(()),
     );
     scene.mark("the libtorrent DHT knows the seeder");
     (nodes, seeder)

@@ -91,6 +91,8 @@ def on_sigterm(_signum, _frame):
 
 def session_settings(listen, high_performance, upload_rate_limit, plaintext=False):
     ip, _, _port = listen.rpartition(":")
+    # An IPv6 listen address comes as [::1]:port; outgoing_interfaces wants the bare address.
+    ip = ip.strip("[]")
     pack = lt.high_performance_seed() if high_performance else lt.default_settings()
     if plaintext:
         # libtorrent dials with an MSE handshake first by default and falls back to plaintext on a
@@ -133,7 +135,12 @@ def enable_dht_on_loopback(pack, bootstrap):
     pack.update(
         {
             "enable_dht": True,
-            "dht_bootstrap_nodes": bootstrap,
+            # libtorrent splits host and port at the last colon and resolves the host, so an
+            # IPv6 node goes without brackets ("::1:6882").
+            "dht_bootstrap_nodes": ",".join(
+                "{}:{}".format(host.strip("[]"), port)
+                for host, _, port in (node.rpartition(":") for node in bootstrap.split(","))
+            ),
             "dht_restrict_routing_ips": False,
             "dht_restrict_search_ips": False,
             "dht_ignore_dark_internet": False,
@@ -341,7 +348,7 @@ def main():
     emit("added", info_hash=str(handle.info_hashes().v1), pid_listen=args.listen)
     for peer in args.connect:
         ip, _, port = peer.rpartition(":")
-        handle.connect_peer((ip, int(port)))
+        handle.connect_peer((ip.strip("[]"), int(port)))
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

@@ -42,11 +42,16 @@ fn discovery_off_except(flag: &str) -> Vec<&'static str> {
 
 /// `command` with the DHT on (the CLI's default); callers add `--dht-bootstrap`.
 fn command_with_dht(subcommand: &str, torrent: &Path, out: &Path) -> Command {
+    command_with_dht_at(subcommand, torrent, out, addr())
+}
+
+/// [`command_with_dht`] bound to `at` (unspecified: dual-stack).
+fn command_with_dht_at(subcommand: &str, torrent: &Path, out: &Path, at: SocketAddr) -> Command {
     command_at(
         subcommand,
         torrent,
         out,
-        addr(),
+        at,
         &discovery_off_except("--no-dht"),
     )
 }
@@ -62,7 +67,8 @@ pub(crate) fn command_with_pex(subcommand: &str, torrent: &Path, out: &Path) -> 
     )
 }
 
-/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address IP --port PORT -v` plus `flags`.
+/// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address IP --port PORT -v` plus `flags`; an
+/// unspecified IP (`0.0.0.0`) gives no `--bind-address`: swarmer's default, dual-stack.
 /// `XDG_CACHE_HOME` and `XDG_STATE_HOME` point into the scene (next to `OUT`), so no run writes
 /// to the real home, and reruns in one scene find the state the first run kept.
 fn command_at(
@@ -76,18 +82,12 @@ fn command_at(
     let scene_dir = out.parent().unwrap_or(out);
     command.env("XDG_CACHE_HOME", scene_dir.join("xdg-cache"));
     command.env("XDG_STATE_HOME", scene_dir.join("xdg-state"));
+    command.arg(subcommand).arg(torrent).arg("-o").arg(out);
+    if !at.ip().is_unspecified() {
+        command.args(["--bind-address", &at.ip().to_string()]);
+    }
     command
-        .arg(subcommand)
-        .arg(torrent)
-        .arg("-o")
-        .arg(out)
-        .args([
-            "--bind-address",
-            &at.ip().to_string(),
-            "--port",
-            &at.port().to_string(),
-            "-v",
-        ])
+        .args(["--port", &at.port().to_string(), "-v"])
         .args(flags)
         .env_remove("RUST_LOG");
     command
@@ -157,7 +157,19 @@ pub(crate) fn start_download(
     out: &Path,
     extra: &[&str],
 ) -> Proc {
-    let mut command = command("download", torrent, out);
+    start_download_at(scene, name, torrent, out, addr(), extra)
+}
+
+/// [`start_download`] bound to `at` (unspecified: dual-stack, on `at`'s port).
+pub(crate) fn start_download_at(
+    scene: &Scene,
+    name: &str,
+    torrent: &Path,
+    out: &Path,
+    at: SocketAddr,
+    extra: &[&str],
+) -> Proc {
+    let mut command = command_at("download", torrent, out, at, DISCOVERY_OFF);
     command.args(extra);
     scene.mark(&format!("starting swarmer download ({name})"));
     Proc::spawn(name, &mut command, &scene.logs)
@@ -382,8 +394,18 @@ pub(crate) fn download_and_seed_with_dht(
     torrent: &Path,
     extra: &[&str],
 ) -> (Proc, PathBuf) {
+    download_and_seed_with_dht_at(scene, torrent, addr(), extra)
+}
+
+/// [`download_and_seed_with_dht`] bound to `at` (unspecified: dual-stack, on `at`'s port).
+pub(crate) fn download_and_seed_with_dht_at(
+    scene: &Scene,
+    torrent: &Path,
+    at: SocketAddr,
+    extra: &[&str],
+) -> (Proc, PathBuf) {
     let out = scene.subdir("swarmer-download");
-    let mut command = command_with_dht("download", torrent, &out);
+    let mut command = command_with_dht_at("download", torrent, &out, at);
     command.arg("--seed").args(extra);
     scene.mark("starting swarmer download --seed with the DHT");
     let proc = Proc::spawn("swarmer", &mut command, &scene.logs);

@@ -63,6 +63,11 @@ pub fn announce_url(announce: &str, req: &AnnounceRequest) -> String {
         url.push_str("&trackerid=");
         percent_encode(&mut url, id);
     }
+    if let Some(ip) = req.ipv6 {
+        // BEP 7: the address in its text form, its colons escaped as libtorrent does.
+        url.push_str("&ipv6=");
+        percent_encode(&mut url, ip.to_string().as_bytes());
+    }
     url.push_str(fragment);
     url
 }
@@ -231,6 +236,7 @@ mod tests {
             key: 0xbeef,
             tracker_id: None,
             crypto: CryptoSupport::Unstated,
+            ipv6: None,
         }
     }
 
@@ -242,6 +248,17 @@ mod tests {
         req.crypto = CryptoSupport::Required;
         let url = announce_url("http://t/a", &req);
         assert!(url.ends_with("&supportcrypto=1&requirecrypto=1"));
+    }
+
+    #[test]
+    fn url_carries_our_ipv6_address() {
+        let mut req = request();
+        req.ipv6 = Some("2001:db8::1".parse().unwrap());
+        let url = announce_url("http://t/a#f", &req);
+        assert!(
+            url.ends_with("&key=0000beef&ipv6=2001%3Adb8%3A%3A1#f"),
+            "{url}"
+        );
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct AnnounceRequest {
     pub tracker_id: Option<Vec<u8>>,
     /// What we say about Message Stream Encryption (HTTP only; BEP 15 has no such field).
     pub crypto: CryptoSupport,
+    /// Our global IPv6 address, sent as BEP 7 `ipv6=` so a tracker reached over IPv4 can hand it
+    /// to IPv6 peers (HTTP only; over BEP 15 the announce's own family tells).
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// The HTTP announce's `supportcrypto`/`requirecrypto` parameters (the MSE convention of Azureus

@@ -382,6 +382,7 @@ impl<T: Announce> Announcer<T> {
             key: self.key,
             tracker_id: self.tracker_ids.get(url).cloned(),
             crypto: self.cfg.crypto,
+            ipv6: None,
         }
     }
 

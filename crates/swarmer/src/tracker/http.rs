@@ -13,8 +13,9 @@ pub(super) async fn announce(
     client: &TrackerClient,
     announce: &str,
     req: &AnnounceRequest,
+    family: Option<bool>,
 ) -> Result<AnnounceResponse, AnnounceError> {
-    let (status, body) = get(client, &announce_url(announce, req)).await?;
+    let (status, body) = get(client, family, &announce_url(announce, req)).await?;
     match parse_announce_response(&body) {
         // Some trackers send their bencoded refusal with a 4xx status: the reason is more useful.
         Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
@@ -31,7 +32,7 @@ pub(super) async fn scrape(
     scrape: &str,
     hashes: &[InfoHash],
 ) -> Result<Vec<(InfoHash, ScrapeCounts)>, AnnounceError> {
-    let (status, body) = get(client, &http_scrape_url(scrape, hashes)).await?;
+    let (status, body) = get(client, None, &http_scrape_url(scrape, hashes)).await?;
     match parse_http_scrape(&body, hashes) {
         Err(TrackerError::Failure(reason)) => Err(TrackerError::Failure(reason).into()),
         _ if !status.is_success() => Err(AnnounceError::HttpStatus(status.as_u16())),
@@ -39,10 +40,11 @@ pub(super) async fn scrape(
     }
 }
 
-/// One GET of `url`: the status and the body, at most [`MAX_HTTP_BODY`] bytes of it, all within the
-/// client's HTTP timeout.
+/// One GET of `url` over `family` if set (`Some(true)`: IPv4): the status and the body, at most
+/// [`MAX_HTTP_BODY`] bytes of it, all within the client's HTTP timeout.
 async fn get(
     client: &TrackerClient,
+    family: Option<bool>,
     url: &str,
 ) -> Result<(reqwest::StatusCode, Vec<u8>), AnnounceError> {
     let timeout = client.config.http_timeout;
@@ -56,7 +58,12 @@ async fn get(
     // reqwest's own timeout covers connect, redirects and the body; this outer one is a backstop so the
     // bound holds whatever the HTTP stack does (with a little slack to let reqwest report first).
     let exchange = async {
-        let mut resp = client.http.get(url).send().await.map_err(map_err)?;
+        let mut resp = client
+            .http_for(family)
+            .get(url)
+            .send()
+            .await
+            .map_err(map_err)?;
         let status = resp.status();
         if resp
             .content_length()

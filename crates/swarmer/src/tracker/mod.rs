@@ -6,11 +6,12 @@
 //! keeps time.
 
 mod announcer;
+mod dual;
 mod http;
 mod udp;
 
 use crate::udp::UdpHandle;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +123,13 @@ pub struct TrackerClient {
     udp: Arc<udp::ConnectionIds>,
     /// The session's UDP socket on the listen port, once the session set it: UDP announces go
     /// through it (its task routes replies back by transaction id) instead of a socket of their own.
-    shared_udp: Option<UdpHandle>,
+    /// One per family when dual-stack.
+    shared_udp: Vec<UdpHandle>,
+    /// A dual-stack session's HTTP clients held to one family each (IPv4, IPv6), for one announce
+    /// per family to a tracker whose host has both.
+    by_family: Option<Arc<[reqwest::Client; 2]>>,
+    /// Our global IPv6 address, told to HTTP trackers (BEP 7 `ipv6=`).
+    ipv6: Option<Ipv6Addr>,
 }
 
 impl TrackerClient {
@@ -131,32 +138,40 @@ impl TrackerClient {
     /// The HTTP client uses rustls, binds to `config.bind`, follows at most [`MAX_REDIRECTS`] redirects,
     /// and ignores proxy environment variables so that announces really leave from the bind address.
     pub fn new(config: TrackerClientConfig) -> Result<TrackerClient, AnnounceError> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .local_address(config.bind)
-            .timeout(config.http_timeout)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            // No idle connections kept: trackers such as opentracker answer HTTP/1.1 without
-            // `Connection: close` and then close the connection. A request sent on such a pooled
-            // connection a moment later (`stopped` right after `completed`) fails after being
-            // written, is not retried, and the tracker keeps listing us. Announces are minutes
-            // apart, so pooling saves nothing worth that.
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .user_agent(concat!("swarmer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(AnnounceError::Http)?;
+        let http = http_client(&config, config.bind)?;
         Ok(TrackerClient {
             config,
             http,
             udp: Arc::new(udp::ConnectionIds::default()),
-            shared_udp: None,
+            shared_udp: Vec::new(),
+            by_family: None,
+            ipv6: None,
         })
     }
 
-    /// Sends UDP announces through the session's socket.
-    pub(crate) fn set_udp(&mut self, handle: UdpHandle) {
-        self.shared_udp = Some(handle);
+    /// Announces to a tracker whose host resolves to both families once over each, and merges the
+    /// peers (BEP 7); `ipv6`: our global IPv6 address to tell HTTP trackers, if we know one. For a
+    /// dual-stack session. Errors: as [`TrackerClient::new`].
+    pub(crate) fn set_dual_stack(&mut self, ipv6: Option<Ipv6Addr>) -> Result<(), AnnounceError> {
+        let v4 = http_client(&self.config, Some(Ipv4Addr::UNSPECIFIED.into()))?;
+        let v6 = http_client(&self.config, Some(Ipv6Addr::UNSPECIFIED.into()))?;
+        self.by_family = Some(Arc::new([v4, v6]));
+        self.ipv6 = ipv6;
+        Ok(())
+    }
+
+    /// The HTTP client for `family` (`Some(true)`: IPv4 only, `Some(false)`: IPv6 only).
+    fn http_for(&self, family: Option<bool>) -> &reqwest::Client {
+        match (&self.by_family, family) {
+            (Some(clients), Some(true)) => &clients[0],
+            (Some(clients), Some(false)) => &clients[1],
+            _ => &self.http,
+        }
+    }
+
+    /// Sends UDP announces to trackers of `handle`'s family through that session socket.
+    pub(crate) fn add_udp(&mut self, handle: UdpHandle) {
+        self.shared_udp.push(handle);
     }
 
     /// The configuration this client was built with.
@@ -165,7 +180,11 @@ impl TrackerClient {
     }
 
     /// Sends one announce to the tracker at `url` (`http://`, `https://` or `udp://`) and returns its
-    /// validated reply.
+    /// validated reply. In a dual-stack session, a tracker whose host resolves to both families
+    /// gets one announce over each, at once, and the reply is the first family's with the peers of
+    /// both (BEP 7); it fails only if both do, and once one has answered the other gets at most
+    /// 5 s more (a host whose IPv6 is broken waits no longer than that for it). Our global IPv6 address, if known, goes to HTTP
+    /// trackers as `ipv6=` unless `req` names one.
     ///
     /// Waits at most [`TrackerClientConfig::http_timeout`] for HTTP, and the UDP retransmission schedule
     /// for UDP. `req.tracker_id` is sent to HTTP trackers only.
@@ -174,9 +193,24 @@ impl TrackerClient {
         url: &str,
         req: &AnnounceRequest,
     ) -> Result<AnnounceResponse, AnnounceError> {
+        let mut req = req.clone();
+        req.ipv6 = req.ipv6.or(self.ipv6);
+        if self.by_family.is_some() && dual::resolves_to_both(self, url).await {
+            return dual::announce_both(self, url, &req).await;
+        }
+        self.announce_over(url, &req, None).await
+    }
+
+    /// One announce, over `family` only if set (`Some(true)`: IPv4).
+    pub(crate) async fn announce_over(
+        &self,
+        url: &str,
+        req: &AnnounceRequest,
+        family: Option<bool>,
+    ) -> Result<AnnounceResponse, AnnounceError> {
         match scheme_of(url)?.as_str() {
-            "http" | "https" => http::announce(self, url, req).await,
-            "udp" => udp::announce(self, url, req).await,
+            "http" | "https" => http::announce(self, url, req, family).await,
+            "udp" => udp::announce(self, url, req, family).await,
             scheme => Err(AnnounceError::UnsupportedScheme(scheme.to_owned())),
         }
     }
@@ -215,6 +249,29 @@ impl TrackerClient {
         }
         Ok(counts)
     }
+}
+
+/// An HTTP client for trackers: rustls, bound to `bind` (which also holds it to that family),
+/// bounded redirects, no proxy.
+fn http_client(
+    config: &TrackerClientConfig,
+    bind: Option<IpAddr>,
+) -> Result<reqwest::Client, AnnounceError> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .local_address(bind)
+        .timeout(config.http_timeout)
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        // No idle connections kept: trackers such as opentracker answer HTTP/1.1 without
+        // `Connection: close` and then close the connection. A request sent on such a pooled
+        // connection a moment later (`stopped` right after `completed`) fails after being
+        // written, is not retried, and the tracker keeps listing us. Announces are minutes
+        // apart, so pooling saves nothing worth that.
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .user_agent(concat!("swarmer/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(AnnounceError::Http)
 }
 
 /// The lower-cased scheme of a tracker URL.

@@ -83,10 +83,12 @@ pub(super) async fn announce(
     client: &TrackerClient,
     url: &str,
     req: &AnnounceRequest,
+    family: Option<bool>,
 ) -> Result<AnnounceResponse, AnnounceError> {
     request(
         client,
         url,
+        family,
         |connection_id, tid| encode_announce(connection_id, tid, req).to_vec(),
         |packet, tid, tracker| decode_announce_response(packet, tid, AddressFamily::of(&tracker)),
     )
@@ -104,6 +106,7 @@ pub(super) async fn scrape(
     let counts = request(
         client,
         url,
+        None,
         |connection_id, tid| encode_udp_scrape(connection_id, tid, hashes),
         |packet, tid, _| decode_udp_scrape(packet, tid, hashes.len()),
     )
@@ -117,23 +120,29 @@ pub(super) async fn scrape(
 async fn request<T>(
     client: &TrackerClient,
     url: &str,
+    family: Option<bool>,
     encode: impl Fn(u64, u32) -> Vec<u8>,
     decode: impl Fn(&[u8], u32, SocketAddr) -> Result<T, TrackerError>,
 ) -> Result<T, AnnounceError> {
     let cfg = &client.config;
     let (host, port) = host_port(url)?;
     // Resolution gets the same bound as one full UDP exchange would.
-    let tracker = tokio::time::timeout(cfg.udp_initial_timeout * 2, resolve(&host, port, cfg.bind))
-        .await
-        .map_err(|_| AnnounceError::Resolve {
-            host: host.clone(),
-            reason: "timed out".into(),
-        })??;
-    let sock = match &client.shared_udp {
-        Some(shared) if shared.local_addr.is_ipv4() == tracker.is_ipv4() => {
-            Carrier::Shared(shared, tracker)
-        }
-        _ => {
+    let tracker = tokio::time::timeout(
+        cfg.udp_initial_timeout * 2,
+        resolve(&host, port, cfg.bind, family),
+    )
+    .await
+    .map_err(|_| AnnounceError::Resolve {
+        host: host.clone(),
+        reason: "timed out".into(),
+    })??;
+    let shared = client
+        .shared_udp
+        .iter()
+        .find(|s| s.local_addr.is_ipv4() == tracker.is_ipv4());
+    let sock = match shared {
+        Some(shared) => Carrier::Shared(shared, tracker),
+        None => {
             let local = match (cfg.bind, tracker) {
                 (Some(ip), _) => SocketAddr::new(ip, 0),
                 (None, SocketAddr::V4(_)) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
@@ -293,13 +302,21 @@ fn host_port(url: &str) -> Result<(String, u16), AnnounceError> {
     Ok((host.to_owned(), port))
 }
 
-/// The first address of `host` in the family of `bind` (any family when unbound).
-async fn resolve(host: &str, port: u16, bind: Option<IpAddr>) -> Result<SocketAddr, AnnounceError> {
+/// The first address of `host` in the family of `bind` (any family when unbound) and of `family`
+/// if set (`Some(true)`: IPv4).
+async fn resolve(
+    host: &str,
+    port: u16,
+    bind: Option<IpAddr>,
+    family: Option<bool>,
+) -> Result<SocketAddr, AnnounceError> {
     let fail = |reason: String| AnnounceError::Resolve {
         host: host.to_owned(),
         reason,
     };
-    let same_family = |a: &SocketAddr| bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4());
+    let same_family = |a: &SocketAddr| {
+        bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()) && family.is_none_or(|v4| v4 == a.is_ipv4())
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
         let addr = SocketAddr::new(ip, port);
         return if same_family(&addr) {
@@ -360,7 +377,14 @@ mod tests {
 
     /// A BEP 15 tracker on 127.0.0.1 that hands out connection ids 1, 2, 3, ... and accepts only the newest.
     async fn fake_tracker(behaviour: Behaviour) -> (String, Arc<Counts>) {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        fake_tracker_at("127.0.0.1:0", behaviour).await
+    }
+
+    /// [`fake_tracker`] at `bind`; over IPv6 it lists the peer `[::9]:6881` (BEP 15's 18-byte
+    /// entries), over IPv4 `127.0.0.9:6881`.
+    async fn fake_tracker_at(bind: &str, behaviour: Behaviour) -> (String, Arc<Counts>) {
+        let sock = UdpSocket::bind(bind).await.unwrap();
+        let v6 = sock.local_addr().unwrap().is_ipv6();
         let url = format!("udp://{}/announce", sock.local_addr().unwrap());
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
@@ -412,7 +436,13 @@ mod tests {
                         for v in [120u32, 3, 4] {
                             reply.extend_from_slice(&v.to_be_bytes());
                         }
-                        reply.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
+                        if v6 {
+                            let ip: std::net::Ipv6Addr = "::9".parse().unwrap();
+                            reply.extend_from_slice(&ip.octets());
+                            reply.extend_from_slice(&[0x1a, 0xe1]);
+                        } else {
+                            reply.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
+                        }
                     }
                 }
                 if let Behaviour::ShortFirst = behaviour {
@@ -445,6 +475,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_ipv6_tracker_is_reached_through_the_ipv6_socket() {
+        let (url, counts) = fake_tracker_at("[::1]:0", Behaviour::Normal).await;
+        let bind = |addr: &str| {
+            crate::udp::bind(
+                addr.parse().unwrap(),
+                swarmer_proto::utp::EndpointConfig::default(),
+                true,
+                crate::clock::Clock::start(),
+            )
+            .unwrap()
+        };
+        let (v4, v6) = (bind("127.0.0.1:0"), bind("[::1]:0"));
+        let mut c = client(500, 1);
+        c.add_udp(v4.handle.clone());
+        c.add_udp(v6.handle.clone());
+        let r = c.announce(&url, &request()).await.unwrap();
+        // BEP 15 over IPv6: 18-byte peers.
+        assert_eq!(r.peers, vec!["[::9]:6881".parse().unwrap()]);
+        let from = counts.from.lock().unwrap().unwrap();
+        assert_eq!(from, v6.handle.local_addr, "not the session's IPv6 socket");
+    }
+
+    #[tokio::test]
     async fn announces_go_through_the_sessions_shared_socket() {
         let (url, counts) = fake_tracker(Behaviour::Normal).await;
         let bound = crate::udp::bind(
@@ -455,7 +508,7 @@ mod tests {
         )
         .unwrap();
         let mut c = client(500, 1);
-        c.set_udp(bound.handle.clone());
+        c.add_udp(bound.handle.clone());
         let r = c.announce(&url, &request()).await.unwrap();
         assert_eq!(r.peers, vec!["127.0.0.9:6881".parse().unwrap()]);
         c.udp.expire_all();

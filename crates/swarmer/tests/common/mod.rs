@@ -134,9 +134,13 @@ pub async fn seeder(
     f: &Fixture,
     config: SessionConfig,
 ) -> (tempfile::TempDir, Session, TorrentHandle) {
+    seed_in(f, session(config).await).await
+}
+
+/// Seeds the fixture from `session` as [`seeder`] does, whatever its addresses.
+pub async fn seed_in(f: &Fixture, session: Session) -> (tempfile::TempDir, Session, TorrentHandle) {
     let dir = tempfile::tempdir().unwrap();
     write_content(f, dir.path());
-    let session = session(config).await;
     let options = AddTorrentOptions {
         seed: Some(SeedLimits::default()),
         existing: ExistingData::Complete,

@@ -48,9 +48,19 @@ fn ext_fixture(config: Config) -> Fixture {
 /// A connection from 127.0.0.`ip`:`port` (dialled by us when `outgoing`) with both extensions,
 /// whose extension handshake is `handshake`.
 fn ext_peer(f: &mut Fixture, ip: u8, port: u16, outgoing: bool, handshake: &[u8]) -> PeerKey {
+    ext_peer_at(
+        f,
+        SocketAddr::from(([127, 0, 0, ip], port)),
+        outgoing,
+        handshake,
+    )
+}
+
+/// [`ext_peer`] at any address (IPv6 too).
+fn ext_peer_at(f: &mut Fixture, addr: SocketAddr, outgoing: bool, handshake: &[u8]) -> PeerKey {
     let key = f.t.add_peer(
         PeerInfo {
-            addr: SocketAddr::from(([127, 0, 0, ip], port)),
+            addr,
             fast: true,
             extensions: true,
             outgoing,
@@ -352,6 +362,27 @@ fn pex_tells_each_peer_of_the_others_at_most_once_a_minute() {
     let (actions, _) = advance(&mut f, 2 * PEX_INTERVAL.as_secs());
     assert!(pex_sent(&actions, x).is_empty());
     let _ = (n, s);
+}
+
+#[test]
+fn pex_tells_of_ipv6_peers_in_added6_and_dropped6() {
+    let mut f = ext_fixture(Config::default());
+    let x = ext_peer(&mut f, 2, 6881, true, b"d1:md6:ut_pexi5eee");
+    let v6: SocketAddr = "[2001:db8::5]:6881".parse().unwrap();
+    let y = ext_peer_at(&mut f, v6, true, b"d1:md6:ut_pexi5eee");
+    f.drain();
+    let (actions, _) = advance(&mut f, PEX_FIRST_DELAY.as_secs());
+    let raw = extended(&actions, x, 5);
+    assert_eq!(
+        PexMessage::decode(&raw[0]).unwrap().added,
+        vec![(v6, PexFlags(PexFlags::REACHABLE))]
+    );
+    let has = |bytes: &[u8], key: &[u8]| bytes.windows(key.len()).any(|w| w == key);
+    assert!(has(&raw[0], b"6:added618:"), "BEP 11 added6");
+    f.t.remove_peer(y);
+    let (actions, _) = advance(&mut f, PEX_INTERVAL.as_secs());
+    let raw = extended(&actions, x, 5);
+    assert!(has(&raw[0], b"8:dropped618:"), "BEP 11 dropped6");
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn announce_layout() {
         key: 0xabcd,
         tracker_id: None,
         crypto: Default::default(),
+        ipv6: None,
     };
     let p = encode_announce(0x99, 0x42, &req);
     assert_eq!(&p[0..8], &0x99u64.to_be_bytes());

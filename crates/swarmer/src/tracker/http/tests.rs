@@ -26,6 +26,7 @@ pub(crate) fn request() -> AnnounceRequest {
         key: 1,
         tracker_id: None,
         crypto: Default::default(),
+        ipv6: None,
     }
 }
 
@@ -40,7 +41,12 @@ fn client(timeout_ms: u64) -> TrackerClient {
 /// A one-request-per-connection HTTP server on 127.0.0.1 that answers every request with `reply`
 /// (raw bytes after the status line's headers are built by the caller) and reports the request line.
 async fn fake_tracker(reply: Vec<u8>) -> (String, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fake_tracker_at("127.0.0.1:0", reply).await
+}
+
+/// [`fake_tracker`] listening at `bind`.
+async fn fake_tracker_at(bind: &str, reply: Vec<u8>) -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -371,4 +377,25 @@ async fn a_tracker_without_a_bep_48_scrape_url_is_not_scraped() {
         .await
         .unwrap_err();
     assert!(matches!(e, AnnounceError::NotScrapable(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_dual_stack_client_tells_its_ipv6_address_and_keeps_each_family_to_itself() {
+    let (url, mut requests) = fake_tracker_at(
+        "[::1]:0",
+        ok_reply(b"d8:intervali1800e6:peers618:\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02\x1a\xe1e"),
+    )
+    .await;
+    let mut c = client(2000);
+    c.set_dual_stack(Some("2001:db8::7".parse().unwrap()))
+        .unwrap();
+    // BEP 7: `peers6` read, our address told.
+    let r = c.announce(&url, &request()).await.unwrap();
+    assert_eq!(r.peers, vec!["[::2]:6881".parse::<SocketAddr>().unwrap()]);
+    let line = requests.recv().await.unwrap();
+    assert!(line.contains("&ipv6=2001%3Adb8%3A%3A7 "), "{line}");
+    // The per-family clients reach only their own family: the IPv4 one cannot reach [::1].
+    let req = request();
+    assert!(c.announce_over(&url, &req, Some(false)).await.is_ok());
+    assert!(c.announce_over(&url, &req, Some(true)).await.is_err());
 }
