@@ -23,6 +23,7 @@ use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
 use crate::peer::{Incoming, PeerStream};
+use crate::port_mapping::{PortMappingHandle, Ports};
 use crate::rate::TorrentLimits;
 use crate::shared::SessionShared;
 use crate::torrent::{
@@ -58,6 +59,8 @@ pub struct Session {
     listener: JoinHandle<()>,
     /// The Local Service Discovery task, if [`SessionConfig::lsd`] is set and it could start.
     lsd: Option<Lsd>,
+    /// The port mapping task, if [`SessionConfig::port_mapping`] is set.
+    port_mapping: Option<PortMappingHandle>,
 }
 
 impl Session {
@@ -100,6 +103,15 @@ impl Session {
             }
             None => None,
         };
+        // In the background: a router that is slow or silent must not hold up start-up.
+        let port_mapping = config.port_mapping.then(|| {
+            let ports = Ports {
+                tcp: listen_addr.port(),
+                udp: listen_addr.port(),
+                bind_ip: config.bind_ip,
+            };
+            crate::port_mapping::start(config.port_mapping_config.clone(), ports)
+        });
         let shared = Arc::new(SessionShared::new(
             clock,
             PeerId::generate(&mut rand::thread_rng()),
@@ -120,7 +132,23 @@ impl Session {
             tracker,
             listener,
             lsd,
+            port_mapping,
         })
+    }
+
+    /// The port mapping task ([`SessionConfig::port_mapping`]): its state, and
+    /// [`PortMappingHandle::close`] to remove the mappings before exiting (dropping the session
+    /// starts the removal without waiting for it).
+    pub fn port_mapping(&self) -> Option<PortMappingHandle> {
+        self.port_mapping.clone()
+    }
+
+    /// Our external address as the router reported it when mapping the ports; `None` before that,
+    /// or without port mapping.
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.port_mapping
+            .as_ref()
+            .and_then(PortMappingHandle::external_ip)
     }
 
     /// The address peers can reach us at (the port is the real one when 0 was asked for).
@@ -277,6 +305,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.listener.abort();
+        if let Some(mapping) = &self.port_mapping {
+            mapping.stop();
+        }
     }
 }
 

@@ -1,0 +1,130 @@
+//! Port mapping against hostile NAT-PMP/PCP gateways (scripted UDP sockets on port 5351 of a
+//! loopback address): one that answers every request with garbage, one that never answers. Each
+//! costs a bounded wait and a `Failed` state; the session starts at once regardless.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use swarmer::{PortMappingConfig, PortMappingState, Session, SessionConfig};
+use tokio::net::UdpSocket;
+
+/// The deadline of one exchange with the gateway in these tests.
+const STEP: Duration = Duration::from_millis(600);
+
+/// Replies from the scripted gateway, in turn: short junk, a NAT-PMP-shaped reply with an unknown
+/// opcode, a PCP-versioned reply with a bad result code, and a long run of 0xff.
+fn garbage(n: usize) -> Vec<u8> {
+    match n % 4 {
+        0 => b"\x07junk".to_vec(),
+        1 => vec![
+            0, 0x99, 0, 0, 0, 0, 0, 1, 0x1a, 0xe1, 0x1a, 0xe1, 0, 0, 0x0e, 0x10,
+        ],
+        2 => {
+            let mut reply = vec![2, 0x81, 0, 0xee];
+            reply.resize(60, 0x42);
+            reply
+        }
+        _ => vec![0xff; 1100],
+    }
+}
+
+/// A scripted gateway on `ip`:5351 that counts requests and answers each with `reply(n)`, or
+/// not at all for `None`.
+async fn gateway(ip: Ipv4Addr, reply: fn(usize) -> Option<Vec<u8>>) -> Arc<AtomicUsize> {
+    let socket = UdpSocket::bind((ip, 5351))
+        .await
+        .expect("bind the scripted gateway");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, from)) = socket.recv_from(&mut buf).await {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            if let Some(bytes) = reply(n) {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    requests
+}
+
+fn config(gateway: Ipv4Addr) -> SessionConfig {
+    SessionConfig {
+        bind_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        listen_port: 0,
+        port_mapping: true,
+        port_mapping_config: PortMappingConfig {
+            upnp: false,
+            gateway: Some(IpAddr::V4(gateway)),
+            timeout: STEP,
+            ..PortMappingConfig::default()
+        },
+        ..SessionConfig::default()
+    }
+}
+
+/// Starts a session against the gateway at `ip` and checks that start-up did not wait for it,
+/// that mapping failed within NAT-PMP's and PCP's deadlines (plus scheduling slack), and that
+/// closing returns at once.
+async fn check_bounded_failure(ip: Ipv4Addr, requests: Arc<AtomicUsize>) {
+    let started = Instant::now();
+    let session = Session::new(config(ip)).await.expect("session starts");
+    let startup = started.elapsed();
+    assert!(
+        startup < STEP,
+        "start-up took {startup:?}: it waited for the gateway"
+    );
+    let mapping = session.port_mapping().expect("port mapping is on");
+    let mut state = mapping.watch();
+    // NAT-PMP's TCP request, then PCP's: one deadline each.
+    let bound = STEP * 2 + Duration::from_secs(2);
+    let failed = tokio::time::timeout(
+        bound,
+        state.wait_for(|s| matches!(s, PortMappingState::Failed(_))),
+    )
+    .await
+    // Not holding the receiver's borrow: the task writes the state again on closing.
+    .is_ok_and(|r| r.is_ok());
+    let state = mapping.state();
+    assert!(failed, "no failure within {bound:?}; state {state:?}");
+    let PortMappingState::Failed(reason) = state else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("NAT-PMP") && reason.contains("PCP"),
+        "{reason}"
+    );
+    assert!(
+        requests.load(Ordering::SeqCst) > 0,
+        "the gateway was never asked"
+    );
+    assert_eq!(session.external_ip(), None);
+    // The session works meanwhile: its listener accepts.
+    let listen = session.listen_addr();
+    tokio::net::TcpStream::connect(SocketAddr::new(listen.ip(), listen.port()))
+        .await
+        .expect("the listener accepts while mapping failed");
+    let closing = Instant::now();
+    mapping.close().await;
+    assert_eq!(mapping.state(), PortMappingState::Closed);
+    assert!(
+        closing.elapsed() < Duration::from_secs(1),
+        "nothing to remove, yet close waited"
+    );
+}
+
+#[tokio::test]
+async fn garbage_from_the_gateway_costs_a_bounded_wait() {
+    let ip = Ipv4Addr::new(127, 0, 0, 71);
+    let requests = gateway(ip, |n| Some(garbage(n))).await;
+    check_bounded_failure(ip, requests).await;
+}
+
+#[tokio::test]
+async fn a_silent_gateway_costs_a_bounded_wait() {
+    let ip = Ipv4Addr::new(127, 0, 0, 72);
+    let requests = gateway(ip, |_| None).await;
+    check_bounded_failure(ip, requests).await;
+}
