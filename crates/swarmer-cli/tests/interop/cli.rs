@@ -24,7 +24,7 @@ const LEECHER_PORT: &str = "6890";
 fn download_line(scene: &Scene, torrent: &str, out: &Path, extra: &str) -> String {
     format!(
         "{bin} download {torrent} -o {out} --bind-address {LEECHER_IP} --port {LEECHER_PORT} \
-         --no-dht --no-lsd --no-pex --state-dir {state} {extra}",
+         --no-dht --no-lsd --no-pex --no-port-mapping --state-dir {state} {extra}",
         bin = env!("CARGO_BIN_EXE_swarmer"),
         out = out.display(),
         state = scene.dir.join("leecher-state").display(),
