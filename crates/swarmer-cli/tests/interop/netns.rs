@@ -26,6 +26,8 @@ pub(crate) enum Need {
     Mktorrent,
     Libtorrent,
     Transmission,
+    /// Debian's miniupnpd with its nftables backend, and `nft` (tests/interop/port_mapping.rs).
+    Miniupnpd,
     /// Headless Chromium and its WebDriver server, for the daemon's web UI test (tests/daemon.rs;
     /// the interop binary never asks for it).
     #[allow(dead_code)]
@@ -121,6 +123,10 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
         match need {
             Need::Opentracker => find_program("opentracker")?,
             Need::Mktorrent => find_program("mktorrent")?,
+            Need::Miniupnpd => {
+                find_program("miniupnpd")?;
+                find_program("nft")?;
+            }
             Need::Transmission => {
                 find_program("transmission-daemon")?;
                 find_program("transmission-remote")?;
