@@ -1,6 +1,7 @@
-//! Port mapping against hostile NAT-PMP/PCP gateways (scripted UDP sockets on port 5351 of a
-//! loopback address): one that answers every request with garbage, one that never answers. Each
-//! costs a bounded wait and a `Failed` state; the session starts at once regardless.
+//! Port mapping against scripted NAT-PMP gateways (UDP sockets on port 5351 of a loopback
+//! address): a well-behaved one (the mapping, the external address, renewal before the lease ends,
+//! deletion on close), one that answers every request with garbage and one that never answers.
+//! The hostile ones cost a bounded wait and a `Failed` state; the session starts at once regardless.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use swarmer::{PortMappingConfig, PortMappingState, Session, SessionConfig};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 
 /// The deadline of one exchange with the gateway in these tests.
 const STEP: Duration = Duration::from_millis(600);
@@ -127,4 +129,135 @@ async fn a_silent_gateway_costs_a_bounded_wait() {
     let ip = Ipv4Addr::new(127, 0, 0, 72);
     let requests = gateway(ip, |_| None).await;
     check_bounded_failure(ip, requests).await;
+}
+
+/// A NAT-PMP map request as the scripted gateway saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MapRequest {
+    /// 1: UDP, 2: TCP (RFC 6886 opcodes).
+    op: u8,
+    internal: u16,
+    lifetime: u32,
+}
+
+/// The external address the well-behaved gateway reports (TEST-NET-3).
+const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+/// A NAT-PMP gateway on `ip`:5351 that answers as RFC 6886 says: the external address, and every
+/// map request granted on the suggested port for the lifetime asked. Publishes the map requests.
+async fn honest_gateway(ip: Ipv4Addr) -> watch::Receiver<Vec<MapRequest>> {
+    let socket = UdpSocket::bind((ip, 5351))
+        .await
+        .expect("bind the scripted gateway");
+    let (seen_tx, seen) = watch::channel(Vec::new());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let epoch = 1000u32.to_be_bytes();
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let reply = match (n, buf[0], buf[1]) {
+                (2, 0, 0) => {
+                    let mut r = vec![0, 128, 0, 0];
+                    r.extend_from_slice(&epoch);
+                    r.extend_from_slice(&EXTERNAL.octets());
+                    r
+                }
+                (12, 0, op @ (1 | 2)) => {
+                    let internal = u16::from_be_bytes([buf[4], buf[5]]);
+                    let external = u16::from_be_bytes([buf[6], buf[7]]);
+                    let lifetime = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                    seen_tx.send_modify(|v| {
+                        v.push(MapRequest {
+                            op,
+                            internal,
+                            lifetime,
+                        })
+                    });
+                    let granted = if lifetime == 0 { 0 } else { external.max(1) };
+                    let mut r = vec![0, 128 + op, 0, 0];
+                    r.extend_from_slice(&epoch);
+                    r.extend_from_slice(&internal.to_be_bytes());
+                    r.extend_from_slice(&granted.to_be_bytes());
+                    r.extend_from_slice(&lifetime.to_be_bytes());
+                    r
+                }
+                _ => continue,
+            };
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn a_natpmp_gateway_maps_both_ports_renews_before_the_lease_ends_and_deletes_on_close() {
+    let ip = Ipv4Addr::new(127, 0, 0, 73);
+    let mut seen = honest_gateway(ip).await;
+    let lease = Duration::from_secs(2);
+    let mut config = config(ip);
+    config.port_mapping_config.lease = lease;
+    let session = Session::new(config).await.expect("session starts");
+    let port = session.listen_addr().port();
+    let mapping = session.port_mapping().expect("port mapping is on");
+    let mut state = mapping.watch();
+    let mapped = tokio::time::timeout(
+        STEP * 4,
+        state.wait_for(|s| matches!(s, PortMappingState::Mapped { .. })),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(mapped, "not mapped: {:?}", mapping.state());
+    assert_eq!(session.external_ip(), Some(IpAddr::V4(EXTERNAL)));
+    let PortMappingState::Mapped {
+        method,
+        tcp_port,
+        udp_port,
+        ..
+    } = mapping.state()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (method, tcp_port, udp_port),
+        (swarmer::MappingMethod::NatPmp, port, port)
+    );
+    // Renewed at half the lease: a second request for each protocol well before the first
+    // lease (2 s) is over.
+    let count = |v: &[MapRequest], op: u8| {
+        v.iter()
+            .filter(|r| {
+                *r == &MapRequest {
+                    op,
+                    internal: port,
+                    lifetime: 2,
+                }
+            })
+            .count()
+    };
+    let first = Instant::now();
+    let renewed = tokio::time::timeout(
+        lease * 2,
+        seen.wait_for(|v| count(v, 1) >= 2 && count(v, 2) >= 2),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(renewed, "no renewal: {:?}", *seen.borrow());
+    assert!(
+        first.elapsed() < lease,
+        "renewed after {:?}",
+        first.elapsed()
+    );
+    // Closing deletes both (lifetime 0).
+    mapping.close().await;
+    assert_eq!(mapping.state(), PortMappingState::Closed);
+    let requests = seen.borrow().clone();
+    for op in [1, 2] {
+        assert!(
+            requests.contains(&MapRequest {
+                op,
+                internal: port,
+                lifetime: 0
+            }),
+            "no deletion for opcode {op}: {requests:?}"
+        );
+    }
 }
