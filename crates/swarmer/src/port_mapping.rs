@@ -313,11 +313,15 @@ async fn map_upnp(
     config: &PortMappingConfig,
     ports: Ports,
 ) -> Result<(Mapped, PortMappingState), String> {
-    let options = igd_next::SearchOptions {
+    let mut options = igd_next::SearchOptions {
         timeout: Some(config.timeout),
         single_search_timeout: Some(config.timeout),
         ..Default::default()
     };
+    // From the bind address, so the search leaves by the interface the peers use.
+    if let Some(ip @ IpAddr::V4(_)) = ports.bind_ip.filter(|ip| !ip.is_unspecified()) {
+        options.bind_addr = SocketAddr::new(ip, 0);
+    }
     let gateway = bounded(
         config,
         "search",
