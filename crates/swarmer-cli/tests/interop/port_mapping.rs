@@ -5,7 +5,8 @@
 //! address is private or reserved; nothing routes beyond the pair). Each test makes miniupnpd
 //! speak one protocol, UPnP IGD or NAT-PMP, starts `swarmer download`, and checks in the router's
 //! nftables rules that the TCP and UDP ports are forwarded to 10.0.0.2, that swarmer logs the
-//! external address 11.0.0.1, and that the rules are gone once swarmer exits on a signal.
+//! external address 11.0.0.1, and that the rules are gone once swarmer exits on a signal; and the
+//! same for `swarmer daemon`, whose session view shows the method and the external address.
 
 use std::process::Command;
 use std::time::Duration;
@@ -163,11 +164,60 @@ fn start_swarmer(scene: &Scene) -> Proc {
     Proc::spawn("swarmer", &mut command, &scene.logs)
 }
 
+/// `swarmer daemon` on the router's LAN, its API on loopback, nothing of the user's environment.
+fn start_daemon(scene: &Scene) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    command
+        .arg("daemon")
+        .args(["--http-listen", DAEMON_API])
+        .arg("-o")
+        .arg(scene.subdir("daemon-download"))
+        .arg("--state-dir")
+        .arg(scene.subdir("daemon-state"))
+        .args(["--bind-address", CLIENT, "--port", &PORT.to_string()])
+        .args(["--no-lsd", "--no-dht", "--no-pex"])
+        .env("XDG_CONFIG_HOME", scene.dir.join("xdg-config"))
+        .env("XDG_CACHE_HOME", scene.dir.join("xdg-cache"))
+        .env("XDG_STATE_HOME", scene.dir.join("xdg-state"))
+        .env_remove("SWARMER_TOKEN")
+        .env("RUST_LOG", "info");
+    Proc::spawn("swarmer-daemon", &mut command, &scene.logs)
+}
+
+/// Where the daemon's API listens.
+const DAEMON_API: &str = "127.0.0.1:9191";
+
+/// The daemon's session view (`GET /api/v1/session`), once it answers.
+fn daemon_session() -> Option<serde_json::Value> {
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{DAEMON_API}/api/v1/session"))
+        .send()
+        .ok()?;
+    response.json().ok()
+}
+
+/// How a test's swarmer runs, and how it is seen to know the external address.
+#[derive(Clone, Copy, PartialEq)]
+enum Runner {
+    /// `swarmer download`, whose `-v` log names the external address.
+    Download,
+    /// `swarmer daemon`, whose session view shows it.
+    Daemon,
+}
+
 /// The whole story for one protocol; `request` is what miniupnpd logs for the mapping request.
-fn maps_and_removes(scene: &Scene, protocol: Protocol, request: &str) {
+fn maps_and_removes(scene: &Scene, protocol: Protocol, request: &str, runner: Runner) {
     let mut router = start_router(scene, protocol);
     assert!(forwards().is_empty(), "rules before swarmer started");
-    let mut swarmer = start_swarmer(scene);
+    let mut swarmer = match runner {
+        Runner::Download => start_swarmer(scene),
+        Runner::Daemon => start_daemon(scene),
+    };
     scene.deadline.poll(
         "the TCP and UDP forwards in the router's nftables",
         Duration::from_millis(100),
@@ -179,11 +229,30 @@ fn maps_and_removes(scene: &Scene, protocol: Protocol, request: &str) {
         "miniupnpd's log has no {request:?}:\n{}",
         router.stderr_text()
     );
-    let external = format!("external address {EXTERNAL}");
-    swarmer.wait_for_stderr_line("the external address", scene.deadline, |l| {
-        l.contains(&external)
-    });
-    scene.mark("swarmer logged the external address 11.0.0.1");
+    match runner {
+        Runner::Download => {
+            let external = format!("external address {EXTERNAL}");
+            swarmer.wait_for_stderr_line("the external address", scene.deadline, |l| {
+                l.contains(&external)
+            });
+            scene.mark("swarmer logged the external address 11.0.0.1");
+        }
+        Runner::Daemon => {
+            let session = scene.deadline.poll(
+                "the daemon's session view with the mapping",
+                Duration::from_millis(100),
+                || daemon_session().filter(|s| s["external_ip"].is_string()),
+            );
+            assert_eq!(session["external_ip"], EXTERNAL, "{session}");
+            let method = if protocol == Protocol::Upnp {
+                "UPnP"
+            } else {
+                "NAT-PMP"
+            };
+            assert_eq!(session["port_mapping"], method, "{session}");
+            scene.mark("the daemon's session view shows the mapping and 11.0.0.1");
+        }
+    }
     let status = swarmer.signal("INT", Duration::from_secs(20));
     assert!(
         status.is_some(),
@@ -204,7 +273,7 @@ fn upnp_maps_both_ports_and_removes_them_on_exit() {
     isolated(
         "port_mapping::upnp_maps_both_ports_and_removes_them_on_exit",
         NEEDS,
-        |scene| maps_and_removes(scene, Protocol::Upnp, "AddPortMapping"),
+        |scene| maps_and_removes(scene, Protocol::Upnp, "AddPortMapping", Runner::Download),
     );
 }
 
@@ -213,6 +282,22 @@ fn natpmp_maps_both_ports_and_removes_them_on_exit() {
     isolated(
         "port_mapping::natpmp_maps_both_ports_and_removes_them_on_exit",
         NEEDS,
-        |scene| maps_and_removes(scene, Protocol::NatPmp, "NAT-PMP port mapping request"),
+        |scene| {
+            maps_and_removes(
+                scene,
+                Protocol::NatPmp,
+                "NAT-PMP port mapping request",
+                Runner::Download,
+            )
+        },
+    );
+}
+
+#[test]
+fn the_daemon_shows_the_mapping_and_removes_it_on_exit() {
+    isolated(
+        "port_mapping::the_daemon_shows_the_mapping_and_removes_it_on_exit",
+        NEEDS,
+        |scene| maps_and_removes(scene, Protocol::Upnp, "AddPortMapping", Runner::Daemon),
     );
 }
