@@ -98,6 +98,8 @@ pub enum PortMappingState {
 pub struct PortMappingHandle {
     state: watch::Receiver<PortMappingState>,
     stop: Arc<watch::Sender<bool>>,
+    /// The longest [`PortMappingHandle::close`] waits.
+    close_bound: Duration,
 }
 
 impl PortMappingHandle {
@@ -106,7 +108,8 @@ impl PortMappingHandle {
         self.state.borrow().clone()
     }
 
-    /// A receiver that sees every change of [`PortMappingHandle::state`].
+    /// A receiver that sees every change of [`PortMappingHandle::state`]. Do not hold its borrow
+    /// across an `.await`: the task writes the state, and would wait for it.
     pub fn watch(&self) -> watch::Receiver<PortMappingState> {
         self.state.clone()
     }
@@ -119,12 +122,13 @@ impl PortMappingHandle {
         }
     }
 
-    /// Removes the mappings from the gateway and ends the task. Waits at most `2 × timeout` of the
-    /// configuration plus a second (one removal per port, each bounded); returns at once if closed.
+    /// Removes the mappings from the gateway and ends the task. Waits at most twice
+    /// [`PortMappingConfig::timeout`] plus 2 seconds (one bounded removal per port), then gives
+    /// up with a warning (the leases run out by themselves); returns at once if already closed.
     pub async fn close(&self) {
         self.stop.send_replace(true);
         let mut state = self.state.clone();
-        let bound = CLOSE_BOUND;
+        let bound = self.close_bound;
         let closed = state.wait_for(|s| *s == PortMappingState::Closed);
         if tokio::time::timeout(bound, closed).await.is_err() {
             tracing::warn!("port mapping: removal from the gateway gave up after {bound:?}");
@@ -136,10 +140,6 @@ impl PortMappingHandle {
         self.stop.send_replace(true);
     }
 }
-
-/// The longest [`PortMappingHandle::close`] waits: two bounded removals and some slack, so a
-/// gateway that vanished never holds up an exit for long.
-const CLOSE_BOUND: Duration = Duration::from_secs(8);
 
 /// What the task maps: our local ports (the same external ports are asked for).
 #[derive(Debug, Clone, Copy)]
@@ -156,10 +156,14 @@ pub(crate) struct Ports {
 pub(crate) fn start(config: PortMappingConfig, ports: Ports) -> PortMappingHandle {
     let (state_tx, state) = watch::channel(PortMappingState::Searching);
     let (stop, stop_rx) = watch::channel(false);
+    // Two bounded removals and some slack, so a gateway that vanished never holds up an exit
+    // for long.
+    let close_bound = config.timeout * 2 + Duration::from_secs(2);
     tokio::spawn(run(config, ports, state_tx, stop_rx));
     PortMappingHandle {
         state,
         stop: Arc::new(stop),
+        close_bound,
     }
 }
 
