@@ -22,6 +22,9 @@ use tokio::sync::watch;
 pub struct PortMappingConfig {
     /// Ask a UPnP IGD (found by SSDP multicast on `239.255.255.250:1900`) first.
     pub upnp: bool,
+    /// Where the UPnP search (SSDP `M-SEARCH`) is sent: the SSDP multicast group
+    /// `239.255.255.250:1900` by default, or a router's own address to ask it alone.
+    pub ssdp_addr: SocketAddr,
     /// Ask over NAT-PMP, then PCP (UDP port 5351 of the gateway) when UPnP is off or finds none.
     pub natpmp: bool,
     /// The gateway NAT-PMP and PCP talk to; `None`: the default route's gateway.
@@ -39,6 +42,7 @@ impl Default for PortMappingConfig {
     fn default() -> PortMappingConfig {
         PortMappingConfig {
             upnp: true,
+            ssdp_addr: SocketAddr::from((Ipv4Addr::new(239, 255, 255, 250), 1900)),
             natpmp: true,
             gateway: None,
             lease: Duration::from_secs(3600),
@@ -320,6 +324,7 @@ async fn map_upnp(
     let mut options = igd_next::SearchOptions {
         timeout: Some(config.timeout),
         single_search_timeout: Some(config.timeout),
+        broadcast_address: config.ssdp_addr,
         ..Default::default()
     };
     // From the bind address, so the search leaves by the interface the peers use.

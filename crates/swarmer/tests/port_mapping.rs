@@ -2,6 +2,8 @@
 //! address): a well-behaved one (the mapping, the external address, renewal before the lease ends,
 //! deletion on close), one that answers every request with garbage and one that never answers.
 //! The hostile ones cost a bounded wait and a `Failed` state; the session starts at once regardless.
+//! UPnP likewise: a scripted SSDP responder whose description URL leads to an HTTP server that
+//! answers garbage, or accepts and never answers.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -260,4 +262,93 @@ async fn a_natpmp_gateway_maps_both_ports_renews_before_the_lease_ends_and_delet
             "no deletion for opcode {op}: {requests:?}"
         );
     }
+}
+
+/// A scripted UPnP "gateway" on `ip`: SSDP on port 1900 answering every search with a
+/// description URL on port 5000 of the same address, where an HTTP server either sends `garbage`
+/// or, for `None`, accepts and stays silent. Returns the count of searches.
+async fn upnp_gateway(ip: Ipv4Addr, garbage: Option<&'static [u8]>) -> Arc<AtomicUsize> {
+    let ssdp = UdpSocket::bind((ip, 1900)).await.expect("bind SSDP");
+    let http = tokio::net::TcpListener::bind((ip, 5000))
+        .await
+        .expect("bind HTTP");
+    let searches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&searches);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, from)) = ssdp.recv_from(&mut buf).await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\n\
+                 ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\
+                 USN: uuid:00000000-0000-0000-0000-000000000000\r\n\
+                 LOCATION: http://{ip}:5000/rootDesc.xml\r\n\r\n"
+            );
+            let _ = ssdp.send_to(reply.as_bytes(), from).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = http.accept().await {
+            match garbage {
+                Some(bytes) => {
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, bytes).await;
+                }
+                // Silent: keep the connection open, never answer.
+                None => held.push(stream),
+            }
+        }
+    });
+    searches
+}
+
+fn upnp_config(ip: Ipv4Addr) -> SessionConfig {
+    let mut config = config(ip);
+    config.port_mapping_config.upnp = true;
+    config.port_mapping_config.natpmp = false;
+    config.port_mapping_config.ssdp_addr = SocketAddr::from((ip, 1900));
+    config
+}
+
+/// Starts a session against the UPnP gateway at `ip`: start-up does not wait, mapping fails
+/// within the search's deadline (plus slack), and the reason names UPnP.
+async fn check_upnp_bounded_failure(ip: Ipv4Addr, searches: Arc<AtomicUsize>) {
+    let started = Instant::now();
+    let session = Session::new(upnp_config(ip)).await.expect("session starts");
+    assert!(started.elapsed() < STEP, "start-up waited for the gateway");
+    let mapping = session.port_mapping().expect("port mapping is on");
+    let mut state = mapping.watch();
+    let bound = STEP + Duration::from_secs(2);
+    let failed = tokio::time::timeout(
+        bound,
+        state.wait_for(|s| matches!(s, PortMappingState::Failed(_))),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let state = mapping.state();
+    assert!(failed, "no failure within {bound:?}; state {state:?}");
+    assert!(
+        matches!(&state, PortMappingState::Failed(r) if r.contains("UPnP")),
+        "{state:?}"
+    );
+    assert!(
+        searches.load(Ordering::SeqCst) > 0,
+        "no SSDP search reached the gateway"
+    );
+    mapping.close().await;
+}
+
+#[tokio::test]
+async fn a_upnp_gateway_with_a_garbage_description_costs_a_bounded_wait() {
+    let ip = Ipv4Addr::new(127, 0, 0, 74);
+    let garbage: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n<root><device><<<<<";
+    let searches = upnp_gateway(ip, Some(garbage)).await;
+    check_upnp_bounded_failure(ip, searches).await;
+}
+
+#[tokio::test]
+async fn a_upnp_gateway_that_never_answers_http_costs_a_bounded_wait() {
+    let ip = Ipv4Addr::new(127, 0, 0, 75);
+    let searches = upnp_gateway(ip, None).await;
+    check_upnp_bounded_failure(ip, searches).await;
 }
