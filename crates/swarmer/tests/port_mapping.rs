@@ -2,7 +2,7 @@
 //! address): a well-behaved one (the mapping, the external address, renewal before the lease ends,
 //! deletion on close), one that answers every request with garbage and one that never answers.
 //! The hostile ones cost a bounded wait and a `Failed` state; the session starts at once regardless.
-//! UPnP likewise: a scripted SSDP responder whose description URL leads to an HTTP server that
+//! A PCP-only gateway (silent to NAT-PMP) gets the mapping after NAT-PMP's deadline. UPnP likewise: a scripted SSDP responder whose description URL leads to an HTTP server that
 //! answers garbage, or accepts and never answers.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -351,4 +351,91 @@ async fn a_upnp_gateway_that_never_answers_http_costs_a_bounded_wait() {
     let ip = Ipv4Addr::new(127, 0, 0, 75);
     let searches = upnp_gateway(ip, None).await;
     check_upnp_bounded_failure(ip, searches).await;
+}
+
+/// A PCP (RFC 6887) gateway on `ip`:5351 that ignores NAT-PMP (version 0) and grants every MAP
+/// request on the suggested port for the lifetime asked, reporting [`EXTERNAL`]. Publishes the MAP
+/// requests as (protocol, internal port, lifetime), protocol 6 for TCP and 17 for UDP.
+async fn pcp_gateway(ip: Ipv4Addr) -> watch::Receiver<Vec<(u8, u16, u32)>> {
+    let socket = UdpSocket::bind((ip, 5351))
+        .await
+        .expect("bind the scripted gateway");
+    let (seen_tx, seen) = watch::channel(Vec::new());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1100];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            // Version 2, opcode MAP (1), a 24-byte header and a 36-byte MAP body.
+            if n < 60 || buf[0] != 2 || buf[1] != 1 {
+                continue;
+            }
+            let lifetime = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            let protocol = buf[36];
+            let internal = u16::from_be_bytes([buf[40], buf[41]]);
+            seen_tx.send_modify(|v| v.push((protocol, internal, lifetime)));
+            let mut reply = buf[..60].to_vec();
+            reply[1] = 0x81;
+            reply[2] = 0;
+            reply[3] = 0; // SUCCESS
+            reply[8..12].copy_from_slice(&1000u32.to_be_bytes());
+            reply[12..24].fill(0);
+            if lifetime == 0 {
+                reply[42..44].fill(0);
+            }
+            // The assigned external address, IPv4-mapped.
+            reply[44..56].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+            reply[56..60].copy_from_slice(&EXTERNAL.octets());
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn a_pcp_only_gateway_maps_both_ports_after_natpmp_times_out_and_deletes_on_close() {
+    let ip = Ipv4Addr::new(127, 0, 0, 76);
+    let mut seen = pcp_gateway(ip).await;
+    let session = Session::new(config(ip)).await.expect("session starts");
+    let port = session.listen_addr().port();
+    let mapping = session.port_mapping().expect("port mapping is on");
+    let mut state = mapping.watch();
+    // NAT-PMP's deadline, then PCP.
+    let mapped = tokio::time::timeout(
+        STEP * 3 + Duration::from_secs(1),
+        state.wait_for(|s| matches!(s, PortMappingState::Mapped { .. })),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(mapped, "not mapped: {:?}", mapping.state());
+    let PortMappingState::Mapped {
+        method,
+        external_ip,
+        tcp_port,
+        udp_port,
+        ..
+    } = mapping.state()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (method, external_ip, tcp_port, udp_port),
+        (
+            swarmer::MappingMethod::Pcp,
+            Some(IpAddr::V4(EXTERNAL)),
+            port,
+            port
+        )
+    );
+    mapping.close().await;
+    assert_eq!(mapping.state(), PortMappingState::Closed);
+    let requests = seen.borrow_and_update().clone();
+    for protocol in [6, 17] {
+        assert!(
+            requests.contains(&(protocol, port, 3600)),
+            "no MAP for protocol {protocol}: {requests:?}"
+        );
+        assert!(
+            requests.contains(&(protocol, port, 0)),
+            "no deletion for protocol {protocol}: {requests:?}"
+        );
+    }
 }
