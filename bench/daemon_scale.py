@@ -175,7 +175,7 @@ def start_daemon(args, work, procs, name):
     """Starts the daemon; returns (child, Api, seconds until it printed its address)."""
     command = [args.swarmer, "daemon", "--http-listen", "127.0.0.1:0",
                "-o", os.path.join(work, "downloads"), "--state-dir", os.path.join(work, "state"),
-               "--port", "0", "--bind-address", "127.0.0.1", "--no-dht", "--no-lsd", "--no-pex"]
+               "--port", "0", "--bind-address", "127.0.0.1", "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"]
     env = dict(os.environ, XDG_CONFIG_HOME=os.path.join(work, "xdg"))
     env.pop("SWARMER_TOKEN", None)
     started = time.monotonic()

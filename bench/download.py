@@ -46,7 +46,7 @@ def run_client(client, args, torrent, outdir, logdir, run_index):
     ip, port = CLIENT_ADDR[client]
     if client == "swarmer":
         command = [args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                   "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"]
+                   "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"]
     else:
         command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent, "--save-path", outdir,
                    "--listen", f"{ip}:{port}", "--timeout", str(args.timeout)]

@@ -62,7 +62,7 @@ def start_seeder(kind, args, torrent, seed_dir, logdir, procs, run_index):
         # -v logs only events (connections, announces), so a slow run can be explained from
         # its log without costing the transfer anything measurable.
         command = [args.swarmer, "seed", torrent, "-o", seed_dir, "--bind-address", ip,
-                   "--port", str(port), "-v", "--no-dht", "--no-lsd", "--no-pex"]
+                   "--port", str(port), "-v", "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"]
     else:
         command = ["/usr/bin/python3", common.LT_PEER, "seed", "--torrent", torrent,
                    "--save-path", seed_dir, "--listen", f"{ip}:{port}", "--high-performance",

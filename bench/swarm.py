@@ -389,7 +389,7 @@ class Bench:
         ip, port = ADDR[client]
         if client == "swarmer":
             return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex"] + \
+                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"] + \
                 (["--transport", "utp"] if self.utp else [])
         if client in ("lt-hp", "lt-default"):
             command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
@@ -517,7 +517,7 @@ class Bench:
         if client == "swarmer":
             # Not -q: the "data verified, seeding" line tells when it is ready.
             command = [self.args.swarmer, "seed", torrent, "-o", parent, "--bind-address", ip,
-                       "--port", str(port), "--no-dht", "--no-lsd", "--no-pex"]
+                       "--port", str(port), "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"]
         elif client == "lt-hp":
             command = ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
                        "--save-path", parent, "--listen", f"{ip}:{port}", "--high-performance",

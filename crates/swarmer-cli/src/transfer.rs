@@ -127,6 +127,10 @@ pub(crate) struct CommonArgs {
     /// Do not exchange peers with connected peers (BEP 11 PEX; never done for private torrents).
     #[arg(long)]
     no_pex: bool,
+    /// Do not ask the router to forward the listen port (UPnP IGD, then NAT-PMP and PCP; on by
+    /// default, renewed while running and removed on exit).
+    #[arg(long)]
+    no_port_mapping: bool,
     /// Encrypt peer connections (MSE/PE): prefer (encrypted first, plaintext if a peer refuses),
     /// require (RC4 only: plaintext peers are not talked to), disable (plaintext only).
     #[arg(long, value_enum, default_value_t = EncryptionMode::Prefer)]
@@ -276,6 +280,7 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
         pex: !common.no_pex,
         encryption: common.encryption.into(),
         transport: common.transport.into(),
+        port_mapping: !common.no_port_mapping,
         engine: swarmer_proto::torrent::Config {
             upload_slots: usize::from(common.upload_slots),
             ..Default::default()
@@ -292,6 +297,10 @@ async fn transfer(job: Job, source: Source, selection: Selection) -> anyhow::Res
     let result = run_torrent(&session, job, source, selection, given_peers).await;
     // uTP connections end only if we end them: a peer left holding one refuses our next start.
     session.close_utp(UTP_CLOSE).await;
+    // Take the router's forwarding down again (bounded: a vanished router costs seconds).
+    if let Some(mapping) = session.port_mapping() {
+        mapping.close().await;
+    }
     // Keep the DHT nodes for the next start, however the run ended (bounded by the save's own
     // timeout).
     if let Some(dht) = session.dht() {

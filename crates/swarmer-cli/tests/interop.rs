@@ -34,6 +34,8 @@ mod netns;
 mod payload;
 #[path = "interop/pex.rs"]
 mod pex;
+#[path = "interop/port_mapping.rs"]
+mod port_mapping;
 #[path = "interop/procs.rs"]
 mod procs;
 #[path = "interop/scene.rs"]

@@ -8,6 +8,7 @@ use swarmer_proto::torrent::Config as EngineConfig;
 use swarmer_proto::tracker::CryptoSupport;
 
 use crate::dht::DhtConfig;
+use crate::port_mapping::PortMappingConfig;
 use crate::tracker::TrackerClientConfig;
 
 /// Settings of a [`Session`](crate::Session).
@@ -59,6 +60,12 @@ pub struct SessionConfig {
     /// its fetch and is backed off; 20 s by default. Connecting to it is bounded by
     /// `connect_timeout`.
     pub web_seed_timeout: Duration,
+    /// Ask the router to forward the listen port to us (TCP and UDP; UPnP IGD, then NAT-PMP and
+    /// PCP), renew the lease and remove the mappings when the session closes. Off by default in the
+    /// library: it talks to the local network's router. A background task; start-up never waits.
+    pub port_mapping: bool,
+    /// How port mapping searches, and its deadlines; used when `port_mapping` is on.
+    pub port_mapping_config: PortMappingConfig,
 }
 
 /// Whether peer connections use Message Stream Encryption (MSE/PE, the Vuze/libtorrent spec).
@@ -136,6 +143,8 @@ impl Default for SessionConfig {
             encryption: Encryption::Prefer,
             transport: Transport::Both,
             web_seed_timeout: Duration::from_secs(20),
+            port_mapping: false,
+            port_mapping_config: PortMappingConfig::default(),
         }
     }
 }

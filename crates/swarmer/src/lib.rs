@@ -16,6 +16,7 @@ mod magnet;
 mod mse;
 mod peer;
 mod peer_book;
+mod port_mapping;
 mod rate;
 pub mod resume;
 mod session;
@@ -37,6 +38,7 @@ pub use error::{SessionError, TorrentError};
 pub use magnet::{
     FetchedMetadata, MetadataError, MetadataFetchHandle, MetadataProgress, resolve_peers,
 };
+pub use port_mapping::{MappingMethod, PortMappingConfig, PortMappingHandle, PortMappingState};
 pub use session::Session;
 pub use space::{NotEnoughSpace, free_bytes, human_bytes};
 pub use swarmer_proto::FilePriority;

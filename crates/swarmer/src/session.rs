@@ -23,6 +23,7 @@ use crate::error::SessionError;
 use crate::lsd::{Lsd, LsdCommand};
 use crate::magnet::MetadataFetchHandle;
 use crate::peer::{Incoming, PeerStream};
+use crate::port_mapping::{PortMappingHandle, Ports};
 use crate::rate::TorrentLimits;
 use crate::shared::SessionShared;
 use crate::torrent::{
@@ -59,6 +60,8 @@ pub struct Session {
     listener: Vec<JoinHandle<()>>,
     /// The Local Service Discovery task, if [`SessionConfig::lsd`] is set and it could start.
     lsd: Option<Lsd>,
+    /// The port mapping task, if [`SessionConfig::port_mapping`] is set.
+    port_mapping: Option<PortMappingHandle>,
 }
 
 impl Session {
@@ -141,6 +144,15 @@ impl Session {
             }
             None => None,
         };
+        // In the background: a router that is slow or silent must not hold up start-up.
+        let port_mapping = config.port_mapping.then(|| {
+            let ports = Ports {
+                tcp: listen_addr.port(),
+                udp: listen_addr.port(),
+                bind_ip: config.bind_ip,
+            };
+            crate::port_mapping::start(config.port_mapping_config.clone(), ports)
+        });
         let shared = Arc::new(
             SessionShared::new(
                 clock,
@@ -170,6 +182,7 @@ impl Session {
             tracker,
             listener,
             lsd,
+            port_mapping,
         })
     }
 
@@ -180,6 +193,21 @@ impl Session {
     /// connection from the same address until it times out.
     pub async fn close_utp(&self, grace: Duration) {
         self.shared.utp().close_all(grace).await;
+    }
+
+    /// The port mapping task ([`SessionConfig::port_mapping`]): its state, and
+    /// [`PortMappingHandle::close`] to remove the mappings before exiting (dropping the session
+    /// starts the removal without waiting for it).
+    pub fn port_mapping(&self) -> Option<PortMappingHandle> {
+        self.port_mapping.clone()
+    }
+
+    /// Our external address as the router reported it when mapping the ports; `None` before that,
+    /// or without port mapping.
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.port_mapping
+            .as_ref()
+            .and_then(PortMappingHandle::external_ip)
     }
 
     /// The address peers can reach us at (the port is the real one when 0 was asked for): the
@@ -358,6 +386,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         for listener in &self.listener {
             listener.abort();
+        }
+        if let Some(mapping) = &self.port_mapping {
+            mapping.stop();
         }
     }
 }

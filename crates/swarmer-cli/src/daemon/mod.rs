@@ -108,6 +108,9 @@ pub(crate) struct DaemonArgs {
     /// Do not exchange peers with connected peers (BEP 11).
     #[arg(long)]
     no_pex: bool,
+    /// Do not ask the router to forward the peer port (UPnP IGD, then NAT-PMP and PCP).
+    #[arg(long)]
+    no_port_mapping: bool,
     /// Encrypt peer connections (MSE/PE): prefer, require or disable; saved, and changeable over
     /// the API [default: prefer].
     #[arg(long, value_enum)]
@@ -145,6 +148,7 @@ struct ConfigFile {
     no_dht: Option<bool>,
     no_lsd: Option<bool>,
     no_pex: Option<bool>,
+    no_port_mapping: Option<bool>,
     encryption: Option<EncryptionMode>,
     /// `"tcp"`, `"utp"` or `"both"`.
     transport: Option<TransportArg>,
@@ -203,6 +207,7 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
         listen_port: args.port.or(file.port).unwrap_or(6881),
         lsd: !no(args.no_lsd, file.no_lsd),
         pex: !no(args.no_pex, file.no_pex),
+        port_mapping: !no(args.no_port_mapping, file.no_port_mapping),
         // The saved setting (applied with the others below) may say otherwise; until then, the
         // option or the file.
         encryption: args
@@ -341,6 +346,10 @@ async fn serve(args: DaemonArgs, file: ConfigFile) -> anyhow::Result<ExitCode> {
     if let Some(dht) = manager.dht().await {
         dht.save().await;
     }
+    // Take the router's forwarding down (bounded) while the runtime still runs the requests.
+    if let Some(mapping) = manager.port_mapping().await {
+        mapping.close().await;
+    }
     manager.shutdown().await;
     let _ = manager_task.await;
     served.context("the HTTP server failed")?;
@@ -414,5 +423,6 @@ mod tests {
         let config: ConfigFile = toml::from_str(example).expect("docs/swarmer.toml");
         assert_eq!(config.port, Some(6881));
         assert_eq!(config.allowed_hosts, ["nas.local"]);
+        assert_eq!(config.no_port_mapping, Some(false));
     }
 }

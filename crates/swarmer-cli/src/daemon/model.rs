@@ -208,6 +208,13 @@ pub(crate) struct SessionStats {
     /// Which transports carry peer connections: `tcp`, `utp` (BEP 29) or `both` (set at start,
     /// with `--transport` or `transport` in the config file).
     pub(crate) transport: String,
+    /// Port mapping on the router: `off`, `searching`, `failed`, `closed`, or how the ports were
+    /// mapped (`UPnP`, `NAT-PMP`, `PCP`).
+    #[serde(default)]
+    pub(crate) port_mapping: String,
+    /// Our external address as the router reported it when mapping the ports.
+    #[serde(default)]
+    pub(crate) external_ip: Option<String>,
     /// swarmer's version.
     pub(crate) version: String,
 }

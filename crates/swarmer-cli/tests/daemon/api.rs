@@ -339,6 +339,9 @@ fn torrents_are_added_listed_paused_resumed_and_configured() {
             let stats = daemon.get_json("/api/v1/session");
             assert_eq!(stats["torrents"], 2);
             assert_eq!(stats["listen_port"], crate::harness::PEER_PORT);
+            // The harness passes --no-port-mapping.
+            assert_eq!(stats["port_mapping"], "off");
+            assert_eq!(stats["external_ip"], Value::Null);
             scene.mark("added by magnet; duplicates are 409");
 
             // The event stream sends the list at once.

@@ -100,7 +100,7 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     /// Starts `swarmer daemon --http-listen 127.0.0.20:HTTP_PORT -o DIR --state-dir DIR --port PORT
-    /// --bind-address 127.0.0.20 --no-dht --no-lsd --no-pex` plus `options.args`, and waits
+    /// --bind-address 127.0.0.20 --no-dht --no-lsd --no-pex --no-port-mapping` plus `options.args`, and waits
     /// (bounded) until it prints the URL it listens on.
     pub(crate) fn start(scene: &Scene, options: DaemonOptions) -> Daemon {
         let name = &options.name;
@@ -125,7 +125,7 @@ impl Daemon {
             .arg(&state_dir)
             .args(["--port", &options.port.to_string()])
             .args(["--bind-address", &IP.to_string()])
-            .args(["--no-dht", "--no-lsd", "--no-pex"])
+            .args(["--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"])
             .args(&options.args)
             // Nothing from the user's environment: no config, no token, no cache in $HOME.
             .env("XDG_CONFIG_HOME", scene.dir.join("xdg-config"))

@@ -24,7 +24,7 @@ const LEECHER_PORT: &str = "6890";
 fn download_line(scene: &Scene, torrent: &str, out: &Path, extra: &str) -> String {
     format!(
         "{bin} download {torrent} -o {out} --bind-address {LEECHER_IP} --port {LEECHER_PORT} \
-         --no-dht --no-lsd --no-pex --state-dir {state} {extra}",
+         --no-dht --no-lsd --no-pex --no-port-mapping --state-dir {state} {extra}",
         bin = env!("CARGO_BIN_EXE_swarmer"),
         out = out.display(),
         state = scene.dir.join("leecher-state").display(),
@@ -314,7 +314,14 @@ fn no_multicast_route_is_not_a_warning() {
                     .arg(&fixture.torrent)
                     .arg("-o")
                     .arg(&fixture.seed_dir)
-                    .args(["--port", "6891", "--no-dht", "--seed-time", "1s"])
+                    .args([
+                        "--port",
+                        "6891",
+                        "--no-dht",
+                        "--no-port-mapping",
+                        "--seed-time",
+                        "1s",
+                    ])
                     .arg("--state-dir")
                     .arg(scene.dir.join(format!("{name}-state")))
                     .args(verbose)
@@ -329,7 +336,8 @@ fn no_multicast_route_is_not_a_warning() {
             // Shown with -v: the condition is really there.
             let verbose = seed("swarmer-verbose", &["-v"]);
             assert!(
-                verbose.contains("local service discovery not started: no multicast route"),
+                verbose
+                    .contains("local service discovery over IPv4 not started: no multicast route"),
                 "{verbose}"
             );
             // Not a warning without it.

@@ -28,6 +28,8 @@ pub(crate) enum Need {
     /// Debian's nginx-light, serving web seeds (BEP 19).
     Nginx,
     Transmission,
+    /// Debian's miniupnpd with its nftables backend, and `nft` (tests/interop/port_mapping.rs).
+    Miniupnpd,
     /// Headless Chromium and its WebDriver server, for the daemon's web UI test (tests/daemon.rs;
     /// the interop binary never asks for it).
     #[allow(dead_code)]
@@ -140,6 +142,10 @@ fn check_needs(needs: &[Need]) -> Result<(), String> {
             Need::Ffmpeg => {
                 find_program("ffmpeg")?;
                 find_program("ffprobe")?;
+            }
+            Need::Miniupnpd => {
+                find_program("miniupnpd")?;
+                find_program("nft")?;
             }
             Need::Transmission => {
                 find_program("transmission-daemon")?;

@@ -23,7 +23,8 @@ pub(crate) fn addr() -> SocketAddr {
 
 /// The flags that turn off swarmer's discovery of peers beyond the test's tracker (on by default in
 /// the CLI). Every test passes them all, except a test about one of them, which drops that one.
-pub(crate) const DISCOVERY_OFF: &[&str] = &["--no-lsd", "--no-dht", "--no-pex"];
+pub(crate) const DISCOVERY_OFF: &[&str] =
+    &["--no-lsd", "--no-dht", "--no-pex", "--no-port-mapping"];
 
 /// `swarmer SUBCOMMAND TORRENT -o OUT --bind-address 127.0.0.10 --port 6890 -v` plus
 /// [`DISCOVERY_OFF`], without RUST_LOG from the environment, so `-v` decides what the log shows.

@@ -141,6 +141,11 @@ impl Manager {
         self.ask(Request::Dht).await.flatten()
     }
 
+    /// The current session's port mapping task, if on.
+    pub(crate) async fn port_mapping(&self) -> Option<swarmer::PortMappingHandle> {
+        self.ask(Request::PortMapping).await.flatten()
+    }
+
     /// The scrape scheduler's records, for the scheduler to fill.
     pub(crate) fn scrape_board(&self) -> Arc<ScrapeBoard> {
         Arc::clone(&self.scrapes)

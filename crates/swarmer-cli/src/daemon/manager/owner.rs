@@ -246,6 +246,9 @@ impl Owner {
             Request::Dht(reply) => {
                 let _ = reply.send(self.session.dht());
             }
+            Request::PortMapping(reply) => {
+                let _ = reply.send(self.session.port_mapping());
+            }
             Request::ScrapeTargets(reply) => {
                 let _ = reply.send(
                     self.entries
@@ -707,6 +710,14 @@ impl Owner {
                 swarmer::Transport::Both => "both",
             }
             .to_string(),
+            port_mapping: match self.session.port_mapping().map(|m| m.state()) {
+                None => "off".to_string(),
+                Some(swarmer::PortMappingState::Searching) => "searching".to_string(),
+                Some(swarmer::PortMappingState::Mapped { method, .. }) => method.to_string(),
+                Some(swarmer::PortMappingState::Failed(_)) => "failed".to_string(),
+                Some(swarmer::PortMappingState::Closed) => "closed".to_string(),
+            },
+            external_ip: self.session.external_ip().map(|ip| ip.to_string()),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         for e in self.entries.values() {

@@ -181,6 +181,8 @@ pub(super) enum Request {
     Stats(oneshot::Sender<SessionStats>),
     ScrapeTargets(oneshot::Sender<Vec<ScrapeTarget>>),
     Dht(oneshot::Sender<Option<swarmer::DhtHandle>>),
+    /// The current session's port mapping task, to close at exit.
+    PortMapping(oneshot::Sender<Option<swarmer::PortMappingHandle>>),
     Shutdown(oneshot::Sender<()>),
     SetDownloadOrder(u64, DownloadOrder, Reply<Torrent>),
     OpenFile(u64, usize, Reply<swarmer::FileReader>),
