@@ -157,6 +157,7 @@ async fn run(
             port: shared.listen_addr.port(),
             num_want: shared.config.num_want,
             crypto: shared.encryption_memory.policy().tracker_crypto(),
+            second_hash: false,
         },
         stats_rx,
     );

@@ -142,7 +142,7 @@ async fn start(
         downloaded: 0,
         left: stats.left,
     });
-    let announce = |info_hash| {
+    let announce = |info_hash, second_hash| {
         spawn_announcer(
             t.tracker.clone(),
             AnnouncerConfig {
@@ -152,14 +152,15 @@ async fn start(
                 port: shared.listen_addr.port(),
                 num_want: shared.config.num_want,
                 crypto: shared.encryption_memory.policy().tracker_crypto(),
+                second_hash,
             },
             stats_rx.clone(),
         )
     };
-    let announcer = announce(metainfo.info_hash);
+    let announcer = announce(metainfo.info_hash, false);
     // A hybrid torrent is announced under its v2 info hash too (BEP 52), truncated to 20 bytes.
     let second_hash = metainfo.wire_hashes().get(1).copied();
-    let second_announcer = second_hash.map(announce);
+    let second_announcer = second_hash.map(|hash| announce(hash, true));
     let piece_count = engine.layout().piece_count() as usize;
     let mut conns = Connections::new(
         Arc::clone(&shared),

@@ -57,6 +57,9 @@ pub struct AnnouncerConfig {
     pub num_want: u32,
     /// `supportcrypto`/`requirecrypto` in HTTP announces (see [`crate::Encryption`]).
     pub crypto: CryptoSupport,
+    /// This is a hybrid torrent's second (v2) info hash (BEP 52): its failures are logged at debug,
+    /// not as warnings, since many trackers know a hybrid only by its v1 hash and refuse the other.
+    pub second_hash: bool,
 }
 
 /// Transfer totals reported in announces, all in bytes since the torrent started.
@@ -399,13 +402,18 @@ impl<T: Announce> Announcer<T> {
             })
             .collect();
         let transport = self.transport.clone();
+        let quiet = self.cfg.second_hash;
         Box::pin(async move {
             let mut last_error = String::new();
             for attempt in attempts {
                 match transport.announce(&attempt.url, &attempt.req).await {
                     Ok(response) => return RoundOutcome::Success(Box::new((attempt, response))),
                     Err(e) => {
-                        tracing::warn!(tracker = %attempt.url, error = %e, "announce failed");
+                        if quiet {
+                            tracing::debug!(tracker = %attempt.url, error = %e, "announce under the v2 info hash failed");
+                        } else {
+                            tracing::warn!(tracker = %attempt.url, error = %e, "announce failed");
+                        }
                         last_error = format!("{}: {e}", attempt.url);
                     }
                 }
@@ -469,7 +477,11 @@ impl<T: Announce> Announcer<T> {
                     .min(MAX_RETRY);
                 self.failed_rounds = self.failed_rounds.saturating_add(1);
                 self.next_announce = now + backoff;
-                tracing::warn!(retry_in = ?backoff, error = %last_error, "every tracker failed");
+                if self.cfg.second_hash {
+                    tracing::debug!(retry_in = ?backoff, error = %last_error, "every tracker failed the v2 info hash");
+                } else {
+                    tracing::warn!(retry_in = ?backoff, error = %last_error, "every tracker failed");
+                }
                 self.status.send_modify(|s| s.last_error = Some(last_error));
             }
         }

@@ -93,6 +93,7 @@ fn config(tiers: &[&[&str]]) -> AnnouncerConfig {
         port: 6881,
         num_want: 50,
         crypto: Default::default(),
+        second_hash: false,
     }
 }
 
