@@ -262,6 +262,10 @@ class Swarmer:
         return json.loads(body)
 
     def add_all(self, items):
+        # No download or seed queue, as Transmission and qBittorrent run here: the torrents with
+        # no peer would otherwise hold every download slot and queue the rest unchecked.
+        self.rpc.call("session-set", **{"download-queue-enabled": False,
+                                        "seed-queue-enabled": False})
         for item in items:
             fields = [("paused", "true")] if item.kind == "stopped" else []
             ctype, body = multipart(fields, [("torrent", os.path.basename(item.path),
