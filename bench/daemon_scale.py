@@ -10,8 +10,9 @@ daemon gets its own hard-linked copy of the data. Then, for each daemon (swarmer
 
   populate     a fresh state, every torrent added through the daemon's own API, then wait until
                every torrent with data is seeding; stop (SIGTERM)
-  start-up     restart on the same state, one daemon at a time: process start until the API lists
-               all N torrents
+  start-up     restart on the same state, one daemon at a time: process start until the API
+               answers, until it lists all N torrents, and until every torrent with data that
+               is not stopped is seeding again
   idle         all daemons running side by side (after --settle-seconds), for --idle-seconds:
                CPU time from /proc/PID/stat as percent of one core, VmRSS at the end
   list         listing all N torrents through each API, requests interleaved round-robin
@@ -459,11 +460,14 @@ def measure(args, work, procs):
                         lambda: (listed_or_none(lambda: len(d.torrents())) or 0)
                         >= args.torrents, 0.01)
         listed_s = time.monotonic() - started
+        common.wait_for(f"{d.name}: {seeding} seeding again", started + START_TIMEOUT,
+                        lambda: listed_or_none(d.seeding) == seeding, 0.01)
+        seeding_s = time.monotonic() - started
         results["daemons"][d.name]["startup_cpu_s"] = common.cpu_seconds(d.child.pid)
-        log(f"{d.name}: API up {http_s:.2f} s, all {args.torrents} listed {listed_s:.2f} s "
-            f"after start (load {load:.2f})")
+        log(f"{d.name}: API up {http_s:.2f} s, all {args.torrents} listed {listed_s:.2f} s, "
+            f"all {seeding} seeding {seeding_s:.2f} s after start (load {load:.2f})")
         results["daemons"][d.name].update(api_up_s=http_s, startup_s=listed_s,
-                                          startup_load=load)
+                                          seeding_s=seeding_s, startup_load=load)
 
     log(f"all running; settling {args.settle_seconds} s, then idling {args.idle_seconds} s")
     time.sleep(args.settle_seconds)
@@ -520,12 +524,14 @@ def markdown(r, args):
              f"{r['stopped']} stopped, {r['downloading']} downloading (no peer)", "",
              f"`sudo bench/daemon_scale.py --torrents {r['torrents']} --idle-seconds "
              f"{args.idle_seconds} --requests {args.requests}`", "",
-             "| Daemon | Start-up to all listed (API up) | CPU s to listed, then until idle | "
+             "| Daemon | Start-up: API up, all listed, all seeding (load) | CPU s to all "
+             "seeding, then until idle | "
              f"Idle CPU, % of a core over {args.idle_seconds} s | VmRSS | Peak RSS |",
              "|---|---|---|---|---|---|"]
     for name, d in r["daemons"].items():
-        lines.append(f"| {name} | {d['startup_s']:.2f} s ({d['api_up_s']:.2f} s; load "
-                     f"{d['startup_load']:.1f}) | {d['startup_cpu_s']:.2f} s, "
+        lines.append(f"| {name} | {d['api_up_s']:.2f} s, {d['startup_s']:.2f} s, "
+                     f"{d['seeding_s']:.2f} s ({d['startup_load']:.1f}) | "
+                     f"{d['startup_cpu_s']:.2f} s, "
                      f"{d['settle_cpu_s']:.2f} s | {d['idle_cpu_pct']:.2f} % | "
                      f"{d['rss_mib']:.1f} MiB | {d['hwm_mib']:.1f} MiB |")
     lines += ["", f"Idle load average {r['idle_load']:.1f}. Listing all {r['torrents']} "
