@@ -87,18 +87,15 @@ impl Nginx {
             .arg(dir.join("error.log"))
             .arg("-c")
             .arg(&conf_path);
-        let proc = Proc::spawn("nginx", &mut command, &scene.logs);
-        // Up once it accepts connections.
+        let mut proc = Proc::spawn("nginx", &mut command, &scene.logs);
+        // Up once it accepts connections (the harness's bounded wait, as for opentracker).
         let addr: SocketAddr = NGINX_ADDR.parse().expect("address");
-        let started = Instant::now();
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not start:\n{}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        scene
+            .deadline
+            .poll("nginx to listen", Duration::from_millis(20), || {
+                proc.assert_running();
+                std::net::TcpStream::connect(addr).ok()
+            });
         scene.mark(&format!("nginx serves {} on {NGINX_ADDR}", root.display()));
         Nginx {
             _proc: proc,
