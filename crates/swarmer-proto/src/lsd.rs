@@ -52,6 +52,11 @@ pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 /// An announce due within this much time is sent early with one that is due now, so that torrents
 /// share datagrams (never earlier than [`MIN_ANNOUNCE_INTERVAL`] after their last announce).
 pub const BATCH_SLACK: Duration = Duration::from_secs(30);
+/// When the first announce of a torrent is sent again, after that announce: multicast datagrams are
+/// lost without a word (a busy Wi-Fi link, a receiver that adds the same torrent a moment later), and
+/// the next announce is [`ANNOUNCE_INTERVAL`] away. The copies are the same announce, not new ones
+/// (libtorrent also sends each announce more than once).
+pub const FIRST_ANNOUNCE_REPEATS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(10)];
 /// Most torrents the [`Scheduler`] tracks, including those removed in the last minute.
 pub const MAX_SCHEDULED: usize = 10_000;
 /// Length of the window of the inbound rate limit.
@@ -277,6 +282,11 @@ struct Slot {
     /// adding it again cannot announce it twice in a minute.
     next: Option<Instant>,
     last: Option<Instant>,
+    /// Whether the next announce is the first since [`Scheduler::add`]: it gets repeated.
+    fresh: bool,
+    /// The copies of the first announce still to send: when the next is due and how many of
+    /// [`FIRST_ANNOUNCE_REPEATS`] are sent.
+    repeat: Option<(Instant, usize)>,
 }
 
 impl Slot {
@@ -290,8 +300,12 @@ impl Slot {
 /// [`ANNOUNCE_INTERVAL`], never twice within [`MIN_ANNOUNCE_INTERVAL`], batched up to
 /// [`MAX_SENT_INFO_HASHES`] per datagram. Tracks at most [`MAX_SCHEDULED`] torrents.
 ///
-/// The driver calls [`Scheduler::poll_announce`] until it returns nothing, sends each batch, then
-/// sleeps until [`Scheduler::poll_timeout`] (or until a torrent is added).
+/// The first announce after [`Scheduler::add`] is sent again after each of [`FIRST_ANNOUNCE_REPEATS`]
+/// ([`Scheduler::poll_repeat`]); the copies do not count against the per-minute limit.
+///
+/// The driver calls [`Scheduler::poll_announce`] and then [`Scheduler::poll_repeat`] until each
+/// returns nothing, sends each batch, then sleeps until [`Scheduler::poll_timeout`] (or until a
+/// torrent is added).
 #[derive(Debug, Default)]
 pub struct Scheduler {
     slots: HashMap<InfoHash, Slot>,
@@ -315,6 +329,7 @@ impl Scheduler {
             Entry::Occupied(mut e) if e.get().next.is_none() => {
                 let slot = e.get_mut();
                 slot.next = Some(slot.allowed_at().map_or(now, |a| a.max(now)));
+                slot.fresh = true;
                 true
             }
             Entry::Occupied(_) => false,
@@ -323,6 +338,8 @@ impl Scheduler {
                 e.insert(Slot {
                     next: Some(now),
                     last: None,
+                    fresh: true,
+                    repeat: None,
                 });
                 true
             }
@@ -334,6 +351,7 @@ impl Scheduler {
         match self.slots.get_mut(info_hash) {
             Some(slot) if slot.next.is_some() => {
                 slot.next = None;
+                slot.repeat = None;
                 true
             }
             _ => false,
@@ -355,8 +373,16 @@ impl Scheduler {
         self.len() == 0
     }
 
-    /// When the next announce is due; `None` when nothing is scheduled.
+    /// When the next announce or copy is due; `None` when nothing is scheduled.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let repeats = self
+            .slots
+            .values()
+            .filter_map(|s| s.repeat.map(|(at, _)| at));
+        self.next_announce().into_iter().chain(repeats).min()
+    }
+
+    fn next_announce(&self) -> Option<Instant> {
         self.slots.values().filter_map(|s| s.next).min()
     }
 
@@ -365,7 +391,7 @@ impl Scheduler {
     /// announced at `now`. Empty when nothing is due.
     pub fn poll_announce(&mut self, now: Instant) -> Vec<InfoHash> {
         self.forget_removed(now);
-        if self.poll_timeout().is_none_or(|t| t > now) {
+        if self.next_announce().is_none_or(|t| t > now) {
             return Vec::new();
         }
         let mut ready: Vec<(Instant, InfoHash)> = self
@@ -383,6 +409,34 @@ impl Scheduler {
             if let Some(slot) = self.slots.get_mut(hash) {
                 slot.last = Some(now);
                 slot.next = Some(now + ANNOUNCE_INTERVAL);
+                if std::mem::take(&mut slot.fresh) {
+                    slot.repeat = Some((now + FIRST_ANNOUNCE_REPEATS[0], 0));
+                }
+            }
+        }
+        ready.into_iter().map(|(_, hash)| hash).collect()
+    }
+
+    /// The info hashes whose first announce is due to be sent again now, at most
+    /// [`MAX_SENT_INFO_HASHES`], for one datagram. Empty when none is due.
+    pub fn poll_repeat(&mut self, now: Instant) -> Vec<InfoHash> {
+        let mut ready: Vec<(Instant, InfoHash)> = self
+            .slots
+            .iter()
+            .filter_map(|(hash, slot)| {
+                let (at, _) = slot.repeat?;
+                (at <= now).then_some((at, *hash))
+            })
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(MAX_SENT_INFO_HASHES);
+        for (_, hash) in &ready {
+            if let Some(slot) = self.slots.get_mut(hash) {
+                slot.repeat = slot.repeat.and_then(|(_, sent)| {
+                    let last = slot.last?;
+                    let delay = FIRST_ANNOUNCE_REPEATS.get(sent + 1)?;
+                    Some((last + *delay, sent + 1))
+                });
             }
         }
         ready.into_iter().map(|(_, hash)| hash).collect()

@@ -8,6 +8,8 @@
 //! that sends our announces, so receivers see them coming from the address we listen on. Multicast
 //! loopback stays on, so clients on the same machine hear each other; our own announces come back and
 //! are recognised by their cookie. The TTL is 1: announces stay on the local link.
+//! The sending sockets are plain non-blocking sockets, not the runtime's: a send is one system call and a
+//! full buffer loses the datagram rather than waiting.
 //!
 //! IPv6 (`[ff15::efc0:988f]:6771`) likewise, on every interface that has IPv6 (from
 //! [`crate::interfaces`]; with an IPv6 bind address, the one that holds it): a receiving socket on
@@ -151,7 +153,7 @@ fn receiving_socket(interface: Ipv4Addr) -> io::Result<UdpSocket> {
 /// indices), one sending from the bind address.
 struct Ipv6Sockets {
     receiver: UdpSocket,
-    sender: UdpSocket,
+    sender: Socket,
     interfaces: Vec<u32>,
 }
 
@@ -192,7 +194,7 @@ impl Ipv6Sockets {
         sender.set_nonblocking(true)?;
         Ok(Ipv6Sockets {
             receiver,
-            sender: UdpSocket::from_std(sender.into())?,
+            sender,
             interfaces,
         })
     }
@@ -201,9 +203,10 @@ impl Ipv6Sockets {
     fn send(&self, datagram: &[u8]) {
         for &index in &self.interfaces {
             let group = SocketAddr::V6(std::net::SocketAddrV6::new(IPV6_GROUP, LSD_PORT, 0, index));
-            let sent = socket2::SockRef::from(&self.sender)
+            let sent = self
+                .sender
                 .set_multicast_if_v6(index)
-                .and_then(|()| self.sender.try_send_to(datagram, group));
+                .and_then(|()| self.sender.send_to(datagram, &group.into()));
             if let Err(e) = sent {
                 tracing::debug!(index, "cannot send LSD announce over IPv6: {e}");
             }
@@ -219,7 +222,10 @@ async fn recv_from(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(us
     }
 }
 
-fn sending_socket(bind: Ipv4Addr) -> io::Result<UdpSocket> {
+/// A non-blocking socket that only sends, so it is never registered with the runtime: a send is the
+/// system call itself. (A runtime socket refuses to send until the reactor has reported it writable
+/// once, which lost the announce of a torrent added right after the session started.)
+fn sending_socket(bind: Ipv4Addr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.bind(&SocketAddr::from((bind, 0)).into())?;
     if !bind.is_unspecified() {
@@ -228,12 +234,12 @@ fn sending_socket(bind: Ipv4Addr) -> io::Result<UdpSocket> {
     socket.set_multicast_ttl_v4(1)?;
     socket.set_multicast_loop_v4(true)?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket)
 }
 
 async fn run(
     shared: Arc<SessionShared>,
-    v4: Option<(UdpSocket, UdpSocket)>,
+    v4: Option<(UdpSocket, Socket)>,
     v6: Option<Ipv6Sockets>,
     mut commands: mpsc::Receiver<LsdCommand>,
 ) {
@@ -292,23 +298,55 @@ async fn run(
                 }
                 present
             });
-            if let Some((_, sender)) = &v4 {
-                for datagram in encode(Group::V4, port, &batch, &cookie) {
-                    // Never waits: a full socket buffer loses this announce, the next comes in 5
-                    // minutes.
-                    match sender.try_send_to(&datagram, Group::V4.addr()) {
-                        Ok(_) => tracing::debug!(torrents = batch.len(), "sent LSD announce"),
-                        Err(e) => tracing::debug!("cannot send LSD announce: {e}"),
-                    }
-                }
+            send(
+                v4.as_ref().map(|(_, sender)| sender),
+                v6.as_ref(),
+                port,
+                &batch,
+                &cookie,
+            );
+        }
+        loop {
+            let batch = schedule.poll_repeat(now);
+            if batch.is_empty() {
+                break;
             }
-            if let Some(v6) = &v6 {
-                for datagram in encode(Group::V6, port, &batch, &cookie) {
-                    v6.send(&datagram);
-                }
-                tracing::debug!(torrents = batch.len(), "sent LSD announce over IPv6");
+            send(
+                v4.as_ref().map(|(_, sender)| sender),
+                v6.as_ref(),
+                port,
+                &batch,
+                &cookie,
+            );
+        }
+    }
+}
+
+/// Multicasts one announce of `batch` to each group we have sockets for, without waiting: a full
+/// socket buffer loses it (the first announce is repeated; later ones come every 5 minutes).
+fn send(
+    v4: Option<&Socket>,
+    v6: Option<&Ipv6Sockets>,
+    port: u16,
+    batch: &[InfoHash],
+    cookie: &Cookie,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Some(sender) = v4 {
+        for datagram in encode(Group::V4, port, batch, cookie) {
+            match sender.send_to(&datagram, &Group::V4.addr().into()) {
+                Ok(_) => tracing::debug!(torrents = batch.len(), "sent LSD announce"),
+                Err(e) => tracing::debug!("cannot send LSD announce: {e}"),
             }
         }
+    }
+    if let Some(v6) = v6 {
+        for datagram in encode(Group::V6, port, batch, cookie) {
+            v6.send(&datagram);
+        }
+        tracing::debug!(torrents = batch.len(), "sent LSD announce over IPv6");
     }
 }
 

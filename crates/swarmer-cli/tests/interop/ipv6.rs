@@ -259,8 +259,8 @@ fn two_swarmers_find_each_other_by_lsd_over_ipv6() {
             swarmer::expect_success(scene, &mut leecher);
             let name = fixture.payload.root.file_name().expect("payload name");
             fixture.payload.assert_same(&out.join(name));
-            // The seeder announced before the leecher listened (its next announce is 5 minutes
-            // away), so the leecher's announce is what brought them together.
+            // The seeder registered its torrent before the leecher started, so the seeder hears
+            // the leecher's first announce (or a copy of it) and logs the peer it found.
             let found = swarmer::found_by_lsd(&seeder);
             assert!(
                 found.iter().any(|l| l.contains(&leecher_at.to_string())),

@@ -166,11 +166,53 @@ fn scheduler_announces_at_start_then_every_five_minutes() {
     assert_eq!(s.poll_timeout(), Some(t0));
     assert_eq!(s.poll_announce(t0), [hash(1)]);
     assert_eq!(s.poll_announce(t0), []);
+    // The first announce is sent again twice (a multicast datagram can be lost), then not again.
+    for delay in FIRST_ANNOUNCE_REPEATS {
+        assert_eq!(s.poll_timeout(), Some(t0 + delay));
+        assert_eq!(s.poll_repeat(t0 + delay - Duration::from_millis(1)), []);
+        assert_eq!(s.poll_announce(t0 + delay), []);
+        assert_eq!(s.poll_repeat(t0 + delay), [hash(1)]);
+        assert_eq!(s.poll_repeat(t0 + delay), []);
+    }
     assert_eq!(s.poll_timeout(), Some(t0 + ANNOUNCE_INTERVAL));
     let before = t0 + ANNOUNCE_INTERVAL - Duration::from_millis(1);
     assert_eq!(s.poll_announce(before), []);
     assert_eq!(s.poll_announce(t0 + ANNOUNCE_INTERVAL), [hash(1)]);
+    // Later announces are sent once.
     assert_eq!(s.poll_timeout(), Some(t0 + 2 * ANNOUNCE_INTERVAL));
+    assert_eq!(s.poll_repeat(t0 + 2 * ANNOUNCE_INTERVAL), []);
+}
+
+#[test]
+fn a_removed_torrent_is_not_repeated_and_a_readded_one_is() {
+    let t0 = Instant::ZERO;
+    let mut s = Scheduler::new();
+    s.add(hash(1), t0);
+    assert_eq!(s.poll_announce(t0), [hash(1)]);
+    s.remove(&hash(1));
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.poll_repeat(t0 + Duration::from_secs(60)), []);
+    // Added again after the minute: a first announce again, repeated.
+    let t1 = t0 + Duration::from_secs(120);
+    s.add(hash(1), t1);
+    assert_eq!(s.poll_announce(t1), [hash(1)]);
+    let copy = t1 + FIRST_ANNOUNCE_REPEATS[0];
+    assert_eq!(s.poll_timeout(), Some(copy));
+    assert_eq!(s.poll_repeat(copy), [hash(1)]);
+}
+
+#[test]
+fn repeats_share_datagrams_within_the_size_limit() {
+    let t0 = Instant::ZERO;
+    let mut s = Scheduler::new();
+    for n in 0..30 {
+        s.add(hash(n), t0);
+    }
+    while !s.poll_announce(t0).is_empty() {}
+    let copy = t0 + FIRST_ANNOUNCE_REPEATS[0];
+    assert_eq!(s.poll_repeat(copy).len(), MAX_SENT_INFO_HASHES);
+    assert_eq!(s.poll_repeat(copy).len(), 6);
+    assert_eq!(s.poll_repeat(copy), []);
 }
 
 /// Counts the announces of each torrent over `seconds`, polling every second as a driver would, and
