@@ -18,6 +18,10 @@ each run) so that drift hits all of them alike. Scenarios:
      swarmer (--transport utp) and to libtorrent leechers with TCP off; every libtorrent peer
      gets 4 MiB socket buffers, as swarmer's UDP socket has (on loopback the default ~208 KiB
      receive buffer drops datagrams). Only swarmer, lt-hp and lt-default take part.
+  f  a daemon holding --daemon-torrents (10,000) small torrents, mixed (seeding, stopped,
+     downloading): swarmer vs transmission-daemon and qbittorrent-nox in the same run (start-up,
+     RSS, idle CPU, listing latency through each API); runs bench/daemon_scale.py, first, and
+     writes its table to daemon_scale.md beside results.md. Not in the default set.
 
 Clients (each on its own 127.0.0.x; DHT, local peer discovery and PEX off everywhere):
 
@@ -888,11 +892,29 @@ def check_tools(parser, args):
     return wanted
 
 
+def daemon_scale(args):
+    """Scenario (f): bench/daemon_scale.py, in its own network namespace, before the others."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or os.path.join(REPO, "bench", "results", stamp)
+    os.makedirs(out, exist_ok=True)
+    command = [sys.executable, os.path.join(REPO, "bench", "daemon_scale.py"),
+               "--torrents", str(args.daemon_torrents), "--swarmer", args.swarmer,
+               "--markdown", os.path.join(out, "daemon_scale.md")]
+    if subprocess.call(command) != 0:
+        sys.exit("swarm.py: FAILED: scenario f (bench/daemon_scale.py)")
+    # The other scenarios (run again inside the namespace) write into the same folder.
+    if args.out is None:
+        args.out = out
+        sys.argv += ["--out", out]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per client and scenario")
     parser.add_argument("--scenarios", default="abcdu",
-                        help="any of a, b, c, d, u (default abcdu)")
+                        help="any of a, b, c, d, u, f (default abcdu)")
+    parser.add_argument("--daemon-torrents", type=int, default=10_000,
+                        help="torrents the daemons of (f) hold")
     parser.add_argument("--clients", default=None,
                         help=f"comma-separated, from {','.join(CLIENTS)} (default: all; rqbit "
                         "only if on PATH)")
@@ -918,8 +940,12 @@ def main():
     args.files_total = parse_size(args.files_total)
     given = args.scenarios
     args.scenarios = "".join(s for s in "abcdu" if s in given)
-    if not args.scenarios or any(s not in "abcdu" for s in given):
-        parser.error("--scenarios takes letters from abcdu")
+    if any(s not in "abcduf" for s in given) or not (args.scenarios or "f" in given):
+        parser.error("--scenarios takes letters from abcduf")
+    if "f" in given and os.environ.get(IN_NETNS) is None:
+        daemon_scale(args)
+        if not args.scenarios:
+            return
     if args.runs < 1 or args.size < MIB or args.files_count < 1 \
             or args.files_total < args.files_count:
         parser.error("need --runs >= 1, --size >= 1M, --files-total >= --files-count bytes")

@@ -69,6 +69,10 @@ pub(crate) struct Connections {
     /// Established connections we closed whose tasks are still finishing (flushing, then waiting
     /// for the peer to close its side); each leaves when its `Closed` event arrives.
     closing: HashSet<ConnId>,
+    /// When [`Connections::connect_more`] next has something to do, if ever: an address's back-off
+    /// ends, or a connection ended or got past its handshake and so made room. `None` lets an
+    /// idle torrent sleep instead of looking at its book every second.
+    dial_due: Option<Instant>,
 }
 
 impl Connections {
@@ -111,7 +115,13 @@ impl Connections {
             send_queue: config.send_queue,
             book,
             closing: HashSet::new(),
+            dial_due: Some(Instant::now()),
         }
+    }
+
+    /// When dialling next has something to do (see [`Connections::connect_more`]), if ever.
+    pub(crate) fn dial_due(&self) -> Option<Instant> {
+        self.dial_due
     }
 
     /// The session's clock.
@@ -154,6 +164,12 @@ impl Connections {
             let conn = self.insert(addr, tx, true);
             tokio::spawn(peer::run_outgoing(conn, addr, self.ctx.clone(), rx));
         }
+        // Without room, only a connection that ends or gets past its handshake makes some.
+        self.dial_due = if room == 0 {
+            None
+        } else {
+            self.book.next_dial_at()
+        };
     }
 
     /// Adds peers a PEX message named (BEP 11) to the book; the flag 0x01 ("prefers encryption")
@@ -167,6 +183,7 @@ impl Connections {
             memory.hint(*addr, encrypted, flags.0 & PexFlags::UTP != 0);
         }
         self.book.add(peers.into_iter().map(|(addr, _)| addr));
+        self.dial_due = Some(Instant::now());
     }
 
     /// Whether the owner should ask its sources for more peers: fewer than `min_open` connections,
@@ -220,6 +237,7 @@ impl Connections {
         let c = self.table.get_mut(&conn)?;
         c.established = true;
         self.book.connected(c.addr);
+        self.dial_due = Some(Instant::now());
         Some(c)
     }
 
@@ -261,6 +279,7 @@ impl Connections {
         }
         self.book
             .disconnected(c.addr, c.established, fault, c.outgoing);
+        self.dial_due = Some(Instant::now());
         Some(c)
     }
 

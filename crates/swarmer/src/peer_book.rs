@@ -104,6 +104,12 @@ impl PeerBook {
         Some(*addr)
     }
 
+    /// When the next idle address may be dialled (now or after its back-off), if there is one.
+    pub(crate) fn next_dial_at(&self) -> Option<Instant> {
+        let idle = self.entries.values().filter(|e| e.state == State::Idle);
+        idle.map(|e| e.next_try).min()
+    }
+
     /// How many addresses could be dialled now.
     pub(crate) fn dialable(&self, now: Instant) -> usize {
         self.entries

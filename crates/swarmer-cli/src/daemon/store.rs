@@ -7,12 +7,19 @@
 //! are the bytes we were given and `swarmer_proto::resume`'s bencoded format. ARCHITECTURE.md says
 //! why redb and not SQLite.
 //!
+//! [`Store::load`] reads the resume state of every torrent that will start in the same read
+//! transaction and keeps it until that torrent's start reads it ([`ResumeStore::load`] takes it),
+//! so each state is read from the database once at start-up, not once for the list and again
+//! for the start.
+//!
 //! Info hashes are [`InfoHash`] for the rest of the daemon; a record's JSON keeps them as the 40 hex
 //! digits it has always held (see `hex_info_hash`), and the tables are keyed by their 20 bytes.
 
 use crate::encryption::EncryptionMode;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -121,6 +128,9 @@ pub(crate) struct StoreError {
 pub(crate) struct Store {
     db: Database,
     path: PathBuf,
+    /// Resume states [`Store::load`] read for torrents that will start, until their start takes
+    /// them; any write of a state drops its copy here.
+    preloaded: Mutex<HashMap<[u8; 20], Vec<u8>>>,
 }
 
 /// Everything read at start-up.
@@ -154,6 +164,7 @@ impl Store {
         let store = Store {
             db,
             path: path.clone(),
+            preloaded: Mutex::new(HashMap::new()),
         };
         // Create the tables so that read transactions never meet a missing one.
         store.write(|tx| {
@@ -192,6 +203,8 @@ impl Store {
             let torrents = tx.open_table(TORRENTS)?;
             let metainfo = tx.open_table(METAINFO)?;
             let meta = tx.open_table(META)?;
+            let resume = tx.open_table(RESUME)?;
+            let mut preloaded = HashMap::new();
             let mut out = Vec::new();
             for row in torrents.iter()? {
                 let (id, bytes) = row?;
@@ -205,11 +218,17 @@ impl Store {
                 let bytes = metainfo
                     .get(&record.info_hash.0)?
                     .map(|v| v.value().to_vec());
+                if !record.paused {
+                    if let Some(state) = resume.get(&record.info_hash.0)? {
+                        preloaded.insert(record.info_hash.0, state.value().to_vec());
+                    }
+                }
                 out.push((record, bytes));
             }
             let settings = meta
                 .get("settings")?
                 .and_then(|v| serde_json::from_slice(v.value()).ok());
+            *self.preloaded.lock().expect("not poisoned") = preloaded;
             Ok(Loaded {
                 torrents: out,
                 settings,
@@ -257,7 +276,36 @@ impl Store {
             tx.open_table(METAINFO)?.remove(&info_hash.0)?;
             tx.open_table(RESUME)?.remove(&info_hash.0)?;
             Ok(())
-        })
+        })?;
+        self.unload(info_hash);
+        Ok(())
+    }
+
+    /// Reads a torrent's resume state with `f`: the copy [`Store::load`] kept (left for the
+    /// torrent's start), else the table's. `None`: there is none, or it cannot be read.
+    pub(crate) fn with_resume<T>(
+        &self,
+        info_hash: InfoHash,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
+        if let Some(bytes) = self
+            .preloaded
+            .lock()
+            .expect("not poisoned")
+            .get(&info_hash.0)
+        {
+            return Some(f(bytes));
+        }
+        let bytes = ResumeStore::load(self, info_hash).ok()??;
+        Some(f(&bytes))
+    }
+
+    /// Drops the copy of a resume state that is about to change in the table.
+    fn unload(&self, info_hash: InfoHash) {
+        self.preloaded
+            .lock()
+            .expect("not poisoned")
+            .remove(&info_hash.0);
     }
 
     /// The value saved under `key` in the small-values table (`None` if absent or unreadable).
@@ -286,6 +334,7 @@ impl Store {
 
     /// Forgets a torrent's resume state, so its next start hashes all of its data (a re-check).
     pub(crate) fn forget_resume(&self, info_hash: InfoHash) -> Result<(), StoreError> {
+        self.unload(info_hash);
         self.write(|tx| {
             tx.open_table(RESUME)?.remove(&info_hash.0)?;
             Ok(())
@@ -323,6 +372,14 @@ mod hex_info_hash {
 
 impl ResumeStore for Store {
     fn load(&self, info_hash: InfoHash) -> io::Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self
+            .preloaded
+            .lock()
+            .expect("not poisoned")
+            .remove(&info_hash.0)
+        {
+            return Ok(Some(bytes));
+        }
         let tx = self.db.begin_read().map_err(io::Error::other)?;
         let table = tx.open_table(RESUME).map_err(io::Error::other)?;
         let value = table.get(&info_hash.0).map_err(io::Error::other)?;
@@ -330,6 +387,7 @@ impl ResumeStore for Store {
     }
 
     fn save(&self, info_hash: InfoHash, state: &[u8]) -> io::Result<()> {
+        self.unload(info_hash);
         self.write(|tx| {
             tx.open_table(RESUME)?.insert(&info_hash.0, state)?;
             Ok(())
@@ -363,6 +421,31 @@ mod tests {
             sequential: false,
             first_last_piece: false,
         }
+    }
+
+    /// A resume state `load` kept answers the start once and never outlives a write of it: a
+    /// save or a re-check's forget replaces it, so a later start does not read a stale copy.
+    #[test]
+    fn a_preloaded_resume_state_is_read_once_and_dropped_on_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hash = record(1).info_hash;
+        store.put_torrent(&record(1), Some(b"d4:infoe")).unwrap();
+        ResumeStore::save(&store, hash, b"old").unwrap();
+        store.load().unwrap();
+        assert_eq!(
+            store.with_resume(hash, <[u8]>::to_vec),
+            Some(b"old".to_vec())
+        );
+        ResumeStore::save(&store, hash, b"new").unwrap();
+        assert_eq!(
+            ResumeStore::load(&store, hash).unwrap(),
+            Some(b"new".to_vec())
+        );
+        store.load().unwrap();
+        store.forget_resume(hash).unwrap();
+        assert_eq!(ResumeStore::load(&store, hash).unwrap(), None);
+        assert_eq!(store.with_resume(hash, <[u8]>::to_vec), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Saving a running torrent's fast-resume state: every 30 s when it changed, at once after a check,
 //! on completion and on stop; one save at a time, on the blocking pool, data files flushed first so
-//! the state never vouches for a piece that is not on disk.
+//! the state never vouches for a piece that is not on disk. A torrent whose state has not changed
+//! since it was loaded or last saved has no save due, so an idle one is never woken for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +21,14 @@ pub(super) struct ResumeSaver {
     store: Arc<dyn ResumeStore>,
     /// Transfer totals of earlier runs, added to this run's.
     earlier: (u64, u64),
-    /// When the next periodic save is due.
+    /// When the next periodic save is due, once something changed.
     next: Instant,
+    /// Something the state records may have changed since the last save started.
+    changed: bool,
     saving: Option<tokio::task::JoinHandle<()>>,
     /// The state last handed to a save (without file stamps): an idle torrent is not saved again, so
     /// a daemon seeding thousands of them does not flush and commit each every 30 s for nothing.
+    /// It starts as the state the torrent was loaded from, when that matched the files exactly.
     last_saved: Option<ResumeState>,
 }
 
@@ -39,8 +43,15 @@ pub(super) struct Snapshot<'a> {
 impl ResumeSaver {
     /// A saver into `store` whose totals add to `earlier` (`(uploaded, downloaded)` of earlier runs);
     /// the first save is due at once after a check (`hashed`: a restart then needs no hashing, even
-    /// after a crash), else after the usual interval.
-    pub(super) fn new(store: Arc<dyn ResumeStore>, earlier: (u64, u64), hashed: bool) -> Self {
+    /// after a crash), else after the usual interval. `loaded` is the state the store holds (the
+    /// one the torrent started from, when it matched the files): a first save that would write the
+    /// same is skipped.
+    pub(super) fn new(
+        store: Arc<dyn ResumeStore>,
+        earlier: (u64, u64),
+        hashed: bool,
+        loaded: Option<ResumeState>,
+    ) -> Self {
         let first = if hashed {
             Duration::ZERO
         } else {
@@ -50,14 +61,24 @@ impl ResumeSaver {
             store,
             earlier,
             next: Instant::now() + first,
+            changed: hashed || loaded.is_none(),
             saving: None,
-            last_saved: None,
+            last_saved: loaded.map(|state| ResumeState {
+                files: Vec::new(),
+                parts: None,
+                ..state
+            }),
         }
     }
 
-    /// When the next periodic save is due.
-    pub(super) fn next(&self) -> Instant {
-        self.next
+    /// When the next periodic save is due: `None` while nothing changed since the last one.
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.changed.then_some(self.next)
+    }
+
+    /// Something the state records (pieces, priorities, transfer totals) may have changed.
+    pub(super) fn changed(&mut self) {
+        self.changed = true;
     }
 
     /// Starts saving `now` on the blocking pool, unless a save is under way or nothing changed since
@@ -68,6 +89,7 @@ impl ResumeSaver {
         if self.saving.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
+        self.changed = false;
         let metainfo = Arc::clone(&t.metainfo);
         let state = ResumeState {
             info_hash: metainfo.info_hash,

@@ -203,7 +203,7 @@ async fn start(
         .options
         .resume
         .clone()
-        .map(|store| ResumeSaver::new(store, earlier, hashed));
+        .map(|store| ResumeSaver::new(store, earlier, hashed, t.loaded_state.take()));
     let web = WebSeeds::new(
         Arc::clone(&metainfo),
         t.tracker.config().bind,
@@ -253,32 +253,44 @@ impl Running {
 
     async fn run(&mut self) -> Result<(), TorrentError> {
         let mut batch = Vec::with_capacity(64);
-        let mut next_connect = Instant::now();
+        // Dialling happens at most once a CONNECT_INTERVAL, and only when the book or the
+        // connections say there is something to dial: an idle torrent sleeps until a timer of its
+        // own is due (engine tick, resume save, DHT, seeding limit) or a peer event arrives.
+        let mut last_connect = Instant::now() - CONNECT_INTERVAL;
         self.start_web_seeds();
         self.drain_engine();
         self.publish();
         let result = loop {
-            let mut wake = match self.engine.poll_timeout() {
-                Some(t) => self.clock().tokio_instant(t).min(next_connect),
-                None => next_connect,
-            };
-            if let Some(end) = self.seed_deadline() {
-                wake = wake.min(end);
-            }
-            if let Some(saver) = &self.resume {
-                wake = wake.min(saver.next());
-            }
-            if let Some(due) = self.sources.deadline() {
-                wake = wake.min(due);
-            }
+            let dial = self
+                .serving()
+                .then(|| self.conns.dial_due())
+                .flatten()
+                .map(|due| due.max(last_connect + CONNECT_INTERVAL));
+            let tick = self
+                .engine
+                .poll_timeout()
+                .map(|t| self.clock().tokio_instant(t));
+            let saver = self.resume.as_ref().and_then(ResumeSaver::next);
+            let wake = [
+                tick,
+                dial,
+                self.seed_deadline(),
+                saver,
+                self.sources.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 n = self.conns.recv(&mut batch, 64) => {
                     debug_assert!(n > 0, "the connections hold a sender, so the queue never closes");
                     for event in batch.drain(..) {
                         self.on_conn_event(event);
                     }
+                    self.resume_changed();
                 }
                 Some(joined) = self.verify.join_next() => {
+                    self.resume_changed();
                     let (piece, result, buffer) = joined.expect("verification task panicked");
                     match result {
                         Ok(check) => self.engine.handle_piece_checked(piece, check, buffer, self.clock().now()),
@@ -293,6 +305,7 @@ impl Running {
                     }
                 }
                 event = self.web.recv() => {
+                    self.resume_changed();
                     let now = self.clock().now();
                     match event {
                         WebEvent::Data(seed, bytes) => self.engine.handle_web_data(seed, &bytes, now),
@@ -311,14 +324,14 @@ impl Running {
                     self.conns.book.add(peers);
                     self.connect_more();
                 }
-                _ = tokio::time::sleep_until(wake) => {
+                () = sleep_until(wake) => {
                     let now = Instant::now();
                     self.engine.handle_timeout(self.clock().proto_instant(now));
-                    if now >= next_connect {
-                        next_connect = now + CONNECT_INTERVAL;
+                    if dial.is_some_and(|due| now >= due) {
+                        last_connect = now;
                         self.connect_more();
                     }
-                    if self.resume.as_ref().is_some_and(|s| now >= s.next()) {
+                    if saver.is_some_and(|due| now >= due) {
                         self.start_resume_save();
                     }
                     self.sources.poll(now);
@@ -331,6 +344,7 @@ impl Running {
                         self.connect_more();
                     }
                     Some(Command::SetFilePriorities(priorities, done)) => {
+                        self.resume_changed();
                         let result = self.set_file_priorities(priorities).await;
                         let failed = match &result {
                             Err(TorrentError::Storage(e)) => Some(e.to_string()),
@@ -1001,6 +1015,13 @@ impl Running {
         }
     }
 
+    /// Something the resume state records may have changed: a periodic save is due again.
+    fn resume_changed(&mut self) {
+        if let Some(saver) = &mut self.resume {
+            saver.changed();
+        }
+    }
+
     /// Saves fast-resume state now and waits for it.
     async fn save_resume(&mut self) {
         if let Some(saver) = &mut self.resume {
@@ -1027,5 +1048,13 @@ fn hash_reply(
     match served {
         Some(hashes) => HashMessage::Hashes { request, hashes },
         None => HashMessage::Reject(request),
+    }
+}
+
+/// Sleeps until `wake`, or for ever without one.
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -19,7 +19,7 @@ use super::wishes::Shared;
 use crate::check::{Resumed, hash_pieces, hashing_threads};
 use crate::error::{SessionError, TorrentError};
 use crate::rate::TorrentLimits;
-use crate::resume::{self, Loaded};
+use crate::resume::{self, Loaded, ResumeState};
 use crate::shared::SessionShared;
 use crate::space;
 use crate::storage::{Storage, StorageOptions, parts_file_name};
@@ -37,6 +37,9 @@ pub(crate) struct TorrentTask {
     pub(crate) had_data: bool,
     /// The fast-resume state read before the storage was created, if there was a usable one.
     pub(crate) resumed: Option<Loaded>,
+    /// The fast-resume state the store holds, once [`TorrentTask::check`] found that it matched
+    /// the files exactly: the first periodic save is skipped when it would write the same.
+    pub(crate) loaded_state: Option<ResumeState>,
     pub(crate) options: AddTorrentOptions,
     /// Held while writing a verified piece. Hashing runs in parallel; writes to one torrent's files go one
     /// at a time, because concurrent writers to a file only contend on its inode lock in the kernel
@@ -162,6 +165,7 @@ impl TorrentTask {
             root: output_dir.to_path_buf(),
             had_data,
             resumed,
+            loaded_state: None,
             options,
             write_lock: Default::default(),
             progress_tx,
@@ -203,6 +207,9 @@ impl TorrentTask {
                     ExistingData::Check | ExistingData::Ignore => resumed.stale,
                 };
                 let earlier = (loaded.state.uploaded, loaded.state.downloaded);
+                if loaded.unchanged() {
+                    self.loaded_state = Some(loaded.state.clone());
+                }
                 (resumed.have, to_hash, earlier)
             }
             None => {

@@ -5,7 +5,6 @@
 use crate::daemon::scrape_board::ScrapeTarget;
 use std::sync::Arc;
 
-use swarmer::resume::ResumeStore;
 use swarmer::{FilePriority, MetadataProgress, Progress, TorrentState};
 use swarmer_proto::Bitfield;
 use swarmer_proto::magnet::Magnet;
@@ -395,14 +394,14 @@ fn priorities_of(record: &TorrentRecord) -> Vec<FilePriority> {
 
 /// The verified pieces of the saved resume state, if there is one that reads.
 pub(super) fn saved_have(store: &Store, m: &Metainfo) -> Option<Bitfield> {
-    let bytes = ResumeStore::load(store, m.info_hash).ok()??;
-    let state = swarmer_proto::resume::ResumeState::decode(
-        &bytes,
-        m.info.layout.piece_count() as usize,
-        m.info.files.len(),
-    )
-    .ok()?;
-    Some(state.have)
+    let state = store.with_resume(m.info_hash, |bytes| {
+        swarmer_proto::resume::ResumeState::decode(
+            bytes,
+            m.info.layout.piece_count() as usize,
+            m.info.files.len(),
+        )
+    })?;
+    Some(state.ok()?.have)
 }
 
 /// Verified pieces in the saved resume state, and whether they are every wanted piece.
@@ -411,13 +410,14 @@ pub(super) fn resumed_pieces(
     m: &Metainfo,
     record: &TorrentRecord,
 ) -> Option<(u32, bool)> {
-    let bytes = ResumeStore::load(store, m.info_hash).ok()??;
-    let state = swarmer_proto::resume::ResumeState::decode(
-        &bytes,
-        m.info.layout.piece_count() as usize,
-        m.info.files.len(),
-    )
-    .ok()?;
+    let state = store.with_resume(m.info_hash, |bytes| {
+        swarmer_proto::resume::ResumeState::decode(
+            bytes,
+            m.info.layout.piece_count() as usize,
+            m.info.files.len(),
+        )
+    })?;
+    let state = state.ok()?;
     let have = state.have.count_ones() as u32;
     let files = priorities_of(record);
     let padding: Vec<bool> = m.info.files.iter().map(|f| f.padding).collect();

@@ -84,6 +84,7 @@ pub(super) fn spawn(
         entries,
         reports,
         shutting_down: None,
+        plan_stale: true,
     };
     Ok(tokio::spawn(owner.run(requests, reports_rx)))
 }
@@ -135,6 +136,9 @@ struct Owner {
     /// every other report answers one request whose caller is waiting for it.
     reports: mpsc::UnboundedSender<Report>,
     shutting_down: Option<oneshot::Sender<()>>,
+    /// Something the queue plan depends on may have changed since it was last made: an idle
+    /// tick leaves it as it was, so 10,000 torrents are not sorted every second for nothing.
+    plan_stale: bool,
 }
 
 impl Owner {
@@ -148,11 +152,17 @@ impl Owner {
         let mut deadline = None;
         loop {
             tokio::select! {
-                request = requests.recv(), if self.shutting_down.is_none() => match request {
-                    Some(request) => self.handle(request),
-                    None => self.begin_shutdown(None),
-                },
-                Some(report) = reports.recv() => self.report(report),
+                request = requests.recv(), if self.shutting_down.is_none() => {
+                    self.plan_stale = true;
+                    match request {
+                        Some(request) => self.handle(request),
+                        None => self.begin_shutdown(None),
+                    }
+                }
+                Some(report) = reports.recv() => {
+                    self.plan_stale = true;
+                    self.report(report);
+                }
                 _ = tick.tick() => self.watch_running(),
                 _ = sleep_until(deadline) => {
                     tracing::warn!("torrents did not stop within {SHUTDOWN_TIMEOUT:?}; exiting anyway");
@@ -168,7 +178,7 @@ impl Owner {
                 }
             } else if self.port_change.is_some() {
                 self.continue_port_change();
-            } else {
+            } else if std::mem::take(&mut self.plan_stale) {
                 self.schedule();
             }
         }
@@ -999,6 +1009,7 @@ impl Owner {
             })
             .collect();
         for (id, msg) in failed {
+            self.plan_stale = true;
             tracing::warn!(id, "torrent failed: {msg}");
             if let Some(e) = self.entries.get_mut(&id) {
                 e.error = Some(msg);
@@ -1063,6 +1074,7 @@ impl Owner {
             .map_or(0, |d| d.as_secs());
         for e in self.entries.values_mut() {
             if e.record.completed_at.is_none() && matches!(e.run, Run::Running(..)) && e.done() {
+                self.plan_stale = true;
                 e.record.completed_at = Some(now);
                 if let Err(err) = self.store.put_torrent(&e.record, None) {
                     tracing::warn!("cannot save a completion time: {err}");

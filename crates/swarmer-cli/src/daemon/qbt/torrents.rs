@@ -11,11 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::form::Params;
 use super::shared::{Qbt, failed, one, resolve, text};
-use super::view::{ETA_INFINITE, FILTERS, info, passes, priority_number};
+use super::view::{ETA_INFINITE, FILTERS, InfoRow, info, passes, priority_number};
 use crate::daemon::model::Inside;
 
 /// `torrents/info`.
@@ -45,10 +46,23 @@ pub(super) async fn torrents_info(State(qbt): State<Arc<Qbt>>, params: Params) -
             }
         });
     }
-    let mut rows: Vec<Value> = list.iter().map(|t| info(t, None)).collect();
-    if let Some(key) = params.get("sort").filter(|k| !k.is_empty()) {
-        rows.sort_by(|a, b| compare(&a[key], &b[key]));
+    // Sorting goes by any field name, so it works on JSON values; a plain list is serialized
+    // straight from the torrents.
+    match params.get("sort").filter(|k| !k.is_empty()) {
+        Some(key) => {
+            let mut values: Vec<Value> = list.iter().map(|t| info(t, None)).collect();
+            values.sort_by(|a, b| compare(&a[key], &b[key]));
+            page(values, &params)
+        }
+        None => page(
+            list.iter().map(|t| InfoRow::new(t, None)).collect(),
+            &params,
+        ),
     }
+}
+
+/// `rows` reversed, offset and limited as `reverse`, `offset` and `limit` say, as JSON.
+fn page<T: Serialize>(mut rows: Vec<T>, params: &Params) -> Response {
     if params.flag("reverse") == Some(true) {
         rows.reverse();
     }

@@ -5,6 +5,7 @@
 //! seed with nobody to serve `stalledUP`. Peers as `sync/torrentPeers` rows (`connection` "uTP" or
 //! "BT", qBittorrent's flag letters).
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::daemon::model::{Priority, StateName, Torrent};
@@ -38,80 +39,147 @@ fn limit(rate: Option<u64>) -> u64 {
     rate.unwrap_or(0)
 }
 
-/// One `torrents/info` object.
+/// One `torrents/info` object as a JSON value (for `sync/maindata`'s diffs and `sort`).
 pub(super) fn info(t: &Torrent, tracker: Option<&str>) -> Value {
-    let left = t.wanted_bytes.saturating_sub(t.done_bytes);
-    let ratio = if t.downloaded_bytes == 0 {
-        0.0
-    } else {
-        t.uploaded_bytes as f64 / t.downloaded_bytes as f64
-    };
-    let content_path = format!("{}/{}", t.download_dir.trim_end_matches('/'), t.name);
-    // Two literals: one would exceed `json!`'s macro recursion limit.
-    let mut row = json!({
-        "hash": t.info_hash,
-        "infohash_v1": hashes(t).0,
-        "infohash_v2": hashes(t).1,
-        "name": t.name,
-        "state": state_name(t),
-        "progress": t.progress,
-        "size": t.wanted_bytes,
-        "total_size": t.total_bytes,
-        "completed": t.done_bytes,
-        "amount_left": left,
-        "downloaded": t.downloaded_bytes,
-        "uploaded": t.uploaded_bytes,
-        "downloaded_session": t.downloaded_bytes,
-        "uploaded_session": t.uploaded_bytes,
-        "dlspeed": t.download_rate,
-        "upspeed": t.upload_rate,
-        "dl_limit": limit(t.max_download_rate),
-        "up_limit": limit(t.max_upload_rate),
-        "eta": t.eta_seconds.unwrap_or(ETA_INFINITE),
-        "ratio": ratio,
-        "ratio_limit": -2,
-        "max_ratio": -1,
-        "seeding_time_limit": -2,
-        "max_seeding_time": -1,
-        "inactive_seeding_time_limit": -2,
-        "max_inactive_seeding_time": -1,
-        "num_seeds": 0,
-        "num_leechs": t.peers,
-        "num_complete": 0,
-        "num_incomplete": 0,
-        "category": t.category.clone().unwrap_or_default(),
-        "tags": t.tags.join(", "),
-    });
-    let more = json!({
-        "save_path": t.download_dir,
-        "download_path": "",
-        "content_path": content_path,
-        "root_path": content_path,
-        "added_on": t.added_at,
-        "completion_on": t.completed_at.map_or(-1, |c| c as i64),
-        "last_activity": t.added_at,
-        "seen_complete": t.completed_at.map_or(-1, |c| c as i64),
-        "time_active": 0,
-        "seeding_time": 0,
-        "priority": if t.wanted_bytes > t.done_bytes { i64::from(t.queue_position) + 1 } else { 0 },
-        "tracker": tracker.unwrap_or(""),
-        "trackers_count": 0,
-        "magnet_uri": format!("magnet:?xt=urn:btih:{}", t.info_hash),
-        "auto_tmm": false,
-        "force_start": false,
-        "seq_dl": t.sequential,
-        "f_l_piece_prio": t.first_last_piece,
-        "super_seeding": false,
-        "availability": -1,
-        "private": false,
-        "comment": "",
-        "reannounce": 0,
-        "popularity": 0,
-    });
-    if let (Some(row), Value::Object(more)) = (row.as_object_mut(), more) {
-        row.extend(more);
+    serde_json::to_value(InfoRow::new(t, tracker)).expect("a row serializes")
+}
+
+/// One `torrents/info` object, serialized straight from the torrent: listing thousands of them
+/// builds no map per row (a `json!` object per torrent was 7 times the cost of the RPC's list).
+#[derive(Serialize)]
+pub(super) struct InfoRow<'a> {
+    hash: &'a str,
+    infohash_v1: String,
+    infohash_v2: String,
+    name: &'a str,
+    state: &'static str,
+    progress: f64,
+    size: u64,
+    total_size: u64,
+    completed: u64,
+    amount_left: u64,
+    downloaded: u64,
+    uploaded: u64,
+    downloaded_session: u64,
+    uploaded_session: u64,
+    dlspeed: u64,
+    upspeed: u64,
+    dl_limit: u64,
+    up_limit: u64,
+    eta: u64,
+    ratio: f64,
+    ratio_limit: i64,
+    max_ratio: i64,
+    seeding_time_limit: i64,
+    max_seeding_time: i64,
+    inactive_seeding_time_limit: i64,
+    max_inactive_seeding_time: i64,
+    num_seeds: u32,
+    num_leechs: u32,
+    num_complete: u32,
+    num_incomplete: u32,
+    category: &'a str,
+    tags: String,
+    save_path: &'a str,
+    download_path: &'static str,
+    content_path: String,
+    root_path: String,
+    added_on: u64,
+    completion_on: i64,
+    last_activity: u64,
+    seen_complete: i64,
+    time_active: u64,
+    seeding_time: u64,
+    priority: i64,
+    tracker: &'a str,
+    trackers_count: u32,
+    magnet_uri: String,
+    auto_tmm: bool,
+    force_start: bool,
+    seq_dl: bool,
+    f_l_piece_prio: bool,
+    super_seeding: bool,
+    availability: i64,
+    private: bool,
+    comment: &'static str,
+    reannounce: u64,
+    popularity: u64,
+}
+
+impl<'a> InfoRow<'a> {
+    /// The row of `t`, announcing to `tracker` if one is known.
+    pub(super) fn new(t: &'a Torrent, tracker: Option<&'a str>) -> Self {
+        let ratio = if t.downloaded_bytes == 0 {
+            0.0
+        } else {
+            t.uploaded_bytes as f64 / t.downloaded_bytes as f64
+        };
+        let content_path = format!("{}/{}", t.download_dir.trim_end_matches('/'), t.name);
+        let (infohash_v1, infohash_v2) = hashes(t);
+        let completed = t.completed_at.map_or(-1, |c| c as i64);
+        InfoRow {
+            hash: &t.info_hash,
+            infohash_v1,
+            infohash_v2,
+            name: &t.name,
+            state: state_name(t),
+            progress: t.progress,
+            size: t.wanted_bytes,
+            total_size: t.total_bytes,
+            completed: t.done_bytes,
+            amount_left: t.wanted_bytes.saturating_sub(t.done_bytes),
+            downloaded: t.downloaded_bytes,
+            uploaded: t.uploaded_bytes,
+            downloaded_session: t.downloaded_bytes,
+            uploaded_session: t.uploaded_bytes,
+            dlspeed: t.download_rate,
+            upspeed: t.upload_rate,
+            dl_limit: limit(t.max_download_rate),
+            up_limit: limit(t.max_upload_rate),
+            eta: t.eta_seconds.unwrap_or(ETA_INFINITE),
+            ratio,
+            ratio_limit: -2,
+            max_ratio: -1,
+            seeding_time_limit: -2,
+            max_seeding_time: -1,
+            inactive_seeding_time_limit: -2,
+            max_inactive_seeding_time: -1,
+            num_seeds: 0,
+            num_leechs: t.peers,
+            num_complete: 0,
+            num_incomplete: 0,
+            category: t.category.as_deref().unwrap_or_default(),
+            tags: t.tags.join(", "),
+            save_path: &t.download_dir,
+            download_path: "",
+            root_path: content_path.clone(),
+            content_path,
+            added_on: t.added_at,
+            completion_on: completed,
+            last_activity: t.added_at,
+            seen_complete: completed,
+            time_active: 0,
+            seeding_time: 0,
+            priority: if t.wanted_bytes > t.done_bytes {
+                i64::from(t.queue_position) + 1
+            } else {
+                0
+            },
+            tracker: tracker.unwrap_or(""),
+            trackers_count: 0,
+            magnet_uri: format!("magnet:?xt=urn:btih:{}", t.info_hash),
+            auto_tmm: false,
+            force_start: false,
+            seq_dl: t.sequential,
+            f_l_piece_prio: t.first_last_piece,
+            super_seeding: false,
+            availability: -1,
+            private: false,
+            comment: "",
+            reannounce: 0,
+            popularity: 0,
+        }
     }
-    row
 }
 
 /// A file priority in qBittorrent's numbers (0 skip, 1 normal, 6 high, 7 maximal).
