@@ -598,7 +598,8 @@ impl TorrentDht {
         self.handle.ping(node);
     }
 
-    /// The next peers of the running search; pending while none runs.
+    /// The next peers of the running search, or `None` once when it ends (its retry is then
+    /// scheduled: [`TorrentDht::deadline`] may have moved); pending while none runs.
     pub(crate) async fn next_peers(this: &mut Option<TorrentDht>) -> Option<Vec<SocketAddr>> {
         let Some(d) = this else {
             return std::future::pending().await;

@@ -226,8 +226,11 @@ async fn run(
                 }
             }
             peers = sources.next() => {
-                f.conns.book.add(peers);
-                f.connect_more();
+                // Empty: a DHT search ended; the loop recomputes its wake (a retry may be due).
+                if !peers.is_empty() {
+                    f.conns.book.add(peers);
+                    f.connect_more();
+                }
             }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();

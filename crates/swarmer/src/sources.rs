@@ -42,21 +42,27 @@ impl PeerSources {
         self
     }
 
-    /// The next peers any source found. Never completes while no source has any (a DHT search
-    /// that ends without peers is rescheduled by [`PeerSources::poll`]).
+    /// The next peers any source found, or an empty list when a DHT search ended: its retry may now
+    /// be due sooner than the [`PeerSources::deadline`] the caller sleeps until, so the caller must
+    /// ask again. Never completes otherwise while no source has any.
     pub(crate) async fn next(&mut self) -> Vec<SocketAddr> {
         tokio::select! {
             Some(peers) = AnnouncerHandle::next_of(&mut self.announcer) => peers,
             Some(peers) = AnnouncerHandle::next_of(&mut self.second_announcer) => peers,
-            Some(peers) = TorrentDht::next_peers(&mut self.dht) => {
-                tracing::info!(count = peers.len(), "peers from the DHT");
+            found = TorrentDht::next_peers(&mut self.dht) => {
+                let peers = found.unwrap_or_default();
+                if !peers.is_empty() {
+                    tracing::info!(count = peers.len(), "peers from the DHT");
+                }
                 peers
             }
-            Some(peers) = TorrentDht::next_peers(&mut self.second_dht) => {
-                tracing::info!(count = peers.len(), "peers from the DHT (v2 info hash)");
+            found = TorrentDht::next_peers(&mut self.second_dht) => {
+                let peers = found.unwrap_or_default();
+                if !peers.is_empty() {
+                    tracing::info!(count = peers.len(), "peers from the DHT (v2 info hash)");
+                }
                 peers
             }
-            else => std::future::pending().await,
         }
     }
 

@@ -321,8 +321,11 @@ impl Running {
                     }
                 }
                 peers = self.sources.next() => {
-                    self.conns.book.add(peers);
-                    self.connect_more();
+                    // Empty: a DHT search ended; the loop recomputes its wake (a retry may be due).
+                    if !peers.is_empty() {
+                        self.conns.book.add(peers);
+                        self.connect_more();
+                    }
                 }
                 () = sleep_until(wake) => {
                     let now = Instant::now();
