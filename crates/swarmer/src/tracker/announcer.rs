@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use swarmer_proto::tracker::tiers::{TierIdx, TrackerTiers, UrlIdx};
 use swarmer_proto::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, CryptoSupport};
 use swarmer_proto::{InfoHash, PeerId};
@@ -37,6 +38,17 @@ const FIRST_RETRY: Duration = Duration::from_secs(15);
 
 /// The longest wait between failed rounds.
 const MAX_RETRY: Duration = Duration::from_secs(30 * 60);
+
+/// The wait after `failed_rounds` earlier failed rounds (0 for the first failure): [`FIRST_RETRY`]
+/// doubled per round up to [`MAX_RETRY`], plus up to a quarter more at random, so that torrents
+/// that failed together (thousands started at once against one dead tracker) drift apart instead
+/// of retrying in one burst.
+fn retry_after(failed_rounds: u32, rng: &mut impl Rng) -> Duration {
+    let base = FIRST_RETRY
+        .saturating_mul(1u32.checked_shl(failed_rounds).unwrap_or(u32::MAX))
+        .min(MAX_RETRY);
+    base + base.mul_f64(rng.gen_range(0.0..0.25))
+}
 
 /// Peer lists not yet taken by [`AnnouncerHandle::next_peers`]; further lists are dropped until there is
 /// room (a later announce brings fresh ones).
@@ -240,6 +252,7 @@ pub(crate) fn spawn_with<T: Announce>(
         min_interval: DEFAULT_MIN_INTERVAL,
         next_announce: Instant::now(),
         failed_rounds: 0,
+        retry_rng: SmallRng::seed_from_u64(rng.r#gen()),
         peers: peers_tx,
         status: status_tx,
         requests: requests.clone(),
@@ -288,6 +301,9 @@ struct Announcer<T> {
     min_interval: Duration,
     next_announce: Instant,
     failed_rounds: u32,
+    /// Draws the random part of the waits after failed rounds ([`retry_after`]); seeded from the
+    /// spawner's generator, so tests see one schedule.
+    retry_rng: SmallRng,
     peers: mpsc::Sender<Vec<SocketAddr>>,
     status: watch::Sender<AnnouncerStatus>,
     requests: Arc<Requests>,
@@ -472,13 +488,15 @@ impl<T: Announce> Announcer<T> {
                 }
             }
             RoundOutcome::Failed { last_error } => {
-                let backoff = FIRST_RETRY
-                    .saturating_mul(1u32.checked_shl(self.failed_rounds).unwrap_or(u32::MAX))
-                    .min(MAX_RETRY);
+                let backoff = retry_after(self.failed_rounds, &mut self.retry_rng);
+                let first = self.failed_rounds == 0;
                 self.failed_rounds = self.failed_rounds.saturating_add(1);
                 self.next_announce = now + backoff;
-                if self.cfg.second_hash {
-                    tracing::debug!(retry_in = ?backoff, error = %last_error, "every tracker failed the v2 info hash");
+                // Warned once when the trackers start failing; the retries are debug (a daemon
+                // with thousands of torrents on one dead tracker would write thousands of lines a
+                // round).
+                if self.cfg.second_hash || !first {
+                    tracing::debug!(retry_in = ?backoff, error = %last_error, "every tracker failed");
                 } else {
                     tracing::warn!(retry_in = ?backoff, error = %last_error, "every tracker failed");
                 }
