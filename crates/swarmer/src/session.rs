@@ -502,7 +502,7 @@ async fn route_incoming(stream: PeerStream, addr: SocketAddr, shared: Arc<Sessio
                 handshake,
                 addr,
             };
-            let _ = t.send(Command::Incoming(incoming)).await;
+            let _ = t.send(Command::Incoming(Box::new(incoming))).await;
         }
         None => {
             tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming connection for an unknown torrent")

@@ -11,8 +11,9 @@ use crate::peer::Incoming;
 
 /// A request to a torrent's owner task.
 pub(crate) enum Command {
-    /// A connection for this torrent that the listener accepted.
-    Incoming(Incoming),
+    /// A connection for this torrent that the listener accepted. Boxed: the other commands are
+    /// small, and a channel allocates room for 32 commands up front, per torrent.
+    Incoming(Box<Incoming>),
     /// Addresses to dial (from the user, a magnet link or LSD).
     AddPeers(Vec<SocketAddr>),
     /// New file priorities, answered when they are in effect.

@@ -97,7 +97,7 @@ enum Pending {
 /// stopped or fails with a local error.
 pub(crate) async fn run(mut task: TorrentTask) -> Result<(), TorrentError> {
     match task.check().await {
-        Ok(Some((have, earlier))) => start(task, have, earlier).await,
+        Ok(Some((have, earlier))) => start(task, have, earlier).run().await,
         Ok(None) => {
             task.publish_state(TorrentState::Stopped);
             Ok(())
@@ -109,12 +109,13 @@ pub(crate) async fn run(mut task: TorrentTask) -> Result<(), TorrentError> {
     }
 }
 
-/// Runs the torrent from the pieces in `have` until it is stopped or fails.
-async fn start(
-    mut t: TorrentTask,
-    have: Bitfield,
-    earlier: (u64, u64),
-) -> Result<(), TorrentError> {
+/// The running torrent from the pieces in `have`: its engine, peer sources and connections,
+/// ready for [`Running::run`].
+///
+/// Not async, and boxed: every local an async fn builds its state from is laid out in its future
+/// beside that state (moved or not), which made each torrent's task about 9 KiB; this way the task
+/// holds the box and the loop's own future (scenario f, 10,000 torrents).
+fn start(mut t: TorrentTask, have: Bitfield, earlier: (u64, u64)) -> Box<Running> {
     let shared = Arc::clone(&t.shared);
     let metainfo = Arc::clone(&t.metainfo);
     // A private torrent's metadata is never served and its peers never exchanged (BEP 27).
@@ -216,7 +217,7 @@ async fn start(
             session: Arc::clone(&shared.download_limit),
         },
     );
-    let mut r = Running {
+    let mut r = Box::new(Running {
         web,
         resume,
         t,
@@ -240,9 +241,9 @@ async fn start(
         deadlines_stale: true,
         piece_priorities: Vec::new(),
         files: Vec::new(),
-    };
+    });
     r.note_priorities();
-    r.run().await
+    r
 }
 
 impl Running {
@@ -252,7 +253,8 @@ impl Running {
     }
 
     async fn run(&mut self) -> Result<(), TorrentError> {
-        let mut batch = Vec::with_capacity(64);
+        // Grows to what a busy torrent needs; an idle one (most, in a daemon) never allocates it.
+        let mut batch = Vec::new();
         // Dialling happens at most once a CONNECT_INTERVAL, and only when the book or the
         // connections say there is something to dial: an idle torrent sleeps until a timer of its
         // own is due (engine tick, resume save, DHT, seeding limit) or a peer event arrives.
@@ -341,7 +343,7 @@ impl Running {
                 }
                 () = self.t.wishes.changed.notified() => self.deadlines_stale = true,
                 command = self.t.commands.recv() => match command {
-                    Some(Command::Incoming(incoming)) => self.accept(incoming),
+                    Some(Command::Incoming(incoming)) => self.accept(*incoming),
                     Some(Command::AddPeers(peers)) => {
                         self.conns.book.add(peers);
                         self.connect_more();
