@@ -418,7 +418,10 @@ impl<T: Announce> Announcer<T> {
             })
             .collect();
         let transport = self.transport.clone();
-        let quiet = self.cfg.second_hash;
+        // Warned in the first failing round; while the trackers keep failing, debug (see
+        // `retry_after`).
+        let quiet = self.cfg.second_hash || self.failed_rounds > 0;
+        let second_hash = self.cfg.second_hash;
         Box::pin(async move {
             let mut last_error = String::new();
             for attempt in attempts {
@@ -426,7 +429,7 @@ impl<T: Announce> Announcer<T> {
                     Ok(response) => return RoundOutcome::Success(Box::new((attempt, response))),
                     Err(e) => {
                         if quiet {
-                            tracing::debug!(tracker = %attempt.url, error = %e, "announce under the v2 info hash failed");
+                            tracing::debug!(tracker = %attempt.url, error = %e, second_hash, "announce failed");
                         } else {
                             tracing::warn!(tracker = %attempt.url, error = %e, "announce failed");
                         }
