@@ -129,6 +129,8 @@ STALL_PEER = os.path.join(REPO, "bench", "stall_peer.py")
 DEFAULT_CAPS = "40,30,20,12,8,5,3,2,1.5,1"
 # The two near-stalled seeders of (e) and what they are allowed to send each, KB/s (10^3 B/s).
 STALLED_SEEDERS = 2
+# --swarmer-log: the swarmer leecher's logging flag.
+SWARMER_LOG = {"quiet": "-q", "info": "-v", "debug": "-vv", "trace": "-vvv"}
 LEECHER_D = ("127.0.0.3", 6881)
 SINGLE_NAME = "bench.bin"
 MULTI_NAME = "bench-files"
@@ -192,6 +194,25 @@ def hetero_ideal(size, caps, stall_rate_kb):
     over the sum of the caps, the near-stalled seeders' included (stall_peer.py's few blocks are
     not counted)."""
     return size / (sum(caps) * 1e6 + STALLED_SEEDERS * stall_rate_kb * 1e3)
+
+
+def steady_mibps(stdout, size):
+    """The download rate (MiB/s) of a libtorrent leecher run with --progress between its 10th and
+    90th percentile of verified pieces: start-up and the last pieces left out, so it shows whether
+    the seeders together deliver their caps on this machine. None without enough piece events."""
+    times = []
+    try:
+        with open(stdout) as f:
+            for line in f:
+                if '"event": "piece"' in line:
+                    times.append(json.loads(line)["time"])
+    except (OSError, ValueError):
+        return None
+    if len(times) < 20:
+        return None
+    times.sort()
+    lo, hi = len(times) // 10, len(times) * 9 // 10
+    return (hi - lo) / len(times) * size / MIB / max(times[hi] - times[lo], 1e-6)
 
 
 def cpu_jiffies():
@@ -421,6 +442,8 @@ class Bench:
         self.seeders = {}
         # Scenario u runs: every peer over uTP only.
         self.utp = False
+        # Scenario e runs: libtorrent leechers report every piece (see steady_mibps).
+        self.hetero = False
 
     def deadline(self, size=0):
         """Seconds allowed for start-up work on `size` bytes (checking, listing) from now."""
@@ -451,12 +474,14 @@ class Bench:
         ip, port = ADDR[client]
         if client == "swarmer":
             return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                    "--port", str(port), self.args.swarmer_log, "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"] + \
+                    "--port", str(port), SWARMER_LOG[self.args.swarmer_log], "--no-dht",
+                    "--no-lsd", "--no-pex", "--no-port-mapping"] + \
                 (["--transport", "utp"] if self.utp else [])
         if client in ("lt-hp", "lt-default"):
             command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
                        "--save-path", outdir, "--listen", f"{ip}:{port}",
-                       "--timeout", str(self.args.timeout)] + (LT_UTP if self.utp else [])
+                       "--timeout", str(self.args.timeout)] + (LT_UTP if self.utp else []) \
+                + (["--progress"] if self.hetero else [])
             return command + (["--high-performance"] if client == "lt-hp" else [])
         if client == "aria2":
             return aria2_command(outdir) + ["--seed-time=0", torrent]
@@ -626,6 +651,7 @@ class Bench:
         figures, records the seeders' CPU, how busy the whole machine was (every core, other
         work included) and what each seeder sent."""
         ideal = hetero_ideal(payload.size, self.args.caps_list, self.args.stall_rate)
+        self.hetero = True
         for run, client in self.rounds(self.clients):
             name = f"e-{client}-{run}"
 
@@ -638,6 +664,9 @@ class Bench:
                 finally:
                     served = self.stop_hetero_seeders(plan)
                 busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
+                if client.startswith("lt-"):
+                    figures["steady_mibps"] = steady_mibps(
+                        os.path.join(self.logdir, f"{name}.stdout"), payload.size)
                 return dict(figures, ideal_s=ideal, ratio_to_ideal=figures["wall_s"] / ideal,
                             seeders_cpu_s=sum(cpu_after.get(k, 0.0) - v
                                               for k, v in cpu_before.items()),
@@ -647,7 +676,10 @@ class Bench:
             self.record("e", client, run, figures, payload.size)
             log(f"e {client} run {run}: {figures['ratio_to_ideal']:.2f}x ideal "
                 f"({ideal:.2f} s); seeders' CPU {figures['seeders_cpu_s']:.1f} s; machine "
-                f"{figures['machine_busy'] * 100:.0f}% busy; load {figures['loadavg']}")
+                f"{figures['machine_busy'] * 100:.0f}% busy; load {figures['loadavg']}"
+                + (f"; steady {figures['steady_mibps']:.0f} MiB/s (the caps: "
+                   f"{payload.size / ideal / MIB:.0f})" if figures.get("steady_mibps") else ""))
+        self.hetero = False
 
     def wait_lt_seeding(self, label, child, deadline):
         def seeding():
@@ -885,8 +917,8 @@ def medians(runs, scenario, client):
         return None
     keys = ["mibps", "wall_s", "cpu_s_per_gib", "peak_rss_mib", "peak_anon_mib"]
     # Scenario e's own figures.
-    keys += [k for k in ("ratio_to_ideal", "seeders_cpu_s", "machine_busy")
-             if all(k in r for r in rows)]
+    keys += [k for k in ("ratio_to_ideal", "seeders_cpu_s", "machine_busy", "steady_mibps")
+             if all(r.get(k) is not None for r in rows)]
     return {k: statistics.median(r[k] for r in rows) for k in keys} | {"n": len(rows)}
 
 
@@ -972,13 +1004,20 @@ def markdown(args, clients, runs, env):
                       + (f", drawn with --caps-seed {args.caps_seed}"
                          if args.caps_seed is not None else "")
                       + f", plus {STALLED_SEEDERS} x {args.stall_rate:g} KB/s and stall_peer.py "
-                      f"(answers {args.stall_answer} requests per connection, then nothing). "
+                      f"(answers {args.stall_answer} requests per address, then nothing). "
                       f"Ideal = payload / sum of the caps = {fmt['ideal']:.2f} s. Seeders' CPU: "
                       "user+sys of all "
                       f"{len(args.caps_list) + STALLED_SEEDERS + 1} seeder processes during the "
                       "download; machine busy: "
-                      "share of all cores busy meanwhile (/proc/stat, other work included).",
-                      "", "MiB sent by each seeder (median over the runs):", ""]
+                      "share of all cores busy meanwhile (/proc/stat, other work included)."]
+            steady = [f"{c} {med[c]['steady_mibps']:.0f}" for c in present
+                      if "steady_mibps" in med[c]]
+            if steady:
+                lines += ["", "What the seeders delivered together in mid-download (libtorrent "
+                          "leechers, 10th to 90th percentile of pieces), MiB/s: "
+                          + ", ".join(steady) + f"; the caps sum to "
+                          f"{args.size_e / fmt['ideal'] / MIB:.0f} MiB/s."]
+            lines += ["", "MiB sent by each seeder (median over the runs):", ""]
             lines += served_table(runs, present)
         lines.append("")
     lines += ["Wall: spawn to exit (Transmission: spawn to every piece verified; (d): the "
@@ -1159,9 +1198,10 @@ def main():
     parser.add_argument("--stall-answer", type=int, default=3, metavar="N",
                         help="REQUESTs stall_peer.py answers per connection before it stops "
                         "answering (default 3)")
-    parser.add_argument("--swarmer-log", default="-q", choices=["-q", "-v", "-vv"],
-                        help="swarmer leecher's logging, to logs/<run>.stderr (default -q; -vv "
-                        "for diagnosis costs CPU)")
+    parser.add_argument("--swarmer-log", default="quiet", choices=list(SWARMER_LOG),
+                        help="swarmer leecher's logging to logs/<run>.stderr: quiet (-q, the "
+                        "default), info (-v), debug (-vv) or trace (-vvv: every verified piece; "
+                        "for diagnosis, costs CPU)")
     parser.add_argument("--disk", metavar="DIR", help="payloads and downloads in DIR, not /dev/shm")
     parser.add_argument("--swarmer", default=os.path.join(REPO, "target/release/swarmer"))
     parser.add_argument("--rqbit", default=None, help="rqbit binary (default: from PATH)")
