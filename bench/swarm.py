@@ -18,6 +18,14 @@ each run) so that drift hits all of them alike. Scenarios:
      swarmer (--transport utp) and to libtorrent leechers with TCP off; every libtorrent peer
      gets 4 MiB socket buffers, as swarmer's UDP socket has (on loopback the default ~208 KiB
      receive buffer drops datagrams). Only swarmer, lt-hp and lt-default take part.
+  e  a heterogeneous swarm: one --size-e file (1 GiB), 1 MiB pieces, one libtorrent seeder
+     (high-performance settings, seed mode) per --caps upload cap (MB/s = 10^6 bytes/s; default
+     40,30,20,12,8,5,3,2,1.5,1, or a set drawn from 1..40 with --caps-seed N), two more that all
+     but stall (--stall-rate, 4 KB/s) and bench/stall_peer.py, a plain BEP 3 seeder that answers
+     --stall-answer (3) requests and then nothing, with the connection left open; each on its own
+     address from 127.0.0.31 on. Fresh seeders for every run. Besides the usual figures: the wall
+     time over the ideal (payload / sum of all caps), the seeders' CPU and how busy the machine
+     was during the download, and the bytes each seeder sent. Not in the default set.
   f  a daemon holding --daemon-torrents (10,000) small torrents, mixed (seeding, stopped,
      downloading): swarmer vs transmission-daemon and qbittorrent-nox in the same run (start-up,
      RSS, idle CPU, listing latency through each API); runs bench/daemon_scale.py, first, and
@@ -53,6 +61,9 @@ opentracker, mktorrent, python3-libtorrent, python3-matplotlib, transmission-dae
   sudo bench/swarm.py                                          # everything, 3 runs
   sudo bench/swarm.py --size 512M --files-total 256M --runs 1  # a quick look
   sudo bench/swarm.py --scenarios a --clients swarmer,lt-hp --size 2G --encryption forced
+  sudo bench/swarm.py --scenarios e --runs 3 --clients swarmer,lt-hp,aria2,rqbit,transmission \
+      --transmission-runs 3                                    # (e), default caps
+  sudo bench/swarm.py --scenarios e --caps-seed 7 --runs 1     # (e), another cap set
 """
 
 import argparse
@@ -61,6 +72,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import math
 import os
 import platform
 import random
@@ -87,6 +99,9 @@ SCENARIOS = {
          "settings): MiB/s and wall are the leecher's, CPU and memory the seeder's",
     "u": "uTP only: one {size} file, 1 MiB pieces, one libtorrent seeder with TCP off "
          "(high-performance settings, 4 MiB socket buffers)",
+    "e": "heterogeneous swarm: one {size_e} file, 1 MiB pieces, {n_caps} libtorrent seeders "
+         "capped at {caps} MB/s, {n_stall} at {stall_rate} KB/s and one that stops answering "
+         "mid-piece (bench/stall_peer.py); ideal {ideal:.2f} s",
 }
 UTP_CLIENTS = ["swarmer", "lt-hp", "lt-default"]
 # lt_peer.py's uTP-only switch and the socket buffers every libtorrent peer of scenario u gets.
@@ -107,6 +122,15 @@ TRANSMISSION_RPC_PORT = 9091
 SEEDER_A = ("127.0.0.2", 6881)
 SEEDER_C = ("127.0.0.4", 6881)
 SEEDERS_B = [(f"127.0.0.{20 + i}", 6881) for i in range(1, 9)]
+# Scenario e: the capped seeders from 127.0.0.31 on, then the near-stalled ones, then stall_peer.py.
+SEEDERS_E_FIRST = 31
+STALL_PEER = os.path.join(REPO, "bench", "stall_peer.py")
+# The cap set of (e), MB/s (10^6 bytes/s): 122.5 MB/s in all, spanning 1 to 40 (see --caps).
+DEFAULT_CAPS = "40,30,20,12,8,5,3,2,1.5,1"
+# The two near-stalled seeders of (e) and what they are allowed to send each, KB/s (10^3 B/s).
+STALLED_SEEDERS = 2
+# --swarmer-log: the swarmer leecher's logging flag.
+SWARMER_LOG = {"quiet": "-q", "info": "-v", "debug": "-vv", "trace": "-vvv"}
 LEECHER_D = ("127.0.0.3", 6881)
 SINGLE_NAME = "bench.bin"
 MULTI_NAME = "bench-files"
@@ -142,6 +166,61 @@ def human(size):
         if size >= scale and size % (scale // 16) == 0:
             return f"{size / scale:g} {unit}"
     return f"{size} bytes"
+
+
+def parse_caps(text):
+    """'40,30,1.5' -> [40.0, 30.0, 1.5] (MB/s), highest first; ValueError unless all are > 0."""
+    caps = sorted((float(c) for c in text.split(",") if c.strip()), reverse=True)
+    if not caps or min(caps) <= 0:
+        raise ValueError(f"caps must be positive MB/s: {text!r}")
+    return caps
+
+
+def draw_caps(seed, count):
+    """`count` caps (MB/s, in steps of 0.5) drawn log-uniformly from 1 to 40 by a generator seeded
+    with `seed`; the set always holds 1 and 40, so every draw spans the whole range."""
+    rng = random.Random(seed)
+    inner = [max(1.0, round(math.exp(rng.uniform(0.0, math.log(40.0))) * 2) / 2)
+             for _ in range(count - 2)]
+    return sorted([40.0, 1.0] + inner, reverse=True)
+
+
+def caps_label(caps):
+    return ", ".join(f"{c:g}" for c in caps)
+
+
+def hetero_ideal(size, caps, stall_rate_kb):
+    """Seconds the (e) download takes if every seeder sends at its cap the whole time: the payload
+    over the sum of the caps, the near-stalled seeders' included (stall_peer.py's few blocks are
+    not counted)."""
+    return size / (sum(caps) * 1e6 + STALLED_SEEDERS * stall_rate_kb * 1e3)
+
+
+def steady_mibps(stdout, size):
+    """The download rate (MiB/s) of a libtorrent leecher run with --progress between its 10th and
+    90th percentile of verified pieces: start-up and the last pieces left out, so it shows whether
+    the seeders together deliver their caps on this machine. None without enough piece events."""
+    times = []
+    try:
+        with open(stdout) as f:
+            for line in f:
+                if '"event": "piece"' in line:
+                    times.append(json.loads(line)["time"])
+    except (OSError, ValueError):
+        return None
+    if len(times) < 20:
+        return None
+    times.sort()
+    lo, hi = len(times) // 10, len(times) * 9 // 10
+    return (hi - lo) / len(times) * size / MIB / max(times[hi] - times[lo], 1e-6)
+
+
+def cpu_jiffies():
+    """(busy, total) jiffies of every core from /proc/stat (the host's, namespaces or not)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,6 +442,8 @@ class Bench:
         self.seeders = {}
         # Scenario u runs: every peer over uTP only.
         self.utp = False
+        # Scenario e runs: libtorrent leechers report every piece (see steady_mibps).
+        self.hetero = False
 
     def deadline(self, size=0):
         """Seconds allowed for start-up work on `size` bytes (checking, listing) from now."""
@@ -393,12 +474,14 @@ class Bench:
         ip, port = ADDR[client]
         if client == "swarmer":
             return [self.args.swarmer, "download", torrent, "-o", outdir, "--bind-address", ip,
-                    "--port", str(port), "-q", "--no-dht", "--no-lsd", "--no-pex", "--no-port-mapping"] + \
+                    "--port", str(port), SWARMER_LOG[self.args.swarmer_log], "--no-dht",
+                    "--no-lsd", "--no-pex", "--no-port-mapping"] + \
                 (["--transport", "utp"] if self.utp else [])
         if client in ("lt-hp", "lt-default"):
             command = ["/usr/bin/python3", LT_PEER, "leech", "--torrent", torrent,
                        "--save-path", outdir, "--listen", f"{ip}:{port}",
-                       "--timeout", str(self.args.timeout)] + (LT_UTP if self.utp else [])
+                       "--timeout", str(self.args.timeout)] + (LT_UTP if self.utp else []) \
+                + (["--progress"] if self.hetero else [])
             return command + (["--high-performance"] if client == "lt-hp" else [])
         if client == "aria2":
             return aria2_command(outdir) + ["--seed-time=0", torrent]
@@ -500,6 +583,103 @@ class Bench:
                 log(f"warning: {what}: {e}; retrying the run")
                 self.crashes.append({"run": what, "error": str(e)})
                 self.restart_seeders()
+
+    def start_hetero_seeders(self, torrent, payload, name):
+        """Scenario e: fresh seeders for one run (so each one's upload counter is this run's):
+        one libtorrent seeder per cap, STALLED_SEEDERS at --stall-rate, and stall_peer.py, each
+        on its own 127.0.0.x from SEEDERS_E_FIRST on; all trust the one shared copy (seed mode).
+        Returns [(label, cap in bytes/s or None)]."""
+        self.stop_seeders()
+        caps = [c * 1e6 for c in self.args.caps_list] + \
+            [self.args.stall_rate * 1e3] * STALLED_SEEDERS
+        plan = []
+        for i, cap in enumerate(caps):
+            stalled = i >= len(self.args.caps_list)
+            label = f"{name}-seed{i:02d}-" + (f"{cap / 1e3:g}KBps" if stalled
+                                                else f"{cap / 1e6:g}MBps")
+            command = ["/usr/bin/python3", LT_PEER, "seed", "--torrent", torrent,
+                       "--save-path", payload.parent,
+                       "--listen", f"127.0.0.{SEEDERS_E_FIRST + i}:6881", "--high-performance",
+                       "--reannounce", "2", "--timeout", "1e9", "--seed-mode",
+                       "--upload-rate-limit", str(int(cap))]
+            command += encryption_args("lt-hp", self.args.encryption)
+            self.seeders[label] = [command, (f"127.0.0.{SEEDERS_E_FIRST + i}", 6881), None]
+            plan.append((label, cap))
+        addr = (f"127.0.0.{SEEDERS_E_FIRST + len(caps)}", 6881)
+        label = f"{name}-stopper"
+        self.seeders[label] = [["/usr/bin/python3", STALL_PEER, "--torrent", torrent,
+                                "--payload", os.path.join(payload.parent, payload.name),
+                                "--listen", f"{addr[0]}:{addr[1]}",
+                                "--answer", str(self.args.stall_answer)], addr, None]
+        plan.append((label, None))
+        self.seeder_info_hash = info_hash(torrent)
+        self.seeder_size = payload.size
+        self.restart_seeders()
+        return plan
+
+    def seeders_cpu(self):
+        """CPU seconds so far of every running seeder of the scenario, by label."""
+        return {label: cpu_seconds(child.pid)
+                for label, (_command, _addr, child) in self.seeders.items()
+                if child is not None and child.poll() is None}
+
+    def stop_hetero_seeders(self, plan):
+        """Stops the seeders of one (e) run; returns what each sent, from its "stopped" event:
+        [{"seeder", "cap_Bps", "uploaded", ...}] (stall_peer.py adds "requests" and "answered",
+        summed over its connections)."""
+        self.stop_seeders()
+        served = []
+        for label, cap in plan:
+            row = {"seeder": label, "cap_Bps": cap, "uploaded": None}
+            try:
+                with open(os.path.join(self.logdir, f"{label}.stdout")) as f:
+                    stopped = [json.loads(line) for line in f
+                               if '"event": "stopped"' in line]
+            except (OSError, ValueError):
+                stopped = []
+            if stopped:
+                row["uploaded"] = stopped[-1]["uploaded"]
+                peers = stopped[-1].get("peers") or []
+                if cap is None:
+                    row["requests"] = sum(p["requests"] for p in peers)
+                    row["answered"] = sum(p["answered"] for p in peers)
+            served.append(row)
+        return served
+
+    def hetero_scenario(self, torrent, payload):
+        """Scenario e: every run of every client gets fresh seeders; besides the client's own
+        figures, records the seeders' CPU, how busy the whole machine was (every core, other
+        work included) and what each seeder sent."""
+        ideal = hetero_ideal(payload.size, self.args.caps_list, self.args.stall_rate)
+        self.hetero = True
+        for run, client in self.rounds(self.clients):
+            name = f"e-{client}-{run}"
+
+            def one():
+                plan = self.start_hetero_seeders(torrent, payload, name)
+                try:
+                    cpu_before, busy_before = self.seeders_cpu(), cpu_jiffies()
+                    figures = self.leech(client, torrent, payload, name)
+                    cpu_after, busy_after = self.seeders_cpu(), cpu_jiffies()
+                finally:
+                    served = self.stop_hetero_seeders(plan)
+                busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
+                if client.startswith("lt-"):
+                    figures["steady_mibps"] = steady_mibps(
+                        os.path.join(self.logdir, f"{name}.stdout"), payload.size)
+                return dict(figures, ideal_s=ideal, ratio_to_ideal=figures["wall_s"] / ideal,
+                            seeders_cpu_s=sum(cpu_after.get(k, 0.0) - v
+                                              for k, v in cpu_before.items()),
+                            machine_busy=busy, loadavg=loadavg(), served=served)
+
+            figures = self.attempt(name, one)
+            self.record("e", client, run, figures, payload.size)
+            log(f"e {client} run {run}: {figures['ratio_to_ideal']:.2f}x ideal "
+                f"({ideal:.2f} s); seeders' CPU {figures['seeders_cpu_s']:.1f} s; machine "
+                f"{figures['machine_busy'] * 100:.0f}% busy; load {figures['loadavg']}"
+                + (f"; steady {figures['steady_mibps']:.0f} MiB/s (the caps: "
+                   f"{payload.size / ideal / MIB:.0f})" if figures.get("steady_mibps") else ""))
+        self.hetero = False
 
     def wait_lt_seeding(self, label, child, deadline):
         def seeding():
@@ -677,19 +857,35 @@ class Bench:
             torrent = os.path.join(work, "c.torrent")
             make_torrent(os.path.join(payload.parent, payload.name), torrent,
                          source="swarmer-bench-c")
-            ih = info_hash(torrent)
-            if tracker is None:
-                tracker = start_tracker(tracker_root, [ih], self.procs, self.logdir)
-            else:
-                # opentracker reloads its whitelist on SIGHUP.
-                with open(os.path.join(tracker_root, "whitelist.txt"), "a") as f:
-                    f.write(ih.hex() + "\n")
-                tracker.send_signal(signal.SIGHUP)
+            tracker = self.whitelist(tracker, tracker_root, info_hash(torrent))
             log("scenario c: many files, one libtorrent seeder")
             self.start_lt_seeders(torrent, payload, [SEEDER_C], "c-seeder")
             self.leech_scenario("c", torrent, payload)
             self.stop_seeders()
             payload.remove()
+        if "e" in scenarios:
+            payload = single_file_payload(os.path.join(work, "seed-e"), args.size_e)
+            torrent = os.path.join(work, "e.torrent")
+            make_torrent(os.path.join(payload.parent, payload.name), torrent,
+                         source="swarmer-bench-e")
+            tracker = self.whitelist(tracker, tracker_root, info_hash(torrent))
+            if not big:
+                log(f"warming up: writing and deleting {human(args.size_e)}")
+                warm_up(work, args.size_e // MIB)
+            log(f"scenario e: seeders capped at {caps_label(args.caps_list)} MB/s, "
+                f"{STALLED_SEEDERS} at {args.stall_rate:g} KB/s, one that stops answering")
+            self.hetero_scenario(torrent, payload)
+            payload.remove()
+
+    def whitelist(self, tracker, tracker_root, ih):
+        """Starts the tracker with `ih` whitelisted, or adds `ih` to the running one's whitelist
+        (opentracker reloads it on SIGHUP). Returns the tracker's Popen."""
+        if tracker is None:
+            return start_tracker(tracker_root, [ih], self.procs, self.logdir)
+        with open(os.path.join(tracker_root, "whitelist.txt"), "a") as f:
+            f.write(ih.hex() + "\n")
+        tracker.send_signal(signal.SIGHUP)
+        return tracker
 
 
 def aria2_command(directory):
@@ -720,7 +916,37 @@ def medians(runs, scenario, client):
     if not rows:
         return None
     keys = ["mibps", "wall_s", "cpu_s_per_gib", "peak_rss_mib", "peak_anon_mib"]
+    # Scenario e's own figures.
+    keys += [k for k in ("ratio_to_ideal", "seeders_cpu_s", "machine_busy", "steady_mibps")
+             if all(r.get(k) is not None for r in rows)]
     return {k: statistics.median(r[k] for r in rows) for k in keys} | {"n": len(rows)}
+
+
+def mib_cell(mib):
+    return f"{mib:.1f}" if mib >= 10 else f"{mib:.2f}"
+
+
+def served_table(runs, clients):
+    """Scenario e: MiB each seeder sent to each client, median over its runs, as markdown."""
+    rows = {}
+    for r in runs:
+        if r["scenario"] != "e":
+            continue
+        for i, s in enumerate(r["served"]):
+            if s["uploaded"] is not None:
+                rows.setdefault(i, {"cap": s["cap_Bps"]}).setdefault(r["client"], []).append(
+                    s["uploaded"] / MIB)
+    present = [c for c in clients if any(c in row for row in rows.values())]
+    lines = ["| seeder cap | " + " | ".join(present) + " |",
+             "|---|" + "---:|" * len(present)]
+    for i in sorted(rows):
+        cap = rows[i]["cap"]
+        label = ("stops answering" if cap is None else
+                 f"{cap / 1e6:g} MB/s" if cap >= 1e6 else f"{cap / 1e3:g} KB/s")
+        cells = [mib_cell(statistics.median(rows[i][c])) if c in rows[i] else ""
+                 for c in present]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def markdown(args, clients, runs, env):
@@ -734,20 +960,30 @@ def markdown(args, clients, runs, env):
              f"SHA-1. Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
              ""]
     fmt = {"size": human(args.size), "count": f"{args.files_count:,}",
-           "files_total": human(args.files_total)}
+           "files_total": human(args.files_total), "size_e": human(args.size_e),
+           "n_caps": len(args.caps_list), "caps": caps_label(args.caps_list),
+           "n_stall": STALLED_SEEDERS, "stall_rate": f"{args.stall_rate:g}",
+           "ideal": hetero_ideal(args.size_e, args.caps_list, args.stall_rate)}
     for scenario in args.scenarios:
         present = [c for c in clients if medians(runs, scenario, c)]
         if not present:
             continue
         lines += [f"## ({scenario}) {SCENARIOS[scenario].format(**fmt)}", ""]
-        lines += ["| client | MiB/s | wall s | CPU s/GiB | peak RSS MiB | peak anon RSS MiB | runs |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        hetero = scenario == "e"
+        lines += ["| client | MiB/s | wall s | " + ("x ideal | " if hetero else "")
+                  + "CPU s/GiB | peak RSS MiB | peak anon RSS MiB | "
+                  + ("seeders' CPU s | machine busy | " if hetero else "") + "runs |",
+                  "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if hetero else "")]
         med = {c: medians(runs, scenario, c) for c in present}
         for c in present:
             m = med[c]
             lines.append(f"| {c} | {m['mibps']:.0f} | {m['wall_s']:.2f} | "
-                         f"{m['cpu_s_per_gib']:.2f} | {m['peak_rss_mib']:.0f} | "
-                         f"{m['peak_anon_mib']:.0f} | {m['n']} |")
+                         + (f"{m['ratio_to_ideal']:.2f} | " if hetero else "")
+                         + f"{m['cpu_s_per_gib']:.2f} | {m['peak_rss_mib']:.0f} | "
+                         f"{m['peak_anon_mib']:.0f} | "
+                         + (f"{m['seeders_cpu_s']:.1f} | {m['machine_busy'] * 100:.0f} % | "
+                            if hetero else "")
+                         + f"{m['n']} |")
         others = [c for c in present if c != "swarmer"]
         if "swarmer" in med and others:
             fastest = max(others, key=lambda c: med[c]["mibps"])
@@ -757,6 +993,32 @@ def markdown(args, clients, runs, env):
                       f"({fastest}), CPU s/GiB "
                       f"{sw['cpu_s_per_gib'] / max(med[thriftiest]['cpu_s_per_gib'], 1e-9):.2f}x "
                       f"({thriftiest})"]
+            if hetero:
+                best = min(others, key=lambda c: med[c]["wall_s"])
+                lines += ["", f"swarmer's wall: {sw['ratio_to_ideal']:.2f}x the ideal "
+                          f"(target <= 1.10), {sw['wall_s'] / med[best]['wall_s']:.2f}x the best "
+                          f"other's ({best}; target <= 0.90)"]
+        if hetero:
+            lines += ["", f"Caps (MB/s = 10^6 bytes/s): {caps_label(args.caps_list)} "
+                      f"(sum {sum(args.caps_list):g})"
+                      + (f", drawn with --caps-seed {args.caps_seed}"
+                         if args.caps_seed is not None else "")
+                      + f", plus {STALLED_SEEDERS} x {args.stall_rate:g} KB/s and stall_peer.py "
+                      f"(answers {args.stall_answer} requests per address, then nothing). "
+                      f"Ideal = payload / sum of the caps = {fmt['ideal']:.2f} s. Seeders' CPU: "
+                      "user+sys of all "
+                      f"{len(args.caps_list) + STALLED_SEEDERS + 1} seeder processes during the "
+                      "download; machine busy: "
+                      "share of all cores busy meanwhile (/proc/stat, other work included)."]
+            steady = [f"{c} {med[c]['steady_mibps']:.0f}" for c in present
+                      if "steady_mibps" in med[c]]
+            if steady:
+                lines += ["", "What the seeders delivered together in mid-download (libtorrent "
+                          "leechers, 10th to 90th percentile of pieces), MiB/s: "
+                          + ", ".join(steady) + f"; the caps sum to "
+                          f"{args.size_e / fmt['ideal'] / MIB:.0f} MiB/s."]
+            lines += ["", "MiB sent by each seeder (median over the runs):", ""]
+            lines += served_table(runs, present)
         lines.append("")
     lines += ["Wall: spawn to exit (Transmission: spawn to every piece verified; (d): the "
               "leecher's). CPU: user+sys of the client process ((d): of the seeder while the "
@@ -800,7 +1062,7 @@ def chart(path, args, clients, runs):
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(ncols=min(len(clients), 6), fontsize="small")
     axes[0].set_title("(a) 1 file, 1 seeder  (b) 1 file, 8 seeders  (c) many files  "
-                      "(d) seeding to libtorrent")
+                      "(d) seeding to libtorrent  (e) heterogeneous seeders")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -912,7 +1174,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per client and scenario")
     parser.add_argument("--scenarios", default="abcdu",
-                        help="any of a, b, c, d, u, f (default abcdu)")
+                        help="any of a, b, c, d, u, e, f (default abcdu)")
     parser.add_argument("--daemon-torrents", type=int, default=10_000,
                         help="torrents the daemons of (f) hold")
     parser.add_argument("--clients", default=None,
@@ -921,6 +1183,25 @@ def main():
     parser.add_argument("--size", default="4G", help="single-file payload of (a), (b), (d)")
     parser.add_argument("--files-total", default="1G", help="bytes in all files of (c)")
     parser.add_argument("--files-count", type=int, default=10_000, help="files in (c)")
+    parser.add_argument("--size-e", default="1G", help="single-file payload of (e)")
+    parser.add_argument("--caps", default=None,
+                        help="upload caps of the (e) seeders, MB/s (10^6 bytes/s), comma-"
+                        f"separated, one seeder each (default {DEFAULT_CAPS})")
+    parser.add_argument("--caps-seed", type=int, default=None, metavar="N",
+                        help="(e): draw --caps-count caps from 1 to 40 MB/s (log-uniform, 1 and "
+                        "40 always in) with seed N instead of --caps")
+    parser.add_argument("--caps-count", type=int, default=10,
+                        help="seeders drawn by --caps-seed (default 10)")
+    parser.add_argument("--stall-rate", type=float, default=4.0, metavar="KB_S",
+                        help=f"upload cap of the {STALLED_SEEDERS} near-stalled (e) seeders, "
+                        "KB/s (10^3 bytes/s; default 4)")
+    parser.add_argument("--stall-answer", type=int, default=3, metavar="N",
+                        help="REQUESTs stall_peer.py answers per connection before it stops "
+                        "answering (default 3)")
+    parser.add_argument("--swarmer-log", default="quiet", choices=list(SWARMER_LOG),
+                        help="swarmer leecher's logging to logs/<run>.stderr: quiet (-q, the "
+                        "default), info (-v), debug (-vv) or trace (-vvv: every verified piece; "
+                        "for diagnosis, costs CPU)")
     parser.add_argument("--disk", metavar="DIR", help="payloads and downloads in DIR, not /dev/shm")
     parser.add_argument("--swarmer", default=os.path.join(REPO, "target/release/swarmer"))
     parser.add_argument("--rqbit", default=None, help="rqbit binary (default: from PATH)")
@@ -938,17 +1219,28 @@ def main():
     args.clients = args.clients or ",".join(CLIENTS)
     args.size = parse_size(args.size)
     args.files_total = parse_size(args.files_total)
+    args.size_e = parse_size(args.size_e)
+    if args.caps_seed is not None:
+        if args.caps is not None or args.caps_count < 2:
+            parser.error("--caps-seed draws the caps: give no --caps, and --caps-count >= 2")
+        args.caps_list = draw_caps(args.caps_seed, args.caps_count)
+    else:
+        try:
+            args.caps_list = parse_caps(args.caps or DEFAULT_CAPS)
+        except ValueError as e:
+            parser.error(str(e))
     given = args.scenarios
-    args.scenarios = "".join(s for s in "abcdu" if s in given)
-    if any(s not in "abcduf" for s in given) or not (args.scenarios or "f" in given):
-        parser.error("--scenarios takes letters from abcduf")
+    args.scenarios = "".join(s for s in "abcdue" if s in given)
+    if any(s not in "abcduef" for s in given) or not (args.scenarios or "f" in given):
+        parser.error("--scenarios takes letters from abcduef")
     if "f" in given and os.environ.get(IN_NETNS) is None:
         daemon_scale(args)
         if not args.scenarios:
             return
-    if args.runs < 1 or args.size < MIB or args.files_count < 1 \
-            or args.files_total < args.files_count:
-        parser.error("need --runs >= 1, --size >= 1M, --files-total >= --files-count bytes")
+    if args.runs < 1 or args.size < MIB or args.size_e < MIB or args.files_count < 1 \
+            or args.files_total < args.files_count or args.stall_rate <= 0:
+        parser.error("need --runs >= 1, --size and --size-e >= 1M, --files-total >= "
+                     "--files-count bytes, --stall-rate > 0")
     clients = check_tools(parser, args)
     ensure_netns(__file__, IN_NETNS)
 
