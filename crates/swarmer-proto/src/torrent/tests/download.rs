@@ -618,3 +618,97 @@ fn priorities_change_at_runtime() {
         &[Event::Finished, Event::Complete]
     );
 }
+
+#[test]
+fn a_trickling_peer_keeps_two_requests_once_its_rate_is_known() {
+    // A peer that answers one request every 2 s (8 KiB/s, under the request timeout): while its
+    // rate is unknown it gets the initial queue; once known, it is not topped up again until it
+    // is down to MIN_QUEUE, so it does not hold blocks of many pieces for a minute. (Before, it
+    // was topped up to the initial 32 after every block.)
+    let mut f = Fixture::new(64);
+    let slow = f.peer(2, false);
+    f.t.handle_message(
+        slow,
+        Message::Bitfield(Bitfield::full(64).as_bytes()),
+        f.now,
+    );
+    f.t.handle_message(slow, Message::Unchoke, f.now);
+    let mut outstanding: VecDeque<BlockRef> = requests(&f.drain(), slow).into();
+    let first = outstanding.len();
+    assert!(first > MIN_QUEUE as usize, "{first}");
+    let known = u64::from(RATE_KNOWN_AFTER) + 1;
+    for second in 1..=70u64 {
+        f.now += Duration::from_secs(1);
+        f.t.handle_timeout(f.now);
+        let mut asked = requests(&f.drain(), slow);
+        if second % 2 == 0 {
+            let b = outstanding.pop_front().expect("a request to answer");
+            let start = (f.t.layout.piece_offset(b.piece) + u64::from(b.offset)) as usize;
+            let data = f.content[start..start + b.length as usize].to_vec();
+            let msg = Message::Piece {
+                index: b.piece.get(),
+                begin: b.offset,
+                data: &data,
+            };
+            f.t.handle_message(slow, msg, f.now);
+            asked.extend(requests(&f.drain(), slow));
+        }
+        if second > known {
+            assert!(
+                asked.is_empty() || outstanding.len() < MIN_QUEUE as usize,
+                "second {second}: topped up to {} from {}",
+                outstanding.len() + asked.len(),
+                outstanding.len()
+            );
+        }
+        outstanding.extend(asked);
+    }
+    assert_eq!(
+        outstanding.len(),
+        MIN_QUEUE as usize,
+        "still asked, two at a time"
+    );
+}
+
+#[test]
+fn a_fast_peer_keeps_a_deep_queue() {
+    // The rate-sized queue of a peer that answers everything at once stays at least the initial
+    // depth: the MIN_QUEUE floor is for slow peers only.
+    let mut f = Fixture::new(64);
+    let fast = f.peer(2, false);
+    f.t.handle_message(
+        fast,
+        Message::Bitfield(Bitfield::full(64).as_bytes()),
+        f.now,
+    );
+    f.t.handle_message(fast, Message::Unchoke, f.now);
+    let first = requests(&f.drain(), fast);
+    let mut asked = first.len();
+    let mut actions: Vec<Action> = first
+        .into_iter()
+        .map(|b| Action::Send {
+            peer: fast,
+            message: Outgoing::Request(b),
+        })
+        .collect();
+    for _ in 0..u64::from(RATE_KNOWN_AFTER) + 1 {
+        // Answer what is outstanding within the second, then tick.
+        let mut next = Vec::new();
+        for a in actions {
+            f.run(vec![a], None);
+            next.extend(f.drain());
+        }
+        f.now += Duration::from_secs(1);
+        f.t.handle_timeout(f.now);
+        next.extend(f.drain());
+        asked = requests(&next, fast).len().max(asked);
+        actions = next;
+        if f.t.is_complete() {
+            break;
+        }
+    }
+    assert!(
+        asked >= 16,
+        "a fast peer was asked for only {asked} at once"
+    );
+}
