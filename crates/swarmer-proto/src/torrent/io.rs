@@ -88,13 +88,6 @@ pub struct Config {
     pub max_web_fetch: u64,
 }
 
-/// Ticks (seconds) a peer must have had our requests, unchoked, before its measured rate alone
-/// sizes its request queue (see [`Config::initial_queue`]).
-pub const RATE_KNOWN_AFTER: u32 = 3;
-/// Fewest requests kept outstanding with a peer whose rate is known: two, so the next request is
-/// on the wire while a block arrives.
-pub const MIN_QUEUE: u32 = 2;
-
 impl Default for Config {
     fn default() -> Config {
         Config {

@@ -67,8 +67,8 @@ pub use ext::{
     PEX_MIN_RECEIVE_INTERVAL,
 };
 pub use io::{
-    Action, Config, Event, FetchEnd, MIN_QUEUE, Offence, Outgoing, PeerFault, PeerInfo, PeerKey,
-    PeerStatus, RATE_KNOWN_AFTER, Requested, Stats, WebSeedKey, WebSeedStatus,
+    Action, Config, Event, FetchEnd, Offence, Outgoing, PeerFault, PeerInfo, PeerKey, PeerStatus,
+    Requested, Stats, WebSeedKey, WebSeedStatus,
 };
 
 use download::{PieceBuffer, Verifying, withdraw};
@@ -91,10 +91,6 @@ struct Peer {
     wanted: u32,
     in_flight: VecDeque<BlockRef>,
     queue_target: u32,
-    /// Ticks (seconds) in which the peer had our requests and did not choke us: after
-    /// [`RATE_KNOWN_AFTER`] of them its measured rate sizes its queue alone, without the
-    /// [`Config::initial_queue`] floor.
-    asked_ticks: u32,
     reqq: Option<u32>,
     last_received: Instant,
     last_block: Instant,
@@ -318,7 +314,6 @@ impl Torrent {
                 wanted: 0,
                 in_flight: VecDeque::new(),
                 queue_target: self.config.initial_queue,
-                asked_ticks: 0,
                 reqq: None,
                 last_received: now,
                 last_block: now,
@@ -541,10 +536,13 @@ impl Torrent {
                 fastest = fastest.max(peer.down.rate);
             }
             peer.refused_this_tick = 0;
-            if !peer.peer_choking && !peer.in_flight.is_empty() {
-                peer.asked_ticks = peer.asked_ticks.saturating_add(1);
-            }
-            peer.queue_target = queue_target(peer, config);
+            let by_rate = (peer.down.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
+            // A snubbed peer (its requests timed out) gets one request at a time until it delivers.
+            peer.queue_target = if peer.timeouts > 0 {
+                1
+            } else {
+                by_rate.clamp(config.initial_queue, config.max_queue)
+            };
             if now.duration_since(peer.last_received) >= config.peer_timeout {
                 let silent = now.duration_since(peer.last_received);
                 self.disconnect(key, PeerFault::Misbehaved(Offence::Silent(silent)));
@@ -734,25 +732,6 @@ impl RateMeter {
         };
         sample
     }
-}
-
-/// How many requests `peer` should have outstanding: [`Config::queue_seconds`] of its measured
-/// download rate, within [`Config::max_queue`]. Until its rate is known ([`RATE_KNOWN_AFTER`]
-/// ticks of being asked) at least [`Config::initial_queue`], so a fast peer is not starved while
-/// its rate builds up; after that at least [`MIN_QUEUE`], so a peer that trickles a few KB/s
-/// holds a couple of blocks rather than 32 that keep pieces unfinished until endgame. A snubbed
-/// peer (its requests timed out) gets one request at a time until it delivers.
-fn queue_target(peer: &Peer, config: &Config) -> u32 {
-    if peer.timeouts > 0 {
-        return 1;
-    }
-    let by_rate = (peer.down.rate * config.queue_seconds / f64::from(BLOCK_SIZE)) as u32;
-    let floor = if peer.asked_ticks >= RATE_KNOWN_AFTER {
-        MIN_QUEUE
-    } else {
-        config.initial_queue
-    };
-    by_rate.clamp(floor.min(config.max_queue), config.max_queue)
 }
 
 #[cfg(test)]
