@@ -15,9 +15,10 @@ ordered against other processes' logs. With --progress, each verified piece is r
 upper bound on when it was verified).
 On SIGTERM it prints {"event":"stopped","uploaded":N,"downloaded":N} (payload bytes over its
 life) and exits 0; with --report-peers that event also lists every peer it was connected to as
-"peers": [{"ip","port","uploaded","downloaded","outgoing","rc4"}] (bytes to and from each, as last
-sampled while connected, at each poll of the alert queue (ALERT_POLL); "outgoing": this process
-dialled it; "rc4": the connection is RC4-encrypted (MSE)).
+"peers": [{"ip","port","uploaded","downloaded","outgoing","rc4","handshaken"}] (bytes to and
+from each, as last sampled while connected, at each poll of the alert queue (ALERT_POLL);
+"outgoing": this process dialled it; "rc4": the connection is RC4-encrypted (MSE); "handshaken":
+it was past connecting and the handshakes when last sampled).
 Exit codes: 0 done (leech), stopped by SIGTERM, or timeout after seeding (seed), 2 timeout before
 finishing, 3 torrent error.
 
@@ -78,6 +79,7 @@ def sample_peers(handle):
             "downloaded": p.total_download,
             "outgoing": bool(p.flags & lt.peer_info.local_connection),
             "rc4": bool(p.flags & lt.peer_info.rc4_encrypted),
+            "handshaken": not p.flags & (lt.peer_info.connecting | lt.peer_info.handshake),
         }
 
 
