@@ -153,14 +153,21 @@ impl Owner {
         loop {
             tokio::select! {
                 request = requests.recv(), if self.shutting_down.is_none() => {
-                    self.plan_stale = true;
                     match request {
-                        Some(request) => self.handle(request),
-                        None => self.begin_shutdown(None),
+                        Some(request) => {
+                            self.plan_stale |= request.may_change_plan();
+                            self.handle(request);
+                        }
+                        None => {
+                            self.plan_stale = true;
+                            self.begin_shutdown(None);
+                        }
                     }
                 }
                 Some(report) = reports.recv() => {
-                    self.plan_stale = true;
+                    // A running torrent's details answer a read; everything else reports a
+                    // change of state.
+                    self.plan_stale |= !matches!(report, Report::Details(..));
                     self.report(report);
                 }
                 _ = tick.tick() => self.watch_running(),
