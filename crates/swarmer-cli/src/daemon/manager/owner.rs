@@ -30,7 +30,10 @@ use crate::daemon::download_dir::{DownloadDir, Roots};
 use crate::daemon::model::{Inside, SessionStats, Torrent, TorrentDetail};
 use crate::daemon::store::{Settings, Store, StoreError, TorrentRecord};
 
-/// How often the queue is re-evaluated and failed torrents noticed, besides after every request.
+mod port_change;
+
+/// How often failed torrents are noticed and the queue re-evaluated, besides after every request
+/// or report that can change it.
 const TICK: Duration = Duration::from_secs(1);
 /// How long a shutdown waits for torrents to stop (flush, save resume state, announce `stopped`).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -1023,55 +1026,6 @@ impl Owner {
             }
             self.stop(id);
         }
-    }
-
-    /// Starts moving every torrent to a session on `port`: they stop (and magnet links stop
-    /// fetching) now; [`Owner::continue_port_change`] does the rest once they have.
-    fn set_peer_port(&mut self, port: u16, reply: Reply<u16>) {
-        if port == self.session.listen_addr().port() {
-            let _ = reply.send(Ok(port));
-            return;
-        }
-        if self.port_change.is_some() {
-            let _ = reply.send(Err(ManagerError::Conflict(
-                "the peer port is being changed already".into(),
-            )));
-            return;
-        }
-        tracing::info!(port, "changing the peer port: stopping every torrent");
-        self.port_change = Some(PortChange {
-            port,
-            reply,
-            starting: false,
-        });
-        let ids: Vec<u64> = self.entries.keys().copied().collect();
-        for id in ids {
-            if let Some(e) = self.entries.get_mut(&id) {
-                if let Some((fetch, _)) = e.fetch.take() {
-                    fetch.abort();
-                }
-            }
-            self.stop(id);
-        }
-    }
-
-    /// Once no torrent runs any more, starts the session on the new port (in a task that reports
-    /// back with `Report::SessionReady`).
-    fn continue_port_change(&mut self) {
-        let busy = self.entries.values().any(|e| !matches!(e.run, Run::Idle));
-        let Some(change) = self.port_change.as_mut().filter(|c| !c.starting && !busy) else {
-            return;
-        };
-        change.starting = true;
-        let config = SessionConfig {
-            listen_port: change.port,
-            ..self.session_config.clone()
-        };
-        let reports = self.reports.clone();
-        tokio::spawn(async move {
-            let result = crate::peer_port::start_session(config).await;
-            let _ = reports.send(Report::SessionReady(result));
-        });
     }
 
     /// Stamps torrents that have just finished with the time (`completed_at`), once.
