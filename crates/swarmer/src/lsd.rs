@@ -285,6 +285,10 @@ async fn run(
             None => {}
         }
         let now = shared.clock.now();
+        let send_batch = |batch: &[InfoHash]| {
+            let v4_sender = v4.as_ref().map(|(_, sender)| sender);
+            send(v4_sender, v6.as_ref(), port, batch, &cookie);
+        };
         loop {
             let mut batch = schedule.poll_announce(now);
             if batch.is_empty() {
@@ -298,26 +302,14 @@ async fn run(
                 }
                 present
             });
-            send(
-                v4.as_ref().map(|(_, sender)| sender),
-                v6.as_ref(),
-                port,
-                &batch,
-                &cookie,
-            );
+            send_batch(&batch);
         }
         loop {
             let batch = schedule.poll_repeat(now);
             if batch.is_empty() {
                 break;
             }
-            send(
-                v4.as_ref().map(|(_, sender)| sender),
-                v6.as_ref(),
-                port,
-                &batch,
-                &cookie,
-            );
+            send_batch(&batch);
         }
     }
 }

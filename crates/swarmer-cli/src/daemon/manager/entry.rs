@@ -392,8 +392,8 @@ fn priorities_of(record: &TorrentRecord) -> Vec<FilePriority> {
         .collect()
 }
 
-/// The verified pieces of the saved resume state, if there is one that reads.
-pub(super) fn saved_have(store: &Store, m: &Metainfo) -> Option<Bitfield> {
+/// The saved resume state of the torrent of `m`, if there is one that reads.
+fn saved_state(store: &Store, m: &Metainfo) -> Option<swarmer_proto::resume::ResumeState> {
     let state = store.with_resume(m.info_hash, |bytes| {
         swarmer_proto::resume::ResumeState::decode(
             bytes,
@@ -401,7 +401,12 @@ pub(super) fn saved_have(store: &Store, m: &Metainfo) -> Option<Bitfield> {
             m.info.files.len(),
         )
     })?;
-    Some(state.ok()?.have)
+    state.ok()
+}
+
+/// The verified pieces of the saved resume state, if there is one that reads.
+pub(super) fn saved_have(store: &Store, m: &Metainfo) -> Option<Bitfield> {
+    Some(saved_state(store, m)?.have)
 }
 
 /// Verified pieces in the saved resume state, and whether they are every wanted piece.
@@ -410,14 +415,7 @@ pub(super) fn resumed_pieces(
     m: &Metainfo,
     record: &TorrentRecord,
 ) -> Option<(u32, bool)> {
-    let state = store.with_resume(m.info_hash, |bytes| {
-        swarmer_proto::resume::ResumeState::decode(
-            bytes,
-            m.info.layout.piece_count() as usize,
-            m.info.files.len(),
-        )
-    })?;
-    let state = state.ok()?;
+    let state = saved_state(store, m)?;
     let have = state.have.count_ones() as u32;
     let files = priorities_of(record);
     let padding: Vec<bool> = m.info.files.iter().map(|f| f.padding).collect();
