@@ -1044,8 +1044,8 @@ impl Owner {
         }
     }
 
-    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
-        tracing::info!("stopping every torrent");
+    /// Stops every torrent and abandons every metadata fetch (a shutdown, a peer port change).
+    fn stop_all(&mut self) {
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
             if let Some(e) = self.entries.get_mut(&id) {
@@ -1055,6 +1055,11 @@ impl Owner {
             }
             self.stop(id);
         }
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        tracing::info!("stopping every torrent");
+        self.stop_all();
         let (tx, rx) = oneshot::channel();
         self.shutting_down = Some(tx);
         if let Some(reply) = reply {

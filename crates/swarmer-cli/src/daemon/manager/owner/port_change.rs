@@ -27,15 +27,7 @@ impl Owner {
             reply,
             starting: false,
         });
-        let ids: Vec<u64> = self.entries.keys().copied().collect();
-        for id in ids {
-            if let Some(e) = self.entries.get_mut(&id) {
-                if let Some((fetch, _)) = e.fetch.take() {
-                    fetch.abort();
-                }
-            }
-            self.stop(id);
-        }
+        self.stop_all();
     }
 
     /// Once no torrent runs any more, starts the session on the new port (in a task that reports
