@@ -460,6 +460,7 @@ function select(id, opener) {
   if (ui.selected !== id) {
     for (const body of ['file-rows', 'peer-rows', 'tracker-rows']) $(body).replaceChildren();
     delete $('file-rows').dataset.shape;
+    delete $('detail-category').dataset.edited;
     ui.pieces = null;
   }
   ui.selected = id;
@@ -560,8 +561,8 @@ function renderDetail(d) {
     : '–';
   $('detail-dir').textContent = d.download_dir;
   const category = $('detail-category');
-  // Leave the field alone while the user edits it.
-  if (category !== document.activeElement) category.value = d.category || '';
+  // Leave the field alone while the user edits it, and keep an edit not yet saved.
+  if (category !== document.activeElement && !category.dataset.edited) category.value = d.category || '';
   $('detail-tags').textContent = (d.tags || []).join(', ') || 'none';
   $('detail-transfer').textContent = `${fmtBytes(d.downloaded_bytes)} down, ${fmtBytes(d.uploaded_bytes)} up`;
   $('detail-added').textContent = fmtTime(d.added_at);
@@ -639,10 +640,12 @@ async function setCategory(event) {
   event.preventDefault();
   if (ui.selected === null) return;
   const id = ui.selected;
-  const category = $('detail-category').value.trim();
+  const field = $('detail-category');
+  const category = field.value.trim();
   clearError();
   try {
     upsert(await api('PUT', `/torrents/${id}/category`, { category: category || null }));
+    if (field.value.trim() === category) delete field.dataset.edited;
   } catch (e) {
     showError(`Cannot set the category: ${errorText(e)}`);
   }
@@ -1005,6 +1008,7 @@ function init() {
   $('file-rows').addEventListener('change', onPriorityChange);
   $('detail-close').addEventListener('click', closeDetail);
   $('category-form').addEventListener('submit', setCategory);
+  $('detail-category').addEventListener('input', (e) => { e.target.dataset.edited = '1'; });
   document.querySelector('.tabs').addEventListener('click', (e) => {
     const tab = e.target.closest('[data-tab]');
     if (tab) showTab(tab.dataset.tab);

@@ -207,8 +207,7 @@ fn interact(scene: &Scene, browser: &Browser, daemon: &Daemon, film_id: u64) {
         ) == "movies")
             .then_some(())
     });
-    browser.clear("#detail-category");
-    browser.type_into("#detail-category", "films");
+    browser.replace_text("#detail-category", "films");
     browser.click("#category-save");
     scene
         .deadline

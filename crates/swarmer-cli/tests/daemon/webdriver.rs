@@ -172,6 +172,14 @@ impl Browser {
         );
     }
 
+    /// Replaces what a text field holds with `text`, as a user does: select all (Ctrl+A), then
+    /// type, in one keystroke command, so the field keeps the focus throughout and fires `input`.
+    /// (`clear` then `type_into` leaves the field unfocused in between, where the page may refill
+    /// it.)
+    pub(crate) fn replace_text(&self, selector: &str, text: &str) {
+        self.type_into(selector, &format!("\u{E009}a\u{E009}{text}"));
+    }
+
     /// Clears a text field.
     pub(crate) fn clear(&self, selector: &str) {
         let element = self.get(selector);
