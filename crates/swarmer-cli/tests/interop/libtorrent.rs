@@ -39,6 +39,9 @@ pub(crate) struct LtOptions<'a> {
     /// Add the torrent by its v2 info hash alone (`urn:btmh:` with the torrent's trackers): it
     /// announces, and connects, under the truncated SHA-256 only until it has the metadata.
     pub(crate) magnet_v2: bool,
+    /// Resume up to this many times after libtorrent stops the torrent with error 217 ("v1 and
+    /// v2 hashes do not describe the same data"), each logged as an `inconsistent_hashes` event.
+    pub(crate) recover_inconsistent_hashes: u32,
     /// Peers it dials as soon as the torrent is added.
     pub(crate) connect: &'a [SocketAddr],
     /// List the connected peers, with the bytes exchanged with each, in its `stopped` event.
@@ -67,6 +70,7 @@ impl<'a> LtOptions<'a> {
             pex: false,
             magnet: false,
             magnet_v2: false,
+            recover_inconsistent_hashes: 0,
             connect: &[],
             report_peers: false,
             encryption: None,
@@ -124,6 +128,11 @@ fn command(mode: &str, options: &LtOptions<'_>, scene: &Scene) -> Command {
     }
     if options.magnet_v2 {
         command.arg("--magnet-v2");
+    }
+    if options.recover_inconsistent_hashes > 0 {
+        command
+            .arg("--recover-inconsistent-hashes")
+            .arg(options.recover_inconsistent_hashes.to_string());
     }
     for peer in options.connect {
         command.arg("--connect").arg(peer.to_string());

@@ -60,6 +60,10 @@ faulthandler.enable()
 ALERT_POLL = 0.02
 
 
+# libtorrent's errors::torrent_inconsistent_hashes.
+INCONSISTENT_HASHES = 217
+
+
 def emit(event, **fields):
     fields["event"] = event
     fields["time"] = time.time()
@@ -258,6 +262,14 @@ def main():
         "trackers) and fetch the metadata from peers (BEP 52, BEP 9)",
     )
     parser.add_argument(
+        "--recover-inconsistent-hashes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="up to N times, resume a torrent that libtorrent stopped with error 217 (v1 and v2 "
+        "hashes do not describe the same data), each reported as an inconsistent_hashes event",
+    )
+    parser.add_argument(
         "--connect",
         action="append",
         default=[],
@@ -393,6 +405,15 @@ def handle_alerts(ses, args):
         elif isinstance(alert, lt.tracker_reply_alert):
             emit("tracker_reply", url=alert.tracker_url(), peers=alert.num_peers)
         elif isinstance(alert, lt.torrent_error_alert):
+            if alert.error.value() == INCONSISTENT_HASHES and args.recover_inconsistent_hashes > 0:
+                # libtorrent 2.0.8 now and then stops a hybrid downloaded by its v2 hash at its
+                # first verified piece with this error, though every hash it was served is proven
+                # up to the file's root; resuming lets it download and verify everything again.
+                args.recover_inconsistent_hashes -= 1
+                emit("inconsistent_hashes", message=alert.message())
+                alert.handle.clear_error()
+                alert.handle.resume()
+                continue
             emit("error", message=alert.message())
             return 3
         elif isinstance(alert, lt.listen_failed_alert):

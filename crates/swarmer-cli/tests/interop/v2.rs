@@ -295,6 +295,11 @@ fn v2_hybrid_seeded_to_a_btmh_magnet_leecher() {
             let out = scene.subdir("lt-download");
             let mut options = LtOptions::new(&fixture.torrent, &out, LIBTORRENT_LEECHER);
             options.magnet_v2 = true;
+            // libtorrent 2.0.8 stops such a download with error 217 in about 1 run of 30, at the
+            // first piece it verifies, after swarmer answered each of its hash requests with a
+            // whole piece layer that hashes up to the file's root (see the debug log); resumed,
+            // it completes. One resume is allowed, and counted below.
+            options.recover_inconsistent_hashes = 1;
             let mut leecher = libtorrent::leech(scene, "lt-leecher", &options);
             match libtorrent::wait_leecher(scene, "lt-leecher", &options, &mut leecher) {
                 Some(status) => {
@@ -303,6 +308,11 @@ fn v2_hybrid_seeded_to_a_btmh_magnet_leecher() {
                 None => panic!("libtorrent leecher did not finish before the deadline"),
             }
             fixture.payload.assert_same(&out.join("multi"));
+            let resumed =
+                libtorrent::leecher_events(scene, "lt-leecher", "inconsistent_hashes").len();
+            scene.mark(&format!(
+                "libtorrent resumed after error 217 {resumed} time(s)"
+            ));
             swarmer::stop(scene, &mut seeder, "TERM", &fixture.torrent);
             let log = seeder.stderr_text();
             let by_v2 = log.lines().any(|line| {

@@ -682,7 +682,15 @@ impl Running {
             payload,
         )?;
         if let Some(reply) = reply {
-            tracing::debug!(conn, "answering a BEP 52 hash request");
+            tracing::debug!(
+                conn,
+                base_layer = request.base_layer,
+                index = request.index,
+                length = request.length,
+                proof_layers = request.proof_layers,
+                reply_bytes = reply.len(),
+                "answering a BEP 52 hash request"
+            );
             if self
                 .conns
                 .send(conn, Outbound::Bytes(Bytes::from(reply)))
