@@ -7,13 +7,14 @@
 
 mod announcer;
 mod dual;
+mod health;
 mod http;
 mod udp;
 
 use crate::udp::UdpHandle;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use swarmer_proto::InfoHash;
 use swarmer_proto::tracker::scrape::{MAX_HTTP_SCRAPE, MAX_UDP_SCRAPE, ScrapeCounts, scrape_url};
@@ -112,6 +113,30 @@ pub enum AnnounceError {
     /// A UDP socket operation failed (including ICMP "port unreachable" reported as connection refused).
     #[error("UDP tracker socket error: {0}")]
     Io(#[from] std::io::Error),
+    /// Not sent: an announce of another torrent to this tracker got no answer a moment ago, and
+    /// the tracker is not asked again until its backoff (15 s, doubling to 10 minutes) is over.
+    #[error("{error} (not asked again for {}s)", retry_in.as_secs().max(1))]
+    Unreachable {
+        /// The failure of the last announce that was sent.
+        error: String,
+        /// How long until the tracker is asked again.
+        retry_in: Duration,
+    },
+}
+
+impl AnnounceError {
+    /// The tracker did not answer at all (refused, timed out, unresolvable, the exchange broke
+    /// off), as opposed to answering with a refusal or something unusable: true of this error
+    /// for every torrent that announces there.
+    fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            AnnounceError::Resolve { .. }
+                | AnnounceError::Timeout(_)
+                | AnnounceError::Http(_)
+                | AnnounceError::Io(_)
+        )
+    }
 }
 
 /// Announces to HTTP, HTTPS and UDP trackers. Cheap to clone: clones share the HTTP connection pool and the
@@ -130,6 +155,8 @@ pub struct TrackerClient {
     by_family: Option<Arc<[reqwest::Client; 2]>>,
     /// Our global IPv6 address, told to HTTP trackers (BEP 7 `ipv6=`).
     ipv6: Option<Ipv6Addr>,
+    /// The trackers that stopped answering, shared by every torrent's announcer.
+    health: Arc<Mutex<health::Health>>,
 }
 
 impl TrackerClient {
@@ -146,6 +173,7 @@ impl TrackerClient {
             shared_udp: Vec::new(),
             by_family: None,
             ipv6: None,
+            health: Arc::default(),
         })
     }
 
@@ -188,17 +216,39 @@ impl TrackerClient {
     ///
     /// Waits at most [`TrackerClientConfig::http_timeout`] for HTTP, and the UDP retransmission schedule
     /// for UDP. `req.tracker_id` is sent to HTTP trackers only.
+    ///
+    /// A tracker that just failed to answer an announce of any torrent of this client (and its
+    /// clones) is not asked again until a backoff has passed: meanwhile announces to it fail at
+    /// once with [`AnnounceError::Unreachable`], and after it one announce probes it.
     pub async fn announce(
         &self,
         url: &str,
         req: &AnnounceRequest,
     ) -> Result<AnnounceResponse, AnnounceError> {
+        let verdict = self.health().check(url, Instant::now());
+        if let health::Verdict::Skip { error, retry_in } = verdict {
+            return Err(AnnounceError::Unreachable { error, retry_in });
+        }
         let mut req = req.clone();
         req.ipv6 = req.ipv6.or(self.ipv6);
-        if self.by_family.is_some() && dual::resolves_to_both(self, url).await {
-            return dual::announce_both(self, url, &req).await;
-        }
-        self.announce_over(url, &req, None).await
+        let result = if self.by_family.is_some() && dual::resolves_to_both(self, url).await {
+            dual::announce_both(self, url, &req).await
+        } else {
+            self.announce_over(url, &req, None).await
+        };
+        let unreachable = match &result {
+            Err(e) if e.is_unreachable() => Some(e.to_string()),
+            _ => None,
+        };
+        self.health().record(url, unreachable, Instant::now());
+        result
+    }
+
+    /// The shared tracker health; never poisoned in a way that matters (plain bookkeeping).
+    fn health(&self) -> std::sync::MutexGuard<'_, health::Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One announce, over `family` only if set (`Some(true)`: IPv4).
