@@ -6,6 +6,7 @@ use super::*;
 
 mod deadlines;
 mod regressions;
+mod uneven;
 mod v2;
 
 const KIB: u64 = 1024;
