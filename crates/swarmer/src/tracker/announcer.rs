@@ -104,10 +104,13 @@ pub struct AnnouncerStatus {
 
 /// What the announcer does with one announce: the one seam tests replace.
 pub(crate) trait Announce: Send + Sync + 'static {
+    /// One announce; `forced`: the user asked for it, so a tracker the session has backed off
+    /// is asked anyway.
     fn announce(
         &self,
         url: &str,
         req: &AnnounceRequest,
+        forced: bool,
     ) -> impl Future<Output = Result<AnnounceResponse, AnnounceError>> + Send;
 }
 
@@ -116,8 +119,9 @@ impl Announce for TrackerClient {
         &self,
         url: &str,
         req: &AnnounceRequest,
+        forced: bool,
     ) -> impl Future<Output = Result<AnnounceResponse, AnnounceError>> + Send {
-        TrackerClient::announce(self, url, req)
+        TrackerClient::announce_with(self, url, req, forced)
     }
 }
 
@@ -252,6 +256,7 @@ pub(crate) fn spawn_with<T: Announce>(
         min_interval: DEFAULT_MIN_INTERVAL,
         next_announce: Instant::now(),
         failed_rounds: 0,
+        forced: false,
         retry_rng: SmallRng::seed_from_u64(rng.r#gen()),
         peers: peers_tx,
         status: status_tx,
@@ -301,6 +306,9 @@ struct Announcer<T> {
     min_interval: Duration,
     next_announce: Instant,
     failed_rounds: u32,
+    /// The next round was asked for by the user ([`AnnouncerHandle::reannounce`]): it asks
+    /// trackers the session has backed off too.
+    forced: bool,
     /// Draws the random part of the waits after failed rounds ([`retry_after`]); seeded from the
     /// spawner's generator, so tests see one schedule.
     retry_rng: SmallRng,
@@ -366,6 +374,7 @@ impl<T: Announce> Announcer<T> {
         }
         if self.requests.reannounce.swap(false, Ordering::SeqCst) && !round_in_flight {
             self.next_announce = now;
+            self.forced = true;
         }
         if self.requests.want_peers.swap(false, Ordering::SeqCst) && !round_in_flight {
             if let Some(last) = self.last_success {
@@ -405,7 +414,8 @@ impl<T: Announce> Announcer<T> {
         }
     }
 
-    fn start_round(&self) -> Round {
+    fn start_round(&mut self) -> Round {
+        let forced = std::mem::take(&mut self.forced);
         let stats = *self.stats.borrow();
         let attempts: Vec<Attempt> = self
             .tiers
@@ -425,7 +435,7 @@ impl<T: Announce> Announcer<T> {
         Box::pin(async move {
             let mut last_error = String::new();
             for attempt in attempts {
-                match transport.announce(&attempt.url, &attempt.req).await {
+                match transport.announce(&attempt.url, &attempt.req, forced).await {
                     Ok(response) => return RoundOutcome::Success(Box::new((attempt, response))),
                     Err(e) => {
                         if quiet {
@@ -518,7 +528,7 @@ impl<T: Announce> Announcer<T> {
             let transport = self.transport.clone();
             let url = url.clone();
             pending.spawn(async move {
-                match transport.announce(&url, &req).await {
+                match transport.announce(&url, &req, false).await {
                     Ok(_) => tracing::debug!(tracker = %url, event = ?req.event, "announced at stop"),
                     Err(e) => tracing::debug!(tracker = %url, error = %e, event = ?req.event, "announce at stop failed"),
                 }

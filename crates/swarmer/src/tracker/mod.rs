@@ -225,8 +225,19 @@ impl TrackerClient {
         url: &str,
         req: &AnnounceRequest,
     ) -> Result<AnnounceResponse, AnnounceError> {
+        self.announce_with(url, req, false).await
+    }
+
+    /// [`TrackerClient::announce`], sent even to a tracker in its backoff when `forced` (a
+    /// reannounce the user asked for); its outcome still counts for the others.
+    pub(crate) async fn announce_with(
+        &self,
+        url: &str,
+        req: &AnnounceRequest,
+        forced: bool,
+    ) -> Result<AnnounceResponse, AnnounceError> {
         let verdict = self.health().check(url, Instant::now());
-        if let health::Verdict::Skip { error, retry_in } = verdict {
+        if let (health::Verdict::Skip { error, retry_in }, false) = (verdict, forced) {
             return Err(AnnounceError::Unreachable { error, retry_in });
         }
         let mut req = req.clone();
@@ -332,4 +343,51 @@ fn scheme_of(url: &str) -> Result<String, AnnounceError> {
             url: url.to_owned(),
             reason: "no scheme".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http::tests::request;
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::TcpListener;
+
+    /// An HTTP "tracker" that accepts connections and closes them without a word; returns its
+    /// announce URL and how many connections it took.
+    async fn mute_tracker() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/announce", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_mute_tracker_is_asked_once_for_every_torrent_until_its_backoff() {
+        let (url, accepted) = mute_tracker().await;
+        let client = TrackerClient::new(TrackerClientConfig::default()).unwrap();
+        let first = client.announce(&url, &request()).await.unwrap_err();
+        assert!(first.is_unreachable(), "{first}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // Another torrent, through a clone of the session's client: told at once.
+        let mut other = request();
+        other.info_hash = InfoHash([9; 20]);
+        let skipped = client.clone().announce(&url, &other).await.unwrap_err();
+        let AnnounceError::Unreachable { error, retry_in } = &skipped else {
+            panic!("{skipped}");
+        };
+        assert_eq!(*error, first.to_string());
+        assert!(*retry_in <= health::FIRST_BACKOFF, "{retry_in:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A reannounce the user asked for goes out anyway.
+        let forced = client.announce_with(&url, &other, true).await.unwrap_err();
+        assert!(forced.is_unreachable(), "{forced}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
 }

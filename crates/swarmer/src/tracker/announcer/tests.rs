@@ -58,6 +58,7 @@ impl Announce for Fake {
         &self,
         url: &str,
         req: &AnnounceRequest,
+        _forced: bool,
     ) -> impl Future<Output = Result<AnnounceResponse, AnnounceError>> + Send {
         self.log
             .lock()
