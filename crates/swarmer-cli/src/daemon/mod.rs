@@ -16,6 +16,7 @@ mod fetch;
 mod guard;
 mod http;
 mod insides;
+mod json;
 mod manager;
 mod media;
 mod model;

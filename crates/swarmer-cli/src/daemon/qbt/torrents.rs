@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use super::form::Params;
 use super::shared::{Qbt, failed, one, resolve, text};
 use super::view::{ETA_INFINITE, FILTERS, InfoRow, info, passes, priority_number};
+use crate::daemon::json::BigJson;
 use crate::daemon::model::Inside;
 
 /// `torrents/info`.
@@ -85,7 +86,8 @@ fn page<T: Serialize>(mut rows: Vec<T>, params: &Params) -> Response {
     if limit > 0 {
         rows.truncate(limit as usize);
     }
-    Json(rows).into_response()
+    let hint = rows.len() * 1024;
+    BigJson(rows, hint).into_response()
 }
 
 /// Orders JSON values as `sort` does: numbers by value, strings by text, others equal.
