@@ -214,9 +214,8 @@ pub fn serve(file: &V2File, request: &HashRequest, piece_length: u32) -> Option<
 }
 
 /// What to send back for hash message `id` with `payload` received by a torrent whose v2 part is
-/// `v2` (`None` for a v1 torrent): for a `hash request`, the whole framed reply (length prefix, id
-/// 22 `hashes` from our piece layer with its proof, or id 23 `hash reject`); nothing for `hashes` and
-/// `hash reject`, which a running torrent never asked for and ignores.
+/// `v2` (`None` for a v1 torrent): for a `hash request`, [`answer_request`]; nothing for `hashes`
+/// and `hash reject`, which a running torrent never asked for and ignores.
 ///
 /// Errors: a malformed message (the caller closes the connection, as for any malformed frame).
 pub fn answer(
@@ -228,6 +227,16 @@ pub fn answer(
     let HashMessage::Request(request) = HashMessage::decode(id, payload)? else {
         return Ok(None);
     };
+    Ok(Some(answer_request(v2, piece_length, request)))
+}
+
+/// The whole framed reply to a decoded `request` (length prefix, then id 22 `hashes` from our
+/// piece layer with its proof, or id 23 `hash reject`), for a torrent whose v2 part is `v2`.
+pub fn answer_request(
+    v2: Option<&crate::metainfo::V2Info>,
+    piece_length: u32,
+    request: HashRequest,
+) -> Vec<u8> {
     let served = v2
         .and_then(|v2| {
             v2.files
@@ -235,11 +244,15 @@ pub fn answer(
                 .find(|f| f.pieces_root == request.pieces_root)
         })
         .and_then(|file| serve(file, &request, piece_length));
-    let reply = match served {
+    frame(&reply(request, served))
+}
+
+/// The reply to `request`: `hashes` when `served` holds them, else `hash reject`.
+pub fn reply(request: HashRequest, served: Option<Vec<Hash256>>) -> HashMessage {
+    match served {
         Some(hashes) => HashMessage::Hashes { request, hashes },
         None => HashMessage::Reject(request),
-    };
-    Ok(Some(frame(&reply)))
+    }
 }
 
 /// `message` as it goes on the wire: the 4-byte length prefix, the id and the payload.

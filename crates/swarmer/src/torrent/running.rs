@@ -670,34 +670,26 @@ impl Running {
                     let served = storage.read(piece, 0, &mut data).ok().and_then(|()| {
                         hashes::serve_leaves(&file, &request, piece_length, index, &data[..content])
                     });
-                    (conn, hashes::frame(&hash_reply(request, served)))
+                    (conn, hashes::frame(&hashes::reply(request, served)))
                 });
                 return Ok(());
             }
         }
-        let reply = hashes::answer(
-            info.v2.as_deref(),
-            info.piece_length,
-            hashes::HASH_REQUEST,
-            payload,
-        )?;
-        if let Some(reply) = reply {
-            tracing::debug!(
-                conn,
-                base_layer = request.base_layer,
-                index = request.index,
-                length = request.length,
-                proof_layers = request.proof_layers,
-                reply_bytes = reply.len(),
-                "answering a BEP 52 hash request"
-            );
-            if self
-                .conns
-                .send(conn, Outbound::Bytes(Bytes::from(reply)))
-                .is_err()
-            {
-                self.close(conn, true);
-            }
+        tracing::debug!(
+            conn,
+            base_layer = request.base_layer,
+            index = request.index,
+            length = request.length,
+            proof_layers = request.proof_layers,
+            "answering a BEP 52 hash request"
+        );
+        let reply = hashes::answer_request(info.v2.as_deref(), info.piece_length, request);
+        if self
+            .conns
+            .send(conn, Outbound::Bytes(Bytes::from(reply)))
+            .is_err()
+        {
+            self.close(conn, true);
         }
         Ok(())
     }
@@ -1050,17 +1042,6 @@ fn snapshot<'a>(engine: &'a Torrent, t: &'a TorrentTask) -> Snapshot<'a> {
         have: engine.have(),
         priorities: &t.options.file_priorities,
         transferred: (stats.uploaded, stats.downloaded),
-    }
-}
-
-/// The `hashes` reply to `request` (`served`: the hashes), or a `hash reject` without them.
-fn hash_reply(
-    request: hashes::HashRequest,
-    served: Option<Vec<swarmer_proto::merkle::Hash256>>,
-) -> HashMessage {
-    match served {
-        Some(hashes) => HashMessage::Hashes { request, hashes },
-        None => HashMessage::Reject(request),
     }
 }
 
