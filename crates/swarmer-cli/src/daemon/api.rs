@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::fetch::{fetch_torrent, is_http_url};
 use super::guard::{self, ClientIp};
 use super::insides::{self, Peer, Pieces, Tracker, TrackerState};
-use super::json::BigJson;
+use super::json::big_json;
 use super::manager::{Add, DownloadOrder, LabelEdit, Manager, ManagerError, SettingsPatch, Source};
 use super::model::{File, Priority, SessionStats, Torrent, TorrentDetail};
 use super::state::AppState;
@@ -102,14 +102,10 @@ fn id_of(
 
 #[utoipa::path(get, path = "/api/v1/torrents", tag = "torrents",
     responses((status = 200, description = "Every torrent, in id order", body = [Torrent])))]
-async fn list_torrents(State(s): State<AppState>) -> BigJson<Vec<Torrent>> {
-    let list = s.manager.list().await;
-    let hint = list.len() * TORRENT_JSON_BYTES;
-    BigJson(list, hint)
+async fn list_torrents(State(s): State<AppState>) -> Response {
+    let list: Vec<Torrent> = s.manager.list().await;
+    big_json(&list, list.len())
 }
-
-/// About what one torrent of the listing takes in JSON, bytes: the first guess of its size.
-const TORRENT_JSON_BYTES: usize = 640;
 
 /// Adding by magnet link or by the http(s) URL of a .torrent file (JSON), or by uploading a
 /// .torrent file (multipart field `torrent`).

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::form::Params;
 use super::shared::{Qbt, failed, one, resolve, text};
 use super::view::{ETA_INFINITE, FILTERS, InfoRow, info, passes, priority_number};
-use crate::daemon::json::BigJson;
+use crate::daemon::json::big_json;
 use crate::daemon::model::Inside;
 
 /// `torrents/info`.
@@ -86,8 +86,7 @@ fn page<T: Serialize>(mut rows: Vec<T>, params: &Params) -> Response {
     if limit > 0 {
         rows.truncate(limit as usize);
     }
-    let hint = rows.len() * 1024;
-    BigJson(rows, hint).into_response()
+    big_json(&rows, rows.len())
 }
 
 /// Orders JSON values as `sort` does: numbers by value, strings by text, others equal.

@@ -51,7 +51,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use super::json::BigJson;
+use super::json::big_json;
 use super::state::AppState;
 use envelope::{Outcome, fail, object};
 use handshake::{SESSION_HEADER, handshake, process};
@@ -97,7 +97,7 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         }
     };
     let reply = call(&s, &request).await;
-    let mut response = BigJson(reply, 1024).into_response();
+    let mut response = big_json(&reply, 0);
     if let Ok(v) = HeaderValue::from_str(&process().session_id) {
         response.headers_mut().insert(SESSION_HEADER, v);
     }
