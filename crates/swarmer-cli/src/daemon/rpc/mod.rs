@@ -49,6 +49,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::json::big_json;
@@ -104,29 +105,55 @@ async fn handle(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
     response
 }
 
+/// A reply envelope: `{"result", "arguments", "tag"}`.
+#[derive(Serialize)]
+struct Reply {
+    /// "success", or the error text.
+    result: String,
+    /// The method's answer.
+    arguments: Arguments,
+    /// The request's `tag`, if it was a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<Value>,
+}
+
+/// A method's `arguments`: an object, or `torrent-get`'s rows, serialized as they are written
+/// out.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Arguments {
+    /// Any method's object.
+    Object(Map<String, Value>),
+    /// `torrent-get`'s.
+    Torrents(torrent_get::TorrentRows),
+}
+
 /// Runs one request envelope `{"method", "arguments", "tag"}` and builds the reply envelope.
-async fn call(s: &AppState, request: &Value) -> Value {
+async fn call(s: &AppState, request: &Value) -> Reply {
     let empty = Map::new();
     let args = request
         .get("arguments")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let outcome = match request.get("method").and_then(Value::as_str) {
-        None => fail("no method name"),
-        Some(method) => dispatch(s, method, args).await,
+        None => fail("no method name").map(Arguments::Object),
+        Some("torrent-get") => torrent_get::torrent_get(&s.manager, args)
+            .await
+            .map(Arguments::Torrents),
+        Some(method) => dispatch(s, method, args).await.map(Arguments::Object),
     };
     let (result, arguments) = match outcome {
         Ok(arguments) => ("success".to_string(), arguments),
-        Err((message, arguments)) => (message, arguments),
+        Err((message, arguments)) => (message, Arguments::Object(arguments)),
     };
-    let mut reply = json!({ "result": result, "arguments": arguments });
-    if let Some(tag) = request.get("tag").filter(|t| t.is_number()) {
-        reply["tag"] = tag.clone();
+    Reply {
+        result,
+        arguments,
+        tag: request.get("tag").filter(|t| t.is_number()).cloned(),
     }
-    reply
 }
 
-/// Runs one method.
+/// Runs one method other than `torrent-get` (which `call` runs: its answer is not an object).
 async fn dispatch(s: &AppState, method: &str, args: &Map<String, Value>) -> Outcome {
     let manager = &s.manager;
     let watch_dir = s.watch_dir.as_deref();
@@ -135,7 +162,6 @@ async fn dispatch(s: &AppState, method: &str, args: &Map<String, Value>) -> Outc
         "session-set" => session::session_set(manager, args).await,
         "session-stats" => session::session_stats(manager).await,
         "torrent-add" => torrent_add::torrent_add(manager, watch_dir, args).await,
-        "torrent-get" => torrent_get::torrent_get(manager, args).await,
         "torrent-start" | "torrent-start-now" => {
             torrent_actions::start_stop(manager, args, true).await
         }

@@ -12,7 +12,9 @@ use super::envelope::object;
 use super::handshake::{SESSION_HEADER, handshake, process};
 use super::torrent_actions::{FileChanges, full_priorities};
 use super::torrent_add::decode_metainfo;
-use super::torrent_get::{ETA_NOT_AVAILABLE, ETA_UNKNOWN, field, status_code, tracker_host};
+use super::torrent_get::{
+    ETA_NOT_AVAILABLE, ETA_UNKNOWN, Item, TorrentRows, field, status_code, tracker_host,
+};
 use crate::daemon::model::{File, Inside, Priority, StateName, Torrent, TorrentDetail};
 
 fn torrent() -> Torrent {
@@ -370,4 +372,30 @@ fn tracker_hosts() {
     );
     assert_eq!(tracker_host("http://h?x=1"), "http://h");
     assert_eq!(tracker_host("garbage"), "garbage");
+}
+
+#[test]
+fn torrent_get_rows_have_each_known_field_once() {
+    let asked = [
+        json!("id"),
+        json!("name"),
+        json!("id"),
+        json!("nonsense"),
+        json!(5),
+    ];
+    let rows = |table, recent| {
+        let items = vec![Item::Listed(torrent())];
+        serde_json::to_value(TorrentRows::new(&asked, table, recent, items, 0)).unwrap()
+    };
+    assert_eq!(
+        rows(false, false),
+        json!({ "torrents": [{ "id": 7, "name": "payload" }] })
+    );
+    assert_eq!(
+        rows(true, true),
+        json!({
+            "torrents": [["id", "name", "nonsense"], [7, "payload", null]],
+            "removed": [],
+        })
+    );
 }

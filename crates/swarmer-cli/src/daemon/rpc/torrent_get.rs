@@ -5,10 +5,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 use swarmer_proto::tracker::scrape::{ScrapeCounts, scrape_url};
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::args::{kilo, select};
-use super::envelope::{Outcome, fail, manager_error, object};
+use super::envelope::{manager_error, object};
 use crate::daemon::insides;
 use crate::daemon::manager::{Manager, ManagerError};
 use crate::daemon::model::{Inside, Priority, StateName, Torrent};
@@ -348,63 +349,176 @@ pub(super) fn field(name: &str, t: &Torrent, inside: Option<&Inside>, now: u64) 
     Some(v)
 }
 
+/// One torrent of a `torrent-get` reply: the listed view, or the details when a
+/// [`DETAIL_FIELDS`] one was asked (newer than the list entry: one consistent view).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "`Listed` is the common case (10,000 in one listing): boxing it would cost an allocation each"
+)]
+pub(super) enum Item {
+    /// The manager's list entry.
+    Listed(Torrent),
+    /// The torrent with its details.
+    Detailed(Box<Inside>),
+}
+
+impl Item {
+    fn torrent(&self) -> &Torrent {
+        match self {
+            Item::Listed(t) => t,
+            Item::Detailed(d) => &d.detail.torrent,
+        }
+    }
+
+    fn inside(&self) -> Option<&Inside> {
+        match self {
+            Item::Listed(_) => None,
+            Item::Detailed(d) => Some(d),
+        }
+    }
+}
+
+/// The `arguments` of a `torrent-get` reply: `torrents` (objects, or with `format: "table"` the
+/// field names and then one array per torrent) and, for `recently-active`, `removed`.
+/// Serialized straight from the views, each field written as it is computed: no `Value` tree
+/// per torrent (building one took a third of a 10,000-torrent listing's CPU in perf).
+pub(super) struct TorrentRows {
+    /// The fields asked, each once, in the order asked.
+    fields: Vec<String>,
+    /// `format: "table"`.
+    table: bool,
+    /// `ids: "recently-active"`: the reply has `removed`.
+    recent: bool,
+    /// The torrents.
+    items: Vec<Item>,
+    /// Unix seconds, for `activityDate`.
+    now: u64,
+}
+
+impl TorrentRows {
+    /// The rows of `items` with the fields `asked` (names that are not strings dropped, each
+    /// name kept once, where first asked); `table` and `recent` as in the request; `now` in Unix
+    /// seconds.
+    pub(super) fn new(
+        asked: &[Value],
+        table: bool,
+        recent: bool,
+        items: Vec<Item>,
+        now: u64,
+    ) -> TorrentRows {
+        let mut fields: Vec<String> = Vec::with_capacity(asked.len());
+        for f in asked.iter().filter_map(Value::as_str) {
+            if !fields.iter().any(|known| known == f) {
+                fields.push(f.to_string());
+            }
+        }
+        TorrentRows {
+            fields,
+            table,
+            recent,
+            items,
+            now,
+        }
+    }
+}
+
+impl Serialize for TorrentRows {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + usize::from(self.recent)))?;
+        map.serialize_entry("torrents", &Rows(self))?;
+        if self.recent {
+            // The daemon does not remember removals.
+            map.serialize_entry("removed", &[(); 0])?;
+        }
+        map.end()
+    }
+}
+
+/// `torrents` of a [`TorrentRows`].
+struct Rows<'a>(&'a TorrentRows);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let rows = self.0;
+        let mut seq = serializer.serialize_seq(Some(rows.items.len() + usize::from(rows.table)))?;
+        if rows.table {
+            seq.serialize_element(&rows.fields)?;
+        }
+        for item in &rows.items {
+            seq.serialize_element(&Row { rows, item })?;
+        }
+        seq.end()
+    }
+}
+
+/// One torrent of a [`TorrentRows`]: an object of the fields swarmer knows, or in a table an
+/// array with `null` for the others.
+struct Row<'a> {
+    rows: &'a TorrentRows,
+    item: &'a Item,
+}
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (t, inside, now) = (self.item.torrent(), self.item.inside(), self.rows.now);
+        let fields = &self.rows.fields;
+        if self.rows.table {
+            let mut seq = serializer.serialize_seq(Some(fields.len()))?;
+            for f in fields {
+                seq.serialize_element(&field(f, t, inside, now).unwrap_or(Value::Null))?;
+            }
+            seq.end()
+        } else {
+            let mut map = serializer.serialize_map(None)?;
+            for f in fields {
+                if let Some(v) = field(f, t, inside, now) {
+                    map.serialize_entry(f, &v)?;
+                }
+            }
+            map.end()
+        }
+    }
+}
+
 /// `torrent-get`: the `fields` of the torrents `ids` names.
-pub(super) async fn torrent_get(manager: &Manager, args: &Map<String, Value>) -> Outcome {
-    let Some(fields) = args.get("fields").and_then(Value::as_array) else {
+pub(super) async fn torrent_get(
+    manager: &Manager,
+    args: &Map<String, Value>,
+) -> Result<TorrentRows, (String, Map<String, Value>)> {
+    let Some(asked) = args.get("fields").and_then(Value::as_array) else {
         return Err((
             "no fields specified".into(),
             object(json!({ "torrents": [] })),
         ));
     };
-    if fields.len() > MAX_FIELDS {
-        return fail(format!("at most {MAX_FIELDS} fields per request"));
+    if asked.len() > MAX_FIELDS {
+        return Err((
+            format!("at most {MAX_FIELDS} fields per request"),
+            Map::new(),
+        ));
     }
-    let fields: Vec<&str> = fields.iter().filter_map(Value::as_str).collect();
+    let need_detail = asked
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|f| DETAIL_FIELDS.contains(&f));
     let table = args.get("format").and_then(Value::as_str) == Some("table");
     let recent = args.get("ids").and_then(Value::as_str) == Some("recently-active");
     let torrents = select(manager, args).await.map_err(|e| (e, Map::new()))?;
-    let need_detail = fields.iter().any(|f| DETAIL_FIELDS.contains(f));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut rows = Vec::with_capacity(torrents.len() + 1);
-    if table {
-        rows.push(json!(fields));
-    }
-    for t in &torrents {
-        let detail = if need_detail {
-            match manager.details(t.id).await {
-                Ok(d) => Some(d),
-                // Removed since the list was taken.
-                Err(ManagerError::NotFound(_)) => continue,
-                Err(e) => return Err(manager_error(e)),
-            }
-        } else {
-            None
-        };
-        // A detail is newer than the list entry: show one consistent view.
-        let t = detail.as_ref().map_or(t, |d| &d.detail.torrent);
-        if table {
-            let row: Vec<Value> = fields
-                .iter()
-                .map(|f| field(f, t, detail.as_ref(), now).unwrap_or(Value::Null))
-                .collect();
-            rows.push(Value::Array(row));
-        } else {
-            let mut obj = Map::new();
-            for f in &fields {
-                if let Some(v) = field(f, t, detail.as_ref(), now) {
-                    obj.insert((*f).to_string(), v);
-                }
-            }
-            rows.push(Value::Object(obj));
+    let mut items = Vec::with_capacity(torrents.len());
+    for t in torrents {
+        if !need_detail {
+            items.push(Item::Listed(t));
+            continue;
+        }
+        match manager.details(t.id).await {
+            Ok(d) => items.push(Item::Detailed(Box::new(d))),
+            // Removed since the list was taken.
+            Err(ManagerError::NotFound(_)) => continue,
+            Err(e) => return Err(manager_error(e)),
         }
     }
-    let mut out = Map::new();
-    out.insert("torrents".into(), Value::Array(rows));
-    if recent {
-        // The daemon does not remember removals.
-        out.insert("removed".into(), json!([]));
-    }
-    Ok(out)
+    Ok(TorrentRows::new(asked, table, recent, items, now))
 }
