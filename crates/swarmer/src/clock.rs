@@ -2,6 +2,9 @@
 //! clock reaches every timer, the engine's included) and hands the sans-IO core
 //! [`swarmer_proto::time::Instant`]s measured from the session's start.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use swarmer_proto::time::Instant as ProtoInstant;
 use tokio::time::Instant;
 
@@ -36,10 +39,27 @@ impl Clock {
     }
 }
 
+/// The grid [`coalesced`] rounds to.
+const COALESCE_GRID: Duration = Duration::from_secs(1);
+
+/// `at`, rounded up to the next whole second of a grid shared by the whole process (counted from
+/// the first call), for timers that may fire up to a second late: thousands of such timers then
+/// fire together, in one wake-up a second, instead of one wake-up each. Ten thousand idle
+/// torrents retrying a dead tracker at jittered times woke the daemon about 130 times a second.
+pub(crate) fn coalesced(at: Instant) -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let Some(since) = at.checked_duration_since(origin) else {
+        return at;
+    };
+    let grid = COALESCE_GRID.as_nanos();
+    let steps = since.as_nanos().div_ceil(grid);
+    let rounded = u64::try_from(steps * grid).map_or(since, Duration::from_nanos);
+    origin + rounded
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -53,5 +73,21 @@ mod tests {
         let due = now + Duration::from_secs(5);
         tokio::time::sleep_until(clock.tokio_instant(due)).await;
         assert_eq!(clock.now(), due);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn coalesced_timers_share_whole_seconds_and_are_never_early() {
+        let base = coalesced(Instant::now());
+        for ms in [1, 250, 999, 1000, 1001, 7300] {
+            let at = base + Duration::from_millis(ms);
+            let rounded = coalesced(at);
+            assert!(rounded >= at && rounded - at < COALESCE_GRID, "{ms} ms");
+            assert_eq!((rounded - base).subsec_nanos(), 0, "{ms} ms");
+        }
+        // Timers within one second of each other fire at one instant.
+        assert_eq!(
+            coalesced(base + Duration::from_millis(1)),
+            coalesced(base + Duration::from_millis(999))
+        );
     }
 }

@@ -504,7 +504,8 @@ impl<T: Announce> Announcer<T> {
                 let backoff = retry_after(self.failed_rounds, &mut self.retry_rng);
                 let first = self.failed_rounds == 0;
                 self.failed_rounds = self.failed_rounds.saturating_add(1);
-                self.next_announce = now + backoff;
+                // Lax: thousands of torrents failing on one dead tracker wake together.
+                self.next_announce = crate::clock::coalesced(now + backoff);
                 // Warned once when the trackers start failing; the retries are debug (a daemon
                 // with thousands of torrents on one dead tracker would write thousands of lines a
                 // round).
