@@ -1168,6 +1168,11 @@ fn kill9_mid_download_then_restart_finishes() {
             assert_eq!(done["progress"], 1.0);
             data.assert_same(&download_dir.join("payload"));
             scene.mark("finished after the restart; the file is byte-identical");
+            // The owner's once-a-second look, which reads only changed progress, stamps it.
+            let stamped = wait_torrent(scene, &daemon, id, "completed_at set", |t| {
+                t["completed_at"].is_u64()
+            });
+            assert!(stamped["completed_at"].as_u64() >= added["added_at"].as_u64());
             daemon.stop();
         },
     );

@@ -1003,21 +1003,34 @@ impl Owner {
         }
     }
 
-    /// Notices running torrents that failed (disk full, files gone) and stops them, so the error
-    /// shows and a resume starts them afresh.
+    /// Once a second: stamps running torrents that have just finished with the time
+    /// (`completed_at`, once), and stops those that failed (disk full, files gone), so the error
+    /// shows and a resume starts them afresh. Only torrents whose progress changed since the last
+    /// look are read: in an idle daemon, a version check each.
     fn watch_running(&mut self) {
-        self.note_completions();
-        let failed: Vec<(u64, String)> = self
-            .entries
-            .iter()
-            .filter_map(|(&id, e)| match &e.run {
-                Run::Running(running) => match &running.progress.borrow().state {
-                    TorrentState::Failed(msg) => Some((id, msg.clone())),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut failed: Vec<(u64, String)> = Vec::new();
+        for (&id, e) in &mut self.entries {
+            let Run::Running(running) = &mut e.run else {
+                continue;
+            };
+            // Err: the torrent's task ended, and its last progress was seen already.
+            if !running.progress.has_changed().unwrap_or(false) {
+                continue;
+            }
+            if let TorrentState::Failed(msg) = &running.progress.borrow_and_update().state {
+                failed.push((id, msg.clone()));
+            }
+            if e.record.completed_at.is_none() && e.done() {
+                self.plan_stale = true;
+                e.record.completed_at = Some(now);
+                if let Err(err) = self.store.put_torrent(&e.record, None) {
+                    tracing::warn!("cannot save a completion time: {err}");
+                }
+            }
+        }
         for (id, msg) in failed {
             self.plan_stale = true;
             tracing::warn!(id, "torrent failed: {msg}");
@@ -1025,22 +1038,6 @@ impl Owner {
                 e.error = Some(msg);
             }
             self.stop(id);
-        }
-    }
-
-    /// Stamps torrents that have just finished with the time (`completed_at`), once.
-    fn note_completions(&mut self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        for e in self.entries.values_mut() {
-            if e.record.completed_at.is_none() && matches!(e.run, Run::Running(..)) && e.done() {
-                self.plan_stale = true;
-                e.record.completed_at = Some(now);
-                if let Err(err) = self.store.put_torrent(&e.record, None) {
-                    tracing::warn!("cannot save a completion time: {err}");
-                }
-            }
         }
     }
 

@@ -29,7 +29,7 @@ const MAX_IN_FLIGHT: usize = 64;
 pub(super) struct Running {
     /// Shared only with the command tasks in flight (see the invariant above).
     handle: Arc<TorrentHandle>,
-    /// Its progress: views read it here.
+    /// Its progress: views read it here; only the owner's once-a-second look marks it seen.
     pub(super) progress: watch::Receiver<Progress>,
     /// The task of the last command sent, which ends after every earlier one.
     last_command: Option<JoinHandle<()>>,
@@ -40,8 +40,11 @@ pub(super) struct Running {
 impl Running {
     /// Holds a torrent the session just started.
     pub(super) fn new(handle: TorrentHandle) -> Running {
+        let mut progress = handle.progress();
+        // The owner's once-a-second look reads only changed progress: the first one reads it all.
+        progress.mark_changed();
         Running {
-            progress: handle.progress(),
+            progress,
             handle: Arc::new(handle),
             last_command: None,
             in_flight: Arc::new(AtomicUsize::new(0)),
