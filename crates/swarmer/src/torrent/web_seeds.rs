@@ -80,6 +80,14 @@ pub(crate) struct WebSeeds {
     stall: Duration,
     entries: Vec<Entry>,
     by_key: HashMap<WebSeedKey, usize>,
+    /// The fetch tasks' queue, made only for a torrent with web seeds: a tokio channel allocates
+    /// its first block of slots (about 2 KiB here) up front, and a daemon holds thousands of
+    /// torrents without any.
+    queue: Option<Queue>,
+}
+
+/// Fetch tasks' messages to the torrent; at most [`QUEUE`] wait.
+struct Queue {
     tx: mpsc::Sender<WebEvent>,
     rx: mpsc::Receiver<WebEvent>,
 }
@@ -140,25 +148,28 @@ impl WebSeeds {
                 .inspect_err(|e| tracing::warn!("web seeds unused: no HTTP client: {e}"))
                 .ok()
         };
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let entries: Vec<Entry> = seeds
+            .into_iter()
+            .filter(|_| client.is_some())
+            .map(|seed| Entry {
+                seed,
+                key: None,
+                fetch: None,
+                last_error: None,
+            })
+            .collect();
+        let queue = (!entries.is_empty()).then(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            Queue { tx, rx }
+        });
         WebSeeds {
             metainfo,
-            entries: seeds
-                .into_iter()
-                .filter(|_| client.is_some())
-                .map(|seed| Entry {
-                    seed,
-                    key: None,
-                    fetch: None,
-                    last_error: None,
-                })
-                .collect(),
+            entries,
             client,
             limits,
             stall,
             by_key: HashMap::new(),
-            tx,
-            rx,
+            queue,
         }
     }
 
@@ -188,9 +199,12 @@ impl WebSeeds {
     }
 
     /// The next message of a fetch task. Never resolves while there are none (the queue's sender
-    /// is kept here).
+    /// is kept here), nor ever for a torrent without web seeds.
     pub(crate) async fn recv(&mut self) -> WebEvent {
-        self.rx.recv().await.expect("a sender is kept")
+        match &mut self.queue {
+            Some(queue) => queue.rx.recv().await.expect("a sender is kept"),
+            None => std::future::pending().await,
+        }
     }
 
     /// Records the end of `key`'s fetch and logs the failure the task reported, if any, with
@@ -221,7 +235,7 @@ impl WebSeeds {
         let Some(&i) = self.by_key.get(&key) else {
             return;
         };
-        let Some(client) = self.client.clone() else {
+        let (Some(client), Some(queue)) = (self.client.clone(), &self.queue) else {
             return;
         };
         let entry = &mut self.entries[i];
@@ -233,7 +247,7 @@ impl WebSeeds {
                     // The engine asks only for bytes of the torrent; never happens.
                     tracing::error!(url = %entry.seed.url, "cannot plan a web seed fetch: {e}");
                     let end = FetchEnd::Failed { retry_after: None };
-                    let _ = self
+                    let _ = queue
                         .tx
                         .try_send(WebEvent::End(key, end, Some(e.to_string())));
                     return;
@@ -242,7 +256,7 @@ impl WebSeeds {
         let job = Fetch {
             client,
             key,
-            tx: self.tx.clone(),
+            tx: queue.tx.clone(),
             limits: self.limits.clone(),
             stall: self.stall,
         };
