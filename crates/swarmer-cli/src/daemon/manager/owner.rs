@@ -37,6 +37,8 @@ mod port_change;
 const TICK: Duration = Duration::from_secs(1);
 /// How long a shutdown waits for torrents to stop (flush, save resume state, announce `stopped`).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most reports from torrent tasks read in a row before the queue is planned again.
+const REPORT_BATCH: usize = 256;
 
 /// Restores every torrent in `store` and spawns the owner task, which answers `requests` until a
 /// shutdown (or until every sender is gone).
@@ -168,10 +170,13 @@ impl Owner {
                     }
                 }
                 Some(report) = reports.recv() => {
-                    // A running torrent's details answer a read; everything else reports a
-                    // change of state.
-                    self.plan_stale |= !matches!(report, Report::Details(..));
-                    self.report(report);
+                    self.take_report(report);
+                    // Reports already waiting are read before the queue is planned again: a plan
+                    // walks every torrent, and at start-up the starts report back one by one.
+                    for _ in 1..REPORT_BATCH {
+                        let Ok(report) = reports.try_recv() else { break };
+                        self.take_report(report);
+                    }
                 }
                 _ = tick.tick() => self.watch_running(),
                 _ = sleep_until(deadline) => {
@@ -195,6 +200,12 @@ impl Owner {
         if let Some(done) = self.shutting_down.take() {
             let _ = done.send(());
         }
+    }
+
+    fn take_report(&mut self, report: Report) {
+        // A running torrent's details answer a read; everything else reports a change of state.
+        self.plan_stale |= !matches!(report, Report::Details(..));
+        self.report(report);
     }
 
     fn handle(&mut self, request: Request) {

@@ -25,21 +25,22 @@ pub(super) struct Plan {
 /// Decides which torrents run: not paused, not failed, metadata known, and within the download
 /// and seed slots in queue order; torrents without metadata (and no fetch running) get a fetch.
 pub(super) fn plan(entries: &BTreeMap<u64, Entry>, settings: &Settings) -> Plan {
-    let mut order: Vec<(u32, u64)> = entries
-        .values()
-        .map(|e| (e.record.queue_position, e.record.id))
+    // One pass over the map; the walk below follows the references instead of looking each id up
+    // again (this runs after every batch of reports, over thousands of torrents in a daemon).
+    let mut starting = 0;
+    let mut order: Vec<(u32, u64, &Entry)> = entries
+        .iter()
+        .map(|(&id, e)| {
+            starting += usize::from(matches!(e.run, Run::Starting));
+            (e.record.queue_position, id, e)
+        })
         .collect();
-    order.sort_unstable();
+    order.sort_unstable_by_key(|&(position, id, _)| (position, id));
     let (mut downloads, mut seeds) = (0u32, 0u32);
     let max_down = settings.max_active_downloads.unwrap_or(u32::MAX);
     let max_seed = settings.max_active_seeds.unwrap_or(u32::MAX);
-    let mut starting = entries
-        .values()
-        .filter(|e| matches!(e.run, Run::Starting))
-        .count();
     let mut plan = Plan::default();
-    for (_, id) in order {
-        let e = &entries[&id];
+    for (_, id, e) in order {
         if e.record.paused || e.error.is_some() || !matches!(e.hold, Hold::None) {
             continue;
         }
