@@ -75,19 +75,20 @@ struct Entry {
 /// The torrent's web seeds and their fetch tasks.
 pub(crate) struct WebSeeds {
     metainfo: Arc<Metainfo>,
-    client: Option<reqwest::Client>,
     limits: LimiterPair,
     stall: Duration,
     entries: Vec<Entry>,
     by_key: HashMap<WebSeedKey, usize>,
-    /// The fetch tasks' queue, made only for a torrent with web seeds: a tokio channel allocates
-    /// its first block of slots (about 2 KiB here) up front, and a daemon holds thousands of
-    /// torrents without any.
-    queue: Option<Queue>,
+    /// Made only for a torrent with web seeds (and `entries` is empty without it): a tokio
+    /// channel allocates its first block of slots (about 2 KiB here) up front, and a daemon holds
+    /// thousands of torrents without any web seed.
+    fetcher: Option<Fetcher>,
 }
 
-/// Fetch tasks' messages to the torrent; at most [`QUEUE`] wait.
-struct Queue {
+/// The HTTP client fetches go out on, and the queue of the fetch tasks' messages to the torrent
+/// (at most [`QUEUE`] wait).
+struct Fetcher {
+    client: reqwest::Client,
     tx: mpsc::Sender<WebEvent>,
     rx: mpsc::Receiver<WebEvent>,
 }
@@ -148,9 +149,13 @@ impl WebSeeds {
                 .inspect_err(|e| tracing::warn!("web seeds unused: no HTTP client: {e}"))
                 .ok()
         };
-        let entries: Vec<Entry> = seeds
+        let fetcher = client.map(|client| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            Fetcher { client, tx, rx }
+        });
+        let entries = seeds
             .into_iter()
-            .filter(|_| client.is_some())
+            .filter(|_| fetcher.is_some())
             .map(|seed| Entry {
                 seed,
                 key: None,
@@ -158,18 +163,13 @@ impl WebSeeds {
                 last_error: None,
             })
             .collect();
-        let queue = (!entries.is_empty()).then(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            Queue { tx, rx }
-        });
         WebSeeds {
             metainfo,
             entries,
-            client,
             limits,
             stall,
             by_key: HashMap::new(),
-            queue,
+            fetcher,
         }
     }
 
@@ -201,8 +201,8 @@ impl WebSeeds {
     /// The next message of a fetch task. Never resolves while there are none (the queue's sender
     /// is kept here), nor ever for a torrent without web seeds.
     pub(crate) async fn recv(&mut self) -> WebEvent {
-        match &mut self.queue {
-            Some(queue) => queue.rx.recv().await.expect("a sender is kept"),
+        match &mut self.fetcher {
+            Some(fetcher) => fetcher.rx.recv().await.expect("a sender is kept"),
             None => std::future::pending().await,
         }
     }
@@ -235,7 +235,7 @@ impl WebSeeds {
         let Some(&i) = self.by_key.get(&key) else {
             return;
         };
-        let (Some(client), Some(queue)) = (self.client.clone(), &self.queue) else {
+        let Some(fetcher) = &self.fetcher else {
             return;
         };
         let entry = &mut self.entries[i];
@@ -247,16 +247,16 @@ impl WebSeeds {
                     // The engine asks only for bytes of the torrent; never happens.
                     tracing::error!(url = %entry.seed.url, "cannot plan a web seed fetch: {e}");
                     let end = FetchEnd::Failed { retry_after: None };
-                    let _ = queue
+                    let _ = fetcher
                         .tx
                         .try_send(WebEvent::End(key, end, Some(e.to_string())));
                     return;
                 }
             };
         let job = Fetch {
-            client,
+            client: fetcher.client.clone(),
             key,
-            tx: queue.tx.clone(),
+            tx: fetcher.tx.clone(),
             limits: self.limits.clone(),
             stall: self.stall,
         };
